@@ -1,0 +1,231 @@
+"""Model and training configs: the official DDAE YAML format, as-is, plus an optional `studio:` block.
+
+A config is kept as the plain dict the user wrote (so it round-trips into spec.yaml and checkpoints);
+`ModelConfig` and `TrainOptions` are validated views of it. Every bad value raises ConfigError naming
+the field, before any work starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, UserError
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "resources" / "presets"
+
+
+# Reading.
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"There is no preset named {name!r}; `ddae presets` lists them: {', '.join(preset_names())}.")
+    return path
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"Config file {path} does not exist; check the path.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"Config file {path} cannot be read ({exc.__class__.__name__}); check the file.") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"Config file {path} is not valid YAML{where}; fix the syntax.") from None
+    if not isinstance(data, dict):
+        raise UserError(f"Config file {path} must hold a mapping of fields, not {type(data).__name__}.")
+    return data
+
+
+def load_config(source: str | Path | dict) -> dict:
+    """A config from a dict, a YAML path, or a preset name -> a fresh plain dict."""
+    if isinstance(source, dict):
+        return copy.deepcopy(source)
+    text = str(source)
+    if not text.endswith((".yaml", ".yml")) and not Path(text).exists() and "/" not in text:
+        return read_yaml(preset_path(text))
+    return read_yaml(text)
+
+
+# Field checks.
+def _get(cfg: dict, dotted: str, default: Any = ...) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            if default is ...:
+                raise ConfigError(dotted, "is missing")
+            return default
+        node = node[part]
+    return node
+
+
+def _number(cfg: dict, dotted: str, default: Any = ..., *, integer: bool = False, low: float | None = None,
+            high: float | None = None, low_open: bool = False, high_open: bool = False) -> float | int:
+    value = _get(cfg, dotted, default)
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+        raise ConfigError(dotted, f"must be {kind} (got {value!r})")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ConfigError(dotted, f"must be {'greater than' if low_open else 'at least'} {low} (got {value!r})")
+    if high is not None and (value >= high if high_open else value > high):
+        raise ConfigError(dotted, f"must be {'less than' if high_open else 'at most'} {high} (got {value!r})")
+    return int(value) if integer else float(value)
+
+
+def _bool(cfg: dict, dotted: str, default: Any = ...) -> bool:
+    value = _get(cfg, dotted, default)
+    if not isinstance(value, bool):
+        raise ConfigError(dotted, f"must be true or false (got {value!r})")
+    return value
+
+
+def _list(cfg: dict, dotted: str, default: Any = ...) -> list:
+    value = _get(cfg, dotted, default)
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(dotted, f"must be a non-empty list (got {value!r})")
+    return list(value)
+
+
+# Validated views.
+@dataclass(frozen=True)
+class ModelConfig:
+    raw: dict = field(repr=False)
+    framework: str
+    diffusion: dict
+    network: dict
+    classes: int
+    feature_timestep: int
+    feature_layer: str
+
+    @property
+    def resolution(self) -> int:
+        return int(self.network["image_shape"][1])
+
+
+def parse_model_config(cfg: dict) -> ModelConfig:
+    model_type = str(_get(cfg, "model_type")).upper()
+    if model_type not in ("DDPM", "EDM"):
+        raise ConfigError("model_type", f"must be DDPM or EDM (got {cfg.get('model_type')!r})")
+    net_type = _get(cfg, "net_type", "UNet")
+    if net_type != "UNet":
+        raise ConfigError("net_type", f"must be UNet (got {net_type!r}); only the UNet is supported")
+
+    if model_type == "DDPM":
+        n_t = _number(cfg, "diffusion.n_T", 1000, integer=True, low=1)
+        betas = _list(cfg, "diffusion.betas", [1e-4, 0.02])
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas) \
+                or not 0 < betas[0] < betas[1] < 1:
+            raise ConfigError("diffusion.betas", f"must be two numbers 0 < start < end < 1 (got {betas!r})")
+        diffusion = {"n_T": n_t, "betas": (float(betas[0]), float(betas[1]))}
+    else:
+        diffusion = {
+            "sigma_data": _number(cfg, "diffusion.sigma_data", 0.5, low=0, low_open=True),
+            "p_mean": _number(cfg, "diffusion.p_mean", -1.2),
+            "p_std": _number(cfg, "diffusion.p_std", 1.2, low=0, low_open=True),
+            "sigma_min": _number(cfg, "diffusion.sigma_min", 0.002, low=0, low_open=True),
+            "sigma_max": _number(cfg, "diffusion.sigma_max", 80, low=0, low_open=True),
+            "rho": _number(cfg, "diffusion.rho", 7, low=0, low_open=True),
+            "S_min": _number(cfg, "diffusion.S_min", 0.01, low=0),
+            "S_max": _number(cfg, "diffusion.S_max", 1, low=0),
+            "S_noise": _number(cfg, "diffusion.S_noise", 1.007, low=0),
+            "augment_prob": _number(cfg, "diffusion.augment_prob", 0.0, low=0, high=1),
+        }
+        if diffusion["sigma_max"] <= diffusion["sigma_min"]:
+            raise ConfigError("diffusion.sigma_max", "must be greater than diffusion.sigma_min")
+
+    shape = _list(cfg, "network.image_shape", [3, 32, 32])
+    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape) or shape[1] != shape[2]:
+        raise ConfigError("network.image_shape", f"must be [channels, size, size] (got {shape!r})")
+    n_channels = _number(cfg, "network.n_channels", 128, integer=True, low=32)
+    if n_channels % 32:
+        raise ConfigError("network.n_channels", f"must be a multiple of 32 for GroupNorm(32) (got {n_channels})")
+    ch_mults = _list(cfg, "network.ch_mults", [1, 2, 2, 2])
+    if not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in ch_mults):
+        raise ConfigError("network.ch_mults", f"must be positive integers (got {ch_mults!r})")
+    is_attn = _list(cfg, "network.is_attn", [False, True, False, False][: len(ch_mults)])
+    if len(is_attn) != len(ch_mults) or not all(isinstance(a, bool) for a in is_attn):
+        raise ConfigError("network.is_attn", f"must be {len(ch_mults)} true/false values, one per ch_mults entry")
+    if shape[1] % 2 ** (len(ch_mults) - 1):
+        raise ConfigError("network.image_shape", f"size {shape[1]} must be divisible by 2^{len(ch_mults) - 1}")
+    augment_dim = _number(cfg, "network.augment_dim", 0, integer=True, low=0)
+    if model_type == "EDM" and diffusion["augment_prob"] > 0 and augment_dim != 9:
+        raise ConfigError("network.augment_dim", "must be 9 when diffusion.augment_prob is above 0")
+    network = {
+        "image_shape": tuple(shape),
+        "n_channels": n_channels,
+        "ch_mults": tuple(ch_mults),
+        "is_attn": tuple(is_attn),
+        "dropout": _number(cfg, "network.dropout", 0.1, low=0, high=1, high_open=True),
+        "n_blocks": _number(cfg, "network.n_blocks", 2, integer=True, low=1),
+        "use_res_for_updown": _bool(cfg, "network.use_res_for_updown", False),
+        "augment_dim": augment_dim,
+    }
+    framework = model_type.lower()
+    default_t = 11 if framework == "ddpm" else 4
+    return ModelConfig(
+        raw=copy.deepcopy(cfg),
+        framework=framework,
+        diffusion=diffusion,
+        network=network,
+        classes=_number(cfg, "classes", 10, integer=True, low=1),
+        feature_timestep=_number(cfg, "linear.timestep", default_t, integer=True, low=0),
+        feature_layer=str(_get(cfg, "linear.blockname", "out_6" if framework == "ddpm" else "out_7")),
+    )
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Pre-training hyper-parameters, from the official keys with `studio:` overrides."""
+
+    batch_size: int
+    lr: float
+    warmup_steps: int | None      # linear per-step warm-up (ours); None means the official per-epoch warm-up
+    warm_epoch: int               # official: lr * min((epoch+1)/warm_epoch, 1), a step per epoch
+    ema_decay: float
+    ema_warmup: bool              # ema-pytorch's min(decay, 1 - k^-2/3) schedule, as the official runs
+    flip: bool
+    epochs: int
+    steps: int | None             # overrides epochs when given
+    grad_clip: float
+    checkpoint_every_steps: int
+    sample_every_steps: int
+    n_sample: int
+    dataset: str
+
+
+def parse_train_options(cfg: dict) -> TrainOptions:
+    studio = cfg.get("studio") or {}
+    if not isinstance(studio, dict):
+        raise ConfigError("studio", "must be a mapping of fields")
+    warmup_steps = _number(cfg, "studio.warmup_steps", None, integer=True, low=0) \
+        if studio.get("warmup_steps") is not None else None
+    steps = _number(cfg, "studio.steps", None, integer=True, low=1) if studio.get("steps") is not None else None
+    return TrainOptions(
+        batch_size=_number(cfg, "batch_size", 128, integer=True, low=1),
+        lr=_number(cfg, "studio.lr", None, low=0, low_open=True) if studio.get("lr") is not None
+        else _number(cfg, "lrate", 1e-4, low=0, low_open=True),
+        warmup_steps=warmup_steps,
+        warm_epoch=_number(cfg, "warm_epoch", 0, integer=True, low=0),
+        ema_decay=_number(cfg, "ema", 0.9999, low=0, high=1, high_open=True),
+        ema_warmup=_bool(cfg, "studio.ema_warmup", True),
+        flip=_bool(cfg, "flip", True),
+        epochs=_number(cfg, "n_epoch", 2000, integer=True, low=1),
+        steps=steps,
+        grad_clip=_number(cfg, "studio.grad_clip", 1.0, low=0, low_open=True),
+        checkpoint_every_steps=_number(cfg, "studio.checkpoint_every_steps", 1000, integer=True, low=1),
+        sample_every_steps=_number(cfg, "studio.sample_every_steps", 1000, integer=True, low=1),
+        n_sample=_number(cfg, "n_sample", 30, integer=True, low=1, high=1024),
+        dataset=str(studio.get("dataset") or {"cifar": "cifar10", "tiny": "tiny-imagenet"}.get(
+            str(cfg.get("dataset", "")), "builtin:shapes")),
+    )

@@ -1,0 +1,21 @@
+"""Errors a user can cause and fix. Their message is one sentence that names the thing."""
+
+
+class UserError(Exception):
+    """A problem with the user's input (a value, a file, a folder); str() is shown as-is."""
+
+
+class ConfigError(UserError):
+    """A config or spec field holds a value we cannot use."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class CheckpointError(UserError):
+    """A checkpoint file cannot be read or does not fit the model."""
+
+
+class DataError(UserError):
+    """A dataset cannot be found or read."""

@@ -1,0 +1,143 @@
+"""A diffusion model used as a DDAE: training loss, features from one forward pass, denoising, sampling."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig, load_config, parse_model_config
+from .diffusion import DDPM, EDM, Framework
+from .nets import UNet
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1]."""
+    return images * 2 - 1
+
+
+def to_image_range(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], clipped."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def pool_features(acts: dict[str, torch.Tensor], pool: bool = True, normalize: bool = False) -> dict[str, torch.Tensor]:
+    """Global average pooling over H*W in float32, optionally L2-normalised (as the official get_feature)."""
+    out = {}
+    for name, act in acts.items():
+        act = act.float()
+        if pool:
+            act = act.mean(dim=(2, 3))
+            if normalize:
+                act = F.normalize(act, dim=1)
+        elif normalize:
+            act = F.normalize(act.flatten(1), dim=1).view_as(act)
+        out[name] = act
+    return out
+
+
+class DDAEModel(nn.Module):
+    """The network (the only parameters) and its diffusion framework.
+
+    Images enter in [0, 1]. `timestep` is an int (the same for the batch) or a (B,) tensor:
+    DDPM steps 0..T (1-indexed, the network sees t/T), or EDM indices 1..18 into the reversed
+    sigma grid (4 is sigma = 0.0599).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.net = UNet(**config.network)
+        self.framework: Framework = DDPM(**config.diffusion) if config.framework == "ddpm" else EDM(**config.diffusion)
+        self.amp_dtype: torch.dtype | None = None  # set by callers on CUDA (bf16, or fp16 with a scaler)
+
+    # Introspection.
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def taps(self) -> list[str]:
+        return list(self.net.tap_names)
+
+    @property
+    def decoder_taps(self) -> list[str]:
+        return self.net.decoder_taps
+
+    @property
+    def resolution(self) -> int:
+        return self.config.resolution
+
+    def autocast(self):
+        dev = self.device
+        if self.amp_dtype is None or dev.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def _net_fn(self, x: torch.Tensor, time_in: torch.Tensor, aug_label: torch.Tensor | None) -> torch.Tensor:
+        with self.autocast():
+            return self.net(x, time_in, aug_label)
+
+    # Training.
+    def loss(self, images: torch.Tensor) -> torch.Tensor:
+        """The framework's denoising loss on a batch of clean images in [0, 1]."""
+        return self.framework.loss(self._net_fn, to_model_range(images))
+
+    # Features.
+    def forward_pass(self, images: torch.Tensor, timestep, layers: Iterable[str] | None = None,
+                     noise: torch.Tensor | None = None, need_denoised: bool = False
+                     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """One forward pass: (unpooled taps, noisy image in [-1, 1] space, denoised estimate or None).
+
+        `noise` (B, C, H, W) makes the pass deterministic; otherwise fresh Gaussian noise is drawn.
+        """
+        layers = self.taps if layers is None else self.net.order_taps(layers)
+        x = to_model_range(images.to(self.device, torch.float32))
+        t = self.framework.as_timesteps(timestep, x.shape[0], x.device)
+        if noise is None:
+            noise = torch.randn_like(x)
+        noisy, net_in, time_in = self.framework.perturb(x, t, noise.to(x.device, torch.float32))
+        with self.autocast():
+            out, acts = self.net.forward_taps(net_in, time_in, None, taps=layers, need_output=need_denoised)
+        denoised = self.framework.denoised(out, noisy, t) if need_denoised else None
+        return acts, noisy, denoised
+
+    def features(self, images: torch.Tensor, timestep, layers: Iterable[str] | None = None,
+                 noise: torch.Tensor | None = None, pool: bool = True, normalize: bool = False
+                 ) -> dict[str, torch.Tensor]:
+        """Tap activations at `timestep` from one forward pass: {name: (B, C)} pooled, float32."""
+        acts, _, _ = self.forward_pass(images, timestep, layers, noise)
+        return pool_features(acts, pool, normalize)
+
+    def denoise(self, noisy: torch.Tensor, timestep) -> torch.Tensor:
+        """The model's clean-image estimate in [-1, 1] from a noisy input in the framework's space.
+
+        DDPM: noisy = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps; EDM: noisy = x0 + sigma eps.
+        """
+        noisy = noisy.to(self.device, torch.float32)
+        t = self.framework.as_timesteps(timestep, noisy.shape[0], noisy.device)
+        if isinstance(self.framework, EDM):
+            return self.framework.denoise_at_sigma(self._net_fn, noisy, self.framework.sigmas_for(t))
+        return self.framework.denoised(self._net_fn(noisy, self.framework.time_input(t), None), noisy, t)
+
+    # Sampling.
+    @torch.no_grad()
+    def sample(self, n: int, sampler: str | None = None, steps: int | None = None, eta: float = 0.0,
+               generator: torch.Generator | None = None,
+               callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """n images in [0, 1]: DDIM-100 (or DDPM ancestral) for DDPM, Heun-18 for EDM."""
+        shape = (n, *self.config.network["image_shape"])
+        x = self.framework.sample(self._net_fn, shape, self.device, sampler=sampler, steps=steps, eta=eta,
+                                  generator=generator, callback=callback)
+        return to_image_range(x.float())
+
+
+def build_model(config: ModelConfig | dict | str | Path) -> DDAEModel:
+    """A model from a ModelConfig, a config dict, a YAML path (official format accepted) or a preset name."""
+    if not isinstance(config, ModelConfig):
+        config = parse_model_config(load_config(config))
+    return DDAEModel(config)

@@ -1,0 +1,151 @@
+"""UNet building blocks, shaped so that official DDAE state dicts load key for key (ddae-spec 4.3, 5)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
+    return nn.GroupNorm(groups, channels, eps=1e-5)
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal embedding of a float time input, optional augmentation label, then a 2-layer MLP.
+
+    `time_channels` is the MLP width (4 x n_channels); the sinusoid has time_channels/4 dims.
+    """
+
+    def __init__(self, time_channels: int, augment_dim: int = 0):
+        super().__init__()
+        self.time_channels = time_channels
+        sinusoid_dim = time_channels // 4
+        # Parameter order (aug_emb, lin1, lin2) matches the official state dict.
+        self.aug_emb = nn.Linear(augment_dim, sinusoid_dim, bias=False) if augment_dim > 0 else None
+        self.lin1 = nn.Linear(sinusoid_dim, time_channels)
+        self.lin2 = nn.Linear(time_channels, time_channels)
+
+    def sinusoid(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.time_channels // 8
+        exponent = torch.arange(half, dtype=torch.float32, device=t.device) * (-math.log(10_000) / (half - 1))
+        angles = t.float()[:, None] * torch.exp(exponent)[None, :]
+        return torch.cat((angles.sin(), angles.cos()), dim=1)
+
+    def forward(self, t: torch.Tensor, aug_label: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.sinusoid(t)
+        if self.aug_emb is not None and aug_label is not None:
+            emb = emb + self.aug_emb(aug_label)
+        return self.lin2(F.silu(self.lin1(emb)))
+
+
+class Resample(nn.Module):
+    """Parameter-free nearest x2 upsampling or 2x2 average pooling (inside BigGAN-style blocks)."""
+
+    def __init__(self, up: bool):
+        super().__init__()
+        self.up = up
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2, mode="nearest") if self.up else F.avg_pool2d(x, 2)
+
+
+class ResidualBlock(nn.Module):
+    """GN-SiLU-conv, + time bias, GN-SiLU-dropout-conv, + shortcut; optionally resampling (BigGAN style)."""
+
+    def __init__(self, in_channels: int, out_channels: int, time_channels: int, dropout: float,
+                 resample: str | None = None):
+        super().__init__()
+        self.norm1 = group_norm(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = group_norm(out_channels)
+        self.conv2 = nn.Sequential(nn.Dropout(dropout), nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.time_emb = nn.Sequential(nn.SiLU(), nn.Linear(time_channels, out_channels))
+        self.resample = Resample(up=resample == "up") if resample else None
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.norm1(x))
+        if self.resample is not None:
+            h, x = self.resample(h), self.resample(x)
+        h = self.conv1(h)
+        h = h + self.time_emb(emb)[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + self.shortcut(x)
+
+
+class AttentionBlock(nn.Module):
+    """Single-head self-attention over H*W positions with a residual connection; Linear layers act on (B, HW, C)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.projection = nn.Linear(channels, 3 * channels)
+        self.output = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = self.norm(x).reshape(b, c, h * w).transpose(1, 2)
+        q, k, v = self.projection(tokens).chunk(3, dim=-1)
+        # The official code scales q and k by d^-1/4 each; SDPA's 1/sqrt(d) on the logits is the same product.
+        attended = F.scaled_dot_product_attention(q, k, v)
+        out = self.output(attended).transpose(1, 2).reshape(b, c, h, w)
+        return out + x
+
+
+class ResAttBlock(nn.Module):
+    """A residual block followed by attention where this resolution has it; the unit that feature taps read."""
+
+    def __init__(self, in_channels: int, out_channels: int, time_channels: int, has_attn: bool, dropout: float):
+        super().__init__()
+        self.res = ResidualBlock(in_channels, out_channels, time_channels, dropout)
+        self.attn = AttentionBlock(out_channels) if has_attn else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return self.attn(self.res(x, emb))
+
+
+class MiddleBlock(nn.Module):
+    def __init__(self, channels: int, time_channels: int, dropout: float):
+        super().__init__()
+        self.res1 = ResidualBlock(channels, channels, time_channels, dropout)
+        self.attn = AttentionBlock(channels)
+        self.res2 = ResidualBlock(channels, channels, time_channels, dropout)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return self.res2(self.attn(self.res1(x, emb)), emb)
+
+
+class Downsample(nn.Module):
+    """Strided 3x3 convolution (the DDPM network)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Nearest x2 then a 3x3 convolution (the DDPM network)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class ResampleRes(nn.Module):
+    """BigGAN-style resampling residual block (the DDPM++ network); state dict keys live under `op.`."""
+
+    def __init__(self, channels: int, time_channels: int, dropout: float, up: bool):
+        super().__init__()
+        self.op = ResidualBlock(channels, channels, time_channels, dropout, resample="up" if up else "down")
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return self.op(x, emb)

@@ -1,0 +1,150 @@
+"""The DDAE UNet with named feature taps (ddae-spec section 4).
+
+Taps, in network order:
+- `enc_1` ... `enc_K`: encoder ResAttBlock outputs (our own; resamplers are not counted),
+- `mid`: the middle block output (our own),
+- `out_1` ... `out_M`: decoder ResAttBlock outputs, numbered exactly as the official code does
+  (1-based from the lowest resolution, upsamplers skipped, after attention and before upsampling).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import Downsample, MiddleBlock, ResAttBlock, ResampleRes, TimeEmbedding, Upsample, group_norm
+
+
+class UNet(nn.Module):
+    def __init__(self, image_shape: Sequence[int] = (3, 32, 32), n_channels: int = 128,
+                 ch_mults: Sequence[int] = (1, 2, 2, 2), is_attn: Sequence[bool] = (False, True, False, False),
+                 dropout: float = 0.1, n_blocks: int = 2, use_res_for_updown: bool = False, augment_dim: int = 0):
+        super().__init__()
+        in_ch = image_shape[0]
+        time_channels = 4 * n_channels
+        self.image_proj = nn.Conv2d(in_ch, n_channels, 3, padding=1)
+        self.time_emb = TimeEmbedding(time_channels, augment_dim)
+
+        def resampler(channels: int, up: bool) -> nn.Module:
+            if use_res_for_updown:
+                return ResampleRes(channels, time_channels, dropout, up=up)
+            return Upsample(channels) if up else Downsample(channels)
+
+        # Encoder: every module's output goes on the skip stack, resamplers included.
+        down: list[nn.Module] = []
+        skip_channels = [n_channels]
+        channels = n_channels
+        levels = len(ch_mults)
+        for level, mult in enumerate(ch_mults):
+            out_channels = n_channels * mult
+            for _ in range(n_blocks):
+                down.append(ResAttBlock(channels, out_channels, time_channels, is_attn[level], dropout))
+                channels = out_channels
+                skip_channels.append(channels)
+            if level < levels - 1:
+                down.append(resampler(channels, up=False))
+                skip_channels.append(channels)
+        self.down = nn.ModuleList(down)
+        self.middle = MiddleBlock(channels, time_channels, dropout)
+
+        # Decoder: n_blocks + 1 blocks per level, each concatenating one skip (current first, skip second).
+        up: list[nn.Module] = []
+        for level in reversed(range(levels)):
+            out_channels = n_channels * ch_mults[level]
+            for _ in range(n_blocks + 1):
+                up.append(ResAttBlock(channels + skip_channels.pop(), out_channels, time_channels,
+                                      is_attn[level], dropout))
+                channels = out_channels
+            if level > 0:
+                up.append(resampler(channels, up=True))
+        assert not skip_channels
+        self.up = nn.ModuleList(up)
+
+        self.norm = group_norm(channels, groups=8)
+        self.final = nn.Conv2d(channels, in_ch, 3, padding=1)
+
+        self.tap_names, self.tap_channels = self._name_taps(n_channels, ch_mults)
+        self._tap_order = {name: i for i, name in enumerate(self.tap_names)}
+
+    def _name_taps(self, n_channels: int, ch_mults: Sequence[int]) -> tuple[list[str], dict[str, int]]:
+        names, channels = [], {}
+        enc = [m for m in self.down if isinstance(m, ResAttBlock)]
+        for i, m in enumerate(enc, 1):
+            names.append(f"enc_{i}")
+            channels[f"enc_{i}"] = m.res.conv1.out_channels
+        names.append("mid")
+        channels["mid"] = self.middle.res2.conv1.out_channels
+        dec = [m for m in self.up if isinstance(m, ResAttBlock)]
+        for i, m in enumerate(dec, 1):
+            names.append(f"out_{i}")
+            channels[f"out_{i}"] = m.res.conv1.out_channels
+        return names, channels
+
+    @property
+    def decoder_taps(self) -> list[str]:
+        return [n for n in self.tap_names if n.startswith("out_")]
+
+    def order_taps(self, names: Iterable[str]) -> list[str]:
+        """The given tap names in network order; unknown names raise KeyError naming them."""
+        names = list(dict.fromkeys(names))
+        unknown = [n for n in names if n not in self._tap_order]
+        if unknown:
+            raise KeyError(", ".join(unknown))
+        return sorted(names, key=self._tap_order.__getitem__)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, aug_label: torch.Tensor | None = None) -> torch.Tensor:
+        out, _ = self.forward_taps(x, t, aug_label)
+        return out
+
+    def forward_taps(self, x: torch.Tensor, t: torch.Tensor, aug_label: torch.Tensor | None = None,
+                     taps: Iterable[str] = (), need_output: bool = True
+                     ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """Run the network, collecting the named taps (unpooled (B, C, H, W)).
+
+        With need_output=False the pass stops after the deepest requested tap and returns None as output.
+        """
+        wanted = set(taps)
+        if wanted - self._tap_order.keys():
+            raise KeyError(", ".join(sorted(wanted - self._tap_order.keys())))
+        acts: dict[str, torch.Tensor] = {}
+
+        def done() -> bool:
+            return not need_output and len(acts) == len(wanted)
+
+        if t.dim() == 0:
+            t = t[None]
+        emb = self.time_emb(t.expand(x.shape[0]) if t.numel() == 1 else t, aug_label)
+        x = self.image_proj(x)
+        skips = [x]
+        enc_index = 0
+        for m in self.down:
+            x = m(x, emb)
+            skips.append(x)
+            if isinstance(m, ResAttBlock):
+                enc_index += 1
+                name = f"enc_{enc_index}"
+                if name in wanted:
+                    acts[name] = x
+                    if done():
+                        return None, acts
+        x = self.middle(x, emb)
+        if "mid" in wanted:
+            acts["mid"] = x
+        if done():
+            return None, acts
+        dec_index = 0
+        for m in self.up:
+            if isinstance(m, ResAttBlock):
+                x = m(torch.cat((x, skips.pop()), dim=1), emb)
+                dec_index += 1
+                name = f"out_{dec_index}"
+                if name in wanted:
+                    acts[name] = x
+                    if done():
+                        return None, acts
+            else:
+                x = m(x, emb)
+        return self.final(F.silu(self.norm(x))), acts
