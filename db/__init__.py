@@ -1,0 +1,30 @@
+"""DDAE Studio's database layer: the SQLite index of a workspace's run folders.
+
+No Qt, no torch: SQLAlchemy 2.0, Alembic, YAML and the standard library. Views get plain records.
+"""
+
+from .engine import SchemaError
+from .export import export_run_csv
+from .ingest import Ingester, IngestLockError
+from .records import (
+    Artifact,
+    Changes,
+    ChangeToken,
+    GridAxes,
+    GridCell,
+    History,
+    IngestStats,
+    MetricSummary,
+    QueueEntry,
+    RunRecord,
+    RunSummary,
+)
+from .reindex import reindex
+from .rundir import RunDirError
+from .store import Store
+
+__all__ = [
+    "Artifact", "ChangeToken", "Changes", "GridAxes", "GridCell", "History", "IngestLockError",
+    "IngestStats", "Ingester", "MetricSummary", "QueueEntry", "RunDirError", "RunRecord", "RunSummary",
+    "SchemaError", "Store", "export_run_csv", "reindex",
+]

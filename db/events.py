@@ -1,0 +1,207 @@
+"""Parsing events.jsonl (docs/run-directory.md) into one run's batch of rows, without the database."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .records import FINAL_STATUSES, STATUSES
+
+log = logging.getLogger("db.ingest")
+
+_INT64 = 2**63
+_ARTIFACT_KINDS = ("checkpoint", "figure", "file", "image")
+MAX_WARNINGS_PER_PASS = 5          # per run; the rest are counted, not logged
+
+
+class BadEvent(ValueError):
+    """A line whose fields are missing or of the wrong type."""
+
+
+def _int(ev: dict, name: str, required: bool = True) -> int | None:
+    value = ev.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadEvent(f"field {name!r} must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise BadEvent(f"field {name!r} must be an integer")
+        value = int(value)
+    if not -_INT64 <= value < _INT64:
+        raise BadEvent(f"field {name!r} is out of range")
+    return value
+
+
+def _float(ev: dict, name: str, required: bool = True) -> float | None:
+    value = ev.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadEvent(f"field {name!r} must be a number")
+    return float(value)
+
+
+def _str(ev: dict, name: str, required: bool = True) -> str | None:
+    value = ev.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)          # a layer called 6 is the layer "6"
+    if not isinstance(value, str) or (required and not value):
+        raise BadEvent(f"field {name!r} must be a non-empty string")
+    return value
+
+
+def _nan_to_none(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
+
+
+@dataclass
+class StatusUpdate:
+    status: str
+    error: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    device: str | None = None
+    first_started: float | None = None     # time of the first `running` in this batch
+    finished: float | None = None          # time of the last status, when final
+    changes: int = 0
+
+
+@dataclass
+class RunBatch:
+    """Everything one pass read from one run's events.jsonl."""
+
+    run: str
+    start_offset: int
+    end_offset: int = 0                    # byte after the last complete line
+    metrics: dict[tuple[str, int], tuple[float | None, float | None]] = field(default_factory=dict)
+    cells: dict[tuple[str, int], tuple[float | None, float | None]] = field(default_factory=dict)
+    artifacts: dict[str, tuple[str, str | None, int | None, float | None]] = field(default_factory=dict)
+    status: StatusUpdate | None = None
+    progress: tuple[int | None, int | None, str | None, float | None] | None = None
+    grid_axes: str | None = None           # JSON of the last `grid` event
+    events: int = 0
+    skipped: int = 0
+
+    # One handler per event type; each raises BadEvent for a line it cannot use.
+    def _metric(self, ev: dict, t: float | None) -> None:
+        key = _str(ev, "key")
+        self.metrics[(key, _int(ev, "step"))] = (_nan_to_none(_float(ev, "value", required=False)), t)
+
+    def _progress(self, ev: dict, t: float | None) -> None:
+        self.progress = (_int(ev, "done"), _int(ev, "total", required=False),
+                         _str(ev, "stage", required=False), t)
+
+    def _image(self, ev: dict, t: float | None) -> None:
+        self.artifacts[_str(ev, "path")] = ("image", _str(ev, "key"), _int(ev, "step", required=False), t)
+
+    def _artifact(self, ev: dict, t: float | None) -> None:
+        kind = _str(ev, "kind")
+        if kind not in _ARTIFACT_KINDS:
+            raise BadEvent(f"artifact kind {kind!r} is not one of {', '.join(_ARTIFACT_KINDS)}")
+        key = _str(ev, "key", required=False)
+        self.artifacts[_str(ev, "path")] = (kind, key, _int(ev, "step", required=False), t)
+
+    def _grid(self, ev: dict, t: float | None) -> None:
+        timesteps, layers = ev.get("timesteps"), ev.get("layers")
+        if not isinstance(timesteps, list) or not isinstance(layers, list):
+            raise BadEvent("fields 'timesteps' and 'layers' must be lists")
+        timesteps = [_int({"t": v}, "t") for v in timesteps]
+        labels = ev.get("labels") if isinstance(ev.get("labels"), dict) else {}
+        self.grid_axes = json.dumps({"timesteps": timesteps, "layers": [str(v) for v in layers],
+                                     "labels": {str(k): str(v) for k, v in labels.items()}})
+
+    def _grid_cell(self, ev: dict, t: float | None) -> None:
+        accuracy = _nan_to_none(_float(ev, "accuracy", required=False))
+        self.cells[(_str(ev, "layer"), _int(ev, "timestep"))] = (accuracy, t)
+
+    def _status(self, ev: dict, t: float | None) -> None:
+        status = ev.get("status")
+        if status not in STATUSES:
+            raise BadEvent(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        old = self.status
+        update = StatusUpdate(status, error=_str(ev, "error", required=False),
+                              pid=_int(ev, "pid", required=False),
+                              host=_str(ev, "host", required=False), device=_str(ev, "device", required=False),
+                              first_started=old.first_started if old else None,
+                              changes=(old.changes if old else 0) + 1)
+        if old is not None:          # pid/host/device persist until a status names new ones
+            update.pid = update.pid if update.pid is not None else old.pid
+            update.host = update.host or old.host
+            update.device = update.device or old.device
+        if status == "running" and update.first_started is None:
+            update.first_started = t
+        if status in FINAL_STATUSES:
+            update.finished = t
+        self.status = update
+
+    HANDLERS = {
+        "metric": _metric, "progress": _progress, "image": _image, "artifact": _artifact,
+        "grid": _grid, "grid_cell": _grid_cell, "status": _status,
+    }
+
+    def feed(self, data: bytes, events_path: str) -> None:
+        """Parse complete lines of `data` (read from start_offset); sets end_offset after the last one."""
+        end = data.rfind(b"\n") + 1       # a last line without its newline waits for the next pass
+        self.end_offset = self.start_offset + end
+        pos = self.start_offset
+        handlers = self.HANDLERS
+        warned = 0
+        for line in data[:end].split(b"\n")[:-1]:
+            line_offset, pos = pos, pos + len(line) + 1
+            if not line.strip():
+                continue
+            try:
+                ev = json.loads(line)
+                if not isinstance(ev, dict):
+                    raise BadEvent("the line is not a JSON object")
+                handler = handlers.get(ev.get("type"))
+                if handler is None:
+                    if not isinstance(ev.get("type"), str):
+                        raise BadEvent("field 'type' is missing")
+                    self.events += 1       # a type from a newer writer: skipped silently
+                    continue
+                t = ev.get("time")
+                if isinstance(t, bool) or not isinstance(t, (int, float)):
+                    t = None
+                handler(self, ev, t)
+                self.events += 1
+            except (ValueError, TypeError, AttributeError) as exc:   # BadEvent and JSONDecodeError are ValueErrors
+                self.skipped += 1
+                warned += 1
+                if warned <= MAX_WARNINGS_PER_PASS:
+                    reason = "it is not valid JSON" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                    log.warning("Skipping the line at byte %d of %s (run %s): %s.",
+                                line_offset, events_path, self.run, reason)
+        if warned > MAX_WARNINGS_PER_PASS:
+            log.warning("Skipped %d more bad lines of %s (run %s).", warned - MAX_WARNINGS_PER_PASS,
+                        events_path, self.run)
+
+
+def summarize(key: str, points: list[tuple[int, float | None, float | None]], higher: bool,
+              old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Summary of `points` (step, value, time), sorted by step and all after `old`'s latest_step.
+
+    Ties for best keep the earliest step, as a recompute from the table does.
+    """
+    s = dict(old) if old else {"count": 0, "latest_step": None, "latest_value": None, "latest_time": None,
+                               "best_step": None, "best_value": None, "min": None, "max": None}
+    best, best_step, lo, hi = s["best_value"], s["best_step"], s["min"], s["max"]
+    for step, value, _ in points:
+        if value is None:
+            continue
+        if lo is None or value < lo:
+            lo = value
+        if hi is None or value > hi:
+            hi = value
+        if best is None or (value > best if higher else value < best):
+            best, best_step = value, step
+    last = points[-1]
+    s.update(count=s["count"] + len(points), latest_step=last[0], latest_value=last[1], latest_time=last[2],
+             best_step=best_step, best_value=best, min=lo, max=hi)
+    return s

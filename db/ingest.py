@@ -1,0 +1,299 @@
+"""The one ingester of a workspace: new lines of every events.jsonl into SQLite, one transaction a pass.
+
+Files are read before the write transaction begins, so SQLite's write lock is held only for the
+inserts. Offsets advance only past complete lines, and every row is keyed (run, key, step),
+(run, layer, timestep) or (run, path), so reading a line twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from .events import RunBatch, summarize
+from .models import DeletedRun, MetricSummaryRow, QueueRow, Run
+from .records import IngestStats, higher_is_better
+from .rundir import EVENTS, INGEST_LOCK, RUNS_DIR, SPEC, RunDirError, RunFiles, read_run
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_BYTES_PER_RUN = 64 << 20       # per pass; a longer backlog continues on the next pass
+
+_UPSERT_POINTS = (
+    "INSERT INTO metric_points (run, key, step, value, time) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (run, key, step) DO UPDATE SET value = excluded.value, time = excluded.time"
+)
+_UPSERT_CELLS = (
+    "INSERT INTO grid_cells (run, layer, timestep, accuracy, time) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (run, layer, timestep) DO UPDATE SET accuracy = excluded.accuracy, time = excluded.time"
+)
+_UPSERT_ARTIFACTS = (
+    "INSERT INTO artifacts (run, path, kind, key, step, time) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run, path) DO UPDATE SET kind = excluded.kind, key = excluded.key, "
+    "step = excluded.step, time = excluded.time"
+)
+
+
+class IngestLockError(RuntimeError):
+    """Another process is already the ingester of this workspace."""
+
+
+class Ingester:
+    """Reads runs/*/events.jsonl into the Store; one per workspace (a lock on ingest.lock)."""
+
+    def __init__(self, store: Store, workspace: str | Path | None = None,
+                 max_bytes_per_run: int = MAX_BYTES_PER_RUN):
+        self.store = store
+        self.workspace = Path(workspace).resolve() if workspace else store.workspace
+        self.max_bytes_per_run = max_bytes_per_run
+        self._lock_file = None
+
+    # The workspace lock.
+    def acquire(self) -> bool:
+        """Take ingest.lock without waiting; False if another ingester holds it (see holder())."""
+        if self._lock_file is not None:
+            return True
+        fh = open(self.workspace / INGEST_LOCK, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            return False
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()} {socket.gethostname()}\n")
+        fh.flush()
+        self._lock_file = fh
+        return True
+
+    def holder(self) -> str:
+        """'pid host' written by the process holding ingest.lock ('' when unknown)."""
+        try:
+            return (self.workspace / INGEST_LOCK).read_text().strip()
+        except OSError:
+            return ""
+
+    def require(self) -> None:
+        """acquire(), or raise IngestLockError naming the holder."""
+        if not self.acquire():
+            pid, _, host = self.holder().partition(" ")
+            who = f"process {pid} on {host}" if pid else "another process"
+            raise IngestLockError(f"{self.workspace} is already being ingested by {who}; "
+                                  "only one ingester may run per workspace.")
+
+    def release(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> Ingester:
+        self.require()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    # Passes.
+    def ingest_once(self) -> IngestStats:
+        """Register new run folders and ingest what every events.jsonl gained, in one transaction."""
+        return self._pass(only=None)
+
+    def ingest_run(self, run_id: str) -> IngestStats:
+        """The same for one run folder (registered first if needed)."""
+        return self._pass(only=run_id)
+
+    def serve(self, stop: threading.Event, interval_s: float = 0.5) -> None:
+        """Ingest every interval_s until `stop` is set; a failing pass is logged and retried."""
+        self.require()
+        while not stop.is_set():
+            try:
+                self.ingest_once()
+            except Exception as exc:   # noqa: BLE001 - keep ingesting; the next pass retries
+                log.warning("Ingest pass failed (%s: %s); retrying.", exc.__class__.__name__, exc)
+            stop.wait(interval_s)
+
+    def _pass(self, only: str | None) -> IngestStats:
+        self.require()
+        started = time.perf_counter()
+        runs_root = self.workspace / RUNS_DIR
+        with self.store._read() as session:
+            known = {rid: offset for rid, offset in session.execute(select(Run.id, Run.events_offset))}
+            forgotten = set(session.scalars(select(DeletedRun.id)))
+        new_runs = self._new_runs(runs_root, known, forgotten, only)
+        batches: list[tuple[RunBatch, int, float]] = []
+        candidates = [only] if only else [*known, *(f.id for f in new_runs)]
+        for run_id in candidates:
+            batch = self._read_events(runs_root / run_id, run_id, known.get(run_id, 0))
+            if batch is not None:
+                batches.append(batch)
+        if not new_runs and not batches:
+            return IngestStats(seconds=time.perf_counter() - started)
+        with self.store._write() as (session, version):
+            registered = sum(self.store._insert_run(session, version, files) for files in new_runs)
+            stats = self._write(session, version, batches)
+        return IngestStats(runs_registered=registered, seconds=time.perf_counter() - started, **stats)
+
+    def _new_runs(self, runs_root: Path, known: dict[str, int], forgotten: set[str], only: str | None) -> list[RunFiles]:
+        if only:
+            names = [only] if only not in known else []
+        else:
+            try:
+                names = sorted(e.name for e in os.scandir(runs_root)
+                               if e.is_dir() and e.name not in known and e.name not in forgotten)
+            except FileNotFoundError:
+                return []
+        found = []
+        for name in names:               # sorted ids: parents before their children
+            run_dir = runs_root / name
+            if not (run_dir / SPEC).is_file():
+                if only:
+                    raise RunDirError(f"{run_dir} is not a run folder: it has no {SPEC}.")
+                continue                  # still being created, or not a run
+            try:
+                found.append(read_run(run_dir))
+            except RunDirError as exc:
+                log.warning("Not indexing %s: %s", run_dir, exc)
+        return found
+
+    def _read_events(self, run_dir: Path, run_id: str, offset: int) -> tuple[RunBatch, int, float] | None:
+        """The complete new lines of the run's events.jsonl as a batch, or None if it did not grow."""
+        path = run_dir / EVENTS
+        stored_offset = offset
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        if st.st_size == offset:
+            return None
+        if st.st_size < offset:           # rewritten: read it all again (idempotent)
+            log.info("%s shrank below the %d bytes already read; reading it again from the start.", path, offset)
+            offset = 0
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(self.max_bytes_per_run)
+        except OSError as exc:
+            log.warning("Cannot read %s (%s); trying again on the next pass.", path, exc.strerror or exc)
+            return None
+        batch = RunBatch(run_id, offset)
+        if b"\n" not in data and len(data) >= self.max_bytes_per_run:
+            log.warning("Skipping %d bytes at byte %d of %s: no line ends within them.", len(data), offset, path)
+            batch.end_offset = offset + len(data)
+        else:
+            batch.feed(data, str(path))
+        if batch.end_offset == stored_offset:   # only a torn last line so far
+            return None
+        return batch, st.st_size, st.st_mtime
+
+    def _write(self, session: Session, version: int, batches) -> dict:
+        stats = dict(runs_read=0, bytes_read=0, events=0, metric_points=0, grid_cells=0, artifacts=0,
+                     status_changes=0, skipped_lines=0)
+        if not batches:
+            return stats
+        # A run deleted since we read the offsets must not get rows (its foreign keys would fail).
+        ids = [b.run for b, _, _ in batches]
+        alive = set(session.scalars(select(Run.id).where(Run.id.in_(ids))))
+        batches = [item for item in batches if item[0].run in alive]
+        conn = session.connection()
+        points, cells, artifacts = [], [], []
+        for b, _, _ in batches:
+            run = b.run
+            points.extend((run, k, s, v, t) for (k, s), (v, t) in b.metrics.items())
+            cells.extend((run, layer, ts, a, t) for (layer, ts), (a, t) in b.cells.items())
+            artifacts.extend((run, p, *rest) for p, rest in b.artifacts.items())
+        stale = self._summaries_before(session, batches)
+        if points:
+            conn.exec_driver_sql(_UPSERT_POINTS, points)
+        if cells:
+            conn.exec_driver_sql(_UPSERT_CELLS, cells)
+        if artifacts:
+            conn.exec_driver_sql(_UPSERT_ARTIFACTS, artifacts)
+        summaries = self._summaries_after(session, batches, stale)
+        if summaries:
+            session.execute(MetricSummaryRow.__table__.insert().prefix_with("OR REPLACE"), summaries)
+        for b, size, mtime in batches:
+            self._update_run(session, version, b, size, mtime)
+            stats["runs_read"] += 1
+            stats["bytes_read"] += b.end_offset - b.start_offset
+            stats["events"] += b.events
+            stats["skipped_lines"] += b.skipped
+            stats["status_changes"] += b.status.changes if b.status else 0
+        stats.update(metric_points=len(points), grid_cells=len(cells), artifacts=len(artifacts))
+        return stats
+
+    def _summaries_before(self, session: Session, batches) -> dict[tuple[str, str], dict | None]:
+        """Old summaries of the keys this pass touches (None where the key is new)."""
+        old: dict[tuple[str, str], dict | None] = {}
+        for b, _, _ in batches:
+            keys = {k for k, _ in b.metrics}
+            if not keys:
+                continue
+            rows = session.execute(select(MetricSummaryRow.__table__).where(
+                MetricSummaryRow.run == b.run, MetricSummaryRow.key.in_(keys))).mappings()
+            found = {r["key"]: dict(r) for r in rows}
+            for key in keys:
+                old[(b.run, key)] = found.get(key)
+        return old
+
+    def _summaries_after(self, session: Session, batches, old: dict) -> list[dict]:
+        """New summary rows: merged incrementally when the pass only appended steps, else recomputed."""
+        grouped: dict[tuple[str, str], list] = {}
+        for b, _, _ in batches:
+            for (key, step), (value, t) in b.metrics.items():
+                grouped.setdefault((b.run, key), []).append((step, value, t))
+        rows = []
+        for (run, key), points in grouped.items():
+            points.sort()
+            prev = old.get((run, key))
+            higher = higher_is_better(key)
+            if prev is None or points[0][0] > prev["latest_step"]:
+                summary = summarize(key, points, higher, prev)
+            else:                          # a replaced or back-filled point: rare, recompute this key
+                summary = self._recompute(session, run, key, higher)
+            rows.append({"run": run, "key": key, **{k: v for k, v in summary.items() if k not in ("run", "key")}})
+        return rows
+
+    @staticmethod
+    def _recompute(session: Session, run: str, key: str, higher: bool) -> dict:
+        conn = session.connection()
+        where = "FROM metric_points WHERE run = ? AND key = ?"
+        count, lo, hi = conn.exec_driver_sql(f"SELECT count(*), min(value), max(value) {where}", (run, key)).one()
+        latest = conn.exec_driver_sql(f"SELECT step, value, time {where} ORDER BY step DESC LIMIT 1",
+                                      (run, key)).one()
+        best = conn.exec_driver_sql(
+            f"SELECT step, value {where} AND value IS NOT NULL ORDER BY value {'DESC' if higher else 'ASC'}, "
+            "step ASC LIMIT 1", (run, key)).first()
+        return {"count": count, "latest_step": latest[0], "latest_value": latest[1], "latest_time": latest[2],
+                "best_step": best[0] if best else None, "best_value": best[1] if best else None,
+                "min": lo, "max": hi}
+
+    @staticmethod
+    def _update_run(session: Session, version: int, b: RunBatch, size: int, mtime: float) -> None:
+        values: dict = {"events_offset": b.end_offset, "events_size": size, "events_mtime": mtime,
+                        "version": version}
+        if b.progress is not None:
+            values.update(progress_done=b.progress[0], progress_total=b.progress[1],
+                          progress_stage=b.progress[2], progress_time=b.progress[3])
+        if b.grid_axes is not None:
+            values["grid_axes"] = b.grid_axes
+        s = b.status
+        if s is not None:
+            values.update(status=s.status, error=s.error, finished=s.finished)
+            for name in ("pid", "host", "device"):
+                if getattr(s, name) is not None:
+                    values[name] = getattr(s, name)
+            if s.first_started is not None:
+                values["started"] = func.coalesce(Run.started, s.first_started)
+        session.execute(update(Run).where(Run.id == b.run).values(**values))
+        if s is not None and s.status != "queued":
+            session.execute(delete(QueueRow).where(QueueRow.run == b.run))

@@ -1,0 +1,163 @@
+"""Statements and row-to-record conversions shared by the Store's methods."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, func, literal, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from .models import GridCellRow, MetricSummaryRow, QueueRow, Run
+from .records import GridAxes, MetricSummary, RunRecord, RunSummary
+
+LOSS_KEY = "loss/train"
+PROBE_KEY = "probe/accuracy"
+_PREFIX_END = "\U0010ffff"
+
+_loss = aliased(MetricSummaryRow, name="loss_summary")
+_acc = aliased(MetricSummaryRow, name="acc_summary")
+# Correlated, so it runs only for the rows returned, each a range scan of grid_cells' primary key.
+_grid_best = (
+    select(func.max(GridCellRow.accuracy)).where(GridCellRow.run == Run.id).scalar_subquery()
+)
+_best_accuracy = func.coalesce(_grid_best, _acc.best_value)
+
+SUMMARY_COLUMNS = (
+    Run.id, Run.name, Run.kind, Run.status, Run.data, Run.created, Run.started, Run.finished,
+    _best_accuracy.label("best_accuracy"), _loss.latest_value.label("last_loss"),
+    Run.tags, Run.notes, Run.error, Run.device, Run.parent_run,
+    Run.progress_done, Run.progress_total, Run.progress_stage, QueueRow.priority,
+)
+
+ORDER_COLUMNS: dict[str, Any] = {
+    "created": Run.created,
+    "started": Run.started,
+    "finished": Run.finished,
+    "name": Run.name,
+    "kind": Run.kind,
+    "status": Run.status,
+    "id": Run.id,
+    "data": Run.data,
+    "best_accuracy": _best_accuracy,
+    "last_loss": _loss.latest_value,
+    "priority": QueueRow.priority,
+}
+
+
+def _as_seq(value: str | Iterable[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def run_filters(kind=None, status=None, tag=None, search=None) -> list:
+    """WHERE clauses for list_runs/count_runs; kind and status take one value or several."""
+    clauses = []
+    if (kinds := _as_seq(kind)) is not None:
+        clauses.append(Run.kind.in_(kinds))
+    if (statuses := _as_seq(status)) is not None:
+        clauses.append(Run.status.in_(statuses))
+    for one_tag in _as_seq(tag) or ():
+        each = func.json_each(Run.tags).table_valued("value")
+        clauses.append(exists(select(literal(1)).select_from(each).where(each.c.value == one_tag)))
+    if search:
+        pattern = f"%{_escape_like(search.strip())}%"
+        clauses.append(or_(*(col.ilike(pattern, escape="\\")
+                             for col in (Run.name, Run.id, Run.notes, Run.tags, Run.data, Run.kind))))
+    return clauses
+
+
+def summary_select() -> Select:
+    """SELECT of RunSummary columns: runs joined to their loss and accuracy summaries and queue entry."""
+    return (
+        select(*SUMMARY_COLUMNS)
+        .outerjoin(_loss, and_(_loss.run == Run.id, _loss.key == LOSS_KEY))
+        .outerjoin(_acc, and_(_acc.run == Run.id, _acc.key == PROBE_KEY))
+        .outerjoin(QueueRow, QueueRow.run == Run.id)
+    )
+
+
+def order_clause(order_by: str, descending: bool) -> list:
+    if order_by not in ORDER_COLUMNS:
+        raise ValueError(f"Cannot sort runs by {order_by!r}; choose one of {', '.join(ORDER_COLUMNS)}.")
+    column = ORDER_COLUMNS[order_by]
+    main = column.desc() if descending else column.asc()
+    tie = Run.id.desc() if descending else Run.id.asc()
+    return [main.nulls_last(), tie]
+
+
+def tags_of(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    try:
+        tags = json.loads(text)
+    except ValueError:
+        return ()
+    return tuple(str(t) for t in tags) if isinstance(tags, list) else ()
+
+
+def to_summaries(rows: Sequence) -> list[RunSummary]:
+    out = []
+    for r in rows:
+        out.append(RunSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                              tags_of(r[10]), r[11], r[12], r[13], r[14], r[15], r[16], r[17], r[18]))
+    return out
+
+
+def to_record(run: Run) -> RunRecord:
+    return RunRecord(
+        id=run.id, name=run.name, kind=run.kind, status=run.status, data=run.data,
+        spec=json.loads(run.spec) if run.spec else {},
+        parent_run=run.parent_run, parent_ref=run.parent_ref, parent_checkpoint=run.parent_checkpoint,
+        created=run.created, started=run.started, finished=run.finished,
+        pid=run.pid, host=run.host, device=run.device, error=run.error,
+        tags=tags_of(run.tags), notes=run.notes or "",
+        device_request=run.device_request, gpus=run.gpus,
+        progress_done=run.progress_done, progress_total=run.progress_total,
+        progress_stage=run.progress_stage, progress_time=run.progress_time,
+        events_offset=run.events_offset,
+    )
+
+
+def to_metric_summary(row: MetricSummaryRow) -> MetricSummary:
+    return MetricSummary(
+        run=row.run, key=row.key, count=row.count,
+        latest_step=row.latest_step, latest_value=row.latest_value, latest_time=row.latest_time,
+        best_step=row.best_step, best_value=row.best_value, min=row.min, max=row.max,
+    )
+
+
+def to_grid_axes(text: str | None) -> GridAxes | None:
+    if not text:
+        return None
+    axes = json.loads(text)
+    labels = axes.get("labels") or {}
+    return GridAxes(
+        timesteps=tuple(axes.get("timesteps") or ()),
+        layers=tuple(axes.get("layers") or ()),
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+    )
+
+
+def resolve(session: Session, ref: str, where: str) -> str:
+    """The run id that `ref` names: an exact id, a unique id prefix, or an exact name."""
+    ref = str(ref).strip()
+    if not ref:
+        raise LookupError(f"An empty run name matches no run in {where}; give a run id or name.")
+    if session.execute(select(Run.id).where(Run.id == ref)).first() is not None:
+        return ref
+    by_prefix = select(Run.id).where(Run.id >= ref, Run.id < ref + _PREFIX_END).limit(4)
+    by_name = select(Run.id).where(Run.name == ref).limit(4)
+    found = sorted(set(session.scalars(by_prefix)) | set(session.scalars(by_name)))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise LookupError(f"No run {ref!r} in {where}; give a run id, a unique prefix of one, or a run's exact name.")
+    shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+    raise LookupError(f"{ref!r} matches several runs in {where} ({shown}); give more of the id.")

@@ -1,0 +1,168 @@
+"""The run directory as the database layer reads it (docs/run-directory.md): spec.yaml and meta.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .records import DEVICE_REQUESTS
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "studio.sqlite"
+RUNS_DIR = "runs"
+DATA_DIR = "data"
+SPEC = "spec.yaml"
+META = "meta.json"
+EVENTS = "events.jsonl"
+INGEST_LOCK = "ingest.lock"
+
+
+class RunDirError(Exception):
+    """A run folder whose spec.yaml is missing or unreadable."""
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """What register_run needs from a run folder, with meta.json's overrides applied."""
+
+    id: str
+    spec: dict[str, Any]
+    meta: dict[str, Any]
+    name: str
+    kind: str
+    data: str | None
+    created: float | None
+    host: str | None
+    parent_ref: str | None
+    parent_checkpoint: str | None
+    device_request: str
+    gpus: int
+    queued: bool                    # spec has a queue: block
+    priority: int
+    tags: list[str]
+    notes: str
+
+
+def read_yaml_spec(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / SPEC
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir} is not a run folder: it has no {SPEC}.") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        raise RunDirError(f"{path} cannot be read ({exc.__class__.__name__}); the run's spec is damaged.") from None
+    if not isinstance(spec, dict):
+        raise RunDirError(f"{path} does not hold a run spec (a YAML mapping).")
+    return spec
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    """meta.json as a dict; {} when missing, and {} with a warning when damaged."""
+    path = Path(run_dir) / META
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (ValueError, OSError) as exc:
+        log.warning("Ignoring %s: it cannot be read (%s).", path, exc.__class__.__name__)
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def write_meta(run_dir: Path, updates: dict[str, Any]) -> None:
+    """Merge `updates` into meta.json atomically (temp file, fsync, os.replace); keeps unknown keys."""
+    run_dir = Path(run_dir)
+    meta = read_meta(run_dir)
+    meta.update(updates)
+    fd, tmp = tempfile.mkstemp(prefix=f".{META}.", suffix=".tmp", dir=run_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(meta, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, run_dir / META)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def json_safe(value: Any) -> Any:
+    """YAML values JSON cannot hold (dates, sets, tuples) as strings or lists."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def read_run(run_dir: Path) -> RunFiles:
+    """spec.yaml plus meta.json of one run folder; the folder name is the run id."""
+    run_dir = Path(run_dir)
+    spec = json_safe(read_yaml_spec(run_dir))
+    meta = read_meta(run_dir)
+    run_id = run_dir.name
+    if spec.get("id") not in (None, run_id):
+        log.warning("Run folder %s names itself %r in %s; using the folder name.", run_dir, spec.get("id"), SPEC)
+    parent = spec.get("parent")
+    parent_ref = parent_ckpt = None
+    if isinstance(parent, dict):
+        parent_ref = _text(parent.get("run"))
+        parent_ckpt = _text(parent.get("checkpoint"))
+    elif isinstance(parent, str):
+        parent_ref = parent
+    device = spec.get("device") if isinstance(spec.get("device"), dict) else {}
+    request = device.get("request", "auto")
+    queue = spec.get("queue")
+    queue = queue if isinstance(queue, dict) else ({} if queue else None)
+    tags = meta.get("tags", [])
+    tags = [str(t) for t in tags] if isinstance(tags, list) else []
+    name = meta.get("name") or spec.get("name") or run_id
+    return RunFiles(
+        id=run_id,
+        spec=spec,
+        meta=meta,
+        name=str(name),
+        kind=str(spec.get("kind") or "unknown"),
+        data=_text(spec.get("data")),
+        created=_float(spec.get("created")),
+        host=_text(spec.get("host")),
+        parent_ref=parent_ref,
+        parent_checkpoint=parent_ckpt,
+        device_request=request if request in DEVICE_REQUESTS else "auto",
+        gpus=max(0, _int(device.get("gpus"), 0)),
+        queued=queue is not None,
+        priority=_int(meta.get("priority", (queue or {}).get("priority")), 0),
+        tags=list(dict.fromkeys(tags)),
+        notes=str(meta.get("notes") or ""),
+    )

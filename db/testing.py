@@ -1,0 +1,85 @@
+"""Run folders written as a worker would write them, for tests and benchmarks (no engine needed)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .rundir import EVENTS, RUNS_DIR, SPEC
+
+
+def run_id(kind: str = "train", n: int = 0, stamp: str = "20261126-130000") -> str:
+    """A valid run id; `n` picks the 4 hex digits (and orders ids of one stamp)."""
+    return f"{stamp}-{kind}-{n:04x}"
+
+
+def write_run(workspace: Path, rid: str, *, kind: str = "train", name: str | None = None,
+              data: Any = "builtin:shapes", parent: dict | None = None, queue: dict | None = None,
+              gpus: int = 0, created: float | None = None, events: Iterable[dict] = ()) -> Path:
+    """Create runs/<rid>/ with spec.yaml and, when given, events.jsonl; returns the folder."""
+    run_dir = Path(workspace) / RUNS_DIR / rid
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"id": rid, "name": name or rid, "kind": kind,
+            "created": time.time() if created is None else created, "host": "testhost", "data": data,
+            "parent": parent, "device": {"request": "cpu" if gpus == 0 else "cuda", "gpus": gpus},
+            "config": {"model": {"ch": 32}}, "options": {"steps": 100}}
+    if queue is not None:
+        spec["queue"] = queue
+    (run_dir / SPEC).write_text(yaml.safe_dump(spec, sort_keys=False))
+    append(run_dir, events)
+    return run_dir
+
+
+def append(run_dir: Path, events: Iterable[dict | str], torn: str = "") -> None:
+    """Append events (dicts as JSON lines, strings verbatim plus a newline) and an optional torn tail."""
+    with open(Path(run_dir) / EVENTS, "a", encoding="utf-8") as fh:
+        for ev in events:
+            fh.write((ev if isinstance(ev, str) else json.dumps(ev, separators=(",", ":"))) + "\n")
+        fh.write(torn)
+
+
+def metric(key: str, step: int, value: float, t: float = 1000.0) -> dict:
+    return {"type": "metric", "key": key, "step": step, "value": value, "time": t}
+
+
+def status(value: str, t: float = 1000.0, **fields) -> dict:
+    return {"type": "status", "status": value, "time": t, **fields}
+
+
+def grid(timesteps: list[int], layers: list[str], t: float = 1000.0) -> dict:
+    return {"type": "grid", "timesteps": timesteps, "layers": layers,
+            "labels": {str(ts): f"t={ts}" for ts in timesteps}, "time": t}
+
+
+def grid_cell(layer: str, timestep: int, accuracy: float, t: float = 1000.0) -> dict:
+    return {"type": "grid_cell", "layer": layer, "timestep": timestep, "accuracy": accuracy, "time": t}
+
+
+def image(step: int, key: str = "samples", t: float = 1000.0) -> dict:
+    return {"type": "image", "key": key, "step": step, "path": f"samples/step_{step:06d}.png", "time": t}
+
+
+def artifact(kind: str, path: str, step: int | None = None, t: float = 1000.0) -> dict:
+    return {"type": "artifact", "kind": kind, "step": step, "path": path, "time": t}
+
+
+def progress(done: int, total: int, stage: str = "train", t: float = 1000.0) -> dict:
+    return {"type": "progress", "done": done, "total": total, "stage": stage, "time": t}
+
+
+def training_events(steps: int, every: int = 10, t0: float = 1000.0) -> list[dict]:
+    """A small complete train run: status, losses, progress, samples, a checkpoint, done."""
+    events = [status("running", t0, pid=4242, host="testhost", device="cpu")]
+    for step in range(0, steps, every):
+        t = t0 + step
+        events.append(metric("loss/train", step, 1.0 / (1 + step), t))
+        events.append(metric("lr", step, 2e-4, t))
+        events.append(progress(step + every, steps, "train", t))
+    events += [image(steps), artifact("checkpoint", f"checkpoints/step_{steps:06d}.pt", steps),
+               status("done", t0 + steps + 1)]
+    return events
