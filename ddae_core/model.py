@@ -83,9 +83,18 @@ class DDAEModel(nn.Module):
             return self.net(x, time_in, aug_label)
 
     # Training.
-    def loss(self, images: torch.Tensor) -> torch.Tensor:
-        """The framework's denoising loss on a batch of clean images in [0, 1]."""
-        return self.framework.loss(self._net_fn, to_model_range(images))
+    def loss(self, images: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
+        """The framework's denoising loss on a batch of clean images in [0, 1].
+
+        `net` replaces self.net for the call (a DistributedDataParallel wrapper of it, say).
+        """
+        if net is None:
+            return self.framework.loss(self._net_fn, to_model_range(images))
+
+        def net_fn(x, time_in, aug_label):
+            with self.autocast():
+                return net(x, time_in, aug_label)
+        return self.framework.loss(net_fn, to_model_range(images))
 
     # Features.
     def forward_pass(self, images: torch.Tensor, timestep, layers: Iterable[str] | None = None,

@@ -18,6 +18,13 @@ from torch import nn
 from .blocks import Downsample, MiddleBlock, ResAttBlock, ResampleRes, TimeEmbedding, Upsample, group_norm
 
 
+def tap_names(network: dict) -> list[str]:
+    """Tap names in network order for a network config, without building it."""
+    levels, n_blocks = len(network["ch_mults"]), int(network["n_blocks"])
+    return ([f"enc_{i}" for i in range(1, levels * n_blocks + 1)] + ["mid"]
+            + [f"out_{i}" for i in range(1, levels * (n_blocks + 1) + 1)])
+
+
 class UNet(nn.Module):
     def __init__(self, image_shape: Sequence[int] = (3, 32, 32), n_channels: int = 128,
                  ch_mults: Sequence[int] = (1, 2, 2, 2), is_attn: Sequence[bool] = (False, True, False, False),
@@ -66,10 +73,11 @@ class UNet(nn.Module):
         self.norm = group_norm(channels, groups=8)
         self.final = nn.Conv2d(channels, in_ch, 3, padding=1)
 
-        self.tap_names, self.tap_channels = self._name_taps(n_channels, ch_mults)
+        self.tap_names, self.tap_channels = self._name_taps()
+        assert self.tap_names == tap_names({"ch_mults": ch_mults, "n_blocks": n_blocks})
         self._tap_order = {name: i for i, name in enumerate(self.tap_names)}
 
-    def _name_taps(self, n_channels: int, ch_mults: Sequence[int]) -> tuple[list[str], dict[str, int]]:
+    def _name_taps(self) -> tuple[list[str], dict[str, int]]:
         names, channels = [], {}
         enc = [m for m in self.down if isinstance(m, ResAttBlock)]
         for i, m in enumerate(enc, 1):
