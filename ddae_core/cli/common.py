@@ -1,0 +1,132 @@
+"""What every `ddae` command shares: the workspace option, run-or-enqueue, and the console progress line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..errors import UserError
+from ..runs import find_run, resolve_workspace
+
+
+def add_workspace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workspace", metavar="DIR",
+                        help="workspace folder (default: $DDAE_WORKSPACE or ~/ddae-workspace)")
+
+
+def add_queue_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("queue")
+    group.add_argument("--queue", action="store_true", help="enqueue the job instead of running it here")
+    group.add_argument("--priority", type=int, default=0, help="queue priority, higher runs first (default 0)")
+    group.add_argument("--gpus", type=int, default=None,
+                       help="GPUs the job needs (default 1 with --device cuda/auto, 0 with --device cpu)")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda (default auto)")
+
+
+def workspace_of(args) -> Path:
+    return resolve_workspace(getattr(args, "workspace", None))
+
+
+def run_dir_of(args, ref: str | None = None) -> Path:
+    return find_run(workspace_of(args), ref if ref is not None else args.run)
+
+
+def gpus_for(args) -> int:
+    if getattr(args, "gpus", None) is not None:
+        if args.gpus < 0:
+            raise UserError(f"--gpus must be 0 or more (got {args.gpus}).")
+        return args.gpus
+    return 0 if getattr(args, "device", "auto") == "cpu" else 1
+
+
+class ConsoleProgress:
+    """One live line on stderr: stage, a bar, the latest loss, images/s and the ETA."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.values: dict[str, float] = {}
+        self.started = time.monotonic()
+        self.stage_started: dict[str, tuple[float, int]] = {}
+        self._last_print = 0.0
+        self._last_line_len = 0
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "metric":
+            self.values[event["key"]] = event["value"]
+        elif kind == "progress":
+            self._show(event)
+        elif kind == "status" and event.get("status") in ("done", "failed", "cancelled"):
+            self._finish_line()
+
+    def _show(self, event: dict) -> None:
+        done, total, stage = event["done"], max(event["total"], 1), event.get("stage", "")
+        now = time.monotonic()
+        start = self.stage_started.setdefault(stage, (now, done))
+        if not self.tty and done < total and now - self._last_print < 10:
+            return
+        self._last_print = now
+        frac = min(done / total, 1.0)
+        bar = "#" * int(frac * 24)
+        parts = [f"{stage:<14} {done}/{total} [{bar:<24}] {frac:4.0%}"]
+        if "loss/train" in self.values:
+            parts.append(f"loss {self.values['loss/train']:.4f}")
+        if "images_per_s" in self.values:
+            parts.append(f"{self.values['images_per_s']:.1f} img/s")
+        rate = (done - start[1]) / max(now - start[0], 1e-9)
+        if 0 < done < total and rate > 0:
+            parts.append(f"ETA {_clock((total - done) / rate)}")
+        line = " | ".join(parts)
+        if self.tty:
+            pad = max(0, self._last_line_len - len(line))
+            self.stream.write("\r" + line + " " * pad)
+            self._last_line_len = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def _finish_line(self) -> None:
+        if self.tty and self._last_line_len:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._last_line_len = 0
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
+    """Create the run for `spec`; enqueue it (--queue) or run it here with a progress line.
+
+    Returns (run_dir, status) where status is the final status, or `queued`.
+    """
+    from ..jobs import create_job, execute
+
+    workspace = workspace_of(args)
+    if getattr(args, "queue", False):
+        from db import Store
+
+        spec["device"]["gpus"] = gpus_for(args)
+        run_dir = create_job(workspace, spec, queue={"priority": args.priority, "gpus": spec["device"]["gpus"]})
+        store = Store.open(workspace)
+        try:
+            store.register_run(run_dir)
+            store.enqueue(run_dir.name, priority=args.priority, gpus=spec["device"]["gpus"],
+                          device_request=spec["device"]["request"])
+        finally:
+            store.close()
+        print(f"queued {run_dir.name} (priority {args.priority}); `ddae queue serve` or the app runs it")
+        return run_dir, "queued"
+    run_dir = create_job(workspace, spec)
+    if not quiet:
+        print(f"run {run_dir.name} in {run_dir}", flush=True)
+    status = execute(run_dir, workspace, echo=None if quiet else ConsoleProgress())
+    return run_dir, status

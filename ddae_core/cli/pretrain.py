@@ -1,0 +1,147 @@
+"""`ddae train`, `ddae sample`, `ddae import`, `ddae presets`, `ddae demo`."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+
+import yaml
+
+from .. import data as datasets
+from ..config import load_config, preset_names, preset_path
+from ..jobs import train_spec
+from .common import add_device, add_queue_options, add_workspace, launch, run_dir_of
+
+
+def _layers(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="pre-train a diffusion model (DDPM or EDM)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="a preset name (`ddae presets` lists them)")
+    src.add_argument("--config", metavar="FILE", help="a config YAML (the official DDAE format is accepted)")
+    p.add_argument("--data", metavar="SPEC", help="dataset: builtin:shapes, cifar10, cifar100, folder:PATH, "
+                                                  "tiny-imagenet:PATH (default: the config's)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimizer steps to train")
+    length.add_argument("--epochs", type=int, help="epochs to train")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
+    p.add_argument("--name", help="a name for the run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-limit", type=int, help="use only this many training images (quick tests)")
+    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every_steps", help="steps between checkpoints")
+    p.add_argument("--sample-every", type=int, dest="sample_every_steps", help="steps between sample grids")
+    p.add_argument("--monitor-layers", metavar="L1,L2",
+                   help="compute alignment/uniformity of these layers at every checkpoint (a label-free monitor)")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the resolved spec, then stop")
+    add_device(p)
+    add_workspace(p)
+    add_queue_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="draw samples from a trained run into a PNG grid")
+    p.add_argument("--run", required=True, help="run id, id prefix or name")
+    p.add_argument("--checkpoint", default="latest", help="latest or a step (default latest)")
+    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--sampler", choices=["ddim", "ddpm", "heun"], help="default: ddim for DDPM, heun for EDM")
+    p.add_argument("--steps", type=int, help="sampler steps (default 100 for DDIM, 18 for Heun)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", metavar="FILE", help="also copy the grid to FILE")
+    add_device(p)
+    add_workspace(p)
+    add_queue_options(p)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("import", help="import a checkpoint in the official DDAE format as a run")
+    p.add_argument("checkpoint", help="path to model_<epoch>.pth")
+    p.add_argument("--config", required=True, metavar="FILE", help="the official YAML config it was trained with")
+    p.add_argument("--name")
+    p.add_argument("--data", metavar="SPEC", help="dataset its evaluations use (default: the config's)")
+    add_workspace(p)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("presets", help="list the model presets")
+    p.add_argument("--show", metavar="NAME", help="print one preset's YAML")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("demo", help="the main job: train tiny-ddpm on the built-in data, sample, probe")
+    p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
+    p.add_argument("--no-probe", action="store_true", help="skip the probe grid after training")
+    add_device(p)
+    add_workspace(p)
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_train(args) -> int:
+    spec = train_spec(
+        config=preset_path(args.preset) if args.preset else args.config, data=args.data, steps=args.steps,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, name=args.name,
+        seed=args.seed, data_limit=args.data_limit, monitor_layers=_layers(args.monitor_layers),
+        checkpoint_every_steps=args.checkpoint_every_steps, sample_every_steps=args.sample_every_steps)
+    if args.name is None:
+        spec["name"] = f"{args.preset or 'config'} on {spec['data']}"
+    if args.dry_run:
+        yaml.safe_dump(spec, sys.stdout, sort_keys=False)
+        return 0
+    run_dir, status = launch(args, spec)
+    return _finish(run_dir, status)
+
+
+def cmd_sample(args) -> int:
+    from ..evaluation.specs import sample_spec
+
+    spec = sample_spec(run_dir_of(args), checkpoint=args.checkpoint, n=args.n, sampler=args.sampler,
+                       steps=args.steps, seed=args.seed, device=args.device)
+    run_dir, status = launch(args, spec)
+    if status == "done":
+        grid = run_dir / "samples" / "grid.png"
+        if args.out:
+            shutil.copyfile(grid, args.out)
+            grid = args.out
+        print(f"samples: {grid}")
+    return _finish(run_dir, status)
+
+
+def cmd_import(args) -> int:
+    from ..evaluation.specs import import_spec
+
+    spec = import_spec(args.checkpoint, args.config, name=args.name, data=args.data)
+    run_dir, status = launch(args, spec, quiet=True)
+    if status == "done":
+        print(f"imported as run {run_dir.name}")
+    return _finish(run_dir, status)
+
+
+def cmd_presets(args) -> int:
+    if args.show:
+        print(preset_path(args.show).read_text(), end="")
+        return 0
+    for name in preset_names():
+        cfg = load_config(name)
+        studio = cfg.get("studio") or {}
+        net = cfg.get("network", {})
+        print(f"{name:<24} {cfg.get('model_type', '?'):<5} ch{net.get('n_channels')} "
+              f"{studio.get('description', '')}")
+    print("\ndatasets:")
+    for example, text in datasets.describe_specs():
+        print(f"  {example:<28} {text}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def _finish(run_dir, status: str) -> int:
+    if status in ("done", "queued"):
+        return 0
+    if status == "cancelled":
+        print(f"cancelled; resume with `ddae queue resume {run_dir.name}`", file=sys.stderr)
+        return 3
+    return 1

@@ -1,0 +1,170 @@
+"""Classify images with a run's trained head, and show the denoised estimate from the same forward pass.
+
+A head is a probe cell (a linear classifier on one layer at one timestep, from a probe run's heads.pt)
+or a noisy classifier (noise-conditional MLP, from noisy_head.pt). One forward pass at noise level t
+gives both the features the head reads and the network's clean-image estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import load_model, read_checkpoint
+from ..device import resolve_device
+from ..errors import UserError
+from ..images import save_png, to_uint8
+from ..imageio import ImageFileError, load_image
+from ..model import DDAEModel, to_image_range
+from ..runs import find_run, read_spec, resolve_checkpoint
+from .noisy import HEAD_FORMAT as NOISY_FORMAT, NoisyHead
+from .probe import HEADS_FORMAT as PROBE_FORMAT
+
+
+@dataclass
+class Prediction:
+    probabilities: torch.Tensor     # (B, K)
+    noisy: torch.Tensor             # (B, 3, R, R) in [0, 1]: what the network saw, before its input scaling
+    denoised: torch.Tensor          # (B, 3, R, R) in [0, 1]: its clean-image estimate
+    timestep: int
+
+
+@dataclass
+class FileResult:
+    path: Path
+    top: list[tuple[str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict:
+        return {"file": str(self.path), "top5": [{"class": c, "probability": p} for c, p in self.top],
+                "notes": self.notes, "error": self.error}
+
+    def as_text(self) -> str:
+        if self.error:
+            return f"{self.path.name}: {self.error}"
+        ranked = ", ".join(f"{c} {100 * p:.1f}%" for c, p in self.top)
+        notes = f"  ({'; '.join(self.notes)})" if self.notes else ""
+        return f"{self.path.name}: {ranked}{notes}"
+
+
+def _children(workspace: Path, run_id: str, kind: str) -> list[Path]:
+    found = []
+    for spec_path in sorted((workspace / "runs").glob("*/spec.yaml"), reverse=True):
+        if f"-{kind}-" not in spec_path.parent.name:
+            continue
+        spec = read_spec(spec_path.parent)
+        if (spec.get("parent") or {}).get("run") == run_id:
+            found.append(spec_path.parent)
+    return found
+
+
+class Classifier:
+    def __init__(self, model: DDAEModel, classes: list[str], kind: str, heads: dict, default_timestep: int,
+                 layer: str, source: Path):
+        self.model, self.classes, self.kind, self.heads = model, classes, kind, heads
+        self.default_timestep, self.layer, self.source = default_timestep, layer, source
+
+    @classmethod
+    def from_run(cls, run_dir: Path, head: str = "probe", layer: str | None = None, timestep: int | None = None,
+                 device: str = "auto") -> "Classifier":
+        """From a probe / noisy-classifier run, or from the train run they evaluated (its newest one)."""
+        run_dir = Path(run_dir)
+        workspace = run_dir.parent.parent
+        spec = read_spec(run_dir)
+        want = "probe" if head == "probe" else "noisy-classifier"
+        filename = "heads.pt" if head == "probe" else "noisy_head.pt"
+        if spec.get("kind") != want:
+            candidates = [d for d in _children(workspace, run_dir.name, want) if (d / filename).is_file()]
+            if not candidates:
+                raise UserError(f"Run {run_dir.name} has no finished {want} run with a trained head; "
+                                f"run `ddae {'probe' if head == 'probe' else 'noisy-classifier'} --run {run_dir.name}` first.")
+            run_dir, spec = candidates[0], read_spec(candidates[0])
+        if not (run_dir / filename).is_file():
+            raise UserError(f"Run {run_dir.name} has no trained head ({filename}); it may not have finished.")
+        saved = read_checkpoint(run_dir / filename)
+        parent_dir = find_run(workspace, spec["parent"]["run"])
+        step = saved.get("checkpoint_step") if head == "probe" else None
+        _, path = resolve_checkpoint(parent_dir, step if step is not None else spec["parent"].get("checkpoint", "latest"))
+        model = load_model(path, device=resolve_device(device))
+        if head == "probe":
+            if saved.get("format") != PROBE_FORMAT:
+                raise UserError(f"{run_dir / filename} is not a probe-heads file.")
+            accuracy = saved["accuracy"]
+            if layer is not None:
+                cells = {k: v for k, v in accuracy.items() if k.split("/")[1] == layer}
+                if not cells:
+                    raise UserError(f"Probe run {run_dir.name} has no head for layer {layer}; "
+                                    f"it probed {', '.join(saved['layers'])}.")
+            else:
+                cells = accuracy
+            best = max(cells, key=cells.get)
+            t_best, layer = int(best.split("/")[0]), best.split("/")[1]
+            heads = {int(k.split("/")[0]): v for k, v in saved["heads"].items() if k.split("/")[1] == layer}
+            return cls(model, saved["classes"], "probe", heads, timestep or t_best, layer, run_dir)
+        if saved.get("format") != NOISY_FORMAT:
+            raise UserError(f"{run_dir / filename} is not a noisy-classifier head file.")
+        net = NoisyHead(saved["dim"], len(saved["classes"]))
+        net.load_state_dict(saved["state"])
+        net.to(model.device).eval()
+        default_t = timestep or model.config.feature_timestep
+        return cls(model, saved["classes"], "noisy", {"net": net}, default_t, saved["layer"], run_dir)
+
+    def describe(self) -> str:
+        if self.kind == "probe":
+            return f"probe head on {self.layer} (run {self.source.name}), timesteps {sorted(self.heads)}"
+        return f"noisy classifier on {self.layer} (run {self.source.name})"
+
+    def head_timestep(self, t: int) -> int:
+        """The probed timestep whose head applies at t (the nearest one; noisy heads take any t)."""
+        return min(self.heads, key=lambda k: (abs(k - t), k)) if self.kind == "probe" else t
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, timestep: int | None = None, noise: torch.Tensor | None = None,
+                ) -> Prediction:
+        """images (B, 3, R, R) in [0, 1] -> class probabilities, noisy input and denoised estimate, one pass."""
+        t = int(timestep if timestep is not None else self.default_timestep)
+        acts, noisy, denoised = self.model.forward_pass(images, t, [self.layer], noise=noise, need_denoised=True)
+        features = acts[self.layer].float().mean(dim=(2, 3))
+        if self.kind == "probe":
+            head = self.heads[self.head_timestep(t)]
+            logits = F.linear(features, head["weight"].to(features.device), head["bias"].to(features.device))
+        else:
+            logits = self.heads["net"](features, torch.full((len(features),), t, device=features.device))
+        # EDM's noisy image x + sigma*eps is shown as is; DDPM's x_t already has the image's scale.
+        return Prediction(F.softmax(logits, -1).cpu(), to_image_range(noisy).cpu(), to_image_range(denoised).cpu(), t)
+
+
+def classify_files(classifier: Classifier, paths: list[str | Path], save_dir: str | Path | None = None,
+                   seed: int = 0, timestep: int | None = None) -> list[FileResult]:
+    """Top-5 classes per file; a bad file gets its one sentence and the others are still classified."""
+    results = []
+    res = classifier.model.resolution
+    for path in map(Path, paths):
+        result = FileResult(path)
+        try:
+            loaded = load_image(path, res)
+        except ImageFileError as exc:
+            result.error = str(exc)
+            results.append(result)
+            continue
+        result.notes = loaded.notes
+        gen = torch.Generator().manual_seed(seed)
+        noise = torch.randn((1, 3, res, res), generator=gen)
+        pred = classifier.predict(loaded.image[None], timestep, noise=noise)
+        probs, order = pred.probabilities[0].sort(descending=True)
+        result.top = [(classifier.classes[int(i)], float(p)) for p, i in zip(probs[:5], order[:5])]
+        if save_dir is not None:
+            out = Path(save_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            save_png(to_uint8(pred.noisy[0]), out / f"{path.stem}_noisy_t{pred.timestep}.png")
+            save_png(to_uint8(pred.denoised[0]), out / f"{path.stem}_denoised_t{pred.timestep}.png")
+        results.append(result)
+    return results

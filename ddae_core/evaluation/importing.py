@@ -1,0 +1,31 @@
+"""The `import` job: an official DDAE checkpoint becomes a run that evaluations can name as parent."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, is_official, load_model, read_checkpoint
+from ..runs import checkpoint_path, read_spec
+
+
+def import_run(run_dir: Path, reporter, workspace: Path) -> str:
+    spec = read_spec(run_dir)
+    source = Path(spec["options"]["source"])
+    reporter.status("running", pid=os.getpid(), host=socket.gethostname(), device="cpu")
+    raw = read_checkpoint(source)
+    ema_model = load_model(source, spec["config"], weights="ema" if not is_official(raw) or "EMA" in raw else "raw")
+    has_raw = not is_official(raw) or "MODEL" in raw
+    model = load_model(source, spec["config"], weights="raw") if has_raw else ema_model
+    step_value = (raw.get("EMA") or {}).get("step") if is_official(raw) else raw.get("step")
+    step = int(step_value.reshape(-1)[0]) if isinstance(step_value, torch.Tensor) else int(step_value or 0)
+    path = checkpoint_path(run_dir, step)
+    atomic_torch_save({"format": FORMAT, "version": FORMAT_VERSION, "config": spec["config"], "step": step,
+                       "model": model.net.state_dict(), "ema": ema_model.net.state_dict(), "ema_updates": step,
+                       "imported_from": str(source)}, path)
+    reporter.artifact("checkpoint", path, step=step)
+    reporter.status("done")
+    return "done"

@@ -1,0 +1,200 @@
+"""Noise-conditional classifiers (ddae-spec 8): a 2-layer MLP on frozen DDAE features, or a WRN baseline.
+
+Both train over random noise levels (DDPM t ~ U{1..T}; the MLP on EDM indices U{1..18}, the WRN on
+EDM's log-normal sigma) with flip + crop, and report test accuracy at each evaluated level (the 20 DDPM
+steps 1, 51, ..., 951 or the 18 EDM sigmas) as the metric `noisy/accuracy` with the level as its step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import data as datasets
+from ..checkpoint import atomic_torch_save
+from ..diffusion import EDM
+from ..model import to_model_range
+from ..nets.blocks import TimeEmbedding
+from ..nets.wideresnet import NoiseConditionalWRN
+from ..runs import atomic_write_text
+from .common import EvalContext, open_context
+from .features import Stopped, feature_batches
+
+HEAD_FORMAT = "ddae-noisy-head"
+
+
+class NoisyHead(nn.Module):
+    """logits = Lin(2C -> K)(SiLU(Lin(C -> 2C)(f + TimeEmbedding_C(t)))); t is the raw integer level.
+
+    With C = 256 and 10 classes it has the official 219,146 parameters.
+    """
+
+    def __init__(self, dim: int, classes: int):
+        super().__init__()
+        self.time_emb = TimeEmbedding(dim)
+        self.cls = nn.Sequential(nn.Linear(dim, 2 * dim), nn.SiLU(), nn.Linear(2 * dim, classes))
+
+    def forward(self, features: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        return self.cls(features + self.time_emb(timestep.float()))
+
+
+def cosine_lr(base: float, epoch: int, epochs: int) -> float:
+    return base * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
+class NoisyClassifier:
+    def __init__(self, ctx: EvalContext):
+        self.ctx = ctx
+        o = ctx.opts
+        self.model = ctx.model
+        self.framework = self.model.framework
+        self.train = ctx.data("train", o.get("train_limit"))
+        self.test = ctx.data("test", o.get("test_limit"))
+        self.classes = len(self.train.classes)
+        self.levels = self.framework.classifier_levels()
+        self.epochs, self.batch_size, self.lr = int(o["epochs"]), int(o["batch_size"]), float(o["lr"])
+        self.steps_per_epoch = math.ceil(len(self.train) / self.batch_size)
+
+    def sigma_of(self, level: int) -> float:
+        return self.framework.sigma_equivalent(level)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        return torch.randperm(len(self.train), generator=torch.Generator().manual_seed(self.ctx.seed * 7919 + epoch))
+
+    # The DDAE head on frozen features.
+    def run_head(self) -> dict[int, float]:
+        layer = self.ctx.opts["layer"]
+        dim = self.model.net.tap_channels[layer]
+        torch.manual_seed(self.ctx.seed)
+        head = NoisyHead(dim, self.classes).to(self.ctx.device)
+        opt = torch.optim.Adam(head.parameters(), lr=self.lr)
+        hi = self.framework.max_timestep
+
+        def random_levels(b: int, gen: torch.Generator) -> torch.Tensor:
+            return torch.randint(1, hi + 1, (b,), generator=gen, device=gen.device)
+
+        for epoch in range(self.epochs):
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(self.lr, epoch, self.epochs)
+            losses = []
+            for i, (index, [(t, feats)]) in enumerate(feature_batches(
+                    self.model, self.train.images, [random_levels], [layer], batch_size=self.batch_size,
+                    order=self.order(epoch), flip=True, crop_padding=4, seed=self.ctx.seed * 31 + epoch,
+                    stop=self.ctx.stopped)):
+                loss = F.cross_entropy(head(feats[layer], t), self.train.labels[index].to(self.ctx.device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss))
+                self.ctx.reporter.progress(epoch * self.steps_per_epoch + i + 1, self.epochs * self.steps_per_epoch,
+                                           "train head")
+            self.ctx.reporter.report("noisy/train_loss", sum(losses) / len(losses), epoch + 1)
+        head.eval()
+        accuracy = {}
+        for level in self.levels:
+            correct = 0
+            with torch.no_grad():
+                for index, [(t, feats)] in feature_batches(self.model, self.test.images, [level], [layer],
+                                                           batch_size=256, seed=self.ctx.seed * 131 + level,
+                                                           stop=self.ctx.stopped):
+                    pred = head(feats[layer], t).argmax(-1).cpu()
+                    correct += int((pred == self.test.labels[index]).sum())
+            accuracy[level] = self._report_level(level, correct)
+        atomic_torch_save({"format": HEAD_FORMAT, "layer": layer, "dim": dim, "classes": list(self.train.classes),
+                           "state": {k: v.cpu() for k, v in head.state_dict().items()},
+                           "accuracy": {str(k): v for k, v in accuracy.items()}}, self.ctx.run_dir / "noisy_head.pt")
+        return accuracy
+
+    # The WRN baseline, trained from scratch on noisy images.
+    def _noisy_input(self, images01: torch.Tensor, levels: torch.Tensor | None, gen: torch.Generator):
+        x = to_model_range(images01)
+        noise = torch.randn(x.shape, generator=gen, device=x.device)
+        b = x.shape[0]
+        if isinstance(self.framework, EDM):
+            if levels is None:  # training: EDM's log-normal sigma
+                sigma = (torch.randn(b, generator=gen, device=x.device) * self.framework.p_std
+                         + self.framework.p_mean).exp()
+            else:
+                sigma = self.framework.sigmas_for(levels).float()
+            return x + sigma.view(-1, 1, 1, 1) * noise, sigma.log()
+        if levels is None:
+            levels = torch.randint(1, self.framework.n_T + 1, (b,), generator=gen, device=x.device)
+        noisy, _, time_in = self.framework.perturb(x, levels, noise)
+        return noisy, time_in
+
+    def run_wrn(self) -> dict[int, float]:
+        torch.manual_seed(self.ctx.seed)
+        net = NoiseConditionalWRN(self.ctx.opts["depth"], self.ctx.opts["width"], self.classes).to(self.ctx.device)
+        opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4)
+        warm = min(5, self.epochs)
+        dev = self.ctx.device
+        for epoch in range(self.epochs):
+            # Warm-up for 5 epochs, then cosine (the official script's recursive form, in closed form).
+            lr = self.lr * (epoch + 1) / warm if epoch < warm else cosine_lr(self.lr, epoch, self.epochs)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            net.train()
+            order, losses = self.order(epoch), []
+            for i, start in enumerate(range(0, len(order), self.batch_size)):
+                if self.ctx.stopped():
+                    raise Stopped
+                index = order[start:start + self.batch_size]
+                gen = torch.Generator(device=dev).manual_seed(self.ctx.seed * 1_000_003 + epoch * 10_007 + i)
+                images = datasets.augment_batch(self.train.images[index].to(dev), flip=True, crop_padding=4,
+                                                generator=gen)
+                x, c = self._noisy_input(images, None, gen)
+                loss = F.cross_entropy(net(x, c), self.train.labels[index].to(dev))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss))
+                self.ctx.reporter.progress(epoch * self.steps_per_epoch + i + 1, self.epochs * self.steps_per_epoch,
+                                           "train WRN")
+            self.ctx.reporter.report("noisy/train_loss", sum(losses) / len(losses), epoch + 1)
+        net.eval()
+        accuracy = {}
+        for level in self.levels:
+            correct = 0
+            for start in range(0, len(self.test), 256):
+                if self.ctx.stopped():
+                    raise Stopped
+                index = torch.arange(start, min(start + 256, len(self.test)))
+                gen = torch.Generator(device=dev).manual_seed(self.ctx.seed * 131 + level * 7 + start)
+                images = datasets.augment_batch(self.test.images[index].to(dev), flip=False)
+                levels = torch.full((len(index),), level, device=dev, dtype=torch.long)
+                with torch.no_grad():
+                    x, c = self._noisy_input(images, levels, gen)
+                    pred = net(x, c).argmax(-1).cpu()
+                correct += int((pred == self.test.labels[index]).sum())
+            accuracy[level] = self._report_level(level, correct)
+        return accuracy
+
+    def _report_level(self, level: int, correct: int) -> float:
+        acc = correct / len(self.test)
+        self.ctx.reporter.report("noisy/accuracy", acc, level)
+        self.ctx.reporter.report("noisy/sigma", self.sigma_of(level), level)
+        print(f"level {level:>4} (sigma {self.sigma_of(level):9.4f}): accuracy {100 * acc:6.2f}%", flush=True)
+        return acc
+
+
+def noisy_run(run_dir: Path, reporter, workspace: Path) -> str:
+    ctx = open_context(run_dir, reporter, workspace)
+    ctx.start(checkpoint=ctx.checkpoint_step)
+    job = NoisyClassifier(ctx)
+    try:
+        accuracy = job.run_wrn() if ctx.opts.get("baseline") == "wrn" else job.run_head()
+    except Stopped:
+        reporter.status("cancelled")
+        return "cancelled"
+    atomic_write_text(run_dir / "noisy.json", json.dumps({
+        "baseline": ctx.opts.get("baseline"), "layer": ctx.opts.get("layer"),
+        "levels": job.levels, "sigmas": [job.sigma_of(t) for t in job.levels],
+        "accuracy": [accuracy[t] for t in job.levels]}, indent=1))
+    reporter.artifact("file", run_dir / "noisy.json")
+    reporter.status("done")
+    return "done"

@@ -1,0 +1,240 @@
+"""The layer x noise linear-probe grid (ddae-spec 6), in two protocols.
+
+- official: every epoch re-augments (flip + 4-pixel padded crop) and re-noises every batch, one forward
+  pass per (batch, timestep) feeding all layers' heads; final-epoch accuracy on one noisy test pass.
+- fast: per timestep, extract every layer once per augmented view, cache the pooled features (in
+  memory, or in a file when larger than the memory budget), and train all heads of that timestep
+  together on the cache with the same optimiser, schedule and number of steps. Each timestep's row
+  of cells is reported as soon as it is trained.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+from ..runs import atomic_write_text
+from .common import EvalContext, open_context
+from .features import Stopped, extract_features, feature_batches
+from .heads import ProbeHeads, ProbeTrainer
+from .report import format_grid, timestep_labels
+
+HEADS_FORMAT = "ddae-probe-heads"
+
+
+def _seed(*parts: int) -> int:
+    value = 0
+    for p in parts:
+        value = (value * 1_000_003 + int(p)) & 0x7FFF_FFFF
+    return value
+
+
+class ProbeGrid:
+    def __init__(self, ctx: EvalContext):
+        self.ctx = ctx
+        o = ctx.opts
+        self.model = ctx.model
+        self.timesteps: list[int] = [int(t) for t in o["timesteps"]]
+        self.layers: list[str] = self.model.net.order_taps(o["layers"])
+        self.channels = [self.model.net.tap_channels[name] for name in self.layers]
+        self.epochs, self.batch_size, self.lr = int(o.get("epochs", 15)), int(o.get("batch_size", 128)), float(o.get("lr", 1e-3))
+        self.extract_batch = int(o.get("extract_batch_size", 256))
+        self.train = ctx.data("train", o.get("train_limit"))
+        self.test = ctx.data("test", o.get("test_limit"))
+        self.classes = len(self.train.classes)
+        self.cells: dict[int, dict[str, float]] = {}
+        self.heads: dict[str, dict[str, torch.Tensor]] = {}
+        self.work_device = ctx.device
+
+    # Shared steps.
+    def _progress(self, done: int, total: int, stage: str) -> None:
+        self.ctx.reporter.progress(done, total, stage)
+
+    def test_features(self, t: int) -> torch.Tensor:
+        """Stacked test features at t (one seeded noise draw, no augmentation), the same for both protocols."""
+        feats = extract_features(self.model, self.test.images, t, self.layers, batch_size=self.extract_batch,
+                                 seed=_seed(self.ctx.seed, 17, t), stop=self.ctx.stopped)
+        return ProbeHeads(self.channels, self.classes).stack([feats[name] for name in self.layers])
+
+    def finish_row(self, t: int, heads: ProbeHeads) -> None:
+        stacked = self.test_features(t).to(self.work_device)
+        labels = self.test.labels.to(self.work_device)
+        correct = torch.zeros(len(self.layers), dtype=torch.long, device=self.work_device)
+        for start in range(0, stacked.shape[1], 4096):
+            correct += heads.correct(stacked[:, start:start + 4096], labels[start:start + 4096])
+        accuracy = (correct.float() / len(labels)).tolist()
+        self.cells[t] = {}
+        for name, acc, state in zip(self.layers, accuracy, heads.export()):
+            self.cells[t][name] = acc
+            self.heads[f"{t}/{name}"] = state
+            self.ctx.reporter.grid_cell(name, t, acc)
+
+    def new_heads(self, t: int, channels: list[int]) -> tuple[ProbeHeads, ProbeTrainer]:
+        gen = torch.Generator().manual_seed(_seed(self.ctx.seed, 29, t))
+        heads = ProbeHeads(channels, self.classes, generator=gen).to(self.work_device)
+        return heads, ProbeTrainer(heads, self.lr, self.epochs)
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        return torch.randperm(len(self.train), generator=torch.Generator().manual_seed(_seed(self.ctx.seed, 31, epoch)))
+
+    # Official protocol.
+    def run_official(self) -> None:
+        pairs = [self.new_heads(t, self.channels) for t in self.timesteps]
+        labels = self.train.labels
+        steps_per_epoch = math.ceil(len(self.train) / self.batch_size)
+        for epoch in range(self.epochs):
+            for _, trainer in pairs:
+                trainer.set_epoch(epoch)
+            batches = feature_batches(self.model, self.train.images, self.timesteps, self.layers,
+                                      batch_size=self.batch_size, order=self.epoch_order(epoch), flip=True,
+                                      crop_padding=4, seed=_seed(self.ctx.seed, 37, epoch), stop=self.ctx.stopped)
+            for i, (index, results) in enumerate(batches):
+                y = labels[index].to(self.work_device)
+                for (_, feats), (heads, trainer) in zip(results, pairs):
+                    trainer.step(heads.stack([feats[name] for name in self.layers]), y)
+                self._progress(epoch * steps_per_epoch + i + 1, self.epochs * steps_per_epoch, "probe (official)")
+        for t, (heads, _) in zip(self.timesteps, pairs):
+            self.finish_row(t, heads)
+
+    # Fast protocol.
+    def run_fast(self) -> None:
+        views = max(1, int(self.ctx.opts.get("views", 1)))
+        n, c_max = len(self.train), max(self.channels)
+        row_bytes = views * n * c_max * 4
+        budget = int(self.ctx.opts.get("cache_memory_mb") or min(4096, psutil.virtual_memory().available / 4 / 2**20))
+        budget *= 2**20
+        layers_per_group = max(1, min(len(self.layers), budget // max(row_bytes, 1)))
+        spill = layers_per_group < len(self.layers)
+        spill_dir = Path(tempfile.mkdtemp(prefix="probe-cache-", dir=self.ctx.run_dir)) if spill else None
+        try:
+            for row, t in enumerate(self.timesteps):
+                cache = self._extract_views(t, views, row, spill_dir)
+                heads_all = []
+                for g in range(0, len(self.layers), layers_per_group):
+                    group = slice(g, g + layers_per_group)
+                    heads, trainer = self.new_heads(t, self.channels[group])
+                    block = torch.from_numpy(np.ascontiguousarray(cache[group])) if spill else cache[group]
+                    self._train_cached(heads, trainer, block.to(self.work_device), n, views)
+                    heads_all.append(heads)
+                self.finish_row(t, _concat_heads(heads_all, self.channels, self.classes))
+        finally:
+            if spill_dir is not None:
+                shutil.rmtree(spill_dir, ignore_errors=True)
+
+    def _extract_views(self, t: int, views: int, row: int, spill_dir: Path | None):
+        n, c_max = len(self.train), max(self.channels)
+        shape = (len(self.layers), views * n, c_max)
+        if spill_dir is not None:
+            cache = np.lib.format.open_memmap(spill_dir / f"t{t}.npy", mode="w+", dtype=np.float32, shape=shape)
+        else:
+            cache = torch.zeros(shape)
+        total = len(self.timesteps) * views * n
+        for v in range(views):
+            def progress(done: int, _n: int, v=v) -> None:
+                self._progress((row * views + v) * n + done, total, f"extract t={t}")
+            feats = extract_features(self.model, self.train.images, t, self.layers, batch_size=self.extract_batch,
+                                     flip=True, crop_padding=4, seed=_seed(self.ctx.seed, 41, t, v),
+                                     stop=self.ctx.stopped, on_progress=progress)
+            for i, name in enumerate(self.layers):
+                value = feats[name]
+                if spill_dir is not None:
+                    cache[i, v * n:(v + 1) * n, : value.shape[1]] = value.numpy()
+                else:
+                    cache[i, v * n:(v + 1) * n, : value.shape[1]] = value
+        return cache
+
+    def _train_cached(self, heads: ProbeHeads, trainer: ProbeTrainer, block: torch.Tensor, n: int, views: int) -> None:
+        labels = self.train.labels.to(self.work_device)
+        for epoch in range(self.epochs):
+            if self.ctx.stopped():
+                raise Stopped
+            trainer.set_epoch(epoch)
+            # Epoch e reads view e mod V, in a fresh order: as many steps per epoch as the official protocol.
+            order = self.epoch_order(epoch).to(self.work_device)
+            offset = (epoch % views) * n
+            for start in range(0, n, self.batch_size):
+                index = order[start:start + self.batch_size]
+                trainer.step(block[:, offset + index], labels[index])
+
+    # Results.
+    def best(self) -> tuple[int, str, float] | None:
+        cells = [(acc, t, name) for t, row in self.cells.items() for name, acc in row.items()]
+        if not cells:
+            return None
+        acc, t, name = max(cells, key=lambda c: (c[0], -c[1]))
+        return t, name, acc
+
+    def save(self, labels: dict[int, str]) -> dict:
+        best = self.best()
+        result = {
+            "protocol": self.ctx.opts.get("protocol", "fast"),
+            "parent_run": self.ctx.parent_dir.name if self.ctx.parent_dir else None,
+            "checkpoint_step": self.ctx.checkpoint_step,
+            "framework": self.model.config.framework,
+            "timesteps": self.timesteps,
+            "layers": self.layers,
+            "labels": {str(t): labels[t] for t in self.timesteps},
+            "accuracy": {str(t): row for t, row in self.cells.items()},
+            "best": {"timestep": best[0], "layer": best[1], "accuracy": best[2]} if best else None,
+            "complete": len(self.cells) == len(self.timesteps),
+            "classes": list(self.train.classes),
+        }
+        atomic_write_text(self.ctx.run_dir / "grid.json", json.dumps(result, indent=1))
+        self.ctx.reporter.artifact("file", self.ctx.run_dir / "grid.json")
+        if self.heads:
+            from ..checkpoint import atomic_torch_save
+
+            atomic_torch_save({"format": HEADS_FORMAT, "timesteps": sorted(self.cells), "layers": self.layers,
+                               "classes": list(self.train.classes), "heads": self.heads,
+                               "accuracy": {f"{t}/{k}": v for t, row in self.cells.items() for k, v in row.items()},
+                               "parent_run": result["parent_run"], "checkpoint_step": self.ctx.checkpoint_step},
+                              self.ctx.run_dir / "heads.pt")
+            self.ctx.reporter.artifact("file", self.ctx.run_dir / "heads.pt")
+        return result
+
+
+def _concat_heads(groups: list[ProbeHeads], channels: list[int], classes: int) -> ProbeHeads:
+    """Layer groups trained separately -> one ProbeHeads over all layers."""
+    if len(groups) == 1:
+        return groups[0]
+    merged = ProbeHeads(channels, classes).to(groups[0].weight.device)
+    with torch.no_grad():
+        i = 0
+        for g in groups:
+            k = g.weight.shape[0]
+            merged.weight[i:i + k, : g.c_max] = g.weight
+            merged.weight[i:i + k, g.c_max:] = 0
+            merged.bias[i:i + k] = g.bias
+            i += k
+    return merged
+
+
+def probe_run(run_dir: Path, reporter, workspace: Path) -> str:
+    ctx = open_context(run_dir, reporter, workspace)
+    ctx.start(checkpoint=ctx.checkpoint_step)
+    grid = ProbeGrid(ctx)
+    labels = timestep_labels(ctx.model, grid.timesteps)
+    reporter.grid(grid.timesteps, grid.layers, {str(t): labels[t] for t in grid.timesteps})
+    status = "done"
+    try:
+        if ctx.opts.get("protocol", "fast") == "official":
+            grid.run_official()
+        else:
+            grid.run_fast()
+    except Stopped:
+        status = "cancelled"
+    result = grid.save(labels)
+    print(format_grid(grid.timesteps, grid.layers, grid.cells, labels), flush=True)
+    if result["best"]:
+        b = result["best"]
+        reporter.report("probe/accuracy", b["accuracy"], ctx.checkpoint_step or 0)
+        print(f"best cell: {labels[b['timestep']]}, {b['layer']}: {100 * b['accuracy']:.2f}%", flush=True)
+    reporter.status(status)
+    return status

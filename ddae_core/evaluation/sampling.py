@@ -1,0 +1,32 @@
+"""The `sample` job: draw images from a parent checkpoint's EMA model into a PNG grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..images import save_grid
+from .common import open_context
+
+
+def sample_run(run_dir: Path, reporter, workspace: Path) -> str:
+    ctx = open_context(run_dir, reporter, workspace)
+    ctx.start(checkpoint=ctx.checkpoint_step)
+    n, batch = int(ctx.opts["n"]), 256
+    gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+    chunks = []
+    for start in range(0, n, batch):
+        if ctx.stopped():
+            reporter.status("cancelled")
+            return "cancelled"
+        size = min(batch, n - start)
+
+        def progress(i: int, total: int, start=start, size=size) -> None:
+            reporter.progress(start * total + i * size, n * total, "sample")
+        chunks.append(ctx.model.sample(size, sampler=ctx.opts.get("sampler"), steps=ctx.opts.get("steps"),
+                                       generator=gen, callback=progress).cpu())
+    path = save_grid(torch.cat(chunks), run_dir / "samples" / "grid.png")
+    reporter.image("samples", ctx.checkpoint_step or 0, path)
+    reporter.status("done")
+    return "done"

@@ -1,0 +1,197 @@
+"""Validated specs for evaluation jobs. Each names its parent run and checkpoint; bad values name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import data as datasets
+from ..config import load_config, parse_model_config
+from ..errors import ConfigError, UserError
+from ..jobs import _positive_float, _positive_int, check_device
+from ..nets.unet import tap_names
+from ..runs import read_spec
+
+
+def parent_config(parent_dir: Path):
+    spec = read_spec(parent_dir)
+    if not isinstance(spec.get("config"), dict):
+        raise UserError(f"Run {parent_dir.name} ({spec.get('kind')}) has no model to evaluate; pick a train or "
+                        "import run.")
+    return spec, parse_model_config(spec["config"])
+
+
+def _checkpoint(value) -> str | int:
+    if value is None or str(value) == "latest":
+        return "latest"
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError("checkpoint", f"must be 'latest' or a step number (got {value!r})") from None
+
+
+def parse_timesteps(value, model_cfg, field: str = "timesteps") -> list[int]:
+    """'1,11,21' or a list -> ints in the framework's range (DDPM 1..n_T, EDM 1..18); default: the paper's grid."""
+    if value in (None, "", []):
+        return [1, 11, 21] if model_cfg.framework == "ddpm" else [3, 4, 5]
+    items = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
+    high = model_cfg.diffusion["n_T"] if model_cfg.framework == "ddpm" else 18
+    out = []
+    for item in items:
+        try:
+            t = int(str(item).strip())
+        except ValueError:
+            raise ConfigError(field, f"{item!r} is not a whole number") from None
+        if not 1 <= t <= high:
+            what = "DDPM timesteps" if model_cfg.framework == "ddpm" else "EDM sigma indices"
+            raise ConfigError(field, f"{t} is outside 1..{high} ({what})")
+        out.append(t)
+    return sorted(dict.fromkeys(out))
+
+
+def parse_layers(value, model_cfg, field: str = "layers") -> list[str]:
+    """'all' (the decoder taps out_k, the official grid), 'every' (enc_k, mid and out_k), or a list."""
+    names = tap_names(model_cfg.network)
+    if value in (None, "", "all"):
+        return [n for n in names if n.startswith("out_")]
+    if value == "every":
+        return names
+    items = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s) for s in value]
+    unknown = [s for s in items if s not in names]
+    if unknown or not items:
+        raise ConfigError(field, f"{', '.join(unknown) or 'nothing'} is not a layer of this network "
+                                 f"(it has {names[0]}..{names[-1]})")
+    return [n for n in names if n in items]
+
+
+def _base(kind: str, parent_dir: Path, checkpoint, device: str, data: str | None, name: str | None,
+          options: dict) -> dict:
+    if data is not None:
+        try:
+            datasets.check_data_spec(data)
+        except UserError as exc:
+            raise ConfigError("data", str(exc)) from None
+    parent_spec = read_spec(parent_dir)
+    return {
+        "kind": kind,
+        "name": name or f"{kind} of {parent_spec.get('name') or parent_dir.name}",
+        "data": data,
+        "parent": {"run": parent_dir.name, "checkpoint": _checkpoint(checkpoint)},
+        "device": {"request": check_device(device), "gpus": 0 if device == "cpu" else 1},
+        "config": None,
+        "options": options,
+    }
+
+
+def probe_spec(parent_dir: Path, *, checkpoint="latest", timesteps=None, layers="all", data=None,
+               protocol: str = "fast", epochs=15, batch_size=128, lr=1e-3, views=1, device="auto", seed=0,
+               train_limit=None, test_limit=None, cache_memory_mb=None, name=None) -> dict:
+    _, cfg = parent_config(parent_dir)
+    if protocol not in ("fast", "official"):
+        raise ConfigError("protocol", f"must be fast or official (got {protocol!r})")
+    return _base("probe", parent_dir, checkpoint, device, data, name, {
+        "protocol": protocol,
+        "timesteps": parse_timesteps(timesteps, cfg),
+        "layers": parse_layers(layers, cfg),
+        "epochs": _positive_int("epochs", epochs),
+        "batch_size": _positive_int("batch_size", batch_size),
+        "lr": _positive_float("lr", lr),
+        "views": _positive_int("views", views),
+        "seed": int(seed),
+        "train_limit": _positive_int("train_limit", train_limit),
+        "test_limit": _positive_int("test_limit", test_limit),
+        "cache_memory_mb": _positive_int("cache_memory_mb", cache_memory_mb),
+    })
+
+
+def align_spec(parent_dir: Path, *, checkpoints="all", layers=None, timestep=None, data=None, device="auto",
+               seed=0, limit=None, batch_size=128, name=None) -> dict:
+    _, cfg = parent_config(parent_dir)
+    if checkpoints in (None, "", "all", "latest"):
+        which = checkpoints or "all"
+    else:
+        items = checkpoints.split(",") if isinstance(checkpoints, str) else list(checkpoints)
+        try:
+            which = [int(str(s).strip()) for s in items]
+        except ValueError:
+            raise ConfigError("checkpoints", f"must be all, latest or step numbers (got {checkpoints!r})") from None
+    t = parse_timesteps([timestep] if timestep is not None else [cfg.feature_timestep], cfg, "timestep")[0]
+    spec = _base("align-uniform", parent_dir, "latest", device, data, name, {
+        "checkpoints": which,
+        "layers": parse_layers(layers or [cfg.feature_layer], cfg),
+        "timestep": t,
+        "seed": int(seed),
+        "limit": _positive_int("limit", limit),
+        "batch_size": _positive_int("batch_size", batch_size),
+    })
+    return spec
+
+
+def noisy_spec(parent_dir: Path, *, checkpoint="latest", layer=None, baseline=None, epochs=15, batch_size=128,
+               lr=None, width=10, depth=28, data=None, device="auto", seed=0, train_limit=None, test_limit=None,
+               name=None) -> dict:
+    _, cfg = parent_config(parent_dir)
+    if baseline not in (None, "wrn"):
+        raise ConfigError("baseline", f"must be wrn or absent (got {baseline!r})")
+    if (depth - 4) % 6 or depth < 10:
+        raise ConfigError("depth", f"must be 6n+4 and at least 10, like 28 (got {depth})")
+    return _base("noisy-classifier", parent_dir, checkpoint, device, data, name, {
+        "layer": parse_layers([layer or cfg.feature_layer], cfg, "layer")[0],
+        "baseline": baseline,
+        "epochs": _positive_int("epochs", epochs),
+        "batch_size": _positive_int("batch_size", batch_size),
+        "lr": _positive_float("lr", lr) if lr is not None else (0.1 if baseline == "wrn" else 1e-3),
+        "width": _positive_int("width", width),
+        "depth": _positive_int("depth", depth),
+        "seed": int(seed),
+        "train_limit": _positive_int("train_limit", train_limit),
+        "test_limit": _positive_int("test_limit", test_limit),
+    })
+
+
+def finetune_spec(parent_dir: Path, *, layer=None, timestep=None, checkpoint="latest", epochs=15, batch_size=128,
+                  lr=None, scratch=False, data=None, device="auto", seed=0, train_limit=None, test_limit=None,
+                  name=None) -> dict:
+    _, cfg = parent_config(parent_dir)
+    return _base("finetune", parent_dir, checkpoint, device, data, name, {
+        "layer": parse_layers([layer or cfg.feature_layer], cfg, "layer")[0],
+        "timestep": parse_timesteps([timestep if timestep is not None else cfg.feature_timestep], cfg, "timestep")[0],
+        "epochs": _positive_int("epochs", epochs),
+        "batch_size": _positive_int("batch_size", batch_size),
+        "lr": _positive_float("lr", lr) if lr is not None else 1e-4,
+        "scratch": bool(scratch),
+        "seed": int(seed),
+        "train_limit": _positive_int("train_limit", train_limit),
+        "test_limit": _positive_int("test_limit", test_limit),
+    })
+
+
+def sample_spec(parent_dir: Path, *, checkpoint="latest", n=64, sampler=None, steps=None, seed=0, device="auto",
+                name=None) -> dict:
+    _, cfg = parent_config(parent_dir)
+    allowed = ("ddim", "ddpm") if cfg.framework == "ddpm" else ("heun",)
+    if sampler is not None and sampler not in allowed:
+        raise ConfigError("sampler", f"{sampler} does not apply to {cfg.framework.upper()}; use {' or '.join(allowed)}")
+    n = _positive_int("n", n)
+    if n > 4096:
+        raise ConfigError("n", f"must be at most 4096 (got {n})")
+    return _base("sample", parent_dir, checkpoint, device, None, name, {
+        "n": n, "sampler": sampler, "steps": _positive_int("steps", steps), "seed": int(seed)})
+
+
+def import_spec(checkpoint: str | Path, config: str | Path, *, name=None, data=None) -> dict:
+    cfg = load_config(config)
+    parse_model_config(cfg)
+    path = Path(checkpoint).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError("checkpoint", f"{path} does not exist")
+    if data is not None:
+        datasets.check_data_spec(data)
+    return {
+        "kind": "import",
+        "name": name or path.stem,
+        "data": data or {"cifar": "cifar10", "tiny": "tiny-imagenet"}.get(str(cfg.get("dataset")), "cifar10"),
+        "parent": None,
+        "device": {"request": "cpu", "gpus": 0},
+        "config": cfg,
+        "options": {"source": str(path)},
+    }

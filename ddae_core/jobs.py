@@ -1,0 +1,157 @@
+"""Job specs (validated before any work) and the one way every job runs: `execute(run_dir)`.
+
+The CLI, the GUI's launch forms and the worker process all go through here, so a bad value is
+refused with the same sentence everywhere and a job behaves the same in the foreground or queued.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from . import data as datasets
+from .config import load_config, parse_model_config, parse_train_options
+from .distributed import DistContext
+from .errors import ConfigError, UserError
+from .nets.unet import tap_names
+from .reporting import Reporter
+from .runs import create_run, read_spec
+
+# kind -> "module:function(run_dir, reporter, workspace) -> status"; imported when a job of that kind runs.
+RUNNERS = {
+    "train": "ddae_core.training:train_run",
+    "probe": "ddae_core.evaluation.probe:probe_run",
+    "align-uniform": "ddae_core.evaluation.alignment:align_run",
+    "noisy-classifier": "ddae_core.evaluation.noisy:noisy_run",
+    "finetune": "ddae_core.evaluation.finetune:finetune_run",
+    "sample": "ddae_core.evaluation.sampling:sample_run",
+    "import": "ddae_core.evaluation.importing:import_run",
+}
+
+
+def _positive_int(field: str, value, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    try:
+        number = int(value)
+        if number != float(value):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(field, f"must be a whole number (got {value!r})") from None
+    if number < 1:
+        raise ConfigError(field, f"must be at least 1 (got {number})")
+    return number
+
+
+def _positive_float(field: str, value) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(field, f"must be a number (got {value!r})") from None
+    if not number > 0:
+        raise ConfigError(field, f"must be greater than 0 (got {value!r})")
+    return number
+
+
+def check_device(request: str | None) -> str:
+    request = (request or "auto").lower()
+    if request not in ("auto", "cpu", "cuda") and not request.startswith("cuda:"):
+        raise ConfigError("device", f"must be auto, cpu or cuda (got {request!r})")
+    return request
+
+
+def train_spec(*, config: str | Path | dict, data: str | None = None, steps=None, epochs=None, batch_size=None,
+               lr=None, device: str = "auto", name: str | None = None, seed: int = 0, gpus: int = 1,
+               data_limit=None, monitor_layers: list[str] | None = None, **studio_overrides) -> dict:
+    """A validated train job spec; raises ConfigError/UserError naming the bad field."""
+    cfg = load_config(config)
+    if studio_overrides:
+        cfg.setdefault("studio", {}).update({k: v for k, v in studio_overrides.items() if v is not None})
+    model_cfg = parse_model_config(cfg)
+    train = parse_train_options(cfg)
+    steps = _positive_int("steps", steps)
+    epochs = _positive_int("epochs", epochs)
+    if steps is not None and epochs is not None:
+        raise ConfigError("steps", "give either steps or epochs, not both")
+    data = data or train.dataset
+    try:
+        datasets.check_data_spec(data)
+    except UserError as exc:
+        raise ConfigError("data", str(exc)) from None
+    if monitor_layers:
+        bad = [layer for layer in monitor_layers if layer not in tap_names(model_cfg.network)]
+        if bad:
+            raise ConfigError("monitor_layers", f"{', '.join(bad)} is not a layer of this network")
+    options = {
+        "steps": steps if steps is not None else (None if epochs is not None else train.steps),
+        "epochs": epochs or train.epochs,
+        "batch_size": _positive_int("batch_size", batch_size) or train.batch_size,
+        "lr": _positive_float("lr", lr) or train.lr,
+        "warmup_steps": train.warmup_steps,
+        "warm_epoch": train.warm_epoch,
+        "ema_decay": train.ema_decay,
+        "ema_warmup": train.ema_warmup,
+        "flip": train.flip,
+        "grad_clip": train.grad_clip,
+        "checkpoint_every_steps": train.checkpoint_every_steps,
+        "sample_every_steps": train.sample_every_steps,
+        "sample_steps": cfg.get("studio", {}).get("sample_steps"),
+        "n_sample": train.n_sample,
+        "log_every_steps": cfg.get("studio", {}).get("log_every_steps", 10),
+        "seed": int(seed),
+        "amp": cfg.get("studio", {}).get("amp", "auto"),
+        "data_limit": _positive_int("data_limit", data_limit),
+        "monitor_layers": list(monitor_layers or []),
+    }
+    return {
+        "kind": "train",
+        "name": name,
+        "data": data,
+        "device": {"request": check_device(device), "gpus": _positive_int("gpus", gpus) if gpus else 0},
+        "config": cfg,
+        "options": options,
+    }
+
+
+def create_job(workspace: Path, spec: dict, queue: dict | None = None) -> Path:
+    """Write the run directory for a validated spec; `queue` ({priority, gpus}) marks it as enqueued."""
+    return create_run(workspace, spec["kind"], name=spec.get("name"), data=spec.get("data"),
+                      parent=spec.get("parent"), device=spec.get("device"), queue=queue,
+                      config=spec.get("config"), options=spec.get("options"))
+
+
+def _runner(kind: str) -> Callable:
+    target = RUNNERS.get(kind)
+    if target is None:
+        raise UserError(f"Run kind {kind!r} cannot be executed by this version of DDAE Studio.")
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def execute(run_dir: Path, workspace: Path, echo: Callable[[dict], None] | None = None,
+            handle_signals: bool = True) -> str:
+    """Run the job in `run_dir` to a final status (done, failed or cancelled), reporting into events.jsonl."""
+    run_dir = Path(run_dir)
+    dist = DistContext.from_env()
+    reporter = Reporter(run_dir, echo=echo, enabled=dist.is_main)
+    if handle_signals:
+        reporter.install_signal_handlers()
+    try:
+        spec = read_spec(run_dir)
+        return _runner(spec["kind"])(run_dir, reporter, workspace)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        reporter.status("failed", error=str(exc))
+        return "failed"
+    except Exception as exc:  # noqa: BLE001 - the log keeps the traceback, the status one sentence
+        traceback.print_exc()
+        reporter.status("failed", error=f"{exc.__class__.__name__}: {exc}".strip()[:500])
+        return "failed"
+    finally:
+        reporter.close()
+        sys.stdout.flush()

@@ -1,0 +1,237 @@
+"""Diffusion pre-training (ddae-spec 9.1): Adam, warm-up, clipping at 1.0, EMA, mixed precision on CUDA.
+
+One run directory, resumable: a checkpoint holds model, EMA, optimizer, scaler, step and RNG states,
+and a resumed run continues its curve from the saved step (points after it are re-reported with the
+same steps, which the index treats as replacements, so there is no gap and no repeat).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from . import data as datasets
+from .checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, read_checkpoint
+from .config import parse_model_config
+from .device import amp_dtype_for, describe, resolve_device
+from .distributed import DistContext
+from .ema import EMA
+from .errors import UserError
+from .images import save_grid
+from .model import DDAEModel
+from .reporting import Reporter
+from .runs import checkpoint_path, list_checkpoints, read_spec
+
+# Called after each checkpoint with (step, EMA model): the label-free layer monitor hooks in here.
+CheckpointHook = Callable[[int, DDAEModel], None]
+
+
+def lr_at(step: int, epoch: int, opts: dict) -> float:
+    """Warm-up: linear per step (`warmup_steps`, ours) or the official per-epoch step function."""
+    lr = opts["lr"]
+    if opts.get("warmup_steps"):
+        return lr * min((step + 1) / opts["warmup_steps"], 1.0)
+    if opts.get("warm_epoch"):
+        return lr * min((epoch + 1) / opts["warm_epoch"], 1.0)
+    return lr
+
+
+class Trainer:
+    def __init__(self, run_dir: Path, reporter: Reporter, workspace: Path, hooks: list[CheckpointHook] | None = None):
+        self.run_dir = Path(run_dir)
+        self.reporter = reporter
+        self.spec = read_spec(self.run_dir)
+        self.opts = dict(self.spec["options"])
+        self.hooks = hooks or []
+        self.dist = DistContext.from_env()
+        self.device = resolve_device((self.spec.get("device") or {}).get("request", "auto"))
+        self.dist.init(self.device)
+        self.model_config = parse_model_config(self.spec["config"])
+
+        # Data.
+        self.data = datasets.load_split(self.spec["data"], "train", resolution=self.model_config.resolution,
+                                        data_root=workspace / "data", seed=self.opts.get("seed", 0),
+                                        limit=self.opts.get("data_limit"))
+        per_rank = self.opts["batch_size"]
+        self.sampler = datasets.BatchSampler(len(self.data), per_rank * self.dist.world_size, self.opts.get("seed", 0))
+        self.total_steps = self.opts.get("steps") or self.opts["epochs"] * self.sampler.steps_per_epoch
+        self.images = self.data.images.to(self.device) if self.device.type == "cuda" else self.data.images
+
+        # Model, EMA, optimizer. The official scripts scale the lr by the number of GPUs.
+        torch.manual_seed(self.opts.get("seed", 0) + self.dist.rank)
+        self.model = DDAEModel(self.model_config).to(self.device)
+        self.model.amp_dtype = amp_dtype_for(self.device, self.opts.get("amp", "auto"))
+        if self.opts.get("channels_last", self.device.type == "cuda"):
+            self.model.net.to(memory_format=torch.channels_last)
+        self.ema = EMA(self.model, self.opts["ema_decay"], warmup=self.opts.get("ema_warmup", True))
+        self.lr_scale = self.dist.world_size
+        self.optimizer = torch.optim.Adam(self.model.net.parameters(), lr=self.opts["lr"] * self.lr_scale)
+        self.scaler = torch.amp.GradScaler("cuda") if self.model.amp_dtype == torch.float16 else None
+        self.train_net = self.model.net
+        if self.opts.get("compile"):
+            self.train_net = torch.compile(self.model.net)
+        if self.dist.enabled:
+            self.train_net = DistributedDataParallel(
+                self.train_net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.step = 0
+        if self.opts.get("monitor_layers") and self.dist.is_main:
+            self.hooks.append(self._layer_monitor())
+
+    def _layer_monitor(self) -> CheckpointHook:
+        """Alignment/uniformity of the chosen layers on a fixed, seeded subset of training images."""
+        from .evaluation.alignment import make_monitor
+
+        gen = torch.Generator().manual_seed(self.opts.get("seed", 0))
+        subset = torch.randperm(len(self.data), generator=gen)[: int(self.opts.get("monitor_images", 512))]
+        timestep = self.opts.get("monitor_timestep") or self.model_config.feature_timestep
+        return make_monitor(self.reporter, self.data.images[subset], self.opts["monitor_layers"], timestep,
+                            seed=self.opts.get("seed", 0))
+
+    # Checkpoints.
+    def restore(self) -> int | None:
+        ckpts = list_checkpoints(self.run_dir)
+        if not ckpts:
+            return None
+        step, path = ckpts[-1]
+        state = read_checkpoint(path, map_location=self.device)
+        self.model.net.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"], state["ema_updates"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        rng = state.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"].cpu())
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
+        self.step = int(state["step"])
+        return step
+
+    def save_checkpoint(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        state = {
+            "format": FORMAT, "version": FORMAT_VERSION, "config": self.spec["config"],
+            "step": self.step, "epoch": self.sampler.epoch_of(max(self.step - 1, 0)),
+            "model": self.model.net.state_dict(), "ema": self.ema.state_dict(), "ema_updates": self.ema.updates,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None, "rng": rng,
+        }
+        path = checkpoint_path(self.run_dir, self.step)
+        try:
+            atomic_torch_save(state, path)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise UserError(f"The disk is full while saving {path.name}; the previous checkpoint is intact, "
+                                "so free some space and resume the run.") from None
+            raise
+        self.reporter.sync()
+        self.reporter.artifact("checkpoint", path, step=self.step)
+        for hook in self.hooks:
+            hook(self.step, self.ema.model)
+        return path
+
+    def save_samples(self) -> None:
+        if not self.dist.is_main:
+            return
+        gen = torch.Generator(device=self.device).manual_seed(self.opts.get("seed", 0))
+        images = self.ema.model.sample(self.opts["n_sample"], steps=self.opts.get("sample_steps"), generator=gen)
+        path = save_grid(images, self.run_dir / "samples" / f"step_{self.step:06d}.png")
+        self.reporter.image("samples", self.step, path)
+
+    # The loop.
+    def train_step(self, step: int) -> torch.Tensor:
+        epoch = self.sampler.epoch_of(step)
+        lr = lr_at(step, epoch, self.opts) * self.lr_scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        index = self.sampler.batch(step)[self.dist.rank::self.dist.world_size]
+        gen = torch.Generator(device=self.device).manual_seed(hash((self.opts.get("seed", 0), step)) & 0x7FFFFFFF)
+        batch = datasets.augment_batch(self.images[index.to(self.images.device)].to(self.device, non_blocking=True),
+                                       flip=self.opts.get("flip", True), generator=gen)
+        if self.opts.get("channels_last", self.device.type == "cuda"):
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        loss = self.model.loss(batch, net=self.train_net)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.net.parameters(), self.opts.get("grad_clip", 1.0))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.model)
+        return loss.detach()
+
+    def run(self) -> str:
+        resumed = self.restore()
+        r = self.reporter
+        r.status("running", pid=os.getpid(), host=socket.gethostname(), device=describe(self.device),
+                 **({"resumed_from": resumed} if resumed is not None else {}))
+        if self.data.note:
+            print(f"data: {self.data.note}", flush=True)
+        log_every = max(1, int(self.opts.get("log_every_steps", 10)))
+        ckpt_every, sample_every = self.opts["checkpoint_every_steps"], self.opts["sample_every_steps"]
+        loss_sum, loss_n, busy, images_done = torch.zeros((), device=self.device), 0, 0.0, 0
+        time_limit = self.opts.get("time_limit_s")
+        started_at, first_step = time.monotonic(), self.step
+        r.progress(self.step, self.total_steps, "train")
+        while self.step < self.total_steps:
+            if self.dist.any_true(r.should_stop(), self.device):
+                self.save_checkpoint()
+                r.status("cancelled")
+                return "cancelled"
+            started = time.perf_counter()
+            loss_sum += self.train_step(self.step)
+            loss_n += 1
+            self.step += 1
+            images_done += self.opts["batch_size"] * self.dist.world_size
+            if self.device.type == "cuda" and self.step % log_every == 0:
+                torch.cuda.synchronize(self.device)
+            busy += time.perf_counter() - started
+
+            if self.step % log_every == 0 or self.step == self.total_steps:
+                mean_loss = float(loss_sum) / loss_n
+                if time_limit:
+                    # A time budget (the demo): end early, at the step the remaining time allows.
+                    elapsed = time.monotonic() - started_at
+                    rate = (self.step - first_step) / max(elapsed, 1e-9)
+                    self.total_steps = min(self.total_steps,
+                                           max(self.step + 1, self.step + int((time_limit - elapsed) * rate)))
+                if self.dist.is_main:
+                    r.report("loss/train", mean_loss, self.step)
+                    r.report("lr", self.optimizer.param_groups[0]["lr"], self.step)
+                    r.report("images_per_s", images_done / max(busy, 1e-9), self.step)
+                    r.report("ema/decay", self.ema.current_decay(), self.step)
+                    r.progress(self.step, self.total_steps, "train")
+                loss_sum.zero_()
+                loss_n, busy, images_done = 0, 0.0, 0
+            if self.step % ckpt_every == 0 or self.step == self.total_steps:
+                self.save_checkpoint()
+            if self.step % sample_every == 0 or self.step == self.total_steps:
+                self.save_samples()
+        r.status("done")
+        return "done"
+
+
+def train_run(run_dir: Path, reporter: Reporter, workspace: Path, hooks: list[CheckpointHook] | None = None) -> str:
+    """Train (or resume) the run in `run_dir` to its end or a stop request; returns the final status."""
+    trainer = Trainer(run_dir, reporter, workspace, hooks)
+    try:
+        return trainer.run()
+    finally:
+        trainer.dist.shutdown()

@@ -1,0 +1,32 @@
+"""`python -m ddae_core.worker RUN_DIR`: run one job detached from whoever started it.
+
+The scheduler starts this in its own process session with stdout/stderr going to the run's log.txt.
+It never opens the database: everything it has to say goes into events.jsonl.
+Exit status: 0 done, 1 failed, 3 cancelled.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+EXIT_CODES = {"done": 0, "failed": 1, "cancelled": 3}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m ddae_core.worker RUN_DIR", file=sys.stderr)
+        return 2
+    run_dir = Path(args[0]).resolve()
+    if not (run_dir / "spec.yaml").is_file():
+        print(f"error: {run_dir} is not a run directory (no spec.yaml)", file=sys.stderr)
+        return 2
+    from .jobs import execute  # after the argument check, so a usage error is instant
+
+    status = execute(run_dir, workspace=run_dir.parent.parent)
+    return EXIT_CODES.get(status, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
