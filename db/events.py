@@ -6,7 +6,6 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from .records import FINAL_STATUSES, STATUSES
 
@@ -15,6 +14,7 @@ log = logging.getLogger("db.ingest")
 _INT64 = 2**63
 _ARTIFACT_KINDS = ("checkpoint", "figure", "file", "image")
 MAX_WARNINGS_PER_PASS = 5          # per run; the rest are counted, not logged
+_DECODER = json.JSONDecoder()
 
 
 class BadEvent(ValueError):
@@ -90,6 +90,12 @@ class RunBatch:
 
     # One handler per event type; each raises BadEvent for a line it cannot use.
     def _metric(self, ev: dict, t: float | None) -> None:
+        key, step, value = ev.get("key"), ev.get("step"), ev.get("value")
+        # Fast path for the line every training step writes; anything unusual goes the careful way.
+        if type(key) is str and key and type(step) is int and -_INT64 <= step < _INT64 \
+                and type(value) is float and value == value:
+            self.metrics[(key, step)] = (value, t)
+            return
         key = _str(ev, "key")
         self.metrics[(key, _int(ev, "step"))] = (_nan_to_none(_float(ev, "value", required=False)), t)
 
@@ -151,26 +157,33 @@ class RunBatch:
         self.end_offset = self.start_offset + end
         pos = self.start_offset
         handlers = self.HANDLERS
-        warned = 0
+        raw_decode = _DECODER.raw_decode   # json.loads less its per-call encoding and whitespace checks
+        warned = events = 0
         for line in data[:end].split(b"\n")[:-1]:
             line_offset, pos = pos, pos + len(line) + 1
-            if not line.strip():
-                continue
             try:
-                ev = json.loads(line)
-                if not isinstance(ev, dict):
+                text = line.decode("utf-8", "replace")
+                try:
+                    ev, stop = raw_decode(text)
+                except ValueError:
+                    if not text.strip():
+                        continue           # a blank line
+                    ev, stop = json.loads(text), len(text)
+                if stop != len(text) and not text[stop:].isspace():
+                    raise json.JSONDecodeError("Extra data", text, stop)
+                if type(ev) is not dict:
                     raise BadEvent("the line is not a JSON object")
                 handler = handlers.get(ev.get("type"))
                 if handler is None:
                     if not isinstance(ev.get("type"), str):
                         raise BadEvent("field 'type' is missing")
-                    self.events += 1       # a type from a newer writer: skipped silently
+                    events += 1            # a type from a newer writer: skipped silently
                     continue
                 t = ev.get("time")
-                if isinstance(t, bool) or not isinstance(t, (int, float)):
+                if type(t) is not float and (type(t) is not int):
                     t = None
                 handler(self, ev, t)
-                self.events += 1
+                events += 1
             except (ValueError, TypeError, AttributeError) as exc:   # BadEvent and JSONDecodeError are ValueErrors
                 self.skipped += 1
                 warned += 1
@@ -178,30 +191,8 @@ class RunBatch:
                     reason = "it is not valid JSON" if isinstance(exc, json.JSONDecodeError) else str(exc)
                     log.warning("Skipping the line at byte %d of %s (run %s): %s.",
                                 line_offset, events_path, self.run, reason)
+        self.events += events
         if warned > MAX_WARNINGS_PER_PASS:
             log.warning("Skipped %d more bad lines of %s (run %s).", warned - MAX_WARNINGS_PER_PASS,
                         events_path, self.run)
 
-
-def summarize(key: str, points: list[tuple[int, float | None, float | None]], higher: bool,
-              old: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Summary of `points` (step, value, time), sorted by step and all after `old`'s latest_step.
-
-    Ties for best keep the earliest step, as a recompute from the table does.
-    """
-    s = dict(old) if old else {"count": 0, "latest_step": None, "latest_value": None, "latest_time": None,
-                               "best_step": None, "best_value": None, "min": None, "max": None}
-    best, best_step, lo, hi = s["best_value"], s["best_step"], s["min"], s["max"]
-    for step, value, _ in points:
-        if value is None:
-            continue
-        if lo is None or value < lo:
-            lo = value
-        if hi is None or value > hi:
-            hi = value
-        if best is None or (value > best if higher else value < best):
-            best, best_step = value, step
-    last = points[-1]
-    s.update(count=s["count"] + len(points), latest_step=last[0], latest_value=last[1], latest_time=last[2],
-             best_step=best_step, best_value=best, min=lo, max=hi)
-    return s

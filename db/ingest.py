@@ -18,9 +18,10 @@ from pathlib import Path
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from .events import RunBatch, summarize
-from .models import DeletedRun, MetricSummaryRow, QueueRow, Run
-from .records import IngestStats, higher_is_better
+from .curves import update_curves
+from .events import RunBatch
+from .models import DeletedRun, QueueRow, Run
+from .records import IngestStats
 from .rundir import EVENTS, INGEST_LOCK, RUNS_DIR, SPEC, RunDirError, RunFiles, read_run
 from .store import Store
 
@@ -211,16 +212,13 @@ class Ingester:
             points.extend((run, k, s, v, t) for (k, s), (v, t) in b.metrics.items())
             cells.extend((run, layer, ts, a, t) for (layer, ts), (a, t) in b.cells.items())
             artifacts.extend((run, p, *rest) for p, rest in b.artifacts.items())
-        stale = self._summaries_before(session, batches)
         if points:
             conn.exec_driver_sql(_UPSERT_POINTS, points)
+            update_curves(conn, {b.run: b.metrics for b, _, _ in batches if b.metrics})
         if cells:
             conn.exec_driver_sql(_UPSERT_CELLS, cells)
         if artifacts:
             conn.exec_driver_sql(_UPSERT_ARTIFACTS, artifacts)
-        summaries = self._summaries_after(session, batches, stale)
-        if summaries:
-            session.execute(MetricSummaryRow.__table__.insert().prefix_with("OR REPLACE"), summaries)
         for b, size, mtime in batches:
             self._update_run(session, version, b, size, mtime)
             stats["runs_read"] += 1
@@ -230,52 +228,6 @@ class Ingester:
             stats["status_changes"] += b.status.changes if b.status else 0
         stats.update(metric_points=len(points), grid_cells=len(cells), artifacts=len(artifacts))
         return stats
-
-    def _summaries_before(self, session: Session, batches) -> dict[tuple[str, str], dict | None]:
-        """Old summaries of the keys this pass touches (None where the key is new)."""
-        old: dict[tuple[str, str], dict | None] = {}
-        for b, _, _ in batches:
-            keys = {k for k, _ in b.metrics}
-            if not keys:
-                continue
-            rows = session.execute(select(MetricSummaryRow.__table__).where(
-                MetricSummaryRow.run == b.run, MetricSummaryRow.key.in_(keys))).mappings()
-            found = {r["key"]: dict(r) for r in rows}
-            for key in keys:
-                old[(b.run, key)] = found.get(key)
-        return old
-
-    def _summaries_after(self, session: Session, batches, old: dict) -> list[dict]:
-        """New summary rows: merged incrementally when the pass only appended steps, else recomputed."""
-        grouped: dict[tuple[str, str], list] = {}
-        for b, _, _ in batches:
-            for (key, step), (value, t) in b.metrics.items():
-                grouped.setdefault((b.run, key), []).append((step, value, t))
-        rows = []
-        for (run, key), points in grouped.items():
-            points.sort()
-            prev = old.get((run, key))
-            higher = higher_is_better(key)
-            if prev is None or points[0][0] > prev["latest_step"]:
-                summary = summarize(key, points, higher, prev)
-            else:                          # a replaced or back-filled point: rare, recompute this key
-                summary = self._recompute(session, run, key, higher)
-            rows.append({"run": run, "key": key, **{k: v for k, v in summary.items() if k not in ("run", "key")}})
-        return rows
-
-    @staticmethod
-    def _recompute(session: Session, run: str, key: str, higher: bool) -> dict:
-        conn = session.connection()
-        where = "FROM metric_points WHERE run = ? AND key = ?"
-        count, lo, hi = conn.exec_driver_sql(f"SELECT count(*), min(value), max(value) {where}", (run, key)).one()
-        latest = conn.exec_driver_sql(f"SELECT step, value, time {where} ORDER BY step DESC LIMIT 1",
-                                      (run, key)).one()
-        best = conn.exec_driver_sql(
-            f"SELECT step, value {where} AND value IS NOT NULL ORDER BY value {'DESC' if higher else 'ASC'}, "
-            "step ASC LIMIT 1", (run, key)).first()
-        return {"count": count, "latest_step": latest[0], "latest_value": latest[1], "latest_time": latest[2],
-                "best_step": best[0] if best else None, "best_value": best[1] if best else None,
-                "min": lo, "max": hi}
 
     @staticmethod
     def _update_run(session: Session, version: int, b: RunBatch, size: int, mtime: float) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -47,7 +48,7 @@ class Run(Base):
     __table_args__ = (
         CheckConstraint(_one_of("status", STATUSES), name="status"),
         CheckConstraint(_one_of("device_request", DEVICE_REQUESTS), name="device_request"),
-        Index("ix_runs_created", "created"),
+        Index("ix_runs_created", "created", "id"),   # the default order, ties by id
         Index("ix_runs_status", "status"),
         Index("ix_runs_kind", "kind"),
         Index("ix_runs_name", "name"),
@@ -96,6 +97,21 @@ class MetricPoint(Base):
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[float | None] = mapped_column(Float)                  # NULL = NaN
     time: Mapped[float | None] = mapped_column(Float)
+
+
+class MetricBlock(Base):
+    """BLOCK_POINTS consecutive points of one curve packed as arrays (db/blocks.py): a read cache."""
+
+    __tablename__ = "metric_blocks"     # a rowid table: its rows are large
+
+    run: Mapped[str] = mapped_column(_run_fk(), primary_key=True)
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    first_step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_step: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+    step_bytes: Mapped[bytes] = mapped_column(LargeBinary)      # int64, little-endian
+    value_bytes: Mapped[bytes] = mapped_column(LargeBinary)     # float64, NaN for null
+    time_bytes: Mapped[bytes] = mapped_column(LargeBinary)      # float64, NaN for null
 
 
 class MetricSummaryRow(Base):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, literal, or_, select
@@ -92,8 +93,10 @@ def order_clause(order_by: str, descending: bool) -> list:
     return [main.nulls_last(), tie]
 
 
+@lru_cache(maxsize=4096)
 def tags_of(text: str | None) -> tuple[str, ...]:
-    if not text:
+    """Tags from their JSON text; cached, since many runs share the same few tag sets."""
+    if not text or text == "[]":
         return ()
     try:
         tags = json.loads(text)
@@ -103,11 +106,8 @@ def tags_of(text: str | None) -> tuple[str, ...]:
 
 
 def to_summaries(rows: Sequence) -> list[RunSummary]:
-    out = []
-    for r in rows:
-        out.append(RunSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                              tags_of(r[10]), r[11], r[12], r[13], r[14], r[15], r[16], r[17], r[18]))
-    return out
+    return [RunSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                       tags_of(r[10]), r[11], r[12], r[13], r[14], r[15], r[16], r[17], r[18]) for r in rows]
 
 
 def to_record(run: Run) -> RunRecord:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 from sqlalchemy import select
 
-from .models import ArtifactRow, GridCellRow, MetricPoint, MetricSummaryRow, Run
+from . import blocks
+from .models import ArtifactRow, GridCellRow, MetricSummaryRow, Run
 from .queries import to_grid_axes, to_metric_summary
 from .records import Artifact, GridAxes, GridCell, History, MetricSummary
-
-_NAN = math.nan
-
-
-def _history(rows: list) -> History:
-    """Rows of (step, value, time) -> History of plain lists (NULL values back to NaN)."""
-    if not rows:
-        return History([], [], [])
-    steps, values, times = map(list, zip(*rows))
-    if None in values:
-        values = [_NAN if v is None else v for v in values]
-    return History(steps, values, times)
 
 
 class ReadsMixin:
@@ -37,39 +25,27 @@ class ReadsMixin:
     def metric_history(self, ref: str, key: str, since_step: int | None = None) -> History:
         """The full curve `key` of the run, by step; since_step: only points with step > since_step.
 
-        One range scan of metric_points' primary key (run, key, step), three columns, plain lists.
+        Sealed blocks plus the short tail of metric_points (db/blocks.py): no object per point
+        beyond the arrays' own storage.
         """
         with self._read() as session:
             run_id = self._resolve(session, ref)
-            sql = "SELECT step, value, time FROM metric_points WHERE run = ? AND key = ?"
-            params: tuple = (run_id, key)
-            if since_step is not None:
-                sql += " AND step > ?"
-                params += (int(since_step),)
-            # The driver's cursor gives tuples straight from C: no Row object per point.
-            cursor = session.connection().connection.driver_connection.cursor()
+            cursor = session.connection().connection.cursor()
             try:
-                rows = cursor.execute(sql + " ORDER BY step", params).fetchall()
+                return blocks.load(cursor, run_id, key, since_step)
             finally:
                 cursor.close()
-            return _history(rows)
 
     def metric_histories(self, refs: Iterable[str], key: str) -> dict[str, History]:
         """The curve `key` of several runs (for overlays): run id -> History; runs without it omitted."""
         with self._read() as session:
             run_ids = [self._resolve(session, ref) for ref in refs]
-            out: dict[str, History] = {}
-            cursor = session.connection().connection.driver_connection.cursor()
+            cursor = session.connection().connection.cursor()
             try:
-                for run_id in dict.fromkeys(run_ids):
-                    rows = cursor.execute(
-                        "SELECT step, value, time FROM metric_points WHERE run = ? AND key = ? ORDER BY step",
-                        (run_id, key)).fetchall()
-                    if rows:
-                        out[run_id] = _history(rows)
+                curves = {run_id: blocks.load(cursor, run_id, key) for run_id in dict.fromkeys(run_ids)}
             finally:
                 cursor.close()
-            return out
+            return {run_id: h for run_id, h in curves.items() if h.steps}
 
     def summaries(self, ref: str) -> list[MetricSummary]:
         """Latest/best/min/max/count of each of the run's metric keys, sorted by key."""

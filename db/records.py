@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -105,11 +106,14 @@ class MetricSummary:
 
 
 class History(NamedTuple):
-    """A full metric curve, sorted by step; unpacks as (steps, values, times)."""
+    """A full metric curve, sorted by step; unpacks as (steps, values, times).
 
-    steps: list[int]
-    values: list[float]             # NaN where the point was NaN
-    times: list[float | None]
+    array.array buffers (no object per point): np.frombuffer() or list() them as needed.
+    """
+
+    steps: array                    # 'q' (int64)
+    values: array                   # 'd' (float64); NaN where the point was NaN
+    times: array                    # 'd' (Unix seconds); NaN where the event had no time
 
 
 @dataclass(frozen=True, slots=True)

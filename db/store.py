@@ -160,7 +160,8 @@ class Store(ReadsMixin):
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._read() as session:
-            return to_summaries(session.execute(stmt).all())
+            # Core execution on the session's connection: no ORM result processing per row.
+            return to_summaries(session.connection().execute(stmt).all())
 
     def count_runs(self, kind=None, status=None, tag=None, search=None) -> int:
         stmt = select(func.count()).select_from(Run).where(*run_filters(kind, status, tag, search))
@@ -178,7 +179,7 @@ class Store(ReadsMixin):
         with self._read() as session:
             run_id = self._resolve(session, ref)
             stmt = summary_select().where(Run.parent_run == run_id).order_by(Run.created, Run.id)
-            return to_summaries(session.execute(stmt).all())
+            return to_summaries(session.connection().execute(stmt).all())
 
     # Changes, for views polling a few times a second.
     def data_version(self) -> ChangeToken:
@@ -201,7 +202,7 @@ class Store(ReadsMixin):
                 stmt = stmt.where(Run.version > token.version)
                 deleted = list(session.scalars(
                     select(DeletedRun.id).where(DeletedRun.version > token.version).order_by(DeletedRun.id)))
-            runs = to_summaries(session.execute(stmt).all())
+            runs = to_summaries(session.connection().execute(stmt).all())
             return Changes(now, tuple(runs), tuple(deleted), full)
 
     # Editing runs.

@@ -65,7 +65,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["parent_run"], ["runs.id"], name=op.f("fk_runs_parent_run_runs"), ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_runs"))
     )
-    op.create_index("ix_runs_created", "runs", ["created"])
+    op.create_index("ix_runs_created", "runs", ["created", "id"])
     op.create_index("ix_runs_kind", "runs", ["kind"])
     op.create_index("ix_runs_name", "runs", ["name"])
     op.create_index("ix_runs_parent_ref", "runs", ["parent_ref"])
@@ -114,6 +114,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("run", "key", "step", name=op.f("pk_metric_points")),
         sqlite_with_rowid=False
     )
+    op.create_table("metric_blocks",
+        sa.Column("run", sa.String(), nullable=False),
+        sa.Column("key", sa.String(), nullable=False),
+        sa.Column("first_step", sa.Integer(), nullable=False),
+        sa.Column("last_step", sa.Integer(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("step_bytes", sa.LargeBinary(), nullable=False),
+        sa.Column("value_bytes", sa.LargeBinary(), nullable=False),
+        sa.Column("time_bytes", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(["run"], ["runs.id"], name=op.f("fk_metric_blocks_run_runs"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("run", "key", "first_step", name=op.f("pk_metric_blocks"))
+    )
     op.create_table("metric_summary",
         sa.Column("run", sa.String(), nullable=False),
         sa.Column("key", sa.String(), nullable=False),
@@ -153,6 +165,7 @@ def downgrade() -> None:
     op.drop_index("ix_queue_order", table_name="queue")
     op.drop_table("queue")
     op.drop_table("metric_summary")
+    op.drop_table("metric_blocks")
     op.drop_table("metric_points")
     op.drop_table("grid_cells")
     op.drop_index("ix_artifacts_run_kind_step", table_name="artifacts")
