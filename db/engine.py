@@ -120,9 +120,12 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def schema_revision(engine: Engine) -> set[str]:
-    """The database's current Alembic heads (empty for a new database)."""
+    """The database's current Alembic revisions (empty for a new database), read without Alembic."""
     with engine.connect() as conn:
-        return set(MigrationContext.configure(conn).get_current_heads())
+        if conn.exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'").first() is None:
+            return set()
+        return {row[0] for row in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
 
 
 def _check_known(path: Path, current: set[str], script: ScriptDirectory) -> None:

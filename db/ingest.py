@@ -27,7 +27,8 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-MAX_BYTES_PER_RUN = 64 << 20       # per pass; a longer backlog continues on the next pass
+MAX_BYTES_PER_RUN = 32 << 20       # read per run and pass; a longer backlog continues on the next pass
+MAX_BYTES_PER_PASS = 128 << 20     # read per pass over all runs (bounds memory when reindexing)
 
 _UPSERT_POINTS = (
     "INSERT INTO metric_points (run, key, step, value, time) VALUES (?, ?, ?, ?, ?) "
@@ -52,11 +53,13 @@ class Ingester:
     """Reads runs/*/events.jsonl into the Store; one per workspace (a lock on ingest.lock)."""
 
     def __init__(self, store: Store, workspace: str | Path | None = None,
-                 max_bytes_per_run: int = MAX_BYTES_PER_RUN):
+                 max_bytes_per_run: int = MAX_BYTES_PER_RUN, max_bytes_per_pass: int = MAX_BYTES_PER_PASS):
         self.store = store
         self.workspace = Path(workspace).resolve() if workspace else store.workspace
         self.max_bytes_per_run = max_bytes_per_run
+        self.max_bytes_per_pass = max_bytes_per_pass
         self._lock_file = None
+        self._resume_at: str | None = None     # the run a pass that ran out of budget stopped at
 
     # The workspace lock.
     def acquire(self) -> bool:
@@ -132,11 +135,20 @@ class Ingester:
             forgotten = set(session.scalars(select(DeletedRun.id)))
         new_runs = self._new_runs(runs_root, known, forgotten, only)
         batches: list[tuple[RunBatch, int, float]] = []
-        candidates = [only] if only else [*known, *(f.id for f in new_runs)]
+        candidates = [only] if only else sorted([*known, *(f.id for f in new_runs)])
+        if self._resume_at in candidates:    # start where the last pass ran out of budget
+            at = candidates.index(self._resume_at)
+            candidates = candidates[at:] + candidates[:at]
+        budget, self._resume_at = self.max_bytes_per_pass, None
         for run_id in candidates:
-            batch = self._read_events(runs_root / run_id, run_id, known.get(run_id, 0))
+            if budget <= 0:
+                self._resume_at = run_id
+                break
+            batch = self._read_events(runs_root / run_id, run_id, known.get(run_id, 0),
+                                      min(budget, self.max_bytes_per_run))
             if batch is not None:
                 batches.append(batch)
+                budget -= batch[0].end_offset - batch[0].start_offset
         if not new_runs and not batches:
             return IngestStats(seconds=time.perf_counter() - started)
         with self.store._write() as (session, version):
@@ -166,7 +178,7 @@ class Ingester:
                 log.warning("Not indexing %s: %s", run_dir, exc)
         return found
 
-    def _read_events(self, run_dir: Path, run_id: str, offset: int) -> tuple[RunBatch, int, float] | None:
+    def _read_events(self, run_dir: Path, run_id: str, offset: int, limit: int) -> tuple[RunBatch, int, float] | None:
         """The complete new lines of the run's events.jsonl as a batch, or None if it did not grow."""
         path = run_dir / EVENTS
         stored_offset = offset
@@ -182,12 +194,12 @@ class Ingester:
         try:
             with open(path, "rb") as fh:
                 fh.seek(offset)
-                data = fh.read(self.max_bytes_per_run)
+                data = fh.read(limit)
         except OSError as exc:
             log.warning("Cannot read %s (%s); trying again on the next pass.", path, exc.strerror or exc)
             return None
         batch = RunBatch(run_id, offset)
-        if b"\n" not in data and len(data) >= self.max_bytes_per_run:
+        if b"\n" not in data and len(data) >= self.max_bytes_per_run:   # a "line" longer than any
             log.warning("Skipping %d bytes at byte %d of %s: no line ends within them.", len(data), offset, path)
             batch.end_offset = offset + len(data)
         else:
@@ -202,8 +214,7 @@ class Ingester:
         if not batches:
             return stats
         # A run deleted since we read the offsets must not get rows (its foreign keys would fail).
-        ids = [b.run for b, _, _ in batches]
-        alive = set(session.scalars(select(Run.id).where(Run.id.in_(ids))))
+        alive = set(session.scalars(select(Run.id)))
         batches = [item for item in batches if item[0].run in alive]
         conn = session.connection()
         points, cells, artifacts = [], [], []

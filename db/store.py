@@ -306,6 +306,9 @@ class Store(ReadsMixin):
             raise ValueError(f"A job cannot ask for {gpus} GPUs; use 0 for the CPU or a positive count.")
         with self._write() as (session, version):
             run_id = self._resolve(session, ref)
+            run = session.get(Run, run_id)
+            if run.status == "running" and run.pid is not None:     # a worker said it runs
+                raise ValueError(f"Run {run_id} is running; cancel it before queueing it again.")
             self._put_in_queue(session, run_id, priority, gpus, device_request, time.time())
             self._touch(session, run_id, version, status="queued", error=None, finished=None,
                         gpus=int(gpus), device_request=device_request)

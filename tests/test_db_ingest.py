@@ -157,6 +157,23 @@ def test_a_rewritten_shorter_file_is_read_again(store, ingester):
     assert store.metric_history(rid, "loss/train").values[3] == 0.5
 
 
+def test_byte_budgets_spread_a_backlog_over_passes(store, caplog):
+    ids = [run_id("train", i) for i in range(3)]
+    for rid in ids:
+        write_run(store.workspace, rid, events=[metric("loss/train", s, 0.5) for s in range(30)])
+    long_line = metric("loss/train", 999, 0.5) | {"padding": "x" * 5000}
+    append(store.run_dir(ids[1]), [long_line, metric("loss/train", 30, 0.5)])
+    with Ingester(store, max_bytes_per_run=2000, max_bytes_per_pass=3000) as ingester:
+        passes = []
+        with caplog.at_level(logging.WARNING, logger="db"):
+            while (stats := ingester.ingest_once()).runs_read:
+                passes.append(stats.events)
+                assert stats.bytes_read <= 3000 + 2000
+    assert len(passes) > 3 and sum(passes) == 91                  # every line once, the long one skipped
+    assert any("no line ends within them" in r.getMessage() for r in caplog.records)
+    assert [store.summaries(rid)[0].count for rid in ids] == [30, 31, 30]
+
+
 def test_a_second_ingester_is_refused(store, ingester):
     other = Ingester(store)
     assert not other.acquire()

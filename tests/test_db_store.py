@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -12,6 +17,8 @@ from alembic.runtime.migration import MigrationContext
 from db import Ingester, SchemaError, Store
 from db.models import Base
 from db.testing import append, grid, grid_cell, image, metric, run_id, status, write_run
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -67,6 +74,28 @@ def test_database_from_a_newer_schema_is_refused(tmp_path):
     assert message.startswith(f"studio.sqlite at {ws / 'studio.sqlite'} was written by a newer DDAE Studio")
     assert "9999_from_the_future" in message and message.endswith("open another workspace.")
     assert message.count(". ") == 0 and "\n" not in message        # one sentence
+
+
+def test_opens_from_an_installed_copy_without_alembic_ini(tmp_path):
+    """Migrations are found next to the package, wherever it lives, not through cwd or alembic.ini."""
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "db", site / "db", ignore=shutil.ignore_patterns("__pycache__"))
+    code = "import db, sys; from db import Store; Store.open(sys.argv[1]).close(); print(db.__file__)"
+    out = subprocess.run([sys.executable, "-P", "-c", code, str(tmp_path / "ws")], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(site)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(site / "db" / "__init__.py")
+    with Store.open(tmp_path / "ws") as store:
+        assert store.count_runs() == 0
+
+
+def test_one_engine_per_process_and_workspace(tmp_path):
+    with Store.open(tmp_path / "ws") as a, Store.open(tmp_path / "ws") as b:
+        assert a._engine is b._engine and a._sessions is b._sessions
+        a.close()
+        assert b.count_runs() == 0                   # still usable: the engine is shared, counted
+    with Store.open(tmp_path / "ws") as c:
+        assert c._engine is not a._engine            # the last close disposed of it
 
 
 def test_file_that_is_not_a_database_is_refused(tmp_path):
@@ -175,6 +204,8 @@ def test_queue_orders_by_priority_then_first_in(store):
         store.set_priority(ids[1], 1)
     with pytest.raises(ValueError, match="device request"):
         store.enqueue(ids[0], device_request="tpu")
+    with pytest.raises(ValueError, match="is running; cancel it"):
+        store.enqueue(ids[1])
 
 
 def test_set_status_and_mark_interrupted(store):
@@ -197,6 +228,7 @@ def test_edits_are_mirrored_to_meta_json(store):
     store.register_run(run_dir)
     store.set_tags(rid, ["a", " b ", "a", ""])
     assert store.add_tag(rid, "c") == ("a", "b", "c")
+    assert json.loads((run_dir / "meta.json").read_text())["tags"] == ["a", "b", "c"]
     assert store.remove_tag(rid, "a") == ("b", "c")
     store.set_notes(rid, "good run")
     store.rename(rid, "second")
