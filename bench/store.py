@@ -116,9 +116,12 @@ def bench_run_list(ws: Path, runs: int, repeat: int) -> tuple[float, float, floa
             summaries.append({"run": rid, "key": "loss/train", "count": 1000, "latest_step": 999,
                               "latest_value": rng.random(), "latest_time": 0.0, "best_step": 10,
                               "best_value": 0.01, "min": 0.01, "max": 1.0})
+            run_rows[-1]["last_loss"] = summaries[-1]["latest_value"]     # as the ingester copies them
             if kind == "probe":
-                cells += [{"run": rid, "layer": f"out_{layer}", "timestep": t, "accuracy": rng.random(), "time": 0.0}
-                          for layer in range(6) for t in (11, 51, 101, 201, 301)]
+                grid = [{"run": rid, "layer": f"out_{layer}", "timestep": t, "accuracy": rng.random(), "time": 0.0}
+                        for layer in range(6) for t in (11, 51, 101, 201, 301)]
+                run_rows[-1]["best_accuracy"] = max(c["accuracy"] for c in grid)
+                cells += grid
         with store._write() as (session, version):
             session.execute(insert(Run), run_rows)
             session.execute(insert(MetricSummaryRow), summaries)

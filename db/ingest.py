@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from .curves import update_curves
 from .events import RunBatch
 from .models import DeletedRun, QueueRow, Run
+from .queries import best_accuracy_of, last_loss_of
 from .records import IngestStats
 from .rundir import EVENTS, INGEST_LOCK, RUNS_DIR, SPEC, RunDirError, RunFiles, read_run
 from .store import Store
@@ -249,6 +250,8 @@ class Ingester:
                           progress_stage=b.progress[2], progress_time=b.progress[3])
         if b.grid_axes is not None:
             values["grid_axes"] = b.grid_axes
+        if b.metrics or b.cells:
+            values.update(best_accuracy=best_accuracy_of(b.run), last_loss=last_loss_of(b.run))
         s = b.status
         if s is not None:
             values.update(status=s.status, error=s.error, finished=s.finished)

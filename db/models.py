@@ -82,6 +82,9 @@ class Run(Base):
     progress_stage: Mapped[str | None] = mapped_column(String)
     progress_time: Mapped[float | None] = mapped_column(Float)
     grid_axes: Mapped[str | None] = mapped_column(Text)                 # JSON {timesteps, layers, labels}
+    # Copied from grid_cells and metric_summary by the ingester, so the run list reads one table.
+    best_accuracy: Mapped[float | None] = mapped_column(Float)          # max cell, else best probe/accuracy
+    last_loss: Mapped[float | None] = mapped_column(Float)              # latest loss/train
     events_offset: Mapped[int] = mapped_column(Integer, server_default="0")   # bytes ingested
     events_size: Mapped[int] = mapped_column(Integer, server_default="0")     # file size last seen
     events_mtime: Mapped[float | None] = mapped_column(Float)

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, literal, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Select, exists, func, literal, or_, select
+from sqlalchemy.orm import Session
 
 from .models import GridCellRow, MetricSummaryRow, QueueRow, Run
 from .records import GridAxes, MetricSummary, RunRecord, RunSummary
@@ -17,18 +17,9 @@ LOSS_KEY = "loss/train"
 PROBE_KEY = "probe/accuracy"
 _PREFIX_END = "\U0010ffff"
 
-_loss = aliased(MetricSummaryRow, name="loss_summary")
-_acc = aliased(MetricSummaryRow, name="acc_summary")
-# Correlated, so it runs only for the rows returned, each a range scan of grid_cells' primary key.
-_grid_best = (
-    select(func.max(GridCellRow.accuracy)).where(GridCellRow.run == Run.id).scalar_subquery()
-)
-_best_accuracy = func.coalesce(_grid_best, _acc.best_value)
-
 SUMMARY_COLUMNS = (
     Run.id, Run.name, Run.kind, Run.status, Run.data, Run.created, Run.started, Run.finished,
-    _best_accuracy.label("best_accuracy"), _loss.latest_value.label("last_loss"),
-    Run.tags, Run.notes, Run.error, Run.device, Run.parent_run,
+    Run.best_accuracy, Run.last_loss, Run.tags, Run.notes, Run.error, Run.device, Run.parent_run,
     Run.progress_done, Run.progress_total, Run.progress_stage, QueueRow.priority,
 )
 
@@ -41,8 +32,8 @@ ORDER_COLUMNS: dict[str, Any] = {
     "status": Run.status,
     "id": Run.id,
     "data": Run.data,
-    "best_accuracy": _best_accuracy,
-    "last_loss": _loss.latest_value,
+    "best_accuracy": Run.best_accuracy,
+    "last_loss": Run.last_loss,
     "priority": QueueRow.priority,
 }
 
@@ -75,13 +66,21 @@ def run_filters(kind=None, status=None, tag=None, search=None) -> list:
 
 
 def summary_select() -> Select:
-    """SELECT of RunSummary columns: runs joined to their loss and accuracy summaries and queue entry."""
-    return (
-        select(*SUMMARY_COLUMNS)
-        .outerjoin(_loss, and_(_loss.run == Run.id, _loss.key == LOSS_KEY))
-        .outerjoin(_acc, and_(_acc.run == Run.id, _acc.key == PROBE_KEY))
-        .outerjoin(QueueRow, QueueRow.run == Run.id)
-    )
+    """SELECT of RunSummary columns: the runs table (summary columns included) and its queue entry."""
+    return select(*SUMMARY_COLUMNS).outerjoin(QueueRow, QueueRow.run == Run.id)
+
+
+def best_accuracy_of(run_id) -> Any:
+    """SQL for a run's best probe accuracy: the best grid cell, else the best probe/accuracy point."""
+    cells = select(func.max(GridCellRow.accuracy)).where(GridCellRow.run == run_id).scalar_subquery()
+    probe = select(MetricSummaryRow.best_value).where(
+        MetricSummaryRow.run == run_id, MetricSummaryRow.key == PROBE_KEY).scalar_subquery()
+    return func.coalesce(cells, probe)
+
+
+def last_loss_of(run_id) -> Any:
+    return select(MetricSummaryRow.latest_value).where(
+        MetricSummaryRow.run == run_id, MetricSummaryRow.key == LOSS_KEY).scalar_subquery()
 
 
 def order_clause(order_by: str, descending: bool) -> list:

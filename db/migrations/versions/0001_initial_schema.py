@@ -56,6 +56,8 @@ def upgrade() -> None:
         sa.Column("progress_stage", sa.String(), nullable=True),
         sa.Column("progress_time", sa.Float(), nullable=True),
         sa.Column("grid_axes", sa.Text(), nullable=True),
+        sa.Column("best_accuracy", sa.Float(), nullable=True),
+        sa.Column("last_loss", sa.Float(), nullable=True),
         sa.Column("events_offset", sa.Integer(), server_default="0", nullable=False),
         sa.Column("events_size", sa.Integer(), server_default="0", nullable=False),
         sa.Column("events_mtime", sa.Float(), nullable=True),
