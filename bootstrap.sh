@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up DDAE Studio in .venv (once), then run the given command inside it.
+#   ./bootstrap.sh                 set up only
+#   ./bootstrap.sh ddae demo       set up, then run the main job
+# torch/torchvision come from PyPI (CUDA wheels on Linux x86_64; they also run on the CPU).
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.ddae-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[test]'
+  touch "$stamp"
+fi
+if [ $# -gt 0 ]; then
+  cmd=$1; shift
+  if [ -x ".venv/bin/$cmd" ]; then cmd=".venv/bin/$cmd"; fi
+  exec "$cmd" "$@"
+fi
