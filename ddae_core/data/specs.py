@@ -56,7 +56,7 @@ def _parse_builtin(rest: str) -> dict[str, int]:
         key, eq, value = item.partition("=")
         key = key.strip()
         if key not in SHAPES_PARAMS:
-            raise DataError(f"builtin:shapes has no parameter {key!r}; use {', '.join(SHAPES_PARAMS)}.")
+            raise DataError(f"builtin:shapes has no parameter {key!r}; use n_train, n_test or seed.")
         if not eq:
             raise DataError(f"builtin:shapes parameter {key!r} needs a value, e.g. {key}={SHAPES_PARAMS[key][0]}.")
         if key in seen:
