@@ -32,7 +32,7 @@ RUNNERS = {
 }
 
 
-def _positive_int(field: str, value, allow_none: bool = True) -> int | None:
+def _positive_int(field: str, value, allow_none: bool = True, minimum: int = 1) -> int | None:
     if value is None and allow_none:
         return None
     try:
@@ -41,8 +41,8 @@ def _positive_int(field: str, value, allow_none: bool = True) -> int | None:
             raise ValueError
     except (TypeError, ValueError):
         raise ConfigError(field, f"must be a whole number (got {value!r})") from None
-    if number < 1:
-        raise ConfigError(field, f"must be at least 1 (got {number})")
+    if number < minimum:
+        raise ConfigError(field, f"must be at least {minimum} (got {number})")
     return number
 
 

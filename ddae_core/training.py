@@ -57,8 +57,7 @@ class Trainer:
 
         # Data.
         self.data = datasets.load_split(self.spec["data"], "train", resolution=self.model_config.resolution,
-                                        data_root=workspace / "data", seed=self.opts.get("seed", 0),
-                                        limit=self.opts.get("data_limit"))
+                                        data_root=workspace / "data", seed=0, limit=self.opts.get("data_limit"))
         per_rank = self.opts["batch_size"]
         self.sampler = datasets.BatchSampler(len(self.data), per_rank * self.dist.world_size, self.opts.get("seed", 0))
         self.total_steps = self.opts.get("steps") or self.opts["epochs"] * self.sampler.steps_per_epoch

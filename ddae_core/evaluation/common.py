@@ -40,8 +40,10 @@ class EvalContext:
     def data(self, split: str, limit: int | None = None) -> datasets.ImageData:
         """The evaluation's dataset split (its own data spec, else the parent's), at the model's resolution."""
         spec = self.spec.get("data") or (self.parent_spec or {}).get("data") or "builtin:shapes"
+        # The data seed is fixed, not the run's seed: a folder without train/test folders is split by it,
+        # and a test image must never be another evaluation's training image.
         loaded = datasets.load_split(spec, split, resolution=self.model.resolution if self.model else None,
-                                     data_root=self.workspace / "data", seed=self.seed, limit=limit)
+                                     data_root=self.workspace / "data", seed=0, limit=limit)
         if loaded.note:
             print(f"data ({split}): {loaded.note}", flush=True)
         return loaded

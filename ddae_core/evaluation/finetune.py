@@ -99,7 +99,7 @@ def finetune_run(run_dir: Path, reporter, workspace: Path) -> str:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 reporter.progress(step + 1, total, "finetune")
             accuracy = evaluate(net, test, dev, ctx.stopped)
             history.append(accuracy)

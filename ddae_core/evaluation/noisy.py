@@ -90,7 +90,7 @@ class NoisyClassifier:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 self.ctx.reporter.progress(epoch * self.steps_per_epoch + i + 1, self.epochs * self.steps_per_epoch,
                                            "train head")
             self.ctx.reporter.report("noisy/train_loss", sum(losses) / len(losses), epoch + 1)
@@ -152,7 +152,7 @@ class NoisyClassifier:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 self.ctx.reporter.progress(epoch * self.steps_per_epoch + i + 1, self.epochs * self.steps_per_epoch,
                                            "train WRN")
             self.ctx.reporter.report("noisy/train_loss", sum(losses) / len(losses), epoch + 1)

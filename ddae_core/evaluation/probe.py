@@ -24,7 +24,7 @@ from ..runs import atomic_write_text
 from .common import EvalContext, open_context
 from .features import Stopped, extract_features, feature_batches
 from .heads import ProbeHeads, ProbeTrainer
-from .report import format_grid, timestep_labels
+from .report import best_cell, format_grid, timestep_labels
 
 HEADS_FORMAT = "ddae-probe-heads"
 
@@ -108,8 +108,10 @@ class ProbeGrid:
         views = max(1, int(self.ctx.opts.get("views", 1)))
         n, c_max = len(self.train), max(self.channels)
         row_bytes = views * n * c_max * 4
-        budget = int(self.ctx.opts.get("cache_memory_mb") or min(4096, psutil.virtual_memory().available / 4 / 2**20))
-        budget *= 2**20
+        budget_mb = self.ctx.opts.get("cache_memory_mb")
+        if budget_mb is None:
+            budget_mb = min(4096, psutil.virtual_memory().available / 4 / 2**20)
+        budget = int(budget_mb * 2**20)
         layers_per_group = max(1, min(len(self.layers), budget // max(row_bytes, 1)))
         spill = layers_per_group < len(self.layers)
         spill_dir = Path(tempfile.mkdtemp(prefix="probe-cache-", dir=self.ctx.run_dir)) if spill else None
@@ -120,7 +122,8 @@ class ProbeGrid:
                 for g in range(0, len(self.layers), layers_per_group):
                     group = slice(g, g + layers_per_group)
                     heads, trainer = self.new_heads(t, self.channels[group])
-                    block = torch.from_numpy(np.ascontiguousarray(cache[group])) if spill else cache[group]
+                    block = cache[group, :, : heads.c_max]
+                    block = torch.from_numpy(np.ascontiguousarray(block)) if spill else block
                     self._train_cached(heads, trainer, block.to(self.work_device), n, views)
                     heads_all.append(heads)
                 self.finish_row(t, _concat_heads(heads_all, self.channels, self.classes))
@@ -165,11 +168,7 @@ class ProbeGrid:
 
     # Results.
     def best(self) -> tuple[int, str, float] | None:
-        cells = [(acc, t, name) for t, row in self.cells.items() for name, acc in row.items()]
-        if not cells:
-            return None
-        acc, t, name = max(cells, key=lambda c: (c[0], -c[1]))
-        return t, name, acc
+        return best_cell(self.timesteps, self.layers, self.cells)
 
     def save(self, labels: dict[int, str]) -> dict:
         best = self.best()

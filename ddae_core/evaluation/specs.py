@@ -99,7 +99,8 @@ def probe_spec(parent_dir: Path, *, checkpoint="latest", timesteps=None, layers=
         "seed": int(seed),
         "train_limit": _positive_int("train_limit", train_limit),
         "test_limit": _positive_int("test_limit", test_limit),
-        "cache_memory_mb": _positive_int("cache_memory_mb", cache_memory_mb),
+        # 0 means: keep no features in memory, spill every timestep's cache to disk.
+        "cache_memory_mb": _positive_int("cache_memory_mb", cache_memory_mb, minimum=0),
     })
 
 

@@ -1,0 +1,261 @@
+"""The evaluations on a micro model trained for a few steps: every command, its outputs and its stop."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ddae_core.errors import ConfigError, UserError
+from ddae_core.evaluation.classify import Classifier, classify_files
+from ddae_core.evaluation.heads import ProbeHeads, ProbeTrainer
+from ddae_core.evaluation.specs import (align_spec, finetune_spec, import_spec, noisy_spec, probe_spec,
+                                        sample_spec)
+from ddae_core.jobs import create_job, execute, train_spec
+from ddae_core.reporting import STOP_FILE
+
+from .conftest import FIXTURES, ROOT, micro_config, need
+
+DATA = "builtin:shapes?n_train=96&n_test=48"
+
+
+def events(run_dir, type_=None):
+    lines = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    return [e for e in lines if type_ is None or e["type"] == type_]
+
+
+def metrics(run_dir, key):
+    return {e["step"]: e["value"] for e in events(run_dir, "metric") if e["key"] == key}
+
+
+def run(ws, spec, **kw):
+    run_dir = create_job(ws, spec)
+    return run_dir, execute(run_dir, ws, handle_signals=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A micro DDPM model trained for 8 steps, with checkpoints at 4 and 8 and a layer monitor."""
+    ws = tmp_path_factory.mktemp("eval-ws")
+    cfg = micro_config()
+    cfg["studio"].update({"checkpoint_every_steps": 4, "sample_every_steps": 8, "sample_steps": 2})
+    cfg["n_sample"] = 4
+    spec = train_spec(config=cfg, data=DATA, steps=8, batch_size=16, device="cpu", monitor_layers=["out_2", "out_3"])
+    spec["options"]["monitor_images"] = 32
+    run_dir, status = run(ws, spec)
+    assert status == "done"
+    return ws, run_dir
+
+
+def test_train_time_layer_monitor_reports_at_each_checkpoint(trained):
+    _, run_dir = trained
+    assert sorted(metrics(run_dir, "align/out_2")) == [4, 8]
+    assert sorted(metrics(run_dir, "uniform/out_3")) == [4, 8]
+
+
+def test_fast_probe_grid_reports_cells_table_json_and_heads(trained, capfd):
+    ws, parent = trained
+    probe, status = run(ws, probe_spec(parent, timesteps="11,51", layers="out_1,out_3", train_limit=64,
+                                       test_limit=48, epochs=2, device="cpu"))
+    assert status == "done"
+    grid_event = events(probe, "grid")[0]
+    assert grid_event["timesteps"] == [11, 51] and grid_event["layers"] == ["out_1", "out_3"]
+    cells = events(probe, "grid_cell")
+    assert {(c["timestep"], c["layer"]) for c in cells} == {(11, "out_1"), (11, "out_3"), (51, "out_1"), (51, "out_3")}
+    assert all(0 <= c["accuracy"] <= 1 for c in cells)
+    grid = json.loads((probe / "grid.json").read_text())
+    assert grid["complete"] and grid["best"]["accuracy"] == pytest.approx(max(c["accuracy"] for c in cells), abs=1e-6)
+    out = capfd.readouterr().out
+    assert "out_1" in out and "t=51" in out and "best cell:" in out
+    heads = torch.load(probe / "heads.pt", weights_only=True)
+    assert heads["heads"]["11/out_3"]["weight"].shape == (10, 32)  # out_3 is a 32-channel tap
+    assert events(probe, "status")[-1]["status"] == "done"
+
+
+def test_official_probe_protocol_runs_the_same_grid(trained):
+    ws, parent = trained
+    probe, status = run(ws, probe_spec(parent, timesteps="11", layers="out_3", protocol="official",
+                                       train_limit=32, test_limit=48, epochs=2, device="cpu"))
+    assert status == "done"
+    assert len(events(probe, "grid_cell")) == 1
+
+
+def test_cancelled_probe_keeps_the_cells_it_finished(trained):
+    ws, parent = trained
+    spec = probe_spec(parent, timesteps="1,11,21", layers="out_3", train_limit=48, test_limit=48, epochs=1,
+                      device="cpu")
+    probe = create_job(ws, spec)
+
+    def stop_on_first_cell(event):
+        if event["type"] == "grid_cell":
+            (probe / STOP_FILE).touch()
+    assert execute(probe, ws, echo=stop_on_first_cell, handle_signals=False) == "cancelled"
+    grid = json.loads((probe / "grid.json").read_text())
+    assert list(grid["accuracy"]) == ["1"] and not grid["complete"]
+    assert len(events(probe, "grid_cell")) == 1
+
+
+def test_fast_probe_spills_its_cache_to_disk_when_over_budget(trained):
+    ws, parent = trained
+    probe, status = run(ws, probe_spec(parent, timesteps="11", layers="all", train_limit=64, test_limit=48,
+                                       epochs=1, device="cpu", cache_memory_mb=0))
+    assert status == "done"
+    assert len(events(probe, "grid_cell")) == 4  # the micro network has out_1..out_4
+    assert not list(probe.glob("probe-cache-*"))  # removed afterwards
+
+
+def test_batched_heads_train_exactly_like_independent_linear_heads():
+    torch.manual_seed(0)
+    channels, classes, batch = [5, 3], 4, 16
+    heads = ProbeHeads(channels, classes, generator=torch.Generator().manual_seed(1))
+    linears = []
+    for i, c in enumerate(channels):
+        lin = torch.nn.Linear(c, classes)
+        with torch.no_grad():
+            lin.weight.copy_(heads.weight[i, :c].t())
+            lin.bias.copy_(heads.bias[i])
+        linears.append(lin)
+    trainer = ProbeTrainer(heads, lr=1e-2, epochs=3)
+    optims = [torch.optim.Adam(lin.parameters(), lr=1e-2) for lin in linears]
+    for epoch in range(3):
+        trainer.set_epoch(epoch)
+        for opt in optims:
+            for g in opt.param_groups:
+                g["lr"] = 1e-2 * (1 + math.cos(math.pi * epoch / 3)) / 2
+        for _ in range(4):
+            feats = [torch.randn(batch, c) for c in channels]
+            labels = torch.randint(0, classes, (batch,))
+            trainer.step(heads.stack(feats), labels)
+            for lin, opt, f in zip(linears, optims, feats):
+                opt.zero_grad()
+                F.cross_entropy(lin(f), labels).backward()
+                opt.step()
+    for i, (lin, state) in enumerate(zip(linears, heads.export())):
+        torch.testing.assert_close(state["weight"], lin.weight.detach(), atol=1e-5, rtol=0)
+        torch.testing.assert_close(state["bias"], lin.bias.detach(), atol=1e-5, rtol=0)
+    assert heads.weight[1, 3:].abs().sum() == 0  # padding rows never move
+
+
+def test_alignment_uniformity_over_checkpoints(trained):
+    ws, parent = trained
+    job, status = run(ws, align_spec(parent, checkpoints="all", layers="out_2,out_3", limit=48, device="cpu"))
+    assert status == "done"
+    align, uniform = metrics(job, "align/out_3"), metrics(job, "uniform/out_3")
+    assert sorted(align) == [4, 8] and sorted(uniform) == [4, 8]
+    assert all(0 < a < 4 for a in align.values())  # two noise draws differ; unit vectors are at most 2 apart
+    assert all(-4 <= u <= 0 for u in uniform.values())
+    with pytest.raises(ConfigError, match="checkpoints"):
+        align_spec(parent, checkpoints="four")
+
+
+def test_noisy_classifier_reports_accuracy_per_level(trained):
+    ws, parent = trained
+    job, status = run(ws, noisy_spec(parent, layer="out_3", epochs=1, train_limit=48, test_limit=24, device="cpu"))
+    assert status == "done"
+    acc = metrics(job, "noisy/accuracy")
+    assert sorted(acc) == list(range(1, 1000, 50))
+    sigma = metrics(job, "noisy/sigma")
+    assert sigma[1] < sigma[501] < sigma[951]
+    assert (job / "noisy_head.pt").is_file()
+
+
+def test_noisy_wrn_baseline_on_the_same_levels(trained):
+    ws, parent = trained
+    job, status = run(ws, noisy_spec(parent, baseline="wrn", width=1, depth=10, epochs=1, train_limit=32,
+                                     test_limit=16, device="cpu"))
+    assert status == "done"
+    assert len(metrics(job, "noisy/accuracy")) == 20
+    with pytest.raises(ConfigError, match="depth"):
+        noisy_spec(parent, baseline="wrn", depth=12)
+
+
+@pytest.mark.parametrize("scratch", [False, True])
+def test_finetune_reports_test_accuracy_per_epoch(trained, scratch):
+    ws, parent = trained
+    job, status = run(ws, finetune_spec(parent, layer="out_2", timestep=11, epochs=2, train_limit=32,
+                                        test_limit=16, scratch=scratch, device="cpu"))
+    assert status == "done"
+    assert sorted(metrics(job, "finetune/test_accuracy")) == [1, 2]
+    params = metrics(job, "finetune/parameters")[0]
+    from ddae_core import load_model
+    full = sum(p.numel() for p in load_model(parent / "checkpoints" / "step_000008.pt").net.parameters())
+    assert params < full  # the decoder after out_2 and the output head are gone
+
+
+def test_sample_job_writes_a_grid(trained):
+    ws, parent = trained
+    job, status = run(ws, sample_spec(parent, n=6, steps=2, device="cpu"))
+    assert status == "done"
+    assert Image.open(job / "samples" / "grid.png").size[0] > 32 * 2
+    with pytest.raises(ConfigError, match="heun"):
+        sample_spec(parent, sampler="heun")
+
+
+def test_classify_files_with_the_best_probe_head(trained, tmp_path):
+    ws, parent = trained
+    run(ws, probe_spec(parent, timesteps="11", layers="out_3", train_limit=32, test_limit=16, epochs=1, device="cpu"))
+    good = tmp_path / "photo.png"
+    Image.new("RGB", (80, 60), (200, 30, 30)).save(good)
+    gray = tmp_path / "gray.png"
+    Image.new("L", (32, 32), 128).save(gray)
+    junk = tmp_path / "notes.png"
+    junk.write_text("not an image")
+    truncated = tmp_path / "cut.jpg"
+    Image.new("RGB", (64, 64), (0, 90, 200)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    classifier = Classifier.from_run(parent, device="cpu")
+    results = classify_files(classifier, [good, junk, gray, truncated], save_dir=tmp_path / "out")
+    ok = {r.path.name: r for r in results}
+    assert ok["photo.png"].ok and len(ok["photo.png"].top) == 5
+    assert abs(sum(p for _, p in ok["photo.png"].top) - 1) < 1e-3 or sum(p for _, p in ok["photo.png"].top) < 1
+    assert any("resized" in n for n in ok["photo.png"].notes)
+    assert ok["gray.png"].ok and any("grayscale" in n for n in ok["gray.png"].notes)
+    assert not ok["notes.png"].ok and ok["notes.png"].error.count(".") >= 1 and "notes.png" in ok["notes.png"].error
+    assert not ok["cut.jpg"].ok and "cut.jpg" in ok["cut.jpg"].error
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"photo_noisy_t11.png", "photo_denoised_t11.png"}
+
+
+def test_classify_prediction_changes_with_noise_level(trained):
+    ws, parent = trained
+    classifier = Classifier.from_run(parent, device="cpu")
+    image = torch.rand(1, 3, 32, 32)
+    noise = torch.randn(1, 3, 32, 32)
+    low = classifier.predict(image, 1, noise=noise)
+    high = classifier.predict(image, 600, noise=noise)
+    assert (low.noisy - image).abs().mean() < (high.noisy - image).abs().mean()
+    assert low.denoised.shape == image.shape
+    assert not torch.allclose(low.probabilities, high.probabilities)
+
+
+def test_classify_cli_names_bad_files_and_still_classifies_the_rest(trained, tmp_path):
+    ws, parent = trained
+    good = tmp_path / "a.png"
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(good)
+    bad = tmp_path / "b.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    out = subprocess.run([sys.executable, "-m", "ddae_core.cli", "classify", "--run", parent.name, str(good), str(bad),
+                          "--workspace", str(ws), "--device", "cpu"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[1].startswith("a.png: ") and "%" in lines[1]
+    assert lines[2].startswith("b.png: b.png is")
+
+
+def test_import_official_checkpoint_then_probe_it(workspace):
+    ckpt = need(FIXTURES / "EDM_ddpmpp_ch32.pth")
+    job, status = run(workspace, import_spec(ckpt, FIXTURES / "EDM_ddpmpp_ch32.yaml", data=DATA))
+    assert status == "done"
+    probe, status = run(workspace, probe_spec(job, timesteps="4", layers="out_7", train_limit=16, test_limit=16,
+                                              epochs=1, device="cpu"))
+    assert status == "done"
+    assert json.loads((probe / "grid.json").read_text())["labels"]["4"] == "4 (sigma=0.05995)"
+    with pytest.raises(ConfigError, match="outside 1..18"):
+        probe_spec(job, timesteps="0,4")
+    with pytest.raises(UserError):
+        import_spec(workspace / "nope.pth", FIXTURES / "EDM_ddpmpp_ch32.yaml")

@@ -1,0 +1,180 @@
+"""Pre-training end to end on a micro model: run directory, events, checkpoints, exact resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ddae_core.checkpoint import atomic_torch_save, load_model, read_checkpoint
+from ddae_core.config import load_config, preset_path
+from ddae_core.errors import CheckpointError, ConfigError, UserError
+from ddae_core.jobs import create_job, execute, train_spec
+from ddae_core.reporting import STOP_FILE
+from ddae_core.runs import list_checkpoints
+
+from .conftest import FIXTURES, ROOT, micro_config, need
+
+DATA = "builtin:shapes?n_train=128&n_test=32"
+
+
+class Payload:
+    """Not a tensor or a plain value: weights_only=True must refuse it."""
+
+
+def events(run_dir, type_=None):
+    lines = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    return [e for e in lines if type_ is None or e["type"] == type_]
+
+
+def micro_spec(steps=6, **studio):
+    cfg = micro_config()
+    cfg["studio"].update({"checkpoint_every_steps": 3, "sample_every_steps": 6, "sample_steps": 2,
+                          "log_every_steps": 1, **studio})
+    cfg["n_sample"] = 4
+    return train_spec(config=cfg, data=DATA, steps=steps, batch_size=8, device="cpu")
+
+
+def test_training_writes_run_directory_events_checkpoints_and_samples(workspace):
+    run = create_job(workspace, micro_spec())
+    assert execute(run, workspace, handle_signals=False) == "done"
+    statuses = [e["status"] for e in events(run, "status")]
+    assert statuses == ["running", "done"]
+    steps = [e["step"] for e in events(run, "metric") if e["key"] == "loss/train"]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert [s for s, _ in list_checkpoints(run)] == [3, 6]
+    assert (run / "samples" / "step_000006.png").stat().st_size > 100
+    assert [e["path"] for e in events(run, "image")] == ["samples/step_000006.png"]
+    model = load_model(run / "checkpoints" / "step_000006.pt")
+    assert not model.training and model.config.framework == "ddpm"
+    raw = load_model(run / "checkpoints" / "step_000006.pt", weights="raw")
+    # EMA and raw weights differ after training steps.
+    assert any(not torch.equal(a, b) for a, b in zip(model.net.parameters(), raw.net.parameters()))
+
+
+def test_interrupted_run_resumes_at_its_step_and_matches_an_uninterrupted_one(workspace):
+    straight = create_job(workspace, micro_spec(steps=6))
+    assert execute(straight, workspace, handle_signals=False) == "done"
+
+    stopped = create_job(workspace, micro_spec(steps=6))
+
+    def stop_after_step_4(event):
+        if event["type"] == "metric" and event["key"] == "loss/train" and event["step"] == 4:
+            (stopped / STOP_FILE).touch()
+    assert execute(stopped, workspace, echo=stop_after_step_4, handle_signals=False) == "cancelled"
+    assert [s for s, _ in list_checkpoints(stopped)] == [3, 4]
+    (stopped / STOP_FILE).unlink()
+    assert execute(stopped, workspace, handle_signals=False) == "done"
+
+    resumed = [e for e in events(stopped, "status") if e["status"] == "running"][-1]
+    assert resumed["resumed_from"] == 4
+    steps = [e["step"] for e in events(stopped, "metric") if e["key"] == "loss/train"]
+    assert steps == [1, 2, 3, 4, 5, 6]  # no gap, no repeat
+    a = read_checkpoint(straight / "checkpoints" / "step_000006.pt")
+    b = read_checkpoint(stopped / "checkpoints" / "step_000006.pt")
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], atol=1e-6, rtol=0)
+
+
+def test_loss_falls_over_a_short_run(workspace):
+    run = create_job(workspace, micro_spec(steps=40, checkpoint_every_steps=40, sample_every_steps=40))
+    assert execute(run, workspace, handle_signals=False) == "done"
+    losses = [e["value"] for e in events(run, "metric") if e["key"] == "loss/train"]
+    assert sum(losses[-8:]) / 8 < 0.8 * sum(losses[:4]) / 4
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"lr": -1e-3}, "lr"),
+    ({"steps": 0}, "steps"),
+    ({"data": "imagenet-22k"}, "data"),
+    ({"batch_size": "big"}, "batch_size"),
+])
+def test_bad_values_are_refused_with_the_field_named(kwargs, field):
+    args = {"config": micro_config(), "data": DATA, "steps": 2, **kwargs}
+    with pytest.raises(ConfigError) as err:
+        train_spec(**args)
+    assert err.value.field == field
+    assert "\n" not in str(err.value)
+
+
+def test_bad_config_fields_are_named():
+    cfg = load_config("tiny-ddpm")
+    cfg["diffusion"]["n_T"] = 0
+    with pytest.raises(ConfigError, match=r"diffusion.n_T: must be at least 1"):
+        train_spec(config=cfg, data=DATA)
+    cfg = load_config("tiny-ddpm")
+    cfg["network"]["n_channels"] = 48
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        train_spec(config=cfg, data=DATA)
+
+
+def test_cli_stops_before_any_work_with_one_sentence(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_type: DDPM\ndiffusion: {n_T: 0\n")
+    out = subprocess.run([sys.executable, "-m", "ddae_core.cli", "train", "--config", str(bad),
+                          "--workspace", str(tmp_path / "ws")], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode != 0
+    assert out.stderr.strip().count("\n") == 0 and "not valid YAML" in out.stderr
+    assert not (tmp_path / "ws" / "runs").exists() or not list((tmp_path / "ws" / "runs").iterdir())
+    out = subprocess.run([sys.executable, "-m", "ddae_core.cli", "train", "--preset", "tiny-ddpm", "--lr", "-1",
+                          "--workspace", str(tmp_path / "ws")], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and out.stderr.startswith("error: lr: must be greater than 0")
+
+
+def test_dry_run_prints_the_resolved_spec(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "ddae_core.cli", "train", "--preset", "tiny-ddpm", "--steps", "300",
+                          "--dry-run", "--workspace", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "steps: 300" in out.stdout and "model_type: DDPM" in out.stdout
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_damaged_foreign_and_unsafe_checkpoints_get_one_sentence(tmp_path):
+    good = need(FIXTURES / "DDPM_ddpm_ch32.pth")
+    damaged = tmp_path / "damaged.pth"
+    damaged.write_bytes(good.read_bytes()[:100_000])
+    with pytest.raises(CheckpointError, match="damaged or not a PyTorch file"):
+        load_model(damaged, FIXTURES / "DDPM_ddpm_ch32.yaml")
+
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"model": Payload()}, unsafe)
+    with pytest.raises(CheckpointError, match="other than tensors"):
+        load_model(unsafe, FIXTURES / "DDPM_ddpm_ch32.yaml")
+
+    # The DDPM++ checkpoint against the DDPM config: another architecture.
+    with pytest.raises(CheckpointError, match="different architecture"):
+        load_model(FIXTURES / "EDM_ddpmpp_ch32.pth", FIXTURES / "DDPM_ddpm_ch32.yaml")
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "missing.pth")
+    copy = tmp_path / "model_800.pth"
+    copy.write_bytes(good.read_bytes())
+    with pytest.raises(CheckpointError, match="carries no config"):
+        load_model(copy)
+    raw = load_model(copy, FIXTURES / "DDPM_ddpm_ch32.yaml", weights="raw")
+    ema = load_model(copy, FIXTURES / "DDPM_ddpm_ch32.yaml")
+    assert any(not torch.equal(a, b) for a, b in zip(raw.net.parameters(), ema.net.parameters()))
+    with pytest.raises(UserError):
+        load_model(copy, FIXTURES / "DDPM_ddpm_ch32.yaml", weights="best")
+
+
+def test_atomic_save_keeps_the_old_file_when_a_write_fails(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    atomic_torch_save({"step": 1, "w": torch.ones(3)}, path)
+
+    class Exploding:
+        def __reduce__(self):
+            raise OSError(28, "No space left on device")
+    with pytest.raises(OSError):
+        atomic_torch_save({"step": 2, "bad": Exploding()}, path)
+    assert read_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_presets_validate():
+    for name in ("tiny-ddpm", "tiny-edm", "ddpm-cifar10", "edm-ddpmpp-aug-cifar10"):
+        spec = train_spec(config=preset_path(name), data=DATA, steps=1)
+        assert spec["options"]["lr"] > 0 and spec["config"]["model_type"] in ("DDPM", "EDM")
