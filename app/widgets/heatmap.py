@@ -1,0 +1,275 @@
+"""GridHeatmap: the layer x noise-level accuracy matrix of a probe grid, filling in as cells arrive.
+
+One float32 ImageItem (rows = timesteps, columns = layers in network order) with fixed levels and a
+256-entry colour map shared with a ColorBarItem; unfinished cells are NaN, which ImageItem draws
+transparent (blank), never a colour. Each finished cell carries its value as text; the best cell is
+outlined. A new cell costs one setImage of a tiny array and one text update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import QGraphicsRectItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from ..colors import text_color_on
+from . import export
+from .common import BACKGROUND, FOREGROUND, set_axis_label, style_plot
+
+SEQUENTIAL_MAP = "viridis"
+DIVERGING_MAP = "CET-D1A"       # blue - white - red, symmetric around its middle
+BLANK_CELL = QColor("#f0f0f0")
+
+
+class GridHeatmap(QWidget):
+    """A probe grid as a heatmap: set_axes, then set_cell as cells arrive."""
+
+    def __init__(self, title: str = "", parent=None):
+        super().__init__(parent)
+        self._title = title
+        self._timesteps: list[int] = []
+        self._layers: list[str] = []
+        self._row_labels: dict[int, str] = {}
+        self._values = np.full((0, 0), np.nan)        # float64 master; drawn as float32
+        self._texts: dict[tuple[int, int], pg.TextItem] = {}
+        # None: 0..1 for accuracies (symmetric around 0 when diverging); "auto": from the data.
+        self._levels: tuple[float, float] | str | None = None
+        self._diverging = False
+        self.value_name = "accuracy"
+
+        self.layout_widget = pg.GraphicsLayoutWidget()
+        self.layout_widget.setBackground(BACKGROUND)
+        self.graphics = self.layout_widget.ci
+        self.plot: pg.PlotItem = self.graphics.addPlot(row=0, col=0)
+        style_plot(self.plot, title)
+        self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        self.plot.invertY(True)              # the lowest noise level on top, as the paper's tables read
+        self.plot.getViewBox().setBackgroundColor(BLANK_CELL)
+        set_axis_label(self.plot, "bottom", "layer")
+        set_axis_label(self.plot, "left", "noise level")
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=SEQUENTIAL_MAP, interactive=False,
+                                        width=14, label=self.value_name)
+        self.colorbar.setImageItem(self.image)
+        self.colorbar.axis.setPen(pg.mkPen(FOREGROUND))
+        self.colorbar.axis.setTextPen(pg.mkPen(FOREGROUND))
+        self.graphics.addItem(self.colorbar, row=0, col=1)
+        self.set_value_name(self.value_name)
+        self._outline = QGraphicsRectItem()
+        pen = pg.mkPen("#ff2d2d", width=3)
+        pen.setCosmetic(True)
+        self._outline.setPen(pen)
+        self._outline.setZValue(10)
+        self._outline.hide()
+        self.plot.addItem(self._outline)
+
+        self.status = QLabel("")
+        self.status.setStyleSheet("color: #606060;")
+        self.export_button = export.make_export_button(
+            self, lambda: self._title or "probe_grid",
+            {"png": self.export_png, "svg": self.export_svg, "csv": self.export_csv})
+        bar = QHBoxLayout()
+        bar.setContentsMargins(4, 2, 4, 0)
+        bar.addWidget(self.status, 1)
+        bar.addWidget(self.export_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(bar)
+        layout.addWidget(self.layout_widget, 1)
+
+    # Axes and cells.
+    def set_axes(self, timesteps: list[int], layers: list[str], row_labels: dict[int, str] | None = None) -> None:
+        """Rows = timesteps (as given), columns = layers in network order; clears known cells that no longer fit."""
+        old = self.cells()
+        self._timesteps = [int(t) for t in timesteps]
+        self._layers = [str(layer) for layer in layers]
+        self._row_labels = {int(k): str(v) for k, v in (row_labels or {}).items()}
+        self._values = np.full((len(self._timesteps), len(self._layers)), np.nan)
+        for item in self._texts.values():
+            self.plot.removeItem(item)
+        self._texts.clear()
+        self.plot.getAxis("bottom").setTicks([[(c + 0.5, name) for c, name in enumerate(self._layers)]])
+        self.plot.getAxis("left").setTicks([[(r + 0.5, self._row_labels.get(t, f"t={t}"))
+                                             for r, t in enumerate(self._timesteps)]])
+        for (t, layer), value in old.items():
+            if t in self._timesteps and layer in self._layers:
+                self._values[self._timesteps.index(t), self._layers.index(layer)] = value
+        self.plot.setRange(xRange=(0, max(1, len(self._layers))), yRange=(0, max(1, len(self._timesteps))),
+                           padding=0)
+        self._refresh(all_texts=True)
+
+    def axes(self) -> tuple[list[int], list[str]]:
+        return list(self._timesteps), list(self._layers)
+
+    def set_cell(self, timestep: int, layer: str, accuracy: float | None) -> None:
+        """One cell's value (0..1); None or NaN blanks it. A cell outside the axes extends them."""
+        self._put(int(timestep), str(layer), accuracy)
+        self._refresh(all_texts=False, changed=[(int(timestep), str(layer))])
+
+    def set_cells(self, cells: Iterable[tuple[int, str, float | None]]) -> None:
+        """Several cells at once: (timestep, layer, accuracy) each; drawn once."""
+        changed = []
+        for timestep, layer, accuracy in cells:
+            self._put(int(timestep), str(layer), accuracy)
+            changed.append((int(timestep), str(layer)))
+        self._refresh(all_texts=False, changed=changed)
+
+    def _put(self, timestep: int, layer: str, value: float | None) -> None:
+        if timestep not in self._timesteps or layer not in self._layers:
+            # A cell before (or beyond) its grid event: grow the axes rather than lose the value.
+            timesteps = sorted(set(self._timesteps) | {timestep})
+            layers = self._layers + ([layer] if layer not in self._layers else [])
+            self.set_axes(timesteps, layers, self._row_labels)
+        v = np.nan if value is None else float(value)
+        self._values[self._timesteps.index(timestep), self._layers.index(layer)] = v
+
+    def clear_cells(self) -> None:
+        self._values[:] = np.nan
+        self._refresh(all_texts=True)
+
+    def cells(self) -> dict[tuple[int, str], float]:
+        """Finished cells: (timestep, layer) -> value."""
+        rows, cols = np.nonzero(np.isfinite(self._values))
+        return {(self._timesteps[r], self._layers[c]): float(self._values[r, c]) for r, c in zip(rows, cols)}
+
+    def values(self) -> np.ndarray:
+        """The matrix as drawn (rows timesteps, columns layers; NaN = unfinished), a copy."""
+        return self._values.copy()
+
+    def best_cell(self) -> tuple[int, str, float] | None:
+        """(timestep, layer, value) of the highest finished cell, or None."""
+        if not np.isfinite(self._values).any():
+            return None
+        r, c = np.unravel_index(np.nanargmax(self._values), self._values.shape)
+        return self._timesteps[r], self._layers[c], float(self._values[r, c])
+
+    # Colour scale.
+    def set_levels(self, lo: float | None = None, hi: float | None = None) -> None:
+        """Fix the colour scale to lo..hi; set_levels() (no arguments) follows the data instead.
+
+        Until called, accuracies use 0..1 (diverging: +-max |value|).
+        """
+        self._levels = "auto" if lo is None or hi is None else (float(lo), float(hi))
+        self._refresh(all_texts=True)
+
+    def levels(self) -> tuple[float, float]:
+        """The colour scale in use (symmetric around 0 in diverging mode)."""
+        return tuple(self.colorbar.levels())
+
+    def set_diverging(self, on: bool) -> None:
+        """A diverging map symmetric around 0 (for B - A differences); the best cell is not outlined."""
+        self._diverging = bool(on)
+        self.colorbar.setColorMap(DIVERGING_MAP if on else SEQUENTIAL_MAP)
+        self._refresh(all_texts=True)
+
+    def set_value_name(self, name: str) -> None:
+        """What the cells hold (colour bar label, CSV column), e.g. 'accuracy difference'."""
+        self.value_name = name
+        self.colorbar.axis.setLabel(name, color=FOREGROUND)
+
+    def set_title(self, title: str) -> None:
+        self._title = title
+        self.plot.setTitle(title, color=FOREGROUND, size="11pt")
+
+    def set_status(self, text: str) -> None:
+        self.status.setText(text)
+
+    def _current_levels(self) -> tuple[float, float]:
+        finite = self._values[np.isfinite(self._values)]
+        if self._diverging:
+            if isinstance(self._levels, tuple):
+                span = max(abs(self._levels[0]), abs(self._levels[1]))
+            else:
+                span = float(np.abs(finite).max()) if len(finite) else 0.0
+            span = span if span > 0 else 0.01
+            return -span, span
+        if isinstance(self._levels, tuple):
+            return self._levels
+        if self._levels is None or not len(finite):
+            return 0.0, 1.0
+        lo, hi = float(finite.min()), float(finite.max())
+        return (lo, hi) if hi > lo else (lo - 0.005, hi + 0.005)
+
+    # Drawing.
+    def _refresh(self, all_texts: bool, changed: list[tuple[int, str]] | None = None) -> None:
+        levels = self._current_levels()
+        old_levels = tuple(self.colorbar.levels())
+        if self._values.size:
+            self.image.setImage(self._values.astype(np.float32), autoLevels=False, levels=levels)
+            self.image.setRect(QRectF(0, 0, len(self._layers), len(self._timesteps)))
+        else:
+            self.image.clear()
+        if levels != old_levels:
+            self.colorbar.setLevels(levels)
+            all_texts = True            # each text's colour depends on where its value sits on the scale
+        if all_texts:
+            cells = [(r, c) for r in range(len(self._timesteps)) for c in range(len(self._layers))]
+        else:
+            cells = [(self._timesteps.index(t), self._layers.index(layer)) for t, layer in changed or []]
+        for r, c in cells:
+            self._update_text(r, c, levels)
+        self._update_outline()
+
+    def _update_text(self, r: int, c: int, levels: tuple[float, float]) -> None:
+        value = float(self._values[r, c])
+        item = self._texts.get((r, c))
+        if not np.isfinite(value):
+            if item is not None:
+                item.hide()
+            return
+        if item is None:
+            item = pg.TextItem(anchor=(0.5, 0.5))
+            font = QFont()
+            font.setPointSizeF(8.5)
+            item.setFont(font)
+            item.setPos(c + 0.5, r + 0.5)
+            self.plot.addItem(item)
+            self._texts[(r, c)] = item
+        item.setText(f"{100 * value:+.1f}" if self._diverging else f"{100 * value:.1f}")
+        lo, hi = levels
+        fraction = 0.5 if hi <= lo else min(1.0, max(0.0, (value - lo) / (hi - lo)))
+        item.setColor(text_color_on(self.colorbar.colorMap().map(fraction, mode="qcolor")))
+        item.show()
+
+    def _update_outline(self) -> None:
+        best = None if self._diverging else self.best_cell()
+        if best is None:
+            self._outline.hide()
+            return
+        r, c = self._timesteps.index(best[0]), self._layers.index(best[1])
+        self._outline.setRect(QRectF(c, r, 1, 1))
+        self._outline.show()
+
+    def text_of(self, timestep: int, layer: str) -> str:
+        """The text written in a cell ('' when blank): for tests and screen readers."""
+        item = self._texts.get((self._timesteps.index(timestep), self._layers.index(layer)))
+        return item.toPlainText() if item is not None and item.isVisible() else ""
+
+    def outlined_cell(self) -> tuple[int, str] | None:
+        if not self._outline.isVisible():
+            return None
+        rect = self._outline.rect()
+        return self._timesteps[int(rect.y())], self._layers[int(rect.x())]
+
+    # Export.
+    def export_png(self, path: str | Path) -> Path:
+        return export.export_png(self.graphics, path)
+
+    def export_svg(self, path: str | Path) -> Path:
+        return export.export_svg(self.graphics, path)
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Finished cells, row by row: timestep,layer,<value name>."""
+        rows = [(t, layer, float(self._values[r, c]))
+                for r, t in enumerate(self._timesteps) for c, layer in enumerate(self._layers)
+                if np.isfinite(self._values[r, c])]
+        return export.write_csv(path, ("timestep", "layer", self.value_name.replace(" ", "_")), rows)
