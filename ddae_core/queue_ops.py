@@ -1,0 +1,129 @@
+"""Queue operations for the CLI and the GUI, from any process: cancel, resume, priority, refresh.
+
+None of them needs the scheduler: they edit the index (the Store) and the run folder (STOP file,
+events.jsonl for a run that never started), and signal a worker on this host. The scheduler notices
+on its next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+
+from db import Ingester, QueueEntry, RunRecord, Store
+
+from .errors import UserError
+from .reporting import STOP_FILE
+from .runs import read_meta, read_spec
+from .worker_process import append_event, on_this_host, request_stop, run_process, signal_worker
+
+log = logging.getLogger(__name__)
+
+RESUMABLE = ("interrupted", "cancelled", "failed")
+
+
+def get_run(store: Store, ref: str) -> RunRecord:
+    """The run `ref` names (id, id prefix or name), or UserError in one sentence."""
+    try:
+        return store.get_run(ref)
+    except LookupError as exc:
+        raise UserError(str(exc)) from None
+
+
+def refresh(store: Store) -> bool:
+    """Ingest once and mark dead `running` runs of this host interrupted, if the ingest lock is free.
+
+    False when another process (the scheduler) holds it; that process keeps the index current.
+    """
+    ingester = Ingester(store)
+    if not ingester.acquire():
+        return False
+    try:
+        ingester.ingest_once()
+        for record in store.runs_by_status("running"):
+            if not on_this_host(record.host) or not record.pid:
+                continue
+            if run_process(store.run_dir(record.id), record.pid, record.host) is None:
+                ingester.ingest_run(record.id)       # a final status written as it exited counts
+                store.mark_interrupted(record.id)
+    finally:
+        ingester.release()
+    return True
+
+
+def cancel(store: Store, workspace: Path, ref: str) -> str:
+    """Cancel a queued or running run; returns what happened in a few words.
+
+    Queued: taken out of the queue and marked cancelled (a status line in its events.jsonl, so a
+    reindex agrees). Running: its STOP file is created and its worker (on this host) gets SIGTERM; it
+    saves a checkpoint and exits as cancelled, or the scheduler kills it after its timeout.
+    """
+    record = get_run(store, ref)
+    run_dir = Path(workspace) / "runs" / record.id
+    if record.status == "queued":
+        if store.dequeue(record.id):
+            if run_dir.is_dir():
+                append_event(run_dir, "status", status="cancelled")
+            store.set_status(record.id, "cancelled")
+            return "cancelled (it had not started)"
+        # The scheduler took it from the queue a moment ago: its worker finds the STOP file at once.
+        request_stop(run_dir)
+        return "stop requested (it was starting)"
+    if record.status != "running":
+        raise UserError(f"Run {record.id} is {record.status}, so there is nothing to cancel.")
+    request_stop(run_dir)
+    if not on_this_host(record.host):
+        return f"stop requested (it runs on {record.host}; it stops at its next check)"
+    proc = run_process(run_dir, record.pid, record.host)
+    if proc is not None:
+        signal_worker(proc, signal.SIGTERM, whole_group=False)
+    return "stop requested (it saves a checkpoint and exits)"
+
+
+def resume(store: Store, workspace: Path, ref: str, priority: int | None = None, gpus: int | None = None) -> QueueEntry:
+    """Queue an interrupted, cancelled or failed run again; training continues from its last checkpoint.
+
+    priority: default the run's last priority. gpus: default what it asked for before.
+    """
+    record = get_run(store, ref)
+    if record.status not in RESUMABLE:
+        hint = {"queued": "it is already queued", "running": "it is running",
+                "done": "it finished; train a new run to go further"}.get(record.status, record.status)
+        raise UserError(f"Run {record.id} cannot be resumed: {hint}.")
+    run_dir = Path(workspace) / "runs" / record.id
+    if not (run_dir / "spec.yaml").is_file():
+        raise UserError(f"Run {record.id} has no folder {run_dir} any more, so it cannot be resumed.")
+    if gpus is not None and gpus < 0:
+        raise UserError(f"--gpus must be 0 or more (got {gpus}).")
+    (run_dir / STOP_FILE).unlink(missing_ok=True)      # else the worker would stop at once
+    if priority is None:
+        priority = last_priority(run_dir)
+    try:
+        return store.enqueue(record.id, priority=int(priority), gpus=record.gpus if gpus is None else int(gpus),
+                             device_request=record.device_request)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def last_priority(run_dir: Path) -> int:
+    """The priority meta.json (or spec.yaml's queue block) last gave the run; 0 if none."""
+    value = read_meta(run_dir).get("priority")
+    if value is None:
+        try:
+            value = (read_spec(run_dir).get("queue") or {}).get("priority")
+        except UserError:
+            value = None
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def set_priority(store: Store, ref: str, priority: int) -> None:
+    """Change a queued run's priority (higher starts first)."""
+    record = get_run(store, ref)
+    try:
+        store.set_priority(record.id, int(priority))
+    except LookupError:
+        raise UserError(f"Run {record.id} is {record.status}, not queued; only queued runs have a priority.") from None

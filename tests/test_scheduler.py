@@ -1,0 +1,319 @@
+"""The scheduler: slots, priorities, device requests, parent checkpoints, dead workers, cancel timeouts, the lock.
+
+Most tests start a stand-in worker (a small Python script given as the scheduler's interpreter) that
+writes the events a worker would, so they take seconds; the DDP test trains for real with torchrun.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from db import Store, reindex
+from db.testing import write_run
+from ddae_core import queue_ops
+from ddae_core.device_slots import NeverFits, slots_needed
+from ddae_core.scheduler import WAITING_FOR_PARENT, Scheduler, SchedulerLockError
+from ddae_core.worker_process import start_worker
+
+from .conftest import micro_train_spec, queue_job, tick_until
+
+pytestmark = pytest.mark.usefixtures("no_leftover_processes")
+
+FAKE_WORKER = r'''#!{python}
+"""Stands in for `python -m ddae_core.worker RUN_DIR`: records how it was started, then acts out fake.json."""
+import json, os, signal, socket, sys, time
+run_dir = sys.argv[-1]
+with open(os.path.join(run_dir, "started.jsonl"), "a") as fh:
+    fh.write(json.dumps({{"argv": sys.argv[1:], "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                         "slots": os.environ.get("DDAE_SLOTS"), "pid": os.getpid(), "time": time.time()}}) + "\n")
+try:
+    plan = json.load(open(os.path.join(run_dir, "fake.json")))
+except OSError:
+    plan = {{}}
+def event(**fields):
+    with open(os.path.join(run_dir, "events.jsonl"), "a") as fh:
+        fh.write(json.dumps({{"time": round(time.time(), 3), **fields}}) + "\n")
+stop = []
+signal.signal(signal.SIGTERM, signal.SIG_IGN if plan.get("ignore_term") else lambda *a: stop.append(1))
+event(type="status", status="running", pid=os.getpid(), host=socket.gethostname())
+deadline = time.time() + plan.get("seconds", 0)
+while time.time() < deadline:
+    if (stop or os.path.exists(os.path.join(run_dir, "STOP"))) and not plan.get("ignore_term"):
+        event(type="status", status="cancelled")
+        sys.exit(3)
+    time.sleep(0.05)
+if plan.get("status", "done") != "crash":
+    event(type="status", status=plan.get("status", "done"))
+sys.exit({{"done": 0, "failed": 1}}.get(plan.get("status", "done"), 9))
+'''
+
+
+@pytest.fixture
+def fake_python(tmp_path) -> str:
+    path = tmp_path / "fake-python"
+    path.write_text(FAKE_WORKER.format(python=sys.executable))
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture
+def store(workspace):
+    with Store.open(workspace) as s:
+        yield s
+
+
+def fake_job(store: Store, name: str, *, priority: int = 0, device: str = "cpu", gpus: int = 0,
+             parent: dict | None = None, **plan) -> str:
+    """A queued run folder for the stand-in worker, which acts out `plan` (seconds, status, ignore_term)."""
+    from ddae_core.jobs import create_job
+
+    spec = {"kind": "probe" if parent else "train", "name": name, "data": "builtin:shapes", "parent": parent,
+            "device": {"request": device, "gpus": gpus}, "config": None, "options": {}}
+    run_dir = create_job(store.workspace, spec, queue={"priority": priority, "gpus": gpus})
+    (run_dir / "fake.json").write_text(json.dumps(plan))
+    store.register_run(run_dir)
+    store.enqueue(run_dir.name, priority=priority, gpus=gpus, device_request=device)
+    return run_dir.name
+
+
+def starts(store: Store, run_id: str) -> list[dict]:
+    path = store.run_dir(run_id) / "started.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def status(store: Store, run_id: str) -> str:
+    return store.get_run(run_id).status
+
+
+def test_highest_priority_first_one_job_per_cpu_slot(store, fake_python):
+    low = fake_job(store, "low", priority=0, seconds=0.3)
+    high = fake_job(store, "high", priority=5, seconds=0.3)
+    mid = fake_job(store, "mid", priority=1, seconds=0.3)
+    with Scheduler(store.workspace, store, cpu_slots=1, gpus=[], python=fake_python) as scheduler:
+        first = scheduler.tick()
+        assert [run for run, _ in first.started] == [high]
+        assert dict(first.waiting) == {mid: "waiting for a free CPU slot", low: "waiting for a free CPU slot"}
+        assert status(store, high) == "running" and store.get_run(high).device == "cpu0"
+        assert [s.run for s in scheduler.slots()] == [high]
+        tick_until(scheduler, lambda: all(status(store, r) == "done" for r in (low, high, mid)), 30)
+    started = sorted((starts(store, r)[0]["time"], r) for r in (low, high, mid))
+    assert [r for _, r in started] == [high, mid, low]
+    # Each started once, on the CPU: no GPU visible, the plain worker command, its slot named.
+    for run in (low, high, mid):
+        (only,) = starts(store, run)
+        assert only["argv"] == ["-m", "ddae_core.worker", str(store.run_dir(run))]
+        assert only["cuda"] == "" and only["slots"] == "cpu0"
+
+
+def test_gpu_jobs_get_their_own_gpus_and_several_gpus_run_under_torchrun(store, fake_python):
+    pair = fake_job(store, "two gpus", device="auto", gpus=2, priority=2, seconds=1)
+    one = fake_job(store, "one gpu", device="cuda", gpus=1, priority=1, seconds=1)
+    cpu = fake_job(store, "cpu", device="auto", gpus=0, seconds=1)
+    other = fake_job(store, "another gpu", device="auto", gpus=1, seconds=1)
+    with Scheduler(store.workspace, store, cpu_slots=1, gpus=[0, 1, 2], python=fake_python) as scheduler:
+        report = scheduler.tick()
+        assert dict(report.started) == {pair: "gpu0,gpu1", one: "gpu2", cpu: "cpu0"}
+        assert dict(report.waiting) == {other: "waiting for 1 free GPU"}
+        assert {s.id: s.run for s in scheduler.slots()} == {"cpu0": cpu, "gpu0": pair, "gpu1": pair, "gpu2": one}
+        tick_until(scheduler, lambda: all(status(store, r) == "done" for r in (pair, one, cpu, other)), 30)
+    (started,) = starts(store, pair)
+    assert started["argv"] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                               "-m", "ddae_core.worker", str(store.run_dir(pair))]
+    assert started["cuda"] == "0,1"
+    assert starts(store, one)[0]["cuda"] == "2" and starts(store, cpu)[0]["cuda"] == ""
+    assert starts(store, other)[0]["cuda"] in ("0", "1", "2")
+
+
+def test_jobs_that_can_never_fit_fail_with_one_sentence(store, fake_python):
+    cuda = fake_job(store, "cuda", device="cuda", gpus=1)
+    auto = fake_job(store, "auto", device="auto", gpus=1, seconds=0)
+    with Scheduler(store.workspace, store, cpu_slots=1, gpus=[], python=fake_python) as scheduler:
+        report = scheduler.tick()
+        assert dict(report.started) == {auto: "cpu0"}          # auto without a GPU runs on the CPU
+        assert [run for run, _ in report.refused] == [cuda]
+        tick_until(scheduler, lambda: status(store, auto) == "done", 20)
+    record = store.get_run(cuda)
+    assert record.status == "failed" and store.queued_jobs() == []
+    assert record.error == (f"Run {cuda} asks for CUDA but this machine has no GPU visible to PyTorch; "
+                            "launch it again with --device cpu or --device auto.")
+    # The failure is in the run's own events, so a reindex agrees.
+    reindex(store.workspace)
+    assert store.get_run(cuda).status == "failed"
+
+    with pytest.raises(NeverFits, match=r"asks for 2 GPUs but this machine has 1; resume it with .*--gpus 1"):
+        slots_needed("r", "auto", 2, n_gpu=1, n_cpu=1)
+    assert slots_needed("r", "cpu", 4, n_gpu=2, n_cpu=1) == ("cpu", 1)
+    assert slots_needed("r", "cuda", 0, n_gpu=2, n_cpu=1) == ("gpu", 1)
+
+
+def test_evaluation_waits_for_its_parent_checkpoint(store, fake_python):
+    parent = write_run(store.workspace, "20261126-120000-train-0001", events=[
+        {"type": "status", "status": "running", "pid": 1, "host": "elsewhere", "time": time.time()}]).name
+    store.register_run(store.run_dir(parent))
+    latest = fake_job(store, "probe latest", parent={"run": parent, "checkpoint": "latest"}, seconds=0)
+    at_step = fake_job(store, "probe step 8", parent={"run": parent, "checkpoint": 8}, seconds=0)
+    with Scheduler(store.workspace, store, cpu_slots=1, gpus=[], python=fake_python) as scheduler:
+        report = scheduler.tick()
+        assert dict(report.waiting) == {latest: WAITING_FOR_PARENT, at_step: f"{WAITING_FOR_PARENT} 8"}
+        scheduler.tick()                              # ingests the reason the queue wrote
+        assert store.get_run(latest).progress_stage == WAITING_FOR_PARENT
+        assert store.get_run(latest).status == "queued"
+
+        # A first checkpoint: 'latest' can start; step 8 still waits.
+        (store.run_dir(parent) / "checkpoints").mkdir()
+        (store.run_dir(parent) / "checkpoints" / "step_000004.pt").write_bytes(b"")
+        report = scheduler.tick()
+        assert [run for run, _ in report.started] == [latest]
+        assert dict(report.waiting) == {at_step: f"{WAITING_FOR_PARENT} 8"}
+        tick_until(scheduler, lambda: status(store, latest) == "done", 20)
+
+        # The parent ends without a checkpoint at step 8: the evaluation fails instead of waiting forever.
+        store.set_status(parent, "done")
+        report = scheduler.tick()
+        assert dict(report.refused)[at_step] == (
+            f"Run {at_step} needs a checkpoint at step 8 of run {parent}, which ended done without it; "
+            "evaluate another checkpoint or run.")
+
+        orphan = fake_job(store, "probe of a deleted run", parent={"run": parent, "checkpoint": "latest"})
+        store.delete_run(parent, remove_files=True)
+        report = scheduler.tick()
+        assert "which was deleted" in dict(report.refused)[orphan]
+
+
+def test_running_runs_whose_process_is_gone_are_interrupted_even_with_a_reused_pid(store, fake_python):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.2)
+        host = socket.gethostname()
+        me = psutil.Process()
+        runs = {
+            "dead": (gone.pid, time.time()),
+            # Our own pid, named by an event from before this process existed: another process reused it.
+            "reused": (os.getpid(), me.create_time() - 100),
+            "alive": (sleeper.pid, time.time()),
+        }
+        ids = {}
+        for n, (label, (pid, when)) in enumerate(runs.items()):
+            rid = f"20261126-120000-train-{n:04x}"
+            write_run(store.workspace, rid, events=[
+                {"type": "status", "status": "running", "pid": pid, "host": host, "time": when}])
+            ids[label] = rid
+        elsewhere = write_run(store.workspace, "20261126-120000-train-00ff", events=[
+            {"type": "status", "status": "running", "pid": gone.pid, "host": "another-host", "time": time.time()}]).name
+        with Scheduler(store.workspace, store, cpu_slots=1, gpus=[], python=fake_python) as scheduler:
+            report = scheduler.tick()
+        assert sorted(report.interrupted) == sorted([ids["dead"], ids["reused"]])
+        assert status(store, ids["alive"]) == "running"
+        assert status(store, elsewhere) == "running"           # another host's run is that host's business
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_new_scheduler_finds_running_workers_and_their_slots(store, fake_python):
+    long = fake_job(store, "long", seconds=2.5, priority=1)
+    nxt = fake_job(store, "next", seconds=0)
+    first = Scheduler(store.workspace, store, cpu_slots=1, gpus=[], python=fake_python)
+    first.require()
+    assert [run for run, _ in first.tick().started] == [long]
+    first.close()                                   # the GUI closes; its worker keeps running
+    with Scheduler(store.workspace, store, cpu_slots=1, gpus=[], python=fake_python) as second:
+        report = second.tick()
+        assert report.started == () and dict(report.waiting) == {nxt: "waiting for a free CPU slot"}
+        assert second.running() == {long: ("cpu0",)}
+        tick_until(second, lambda: status(store, nxt) == "done", 30)
+    assert status(store, long) == "done"
+
+
+def test_cancel_kills_a_worker_that_ignores_the_stop_request_after_the_timeout(store, fake_python):
+    stuck = fake_job(store, "stuck", seconds=60, ignore_term=True)
+    with Scheduler(store.workspace, store, cpu_slots=1, gpus=[], python=fake_python, kill_timeout_s=0.5) as scheduler:
+        tick_until(scheduler, lambda: starts(store, stuck) and store.get_run(stuck).pid == starts(store, stuck)[0]["pid"])
+        pid = starts(store, stuck)[0]["pid"]
+        assert queue_ops.cancel(store, store.workspace, stuck).startswith("stop requested")
+        reports = tick_until(scheduler, lambda: status(store, stuck) == "cancelled", 10)
+        assert any(stuck in r.killed for r in reports)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert store.get_run(stuck).error.startswith("The job did not stop within 0.5 s of the cancel request")
+    events = [json.loads(line) for line in (store.run_dir(stuck) / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["status"] == "cancelled"
+
+
+def test_cancel_and_resume_a_queued_job(store, fake_python):
+    run = fake_job(store, "queued", seconds=0)
+    assert queue_ops.cancel(store, store.workspace, run) == "cancelled (it had not started)"
+    assert status(store, run) == "cancelled" and store.queued_jobs() == []
+    reindex(store.workspace)                         # its events say so too
+    assert status(store, run) == "cancelled"
+    with pytest.raises(queue_ops.UserError, match="is cancelled, so there is nothing to cancel"):
+        queue_ops.cancel(store, store.workspace, run)
+
+    (store.run_dir(run) / "STOP").write_text("")
+    entry = queue_ops.resume(store, store.workspace, run, priority=3)
+    assert (entry.run, entry.priority) == (run, 3) and not (store.run_dir(run) / "STOP").exists()
+    queue_ops.set_priority(store, run, 9)
+    assert store.queued_jobs()[0].priority == 9
+    with Scheduler(store.workspace, store, cpu_slots=1, gpus=[], python=fake_python) as scheduler:
+        tick_until(scheduler, lambda: status(store, run) == "done", 20)
+    with pytest.raises(queue_ops.UserError, match="cannot be resumed: it finished"):
+        queue_ops.resume(store, store.workspace, run)
+    with pytest.raises(queue_ops.UserError, match="not queued"):
+        queue_ops.set_priority(store, run, 1)
+    with pytest.raises(queue_ops.UserError, match="No run 'nope'"):
+        queue_ops.cancel(store, store.workspace, "nope")
+
+
+def test_one_scheduler_per_workspace(store):
+    first = Scheduler(store.workspace, store, gpus=[])
+    second = Scheduler(store.workspace, store, gpus=[])
+    with pytest.raises(RuntimeError, match="call acquire"):
+        first.tick()
+    assert first.holder() is None
+    assert first.acquire()
+    try:
+        assert not second.acquire()
+        assert second.holder() == f"pid {os.getpid()} on {socket.gethostname()}"
+        with pytest.raises(SchedulerLockError, match=r"^The scheduler of .* is already running \(pid \d+ on "):
+            second.require()
+    finally:
+        first.release()
+    assert second.acquire()
+    second.release()
+
+
+def test_torchrun_trains_with_two_processes_on_the_cpu_and_rank0_alone_reports(workspace, monkeypatch):
+    """The K > 1 GPUs launch path, on CPU slots: torchrun, two gloo ranks, one set of events."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    from ddae_core.jobs import create_job
+    from ddae_core.training import lr_at
+
+    steps = 6
+    run_dir = create_job(workspace, micro_train_spec(steps=steps, checkpoint_every=3))
+    popen = start_worker(run_dir, gpu_ids=[], slots=("cpu0", "cpu1"), nproc=2)
+    try:
+        assert popen.wait(timeout=150) == 0, (run_dir / "log.txt").read_text()[-3000:]
+    finally:
+        popen.kill()
+        popen.wait()
+    lines = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    statuses = [e["status"] for e in lines if e["type"] == "status"]
+    assert statuses == ["running", "done"]
+    loss_steps = [e["step"] for e in lines if e.get("key") == "loss/train"]
+    assert loss_steps == list(range(1, steps + 1))             # once per step: only rank 0 reports
+    # Two ranks ran: the official scripts scale the learning rate by the world size.
+    lr = [e["value"] for e in lines if e.get("key") == "lr"][-1]
+    opts = json.loads(json.dumps(micro_train_spec(steps=steps)["options"]))
+    assert lr == pytest.approx(2 * lr_at(steps - 1, 0, opts))
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000003.pt", "step_000006.pt"]
+    assert "torch.distributed.run" in (run_dir / "log.txt").read_text()
