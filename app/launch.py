@@ -1,0 +1,375 @@
+"""Launch: one form per job kind. A form builds a spec with the engine's own spec functions, so a bad
+value is refused, at its field, in the CLI's words, before anything is written or queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from db import RunSummary, Store
+from ddae_core import data as datasets
+from ddae_core.config import load_config, preset_names
+from ddae_core.errors import ConfigError, UserError
+from ddae_core.jobs import create_job
+from ddae_core.runs import list_checkpoints
+
+from .launch_fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
+from .launch_kinds import KINDS, QUICK, JobKind, cuda_available, gpus_for
+
+log = logging.getLogger(__name__)
+
+
+class Launcher:
+    """Creates the run folder of a validated spec, indexes it and puts it in the queue (as `ddae --queue`)."""
+
+    def __init__(self, store: Store, on_queued: Callable[[str], None] | None = None):
+        self.store = store
+        self.on_queued = on_queued
+
+    def submit(self, spec: dict, priority: int = 0) -> str:
+        gpus = int(spec["device"].get("gpus") or 0)
+        run_dir = create_job(self.store.workspace, spec, queue={"priority": priority, "gpus": gpus})
+        try:
+            self.store.register_run(run_dir)
+            self.store.enqueue(run_dir.name, priority=priority, gpus=gpus, device_request=spec["device"]["request"])
+        except Exception:
+            # Only the folder made a moment ago goes; nothing stored before is touched.
+            try:
+                self.store.delete_run(run_dir.name)
+            except LookupError:
+                pass
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        if self.on_queued:
+            self.on_queued(run_dir.name)
+        return run_dir.name
+
+
+class LaunchForm(QWidget):
+    """The form of one job kind; submit() validates, marks bad fields, and queues."""
+
+    queued = Signal(str)        # run id
+
+    def __init__(self, kind: JobKind, launcher: Launcher | None, parent=None):
+        super().__init__(parent)
+        self.kind = kind
+        self.launcher = launcher
+        self.rows: dict[str, FieldRow] = {}
+        self._parents: list[RunSummary] = []
+
+        title = QLabel(f"<h2 style='margin:0'>{kind.title}</h2>")
+        about = QLabel(kind.about)
+        about.setWordWrap(True)
+        about.setStyleSheet("color: #555;")
+        form_host = QWidget()
+        form_host.setMaximumWidth(760)
+        grid = QGridLayout()
+        grid.setColumnStretch(1, 1)
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(6)
+        line = 0
+        for section, fields in kind.sections:
+            header = QLabel(f"<b>{section}</b>")
+            header.setStyleSheet("margin-top: 10px; border-bottom: 1px solid #c8c8c8; padding-bottom: 2px;")
+            grid.addWidget(header, line, 0, 1, 2)
+            line += 1
+            for field in fields:
+                row = FieldRow(field, self._special_editor(field))
+                self.rows[field.name] = row
+                label = QLabel(field.label)
+                label.setToolTip(field.tip)
+                label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+                label.setContentsMargins(0, 4, 0, 0)
+                grid.addWidget(label, line, 0)
+                grid.addWidget(row, line, 1)
+                line += 1
+        outer = QVBoxLayout(form_host)
+        outer.addWidget(title)
+        outer.addWidget(about)
+        outer.addLayout(grid)
+        outer.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(form_host)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.submit_button = QPushButton("Queue job")
+        self.submit_button.setDefault(True)
+        self.submit_button.setMinimumWidth(140)
+        self.submit_button.clicked.connect(self.submit)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.message, 1)
+        bottom.addWidget(self.submit_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(scroll, 1)
+        layout.addLayout(bottom)
+
+        if "config" in self.rows:
+            self.rows["config"].editor.currentIndexChanged.connect(self._preset_changed)
+            self._preset_changed()
+        if "parent" in self.rows:
+            self.rows["parent"].editor.currentIndexChanged.connect(self._parent_changed)
+        if "quick" in self.rows:
+            self.rows["quick"].editor.toggled.connect(self._quick_toggled)
+        if "device" in self.rows:
+            self.rows["device"].editor.currentIndexChanged.connect(self._device_changed)
+            self._device_changed()
+
+    def _special_editor(self, field: Field) -> QWidget | None:
+        if field.kind == "data":
+            return DataChooser(allow_parent=self.kind.name != "train", descriptions=datasets.describe_specs())
+        if field.name == "config":
+            combo = QComboBox()
+            for name in preset_names():
+                combo.addItem(name, name)
+            combo.setCurrentIndex(max(0, combo.findData("tiny-ddpm")))
+            return combo
+        if field.name in ("priority", "gpus"):
+            spin = QSpinBox()
+            spin.setRange(-1000 if field.name == "priority" else 0, 1000 if field.name == "priority" else 64)
+            spin.setValue(int(field.default or 0))
+            return spin
+        return None
+
+    # Values.
+    def values(self) -> dict[str, Any]:
+        """Every field's value; ConfigError for the first that cannot even be parsed."""
+        out: dict[str, Any] = {}
+        for name, row in self.rows.items():
+            if isinstance(row.editor, QSpinBox):
+                out[name] = row.editor.value()
+            else:
+                out[name] = row.value()
+        return out
+
+    def set_values(self, **values: Any) -> None:
+        """Fill fields by name (text as typed); for tests, scripts and presets."""
+        for name, value in values.items():
+            row = self.rows[name]
+            if isinstance(row.editor, QSpinBox):
+                row.editor.setValue(int(value))
+            elif name == "overrides" and isinstance(value, dict):
+                row.set_text(yaml.safe_dump(value, sort_keys=False, default_flow_style=None))
+            else:
+                row.set_text("" if value is None else str(value))
+
+    def set_parent_runs(self, runs: Sequence[RunSummary]) -> None:
+        """The runs an evaluation can start from (train and import runs), newest first."""
+        if "parent" not in self.rows:
+            return
+        combo: QComboBox = self.rows["parent"].editor
+        current = combo.currentData()
+        self._parents = list(runs)
+        combo.blockSignals(True)
+        combo.clear()
+        for run in self._parents:
+            combo.addItem(f"{run.name}  ·  {run.status}  ·  {run.id}", run.id)
+        index = combo.findData(current) if current else 0
+        combo.setCurrentIndex(max(0, index))
+        combo.blockSignals(False)
+        if combo.currentData() != current:
+            self._parent_changed()
+
+    def select_parent(self, run_id: str) -> None:
+        if "parent" in self.rows:
+            combo: QComboBox = self.rows["parent"].editor
+            index = combo.findData(run_id)
+            if index >= 0:
+                combo.setCurrentIndex(index)
+                self.refresh_checkpoints()
+
+    def refresh_checkpoints(self) -> None:
+        if "checkpoint" not in self.rows or self.launcher is None:
+            return
+        combo: QComboBox = self.rows["checkpoint"].editor
+        run_id = self.rows["parent"].editor.currentData() if "parent" in self.rows else None
+        text = combo.currentText()
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItem("latest", "latest")
+        if run_id:
+            for step, _ in reversed(list_checkpoints(self.launcher.store.run_dir(run_id))):
+                combo.addItem(f"step {step}", step)
+        index = combo.findText(text)
+        combo.setCurrentIndex(max(0, index))
+        combo.blockSignals(False)
+
+    # Reactions.
+    def _preset_changed(self) -> None:
+        try:
+            cfg = load_config(self.rows["config"].editor.currentData())
+        except UserError:
+            return
+        studio = cfg.get("studio") or {}
+        self.rows["config"].editor.setToolTip(str(studio.get("description", "")))
+        hints = {
+            "steps": f"preset: {studio['steps']} steps" if studio.get("steps") else f"preset: {cfg.get('n_epoch')} epochs",
+            "batch_size": f"preset: {cfg.get('batch_size')}",
+            "lr": f"preset: {studio.get('lr', cfg.get('lrate'))}",
+            "checkpoint_every_steps": f"preset: {studio.get('checkpoint_every_steps', 1000)}",
+            "sample_every_steps": f"preset: {studio.get('sample_every_steps', 1000)}",
+        }
+        for name, hint in hints.items():
+            if name in self.rows:
+                self.rows[name].set_placeholder(hint)
+        if "data" in self.rows and not self.rows["data"].value():
+            default = studio.get("dataset") or {"cifar": "cifar10", "tiny": "tiny-imagenet:"}.get(
+                str(cfg.get("dataset")), "builtin:shapes")
+            self.rows["data"].set_text(default)
+
+    def _parent_changed(self) -> None:
+        self.refresh_checkpoints()
+
+    def _quick_toggled(self, on: bool) -> None:
+        for name, value in QUICK.items():
+            if name in self.rows:
+                self.rows[name].set_text(str(value) if on else "")
+
+    def _device_changed(self) -> None:
+        if "gpus" in self.rows:
+            device = self.rows["device"].editor.currentData()
+            spin: QSpinBox = self.rows["gpus"].editor
+            spin.setEnabled(device != "cpu")
+            if device == "cpu":
+                spin.setValue(0)
+            elif spin.value() == 0 and (device == "cuda" or cuda_available()):
+                spin.setValue(1)
+
+    # Submitting.
+    def clear_errors(self) -> None:
+        for row in self.rows.values():
+            row.show_error(None)
+        self.message.clear()
+
+    def build_spec(self) -> dict:
+        values = self.values()
+        spec = self.kind.build(values, self.launcher.store.workspace if self.launcher else Path("."))
+        spec["device"]["gpus"] = gpus_for(spec["device"]["request"], values.get("gpus"))
+        return spec
+
+    def submit(self) -> str | None:
+        """Validate and queue; on a bad value mark its field and queue nothing. Returns the run id."""
+        self.clear_errors()
+        try:
+            spec = self.build_spec()
+        except ConfigError as exc:
+            self.mark(exc.field, _message_of(exc))
+            return None
+        except UserError as exc:
+            self.mark(self.kind.user_error_field, str(exc))
+            return None
+        if self.launcher is None:
+            return None
+        try:
+            run_id = self.launcher.submit(spec, priority=int(self.values().get("priority") or 0))
+        except (UserError, ValueError, LookupError, OSError) as exc:
+            self.show_message(f"Nothing was queued: {exc}", error=True)
+            return None
+        except Exception as exc:  # noqa: BLE001 - never a traceback dialog; the log keeps it
+            log.exception("Queueing failed")
+            self.show_message(f"Nothing was queued: {exc.__class__.__name__}: {exc}", error=True)
+            return None
+        self.show_message(f"Queued {spec.get('name') or run_id} ({run_id}).")
+        self.queued.emit(run_id)
+        return run_id
+
+    def mark(self, field: str, message: str) -> None:
+        """Show `message` at the widget of `field` (the form's message line if no widget holds it)."""
+        name = self.kind.field_for(field, self.rows)
+        if name is None:
+            self.show_message(sentence(field, message), error=True)
+            return
+        row = self.rows[name]
+        label = row.field.label if name == field or field.startswith("studio.") else field
+        row.show_error(sentence(label, message))
+        self.show_message("Nothing was queued: fix the marked field.", error=True)
+        self._reveal(row)
+
+    def _reveal(self, row: FieldRow) -> None:
+        scroll = self.findChild(QScrollArea)
+        if scroll is not None:
+            scroll.ensureWidgetVisible(row)
+        row.editor.setFocus()
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        self.message.setStyleSheet(ERROR_STYLE if error else "color: #2e7d32;")
+        self.message.setText(text)
+
+    def error_of(self, name: str) -> str:
+        return self.rows[name].error_text
+
+
+def _message_of(exc: ConfigError) -> str:
+    text = str(exc)
+    prefix = f"{exc.field}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+class LaunchView(QWidget):
+    """The job kinds on the left, the chosen kind's form on the right."""
+
+    queued = Signal(str)
+
+    def __init__(self, launcher: Launcher | None, parent=None):
+        super().__init__(parent)
+        self.kinds = QListWidget()
+        self.stack = QStackedWidget()
+        self.forms: dict[str, LaunchForm] = {}
+        for kind in KINDS:
+            form = LaunchForm(kind, launcher)
+            form.queued.connect(self.queued)
+            self.forms[kind.name] = form
+            self.stack.addWidget(form)
+            self.kinds.addItem(kind.title)
+        self.kinds.setMaximumWidth(220)
+        self.kinds.setSpacing(2)
+        self.kinds.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.kinds.setCurrentRow(0)
+        splitter = QSplitter()
+        splitter.addWidget(self.kinds)
+        splitter.addWidget(self.stack)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([200, 800])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(splitter)
+
+    def form(self, kind: str) -> LaunchForm:
+        return self.forms[kind]
+
+    def show_kind(self, kind: str, parent_run: str | None = None) -> LaunchForm:
+        index = [k.name for k in KINDS].index(kind)
+        self.kinds.setCurrentRow(index)
+        form = self.forms[kind]
+        if parent_run:
+            form.select_parent(parent_run)
+        return form
+
+    def set_parent_runs(self, runs: Sequence[RunSummary]) -> None:
+        for form in self.forms.values():
+            form.set_parent_runs(runs)

@@ -1,0 +1,275 @@
+"""The main window: a workspace, its scheduler on a thread, one refresh timer, and the views as tabs.
+
+Launch, Queue, Runs and Run are ours; Compare and Classify come from app.compare and
+app.classify. Image files dropped anywhere on the window go to Classify.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+
+from db import Changes, Store
+
+from . import workspace as workspaces
+from .first_run import DemoBanner, DemoController
+from .launch import Launcher, LaunchView
+from .live import LiveHub
+from .queue_view import QueueFeed, QueueView
+from .run_panels import GridPanel
+from .run_view import RunView
+from .runs_view import RunsPager, RunsView
+from .scheduler_thread import SchedulerThread
+
+log = logging.getLogger(__name__)
+
+PARENT_KINDS = ("train", "import")
+
+
+def _optional_view(module: str, name: str, *args) -> QWidget:
+    """Compare and Classify live in their own modules; a placeholder until they can be imported."""
+    try:
+        cls = getattr(__import__(f"app.{module}", fromlist=[name]), name)
+        return cls(*args)
+    except Exception as exc:  # noqa: BLE001 - a missing or broken optional view must not stop the app
+        log.warning("%s is not available: %s", name, exc)
+        label = QLabel(f"{name} is not available in this build ({exc.__class__.__name__}).")
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        label.setStyleSheet("color: #777;")
+        return label
+
+
+class MainWindow(QMainWindow):
+    """One workspace at a time; open_workspace() switches (jobs keep running either way)."""
+
+    workspace_opened = Signal(str)
+
+    def __init__(self, workspace: Path | None = None, *, run_scheduler: bool = True, cpu_slots: int | None = None):
+        super().__init__()
+        self.setWindowTitle("DDAE Studio")
+        self.resize(1400, 900)
+        self.setAcceptDrops(True)
+        self.run_scheduler = run_scheduler
+        self.cpu_slots = cpu_slots
+        self.store: Store | None = None
+        self.hub: LiveHub | None = None
+        self.scheduler: SchedulerThread | None = None
+        self.demo: DemoController | None = None
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.setCentralWidget(self.tabs)
+        self.scheduler_label = QLabel()
+        self.statusBar().addPermanentWidget(self.scheduler_label)
+        self._build_menus()
+        geometry = workspaces.settings().value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if workspace is not None:
+            self.open_workspace(workspace)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        open_action = QAction("&Open or create workspace…", self)
+        open_action.setShortcut(QKeySequence.StandardKey.Open)
+        open_action.triggered.connect(self._ask_workspace)
+        file_menu.addAction(open_action)
+        self.recent_menu = file_menu.addMenu("Recent workspaces")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addSeparator()
+        quit_action = QAction("&Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+        run_menu = self.menuBar().addMenu("&Run")
+        run_menu.addAction("Run the &demo", self.start_demo)
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("About DDAE Studio", self._about)
+
+    # Workspaces.
+    def open_workspace(self, path: Path) -> bool:
+        """Close the current workspace (leaving its jobs running) and open `path`; False with a message if not."""
+        try:
+            store = workspaces.open_store(Path(path))
+        except workspaces.WorkspaceError as exc:
+            QMessageBox.warning(self, "Workspace", str(exc))
+            return False
+        self._close_workspace()
+        self.store = store
+        workspaces.remember(store.workspace)
+        self.setWindowTitle(f"DDAE Studio — {store.workspace}")
+        self.hub = LiveHub(store, parent=self)
+        self._build_views(store)
+        self.hub.changed.connect(self._on_changes)
+        self.hub.second.connect(self._on_second)
+        self.hub.problem.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        if self.run_scheduler:
+            slots = self.cpu_slots or int(workspaces.settings().value("scheduler/cpu_slots", 1))
+            self.scheduler = SchedulerThread(store.workspace, store, cpu_slots=slots, parent=self)
+            self.scheduler.state_changed.connect(lambda mode, text: self.scheduler_label.setText(text))
+            self.scheduler.problem.connect(lambda text: self.statusBar().showMessage(text, 8000))
+            self.scheduler.start()
+        else:
+            self.scheduler_label.setText("Scheduler off in this window.")
+        self.hub.start()
+        self.demo.check()
+        self.workspace_opened.emit(str(store.workspace))
+        return True
+
+    def _build_views(self, store: Store) -> None:
+        self.tabs.clear()
+        self.launcher = Launcher(store, on_queued=self._queued)
+        self.launch_view = LaunchView(self.launcher)
+        self.queue_view = QueueView(QueueFeed(store))
+        self.runs_view = RunsView(RunsPager(store))
+        self.run_view = RunView(store)
+        self.compare_view = _optional_view("compare", "CompareView", store)
+        self.classify_view = _optional_view("classify", "ClassifyView", store, store.workspace)
+        for view, title in ((self.launch_view, "Launch"), (self.queue_view, "Queue"), (self.runs_view, "Runs"),
+                            (self.run_view, "Run"), (self.compare_view, "Compare"),
+                            (self.classify_view, "Classify")):
+            self.tabs.addTab(view, title)
+        self.launch_view.queued.connect(self.show_run)
+        self.queue_view.open_run.connect(self.show_run)
+        self.runs_view.open_run.connect(self.show_run)
+        self.runs_view.compare.connect(self.compare_runs)
+        self.runs_view.evaluate.connect(self.evaluate)
+        self.run_view.open_run.connect(self.show_run)
+        self.run_view.evaluate.connect(self.evaluate)
+
+        self.demo = DemoController(store, self.launcher, parent=self)
+        self.demo.probe_queued.connect(self._demo_probe_queued)
+        self.banner = DemoBanner()
+        self.banner.start_demo.connect(self.start_demo)
+        self.runs_view.banner_slot.addWidget(self.banner)
+
+        self.runs_view.reload()
+        self.queue_view.refresh()
+        self._refresh_parents()
+        empty = store.count_runs() == 0
+        self.banner.setVisible(empty)
+        running = store.list_runs(status="running", limit=1)
+        if running:
+            self.show_run(running[0].id, switch=False)
+        self.tabs.setCurrentWidget(self.runs_view)
+
+    def _close_workspace(self) -> None:
+        if self.hub is not None:
+            self.hub.stop()
+            self.hub.deleteLater()
+            self.hub = None
+        if self.scheduler is not None:
+            if not self.scheduler.stop():
+                log.warning("The scheduler thread did not stop in time.")
+            self.scheduler.deleteLater()
+            self.scheduler = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def _ask_workspace(self) -> None:
+        path = workspaces.ask_workspace(self, self.store.workspace if self.store else None)
+        if path is not None:
+            self.open_workspace(path)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in workspaces.recent_workspaces():
+            self.recent_menu.addAction(str(path), lambda p=path: self.open_workspace(p))
+
+    # Updates.
+    def _on_changes(self, changes: Changes) -> None:
+        self.runs_view.apply(changes)
+        self.queue_view.refresh()
+        self.run_view.apply(changes)
+        if changes.full or any(r.kind in PARENT_KINDS for r in changes.runs):
+            self._refresh_parents()
+        if self.banner.isVisible() and (changes.runs or changes.full):
+            self.banner.setVisible(self.store.count_runs() == 0)
+        if self.demo is not None and self.demo.pending() and any(r.status == "done" for r in changes.runs):
+            self.demo.check()
+
+    def _on_second(self) -> None:
+        self.runs_view.tick()
+        self.queue_view.tick()
+        self.run_view.tick()
+
+    def _refresh_parents(self) -> None:
+        if self.store is not None:
+            self.launch_view.set_parent_runs(self.store.list_runs(kind=PARENT_KINDS, limit=500))
+
+    def _queued(self, run_id: str) -> None:
+        if self.scheduler is not None:
+            self.scheduler.poke()
+        if self.hub is not None:
+            self.hub.poll()
+
+    # Navigation.
+    def show_run(self, run_id: str, switch: bool = True) -> None:
+        if self.run_view.show_run(run_id) and switch:
+            self.tabs.setCurrentWidget(self.run_view)
+
+    def compare_runs(self, run_ids: list[str]) -> None:
+        if hasattr(self.compare_view, "set_runs"):
+            self.compare_view.set_runs(run_ids)
+            self.tabs.setCurrentWidget(self.compare_view)
+
+    def evaluate(self, kind: str, parent_run: str) -> None:
+        self._refresh_parents()
+        self.launch_view.show_kind(kind, parent_run)
+        self.tabs.setCurrentWidget(self.launch_view)
+
+    # The demo.
+    def start_demo(self) -> None:
+        if self.demo is None:
+            return
+        try:
+            run_id = self.demo.start()
+        except Exception as exc:  # noqa: BLE001 - say it in one sentence
+            QMessageBox.warning(self, "Demo", f"The demo could not be queued: {exc}")
+            return
+        self.banner.hide()
+        self.statusBar().showMessage("Demo queued: training for a few minutes, then a probe grid.", 10000)
+        self.show_run(run_id)
+
+    def _demo_probe_queued(self, train_id: str, probe_id: str) -> None:
+        self.statusBar().showMessage(f"Demo: the probe grid {probe_id} is queued; its cells fill in the heatmap.",
+                                     10000)
+        if self.run_view.run_id == train_id:
+            self.run_view.apply(Changes(self.hub.token, (), (), True))
+            self.run_view.show_tab(GridPanel)
+
+    # Drops go to Classify.
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            return
+        if hasattr(self.classify_view, "load_files"):
+            self.tabs.setCurrentWidget(self.classify_view)
+            self.classify_view.load_files(paths)
+            event.acceptProposedAction()
+        else:
+            self.statusBar().showMessage("Classify is not available in this build.", 6000)
+
+    # Closing.
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Stop the timer and the scheduler thread; running jobs keep running and show again on reopening."""
+        workspaces.settings().setValue("window/geometry", self.saveGeometry())
+        for view in (getattr(self, "compare_view", None), getattr(self, "classify_view", None)):
+            shutdown = getattr(view, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+        self._close_workspace()
+        super().closeEvent(event)
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "DDAE Studio", "DDAE Studio: an experiment manager for denoising diffusion "
+                          "autoencoders (Xiang et al., ICCV 2023). Jobs run as worker processes and keep running "
+                          "when this window closes.")

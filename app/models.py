@@ -1,0 +1,300 @@
+"""Qt table models: thin adapters over the Store's plain records (RunSummary, QueueEntry).
+
+They never query the database. The views' controllers hand them records; edits leave through
+signals so the controller writes them to the Store and the next change poll brings them back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QBrush, QColor
+
+from db import QueueEntry, RunSummary
+
+ID_ROLE = Qt.ItemDataRole.UserRole + 1        # the run id of a row
+FRACTION_ROLE = Qt.ItemDataRole.UserRole + 2  # progress in 0..1, or None
+SORT_ROLE = Qt.ItemDataRole.UserRole + 3
+
+STATUS_COLORS = {
+    "queued": "#8a8f98", "running": "#1f77b4", "done": "#2ca02c",
+    "failed": "#d62728", "cancelled": "#9467bd", "interrupted": "#ff7f0e",
+}
+
+_Index = QModelIndex | QPersistentModelIndex
+
+
+def clock(seconds: float | None) -> str:
+    """Seconds as 1:02:03 or 2:03; '' for None."""
+    if seconds is None or seconds < 0:
+        return ""
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def when(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else ""
+
+
+def percent(value: float | None) -> str:
+    return f"{100 * value:.1f}%" if value is not None else ""
+
+
+class RunTableModel(QAbstractTableModel):
+    """One page of the run table. Sorting is done by the database: sort() only asks for it."""
+
+    COLUMNS = ("name", "kind", "status", "data", "best_accuracy", "last_loss", "tags", "notes", "created")
+    HEADERS = ("Name", "Kind", "Status", "Dataset", "Best probe acc.", "Last loss", "Tags", "Notes", "Created")
+    EDITABLE = ("name", "tags", "notes")
+    SORTABLE = ("name", "kind", "status", "data", "best_accuracy", "last_loss", "created")
+
+    sort_requested = Signal(str, bool)          # order_by, descending
+    edit_requested = Signal(str, str, object)   # run id, column name, new value
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._rows: list[RunSummary] = []
+        self._row_of: dict[str, int] = {}
+
+    # Feeding.
+    def set_rows(self, rows: Sequence[RunSummary]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self._row_of = {r.id: i for i, r in enumerate(self._rows)}
+        self.endResetModel()
+
+    def update_rows(self, rows: Iterable[RunSummary]) -> list[RunSummary]:
+        """Replace rows already shown, in place; returns the runs this page does not show."""
+        missing = []
+        last = len(self.COLUMNS) - 1
+        for run in rows:
+            i = self._row_of.get(run.id)
+            if i is None:
+                missing.append(run)
+                continue
+            if self._rows[i] != run:
+                self._rows[i] = run
+                self.dataChanged.emit(self.index(i, 0), self.index(i, last))
+        return missing
+
+    def run_at(self, row: int) -> RunSummary:
+        return self._rows[row]
+
+    def row_of(self, run_id: str) -> int | None:
+        return self._row_of.get(run_id)
+
+    def runs(self) -> list[RunSummary]:
+        return list(self._rows)
+
+    # Qt model.
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.HEADERS[section]
+        return None
+
+    def flags(self, index: _Index) -> Qt.ItemFlag:
+        base = super().flags(index)
+        if index.isValid() and self.COLUMNS[index.column()] in self.EDITABLE:
+            base |= Qt.ItemFlag.ItemIsEditable
+        return base
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        run = self._rows[index.row()]
+        column = self.COLUMNS[index.column()]
+        if role == ID_ROLE:
+            return run.id
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._text(run, column)
+        if role == Qt.ItemDataRole.EditRole:
+            if column == "tags":
+                return ", ".join(run.tags)
+            return run.notes if column == "notes" else run.name
+        if role == Qt.ItemDataRole.ForegroundRole and column == "status":
+            return QBrush(QColor(STATUS_COLORS.get(run.status, "#444444")))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if column == "status" and run.error:
+                return run.error
+            if column == "name":
+                return run.id
+            if column == "notes" and run.notes:
+                return run.notes
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in ("best_accuracy", "last_loss"):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    @staticmethod
+    def _text(run: RunSummary, column: str) -> str:
+        if column == "best_accuracy":
+            return percent(run.best_accuracy)
+        if column == "last_loss":
+            return f"{run.last_loss:.4f}" if run.last_loss is not None else ""
+        if column == "tags":
+            return ", ".join(run.tags)
+        if column == "notes":
+            return run.notes.splitlines()[0] if run.notes else ""
+        if column == "created":
+            return when(run.created)
+        if column == "status" and run.status == "running" and run.progress_fraction is not None:
+            return f"running {run.progress_fraction:.0%}"
+        value = getattr(run, column)
+        return "" if value is None else str(value)
+
+    def setData(self, index: _Index, value, role: int = Qt.ItemDataRole.EditRole) -> bool:
+        if not index.isValid() or role != Qt.ItemDataRole.EditRole:
+            return False
+        column = self.COLUMNS[index.column()]
+        if column not in self.EDITABLE:
+            return False
+        run = self._rows[index.row()]
+        if column == "tags":
+            value = tuple(t.strip() for t in str(value).split(",") if t.strip())
+            if value == run.tags:
+                return False
+        elif str(value) == (run.notes if column == "notes" else run.name):
+            return False
+        # The Store is the truth: the controller writes it and the change poll updates this row.
+        self.edit_requested.emit(run.id, column, value)
+        return True
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        name = self.COLUMNS[column]
+        if name in self.SORTABLE:
+            self.sort_requested.emit(name, order == Qt.SortOrder.DescendingOrder)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """A queued, running or recently finished job as the queue table shows it."""
+
+    run: str
+    name: str
+    kind: str
+    status: str
+    priority: int | None
+    device: str
+    started: float | None
+    finished: float | None
+    done: int | None
+    total: int | None
+    stage: str | None
+    error: str | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total or self.done is None:
+            return None
+        return min(1.0, max(0.0, self.done / self.total))
+
+    @classmethod
+    def from_entry(cls, q: QueueEntry) -> QueueRow:
+        device = "CPU" if q.gpus == 0 or q.device_request == "cpu" else f"{q.gpus} GPU" + ("s" if q.gpus > 1 else "")
+        return cls(q.run, q.name, q.kind, q.status, q.priority, device, None, None, None, None, None)
+
+    @classmethod
+    def from_summary(cls, r: RunSummary) -> QueueRow:
+        return cls(r.id, r.name, r.kind, r.status, r.priority, r.device or "", r.started, r.finished,
+                   r.progress_done, r.progress_total, r.progress_stage, r.error)
+
+
+class QueueModel(QAbstractTableModel):
+    """The queue table; elapsed and ETA are computed here from progress seen over time."""
+
+    HEADERS = ("Run", "Kind", "Status", "Progress", "Device", "Priority", "Elapsed", "ETA")
+    PROGRESS_COLUMN = 3
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._rows: list[QueueRow] = []
+        self._rate: dict[str, tuple[str | None, float, int]] = {}   # run -> (stage, first seen, done then)
+
+    def set_rows(self, rows: Sequence[QueueRow]) -> None:
+        now = time.time()
+        for row in rows:
+            seen = self._rate.get(row.run)
+            if row.status == "running" and row.done is not None and (seen is None or seen[0] != row.stage):
+                self._rate[row.run] = (row.stage, now, row.done)
+        if [r.run for r in rows] == [r.run for r in self._rows]:
+            self._rows = list(rows)     # same rows, new values: no reset, so selection stays
+            self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(self.HEADERS) - 1))
+        else:
+            self.beginResetModel()
+            self._rows = list(rows)
+            self.endResetModel()
+
+    def refresh_clock(self) -> None:
+        """Elapsed and ETA move with time alone."""
+        if self._rows:
+            self.dataChanged.emit(self.index(0, 6), self.index(len(self._rows) - 1, 7))
+
+    def row_at(self, row: int) -> QueueRow:
+        return self._rows[row]
+
+    def row_of(self, run_id: str) -> int | None:
+        return next((i for i, r in enumerate(self._rows) if r.run == run_id), None)
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.HEADERS[section]
+        return None
+
+    def eta(self, row: QueueRow) -> float | None:
+        if row.status != "running" or row.fraction is None or row.total is None:
+            return None
+        seen = self._rate.get(row.run)
+        if seen is None or seen[0] != row.stage or row.done is None or row.done <= seen[2]:
+            return None
+        rate = (row.done - seen[2]) / max(time.time() - seen[1], 1e-6)
+        return (row.total - row.done) / rate
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        row = self._rows[index.row()]
+        col = index.column()
+        if role == ID_ROLE:
+            return row.run
+        if role == FRACTION_ROLE:
+            return row.fraction
+        if role == Qt.ItemDataRole.ForegroundRole and col == 2:
+            return QBrush(QColor(STATUS_COLORS.get(row.status, "#444444")))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.error if row.error else f"{row.run}\n{row.stage or ''}"
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if col == 0:
+            return row.name
+        if col == 1:
+            return row.kind
+        if col == 2:
+            return row.status
+        if col == 3:
+            return f"{row.stage or ''} {row.done}/{row.total}".strip() if row.total else ""
+        if col == 4:
+            return row.device
+        if col == 5:
+            return "" if row.priority is None else str(row.priority)
+        if col == 6:
+            if row.started is None:
+                return ""
+            end = row.finished if row.status != "running" and row.finished else time.time()
+            return clock(end - row.started)
+        if col == 7:
+            return clock(self.eta(row))
+        return None

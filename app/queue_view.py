@@ -1,0 +1,248 @@
+"""Queue: what runs now, what waits, and what just finished; cancel, resume, priorities, logs, folders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+    QStyleOptionViewItem,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from db import Store
+from db.records import FINAL_STATUSES
+
+from .logtail import LogDialog
+from .models import FRACTION_ROLE, ID_ROLE, QueueModel, QueueRow
+
+log = logging.getLogger(__name__)
+
+RECENT = 15     # finished runs kept in the table, for a look at how they ended and to resume them
+
+
+class QueueFeed:
+    """Reads the queue's rows and carries out the queue's actions, so the view never opens the Store."""
+
+    def __init__(self, store: Store, after_change: Callable[[], None] | None = None):
+        self.store = store
+        self.after_change = after_change or (lambda: None)
+
+    def rows(self) -> list[QueueRow]:
+        running = self.store.list_runs(status="running", order_by="started", descending=False)
+        queued = self.store.queued_jobs()
+        recent = self.store.list_runs(status=FINAL_STATUSES, order_by="finished", limit=RECENT)
+        return ([QueueRow.from_summary(r) for r in running] + [QueueRow.from_entry(q) for q in queued]
+                + [QueueRow.from_summary(r) for r in recent])
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.store.run_dir(run_id)
+
+    def cancel(self, run_id: str) -> None:
+        from ddae_core import queue_ops
+
+        queue_ops.cancel(self.store, self.store.workspace, run_id)
+        self.after_change()
+
+    def resume(self, run_id: str) -> None:
+        from ddae_core import queue_ops
+
+        queue_ops.resume(self.store, self.store.workspace, run_id)
+        self.after_change()
+
+    def shift_priority(self, run_id: str, delta: int) -> int:
+        from ddae_core import queue_ops
+
+        current = next((q.priority for q in self.store.queued_jobs() if q.run == run_id), None)
+        if current is None:
+            raise LookupError(f"Run {run_id} is no longer queued; only queued jobs have a priority.")
+        queue_ops.set_priority(self.store, run_id, current + delta)
+        self.after_change()
+        return current + delta
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Draws the row's progress (FRACTION_ROLE) as a progress bar with the stage as its text."""
+
+    def paint(self, painter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
+        fraction = index.data(FRACTION_ROLE)
+        if fraction is None:
+            super().paint(painter, option, index)
+            return
+        bar = QStyleOptionProgressBar()
+        bar.rect = option.rect.adjusted(2, 3, -2, -3)
+        bar.minimum, bar.maximum = 0, 1000
+        bar.progress = int(round(fraction * 1000))
+        bar.text = f"{index.data() or ''}  {fraction:.0%}".strip()
+        bar.textVisible = True
+        bar.state = option.state | QStyle.StateFlag.State_Horizontal
+        style = option.widget.style() if option.widget else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
+
+
+class QueueView(QWidget):
+    """The queue table and its actions."""
+
+    open_run = Signal(str)      # run id, on double-click
+
+    def __init__(self, feed: QueueFeed | None, parent=None):
+        super().__init__(parent)
+        self.feed = feed
+        self.model = QueueModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setItemDelegateForColumn(QueueModel.PROGRESS_COLUMN, ProgressDelegate(self.table))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        self.table.setShowGrid(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((1, 110), (2, 90), (3, 260), (4, 130), (5, 70), (6, 80), (7, 80)):
+            header.resizeSection(col, width)
+        self.table.doubleClicked.connect(lambda ix: self.open_run.emit(ix.data(ID_ROLE)))
+        self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.model.modelReset.connect(self._update_buttons)
+
+        self.buttons: dict[str, QPushButton] = {}
+        bar = QHBoxLayout()
+        for key, text, tip, slot in (
+            ("cancel", "Cancel", "Stop the job (it saves a checkpoint) or take it out of the queue", self.cancel),
+            ("resume", "Resume", "Queue a cancelled, failed or interrupted run again (train runs continue "
+                                 "from their last checkpoint)", self.resume),
+            ("raise", "Raise priority", "Run it sooner", lambda: self.shift_priority(+1)),
+            ("lower", "Lower priority", "Run it later", lambda: self.shift_priority(-1)),
+            ("log", "Open log", "Follow the job's log.txt", self.open_log),
+            ("folder", "Open run folder", "Show the run's folder in the file manager", self.open_folder),
+            ("view", "Show in Run view", "Curves, samples and grids of this run", self.show_run),
+        ):
+            button = QPushButton(text)
+            button.setToolTip(tip)
+            button.clicked.connect(slot)
+            self.buttons[key] = button
+            bar.addWidget(button)
+        bar.addStretch(1)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.empty = QLabel("The queue is empty. Launch a job, or try the demo from the Runs tab.")
+        self.empty.setStyleSheet("color: #777; padding: 6px;")
+        layout = QVBoxLayout(self)
+        layout.addLayout(bar)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.empty)
+        layout.addWidget(self.message)
+        self._logs: list[LogDialog] = []
+        self._update_buttons()
+
+    # Feeding.
+    def refresh(self) -> None:
+        if self.feed is None:
+            return
+        selected = self.selected()
+        try:
+            rows = self.feed.rows()
+        except Exception as exc:  # noqa: BLE001 - keep the old rows on a failed read
+            log.warning("Reading the queue failed: %s", exc)
+            return
+        self.model.set_rows(rows)
+        self.empty.setVisible(not rows)
+        if selected:
+            self.select(selected)
+        self._update_buttons()
+
+    def tick(self) -> None:
+        """Once a second: clocks move and open logs follow their files."""
+        self.model.refresh_clock()
+        for dialog in list(self._logs):
+            if dialog.isVisible():
+                dialog.poll()
+            else:
+                self._logs.remove(dialog)
+                dialog.deleteLater()
+
+    # Selection.
+    def selected(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows()
+        return rows[0].data(ID_ROLE) if rows else None
+
+    def select(self, run_id: str) -> bool:
+        row = self.model.row_of(run_id)
+        if row is None:
+            return False
+        self.table.selectRow(row)
+        return True
+
+    def _selected_row(self) -> QueueRow | None:
+        run_id = self.selected()
+        row = self.model.row_of(run_id) if run_id else None
+        return self.model.row_at(row) if row is not None else None
+
+    def _update_buttons(self, *_) -> None:
+        row = self._selected_row()
+        status = row.status if row else None
+        self.buttons["cancel"].setEnabled(status in ("queued", "running"))
+        self.buttons["resume"].setEnabled(status in ("cancelled", "failed", "interrupted"))
+        self.buttons["raise"].setEnabled(status == "queued")
+        self.buttons["lower"].setEnabled(status == "queued")
+        for key in ("log", "folder", "view"):
+            self.buttons[key].setEnabled(row is not None)
+
+    # Actions.
+    def _act(self, what: str, action: Callable[[str], object]) -> None:
+        run_id = self.selected()
+        if run_id is None or self.feed is None:
+            return
+        try:
+            action(run_id)
+        except Exception as exc:  # noqa: BLE001 - one sentence in the view, never a traceback
+            self.say(f"Could not {what} {run_id}: {exc}", error=True)
+            return
+        self.say(f"{what.capitalize()}: {run_id}.")
+        self.refresh()
+
+    def cancel(self) -> None:
+        self._act("cancel", self.feed.cancel)
+
+    def resume(self) -> None:
+        self._act("resume", self.feed.resume)
+
+    def shift_priority(self, delta: int) -> None:
+        self._act("raise the priority of" if delta > 0 else "lower the priority of",
+                  lambda run_id: self.feed.shift_priority(run_id, delta))
+
+    def open_log(self) -> None:
+        row = self._selected_row()
+        if row is None or self.feed is None:
+            return
+        dialog = LogDialog(row.name, self.feed.run_dir(row.run) / "log.txt", self)
+        dialog.show()
+        self._logs.append(dialog)
+
+    def open_folder(self) -> None:
+        row = self._selected_row()
+        if row is not None and self.feed is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.feed.run_dir(row.run))))
+
+    def show_run(self) -> None:
+        run_id = self.selected()
+        if run_id:
+            self.open_run.emit(run_id)
+
+    def say(self, text: str, error: bool = False) -> None:
+        self.message.setStyleSheet("color: #c62828;" if error else "color: #555;")
+        self.message.setText(text)

@@ -1,0 +1,108 @@
+"""What the Run view reads from the Store for one run, incrementally.
+
+poll() compares the run's metric summaries (one small query) with the last step it already has
+per key and reads only the points after it (metric_history since_step). A key whose count went
+down or whose points were rewritten (a resumed run replaying steps) is read whole once more.
+Grid cells, images and children are re-read only when the run (or a child) changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from db import GridAxes, GridCell, History, RunRecord, RunSummary, Store
+
+
+@dataclass
+class RunUpdate:
+    """New data for the Run view; None (or empty) where nothing changed."""
+
+    record: RunRecord
+    appended: dict[str, History] = field(default_factory=dict)     # points after the last step shown
+    replaced: dict[str, History] = field(default_factory=dict)     # whole curves to show instead
+    axes: GridAxes | None = None
+    cells: list[GridCell] | None = None
+    grid_source: str | None = None          # the run whose grid is shown (this one, or its newest probe)
+    images: list[tuple[int, Path]] | None = None
+    children: list[RunSummary] | None = None
+    first: bool = False
+
+
+class RunFeed:
+    """Incremental reads of one run (and, for a trained model, its newest probe grid)."""
+
+    def __init__(self, store: Store, run_id: str):
+        self.store = store
+        self.run_id = run_id
+        self.run_dir = store.run_dir(run_id)
+        self._last: dict[str, tuple[int, int]] = {}     # key -> (last step, count) already handed out
+        self._images: list[tuple[int, str]] = []
+        self._cells: list[GridCell] | None = None
+        self._axes: GridAxes | None = None
+        self._grid_source: str | None = None
+        self._children: list[RunSummary] | None = None
+        self._first = True
+
+    def poll(self, children_changed: bool = True) -> RunUpdate:
+        """Everything new since the last poll (everything on the first)."""
+        record = self.store.get_run(self.run_id)
+        update = RunUpdate(record=record, first=self._first)
+        self._first = False
+        self._poll_metrics(update)
+        images = self.store.images(self.run_id, "samples")
+        if images != self._images:
+            self._images = images
+            update.images = [(step, self.run_dir / path) for step, path in images if step is not None]
+        if children_changed or self._children is None:
+            children = self.store.children(self.run_id) if record.kind in ("train", "import") else []
+            if children != self._children:
+                self._children = children
+                update.children = children
+        self._poll_grid(update)
+        return update
+
+    def _poll_metrics(self, update: RunUpdate) -> None:
+        for summary in self.store.summaries(self.run_id):
+            key = summary.key
+            known = self._last.get(key)
+            if known is not None and (summary.latest_step, summary.count) == known:
+                continue
+            if known is None or summary.latest_step < known[0] or summary.count < known[1]:
+                history = self.store.metric_history(self.run_id, key)
+                update.replaced[key] = history
+                total = len(history.steps)
+            else:
+                history = self.store.metric_history(self.run_id, key, since_step=known[0])
+                expected = known[1] + len(history.steps)
+                if expected != summary.count:
+                    # Steps before the last one changed too: read the whole curve again.
+                    history = self.store.metric_history(self.run_id, key)
+                    update.replaced[key] = history
+                    total = len(history.steps)
+                else:
+                    update.appended[key] = history
+                    total = expected
+            if history.steps:
+                self._last[key] = (history.steps[-1], total)
+
+    def _poll_grid(self, update: RunUpdate) -> None:
+        source = self.run_id
+        if update.record.kind != "probe":
+            probes = [c for c in (self._children or []) if c.kind == "probe"]
+            if not probes:
+                return
+            source = probes[-1].id          # children come oldest first: the newest grid
+        if source != self._grid_source:
+            self._grid_source, self._axes, self._cells = source, None, None
+        axes = self.store.grid_axes(source)
+        cells = self.store.grid_cells(source)
+        if axes != self._axes:
+            self._axes = axes
+            update.axes = axes
+            update.cells = cells
+        if cells != self._cells:
+            self._cells = cells
+            update.cells = cells
+        if update.axes is not None or update.cells is not None:
+            update.grid_source = source

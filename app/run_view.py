@@ -1,0 +1,292 @@
+"""Run: one run, live while its job runs and the same afterwards.
+
+The header says what the run is and how far it got; tabs hold its results (curves, samples, the
+probe heatmap, alignment/uniformity, accuracy vs noise, every other metric, its evaluations);
+below them its log and the system strip. Updates arrive from the window's one refresh timer:
+apply(changes) reads only what is new for this run (RunFeed) and hands it to the panels.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from db import Changes, RunRecord, Store
+from ddae_core.data.specs import parse_spec
+
+from .logtail import LogTail
+from .models import STATUS_COLORS, clock, when
+from .run_feed import RunFeed, RunUpdate
+from .run_panels import (
+    AlignPanel,
+    ChildrenPanel,
+    GridPanel,
+    MetricsPanel,
+    Panel,
+    SamplesPanel,
+    TrainingPanel,
+    finetune_panel,
+    noisy_panel,
+)
+from .system import SystemStrip
+
+log = logging.getLogger(__name__)
+
+EVALUATIONS = (("probe", "Probe grid…"), ("align-uniform", "Alignment and uniformity…"),
+               ("noisy-classifier", "Noise-conditional classifier…"), ("finetune", "Fine-tune…"),
+               ("sample", "Sample images…"))
+TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "tiny-imagenet": 100_000}
+
+
+def steps_per_epoch(spec: dict) -> float | None:
+    """Optimizer steps in one epoch of a train run, when its dataset's size is known from the spec."""
+    options = spec.get("options") or {}
+    batch = options.get("batch_size")
+    try:
+        parsed = parse_spec(spec.get("data") or "")
+    except Exception:  # noqa: BLE001 - an unknown spec just disables x = epoch
+        return None
+    n = parsed.params.get("n_train") if parsed.kind == "shapes" else TRAIN_SIZES.get(parsed.kind)
+    if options.get("data_limit"):
+        n = min(n or options["data_limit"], options["data_limit"])
+    return n / batch if n and batch else None
+
+
+def panels_for(record: RunRecord) -> list[Panel]:
+    kind = record.kind
+    if kind in ("train", "import"):
+        panels: list[Panel] = [TrainingPanel(steps_per_epoch(record.spec)), SamplesPanel(), GridPanel()]
+        if (record.spec.get("options") or {}).get("monitor_layers"):
+            panels.append(AlignPanel())         # the label-free monitor writes align/ and uniform/ keys
+        panels.append(ChildrenPanel())
+    elif kind == "probe":
+        panels = [GridPanel()]
+    elif kind == "align-uniform":
+        panels = [AlignPanel()]
+    elif kind == "noisy-classifier":
+        panels = [noisy_panel()]
+    elif kind == "finetune":
+        panels = [finetune_panel()]
+    elif kind == "sample":
+        panels = [SamplesPanel()]
+    else:
+        panels = []
+    return [*panels, MetricsPanel()]
+
+
+class RunHeader(QWidget):
+    """Name, status, what ran where, progress and the run's actions."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.title = QLabel()
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status = QLabel()
+        self.details = QLabel()
+        self.details.setStyleSheet("color: #555;")
+        self.details.setTextFormat(Qt.TextFormat.PlainText)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setFixedWidth(260)
+        self.progress.setTextVisible(True)
+        self.folder_button = QPushButton("Open folder")
+        self.evaluate_button = QToolButton()
+        self.evaluate_button.setText("Evaluate ▾")
+        self.evaluate_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.menu = QMenu(self)
+        self.evaluate_button.setMenu(self.menu)
+        top = QHBoxLayout()
+        top.addWidget(self.title)
+        top.addWidget(self.status)
+        top.addStretch(1)
+        top.addWidget(self.progress)
+        top.addWidget(self.evaluate_button)
+        top.addWidget(self.folder_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 0)
+        layout.setSpacing(2)
+        layout.addLayout(top)
+        layout.addWidget(self.details)
+
+    def show_record(self, r: RunRecord) -> None:
+        self.title.setText(f"<span style='font-size:15pt; font-weight:600'>{_escape(r.name)}</span>")
+        color = STATUS_COLORS.get(r.status, "#444")
+        self.status.setText(f"<span style='color:white; background:{color}; padding:2px 8px;"
+                            f" border-radius:6px'>&nbsp;{r.status}&nbsp;</span>")
+        self.status.setToolTip(r.error or "")
+        parts = [r.kind, r.id]
+        if r.data:
+            parts.append(f"data {r.data}")
+        if r.parent_ref:
+            parts.append(f"from {r.parent_ref} @ {r.parent_checkpoint or 'latest'}")
+        if r.device:
+            parts.append(f"on {r.device}")
+        if r.created:
+            parts.append(f"created {when(r.created)}")
+        if r.started:
+            end = r.finished if r.finished and r.status != "running" else time.time()
+            parts.append(f"ran {clock(end - r.started)}")
+        if r.error:
+            parts.append(f"— {r.error}")
+        self.details.setText("  ·  ".join(parts))
+        fraction = r.progress_fraction
+        # A finished run needs no bar; a stopped one shows how far it got.
+        self.progress.setVisible(r.status != "done" and (fraction is not None or r.status == "queued"))
+        if fraction is not None:
+            self.progress.setValue(int(fraction * 1000))
+            self.progress.setFormat(f"{r.progress_stage or ''} {r.progress_done}/{r.progress_total}  {fraction:.0%}")
+        elif r.status == "queued":
+            self.progress.setValue(0)
+            self.progress.setFormat(r.progress_stage or "queued")
+        self.evaluate_button.setVisible(r.kind in ("train", "import"))
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class RunView(QWidget):
+    """Shows one run (show_run) and keeps it live (apply, tick)."""
+
+    open_run = Signal(str)
+    evaluate = Signal(str, str)     # job kind, parent run id
+
+    def __init__(self, store: Store | None, parent=None):
+        super().__init__(parent)
+        self.store = store
+        self.feed: RunFeed | None = None
+        self.record: RunRecord | None = None
+        self.panels: list[Panel] = []
+
+        self.header = RunHeader()
+        self.header.folder_button.clicked.connect(self._open_folder)
+        for kind, text in EVALUATIONS:
+            self.header.menu.addAction(text, lambda k=kind: self.record and self.evaluate.emit(k, self.record.id))
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.log = LogTail()
+        self.system = SystemStrip()
+        self.placeholder = QLabel("Choose a run in Runs or Queue (double-click), or launch one.")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setStyleSheet("color: #777; font-size: 12pt;")
+
+        log_box = QWidget()
+        log_layout = QVBoxLayout(log_box)
+        log_layout.setContentsMargins(6, 0, 6, 0)
+        log_title = QLabel("Log")
+        log_title.setStyleSheet("font-weight: 600;")
+        log_layout.addWidget(log_title)
+        log_layout.addWidget(self.log)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.tabs)
+        self.splitter.addWidget(log_box)
+        self.splitter.setStretchFactor(0, 4)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([600, 150])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 4)
+        layout.addWidget(self.header)
+        layout.addWidget(self.placeholder, 1)
+        layout.addWidget(self.splitter, 1)
+        layout.addWidget(self.system)
+        self._set_empty(True)
+
+    def _set_empty(self, empty: bool) -> None:
+        self.placeholder.setVisible(empty)
+        self.splitter.setVisible(not empty)
+        self.header.setVisible(not empty)
+
+    # Choosing the run.
+    @property
+    def run_id(self) -> str | None:
+        return self.record.id if self.record else None
+
+    def show_run(self, run_id: str) -> bool:
+        """Build the panels for the run and load everything it has so far; False if it is gone."""
+        if self.store is None:
+            return False
+        feed = RunFeed(self.store, run_id)
+        try:
+            update = feed.poll()
+        except LookupError:
+            return False
+        self.feed, self.record = feed, update.record
+        self.tabs.clear()
+        for panel in self.panels:
+            panel.deleteLater()
+        self.panels = panels_for(update.record)
+        for panel in self.panels:
+            self.tabs.addTab(panel, panel.title)
+            if isinstance(panel, ChildrenPanel):
+                panel.open_run.connect(self.open_run)
+        self.log.follow(self.store.run_dir(run_id) / "log.txt")
+        self._set_empty(False)
+        self._apply(update)
+        return True
+
+    # Keeping it live.
+    def apply(self, changes: Changes) -> None:
+        """Called with every change the window's poll found; reads only if this run or a child changed."""
+        if self.feed is None or self.record is None:
+            return
+        if self.record.id in changes.deleted:
+            self.header.details.setText(f"Run {self.record.id} was deleted.")
+            self.feed = None
+            return
+        mine = any(r.id == self.record.id for r in changes.runs)
+        children = any(r.parent_run == self.record.id for r in changes.runs)
+        if not (mine or children or changes.full):
+            return
+        try:
+            update = self.feed.poll(children_changed=children or changes.full)
+        except LookupError:
+            return
+        self._apply(update)
+
+    def _apply(self, update: RunUpdate) -> None:
+        self.record = update.record
+        self.header.show_record(update.record)
+        for panel in self.panels:
+            try:
+                panel.apply(update)
+            except Exception:  # noqa: BLE001 - one bad panel must not blank the others
+                log.exception("Panel %s failed to update", panel.title)
+        self.system.follow(update.record.pid if update.record.status == "running" else None, update.record.host)
+
+    def tick(self) -> None:
+        """Once a second: the log tail, the system strip, the running clock."""
+        if self.record is None:
+            return
+        self.log.poll()
+        if self.isVisible():
+            self.system.refresh()
+        if self.record.status == "running":
+            self.header.show_record(self.record)
+
+    def panel(self, cls: type[Panel]) -> Panel | None:
+        return next((p for p in self.panels if isinstance(p, cls)), None)
+
+    def show_tab(self, cls: type[Panel]) -> None:
+        panel = self.panel(cls)
+        if panel is not None:
+            self.tabs.setCurrentWidget(panel)
+
+    def _open_folder(self) -> None:
+        if self.record is not None and self.store is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.store.run_dir(self.record.id))))

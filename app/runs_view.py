@@ -1,0 +1,317 @@
+"""Runs: every run of the workspace as one sortable, filterable table, paged in the database.
+
+A page is one indexed query of summary columns (best probe accuracy and last loss are stored on
+the run's row), so 10,000 runs draw as fast as 10; no curve is read to draw the table.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from db import Changes, RunSummary, Store
+from db.records import STATUSES
+from ddae_core.runs import KINDS
+
+from .models import ID_ROLE, RunTableModel
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 200
+
+
+class RunsPager:
+    """The query behind the table: filters, order and page, run by the Store, never in Python."""
+
+    def __init__(self, store: Store, page_size: int = PAGE_SIZE):
+        self.store = store
+        self.page_size = page_size
+        self.kind: str | None = None
+        self.status: str | None = None
+        self.tag: str | None = None
+        self.search: str | None = None
+        self.order_by = "created"
+        self.descending = True
+        self.offset = 0
+        self.total = 0
+
+    def _filters(self) -> dict:
+        return {"kind": self.kind, "status": self.status, "tag": self.tag, "search": self.search}
+
+    def page(self) -> list[RunSummary]:
+        self.total = self.store.count_runs(**self._filters())
+        if self.offset >= self.total:
+            self.offset = max(0, (self.total - 1) // self.page_size * self.page_size)
+        return self.store.list_runs(**self._filters(), order_by=self.order_by, descending=self.descending,
+                                    limit=self.page_size, offset=self.offset)
+
+    def edit(self, run_id: str, column: str, value) -> None:
+        if column == "tags":
+            self.store.set_tags(run_id, value)
+        elif column == "notes":
+            self.store.set_notes(run_id, str(value))
+        elif column == "name":
+            self.store.rename(run_id, str(value))
+
+    def delete(self, run_id: str) -> None:
+        self.store.delete_run(run_id, remove_files=True)
+
+
+class RunsView(QWidget):
+    """Filter bar, the table, paging, and the actions on selected runs."""
+
+    open_run = Signal(str)          # double-click or "Open"
+    compare = Signal(list)          # run ids, two or more
+    evaluate = Signal(str, str)     # job kind, parent run id
+
+    def __init__(self, pager: RunsPager | None, parent=None):
+        super().__init__(parent)
+        self.pager = pager
+        self.model = RunTableModel(self)
+        self.model.sort_requested.connect(self._sort)
+        self.model.edit_requested.connect(self._edit)
+        self._dirty = False
+
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search names, ids, tags, notes, data…")
+        self.search.setClearButtonEnabled(True)
+        self.kind = QComboBox()
+        self.kind.addItem("All kinds", None)
+        for kind in KINDS:
+            self.kind.addItem(kind, kind)
+        self.status = QComboBox()
+        self.status.addItem("Any status", None)
+        for status in STATUSES:
+            self.status.addItem(status, status)
+        self.tag = QLineEdit()
+        self.tag.setPlaceholderText("Tag")
+        self.tag.setMaximumWidth(140)
+        self._search_timer = QTimer(self)      # typing refilters once the user pauses
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(250)
+        self._search_timer.timeout.connect(self._filter)
+        self.search.textChanged.connect(self._search_timer.start)
+        self.tag.textChanged.connect(self._search_timer.start)
+        self.kind.currentIndexChanged.connect(self._filter)
+        self.status.currentIndexChanged.connect(self._filter)
+        filters = QHBoxLayout()
+        filters.addWidget(self.search, 3)
+        filters.addWidget(self.kind)
+        filters.addWidget(self.status)
+        filters.addWidget(self.tag)
+
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
+                                   | QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(False)
+        for col, width in zip(range(len(RunTableModel.COLUMNS)), (260, 100, 100, 170, 110, 80, 120, 180, 125)):
+            header.resizeSection(col, width)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.doubleClicked.connect(self._double_clicked)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._menu)
+        self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+
+        self.open_button = QPushButton("Open")
+        self.open_button.setToolTip("Show the run in the Run view (or double-click its name)")
+        self.open_button.clicked.connect(self._open_selected)
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip("Overlay the selected runs (select two or more)")
+        self.compare_button.clicked.connect(lambda: self.compare.emit(self.selected()))
+        self.probe_button = QPushButton("Probe grid…")
+        self.probe_button.setToolTip("Launch a layer x noise probe grid on the selected train run")
+        self.probe_button.clicked.connect(lambda: self._evaluate("probe"))
+        self.delete_button = QPushButton("Delete…")
+        self.delete_button.clicked.connect(self._delete_selected)
+        self.prev_button = QPushButton("‹ Previous")
+        self.next_button = QPushButton("Next ›")
+        self.prev_button.clicked.connect(lambda: self._turn(-1))
+        self.next_button.clicked.connect(lambda: self._turn(+1))
+        self.count = QLabel()
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        actions = QHBoxLayout()
+        for w in (self.open_button, self.compare_button, self.probe_button, self.delete_button):
+            actions.addWidget(w)
+        actions.addWidget(self.message, 1)
+        actions.addWidget(self.count)
+        actions.addWidget(self.prev_button)
+        actions.addWidget(self.next_button)
+
+        self.banner_slot = QVBoxLayout()       # the first-run demo offer goes here
+        layout = QVBoxLayout(self)
+        layout.addLayout(self.banner_slot)
+        layout.addLayout(filters)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(actions)
+        # Last: turning sorting on asks the model to sort, which reloads through the widgets above.
+        self.table.horizontalHeader().setSortIndicator(RunTableModel.COLUMNS.index("created"),
+                                                       Qt.SortOrder.DescendingOrder)
+        self.table.setSortingEnabled(True)
+        self._update_buttons()
+
+    # Loading.
+    def reload(self) -> None:
+        if self.pager is None:
+            return
+        keep = set(self.selected())
+        try:
+            rows = self.pager.page()
+        except Exception as exc:  # noqa: BLE001 - keep the table; say why it is stale
+            self.say(f"Could not read the runs: {exc}", error=True)
+            return
+        self.model.set_rows(rows)
+        self._dirty = False
+        p = self.pager
+        first = p.offset + 1 if rows else 0
+        self.count.setText(f"{first}–{p.offset + len(rows)} of {p.total:,}")
+        self.prev_button.setEnabled(p.offset > 0)
+        self.next_button.setEnabled(p.offset + len(rows) < p.total)
+        if keep:
+            self._reselect(keep)
+        self._update_buttons()
+
+    def apply(self, changes: Changes) -> None:
+        """Rows on this page change in place; a new or deleted run reloads the page once a second at most."""
+        if self.pager is None:
+            return
+        if changes.full:
+            self.reload()
+            return
+        missing = self.model.update_rows(changes.runs)
+        p = self.pager
+        if any((p.kind in (None, r.kind)) and (p.status in (None, r.status)) for r in missing) \
+                or any(self.model.row_of(d) is not None for d in changes.deleted):
+            self._dirty = True
+
+    def tick(self) -> None:
+        # Not while a tag or note is being typed: a reload would close the editor.
+        if self._dirty and self.table.state() != QAbstractItemView.State.EditingState:
+            self.reload()
+
+    # Selection.
+    def selected(self) -> list[str]:
+        return [ix.data(ID_ROLE) for ix in self.table.selectionModel().selectedRows()]
+
+    def select(self, run_ids: list[str]) -> None:
+        self.table.clearSelection()
+        self._reselect(set(run_ids))
+
+    def _reselect(self, run_ids: set[str]) -> None:
+        selection = self.table.selectionModel()
+        for run_id in run_ids:
+            row = self.model.row_of(run_id)
+            if row is not None:
+                selection.select(self.model.index(row, 0), QItemSelectionModel.SelectionFlag.Select
+                                 | QItemSelectionModel.SelectionFlag.Rows)
+
+    def _update_buttons(self, *_) -> None:
+        ids = self.selected()
+        runs = [self.model.run_at(r) for r in (self.model.row_of(i) for i in ids) if r is not None]
+        self.open_button.setEnabled(len(ids) == 1)
+        self.compare_button.setEnabled(len(ids) >= 2)
+        self.probe_button.setEnabled(len(runs) == 1 and runs[0].kind in ("train", "import"))
+        self.delete_button.setEnabled(bool(runs) and all(r.status not in ("running", "queued") for r in runs))
+
+    # Actions.
+    def _filter(self) -> None:
+        if self.pager is None:
+            return
+        p = self.pager
+        p.search = self.search.text().strip() or None
+        p.tag = self.tag.text().strip() or None
+        p.kind = self.kind.currentData()
+        p.status = self.status.currentData()
+        p.offset = 0
+        self.reload()
+
+    def _sort(self, order_by: str, descending: bool) -> None:
+        if self.pager is not None:
+            self.pager.order_by, self.pager.descending, self.pager.offset = order_by, descending, 0
+            self.reload()
+
+    def _turn(self, pages: int) -> None:
+        if self.pager is not None:
+            self.pager.offset = max(0, self.pager.offset + pages * self.pager.page_size)
+            self.reload()
+
+    def _edit(self, run_id: str, column: str, value) -> None:
+        try:
+            self.pager.edit(run_id, column, value)
+        except (ValueError, LookupError) as exc:
+            self.say(str(exc), error=True)
+            return
+        self.say(f"Saved the {column} of {run_id}.")
+
+    def _double_clicked(self, index) -> None:
+        if RunTableModel.COLUMNS[index.column()] not in RunTableModel.EDITABLE:
+            self.open_run.emit(index.data(ID_ROLE))
+
+    def _open_selected(self) -> None:
+        ids = self.selected()
+        if ids:
+            self.open_run.emit(ids[0])
+
+    def _evaluate(self, kind: str) -> None:
+        ids = self.selected()
+        if ids:
+            self.evaluate.emit(kind, ids[0])
+
+    def _delete_selected(self) -> None:
+        ids = self.selected()
+        if not ids or self.pager is None:
+            return
+        answer = QMessageBox.question(
+            self, "Delete runs", f"Delete {len(ids)} run{'s' if len(ids) > 1 else ''} and their folders "
+            "(checkpoints, samples, logs)? This cannot be undone.")
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        for run_id in ids:
+            try:
+                self.pager.delete(run_id)
+            except (ValueError, LookupError, OSError) as exc:
+                self.say(f"Could not delete {run_id}: {exc}", error=True)
+        self.reload()
+
+    def _menu(self, pos) -> None:
+        ids = self.selected()
+        if not ids:
+            return
+        menu = QMenu(self)
+        menu.addAction("Open in Run view", self._open_selected).setEnabled(len(ids) == 1)
+        menu.addAction("Compare", lambda: self.compare.emit(self.selected())).setEnabled(len(ids) >= 2)
+        menu.addSeparator()
+        for kind, text in (("probe", "Probe grid…"), ("align-uniform", "Alignment and uniformity…"),
+                           ("noisy-classifier", "Noise-conditional classifier…"), ("finetune", "Fine-tune…"),
+                           ("sample", "Sample images…")):
+            menu.addAction(text, lambda k=kind: self._evaluate(k)).setEnabled(len(ids) == 1)
+        menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    def say(self, text: str, error: bool = False) -> None:
+        self.message.setStyleSheet("color: #c62828;" if error else "color: #555;")
+        self.message.setText(text)
