@@ -14,10 +14,11 @@ import argparse
 import math
 
 import torch
+import yaml
 
 from ddae_core import data as datasets
 from ddae_core.checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save
-from ddae_core.config import load_config, parse_model_config
+from ddae_core.config import parse_model_config
 from ddae_core.evaluation.heads import ProbeHeads, ProbeTrainer
 from ddae_core.evaluation.report import format_grid
 from ddae_core.evaluation.specs import import_spec, probe_spec
@@ -51,7 +52,6 @@ def random_init_run(ws, config: dict, data: str):
     atomic_torch_save({"format": FORMAT, "version": FORMAT_VERSION, "config": config, "step": 0,
                        "model": state, "ema": state, "ema_updates": 0}, path)
     cfg_path = ws / "random-init.yaml"
-    import yaml
     cfg_path.write_text(yaml.safe_dump(config))
     run_dir = create_job(ws, import_spec(path, cfg_path, name="random init", data=data))
     if execute(run_dir, ws, handle_signals=False) != "done":

@@ -202,15 +202,14 @@ class Trainer:
             if self.device.type == "cuda" and self.step % log_every == 0:
                 torch.cuda.synchronize(self.device)
             busy += time.perf_counter() - started
+            if time_limit:
+                # A time budget (the demo): end at the step the remaining time allows.
+                elapsed = time.monotonic() - started_at
+                rate = (self.step - first_step) / max(elapsed, 1e-9)
+                self.total_steps = min(self.total_steps, max(self.step, self.step + int((time_limit - elapsed) * rate)))
 
             if self.step % log_every == 0 or self.step == self.total_steps:
                 mean_loss = float(loss_sum) / loss_n
-                if time_limit:
-                    # A time budget (the demo): end early, at the step the remaining time allows.
-                    elapsed = time.monotonic() - started_at
-                    rate = (self.step - first_step) / max(elapsed, 1e-9)
-                    self.total_steps = min(self.total_steps,
-                                           max(self.step + 1, self.step + int((time_limit - elapsed) * rate)))
                 if self.dist.is_main:
                     r.report("loss/train", mean_loss, self.step)
                     r.report("lr", self.optimizer.param_groups[0]["lr"], self.step)

@@ -178,3 +178,15 @@ def test_presets_validate():
     for name in ("tiny-ddpm", "tiny-edm", "ddpm-cifar10", "edm-ddpmpp-aug-cifar10"):
         spec = train_spec(config=preset_path(name), data=DATA, steps=1)
         assert spec["options"]["lr"] > 0 and spec["config"]["model_type"] in ("DDPM", "EDM")
+
+
+def test_demo_trains_samples_and_prints_a_probe_grid(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "ddae_core.cli", "demo", "--minutes", "0.05", "--probe-images", "64",
+                          "--data", DATA, "--device", "cpu", "--workspace", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "t=101" in out.stdout and "out_12" in out.stdout
+    assert "Best layer x noise cell:" in out.stdout
+    kinds = sorted(p.name.split("-")[2] for p in (tmp_path / "runs").iterdir())
+    assert kinds == ["probe", "train"]
+    assert list((tmp_path / "runs").glob("*-train-*/samples/step_*.png"))

@@ -20,10 +20,10 @@ def run_demo(args) -> int:
     from ..evaluation.specs import probe_spec
 
     started = time.monotonic()
-    spec = train_spec(config=preset_path("tiny-ddpm"), data="builtin:shapes", steps=100_000, device=args.device,
-                      name="demo: tiny-ddpm on builtin:shapes")
-    spec["options"]["time_limit_s"] = max(10.0, args.minutes * 60)
-    print(f"Training tiny-ddpm on builtin:shapes for {args.minutes:g} minutes "
+    spec = train_spec(config=preset_path("tiny-ddpm"), data=args.data, steps=100_000, device=args.device,
+                      name=f"demo: tiny-ddpm on {args.data}")
+    spec["options"]["time_limit_s"] = max(1.0, args.minutes * 60)
+    print(f"Training tiny-ddpm on {args.data} for {args.minutes:g} minutes "
           "(the loss falls; samples are written as it goes).", flush=True)
     train_dir, status = launch(args, spec)
     if status != "done":
@@ -36,7 +36,8 @@ def run_demo(args) -> int:
     print("\nProbing what its layers know: a linear classifier per layer x noise level (fast protocol).",
           flush=True)
     spec = probe_spec(train_dir, timesteps=DEMO_TIMESTEPS, layers="all", device=args.device,
-                      train_limit=4000, test_limit=1000, name="demo: probe grid")
+                      train_limit=args.probe_images, test_limit=max(1, args.probe_images // 4),
+                      name="demo: probe grid")
     probe_dir, status = launch(args, spec)
     if status != "done":
         return 1

@@ -71,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the main job: train tiny-ddpm on the built-in data, sample, probe")
     p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
     p.add_argument("--no-probe", action="store_true", help="skip the probe grid after training")
+    p.add_argument("--probe-images", type=int, default=4000,
+                   help="training images for the probe heads (default 4000; test images: a quarter)")
+    p.add_argument("--data", default="builtin:shapes", metavar="SPEC", help="dataset (default builtin:shapes)")
     add_device(p)
     add_workspace(p)
     p.set_defaults(func=cmd_demo)
