@@ -27,6 +27,7 @@ def style_plot(plot: pg.PlotItem, title: str = "") -> None:
         axis = plot.getAxis(name)
         axis.setPen(pg.mkPen(FOREGROUND))
         axis.setTextPen(pg.mkPen(FOREGROUND))
+        axis.enableAutoSIPrefix(False)      # "loss (x0.001)" misleads more than it helps
     if title:
         plot.setTitle(title, color=FOREGROUND, size="11pt")
 

@@ -85,6 +85,7 @@ class CurvePlot(QWidget):
         self._smoothing = 0.0
         self._x_mode = "step"
         self._steps_per_epoch: float | None = None
+        self._series_spe: dict[str, float] = {}
         self._fixed_x_label: str | None = None
         self._dirty: set[str] = set()
         self._timer = QTimer(self, singleShot=True, interval=REFRESH_MS)
@@ -204,9 +205,11 @@ class CurvePlot(QWidget):
         if series is None:
             return
         self._dirty.discard(name)
+        self._series_spe.pop(name, None)
         for item in (series.item, series.raw_item):
             self.legend.removeItem(item)
             self.plot.removeItem(item)
+        self._update_epoch_mode()
 
     def clear_series(self) -> None:
         for name in list(self._series):
@@ -256,18 +259,40 @@ class CurvePlot(QWidget):
             self.log_x_box.setChecked(bool(on))
         self.plot.setLogMode(x=bool(on), y=self.log_y_box.isChecked())
 
-    def set_steps_per_epoch(self, n: float | None) -> None:
-        """Steps in one epoch (enables x = epoch); None or <= 0 disables it."""
-        self._steps_per_epoch = float(n) if n and n > 0 else None
-        self._enable_epoch_mode(self._steps_per_epoch is not None)
-        if self._x_mode == "epoch":
-            self.set_x_mode("epoch" if self._steps_per_epoch else "step")
+    def set_steps_per_epoch(self, n: float | None, name: str | None = None) -> None:
+        """Steps in one epoch, for x = epoch; `name` sets it for one series (runs differ in batch size).
+
+        None or <= 0 removes it; epoch mode is offered only while every series has a value.
+        """
+        value = float(n) if n and n > 0 else None
+        if name is None:
+            self._steps_per_epoch = value
+        elif value is None:
+            self._series_spe.pop(name, None)
+        else:
+            self._series_spe[name] = value
+        self._update_epoch_mode()
+
+    def _spe(self, name: str) -> float | None:
+        return self._series_spe.get(name, self._steps_per_epoch)
+
+    def _epoch_available(self) -> bool:
+        return (self._steps_per_epoch is not None or bool(self._series_spe)) and \
+            all(self._spe(name) for name in self._series)
+
+    def _update_epoch_mode(self) -> None:
+        available = self._epoch_available()
+        self._enable_epoch_mode(available)
+        if self._x_mode == "epoch" and not available:
+            self.set_x_mode("step")
+        elif self._x_mode == "epoch":
+            self._redraw_all()
 
     def set_x_mode(self, mode: str) -> None:
         """x = 'step', 'epoch' (step / steps per epoch) or 'time' (seconds since the series' first point)."""
         if mode not in X_MODES:
             raise ValueError(f"x mode must be one of {', '.join(X_MODES)} (got {mode!r}).")
-        if mode == "epoch" and not self._steps_per_epoch:
+        if mode == "epoch" and not self._epoch_available():
             raise ValueError("x = epoch needs set_steps_per_epoch(n) first.")
         with QSignalBlocker(self.x_combo):
             self.x_combo.setCurrentIndex(X_MODES.index(mode))
@@ -286,6 +311,10 @@ class CurvePlot(QWidget):
         self.x_combo.hide()
         set_axis_label(self.plot, "bottom", label)
 
+    def add_tool(self, widget: QWidget) -> None:
+        """Put a caller's control (e.g. a checkbox) in the toolbar, before the Export button."""
+        self._toolbar.insertWidget(self._toolbar.count() - 2, widget)
+
     def set_title(self, title: str) -> None:
         self._title = title
         self.plot.setTitle(title, color=FOREGROUND, size="11pt")
@@ -298,6 +327,7 @@ class CurvePlot(QWidget):
         series.item = self.plot.plot([], [], connect="finite", name=label)
         self._series[name] = series
         self._style(series)
+        self._update_epoch_mode()
         return series
 
     def _style(self, series: _Series) -> None:
@@ -319,8 +349,9 @@ class CurvePlot(QWidget):
 
     def _x(self, series: _Series) -> np.ndarray:
         steps = series.view("steps")
-        if self._x_mode == "epoch" and self._steps_per_epoch:
-            return steps / self._steps_per_epoch
+        spe = self._spe(series.name)
+        if self._x_mode == "epoch" and spe:
+            return steps / spe
         if self._x_mode == "time":
             times = series.view("times")
             finite = np.flatnonzero(np.isfinite(times))

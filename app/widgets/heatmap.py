@@ -40,7 +40,7 @@ class GridHeatmap(QWidget):
         # None: 0..1 for accuracies (symmetric around 0 when diverging); "auto": from the data.
         self._levels: tuple[float, float] | str | None = None
         self._diverging = False
-        self.value_name = "accuracy"
+        self.value_name = "accuracy"         # what the cells hold: colour bar label (in %), CSV column
 
         self.layout_widget = pg.GraphicsLayoutWidget()
         self.layout_widget.setBackground(BACKGROUND)
@@ -56,11 +56,13 @@ class GridHeatmap(QWidget):
         set_axis_label(self.plot, "left", "noise level")
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
-        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=SEQUENTIAL_MAP, interactive=False,
-                                        width=14, label=self.value_name)
+        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=SEQUENTIAL_MAP, interactive=False, width=14)
         self.colorbar.setImageItem(self.image)
         self.colorbar.axis.setPen(pg.mkPen(FOREGROUND))
         self.colorbar.axis.setTextPen(pg.mkPen(FOREGROUND))
+        # Ticks in percent like the cells' text (values stay fractions 0..1), never "x0.001".
+        self.colorbar.axis.setScale(100.0)
+        self.colorbar.axis.enableAutoSIPrefix(False)
         self.graphics.addItem(self.colorbar, row=0, col=1)
         self.set_value_name(self.value_name)
         self._outline = QGraphicsRectItem()
@@ -174,7 +176,7 @@ class GridHeatmap(QWidget):
     def set_value_name(self, name: str) -> None:
         """What the cells hold (colour bar label, CSV column), e.g. 'accuracy difference'."""
         self.value_name = name
-        self.colorbar.axis.setLabel(name, color=FOREGROUND)
+        self.colorbar.axis.setLabel(f"{name} (%)", color=FOREGROUND)
 
     def set_title(self, title: str) -> None:
         self._title = title

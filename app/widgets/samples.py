@@ -30,6 +30,9 @@ class ScaledPicture(QLabel):
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.setWordWrap(True)
 
+    def image(self) -> QImage:
+        return QImage(self._image)
+
     def set_image(self, image: QImage, message: str = "") -> None:
         self._image = image
         if image.isNull():
@@ -125,6 +128,9 @@ class SampleViewer(QWidget):
     def set_slider_visible(self, visible: bool) -> None:
         """Hide the own slider when a shared one drives several viewers (Compare)."""
         self.slider.setVisible(visible)
+
+    def title(self) -> str:
+        return self._title
 
     def set_title(self, title: str) -> None:
         self._title = title

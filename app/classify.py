@@ -1,0 +1,406 @@
+"""ClassifyView: drop images on a trained run and watch its head classify them as the noise goes up.
+
+One forward pass at noise level t gives the noisy input, the network's denoised estimate and the
+features the head reads: the paper's one network that both generates and recognises. Inference
+runs on an InferenceThread; only the latest request's answer is shown.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QEventLoop, QSignalBlocker, QSize, Qt, QTemporaryDir, Signal
+from PySide6.QtGui import QGuiApplication, QIcon, QImage, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QListWidget,
+                               QListWidgetItem, QPushButton, QStyle, QVBoxLayout, QWidget)
+
+from db import ChangeToken, Store
+
+from .classify_sources import HeadChoice, RunChoice, find_classifiers
+from .classify_worker import InferenceThread, ModelInfo, Request, Result
+from .widgets.bars import ProbabilityBars
+from .widgets.common import array_to_qimage, scaled_nearest
+from .widgets.noise_slider import NoiseSlider
+from .widgets.samples import ScaledPicture
+
+MAX_FILES = 256
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp *.gif *.tif *.tiff);;All files (*)"
+EMPTY_HINT = "Drop image files here, paste one (Ctrl+V), or press Open images…"
+
+
+class ClassifyView(QWidget):
+    """Classify dropped, pasted or opened images with a run's probe or noisy-classifier head."""
+
+    predictionShown = Signal(dict)
+
+    def __init__(self, store: Store, workspace: Path, parent=None, device: str = "auto"):
+        super().__init__(parent)
+        self.store, self.workspace = store, Path(workspace)
+        self._worker = InferenceThread(device)
+        self._worker.resultReady.connect(self._on_result)
+        self._token: ChangeToken | None = None
+        self._choices: list[RunChoice] = []
+        self._paths: list[Path] = []
+        self._selected = -1
+        self._timestep: int | None = None        # wanted; None = the head's own
+        self._info: ModelInfo | None = None
+        self._next_id = 0
+        self._latest_id = -1
+        self._shown: Result | None = None
+        self._last_answer_id = -1                 # the newest request answered (shown, or failed)
+        self._status = ""
+        self._tmp = QTemporaryDir()               # pasted images live here until the view goes
+        self.dropped_results = 0                  # stale answers not shown (tests read it)
+        self.setAcceptDrops(True)
+
+        self.run_combo = QComboBox()
+        self.run_combo.setMinimumContentsLength(28)
+        self.run_combo.currentIndexChanged.connect(self._on_run_changed)
+        self.head_combo = QComboBox()
+        self.head_combo.setMinimumContentsLength(24)
+        self.head_combo.currentIndexChanged.connect(self._on_head_changed)
+        self.open_button = QPushButton("Open images…")
+        self.open_button.clicked.connect(self._ask_files)
+        top = QHBoxLayout()
+        for widget in (QLabel("Run"), self.run_combo, QLabel("Head"), self.head_combo):
+            top.addWidget(widget)
+        top.addStretch(1)
+        top.addWidget(self.open_button)
+
+        self.thumbnails = QListWidget()
+        self.thumbnails.setViewMode(QListWidget.ViewMode.IconMode)
+        self.thumbnails.setIconSize(QSize(64, 64))
+        self.thumbnails.setGridSize(QSize(112, 104))
+        self.thumbnails.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.thumbnails.setMovement(QListWidget.Movement.Static)
+        self.thumbnails.setWordWrap(True)
+        self.thumbnails.setMinimumWidth(240)
+        self.thumbnails.currentRowChanged.connect(self._on_thumbnail)
+        self.thumb_label = QLabel("Files")
+
+        self.pictures = {name: ScaledPicture() for name in ("input", "noisy", "denoised")}
+        self.picture_titles = {"input": QLabel("Your image, as the model sees it"),
+                               "noisy": QLabel("Noisy input"), "denoised": QLabel("Denoised estimate")}
+        grid = QGridLayout()
+        for col, name in enumerate(("input", "noisy", "denoised")):
+            self.picture_titles[name].setAlignment(Qt.AlignmentFlag.AlignCenter)
+            grid.addWidget(self.picture_titles[name], 0, col)
+            grid.addWidget(self.pictures[name], 1, col)
+            grid.setColumnStretch(col, 1)
+        grid.setRowStretch(1, 1)
+        self.noise = NoiseSlider()
+        self.noise.timestepChanged.connect(self.set_noise_level)
+        self.bars = ProbabilityBars(5)
+        self.status_label = QLabel(EMPTY_HINT)
+        self.status_label.setWordWrap(True)
+        self.status_label.setStyleSheet("color: #505050;")
+
+        left = QVBoxLayout()
+        left.addWidget(self.thumb_label)
+        left.addWidget(self.thumbnails, 1)
+        right = QVBoxLayout()
+        right.addLayout(grid, 1)
+        right.addWidget(self.noise)
+        right.addWidget(QLabel("Top-5 classes"))
+        right.addWidget(self.bars)
+        body = QHBoxLayout()
+        body.addLayout(left, 1)
+        body.addLayout(right, 3)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(body, 1)
+        layout.addWidget(self.status_label)
+
+        paste = QShortcut(QKeySequence(QKeySequence.StandardKey.Paste), self)
+        paste.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        paste.activated.connect(self.paste)
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+        self.refresh()
+
+    # Runs and heads.
+    def refresh(self) -> None:
+        """Re-list the runs that can classify (cheap when the Store has not changed)."""
+        token = self.store.data_version()
+        if token == self._token:
+            return
+        self._token = token
+        current = self.run_combo.currentData()
+        self._choices = find_classifiers(self.store)
+        with QSignalBlocker(self.run_combo):
+            self.run_combo.clear()
+            for choice in self._choices:
+                self.run_combo.addItem(choice.label, choice.run_id)
+            index = self.run_combo.findData(current)
+            self.run_combo.setCurrentIndex(index if index >= 0 else (0 if self._choices else -1))
+        if self.run_combo.currentData() != current:
+            self._on_run_changed(self.run_combo.currentIndex())
+        elif not self._choices:
+            self._set_status("No run has a trained probe or noisy-classifier head yet; "
+                             "run a probe grid or a noisy classifier on a trained model first.")
+
+    def set_run(self, run_id: str) -> None:
+        """Choose the run (a train run with heads, or a probe / noisy-classifier run) by id."""
+        self.refresh()
+        index = self.run_combo.findData(run_id)
+        if index < 0:
+            self._set_status(f"Run {run_id} has no trained classifier head to use.")
+            return
+        self.run_combo.setCurrentIndex(index)
+
+    def set_head(self, index: int) -> None:
+        self.head_combo.setCurrentIndex(index)
+
+    def current_head(self) -> HeadChoice | None:
+        return self.head_combo.currentData()
+
+    def _on_run_changed(self, index: int) -> None:
+        choice = self._choices[index] if 0 <= index < len(self._choices) else None
+        with QSignalBlocker(self.head_combo):
+            self.head_combo.clear()
+            for head in choice.heads if choice else ():
+                self.head_combo.addItem(head.label, head)
+            self.head_combo.setCurrentIndex(0 if choice else -1)
+        self._on_head_changed(self.head_combo.currentIndex())
+
+    def _on_head_changed(self, _index: int) -> None:
+        self._info, self._timestep = None, None
+        self.noise.disable()
+        self._submit(thumbnails=True, loading=True)
+
+    # Files.
+    def load_files(self, paths) -> None:
+        """Add image files (folders add the files inside them); the first new one is selected."""
+        added = []
+        for path in map(Path, paths):
+            candidates = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+            for p in candidates:
+                if p not in self._paths and p not in added:
+                    added.append(p)
+        room = MAX_FILES - len(self._paths)
+        if not added:
+            return
+        self._paths += added[:room]
+        self._selected = self._paths.index(added[0]) if added[0] in self._paths else self._selected
+        self._rebuild_thumbnails()
+        self._submit(thumbnails=True)
+        if len(added) > room:
+            self._set_status(f"Only the first {MAX_FILES} files are kept; {len(added) - room} were left out.")
+
+    def clear_files(self) -> None:
+        self._paths, self._selected = [], -1
+        self._rebuild_thumbnails()
+        self._show_result(None)
+        self._set_status(EMPTY_HINT)
+
+    def files(self) -> list[Path]:
+        return list(self._paths)
+
+    def select_file(self, index: int) -> None:
+        self.thumbnails.setCurrentRow(index)
+
+    def _ask_files(self) -> None:
+        chosen, _ = QFileDialog.getOpenFileNames(self, "Open images", str(Path.home()), IMAGE_FILTER)
+        if chosen:
+            self.load_files(chosen)
+
+    def paste(self) -> None:
+        """Ctrl+V: image files copied in a file manager, or image data (a screenshot, a browser image)."""
+        if not self.accept_mime(QGuiApplication.clipboard().mimeData()):
+            self._set_status("The clipboard holds no image or image file; copy one first, then paste.")
+
+    def accept_mime(self, mime) -> bool:
+        """Load what a drop or paste carries; False if it carries no file and no image."""
+        if mime is None:
+            return False
+        if mime.hasUrls():
+            paths = [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
+            if paths:
+                self.load_files(paths)
+                return True
+        if mime.hasImage():
+            image = QImage(mime.imageData())
+            if not image.isNull() and self._tmp.isValid():
+                path = Path(self._tmp.path()) / f"pasted_{time.time_ns()}.png"
+                if image.save(str(path), "PNG"):
+                    self.load_files([path])
+                    return True
+        return False
+
+    def dragEnterEvent(self, event) -> None:
+        mime = event.mimeData()
+        if (mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())) or mime.hasImage():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:
+        if self.accept_mime(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+            self._set_status("Only image files can be dropped here.")
+
+    def _rebuild_thumbnails(self) -> None:
+        with QSignalBlocker(self.thumbnails):
+            self.thumbnails.clear()
+            for path in self._paths:
+                item = QListWidgetItem(path.name)
+                item.setToolTip(str(path))
+                self.thumbnails.addItem(item)
+            self.thumbnails.setCurrentRow(self._selected)
+        self.thumb_label.setText(f"Files ({len(self._paths)})" if self._paths else "Files")
+
+    def _on_thumbnail(self, row: int) -> None:
+        if row != self._selected and 0 <= row < len(self._paths):
+            self._selected = row
+            self._submit(thumbnails=False)
+
+    # Noise level.
+    def set_noise_level(self, t: int) -> None:
+        """The timestep (DDPM) or sigma index (EDM) to classify at; clamped to the model's range."""
+        self._timestep = self.noise.clamp(t) if self._info is not None else int(t)
+        if self._info is not None:
+            self.noise.set_timestep(self._timestep)
+        self._submit(thumbnails=False)
+
+    # Requests and results.
+    def _submit(self, thumbnails: bool, loading: bool = False) -> None:
+        head = self.current_head()
+        if head is None:
+            if self._paths:
+                self._set_status("Choose a run with a trained head to classify these images.")
+            return
+        if not self._paths:
+            self._set_status(f"Loading {head.label}… " + EMPTY_HINT if loading else EMPTY_HINT)
+            if not loading:
+                return
+        elif loading:
+            self._set_status(f"Loading the model and {head.label}…")
+        self._next_id += 1
+        self._latest_id = self._next_id
+        self._worker.submit(Request(self._latest_id, head, tuple(self._paths), self._selected,
+                                    self._timestep, thumbnails))
+
+    def _on_result(self, result: Result) -> None:
+        if result.id != self._latest_id:
+            self.dropped_results += 1           # an older request's answer: never shown
+            return
+        self._last_answer_id = result.id
+        if result.error:
+            self._info = None
+            self.noise.disable()
+            self._show_result(None)
+            self._set_status(result.error)
+            return
+        if result.info != self._info:
+            info = self._info = result.info
+            t = info.default_timestep if self._timestep is None else self._timestep
+            self.noise.configure(info.framework, info.min_timestep, info.max_timestep, info.sigmas, t)
+            self._timestep = self.noise.timestep()
+        self._update_thumbnails(result)
+        self._show_result(result)
+
+    def _update_thumbnails(self, result: Result) -> None:
+        warning = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
+        for row, outcome in enumerate(result.files[:self.thumbnails.count()]):
+            item = self.thumbnails.item(row)
+            if outcome.error:
+                item.setIcon(warning)
+                item.setText(f"{outcome.path.name}\nnot readable")
+                item.setToolTip(outcome.error)
+                continue
+            item.setIcon(QIcon(scaled_nearest(array_to_qimage(outcome.image), 64, 64)))
+            label = f"{outcome.top1[0]} {100 * outcome.top1[1]:.0f}%" if outcome.top1 else ""
+            item.setText(f"{outcome.path.name}\n{label}")
+            item.setToolTip(f"{outcome.path}\n{label} at the head's noise level")
+        if self._info is not None:
+            self.thumb_label.setText(f"Files ({len(result.files)}), labels at t={self._info.default_timestep}")
+
+    def _show_result(self, result: Result | None) -> None:
+        self._shown = result
+        chosen = result.files[result.selected] if result and 0 <= result.selected < len(result.files) else None
+        ok = chosen is not None and chosen.error is None and result.noisy is not None
+        self.pictures["input"].set_image(array_to_qimage(chosen.image) if ok else QImage(), "")
+        self.pictures["noisy"].set_image(array_to_qimage(result.noisy) if ok else QImage(), "")
+        self.pictures["denoised"].set_image(array_to_qimage(result.denoised) if ok else QImage(), "")
+        self.bars.set_probabilities(result.top5 if ok else [])
+        if result is None:
+            return
+        if ok:
+            self.noise.set_timestep(result.timestep, result.head_timestep if self._info.head_timesteps else None)
+        problems = [o for o in result.files if o.error]
+        if chosen is None:
+            status = EMPTY_HINT
+        elif chosen.error:
+            status = chosen.error
+        else:
+            status = f"{chosen.path.name}: " + ("; ".join(chosen.notes) + "." if chosen.notes else
+                                                "classified as it is.")
+        others = [o for o in problems if o is not chosen]
+        if others:
+            status += f" ({len(others)} other file(s) could not be read; click one to see why.)"
+        self._set_status(status)
+        self.predictionShown.emit({"file": str(chosen.path) if chosen else None, "timestep": result.timestep,
+                                   "top5": list(result.top5) if ok else [], "status": status})
+
+    def _set_status(self, text: str) -> None:
+        self._status = text
+        self.status_label.setText(text)
+
+    # For tests and the app.
+    @property
+    def busy(self) -> bool:
+        """True while the latest request has no answer on screen yet."""
+        return not self._answered()
+
+    def wait_idle(self, timeout_ms: int = 30000) -> bool:
+        """Process events until the latest request's answer is shown (or failed); False on timeout."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline:
+            if self._answered():
+                return True
+            QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+            time.sleep(0.005)
+        return self._answered()
+
+    def _answered(self) -> bool:
+        return self._latest_id <= 0 or self._last_answer_id == self._latest_id
+
+    @property
+    def noise_level(self) -> int | None:
+        """The noise level of the prediction on screen."""
+        return self._shown.timestep if self._shown else None
+
+    @property
+    def top5(self) -> list[tuple[str, float]]:
+        return list(self._shown.top5) if self._shown else []
+
+    @property
+    def top5_labels(self) -> list[str]:
+        return [label for label, _ in self.top5]
+
+    @property
+    def top5_probabilities(self) -> list[float]:
+        return [p for _, p in self.top5]
+
+    @property
+    def status_message(self) -> str:
+        return self._status
+
+    def shown_images(self) -> dict[str, QImage]:
+        """The input, noisy and denoised images on screen (null images when none)."""
+        return {name: picture.image() for name, picture in self.pictures.items()}
+
+    def shutdown(self) -> None:
+        """Stop the inference thread (after its current forward pass)."""
+        self._worker.stop()
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        super().closeEvent(event)

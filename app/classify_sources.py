@@ -1,0 +1,88 @@
+"""Which runs can classify an image, and with which heads: read from the Store and the run folders (no Qt)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from db import Store
+
+PROBE_FILE = "heads.pt"
+NOISY_FILE = "noisy_head.pt"
+
+
+@dataclass(frozen=True)
+class HeadChoice:
+    """One classifier: a probe run's cell heads (one layer, or its best cell) or a noisy-classifier head."""
+
+    label: str
+    run_id: str             # the probe / noisy-classifier run holding the head file
+    run_dir: Path
+    head: str               # "probe" | "noisy"
+    layer: str | None       # probe layer; None = the best cell's layer
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        return self.run_id, self.head, self.layer
+
+
+@dataclass(frozen=True)
+class RunChoice:
+    run_id: str
+    label: str
+    heads: tuple[HeadChoice, ...]
+
+
+def _probe_heads(store: Store, run_id: str) -> list[HeadChoice]:
+    run_dir = store.run_dir(run_id)
+    if not (run_dir / PROBE_FILE).is_file():
+        return []
+    cells = [c for c in store.grid_cells(run_id) if c.accuracy is not None and math.isfinite(c.accuracy)]
+    axes = store.grid_axes(run_id)
+    layers = list(axes.layers) if axes else list(dict.fromkeys(c.layer for c in cells))
+    best = max(cells, key=lambda c: c.accuracy, default=None)
+    best_text = f" ({best.layer} at t={best.timestep}, {100 * best.accuracy:.1f}%)" if best else ""
+    heads = [HeadChoice(f"probe: best cell{best_text}", run_id, run_dir, "probe", None)]
+    for layer in layers:
+        layer_cells = [c for c in cells if c.layer == layer]
+        top = max((c.accuracy for c in layer_cells), default=None)
+        note = f" (best {100 * top:.1f}%)" if top is not None else ""
+        heads.append(HeadChoice(f"probe: {layer}{note}", run_id, run_dir, "probe", layer))
+    return heads
+
+
+def _noisy_heads(store: Store, run_id: str) -> list[HeadChoice]:
+    run_dir = store.run_dir(run_id)
+    if not (run_dir / NOISY_FILE).is_file():
+        return []
+    layer = ((store.get_run(run_id).spec.get("options") or {}).get("layer")) or "?"
+    return [HeadChoice(f"noisy classifier on {layer}", run_id, run_dir, "noisy", None)]
+
+
+def find_classifiers(store: Store) -> list[RunChoice]:
+    """Train runs with a probe or noisy-classifier child that finished its head, then those runs themselves.
+
+    Newest first within each group: the model a user just trained and probed comes up by default.
+    """
+    choices, evaluations = [], []
+    for run in store.list_runs(kind=("train", "import", "probe", "noisy-classifier")):
+        if run.kind == "probe":
+            heads = _probe_heads(store, run.id)
+        elif run.kind == "noisy-classifier":
+            heads = _noisy_heads(store, run.id)
+        else:
+            children = store.children(run.id)
+            # The newest child with a head file of each kind (children come oldest first).
+            heads = []
+            for kind, finder in (("probe", _probe_heads), ("noisy-classifier", _noisy_heads)):
+                for child in reversed([c for c in children if c.kind == kind]):
+                    found = finder(store, child.id)
+                    if found:
+                        heads += found
+                        break
+        if heads:
+            label = f"{run.name} ({run.kind})" if run.name != run.id else run.id
+            (choices if run.kind in ("train", "import") else evaluations).append(
+                RunChoice(run.id, label, tuple(heads)))
+    return choices + evaluations

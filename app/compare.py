@@ -1,0 +1,259 @@
+"""CompareView: two or more runs side by side, the way the paper's figures compare them.
+
+Loss curves overlaid, probe grids on one colour scale with a B - A difference, accuracy against
+noise level, sample grids on one step slider, a summary table and the spec keys that differ. Each
+run keeps one colour in every panel. refresh() costs one small query when nothing changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSplitter,
+                               QTableView, QTabWidget, QVBoxLayout, QWidget)
+
+from db import ChangeToken, Store
+
+from .colors import colors_for
+from .compare_data import MISSING, RunBundle, gather, spec_differences
+from .compare_panels import GridsPanel, SamplesPanel
+from .compare_tables import RowsModel, spec_table, summary_table
+from .widgets import export
+from .widgets.curves import CurvePlot
+
+log = logging.getLogger(__name__)
+LOSS_KEY = "loss/train"
+
+
+class CompareView(QWidget):
+    """Compare runs: set_runs([...]) then refresh() on the app's timer."""
+
+    def __init__(self, store: Store, parent=None):
+        super().__init__(parent)
+        self.store = store
+        self._run_ids: list[str] = []
+        self._bundles: list[RunBundle] = []
+        self._token: ChangeToken | None = None
+        self._loss_last: dict[str, int] = {}           # series -> last step drawn (appends only read newer)
+        self._final_loss: dict[str, float | None] = {}
+        self._noisy_best: dict[str, float | None] = {}
+        self._noise: dict[str, tuple] = {}             # run -> (noisy/accuracy, noisy/sigma) histories
+        self.colors = {}
+
+        self.header = QLabel("Select two or more runs in Runs to compare them.")
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.header.setWordWrap(True)
+        self.export_all_button = QPushButton("Export all…")
+        self.export_all_button.setToolTip("Write every chart (PNG, SVG) and its data (CSV) into a folder")
+        self.export_all_button.clicked.connect(self._ask_export_all)
+        top = QHBoxLayout()
+        top.addWidget(self.header, 1)
+        top.addWidget(self.export_all_button)
+
+        self.loss_plot = CurvePlot("Training loss", LOSS_KEY)
+        self.grids = GridsPanel()
+        self.noise_plot = CurvePlot("Noisy-classifier accuracy against noise level", "accuracy")
+        self.noise_plot.set_fixed_x("noise level (timestep)")
+        self.sigma_box = QCheckBox("x = σ (log axis)")
+        self.sigma_box.setToolTip("Plot against the noise's standard deviation instead of the timestep")
+        self.sigma_box.toggled.connect(lambda _: self._draw_noise())
+        self.noise_plot.add_tool(self.sigma_box)
+        self.samples = SamplesPanel()
+
+        self.summary_model = RowsModel()
+        self.spec_model = RowsModel()
+        self.summary_table = self._table(self.summary_model)
+        self.spec_table = self._table(self.spec_model)
+        self.spec_label = QLabel("Spec keys that differ")
+        tables = QSplitter(Qt.Orientation.Vertical)
+        for title, table in (("Best cells, final loss and sample quality", self.summary_table),
+                             (None, self.spec_table)):
+            box = QWidget()
+            box_layout = QVBoxLayout(box)
+            box_layout.setContentsMargins(0, 0, 0, 0)
+            box_layout.addWidget(QLabel(title) if title else self.spec_label)
+            box_layout.addWidget(table, 1)
+            tables.addWidget(box)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.loss_plot, "Loss")
+        self.tabs.addTab(self.grids, "Probe grids")
+        self.tabs.addTab(self.noise_plot, "Accuracy vs noise")
+        self.tabs.addTab(self.samples, "Samples")
+        self.tabs.addTab(tables, "Summary and spec")
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.tabs, 1)
+
+    @staticmethod
+    def _table(model: RowsModel) -> QTableView:
+        table = QTableView()
+        table.setModel(model)
+        table.setAlternatingRowColors(True)
+        table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        table.verticalHeader().setVisible(False)
+        return table
+
+    # Selection and refresh.
+    def set_runs(self, run_ids: list[str]) -> None:
+        """Show these runs (ids, in the order given); everything is re-read."""
+        self._run_ids = list(dict.fromkeys(run_ids))
+        self.colors = colors_for(self._run_ids)
+        self.loss_plot.clear_series()
+        self.noise_plot.clear_series()
+        self._loss_last.clear()
+        self._token = None
+        self._reload(rebuild=True)
+
+    def run_ids(self) -> list[str]:
+        return list(self._run_ids)
+
+    def bundles(self) -> list[RunBundle]:
+        return list(self._bundles)
+
+    def refresh(self) -> None:
+        """Re-read what changed for the shown runs; one query when nothing did."""
+        if not self._run_ids:
+            return
+        token = self.store.data_version()
+        if token == self._token:
+            return
+        changes = self.store.changed_since(self._token)
+        watched = set(self._run_ids).union(*(b.source_ids() for b in self._bundles))
+        touched = changes.full or any(r.id in watched or r.parent_run in watched for r in changes.runs) \
+            or any(d in watched for d in changes.deleted)
+        self._token = changes.token
+        if touched:
+            structure = [(b.probe_id, b.noisy_id, b.train_id) for b in self._bundles]
+            self._reload(rebuild=False)
+            if structure != [(b.probe_id, b.noisy_id, b.train_id) for b in self._bundles]:
+                self._reload(rebuild=True)     # a probe or noisy child appeared: new panels
+
+    def _reload(self, rebuild: bool) -> None:
+        if self._token is None:
+            self._token = self.store.data_version()
+        bundles = []
+        missing = []
+        for run_id in self._run_ids:
+            try:
+                bundles.append(gather(self.store, run_id))
+            except LookupError:
+                missing.append(run_id)
+        self._bundles = bundles
+        self._update_header(missing)
+        self._draw_loss()
+        self._read_noise()
+        self._draw_noise()
+        if rebuild:
+            self.grids.set_bundles(bundles, self.colors)
+            self.samples.set_bundles(bundles, self.colors)
+        else:
+            self.grids.update_cells(bundles)
+            self.samples.update_images(bundles)
+        self._fill_tables()
+
+    def _update_header(self, missing: list[str]) -> None:
+        chips = "  ".join(f"<span style='color:{self.colors[b.id].name()}'>&#9632;</span> {b.name}"
+                          for b in self._bundles)
+        text = f"Comparing {len(self._bundles)} runs: {chips}" if self._bundles else \
+            "Select two or more runs in Runs to compare them."
+        if missing:
+            text += f"<br><i>{len(missing)} selected run(s) no longer exist and are left out.</i>"
+        self.header.setText(text)
+
+    # Panels.
+    def _draw_loss(self) -> None:
+        for b in self._bundles:
+            if not b.train_id:
+                continue
+            self.loss_plot.set_steps_per_epoch(b.steps_per_epoch, name=b.id)
+            last = self._loss_last.get(b.id)
+            history = self.store.metric_history(b.train_id, LOSS_KEY, since_step=last)
+            if not history.steps:
+                continue
+            if last is None:
+                self.loss_plot.set_series(b.id, history.steps, history.values, history.times,
+                                          color=self.colors[b.id], label=b.name)
+            else:
+                self.loss_plot.append(b.id, history.steps, history.values, history.times)
+            self._loss_last[b.id] = history.steps[-1]
+            finite = [v for v in history.values[-50:] if v == v]
+            if finite:
+                self._final_loss[b.id] = finite[-1]
+
+    def _read_noise(self) -> None:
+        self._noise = {}
+        for b in self._bundles:
+            if not b.noisy_id:
+                continue
+            accuracy = self.store.metric_history(b.noisy_id, "noisy/accuracy")
+            sigma = self.store.metric_history(b.noisy_id, "noisy/sigma")
+            if accuracy.steps:
+                self._noise[b.id] = (accuracy, sigma)
+                self._noisy_best[b.id] = float(np.nanmax(np.asarray(accuracy.values)))
+
+    def _draw_noise(self) -> None:
+        use_sigma = self.sigma_box.isChecked()
+        self.noise_plot.set_fixed_x("noise σ (log scale)" if use_sigma else "noise level (timestep)")
+        self.noise_plot.set_log_x(use_sigma)
+        names = self.noise_plot.series_names()
+        for b in self._bundles:
+            if b.id not in self._noise:
+                if b.id in names:
+                    self.noise_plot.remove_series(b.id)
+                continue
+            accuracy, sigma = self._noise[b.id]
+            steps, values = np.asarray(accuracy.steps, dtype=float), np.asarray(accuracy.values)
+            if use_sigma:
+                by_step = dict(zip(sigma.steps, sigma.values))
+                steps = np.array([by_step.get(int(s), np.nan) for s in steps])
+                order = np.argsort(steps)
+                steps, values = steps[order], values[order]
+            self.noise_plot.set_series(b.id, steps, values, color=self.colors[b.id], label=b.name)
+        self.noise_plot.plot.enableAutoRange()
+
+    def _fill_tables(self) -> None:
+        headers, rows = summary_table(self._bundles, self._final_loss, self._noisy_best)
+        colors = [self.colors[b.id] for b in self._bundles]
+        self.summary_model.set_rows(headers, rows, colors)
+        differences = spec_differences({b.id: b.run.spec for b in self._bundles})
+        headers, rows = spec_table(self._bundles, differences)
+        self.spec_model.set_rows(headers, rows)
+        self.spec_label.setText(f"Spec keys that differ ({len(rows)})" if rows else
+                                "Spec keys that differ: none, these runs share every spec key.")
+
+    # Export.
+    def _ask_export_all(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export every chart and table into…")
+        if folder:
+            try:
+                self.export_all(Path(folder))
+            except OSError as exc:
+                self.header.setText(f"Export failed: {exc}")
+
+    def export_all(self, folder: str | Path) -> list[Path]:
+        """Every panel's PNG, SVG and CSV, the tables as CSV and the shown sample grids, into `folder`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out: list[Path] = []
+        for name, plot in (("loss", self.loss_plot), ("accuracy_vs_noise", self.noise_plot)):
+            if plot.series_names():
+                out += [plot.export_png(folder / f"{name}.png"), plot.export_svg(folder / f"{name}.svg"),
+                        plot.export_csv(folder / f"{name}.csv")]
+        out += self.grids.export(folder)
+        out += self.samples.export(folder)
+        out.append(export.write_csv(folder / "summary.csv", self.summary_model.headers(), self.summary_model.rows()))
+        out.append(export.write_csv(folder / "spec_differences.csv", self.spec_model.headers(),
+                                    [[_plain(v) for v in row] for row in self.spec_model.rows()]))
+        return out
+
+
+def _plain(value):
+    """A spec value for CSV: lists as their text, a key a run lacks as empty."""
+    if value is MISSING:
+        return None
+    return value if isinstance(value, (int, float, str)) or value is None else str(value)

@@ -1,0 +1,153 @@
+"""What the Compare view shows, gathered from the Store's public reads as plain records (no Qt).
+
+A selected run may be a train run or one of its evaluations; each panel takes its data from the
+run that holds it: loss and samples from the train run, the probe grid from the run itself or its
+newest probe child, accuracy-vs-noise from the run itself or its newest noisy-classifier child.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from db import GridAxes, GridCell, RunRecord, Store
+
+TRAIN_KINDS = ("train", "import")
+SPEC_IGNORED = ("id", "name", "created")    # always differ between runs; the columns already name them
+
+
+@dataclass(frozen=True)
+class RunBundle:
+    run: RunRecord
+    train_id: str | None                    # the run whose loss curve and sample grids are shown
+    probe_id: str | None
+    noisy_id: str | None
+    axes: GridAxes | None = None
+    cells: tuple[GridCell, ...] = ()
+    samples: tuple[tuple[int, Path], ...] = ()
+    sample_metrics: dict[str, float | None] = field(default_factory=dict)
+    steps_per_epoch: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+    @property
+    def name(self) -> str:
+        return self.run.name
+
+    def source_ids(self) -> set[str]:
+        return {i for i in (self.run.id, self.train_id, self.probe_id, self.noisy_id) if i}
+
+    def finished_cells(self) -> dict[tuple[int, str], float]:
+        return {(c.timestep, c.layer): c.accuracy for c in self.cells
+                if c.accuracy is not None and math.isfinite(c.accuracy)}
+
+    def best_cell(self) -> tuple[int, str, float] | None:
+        cells = self.finished_cells()
+        if not cells:
+            return None
+        (t, layer), acc = max(cells.items(), key=lambda kv: kv[1])
+        return t, layer, acc
+
+
+def _newest_child(store: Store, run_id: str, kind: str) -> str | None:
+    children = [c for c in store.children(run_id) if c.kind == kind]
+    # Prefer the newest finished one; a running one only when nothing has finished.
+    done = [c for c in children if c.status == "done"]
+    pick = (done or children)
+    return pick[-1].id if pick else None
+
+
+def steps_per_epoch(run: RunRecord) -> float | None:
+    """Training steps per epoch when the spec says it: trained by epochs, or a dataset sized in its spec."""
+    options = run.spec.get("options") or {}
+    if options.get("steps") is None and options.get("epochs") and run.progress_total \
+            and run.progress_stage == "train":
+        return run.progress_total / float(options["epochs"])
+    batch = options.get("batch_size")
+    data = run.data or ""
+    if batch and "?" in data:
+        n_train = parse_qs(data.split("?", 1)[1]).get("n_train")
+        limit = options.get("data_limit")
+        if n_train:
+            n = int(n_train[0]) if not limit else min(int(n_train[0]), int(limit))
+            return float(math.ceil(n / int(batch)))
+    return None
+
+
+def gather(store: Store, run_id: str) -> RunBundle:
+    """Everything but the curves (read incrementally by the view) for one selected run."""
+    run = store.get_run(run_id)
+    if run.kind in TRAIN_KINDS:
+        train_id = run.id
+        probe_id = _newest_child(store, run.id, "probe")
+        noisy_id = _newest_child(store, run.id, "noisy-classifier")
+    else:
+        train_id = run.parent_run
+        probe_id = run.id if run.kind == "probe" else None
+        noisy_id = run.id if run.kind == "noisy-classifier" else None
+    train = store.get_run(train_id) if train_id and train_id != run.id else run
+    axes = store.grid_axes(probe_id) if probe_id else None
+    cells = tuple(store.grid_cells(probe_id)) if probe_id else ()
+    samples: tuple[tuple[int, Path], ...] = ()
+    if train_id:
+        base = store.run_dir(train_id)
+        samples = tuple((step, base / path) for step, path in store.images(train_id, "samples") if step is not None)
+    metrics: dict[str, float | None] = {}
+    sources = [i for i in (train_id, run.id) if i] + (
+        [c.id for c in store.children(train_id) if c.kind == "sample"] if train_id else [])
+    for source in dict.fromkeys(sources):
+        for summary in store.summaries(source):
+            if summary.key.startswith("sample/"):
+                metrics[summary.key] = summary.latest_value
+    return RunBundle(run, train_id, probe_id, noisy_id, axes, cells, samples, metrics,
+                     steps_per_epoch(train) if train.kind in TRAIN_KINDS else None)
+
+
+def flatten(spec: dict, prefix: str = "") -> dict[str, object]:
+    """Nested spec -> {"config.network.n_channels": 128, ...}; lists stay whole values."""
+    flat: dict[str, object] = {}
+    for key, value in spec.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+MISSING = object()
+
+
+def spec_differences(specs: dict[str, dict]) -> list[tuple[str, dict[str, object]]]:
+    """(key, {run id: value or MISSING}) for every flattened spec key whose value differs between runs."""
+    flat = {run_id: flatten(spec) for run_id, spec in specs.items()}
+    keys = sorted(set().union(*(f.keys() for f in flat.values()))) if flat else []
+    out = []
+    for key in keys:
+        if key in SPEC_IGNORED:
+            continue
+        values = {run_id: f.get(key, MISSING) for run_id, f in flat.items()}
+        distinct = {repr(v) if v is not MISSING else "<missing>" for v in values.values()}
+        if len(distinct) > 1:
+            out.append((key, values))
+    return out
+
+
+def grid_difference(a: RunBundle, b: RunBundle) -> tuple[list[int], list[str], dict[int, str],
+                                                          dict[tuple[int, str], float]]:
+    """Axes over both grids and B - A where both have the cell (timesteps sorted; A's layer order first)."""
+    a_cells, b_cells = a.finished_cells(), b.finished_cells()
+    a_axes = (list(a.axes.timesteps), list(a.axes.layers)) if a.axes else ([], [])
+    b_axes = (list(b.axes.timesteps), list(b.axes.layers)) if b.axes else ([], [])
+    timesteps = sorted(set(a_axes[0]) | set(b_axes[0]) | {t for t, _ in a_cells} | {t for t, _ in b_cells})
+    layers = list(dict.fromkeys(a_axes[1] + b_axes[1] + [lay for _, lay in a_cells] + [lay for _, lay in b_cells]))
+    labels: dict[int, str] = {}
+    for bundle in (b, a):
+        if bundle.axes:
+            labels.update({int(k): v for k, v in bundle.axes.labels.items()})
+    diff = {key: b_cells[key] - a_cells[key] for key in a_cells.keys() & b_cells.keys()}
+    return timesteps, layers, labels, diff

@@ -1,0 +1,217 @@
+"""Two panels of the Compare view: probe grids side by side with a B - A difference, and synced samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSignalBlocker, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSlider, QVBoxLayout,
+                               QWidget)
+
+from .compare_data import RunBundle, grid_difference
+from .widgets.export import safe_filename
+from .widgets.heatmap import GridHeatmap
+from .widgets.samples import SampleViewer
+
+COLUMNS = 3         # heatmaps / sample grids per row before wrapping
+
+
+def _title_html(name: str, color: QColor) -> str:
+    return f"<span style='color:{color.name()}'>&#9632;</span> {name}"
+
+
+class GridsPanel(QWidget):
+    """One heatmap per run with a probe grid, all on one colour scale, and B - A on a diverging scale."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._bundles: list[RunBundle] = []
+        self.heatmaps: dict[str, GridHeatmap] = {}
+        self._grid = QGridLayout()
+        self._grid.setSpacing(6)
+        holder = QWidget()
+        holder.setLayout(self._grid)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(holder)
+
+        self.combo_a = QComboBox()
+        self.combo_b = QComboBox()
+        self.combo_a.currentIndexChanged.connect(self._update_difference)
+        self.combo_b.currentIndexChanged.connect(self._update_difference)
+        self.difference = GridHeatmap("B − A")
+        self.difference.set_diverging(True)
+        self.difference.set_value_name("accuracy difference")
+        self.message = QLabel("")
+        self.message.setStyleSheet("color: #606060;")
+        pick = QHBoxLayout()
+        pick.addWidget(QLabel("Difference  B:"))
+        pick.addWidget(self.combo_b, 1)
+        pick.addWidget(QLabel("minus  A:"))
+        pick.addWidget(self.combo_a, 1)
+        self._diff_box = QWidget()
+        box = QVBoxLayout(self._diff_box)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addLayout(pick)
+        box.addWidget(self.difference, 1)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.message)
+        layout.addWidget(scroll, 3)
+        layout.addWidget(self._diff_box, 2)
+
+    def set_bundles(self, bundles: list[RunBundle], colors: dict[str, QColor]) -> None:
+        """Rebuild for these runs (only those with a probe grid get a heatmap)."""
+        self._bundles = [b for b in bundles if b.axes is not None or b.cells]
+        for heatmap in self.heatmaps.values():
+            self._grid.removeWidget(heatmap)
+            heatmap.deleteLater()
+        self.heatmaps = {}
+        for i, b in enumerate(self._bundles):
+            heatmap = GridHeatmap()
+            heatmap.set_title(_title_html(b.name, colors[b.id]))
+            heatmap.setMinimumSize(320, 240)
+            self.heatmaps[b.id] = heatmap
+            self._grid.addWidget(heatmap, i // COLUMNS, i % COLUMNS)
+        names = [(b.name, b.id) for b in self._bundles]
+        for combo, default in ((self.combo_a, 0), (self.combo_b, 1)):
+            with QSignalBlocker(combo):
+                combo.clear()
+                for name, run_id in names:
+                    combo.addItem(name, run_id)
+                combo.setCurrentIndex(min(default, len(names) - 1))
+        self.update_cells(self._bundles)
+
+    def update_cells(self, bundles: list[RunBundle]) -> None:
+        """New cells for the same runs: redraw in place, one shared scale."""
+        by_id = {b.id: b for b in bundles}
+        self._bundles = [by_id.get(b.id, b) for b in self._bundles]
+        values = [v for b in self._bundles for v in b.finished_cells().values()]
+        lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+        if hi <= lo:
+            lo, hi = lo - 0.005, hi + 0.005
+        for b in self._bundles:
+            heatmap = self.heatmaps[b.id]
+            axes = b.axes
+            timesteps = list(axes.timesteps) if axes else sorted({c.timestep for c in b.cells})
+            layers = list(axes.layers) if axes else list(dict.fromkeys(c.layer for c in b.cells))
+            labels = {int(k): v for k, v in axes.labels.items()} if axes else None
+            if heatmap.axes() != (timesteps, layers):
+                heatmap.set_axes(timesteps, layers, labels)
+            heatmap.set_levels(lo, hi)
+            heatmap.set_cells((t, layer, acc) for (t, layer), acc in b.finished_cells().items())
+        if not self._bundles:
+            self.message.setText("None of these runs has a probe grid yet; run a probe grid on them to compare.")
+        else:
+            self.message.setText(f"{len(self._bundles)} probe grid(s) on one colour scale "
+                                 f"({100 * lo:.1f}–{100 * hi:.1f}% accuracy); the best cell of each is outlined.")
+        self._update_difference()
+
+    def _update_difference(self) -> None:
+        if len(self._bundles) < 2:
+            self._diff_box.setVisible(False)
+            return
+        self._diff_box.setVisible(True)
+        by_id = {b.id: b for b in self._bundles}
+        a, b = by_id.get(self.combo_a.currentData()), by_id.get(self.combo_b.currentData())
+        if a is None or b is None:
+            return
+        timesteps, layers, labels, diff = grid_difference(a, b)
+        self.difference.set_title(f"B − A: {b.name} − {a.name}")
+        self.difference.set_axes(timesteps, layers, labels)
+        self.difference.set_cells((t, layer, v) for (t, layer), v in diff.items())
+        self.difference.set_status("" if diff else "These two grids share no finished cell yet.")
+        self.difference.set_levels()
+
+    def export(self, folder: Path) -> list[Path]:
+        out = []
+        for b in self._bundles:
+            base = folder / f"grid_{safe_filename(b.name)}"
+            heatmap = self.heatmaps[b.id]
+            out += [heatmap.export_png(base.with_suffix(".png")), heatmap.export_svg(base.with_suffix(".svg")),
+                    heatmap.export_csv(base.with_suffix(".csv"))]
+        if len(self._bundles) >= 2:
+            base = folder / "grid_difference"
+            out += [self.difference.export_png(base.with_suffix(".png")),
+                    self.difference.export_svg(base.with_suffix(".svg")),
+                    self.difference.export_csv(base.with_suffix(".csv"))]
+        return out
+
+
+class SamplesPanel(QWidget):
+    """Each run's sample grids side by side, driven by one step slider (each snaps to its nearest step)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.viewers: dict[str, SampleViewer] = {}
+        self._steps: list[int] = []
+        self._grid = QGridLayout()
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.valueChanged.connect(self._on_slider)
+        self.step_label = QLabel("no samples yet")
+        self.message = QLabel("")
+        self.message.setStyleSheet("color: #606060;")
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Step"))
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.step_label)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.message)
+        layout.addLayout(self._grid, 1)
+        layout.addLayout(row)
+
+    def set_bundles(self, bundles: list[RunBundle], colors: dict[str, QColor]) -> None:
+        for viewer in self.viewers.values():
+            self._grid.removeWidget(viewer)
+            viewer.deleteLater()
+        self.viewers = {}
+        with_samples = [b for b in bundles if b.samples]
+        for i, b in enumerate(with_samples):
+            viewer = SampleViewer(b.name)
+            viewer.title_label.setText(_title_html(b.name, colors[b.id]))
+            viewer.set_slider_visible(False)
+            self.viewers[b.id] = viewer
+            self._grid.addWidget(viewer, i // COLUMNS, i % COLUMNS)
+        self.message.setText("" if with_samples else "None of these runs has sample grids yet.")
+        self.update_images(bundles)
+
+    def update_images(self, bundles: list[RunBundle]) -> None:
+        following = not self._steps or self.slider.value() == len(self._steps) - 1
+        for b in bundles:
+            if b.id in self.viewers:
+                self.viewers[b.id].set_images([(s, p) for s, p in b.samples])
+        self._steps = sorted({s for v in self.viewers.values() for s in v.steps()})
+        with QSignalBlocker(self.slider):
+            self.slider.setRange(0, max(0, len(self._steps) - 1))
+            self.slider.setEnabled(len(self._steps) > 1)
+            if following and self._steps:
+                self.slider.setValue(len(self._steps) - 1)
+        self._on_slider(self.slider.value())
+
+    def set_step(self, step: int) -> None:
+        if self._steps:
+            index = min(range(len(self._steps)), key=lambda i: (abs(self._steps[i] - step), i))
+            self.slider.setValue(index)
+            self._on_slider(index)
+
+    def current_step(self) -> int | None:
+        return self._steps[self.slider.value()] if self._steps else None
+
+    def _on_slider(self, index: int) -> None:
+        if not self._steps:
+            self.step_label.setText("no samples yet")
+            return
+        step = self._steps[min(index, len(self._steps) - 1)]
+        self.step_label.setText(f"step {step}")
+        for viewer in self.viewers.values():
+            with QSignalBlocker(viewer):
+                viewer.set_step(step)
+
+    def export(self, folder: Path) -> list[Path]:
+        out = []
+        for run_id, viewer in self.viewers.items():
+            if viewer.current_step() is not None and not viewer.message():
+                name = safe_filename(viewer.title() or run_id)
+                out.append(viewer.export_png(folder / f"samples_{name}_step_{viewer.current_step()}.png"))
+        return out
