@@ -16,7 +16,9 @@ from db import Ingester, QueueEntry, RunRecord, Store
 from .errors import UserError
 from .reporting import STOP_FILE
 from .runs import read_meta, read_spec
-from .worker_process import append_event, on_this_host, request_stop, run_process, signal_worker
+from .worker_process import (
+    append_event, last_status_event, on_this_host, request_stop, run_process, signal_worker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +77,13 @@ def cancel(store: Store, workspace: Path, ref: str) -> str:
     request_stop(run_dir)
     if not on_this_host(record.host):
         return f"stop requested (it runs on {record.host}; it stops at its next check)"
-    proc = run_process(run_dir, record.pid, record.host)
-    if proc is not None:
-        signal_worker(proc, signal.SIGTERM, whole_group=False)
+    # SIGTERM only once the worker has said it runs (its handlers are in place by then; before, SIGTERM
+    # would kill it, and the pid may still be torchrun's): until then the STOP file does it.
+    event = last_status_event(run_dir)
+    if event is not None and event.get("pid") == record.pid and event.get("status") == "running":
+        proc = run_process(run_dir, record.pid, record.host)
+        if proc is not None:
+            signal_worker(proc, signal.SIGTERM, whole_group=False)
     return "stop requested (it saves a checkpoint and exits)"
 
 

@@ -104,6 +104,13 @@ class _Tick:
     ingest: IngestStats | None = None
     errors: list = field(default_factory=list)
 
+    def add(self, stats: IngestStats) -> None:
+        if self.ingest is None:
+            self.ingest = stats
+        else:
+            self.ingest = IngestStats(**{name: getattr(self.ingest, name) + getattr(stats, name)
+                                         for name in IngestStats.__dataclass_fields__})
+
     def build(self) -> TickReport:
         return TickReport(tuple(self.started), tuple(self.finished), tuple(self.interrupted), tuple(self.killed),
                           tuple(self.refused), tuple(self.waiting), self.ingest, tuple(self.errors))
@@ -140,6 +147,7 @@ class Scheduler:
         self._cpu_meter = CpuMeter()
         self._lock = threading.RLock()
         self._lock_file = None
+        self._tick: _Tick | None = None
 
     # The workspace lock.
     @property
@@ -226,12 +234,15 @@ class Scheduler:
         with self._lock:
             if self._lock_file is None:
                 raise RuntimeError("Scheduler.tick() needs the workspace's scheduler lock; call acquire() first.")
-            t = _Tick()
-            self._ingest(t)
-            self._reap(t)
-            running = self._check_running(t)
-            self._enforce_cancels(t, running)
-            self._start_jobs(t)
+            t = self._tick = _Tick()
+            try:
+                self._ingest(t)
+                self._reap(t)
+                running = self._check_running(t)
+                self._enforce_cancels(t, running)
+                self._start_jobs(t)
+            finally:
+                self._tick = None
             return t.build()
 
     # Ingest.
@@ -239,16 +250,19 @@ class Scheduler:
         if not self.ingester.acquire():
             return                       # a CLI command is ingesting right now; the next tick will
         try:
-            t.ingest = self.ingester.ingest_once()
+            t.add(self.ingester.ingest_once())
         except Exception as exc:  # noqa: BLE001 - keep scheduling on the index as it is
             t.errors.append(f"ingest failed ({exc.__class__.__name__}: {exc})")
 
     def _ingest_run(self, run_id: str) -> None:
         if self.ingester.acquire():
             try:
-                self.ingester.ingest_run(run_id)
+                stats = self.ingester.ingest_run(run_id)
             except Exception as exc:  # noqa: BLE001 - judged on the index as it is
                 log.warning("Could not ingest run %s (%s).", run_id, exc)
+                return
+            if self._tick is not None:
+                self._tick.add(stats)
 
     def _record(self, run_id: str) -> RunRecord | None:
         try:
