@@ -25,9 +25,27 @@ class Reporter:
         self.echo = echo
         self.enabled = enabled
         self._file = open(self.run_dir / "events.jsonl", "a", encoding="utf-8") if enabled else None
+        if self._file is not None:
+            self._end_torn_line()
         self._stop_requested = False
         self._last_progress: tuple[str, int] | None = None
         self._last_progress_time = 0.0
+
+    def _end_torn_line(self) -> None:
+        """A worker killed mid-line left a last line without its newline: end it, so that the first line
+        of this (resumed) run is not glued to it and lost with it."""
+        path = self.run_dir / "events.jsonl"
+        try:
+            with open(path, "rb") as fh:
+                if fh.seek(0, os.SEEK_END) == 0:
+                    return
+                fh.seek(-1, os.SEEK_END)
+                torn = fh.read(1) != b"\n"
+        except OSError:
+            return
+        if torn:
+            self._file.write("\n")
+            self._file.flush()
 
     # Writing.
     def event(self, type_: str, **fields) -> None:
