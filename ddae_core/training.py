@@ -52,6 +52,8 @@ class Trainer:
         self.hooks = hooks or []
         self.dist = DistContext.from_env()
         self.device = resolve_device((self.spec.get("device") or {}).get("request", "auto"))
+        if self.dist.enabled and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", self.dist.local_rank)   # `auto` under torchrun: one GPU per rank
         self.dist.init(self.device)
         self.model_config = parse_model_config(self.spec["config"])
 
