@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SCHEDULER_LOCK = "scheduler.lock"
 WAITING_FOR_PARENT = "waiting for parent checkpoint"
+DDP_KINDS = ("train",)             # job kinds whose runner trains data-parallel under torchrun
 
 
 class SchedulerLockError(UserError):
@@ -477,7 +478,9 @@ class Scheduler:
         try:
             if not (run_dir / "spec.yaml").is_file():
                 raise OSError(f"{run_dir} has no spec.yaml")
-            popen = start_worker(run_dir, gpu_ids=gpu_ids, slots=slots, nproc=len(gpu_ids) or 1,
+            # Only training runs data-parallel; another job given several GPUs runs as one process.
+            nproc = len(gpu_ids) if entry.kind in DDP_KINDS and gpu_ids else 1
+            popen = start_worker(run_dir, gpu_ids=gpu_ids, slots=slots, nproc=nproc,
                                  python=self.python, threads=self._threads if kind == "cpu" else None)
         except OSError as exc:
             sentence = f"The worker of run {entry.run} could not be started ({exc}); check the Python interpreter."

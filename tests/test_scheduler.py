@@ -72,11 +72,11 @@ def store(workspace):
 
 
 def fake_job(store: Store, name: str, *, priority: int = 0, device: str = "cpu", gpus: int = 0,
-             parent: dict | None = None, **plan) -> str:
+             parent: dict | None = None, kind: str | None = None, **plan) -> str:
     """A queued run folder for the stand-in worker, which acts out `plan` (seconds, status, ignore_term)."""
     from ddae_core.jobs import create_job
 
-    spec = {"kind": "probe" if parent else "train", "name": name, "data": "builtin:shapes", "parent": parent,
+    spec = {"kind": kind or ("probe" if parent else "train"), "name": name, "data": "builtin:shapes", "parent": parent,
             "device": {"request": device, "gpus": gpus}, "config": None, "options": {}}
     run_dir = create_job(store.workspace, spec, queue={"priority": priority, "gpus": gpus})
     (run_dir / "fake.json").write_text(json.dumps(plan))
@@ -131,6 +131,13 @@ def test_gpu_jobs_get_their_own_gpus_and_several_gpus_run_under_torchrun(store, 
     assert started["cuda"] == "0,1"
     assert starts(store, one)[0]["cuda"] == "2" and starts(store, cpu)[0]["cuda"] == ""
     assert starts(store, other)[0]["cuda"] in ("0", "1", "2")
+
+    # Only training runs data-parallel: another kind given two GPUs runs as one process that sees both.
+    sampling = fake_job(store, "sample on two gpus", kind="sample", device="cuda", gpus=2, seconds=0)
+    with Scheduler(store.workspace, store, cpu_slots=1, gpus=[0, 1, 2], python=fake_python) as scheduler:
+        tick_until(scheduler, lambda: status(store, sampling) == "done", 20)
+    (started,) = starts(store, sampling)
+    assert started["argv"] == ["-m", "ddae_core.worker", str(store.run_dir(sampling))] and started["cuda"] == "0,1"
 
 
 def test_jobs_that_can_never_fit_fail_with_one_sentence(store, fake_python):
