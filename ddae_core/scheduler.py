@@ -10,7 +10,6 @@ No Qt here: the GUI calls tick() on a timer from a thread of its own.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
@@ -23,10 +22,12 @@ from pathlib import Path
 
 import psutil
 
-from db import Ingester, IngestStats, QueueEntry, RunRecord, Store
+from db import Ingester, QueueEntry, RunRecord, Store
 
 from .device_slots import CpuMeter, GpuMeter, NeverFits, SlotState, detect_gpus, slots_needed
 from .errors import UserError
+from .locks import ProcessLock, lock_holder
+from .tick_report import TickBuilder, TickReport
 from .reporting import STOP_FILE
 from .runs import list_checkpoints
 from .worker_process import (
@@ -46,43 +47,7 @@ class SchedulerLockError(UserError):
 
 def scheduler_holder(workspace: Path) -> str | None:
     """'pid 1234 on host' of the process that is the workspace's scheduler, or None when none is."""
-    try:
-        fh = open(Path(workspace) / SCHEDULER_LOCK)
-    except FileNotFoundError:
-        return None
-    with fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            pid, _, host = fh.read().strip().partition(" ")
-            return f"pid {pid} on {host}" if pid else "a process that is still starting"
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class TickReport:
-    """What one tick did; empty tuples when nothing happened."""
-
-    started: tuple[tuple[str, str], ...] = ()       # (run id, slots, e.g. 'cpu0' or 'gpu0,gpu1')
-    finished: tuple[tuple[str, str], ...] = ()      # (run id, status) of workers that exited
-    interrupted: tuple[str, ...] = ()               # running runs whose process was gone
-    killed: tuple[str, ...] = ()                    # cancelled runs killed after the timeout
-    refused: tuple[tuple[str, str], ...] = ()       # (run id, sentence): jobs that can never run here, failed
-    waiting: tuple[tuple[str, str], ...] = ()       # (run id, reason) of queued jobs held back
-    ingest: IngestStats | None = None               # None when another process holds the ingest lock
-    errors: tuple[str, ...] = ()
-
-    def lines(self) -> list[str]:
-        """One line per start, finish, interruption, kill and refusal, for a console."""
-        out = [f"started {run} on {slots}" for run, slots in self.started]
-        out += [f"finished {run}: {status}" for run, status in self.finished]
-        out += [f"interrupted {run}: its process is gone; `ddae queue resume {run}` continues it"
-                for run in self.interrupted]
-        out += [f"killed {run}: it did not stop in time after the cancel request" for run in self.killed]
-        out += [f"failed {run}: {sentence}" for run, sentence in self.refused]
-        out += [f"warning: {error}" for error in self.errors]
-        return out
+    return lock_holder(Path(workspace) / SCHEDULER_LOCK)
 
 
 @dataclass
@@ -92,29 +57,6 @@ class _Worker:
     proc: psutil.Process | None                     # None until an adopted worker's process is checked
     popen: subprocess.Popen | None = None           # None for workers a previous scheduler started
     started: float = field(default_factory=time.time)
-
-
-@dataclass
-class _Tick:
-    started: list = field(default_factory=list)
-    finished: list = field(default_factory=list)
-    interrupted: list = field(default_factory=list)
-    killed: list = field(default_factory=list)
-    refused: list = field(default_factory=list)
-    waiting: list = field(default_factory=list)
-    ingest: IngestStats | None = None
-    errors: list = field(default_factory=list)
-
-    def add(self, stats: IngestStats) -> None:
-        if self.ingest is None:
-            self.ingest = stats
-        else:
-            self.ingest = IngestStats(**{name: getattr(self.ingest, name) + getattr(stats, name)
-                                         for name in IngestStats.__dataclass_fields__})
-
-    def build(self) -> TickReport:
-        return TickReport(tuple(self.started), tuple(self.finished), tuple(self.interrupted), tuple(self.killed),
-                          tuple(self.refused), tuple(self.waiting), self.ingest, tuple(self.errors))
 
 
 class Scheduler:
@@ -147,38 +89,21 @@ class Scheduler:
         self._gpu_meter: GpuMeter | None = None
         self._cpu_meter = CpuMeter()
         self._lock = threading.RLock()
-        self._lock_file = None
-        self._tick: _Tick | None = None
+        self._workspace_lock = ProcessLock(self.workspace / SCHEDULER_LOCK)
+        self._tick: TickBuilder | None = None
 
     # The workspace lock.
-    @property
-    def lock_path(self) -> Path:
-        return self.workspace / SCHEDULER_LOCK
-
     def acquire(self) -> bool:
         """Become the scheduler of the workspace (scheduler.lock, without waiting); False if another is."""
         with self._lock:
-            if self._lock_file is not None:
-                return True
-            fh = open(self.lock_path, "a+")
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                fh.close()
+            if not self._workspace_lock.acquire():
                 return False
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"{os.getpid()} {HOST}\n")
-            fh.flush()
-            self._lock_file = fh
             self.ingester.acquire()      # held from now on when free; else retried each tick
             return True
 
     def holder(self) -> str | None:
         """'pid 1234 on host' of the process holding scheduler.lock, or None when nobody does."""
-        if self._lock_file is not None:
-            return f"pid {os.getpid()} on {HOST}"
-        return scheduler_holder(self.workspace)
+        return self._workspace_lock.holder()
 
     def require(self) -> None:
         """acquire(), or raise SchedulerLockError naming the holder."""
@@ -191,10 +116,7 @@ class Scheduler:
         """Stop being the scheduler; running workers keep running (a later scheduler finds them)."""
         with self._lock:
             self.ingester.release()
-            if self._lock_file is not None:
-                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
-                self._lock_file.close()
-                self._lock_file = None
+            self._workspace_lock.release()
 
     def close(self) -> None:
         self.release()
@@ -215,7 +137,7 @@ class Scheduler:
         Takes the lock if not held (SchedulerLockError if another scheduler has it) and gives back
         what it took; workers keep running after it returns.
         """
-        took = self._lock_file is None
+        took = not self._workspace_lock.held
         self.require()
         try:
             while not stop.is_set():
@@ -233,9 +155,9 @@ class Scheduler:
     def tick(self) -> TickReport:
         """One pass: ingest, reap, mark the dead interrupted, enforce cancel timeouts, start what fits."""
         with self._lock:
-            if self._lock_file is None:
+            if not self._workspace_lock.held:
                 raise RuntimeError("Scheduler.tick() needs the workspace's scheduler lock; call acquire() first.")
-            t = self._tick = _Tick()
+            t = self._tick = TickBuilder()
             try:
                 self._ingest(t)
                 self._reap(t)
@@ -247,7 +169,7 @@ class Scheduler:
             return t.build()
 
     # Ingest.
-    def _ingest(self, t: _Tick) -> None:
+    def _ingest(self, t: TickBuilder) -> None:
         if not self.ingester.acquire():
             return                       # a CLI command is ingesting right now; the next tick will
         try:
@@ -272,7 +194,7 @@ class Scheduler:
             return None
 
     # Workers.
-    def _reap(self, t: _Tick) -> None:
+    def _reap(self, t: TickBuilder) -> None:
         if not self.ingester.acquire():
             return                       # judge exits only on a fresh index: try again next tick
         for run_id, worker in list(self._workers.items()):
@@ -298,7 +220,7 @@ class Scheduler:
             else:
                 t.finished.append((run_id, record.status))
 
-    def _check_running(self, t: _Tick) -> list[tuple[RunRecord, psutil.Process]]:
+    def _check_running(self, t: TickBuilder) -> list[tuple[RunRecord, psutil.Process]]:
         """Adopt live workers we did not start; mark running runs whose process is gone as interrupted.
 
         Returns the live running runs on this host with their processes (for the cancel timeouts).
@@ -354,7 +276,7 @@ class Scheduler:
         return worker.proc if _alive(worker.proc) else None
 
     # Cancels.
-    def _enforce_cancels(self, t: _Tick, live: list[tuple[RunRecord, psutil.Process]]) -> None:
+    def _enforce_cancels(self, t: TickBuilder, live: list[tuple[RunRecord, psutil.Process]]) -> None:
         now = time.time()
         for record, proc in live:
             try:
@@ -398,7 +320,7 @@ class Scheduler:
     def _busy(self) -> set[str]:
         return {slot for w in self._workers.values() for slot in w.slots}
 
-    def _start_jobs(self, t: _Tick) -> None:
+    def _start_jobs(self, t: TickBuilder) -> None:
         busy = self._busy()
         free_cpu = [s for s in self._cpu if s not in busy]
         free_gpu = [s for s in self._gpu if s not in busy]
@@ -455,7 +377,7 @@ class Scheduler:
             append_event(self.store.run_dir(run_id), "progress", done=0, total=0, stage=reason)
         self._reasons_written[run_id] = reason
 
-    def _refuse(self, t: _Tick, run_id: str, sentence: str) -> None:
+    def _refuse(self, t: TickBuilder, run_id: str, sentence: str) -> None:
         if not self.store.dequeue(run_id):
             return                       # cancelled or started meanwhile
         run_dir = self.store.run_dir(run_id)
@@ -464,7 +386,7 @@ class Scheduler:
         self.store.set_status(run_id, "failed", error=sentence)
         t.refused.append((run_id, sentence))
 
-    def _launch(self, t: _Tick, entry: QueueEntry, kind: str, slots: list[str]) -> bool:
+    def _launch(self, t: TickBuilder, entry: QueueEntry, kind: str, slots: list[str]) -> bool:
         if not self.store.dequeue(entry.run):
             return False                 # cancelled since we read the queue
         run_dir = self.store.run_dir(entry.run)

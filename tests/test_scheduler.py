@@ -11,8 +11,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -24,7 +24,7 @@ from ddae_core.device_slots import NeverFits, slots_needed
 from ddae_core.scheduler import WAITING_FOR_PARENT, Scheduler, SchedulerLockError
 from ddae_core.worker_process import start_worker
 
-from .conftest import micro_train_spec, queue_job, tick_until
+from .conftest import micro_train_spec, tick_until
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -297,6 +297,29 @@ def test_one_scheduler_per_workspace(store):
         first.release()
     assert second.acquire()
     second.release()
+
+
+def test_serve_ticks_on_another_thread_until_stopped_and_gives_the_lock_back(store, fake_python):
+    run = fake_job(store, "threaded", seconds=0.5)
+    scheduler = Scheduler(store.workspace, store, gpus=[], python=fake_python)
+    stop, reports = threading.Event(), []
+    thread = threading.Thread(target=scheduler.serve, args=(stop, 0.05), kwargs={"on_tick": reports.append})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while status(store, run) != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert scheduler.holder() == f"pid {os.getpid()} on {socket.gethostname()}"
+        assert [(s.id, s.run) for s in scheduler.slots()] == [("cpu0", run)]     # read while it ticks
+        while status(store, run) != "done" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive() and status(store, run) == "done"
+    assert (run, "cpu0") in [started for r in reports for started in r.started]
+    assert scheduler.holder() is None                  # serve took the lock and gave it back
+    scheduler.close()
 
 
 def test_torchrun_trains_with_two_processes_on_the_cpu_and_rank0_alone_reports(workspace, monkeypatch):

@@ -1,0 +1,183 @@
+"""`ddae runs list|show|export|tag|note|delete` and `ddae reindex`: reading and editing the run index."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ..errors import UserError
+from .common import workspace_of
+from .tables import clock, cut, number, open_store, percent, table, when
+
+
+def _check_choices(values: list[str] | None, allowed, what: str) -> None:
+    for value in values or ():
+        if value not in allowed:
+            raise UserError(f"Unknown {what} {value!r}; use one of {', '.join(allowed)}.")
+
+
+def cmd_runs_list(args) -> int:
+    from db.records import STATUSES
+
+    from ..runs import KINDS
+
+    _check_choices(args.kind, KINDS, "run kind")
+    _check_choices(args.status, STATUSES, "status")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1 (got {args.limit}).")
+    with open_store(args) as (_, store):
+        runs = store.list_runs(kind=args.kind, status=args.status, tag=args.tag, limit=args.limit)
+    if not runs:
+        print("no runs match" if (args.kind or args.status or args.tag) else "no runs yet")
+        return 0
+    rows = [(r.id, cut(r.name, 32), r.kind, r.status, cut(r.data, 28), percent(r.best_accuracy),
+             number(r.last_loss)) for r in runs]
+    table(("ID", "NAME", "KIND", "STATUS", "DATASET", "BEST ACC", "LAST LOSS"), rows)
+    return 0
+
+
+def _spec_lines(spec: dict) -> list[str]:
+    options = spec.get("options") or {}
+    shown = ", ".join(f"{k}={v}" for k, v in options.items() if v not in (None, [], {}, ""))
+    lines = [f"options   {shown or '-'}"]
+    config = spec.get("config")
+    if isinstance(config, dict):
+        net = config.get("network") or {}
+        lines.append(f"model     {config.get('model_type', '?')} {config.get('net_type', '')}, "
+                     f"{net.get('n_channels', '?')} channels x {net.get('ch_mults', '?')}, "
+                     f"{net.get('n_blocks', '?')} blocks per level")
+    return lines
+
+
+def cmd_runs_show(args) -> int:
+    from ..queue_ops import get_run
+
+    with open_store(args) as (_, store):
+        run = get_run(store, args.run)
+        summaries = store.summaries(run.id)
+        cells = store.grid_cells(run.id)
+        artifacts = store.artifacts(run.id)
+        children = store.children(run.id)
+        run_dir = store.run_dir(run.id)
+    print(f"run       {run.id}")
+    print(f"name      {run.name}")
+    print(f"kind      {run.kind}")
+    print(f"status    {run.status}" + (f" ({percent(run.progress_fraction)} of {run.progress_stage or 'work'})"
+                                        if run.status == "running" and run.progress_fraction is not None else ""))
+    if run.error:
+        print(f"error     {run.error}")
+    print(f"data      {run.data or '-'}")
+    if run.parent_ref:
+        print(f"parent    {run.parent_ref}, checkpoint {run.parent_checkpoint or 'latest'}"
+              + ("" if run.parent_run else " (deleted)"))
+    print(f"device    {run.device or '-'} (asked for {run.device_request}, {run.gpus} GPU{'s' if run.gpus != 1 else ''})")
+    took = (run.finished or time.time()) - run.started if run.started else None
+    print(f"times     created {when(run.created)}, started {when(run.started)}, finished {when(run.finished)}"
+          + (f", {clock(took)}" if took is not None else ""))
+    print(f"tags      {', '.join(run.tags) or '-'}")
+    if run.notes:
+        print(f"notes     {run.notes}")
+    for line in _spec_lines(run.spec):
+        print(line)
+    print(f"folder    {run_dir}")
+    if summaries:
+        print("\nmetrics:")
+        table(("  KEY", "POINTS", "LATEST", "AT STEP", "BEST", "AT STEP"),
+               [(f"  {s.key}", str(s.count), number(s.latest_value), str(s.latest_step), number(s.best_value),
+                 "-" if s.best_step is None else str(s.best_step)) for s in summaries])
+    known = [c for c in cells if c.accuracy is not None]
+    if known:
+        best = max(known, key=lambda c: c.accuracy)
+        print(f"\nprobe grid: best cell {best.layer} at t={best.timestep}: {percent(best.accuracy)} "
+              f"({len(cells)} cells)")
+    if artifacts:
+        print("\nartifacts:")
+        table(("  KIND", "STEP", "PATH"),
+               [(f"  {a.kind}", "-" if a.step is None else str(a.step), a.path) for a in artifacts])
+    if children:
+        print("\nevaluations of this run:")
+        for child in children:
+            print(f"  {child.id}  {child.kind}  {child.status}  {child.name}")
+    return 0
+
+
+def cmd_runs_export(args) -> int:
+    from pathlib import Path
+
+    from db import export_run_csv
+
+    from ..queue_ops import get_run
+
+    with open_store(args) as (_, store):
+        run_id = get_run(store, args.run).id
+        try:
+            written = export_run_csv(store, run_id, Path(args.csv).expanduser())
+        except OSError as exc:
+            raise UserError(f"Cannot write CSV files into {args.csv} ({exc.strerror or exc}); "
+                            "choose a folder you can write to.") from None
+    if not written:
+        print(f"{run_id} has no metrics or probe-grid cells to export yet")
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_runs_tag(args) -> int:
+    from ..queue_ops import get_run
+
+    with open_store(args) as (_, store):
+        run_id = get_run(store, args.run).id
+        tags: tuple[str, ...] = ()
+        for tag in args.tags:
+            tags = store.remove_tag(run_id, tag) if args.remove else store.add_tag(run_id, tag)
+    print(f"{run_id}: tags {', '.join(tags) or '(none)'}")
+    return 0
+
+
+def cmd_runs_note(args) -> int:
+    from ..queue_ops import get_run
+
+    with open_store(args) as (_, store):
+        run_id = get_run(store, args.run).id
+        store.set_notes(run_id, args.text)
+    print(f"{run_id}: notes {'set' if args.text else 'cleared'}")
+    return 0
+
+
+def cmd_runs_delete(args) -> int:
+    from ..queue_ops import get_run
+
+    with open_store(args) as (_, store):
+        run = get_run(store, args.run)
+        if run.status == "running":
+            raise UserError(f"Run {run.id} is running; cancel it first (`ddae queue cancel {run.id}`).")
+        run_dir = store.run_dir(run.id)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UserError(f"Deleting run {run.id} removes {run_dir}; add --yes to confirm without a prompt.")
+            answer = input(f"Delete run {run.id} ({run.name}) and its folder {run_dir}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        try:
+            store.delete_run(run.id, remove_files=True)
+        except OSError as exc:
+            raise UserError(f"Run {run.id} left the index but {run_dir} could not be removed "
+                            f"({exc.strerror or exc}); delete the folder by hand.") from None
+    print(f"deleted {run.id} and {run_dir}")
+    return 0
+
+
+def cmd_reindex(args) -> int:
+    from db import IngestLockError, reindex
+
+    workspace = workspace_of(args)
+    try:
+        count = reindex(workspace)
+    except IngestLockError:
+        holder = (workspace / "ingest.lock").read_text().strip().partition(" ")
+        raise UserError(f"The index of {workspace} is in use by process {holder[0]} on {holder[2]} (the scheduler "
+                        "or the app); stop it before reindexing.") from None
+    print(f"reindexed {count} run{'s' if count != 1 else ''} of {workspace} from its run folders "
+          "(the old index is kept as studio.sqlite.old)")
+    return 0

@@ -1,0 +1,64 @@
+"""What the queue and runs commands share: the ingested Store, and plain-text tables."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from contextlib import contextmanager
+
+from ..errors import UserError
+from .common import workspace_of
+
+
+@contextmanager
+def open_store(args, refresh: bool = True):
+    """The workspace's Store, ingested once first (unless the scheduler holds the ingest lock)."""
+    from db import RunDirError, SchemaError, Store
+
+    from ..queue_ops import refresh as refresh_index
+
+    workspace = workspace_of(args)
+    try:
+        store = Store.open(workspace)
+    except SchemaError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        if refresh:
+            try:
+                refresh_index(store)
+            except RunDirError as exc:
+                print(f"warning: {exc}", file=sys.stderr)
+        yield workspace, store
+    finally:
+        store.close()
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def when(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def cut(text: str | None, width: int) -> str:
+    text = "-" if text is None or text == "" else str(text).replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
