@@ -120,6 +120,7 @@ class GridsPanel(QWidget):
         timesteps, layers, labels, diff = grid_difference(a, b)
         self.difference.set_title(f"B − A: {b.name} − {a.name}")
         self.difference.set_axes(timesteps, layers, labels)
+        self.difference.clear_cells()           # set_axes keeps cells that still fit: not wanted here
         self.difference.set_cells((t, layer, v) for (t, layer), v in diff.items())
         self.difference.set_status("" if diff else "These two grids share no finished cell yet.")
         self.difference.set_levels()

@@ -49,16 +49,12 @@ class _Series:
     def extend(self, steps: np.ndarray, values: np.ndarray, times: np.ndarray) -> None:
         """Append in place, doubling capacity when full (no full copy per append)."""
         need = self.n + len(steps)
-        if need > len(self.steps):
-            capacity = max(need, 2 * len(self.steps), 1024)
-            for attr in ("steps", "values", "times"):
-                grown = np.empty(capacity)
-                grown[:self.n] = getattr(self, attr)[:self.n]
+        for attr in ("steps", "values", "times", "smoothed"):
+            buffer = getattr(self, attr)
+            if buffer is not None and need > len(buffer):
+                grown = np.empty(max(need, 2 * len(buffer), 1024))
+                grown[:self.n] = buffer[:self.n]
                 setattr(self, attr, grown)
-            if self.smoothed is not None:
-                grown = np.empty(capacity)
-                grown[:self.n] = self.smoothed[:self.n]
-                self.smoothed = grown
         self.steps[self.n:need] = steps
         self.values[self.n:need] = values
         self.times[self.n:need] = times

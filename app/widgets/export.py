@@ -93,7 +93,7 @@ def _cell(value) -> str | int | float:
     if value is None:
         return ""
     if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
+        return "" if math.isnan(value) else repr(float(value))   # np.float64 reprs as "np.float64(...)"
     return value
 
 

@@ -1,0 +1,194 @@
+"""CompareView on real runs (two micro models, probed with different grids) and on live, synthetic ones."""
+
+from __future__ import annotations
+
+import csv
+import math
+import xml.dom.minidom
+from pathlib import Path
+
+import pytest
+
+from app.compare import CompareView
+from app.compare_data import flatten, spec_differences
+from db import Ingester, Store
+from db import testing as fake
+from tests.gui_fixtures import gui_store, gui_workspace  # noqa: F401 - fixtures
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+@pytest.fixture
+def compare(qtbot, gui_store) -> CompareView:
+    view = CompareView(gui_store)
+    qtbot.addWidget(view)
+    view.resize(1100, 750)
+    view.show()
+    return view
+
+
+def test_compare_two_runs_with_different_grids_shows_their_difference(compare, gui_workspace, gui_store):
+    ws = gui_workspace
+    compare.set_runs([ws.probe_a, ws.probe_b])
+    grids = compare.grids
+    assert set(grids.heatmaps) == {ws.probe_a, ws.probe_b}
+    # One colour scale for both grids.
+    assert grids.heatmaps[ws.probe_a].levels() == grids.heatmaps[ws.probe_b].levels()
+    a = {(c.timestep, c.layer): c.accuracy for c in gui_store.grid_cells(ws.probe_a)}
+    b = {(c.timestep, c.layer): c.accuracy for c in gui_store.grid_cells(ws.probe_b)}
+    assert {t for t, _ in a} == {11, 51} and {t for t, _ in b} == {11, 101}
+    grids.combo_a.setCurrentIndex(grids.combo_a.findData(ws.probe_a))
+    grids.combo_b.setCurrentIndex(grids.combo_b.findData(ws.probe_b))
+    difference = grids.difference
+    assert difference.axes()[0] == [11, 51, 101]                       # both grids' timesteps
+    assert difference.cells() == pytest.approx({key: b[key] - a[key] for key in a.keys() & b.keys()})
+    assert {t for t, _ in difference.cells()} == {11}                  # only shared cells get a value
+    assert difference.text_of(51, "out_1") == ""
+    lo, hi = difference.levels()
+    assert lo == -hi and difference.outlined_cell() is None
+    # Swapping A and B flips the sign.
+    grids.combo_a.setCurrentIndex(grids.combo_a.findData(ws.probe_b))
+    grids.combo_b.setCurrentIndex(grids.combo_b.findData(ws.probe_a))
+    assert difference.cells() == pytest.approx({key: a[key] - b[key] for key in a.keys() & b.keys()})
+
+
+def test_compare_train_runs_overlays_every_panel_in_one_colour_per_run(compare, gui_workspace, gui_store):
+    ws = gui_workspace
+    compare.set_runs([ws.train_a, ws.train_b])
+    runs = [ws.train_a, ws.train_b]
+    assert compare.loss_plot.series_names() == runs
+    for run_id in runs:
+        history = gui_store.metric_history(run_id, "loss/train")
+        steps, values, _ = compare.loss_plot.series_data(run_id)
+        assert steps.tolist() == list(history.steps) and values.tolist() == list(history.values)
+        colour = compare.colors[run_id]
+        assert compare.loss_plot._series[run_id].color == colour
+        assert colour.name() in compare.grids.heatmaps[run_id].plot.titleLabel.text
+        assert colour.name() in compare.samples.viewers[run_id].title_label.text()
+    assert compare.colors[ws.train_a] != compare.colors[ws.train_b]
+    # Train runs bring their probe child's grid, the noisy child's curve and their samples.
+    assert set(compare.grids.heatmaps) == set(runs)
+    assert compare.noise_plot.series_names() == [ws.train_a]
+    accuracy = gui_store.metric_history(ws.noisy_a, "noisy/accuracy")
+    assert compare.noise_plot.series_data(ws.train_a)[0].tolist() == list(accuracy.steps)
+    compare.sigma_box.setChecked(True)
+    sigma = gui_store.metric_history(ws.noisy_a, "noisy/sigma")
+    assert compare.noise_plot.series_data(ws.train_a)[0].tolist() == sorted(sigma.values)
+    assert compare.noise_plot.log_x_box.isChecked()
+    # Samples: one slider drives both viewers.
+    assert compare.samples.current_step() == 8
+    compare.samples.set_step(3)
+    assert all(v.current_step() == 4 for v in compare.samples.viewers.values())
+    assert compare.samples.step_label.text() == "step 4"
+
+
+def test_compare_tables_show_best_cells_final_loss_and_only_differing_spec_keys(compare, gui_workspace, gui_store):
+    ws = gui_workspace
+    compare.set_runs([ws.train_a, ws.train_b])
+    headers = compare.summary_model.headers()
+    assert headers[:6] == ["run", "kind", "best cell", "best accuracy", "final loss", "best noisy accuracy"]
+    rows = {row[0]: row for row in compare.summary_model.rows()}
+    run_a = gui_store.get_run(ws.train_a)
+    best = max(gui_store.grid_cells(ws.probe_a), key=lambda c: c.accuracy)
+    assert rows[run_a.name][3] == pytest.approx(best.accuracy)
+    assert rows[run_a.name][4] == pytest.approx(gui_store.metric_history(ws.train_a, "loss/train").values[-1])
+    assert rows[gui_store.get_run(ws.train_b).name][5] is None             # no noisy classifier there
+    spec_keys = [row[0] for row in compare.spec_model.rows()]
+    assert "config.network.dropout" in spec_keys and "options.lr" in spec_keys
+    assert "config.network.n_channels" not in spec_keys and "id" not in spec_keys
+    assert compare.spec_model.headers() == ["spec key", run_a.name, gui_store.get_run(ws.train_b).name]
+
+
+def test_compare_spec_differences_flatten_nested_keys():
+    assert flatten({"config": {"network": {"n_channels": 128, "ch_mults": [1, 2]}}, "data": None}) == {
+        "config.network.n_channels": 128, "config.network.ch_mults": [1, 2], "data": None}
+    diffs = dict(spec_differences({"a": {"x": {"y": 1, "z": 2}, "id": "a"}, "b": {"x": {"y": 1, "z": 3}, "id": "b"},
+                                   "c": {"x": {"y": 1}, "id": "c"}}))
+    assert list(diffs) == ["x.z"]
+
+
+def test_compare_exports_write_files(compare, gui_workspace, gui_store, tmp_path):
+    ws = gui_workspace
+    compare.set_runs([ws.train_a, ws.train_b])
+    written = compare.export_all(tmp_path / "out")
+    names = {p.name for p in written}
+    assert {"loss.png", "loss.svg", "loss.csv", "grid_difference.csv", "summary.csv",
+            "spec_differences.csv", "accuracy_vs_noise.csv"} <= names
+    for path in written:
+        assert path.is_file() and path.stat().st_size > 0
+        if path.suffix == ".png":
+            assert path.read_bytes()[:8] == PNG_MAGIC
+        if path.suffix == ".svg":
+            assert xml.dom.minidom.parse(str(path)).documentElement.tagName == "svg"
+    loss_rows = read_csv(tmp_path / "out" / "loss.csv")[1:]
+    for run_id in (ws.train_a, ws.train_b):
+        history = gui_store.metric_history(run_id, "loss/train")
+        mine = [r for r in loss_rows if r[0] == run_id]
+        assert [int(r[1]) for r in mine] == list(history.steps)
+        assert [float(r[2]) for r in mine] == list(history.values)
+    name_a = gui_store.get_run(ws.train_a).name
+    grid_rows = read_csv(tmp_path / "out" / f"grid_{name_a}.csv")
+    cells = gui_store.grid_cells(ws.probe_a)
+    assert sorted((int(t), layer, float(acc)) for t, layer, acc in grid_rows[1:]) == \
+        sorted((c.timestep, c.layer, c.accuracy) for c in cells)
+    spec_rows = read_csv(tmp_path / "out" / "spec_differences.csv")
+    assert spec_rows[0][0] == "spec key" and len(spec_rows) - 1 == compare.spec_model.rowCount()
+
+
+# Live updates, on synthetic run folders (no engine needed).
+class CountingStore:
+    """The Store, counting calls by method name."""
+
+    def __init__(self, store: Store):
+        self._store, self.calls = store, {}
+
+    def __getattr__(self, name):
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args, **kwargs):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return attr(*args, **kwargs)
+        return counted
+
+
+def test_compare_refresh_is_one_query_when_nothing_changed_and_appends_new_points(qtbot, workspace):
+    runs = [fake.run_id("train", i) for i in (1, 2)]
+    for rid in runs:
+        fake.write_run(workspace, rid, events=[fake.metric("loss/train", s, 1 / (1 + s), 1000.0 + s)
+                                               for s in range(0, 50, 5)])
+    store = Store.open(workspace)
+    ingester = Ingester(store, workspace)
+    ingester.acquire()
+    try:
+        ingester.ingest_once()
+        counting = CountingStore(store)
+        view = CompareView(counting)
+        qtbot.addWidget(view)
+        view.set_runs(runs)
+        assert len(view.loss_plot.series_data(runs[0])[0]) == 10
+        counting.calls.clear()
+        view.refresh()
+        view.refresh()
+        assert counting.calls == {"data_version": 2}
+        run_dir = store.run_dir(runs[0])
+        fake.append(run_dir, [fake.metric("loss/train", s, 0.01, 2000.0 + s) for s in range(50, 60)])
+        ingester.ingest_once()
+        counting.calls.clear()
+        view.refresh()
+        view.loss_plot.flush()
+        steps, values, times = view.loss_plot.series_data(runs[0])
+        assert steps.tolist() == list(range(0, 50, 5)) + list(range(50, 60))
+        assert values[-1] == 0.01 and not math.isnan(times[-1])
+        assert counting.calls.get("metric_history", 0) >= 1
+        assert len(view.loss_plot.series_data(runs[1])[0]) == 10
+        view.close()
+    finally:
+        ingester.release()
+        store.close()

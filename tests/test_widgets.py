@@ -1,0 +1,289 @@
+"""The plot widgets on their own: smoothing, full data kept, exports, heatmap cells and scales, samples."""
+
+from __future__ import annotations
+
+import csv
+import time
+import xml.dom.minidom
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.colors import PALETTE, color_for, colors_for
+from app.widgets.align_uniform import AlignUniformPlot
+from app.widgets.curves import CurvePlot
+from app.widgets.heatmap import GridHeatmap
+from app.widgets.noise_slider import NoiseSlider
+from app.widgets.samples import SampleViewer
+from app.widgets.smoothing import EmaState, ema, ema_reference
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path: Path) -> None:
+    data = Path(path).read_bytes()
+    assert len(data) > 100 and data[:8] == PNG_MAGIC
+
+
+def assert_svg(path: Path) -> None:
+    doc = xml.dom.minidom.parse(str(path))
+    assert doc.documentElement.tagName == "svg"
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+@pytest.fixture
+def curve(qtbot) -> CurvePlot:
+    widget = CurvePlot("loss", "loss/train")
+    qtbot.addWidget(widget)
+    widget.resize(700, 400)
+    widget.show()
+    return widget
+
+
+# Smoothing.
+def test_smoothing_debias_matches_hand_computation(curve):
+    curve.set_series("run", [0, 1, 2], [1.0, 2.0, 3.0])
+    curve.set_smoothing(0.5)
+    # last = 0.5*last + 0.5*v; shown = last / (1 - 0.5**n): 0.5/0.5, 1.25/0.75, 2.125/0.875.
+    assert np.allclose(curve.smoothed_values("run"), [1.0, 1.25 / 0.75, 2.125 / 0.875])
+    assert curve.series_data("run")[1].tolist() == [1.0, 2.0, 3.0]     # raw data untouched
+    assert curve.smoothing_slider.value() == 500
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.1, 0.6, 0.9, 0.99, 0.999])
+def test_smoothing_vectorised_equals_tensorboard_loop(weight):
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=5000).cumsum() + 50
+    values[[7, 300, 301]] = np.nan                      # NaN passes through and does not advance
+    expected = np.array(ema_reference(values, weight))
+    whole, _ = ema(values, weight)
+    first, state = ema(values[:1234], weight)
+    rest, _ = ema(values[1234:], weight, state)
+    assert np.allclose(whole, expected, rtol=1e-10, equal_nan=True)
+    assert np.allclose(np.concatenate([first, rest]), expected, rtol=1e-10, equal_nan=True)
+    assert state.count == np.isfinite(values[:1234]).sum() and isinstance(state, EmaState)
+
+
+def test_smoothing_raw_curve_stays_visible_faintly(curve):
+    curve.set_series("run", np.arange(100), np.random.default_rng(0).random(100))
+    assert not curve._series["run"].raw_item.isVisible()
+    curve.set_smoothing(0.8)
+    raw = curve._series["run"].raw_item
+    assert raw.isVisible() and raw.opts["pen"].color().alpha() < 255
+    x, y = raw.getOriginalDataset()
+    assert len(x) == 100
+
+
+# Full data.
+def test_append_grows_without_losing_points_and_export_csv_has_every_point(curve, tmp_path):
+    rng = np.random.default_rng(2)
+    steps = np.arange(20_000)
+    values = rng.random(20_000)
+    times = 1e9 + steps * 0.5
+    for start in range(0, 20_000, 250):
+        curve.append("a", steps[start:start + 250], values[start:start + 250], times[start:start + 250])
+    curve.set_smoothing(0.6)
+    curve.append("a", [20_000], [0.5], [2e9])
+    curve.flush()
+    got_steps, got_values, _ = curve.series_data("a")
+    assert len(got_steps) == 20_001 and np.array_equal(got_values[:20_000], values)
+    assert len(curve.smoothed_values("a")) == 20_001
+    assert np.allclose(curve.smoothed_values("a"), ema_reference(np.append(values, 0.5), 0.6))
+    # The display is decimated, the data is not.
+    x, _ = curve._series["a"].item.getOriginalDataset()
+    assert len(x) == 20_001
+    rows = read_csv(curve.export_csv(tmp_path / "curve.csv"))
+    assert rows[0] == ["series", "step", "value", "time"]
+    assert len(rows) == 20_002
+    assert rows[1] == ["a", "0", repr(float(values[0])), repr(float(times[0]))]
+    assert float(rows[20_000][2]) == values[-1]
+
+
+def test_append_of_replayed_steps_replaces_them(curve):
+    curve.set_series("a", [0, 1, 2, 3], [1.0, 1.0, 1.0, 1.0])
+    curve.append("a", [2, 3, 4], [5.0, 6.0, 7.0])
+    steps, values, _ = curve.series_data("a")
+    assert steps.tolist() == [0, 1, 2, 3, 4] and values.tolist() == [1.0, 1.0, 5.0, 6.0, 7.0]
+
+
+def test_curve_series_colours_are_stable_and_removable(curve):
+    curve.set_series("20261126-train-a", [0, 1], [1.0, 2.0])
+    curve.set_series("other", [0, 1], [1.0, 2.0], color="#123456", label="Other run")
+    assert curve._series["20261126-train-a"].color == color_for("20261126-train-a")
+    assert curve._series["other"].color.name() == "#123456"
+    assert curve.series_names() == ["20261126-train-a", "other"]
+    curve.remove_series("other")
+    assert curve.series_names() == ["20261126-train-a"]
+    curve.clear_series()
+    assert curve.series_names() == []
+
+
+def test_curve_x_modes_and_log_axes(curve):
+    curve.set_series("a", [100, 200, 300], [1.0, 0.5, 0.25], times=[1000.0, 1010.0, 1030.0])
+    with pytest.raises(ValueError):
+        curve.set_x_mode("epoch")
+    curve.set_steps_per_epoch(100)
+    curve.set_x_mode("epoch")
+    assert curve._series["a"].item.getOriginalDataset()[0].tolist() == [1.0, 2.0, 3.0]
+    curve.set_x_mode("time")
+    assert curve._series["a"].item.getOriginalDataset()[0].tolist() == [0.0, 10.0, 30.0]
+    assert curve.x_combo.currentData() == "time"
+    curve.set_log_y(True)
+    curve.set_log_x(True)
+    assert curve.plot.getAxis("left").logMode and curve.log_y_box.isChecked() and curve.log_x_box.isChecked()
+
+
+def test_curve_exports_png_and_svg(curve, tmp_path):
+    curve.set_series("a", np.arange(500), np.exp(-np.arange(500) / 100))
+    curve.set_smoothing(0.5)
+    assert_png(curve.export_png(tmp_path / "c.png"))
+    assert_svg(curve.export_svg(tmp_path / "c.svg"))
+
+
+def test_curve_redraws_a_million_points_quickly(curve, qtbot):
+    n = 1_000_000
+    steps = np.arange(n)
+    values = np.exp(-steps / 3e5) + np.random.default_rng(0).normal(0, 0.05, n)
+    curve.set_series("big", steps, values)
+    curve.plot_widget.repaint()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        curve.set_series("big", steps, values)
+        curve.plot_widget.repaint()
+        best = min(best, time.perf_counter() - start)
+    # The target is 30 ms on a quiet machine (bench/gui.py); a shared CI box gets head room, a Python
+    # loop per point would take seconds.
+    assert best < 0.5
+    assert len(curve.series_data("big")[0]) == n
+
+
+# Heatmap.
+@pytest.fixture
+def heatmap(qtbot) -> GridHeatmap:
+    widget = GridHeatmap("grid")
+    qtbot.addWidget(widget)
+    widget.resize(600, 400)
+    widget.show()
+    widget.set_axes([11, 51, 101], ["out_1", "out_2", "out_3"], {11: "t=11", 51: "t=51", 101: "t=101"})
+    return widget
+
+
+def test_heatmap_best_cell_outlined_and_unfinished_cells_blank(heatmap, tmp_path):
+    image_item = heatmap.image
+    heatmap.set_cell(11, "out_1", 0.50)
+    heatmap.set_cell(11, "out_2", 0.875)
+    heatmap.set_cells([(51, "out_1", 0.25), (51, "out_3", 0.6)])
+    assert heatmap.image is image_item                          # updated in place, one item
+    assert heatmap.best_cell() == (11, "out_2", 0.875)
+    assert heatmap.outlined_cell() == (11, "out_2")
+    assert heatmap.text_of(11, "out_2") == "87.5" and heatmap.text_of(51, "out_1") == "25.0"
+    assert heatmap.text_of(101, "out_1") == ""                  # unfinished: no text ...
+    drawn = image_item.image
+    assert drawn.dtype == np.float32 and np.isnan(drawn[2, 0])  # ... and NaN, which ImageItem leaves transparent
+    assert heatmap.levels() == (0.0, 1.0)
+    assert heatmap.colorbar.colorMap().getLookupTable(nPts=256).shape[0] == 256
+    rows = read_csv(heatmap.export_csv(tmp_path / "grid.csv"))
+    assert rows == [["timestep", "layer", "accuracy"], ["11", "out_1", "0.5"], ["11", "out_2", "0.875"],
+                    ["51", "out_1", "0.25"], ["51", "out_3", "0.6"]]
+    assert_png(heatmap.export_png(tmp_path / "grid.png"))
+    assert_svg(heatmap.export_svg(tmp_path / "grid.svg"))
+    heatmap.clear_cells()
+    assert heatmap.cells() == {} and heatmap.outlined_cell() is None
+
+
+def test_heatmap_diverging_levels_symmetric_and_no_outline(heatmap):
+    heatmap.set_diverging(True)
+    heatmap.set_cells([(11, "out_1", -0.2), (11, "out_2", 0.05)])
+    assert heatmap.levels() == pytest.approx((-0.2, 0.2))
+    assert heatmap.outlined_cell() is None
+    assert heatmap.text_of(11, "out_1") == "-20.0" and heatmap.text_of(11, "out_2") == "+5.0"
+    heatmap.set_levels(-0.1, 0.3)
+    assert heatmap.levels() == pytest.approx((-0.3, 0.3))
+
+
+def test_heatmap_levels_fixed_or_from_data_and_unknown_cells_extend_axes(heatmap):
+    heatmap.set_levels(0.2, 0.4)
+    assert heatmap.levels() == (0.2, 0.4)
+    heatmap.set_levels()
+    heatmap.set_cells([(11, "out_1", 0.3), (51, "out_1", 0.7)])
+    assert heatmap.levels() == pytest.approx((0.3, 0.7))
+    heatmap.set_cell(201, "out_9", 0.5)
+    assert heatmap.axes() == ([11, 51, 101, 201], ["out_1", "out_2", "out_3", "out_9"])
+    assert heatmap.cells()[(11, "out_1")] == 0.3
+
+
+# Samples, alignment/uniformity, noise slider, colours.
+def _png(path: Path, color) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), color).save(path)
+    return path
+
+
+def test_sample_viewer_snaps_to_nearest_step_and_survives_missing_files(qtbot, tmp_path):
+    viewer = SampleViewer("samples")
+    qtbot.addWidget(viewer)
+    viewer.resize(300, 300)
+    viewer.show()
+    a, b = _png(tmp_path / "a.png", "red"), _png(tmp_path / "b.png", "blue")
+    viewer.set_images([(100, a), (300, b), (500, tmp_path / "gone.png")])
+    assert viewer.current_step() == 500                                     # follows the newest
+    assert viewer.message() == "The sample grid gone.png is missing."
+    with qtbot.waitSignal(viewer.stepChanged, timeout=1000) as blocker:
+        viewer.set_step(260)
+    assert blocker.args == [300] and viewer.current_step() == 300 and viewer.message() == ""
+    assert viewer.shown_image().size().width() == 32
+    assert viewer.step_label.text() == "step 300"
+    assert viewer.picture.pixmap().width() >= 64                            # enlarged, nearest neighbour
+    exported = viewer.export_png(tmp_path / "shown.png")
+    assert_png(exported)
+    viewer.slider.setValue(0)
+    assert viewer.current_step() == 100
+    viewer.set_images([(100, a), (300, b), (700, b)])
+    assert viewer.current_step() == 100                                     # keeps the user's step
+
+
+def test_align_uniform_plot_orders_points_and_exports(qtbot, tmp_path):
+    plot = AlignUniformPlot()
+    qtbot.addWidget(plot)
+    plot.resize(600, 400)
+    plot.show()
+    plot.set_layer("out_6", [5000, 1000, 20000], [0.7, 0.9, 0.5], [-1.8, -1.2, -2.3])
+    plot.set_layer("out_12", [1000, 20000], [1.1, 0.8], [-0.9, -1.6])
+    steps, align, _ = plot.layer_data("out_6")
+    assert steps.tolist() == [1000, 5000, 20000] and align.tolist() == [0.9, 0.7, 0.5]
+    assert len(plot._layers["out_6"].arrows) == 2 and len(plot._layers["out_6"].labels) == 3
+    rows = read_csv(plot.export_csv(tmp_path / "au.csv"))
+    assert rows[0] == ["layer", "step", "alignment", "uniformity"] and len(rows) == 6
+    assert_png(plot.export_png(tmp_path / "au.png"))
+    assert_svg(plot.export_svg(tmp_path / "au.svg"))
+
+
+def test_noise_slider_ddpm_and_edm_ranges(qtbot):
+    slider = NoiseSlider()
+    qtbot.addWidget(slider)
+    slider.configure("ddpm", 0, 1000, [0.01 * t for t in range(1001)], 11)
+    assert slider.timestep() == 11 and slider.label.text().startswith("t = 11")
+    with qtbot.waitSignal(slider.timestepChanged, timeout=1000) as blocker:
+        slider.slider.setValue(500)                   # half the travel: a quarter of the timesteps
+    assert blocker.args == [250]
+    slider.configure("edm", 1, 18, [0.0] + [0.002 * 2 ** i for i in range(18)], 4)
+    assert (slider.slider.minimum(), slider.slider.maximum()) == (1, 18)
+    assert slider.label.text().startswith("σ index 4")
+    slider.set_timestep(99)
+    assert slider.timestep() == 18
+
+
+def test_colours_are_stable_and_distinct_within_a_set():
+    assert color_for("run-1") == color_for("run-1")
+    keys = [f"20261126-1300{i:02d}-train-{i:04x}" for i in range(12)]
+    colours = colors_for(keys)
+    assert len({c.name() for c in colours.values()}) == 12
+    assert colors_for(reversed(keys)) == colours
+    assert all(c.name() in PALETTE for c in colours.values())
