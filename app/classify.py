@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEventLoop, QSignalBlocker, QSize, Qt, QTemporaryDir, Signal
-from PySide6.QtGui import QGuiApplication, QIcon, QImage, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QListWidget,
+from PySide6.QtGui import QIcon, QImage, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QApplication, QComboBox, QGridLayout, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QPushButton, QStyle, QVBoxLayout, QWidget)
 
 from db import ChangeToken, Store
 
+from .classify_input import ImageInputMixin
 from .classify_sources import HeadChoice, RunChoice, find_classifiers
 from .classify_worker import InferenceThread, ModelInfo, Request, Result
 from .widgets.bars import ProbabilityBars
@@ -25,11 +26,10 @@ from .widgets.noise_slider import NoiseSlider
 from .widgets.samples import ScaledPicture
 
 MAX_FILES = 256
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp *.gif *.tif *.tiff);;All files (*)"
 EMPTY_HINT = "Drop image files here, paste one (Ctrl+V), or press Open images…"
 
 
-class ClassifyView(QWidget):
+class ClassifyView(ImageInputMixin, QWidget):
     """Classify dropped, pasted or opened images with a run's probe or noisy-classifier head."""
 
     predictionShown = Signal(dict)
@@ -50,7 +50,7 @@ class ClassifyView(QWidget):
         self._shown: Result | None = None
         self._last_answer_id = -1                 # the newest request answered (shown, or failed)
         self._status = ""
-        self._tmp = QTemporaryDir()               # pasted images live here until the view goes
+        self._tmp = QTemporaryDir()               # pasted images live here until the view goes (mixin)
         self.dropped_results = 0                  # stale answers not shown (tests read it)
         self.setAcceptDrops(True)
 
@@ -122,12 +122,18 @@ class ClassifyView(QWidget):
 
     # Runs and heads.
     def refresh(self) -> None:
-        """Re-list the runs that can classify (cheap when the Store has not changed)."""
+        """Re-list the runs that can classify; one query unless a head run finished or runs came or went."""
         token = self.store.data_version()
         if token == self._token:
             return
-        self._token = token
+        changes = self.store.changed_since(self._token)
+        self._token = changes.token
+        # Heads appear when a probe or noisy-classifier run finishes (it writes its head file last);
+        # a running job's metric points change nothing here, and arrive several times a second.
+        if not (changes.full or changes.deleted or any(r.status not in ("running", "queued") for r in changes.runs)):
+            return
         current = self.run_combo.currentData()
+        old_heads = {c.run_id: c.heads for c in self._choices}
         self._choices = find_classifiers(self.store)
         with QSignalBlocker(self.run_combo):
             self.run_combo.clear()
@@ -135,9 +141,10 @@ class ClassifyView(QWidget):
                 self.run_combo.addItem(choice.label, choice.run_id)
             index = self.run_combo.findData(current)
             self.run_combo.setCurrentIndex(index if index >= 0 else (0 if self._choices else -1))
-        if self.run_combo.currentData() != current:
+        now = self.run_combo.currentData()
+        if now != current or old_heads.get(now) != {c.run_id: c.heads for c in self._choices}.get(now):
             self._on_run_changed(self.run_combo.currentIndex())
-        elif not self._choices:
+        if not self._choices:
             self._set_status("No run has a trained probe or noisy-classifier head yet; "
                              "run a probe grid or a noisy classifier on a trained model first.")
 
@@ -158,12 +165,17 @@ class ClassifyView(QWidget):
 
     def _on_run_changed(self, index: int) -> None:
         choice = self._choices[index] if 0 <= index < len(self._choices) else None
+        previous = self.current_head()
         with QSignalBlocker(self.head_combo):
             self.head_combo.clear()
             for head in choice.heads if choice else ():
                 self.head_combo.addItem(head.label, head)
-            self.head_combo.setCurrentIndex(0 if choice else -1)
-        self._on_head_changed(self.head_combo.currentIndex())
+            keys = [h.key for h in choice.heads] if choice else []
+            # Keep the user's head when the list is only refreshed.
+            self.head_combo.setCurrentIndex(keys.index(previous.key) if previous and previous.key in keys
+                                            else (0 if choice else -1))
+        if self.current_head() != previous or previous is None:
+            self._on_head_changed(self.head_combo.currentIndex())
 
     def _on_head_changed(self, _index: int) -> None:
         self._info, self._timestep = None, None
@@ -200,51 +212,6 @@ class ClassifyView(QWidget):
 
     def select_file(self, index: int) -> None:
         self.thumbnails.setCurrentRow(index)
-
-    def _ask_files(self) -> None:
-        chosen, _ = QFileDialog.getOpenFileNames(self, "Open images", str(Path.home()), IMAGE_FILTER)
-        if chosen:
-            self.load_files(chosen)
-
-    def paste(self) -> None:
-        """Ctrl+V: image files copied in a file manager, or image data (a screenshot, a browser image)."""
-        if not self.accept_mime(QGuiApplication.clipboard().mimeData()):
-            self._set_status("The clipboard holds no image or image file; copy one first, then paste.")
-
-    def accept_mime(self, mime) -> bool:
-        """Load what a drop or paste carries; False if it carries no file and no image."""
-        if mime is None:
-            return False
-        if mime.hasUrls():
-            paths = [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
-            if paths:
-                self.load_files(paths)
-                return True
-        if mime.hasImage():
-            image = QImage(mime.imageData())
-            if not image.isNull() and self._tmp.isValid():
-                path = Path(self._tmp.path()) / f"pasted_{time.time_ns()}.png"
-                if image.save(str(path), "PNG"):
-                    self.load_files([path])
-                    return True
-        return False
-
-    def dragEnterEvent(self, event) -> None:
-        mime = event.mimeData()
-        if (mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())) or mime.hasImage():
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event) -> None:
-        self.dragEnterEvent(event)
-
-    def dropEvent(self, event) -> None:
-        if self.accept_mime(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-            self._set_status("Only image files can be dropped here.")
 
     def _rebuild_thumbnails(self) -> None:
         with QSignalBlocker(self.thumbnails):

@@ -7,7 +7,6 @@ run keeps one colour in every panel. refresh() costs one small query when nothin
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ from .compare_tables import RowsModel, spec_table, summary_table
 from .widgets import export
 from .widgets.curves import CurvePlot
 
-log = logging.getLogger(__name__)
 LOSS_KEY = "loss/train"
 
 

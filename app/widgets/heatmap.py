@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QGraphicsRectItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..colors import text_color_on
@@ -100,8 +100,12 @@ class GridHeatmap(QWidget):
             self.plot.removeItem(item)
         self._texts.clear()
         self.plot.getAxis("bottom").setTicks([[(c + 0.5, name) for c, name in enumerate(self._layers)]])
-        self.plot.getAxis("left").setTicks([[(r + 0.5, self._row_labels.get(t, f"t={t}"))
-                                             for r, t in enumerate(self._timesteps)]])
+        row_texts = [self._row_labels.get(t, f"t={t}") for t in self._timesteps]
+        left = self.plot.getAxis("left")
+        left.setTicks([[(r + 0.5, text) for r, text in enumerate(row_texts)]])
+        # pyqtgraph drops tick labels wider than the axis instead of widening it: size it to the text.
+        metrics = QFontMetrics(left.style.get("tickFont") or QFont())
+        left.setWidth(max([metrics.horizontalAdvance(text) for text in row_texts] + [24]) + 34)
         for (t, layer), value in old.items():
             if t in self._timesteps and layer in self._layers:
                 self._values[self._timesteps.index(t), self._layers.index(layer)] = value
