@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 
 from db import Ingester, QueueEntry, RunRecord, Store
+from db.records import FINAL_STATUSES
 
 from .device_slots import CpuMeter, GpuMeter, NeverFits, SlotState, detect_gpus, slots_needed
 from .errors import UserError
@@ -84,6 +85,7 @@ class Scheduler:
         self._gpu = dict(zip(names, tokens))
         self._threads = max(1, (os.cpu_count() or 1) // max(cpu_slots, 1)) if cpu_slots > 1 else None
         self._workers: dict[str, _Worker] = {}
+        self._exited: dict[str, int | None] = {}                     # run -> exit code, not judged yet
         self._foreign: dict[str, tuple[int, psutil.Process]] = {}    # running runs we did not start: pid, process
         self._reasons_written: dict[str, str] = {}
         self._gpu_meter: GpuMeter | None = None
@@ -195,8 +197,7 @@ class Scheduler:
 
     # Workers.
     def _reap(self, t: TickBuilder) -> None:
-        if not self.ingester.acquire():
-            return                       # judge exits only on a fresh index: try again next tick
+        """Free the slots of workers that exited, then judge how each ended."""
         for run_id, worker in list(self._workers.items()):
             code = None
             if worker.popen is not None:
@@ -206,11 +207,22 @@ class Scheduler:
             elif _alive(worker.proc):
                 continue
             del self._workers[run_id]
-            self._ingest_run(run_id)
-            record = self._record(run_id)
-            if record is None:
-                continue                 # deleted meanwhile
-            if record.status in ("running", "queued"):
+            self._exited[run_id] = code
+        for run_id, code in list(self._exited.items()):
+            if self.ingester.acquire():
+                self._ingest_run(run_id)
+                record = self._record(run_id)
+                status = None if record is None else record.status
+            else:
+                # Another process indexes (the app, while we run headless): read the run's own last word.
+                event = last_status_event(self.store.run_dir(run_id), with_pid=False) or {}
+                status = event.get("status")
+                if status not in FINAL_STATUSES:
+                    continue                 # judged once we can index it, so a crash is not missed
+            del self._exited[run_id]
+            if status is None:
+                continue                     # deleted meanwhile
+            if status in ("running", "queued"):
                 # Gone without a final status: a crash, an out-of-memory kill, a kill -9.
                 how = "" if code is None else f" with code {code}" if code >= 0 else f" on signal {-code}"
                 self.store.set_status(run_id, "interrupted",
@@ -218,7 +230,7 @@ class Scheduler:
                                             "why, and resume continues from the last checkpoint.")
                 t.interrupted.append(run_id)
             else:
-                t.finished.append((run_id, record.status))
+                t.finished.append((run_id, status))
 
     def _check_running(self, t: TickBuilder) -> list[tuple[RunRecord, psutil.Process]]:
         """Adopt live workers we did not start; mark running runs whose process is gone as interrupted.
@@ -229,6 +241,8 @@ class Scheduler:
         seen = set()
         for record in self.store.runs_by_status("running"):
             seen.add(record.id)
+            if record.id in self._exited:
+                continue                 # our worker, gone: _reap judges it
             worker = self._workers.get(record.id)
             if worker is not None:
                 proc = self._worker_process(worker, record)

@@ -89,8 +89,11 @@ def append_event(run_dir: Path, type_: str, **fields) -> None:
         os.fsync(fh.fileno())
 
 
-def last_status_event(run_dir: Path, max_bytes: int = 4 << 20) -> dict | None:
-    """The last `status` event of the run's events.jsonl that names a pid (read backwards), or None."""
+def last_status_event(run_dir: Path, max_bytes: int = 4 << 20, with_pid: bool = True) -> dict | None:
+    """The last `status` event of the run's events.jsonl (that names a pid, unless with_pid is False), or None.
+
+    Reads backwards from the end, at most max_bytes.
+    """
     path = Path(run_dir) / EVENTS
     try:
         fh = open(path, "rb")
@@ -108,13 +111,14 @@ def last_status_event(run_dir: Path, max_bytes: int = 4 << 20) -> dict | None:
             lines = chunk.split(b"\n")
             tail = lines[0] if pos > 0 else b""        # maybe a partial line: finish it with the next chunk
             for line in reversed(lines[1:] if pos > 0 else lines):
-                if b'"status"' not in line or b'"pid"' not in line:
+                if b'"status"' not in line or (with_pid and b'"pid"' not in line):
                     continue
                 try:
                     event = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(event, dict) and event.get("type") == "status" and event.get("pid") is not None:
+                if isinstance(event, dict) and event.get("type") == "status" \
+                        and (not with_pid or event.get("pid") is not None):
                     return event
     return None
 

@@ -299,6 +299,31 @@ def test_one_scheduler_per_workspace(store):
     second.release()
 
 
+def test_slots_free_up_while_another_process_holds_the_ingest_lock(store, fake_python):
+    """Headless scheduler, app open beside it and indexing: finished workers still free their slots."""
+    from db import Ingester
+
+    first = fake_job(store, "first", priority=2, seconds=0)
+    crash = fake_job(store, "crash", priority=1, status="crash")
+    last = fake_job(store, "last", seconds=0)
+    with Scheduler(store.workspace, store, cpu_slots=1, gpus=[], python=fake_python) as scheduler:
+        scheduler.ingester.release()
+        app = Ingester(store)
+        assert app.acquire()
+        try:
+            reports = tick_until(scheduler, lambda: starts(store, last), 30, 0.1)
+            finished = [item for r in reports for item in r.finished]
+            assert (first, "done") in finished and all(r.ingest is None for r in reports)
+            assert not any(r.interrupted for r in reports)     # the crash waits to be judged on a fresh index
+            app.ingest_once()
+            assert status(store, crash) == "running"
+        finally:
+            app.release()
+        reports = tick_until(scheduler, lambda: status(store, crash) != "running", 10, 0.1)
+        assert crash in [run for r in reports for run in r.interrupted]
+        tick_until(scheduler, lambda: status(store, last) == "done", 20, 0.1)
+
+
 def test_serve_ticks_on_another_thread_until_stopped_and_gives_the_lock_back(store, fake_python):
     run = fake_job(store, "threaded", seconds=0.5)
     scheduler = Scheduler(store.workspace, store, gpus=[], python=fake_python)
