@@ -118,6 +118,9 @@ class ClassifyView(ImageInputMixin, QWidget):
         app = QCoreApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
+        # A view deleted without close() (a workspace switch) still stops its thread first.
+        worker = self._worker
+        self.destroyed.connect(lambda *_: worker.stop())
         self.refresh()
 
     # Runs and heads.

@@ -21,6 +21,7 @@ from .classify_sources import HeadChoice
 
 THUMB_BATCH = 32            # images per forward pass when classifying the thumbnails
 MAX_CLASSIFIERS = 2         # models kept loaded (each is a full network)
+IDLE_EXIT_S = 20.0          # an idle thread ends after this; caches stay with the object
 
 _threads: weakref.WeakSet = weakref.WeakSet()
 
@@ -93,6 +94,7 @@ class InferenceThread(QThread):
         self._cond = threading.Condition()
         self._pending: Request | None = None
         self._stopping = False
+        self._alive = False                 # the loop is running or about to (guarded by _cond)
         self._classifiers: dict[tuple, object] = {}
         self._images: dict[tuple, FileOutcome] = {}
         self._top1: dict[tuple, tuple[str, float]] = {}
@@ -103,7 +105,11 @@ class InferenceThread(QThread):
         with self._cond:
             self._pending = request
             self._cond.notify()
-        if not self.isRunning() and not self._stopping:
+            start = not self._alive and not self._stopping
+            if start:
+                self._alive = True
+        if start:
+            self.wait()             # a loop that just timed out may still be returning
             self.start()
 
     def stop(self, timeout_ms: int = 30000) -> bool:
@@ -112,7 +118,7 @@ class InferenceThread(QThread):
             self._stopping = True
             self._pending = None
             self._cond.notify()
-        return self.wait(timeout_ms) if self.isRunning() else True
+        return self.wait(timeout_ms)
 
     def _newer_pending(self, request: Request) -> bool:
         with self._cond:
@@ -122,8 +128,13 @@ class InferenceThread(QThread):
         while True:
             with self._cond:
                 while self._pending is None and not self._stopping:
-                    self._cond.wait()
+                    # Idle for a while: end the thread (the next submit starts it again), so no
+                    # thread outlives its use even if the view is dropped without shutdown().
+                    if not self._cond.wait(IDLE_EXIT_S) and self._pending is None:
+                        self._alive = False
+                        return
                 if self._stopping:
+                    self._alive = False
                     return
                 request, self._pending = self._pending, None
             result = self._process(request)

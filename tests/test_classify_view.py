@@ -189,3 +189,14 @@ def mime_with_file(path: Path) -> QMimeData:
 def test_classify_run_without_heads_says_so(view, gui_workspace):
     view.set_run("no-such-run")
     assert view.status_message == "Run no-such-run has no trained classifier head to use."
+
+
+def test_classify_worker_thread_ends_when_idle_and_restarts(view, qtbot, images, monkeypatch):
+    import app.classify_worker as worker_module
+
+    monkeypatch.setattr(worker_module, "IDLE_EXIT_S", 0.2)
+    view.load_files([images["square.png"]])
+    assert view.wait_idle(WAIT_MS)
+    qtbot.waitUntil(lambda: not view._worker.isRunning(), timeout=30_000)
+    view.set_noise_level(60)                          # starts it again, with the model still cached
+    assert view.wait_idle(WAIT_MS) and view.noise_level == 60

@@ -90,7 +90,10 @@ class GridHeatmap(QWidget):
 
     # Axes and cells.
     def set_axes(self, timesteps: list[int], layers: list[str], row_labels: dict[int, str] | None = None) -> None:
-        """Rows = timesteps (as given), columns = layers in network order; clears known cells that no longer fit."""
+        """Rows = timesteps (as given), columns = layers in network order; keeps the cells that still fit."""
+        if ([int(t) for t in timesteps], [str(x) for x in layers]) == (self._timesteps, self._layers) and \
+                {int(k): str(v) for k, v in (row_labels or {}).items()} == self._row_labels:
+            return                              # live views re-send the same axes with every update
         old = self.cells()
         self._timesteps = [int(t) for t in timesteps]
         self._layers = [str(layer) for layer in layers]
