@@ -1,66 +1,163 @@
-"""The one refresh timer of the window: polls the Store's change token and tells the views.
+"""The window's one refresh loop: a reader thread polls the Store and does the views' reads off the GUI thread.
 
-A poll costs one tiny query when nothing changed. When something did, changed_since() gives
-the changed runs as plain records and each view updates in place (the run view then reads only
-the points after the last step it has). Views never open the Store: they get records from here
-or from their controller.
+Every 100 ms the reader checks the Store's change token (one tiny query). When something changed
+it takes the changed runs as plain records, then runs each watcher's `read` on that thread (the
+Run view reads only the points after its last step, the Queue its rows) and hands the results to
+the GUI thread, which only changes widgets. A watcher replaced or removed meanwhile (another run
+shown) never sees its late result. Clocks, log tails and the system strip tick once a second.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 from db import Changes, ChangeToken, Store
 
 log = logging.getLogger(__name__)
 
 REFRESH_HZ = 10     # pyqtgraph's advice is at most 20-30 Hz; the ingester writes twice a second
+STAGGER_MS = 60     # between two watchers' updates, so their repaints fall in different frames
+
+
+@dataclass
+class _Watcher:
+    serial: int
+    read: Callable[[Changes], Any]          # on the reader thread; None means "nothing for me"
+    apply: Callable[[Any], None]            # on the GUI thread
+
+
+class _Reader(QThread):
+    """Runs hub.cycle() every interval until stopped."""
+
+    def __init__(self, hub: LiveHub, interval_s: float):
+        super().__init__()
+        self.setObjectName("ddae-store-reader")
+        self.hub = hub
+        self.interval_s = interval_s
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                found = self.hub.cycle()
+                if found is not None:
+                    self.hub.delivered.emit(*found)
+            except Exception:  # noqa: BLE001 - never let the loop die; say it once per failure
+                log.exception("Reading the workspace index failed")
+            self.wake.wait(self.interval_s)
+            self.wake.clear()
 
 
 class LiveHub(QObject):
-    """Owns the refresh timer; emits `changed` with the runs that changed and `second` once a second."""
+    """Change polling for the window: `changed` (GUI thread) with each Changes, watchers for heavier reads."""
 
-    changed = Signal(object)    # db.Changes
-    second = Signal()           # for clocks, the system strip and log tails
+    changed = Signal(object)            # db.Changes
+    second = Signal()                   # once a second: clocks, log tails, the system strip
     problem = Signal(str)
+    delivered = Signal(object, object)  # (Changes, {name: (serial, result)}), reader -> GUI thread
 
     def __init__(self, store: Store, refresh_hz: float = REFRESH_HZ, parent=None):
         super().__init__(parent)
         self.store = store
         # Views load their first page themselves; from here on only changes are sent.
         self.token: ChangeToken | None = store.data_version()
-        self._last_second = time.monotonic()
+        self._watchers: dict[str, _Watcher] = {}
+        self._serial = 0
+        self._lock = threading.Lock()       # one cycle at a time (reader thread or poll())
         self._failing = False
-        self.timer = QTimer(self)
-        self.timer.setInterval(int(1000 / refresh_hz))
-        self.timer.timeout.connect(self.poll)
+        self.delivered.connect(self._deliver)
+        self._reader = _Reader(self, 1.0 / refresh_hz)
+        self.clock = QTimer(self)
+        self.clock.setInterval(1000)
+        self.clock.timeout.connect(self.second)
 
     def start(self) -> None:
-        self.timer.start()
+        self._reader.start()
+        self.clock.start()
 
     def stop(self) -> None:
-        self.timer.stop()
+        """Stop the reader thread (waits for its current cycle) and the clock."""
+        self.clock.stop()
+        self._reader.stopping.set()
+        self._reader.wake.set()
+        self._reader.wait(10_000)
+
+    # Watchers.
+    def watch(self, name: str, read: Callable[[Changes], Any], apply: Callable[[Any], None]) -> None:
+        """Run read(changes) on the reader thread after each change, then apply(result) on the GUI thread."""
+        with self._lock:
+            self._serial += 1
+            self._watchers[name] = _Watcher(self._serial, read, apply)
+
+    def unwatch(self, name: str) -> None:
+        with self._lock:
+            self._watchers.pop(name, None)
+
+    # Polling.
+    def cycle(self) -> tuple[Changes, dict[str, tuple[int, Any]]] | None:
+        """One poll (any thread): the changes and each watcher's read result, or None if nothing changed."""
+        with self._lock:
+            try:
+                if self.store.data_version() == self.token:
+                    return None
+                changes = self.store.changed_since(self.token)
+            except Exception as exc:  # noqa: BLE001 - a locked or vanished database: say so once
+                if not self._failing:
+                    self._failing = True
+                    self.problem.emit(f"Reading the workspace index failed ({exc.__class__.__name__}); retrying.")
+                return None
+            self._failing = False
+            self.token = changes.token
+            results = {}
+            for name, watcher in list(self._watchers.items()):
+                try:
+                    result = watcher.read(changes)
+                except Exception:  # noqa: BLE001 - one failing view must not starve the others
+                    log.exception("Watcher %s failed to read", name)
+                    continue
+                if result is not None:
+                    results[name] = (watcher.serial, result)
+            return changes, results
 
     def poll(self) -> Changes | None:
-        """Check for changes now; returns them (None when nothing changed)."""
-        now = time.monotonic()
-        if now - self._last_second >= 1.0:
-            self._last_second = now
-            self.second.emit()
-        try:
-            if self.store.data_version() == self.token:
-                return None
-            changes = self.store.changed_since(self.token)
-        except Exception as exc:  # noqa: BLE001 - a locked or vanished database: say so once, keep polling
-            if not self._failing:
-                self._failing = True
-                log.warning("Polling the index failed: %s", exc)
-                self.problem.emit(f"Reading the workspace index failed ({exc.__class__.__name__}); retrying.")
+        """Poll now on the calling (GUI) thread and apply at once; for actions that want instant feedback."""
+        found = self.cycle()
+        if found is None:
             return None
-        self._failing = False
-        self.token = changes.token
+        self._dispatch(*found)
+        return found[0]
+
+    def wake(self) -> None:
+        """Make the reader poll now instead of at its next interval."""
+        self._reader.wake.set()
+
+    def _deliver(self, changes: Changes, results: dict[str, tuple[int, Any]]) -> None:
+        """From the reader: one watcher now, the others a few frames apart, so no frame repaints every plot."""
         self.changed.emit(changes)
-        return changes
+        for i, (name, answer) in enumerate(results.items()):
+            if i == 0:
+                self._apply(name, *answer)
+            else:
+                QTimer.singleShot(i * STAGGER_MS, self, lambda n=name, a=answer: self._apply(n, *a))
+
+    def _dispatch(self, changes: Changes, results: dict[str, tuple[int, Any]]) -> None:
+        self.changed.emit(changes)
+        for name, (serial, result) in results.items():
+            self._apply(name, serial, result)
+
+    def _apply(self, name: str, serial: int, result: Any) -> None:
+        watcher = self._watchers.get(name)
+        if watcher is None or watcher.serial != serial:
+            return                      # a late answer for a view that now shows something else
+        try:
+            watcher.apply(result)
+        except Exception:  # noqa: BLE001
+            log.exception("Watcher %s failed to apply", name)

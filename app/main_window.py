@@ -6,6 +6,7 @@ app.classify. Image files dropped anywhere on the window go to Classify.
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 
@@ -28,6 +29,20 @@ from .scheduler_thread import SchedulerThread
 log = logging.getLogger(__name__)
 
 PARENT_KINDS = ("train", "import")
+_heap_settled = False
+
+
+def settle_heap() -> None:
+    """Move everything allocated at start (Qt, torch, pyqtgraph: ~300k objects) out of the cyclic GC.
+
+    Otherwise a full collection walks them all, 100-200 ms on a slow CPU, stalling the window at
+    random while plots update. Done once per process.
+    """
+    global _heap_settled
+    if not _heap_settled:
+        _heap_settled = True
+        gc.collect()
+        gc.freeze()
 
 
 def _optional_view(module: str, name: str, *args) -> QWidget:
@@ -61,6 +76,7 @@ class MainWindow(QMainWindow):
         self.demo: DemoController | None = None
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
+        self.tabs.currentChanged.connect(self._refresh_optional)
         self.setCentralWidget(self.tabs)
         self.scheduler_label = QLabel()
         self.statusBar().addPermanentWidget(self.scheduler_label)
@@ -102,7 +118,7 @@ class MainWindow(QMainWindow):
         workspaces.remember(store.workspace)
         self.setWindowTitle(f"DDAE Studio — {store.workspace}")
         self.hub = LiveHub(store, parent=self)
-        self._build_views(store)
+        self._build_views(store, self.hub)
         self.hub.changed.connect(self._on_changes)
         self.hub.second.connect(self._on_second)
         self.hub.problem.connect(lambda text: self.statusBar().showMessage(text, 8000))
@@ -111,21 +127,26 @@ class MainWindow(QMainWindow):
             self.scheduler = SchedulerThread(store.workspace, store, cpu_slots=slots, parent=self)
             self.scheduler.state_changed.connect(lambda mode, text: self.scheduler_label.setText(text))
             self.scheduler.problem.connect(lambda text: self.statusBar().showMessage(text, 8000))
+            self.scheduler.slots_changed.connect(self.queue_view.set_slots)
             self.scheduler.start()
         else:
             self.scheduler_label.setText("Scheduler off in this window.")
         self.hub.start()
+        settle_heap()
         self.demo.check()
         self.workspace_opened.emit(str(store.workspace))
         return True
 
-    def _build_views(self, store: Store) -> None:
-        self.tabs.clear()
+    def _build_views(self, store: Store, hub: LiveHub) -> None:
         self.launcher = Launcher(store, on_queued=self._queued)
         self.launch_view = LaunchView(self.launcher)
-        self.queue_view = QueueView(QueueFeed(store))
+        queue_feed = QueueFeed(store)
+        self.queue_view = QueueView(queue_feed)
         self.runs_view = RunsView(RunsPager(store))
-        self.run_view = RunView(store)
+        self.run_view = RunView(store, hub)
+        # The heavier reads after a change run on the hub's reader thread; widgets change on this one.
+        hub.watch("queue", lambda changes: queue_feed.rows(), self.queue_view.set_rows)
+        hub.watch("parents", self._read_parents, self.launch_view.set_parent_runs)
         self.compare_view = _optional_view("compare", "CompareView", store)
         self.classify_view = _optional_view("classify", "ClassifyView", store, store.workspace)
         for view, title in ((self.launch_view, "Launch"), (self.queue_view, "Queue"), (self.runs_view, "Runs"),
@@ -157,6 +178,7 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.runs_view)
 
     def _close_workspace(self) -> None:
+        """Stop polling and scheduling (workers keep running), drop the views, close the index."""
         if self.hub is not None:
             self.hub.stop()
             self.hub.deleteLater()
@@ -166,6 +188,14 @@ class MainWindow(QMainWindow):
                 log.warning("The scheduler thread did not stop in time.")
             self.scheduler.deleteLater()
             self.scheduler = None
+        for view in (getattr(self, "compare_view", None), getattr(self, "classify_view", None)):
+            shutdown = getattr(view, "shutdown", None)
+            if callable(shutdown):
+                shutdown()          # their threads stop before the Store they read closes
+        while self.tabs.count():
+            view = self.tabs.widget(0)
+            self.tabs.removeTab(0)
+            view.deleteLater()
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -181,16 +211,29 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction(str(path), lambda p=path: self.open_workspace(p))
 
     # Updates.
+    def _read_parents(self, changes: Changes):
+        """On the reader thread: the runs evaluations can start from, when one of them changed."""
+        if changes.full or any(r.kind in PARENT_KINDS for r in changes.runs):
+            return self.store.list_runs(kind=PARENT_KINDS, limit=500)
+        return None
+
     def _on_changes(self, changes: Changes) -> None:
         self.runs_view.apply(changes)
-        self.queue_view.refresh()
-        self.run_view.apply(changes)
-        if changes.full or any(r.kind in PARENT_KINDS for r in changes.runs):
-            self._refresh_parents()
+        self._refresh_optional()
         if self.banner.isVisible() and (changes.runs or changes.full):
             self.banner.setVisible(self.store.count_runs() == 0)
         if self.demo is not None and self.demo.pending() and any(r.status == "done" for r in changes.runs):
             self.demo.check()
+
+    def _refresh_optional(self, *_) -> None:
+        """Compare and Classify check for their own changes (one query when none); only while shown."""
+        view = self.tabs.currentWidget()
+        optional = (getattr(self, "compare_view", None), getattr(self, "classify_view", None))
+        if view is not None and view in optional and callable(getattr(view, "refresh", None)):
+            try:
+                view.refresh()
+            except Exception:  # noqa: BLE001 - their trouble must not break the window's refresh
+                log.exception("%s.refresh failed", type(view).__name__)
 
     def _on_second(self) -> None:
         self.runs_view.tick()
@@ -205,7 +248,7 @@ class MainWindow(QMainWindow):
         if self.scheduler is not None:
             self.scheduler.poke()
         if self.hub is not None:
-            self.hub.poll()
+            self.hub.poll()     # the new run shows at once, without waiting for the reader
 
     # Navigation.
     def show_run(self, run_id: str, switch: bool = True) -> None:
@@ -239,7 +282,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Demo: the probe grid {probe_id} is queued; its cells fill in the heatmap.",
                                      10000)
         if self.run_view.run_id == train_id:
-            self.run_view.apply(Changes(self.hub.token, (), (), True))
+            self.run_view.show_run(train_id)        # its children changed: the grid comes from the probe
             self.run_view.show_tab(GridPanel)
 
     # Drops go to Classify.
@@ -262,10 +305,6 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         """Stop the timer and the scheduler thread; running jobs keep running and show again on reopening."""
         workspaces.settings().setValue("window/geometry", self.saveGeometry())
-        for view in (getattr(self, "compare_view", None), getattr(self, "classify_view", None)):
-            shutdown = getattr(view, "shutdown", None)
-            if callable(shutdown):
-                shutdown()
         self._close_workspace()
         super().closeEvent(event)
 

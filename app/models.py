@@ -197,9 +197,9 @@ class QueueRow:
         return min(1.0, max(0.0, self.done / self.total))
 
     @classmethod
-    def from_entry(cls, q: QueueEntry) -> QueueRow:
+    def from_entry(cls, q: QueueEntry, stage: str | None = None) -> QueueRow:
         device = "CPU" if q.gpus == 0 or q.device_request == "cpu" else f"{q.gpus} GPU" + ("s" if q.gpus > 1 else "")
-        return cls(q.run, q.name, q.kind, q.status, q.priority, device, None, None, None, None, None)
+        return cls(q.run, q.name, q.kind, q.status, q.priority, device, None, None, None, None, stage)
 
     @classmethod
     def from_summary(cls, r: RunSummary) -> QueueRow:
@@ -285,7 +285,9 @@ class QueueModel(QAbstractTableModel):
         if col == 2:
             return row.status
         if col == 3:
-            return f"{row.stage or ''} {row.done}/{row.total}".strip() if row.total else ""
+            if row.total:
+                return f"{row.stage or ''} {row.done}/{row.total}".strip()
+            return row.stage or ""          # a queued job's reason to wait
         if col == 4:
             return row.device
         if col == 5:

@@ -45,8 +45,11 @@ class QueueFeed:
     def rows(self) -> list[QueueRow]:
         running = self.store.list_runs(status="running", order_by="started", descending=False)
         queued = self.store.queued_jobs()
+        # Why a queued job waits (e.g. for its parent's checkpoint) is its progress stage.
+        stages = {r.id: r.progress_stage for r in self.store.list_runs(status="queued")}
         recent = self.store.list_runs(status=FINAL_STATUSES, order_by="finished", limit=RECENT)
-        return ([QueueRow.from_summary(r) for r in running] + [QueueRow.from_entry(q) for q in queued]
+        return ([QueueRow.from_summary(r) for r in running]
+                + [QueueRow.from_entry(q, stages.get(q.run)) for q in queued]
                 + [QueueRow.from_summary(r) for r in recent])
 
     def run_dir(self, run_id: str) -> Path:
@@ -139,10 +142,14 @@ class QueueView(QWidget):
         bar.addStretch(1)
         self.message = QLabel()
         self.message.setWordWrap(True)
+        self.slots = QLabel()
+        self.slots.setStyleSheet("color: #444; padding: 2px 4px;")
+        self.slots.setWordWrap(True)
         self.empty = QLabel("The queue is empty. Launch a job, or try the demo from the Runs tab.")
         self.empty.setStyleSheet("color: #777; padding: 6px;")
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
+        layout.addWidget(self.slots)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.empty)
         layout.addWidget(self.message)
@@ -153,17 +160,41 @@ class QueueView(QWidget):
     def refresh(self) -> None:
         if self.feed is None:
             return
-        selected = self.selected()
         try:
             rows = self.feed.rows()
         except Exception as exc:  # noqa: BLE001 - keep the old rows on a failed read
             log.warning("Reading the queue failed: %s", exc)
             return
+        self.set_rows(rows)
+
+    def set_rows(self, rows: list[QueueRow]) -> None:
+        """Show these rows (read by the feed, on any thread), keeping the selection."""
+        selected = self.selected()
         self.model.set_rows(rows)
         self.empty.setVisible(not rows)
         if selected:
             self.select(selected)
         self._update_buttons()
+
+    def set_slots(self, slots: list) -> None:
+        """The scheduler's device slots (SlotState records) and who holds them."""
+        if not slots:
+            self.slots.setText("")
+            return
+        names = {self.model.row_at(i).run: self.model.row_at(i).name for i in range(self.model.rowCount())}
+        parts = []
+        for s in slots:
+            if s.run is None:
+                parts.append(f"<b>{s.id}</b> free")
+                continue
+            use = f"{s.utilisation:.0f}%" if s.utilisation is not None else ""
+            mem = ""
+            if s.memory_used_mb is not None:
+                mem = f"{s.memory_used_mb / 1024:.1f} GB" if s.kind == "cpu" or not s.memory_total_mb \
+                    else f"{s.memory_used_mb / 1024:.1f}/{s.memory_total_mb / 1024:.0f} GB"
+            detail = ", ".join(p for p in (use, mem) if p)
+            parts.append(f"<b>{s.id}</b> {names.get(s.run, s.run)}" + (f" ({detail})" if detail else ""))
+        self.slots.setText("Slots: " + " · ".join(parts))
 
     def tick(self) -> None:
         """Once a second: clocks move and open logs follow their files."""

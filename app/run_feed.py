@@ -37,6 +37,8 @@ class RunFeed:
         self.run_id = run_id
         self.run_dir = store.run_dir(run_id)
         self._last: dict[str, tuple[int, int]] = {}     # key -> (last step, count) already handed out
+        self._summary: dict[str, tuple] = {}            # key -> the summary it had then
+        self._pid: int | None = None
         self._images: list[tuple[int, str]] = []
         self._cells: list[GridCell] | None = None
         self._axes: GridAxes | None = None
@@ -47,6 +49,9 @@ class RunFeed:
     def poll(self, children_changed: bool = True) -> RunUpdate:
         """Everything new since the last poll (everything on the first)."""
         record = self.store.get_run(self.run_id)
+        if record.pid is not None and self._pid is not None and record.pid != self._pid:
+            self._last.clear()          # a resumed run replays steps after its checkpoint: read it all again
+        self._pid = record.pid or self._pid
         update = RunUpdate(record=record, first=self._first)
         self._first = False
         self._poll_metrics(update)
@@ -66,9 +71,13 @@ class RunFeed:
         for summary in self.store.summaries(self.run_id):
             key = summary.key
             known = self._last.get(key)
-            if known is not None and (summary.latest_step, summary.count) == known:
+            shape = (summary.latest_value, summary.best_step, summary.best_value, summary.min, summary.max)
+            rewritten = known is not None and (summary.latest_step, summary.count) == known \
+                and shape != self._summary.get(key)
+            self._summary[key] = shape
+            if known is not None and (summary.latest_step, summary.count) == known and not rewritten:
                 continue
-            if known is None or summary.latest_step < known[0] or summary.count < known[1]:
+            if known is None or rewritten or summary.latest_step < known[0] or summary.count < known[1]:
                 history = self.store.metric_history(self.run_id, key)
                 update.replaced[key] = history
                 total = len(history.steps)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from array import array
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -60,7 +60,13 @@ class Panel(QWidget):
 
 
 class TrainingPanel(Panel):
-    """The loss curve large; learning rate and images/s beside it."""
+    """The loss curve large; learning rate and images/s beside it.
+
+    The side plots take their points a few frames after the loss curve: each pyqtgraph repaint costs
+    milliseconds of Python, and three in one frame would stall the window.
+    """
+
+    SIDE_DELAY_MS = (150, 300)
 
     title = "Training"
 
@@ -90,8 +96,14 @@ class TrainingPanel(Panel):
 
     def apply(self, update: RunUpdate) -> None:
         feed_curve(self.loss, "loss/train", update, "loss/train", "train loss")
-        feed_curve(self.lr, "lr", update, "lr")
-        feed_curve(self.speed, "images_per_s", update, "images_per_s", "images/s")
+        if update.first:
+            feed_curve(self.lr, "lr", update, "lr")
+            feed_curve(self.speed, "images_per_s", update, "images_per_s", "images/s")
+            return
+        for delay, (plot, key, label) in zip(self.SIDE_DELAY_MS, ((self.lr, "lr", None),
+                                                                  (self.speed, "images_per_s", "images/s"))):
+            if key in update.replaced or key in update.appended:
+                QTimer.singleShot(delay, self, lambda p=plot, k=key, lb=label: feed_curve(p, k, update, k, lb))
 
 
 class SamplesPanel(Panel):

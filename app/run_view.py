@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from db import Changes, RunRecord, Store
 from ddae_core.data.specs import parse_spec
 
+from .live import LiveHub
 from .logtail import LogTail
 from .models import STATUS_COLORS, clock, when
 from .run_feed import RunFeed, RunUpdate
@@ -167,9 +168,11 @@ class RunView(QWidget):
     open_run = Signal(str)
     evaluate = Signal(str, str)     # job kind, parent run id
 
-    def __init__(self, store: Store | None, parent=None):
+    def __init__(self, store: Store | None, hub: LiveHub | None = None, parent=None):
         super().__init__(parent)
         self.store = store
+        self.hub = hub
+        self.watch_name = f"run-view-{id(self)}"
         self.feed: RunFeed | None = None
         self.record: RunRecord | None = None
         self.panels: list[Panel] = []
@@ -222,6 +225,8 @@ class RunView(QWidget):
         if self.store is None:
             return False
         feed = RunFeed(self.store, run_id)
+        if self.hub is not None:
+            self.hub.unwatch(self.watch_name)     # the old run's late updates are dropped from here on
         try:
             update = feed.poll()
         except LookupError:
@@ -238,26 +243,38 @@ class RunView(QWidget):
         self.log.follow(self.store.run_dir(run_id) / "log.txt")
         self._set_empty(False)
         self._apply(update)
+        if self.hub is not None:
+            self.hub.watch(self.watch_name, lambda changes: self.read(feed, changes), self._apply_read)
         return True
 
     # Keeping it live.
-    def apply(self, changes: Changes) -> None:
-        """Called with every change the window's poll found; reads only if this run or a child changed."""
-        if self.feed is None or self.record is None:
-            return
-        if self.record.id in changes.deleted:
-            self.header.details.setText(f"Run {self.record.id} was deleted.")
-            self.feed = None
-            return
-        mine = any(r.id == self.record.id for r in changes.runs)
-        children = any(r.parent_run == self.record.id for r in changes.runs)
+    @staticmethod
+    def read(feed: RunFeed, changes: Changes) -> RunUpdate | str | None:
+        """On the reader thread: the run's new data if it (or a child) changed, 'deleted', or None."""
+        if feed.run_id in changes.deleted:
+            return "deleted"
+        mine = any(r.id == feed.run_id for r in changes.runs)
+        children = any(r.parent_run == feed.run_id for r in changes.runs)
         if not (mine or children or changes.full):
-            return
+            return None
         try:
-            update = self.feed.poll(children_changed=children or changes.full)
+            return feed.poll(children_changed=children or changes.full)
         except LookupError:
-            return
-        self._apply(update)
+            return "deleted"
+
+    def apply(self, changes: Changes) -> None:
+        """Read and show what changed now, on this thread (without a hub, or to force a refresh)."""
+        if self.feed is not None:
+            self._apply_read(self.read(self.feed, changes))
+
+    def _apply_read(self, result: RunUpdate | str | None) -> None:
+        if result == "deleted" and self.record is not None:
+            self.header.details.setText(f"Run {self.record.id} was deleted.")
+            if self.hub is not None:
+                self.hub.unwatch(self.watch_name)
+            self.feed = None
+        elif isinstance(result, RunUpdate):
+            self._apply(result)
 
     def _apply(self, update: RunUpdate) -> None:
         self.record = update.record

@@ -37,6 +37,7 @@ class SchedulerThread(QThread):
 
     state_changed = Signal(str, str)    # mode, one sentence for the status bar
     ticked = Signal(object)             # the TickReport (or IngestStats when only ingesting)
+    slots_changed = Signal(list)        # [SlotState] after each scheduling tick: who holds which device
     problem = Signal(str)               # a failed tick, in one sentence; the next tick retries
 
     def __init__(self, workspace: Path, store: Store, *, cpu_slots: int = 1, interval_s: float = 0.5,
@@ -93,6 +94,7 @@ class SchedulerThread(QThread):
                 try:
                     if held:
                         self.ticked.emit(scheduler.tick())
+                        self.slots_changed.emit(list(scheduler.slots()))
                     else:
                         ingester = self._ingest(ingester, scheduler)
                 except Exception as exc:  # noqa: BLE001 - keep the loop alive; say what failed
@@ -123,6 +125,7 @@ class SchedulerThread(QThread):
                 ingester = candidate
         who = (f"Scheduler held by {holder}: it runs the queue" if scheduler is not None
                else "No scheduler runs in this window")
+        self.slots_changed.emit([])
         if ingester is not None:
             self._set_mode(INGESTING, f"{who}; this window indexes and shows everything.")
             self.ticked.emit(ingester.ingest_once())

@@ -1,14 +1,15 @@
 """The system strip: CPU and memory of the machine and of the run's worker, and GPU use where present.
 
-Sampled once a second by the window's timer. GPU figures come from NVML (pynvml) when it is
-installed, which reads them without touching CUDA; without it, from torch.cuda's memory query,
-but only when torch is already loaded and CUDA already initialised, so the GUI process never
-creates a CUDA context (hundreds of MB on the GPU) just to draw a bar.
+Sampled once a second by the window's clock. GPU figures come from NVML (pynvml) when it is
+installed, else from `nvidia-smi` run in the background; never from a CUDA context of our own,
+which would take hundreds of MB of the GPU just to draw a bar (torch.cuda is read only if this
+process had initialised CUDA anyway).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import sys
 from dataclasses import dataclass
@@ -41,17 +42,22 @@ class SystemSample:
 
 
 class GpuProbe:
-    """NVML if importable, else torch.cuda if already initialised, else nothing."""
+    """NVML if importable; else `nvidia-smi`, run asynchronously (QProcess) so the GUI never waits; else nothing."""
+
+    QUERY = ["--query-gpu=index,name,utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits"]
 
     def __init__(self):
         self._nvml = None
+        self._smi = None
+        self._smi_process = None
+        self._last: tuple[GpuSample, ...] = ()
         try:
             import pynvml
 
             pynvml.nvmlInit()
             self._nvml = pynvml
         except Exception:  # noqa: BLE001 - not installed or no driver: fall back
-            self._nvml = None
+            self._smi = shutil.which("nvidia-smi")
 
     def sample(self) -> tuple[GpuSample, ...]:
         if self._nvml is not None:
@@ -59,6 +65,9 @@ class GpuProbe:
                 return self._from_nvml()
             except Exception:  # noqa: BLE001 - a driver hiccup: show nothing this second
                 return ()
+        if self._smi:
+            self._ask_smi()
+            return self._last
         torch = sys.modules.get("torch")
         if torch is None or not torch.cuda.is_initialized():
             return ()
@@ -67,6 +76,29 @@ class GpuProbe:
             free, total = torch.cuda.mem_get_info(i)
             out.append(GpuSample(i, torch.cuda.get_device_name(i), None, total - free, total))
         return tuple(out)
+
+    def _ask_smi(self) -> None:
+        """Start one nvidia-smi query unless one is still running; its answer shows on the next sample."""
+        from PySide6.QtCore import QProcess
+
+        if self._smi_process is not None and self._smi_process.state() != QProcess.ProcessState.NotRunning:
+            return
+        process = QProcess()
+        process.finished.connect(lambda *_: self._read_smi(process))
+        process.start(self._smi, self.QUERY)
+        self._smi_process = process
+
+    def _read_smi(self, process) -> None:
+        out = []
+        for line in bytes(process.readAllStandardOutput()).decode(errors="replace").splitlines():
+            parts = [p.strip() for p in line.split(",")]
+            try:
+                index, name, util, used, total = parts
+                out.append(GpuSample(int(index), name, float(util) if util.replace(".", "").isdigit() else None,
+                                     int(float(used) * 2**20), int(float(total) * 2**20)))
+            except ValueError:
+                continue
+        self._last = tuple(out)
 
     def _from_nvml(self) -> tuple[GpuSample, ...]:
         nv = self._nvml

@@ -1,0 +1,241 @@
+"""Runs table, run view, models, the demo offer, drops and exports, on fake run folders (no torch jobs)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QImage
+from PySide6.QtWidgets import QLabel
+
+from app import workspace as workspaces
+from app.first_run import DEMO_TAG, DemoController
+from app.models import QueueModel, QueueRow, RunTableModel
+from app.run_feed import RunFeed
+from app.run_panels import AlignPanel, GridPanel, MetricsPanel, SamplesPanel, TrainingPanel
+from app.widgets.align_uniform import AlignUniformPlot
+from app.widgets.curves import CurvePlot
+from app.widgets.heatmap import GridHeatmap
+from db import Ingester, Store
+from db import testing as fake
+from tests.app_support import app_settings, micro_overrides, no_leftovers, studio  # noqa: F401
+
+
+def ingest(ws: Path) -> None:
+    with Store.open(ws) as store, Ingester(store) as ingester:
+        ingester.ingest_once()
+
+
+def probe_events(t0: float = 1000.0) -> list[dict]:
+    cells = [fake.grid_cell(layer, t, 0.5 + 0.01 * i + 0.1 * (layer == "out_6"), t0)
+             for i, (t, layer) in enumerate((t, layer) for t in (1, 11) for layer in ("out_5", "out_6", "out_7"))]
+    return [fake.status("running", t0), fake.grid([1, 11], ["out_5", "out_6", "out_7"], t0), *cells[:4]]
+
+
+def test_runs_table_pages_filters_sorts_and_edits_in_place(studio, qtbot, tmp_path):
+    ws = tmp_path / "ws"
+    for n in range(45):
+        kind = "probe" if n % 3 == 0 else "train"
+        fake.write_run(ws, fake.run_id(kind, n), kind=kind, name=f"run {n:02d}", created=1000.0 + n,
+                       events=fake.training_events(20) if kind == "train" else [])
+    ingest(ws)
+    window = studio(ws, run_scheduler=False)
+    view = window.runs_view
+    view.pager.page_size = 20
+    view.reload()
+    assert view.model.rowCount() == 20 and view.count.text() == "1–20 of 45"
+    assert view.model.run_at(0).name == "run 44"            # newest first
+    view.next_button.click()
+    view.next_button.click()
+    assert view.model.rowCount() == 5 and not view.next_button.isEnabled()
+
+    view.table.sortByColumn(RunTableModel.COLUMNS.index("name"), Qt.SortOrder.AscendingOrder)
+    assert view.pager.offset == 0 and view.model.run_at(0).name == "run 00"
+    view.kind.setCurrentIndex(view.kind.findData("probe"))
+    assert view.pager.total == 15 and {r.kind for r in view.model.runs()} == {"probe"}
+    view.search.setText("run 3")
+    qtbot.waitUntil(lambda: view.pager.total == 4, timeout=3000)     # run 30, 33, 36, 39
+
+    # Tags and notes are edited in the table and stored (and mirrored to meta.json).
+    run = view.model.run_at(0)
+    tags = view.model.index(0, RunTableModel.COLUMNS.index("tags"))
+    assert view.model.setData(tags, "baseline,  cifar ,")
+    notes = view.model.index(0, RunTableModel.COLUMNS.index("notes"))
+    assert view.model.setData(notes, "first try")
+    assert window.store.get_run(run.id).tags == ("baseline", "cifar")
+    assert window.store.get_run(run.id).notes == "first try"
+    window.hub.poll()
+    assert view.model.run_at(view.model.row_of(run.id)).tags == ("baseline", "cifar")
+    name = view.model.index(0, RunTableModel.COLUMNS.index("name"))
+    view.model.setData(name, "   ")
+    assert "cannot be empty" in view.message.text()
+
+    # Multi-select feeds Compare.
+    view.search.clear()
+    qtbot.waitUntil(lambda: view.pager.total == 15, timeout=3000)
+    view.select([view.model.run_at(0).id, view.model.run_at(1).id])
+    assert view.compare_button.isEnabled()
+    with qtbot.waitSignal(view.compare, timeout=1000) as blocker:
+        view.compare_button.click()
+    assert len(blocker.args[0]) == 2
+
+
+def test_run_feed_reads_only_new_points(tmp_path):
+    ws = tmp_path / "ws"
+    run_dir = fake.write_run(ws, fake.run_id("train", 1), events=[fake.status("running")] +
+                             [fake.metric("loss/train", s, 1.0 / s) for s in range(1, 51)])
+    ingest(ws)
+    with Store.open(ws) as store:
+        feed = RunFeed(store, run_dir.name)
+        first = feed.poll()
+        assert list(first.replaced["loss/train"].steps) == list(range(1, 51)) and not first.appended
+        fake.append(run_dir, [fake.metric("loss/train", s, 1.0 / s) for s in range(51, 61)])
+        ingest(ws)
+        second = feed.poll()
+        assert list(second.appended["loss/train"].steps) == list(range(51, 61)) and not second.replaced
+        assert feed.poll().appended == {}
+        fake.append(run_dir, [fake.metric("loss/train", 10, 9.0)])     # a replayed step rewrites the curve
+        ingest(ws)
+        third = feed.poll()
+        assert "loss/train" in third.replaced and len(third.replaced["loss/train"].steps) == 60
+
+
+def test_run_view_fills_in_live_and_every_plot_exports(studio, qtbot, tmp_path):
+    ws = tmp_path / "ws"
+    train = fake.write_run(ws, fake.run_id("train", 1), name="trained", events=fake.training_events(100))
+    img = QImage(64, 64, QImage.Format.Format_RGB888)
+    img.fill(Qt.GlobalColor.darkCyan)
+    (train / "samples").mkdir()
+    assert img.save(str(train / "samples" / "step_000100.png"))
+    probe = fake.write_run(ws, fake.run_id("probe", 2), kind="probe", name="grid",
+                           parent={"run": train.name, "checkpoint": "latest"}, events=probe_events())
+    align = fake.write_run(ws, fake.run_id("align-uniform", 3), kind="align-uniform",
+                           parent={"run": train.name, "checkpoint": "latest"},
+                           events=[fake.metric(f"{w}/out_6", s, v + s / 1000) for s in (100, 200, 300)
+                                   for w, v in (("align", 0.8), ("uniform", -2.0))])
+    ingest(ws)
+    window = studio(ws)
+    window.show_run(probe.name)
+    heatmap = window.run_view.panel(GridPanel).heatmap
+    assert len(heatmap.cells()) == 4 and heatmap.outlined_cell() == (1, "out_6")
+    fake.append(probe, [fake.grid_cell("out_7", 11, 0.61), fake.status("done")])
+    qtbot.waitUntil(lambda: len(heatmap.cells()) == 5, timeout=10_000)     # the window's scheduler ingests
+    assert heatmap.text_of(11, "out_7") == "61.0"
+
+    window.show_run(align.name)
+    assert window.run_view.panel(AlignPanel).plot.layers() == ["out_6"]
+
+    window.show_run(train.name)
+    view = window.run_view
+    assert view.panel(SamplesPanel).viewer.steps() == [100]
+    assert len(view.panel(TrainingPanel).loss.series_data("loss/train")[0]) == 10
+    assert len(view.panel(GridPanel).heatmap.cells()) == 5        # its newest probe grid
+    keys = {view.panel(MetricsPanel).list.item(i).text() for i in range(view.panel(MetricsPanel).list.count())}
+    assert {"loss/train", "lr"} <= keys
+
+    out = tmp_path / "exports"
+    out.mkdir()
+    exported = 0
+    for run in (train.name, probe.name, align.name):
+        window.show_run(run)
+        for plot in [*view.findChildren(CurvePlot), *view.findChildren(GridHeatmap),
+                     *view.findChildren(AlignUniformPlot)]:
+            for fmt in ("png", "svg", "csv"):
+                path = getattr(plot, f"export_{fmt}")(out / f"{run}-{exported}.{fmt}")
+                assert Path(path).stat().st_size > 0
+            exported += 1
+    assert exported >= 6
+
+
+def test_queue_model_shows_elapsed_and_eta():
+    model = QueueModel()
+    now = time.time()
+    row = QueueRow("r1", "run", "train", "running", None, "cpu0", now - 65, None, 10, 100, "train")
+    model.set_rows([row])
+    assert model.data(model.index(0, 6)).startswith("1:0")
+    assert model.data(model.index(0, 7)) == ""                      # no rate seen yet
+    model._rate["r1"] = ("train", now - 10, 0)
+    assert model.data(model.index(0, 7)) in ("1:30", "1:29", "1:31")  # 10 steps in 10 s, 90 to go
+    waiting = QueueRow.from_entry(fake_entry(), "waiting for parent checkpoint")
+    model.set_rows([row, waiting])
+    assert model.data(model.index(1, 3)) == "waiting for parent checkpoint"
+
+
+def fake_entry():
+    from db import QueueEntry
+
+    return QueueEntry("r2", "probe", "probe", "queued", 3, 0, "auto", time.time())
+
+
+def test_demo_is_offered_on_an_empty_workspace_and_queues_its_probe_when_trained(studio, qtbot):
+    window = studio(run_scheduler=False)
+    assert window.banner.isVisible()
+    window.demo.train_overrides = {"config": _micro_config()}
+    window.banner.button.click()
+    train_id = window.run_view.run_id
+    assert train_id is not None and not window.banner.isVisible()
+    record = window.store.get_run(train_id)
+    assert record.status == "queued" and record.tags == (DEMO_TAG,)
+    assert record.spec["options"]["time_limit_s"] == pytest.approx(240)
+    assert window.demo.check() == []                                # not trained yet
+
+    # Reopened mid-demo, another controller still knows the probe is pending.
+    again = DemoController(window.store, window.launcher)
+    assert again.pending() == [train_id]
+    window.store.set_status(train_id, "done")
+    window.hub.poll()
+    qtbot.waitUntil(lambda: any(r.kind == "probe" for r in window.store.children(train_id)), timeout=5000)
+    probe = window.store.children(train_id)[0]
+    spec = window.store.get_run(probe.id).spec
+    assert spec["options"]["timesteps"] == [1, 11, 51, 101] and spec["parent"]["run"] == train_id
+    assert probe.status == "queued" and again.pending() == []
+
+
+def _micro_config() -> dict:
+    from tests.conftest import micro_config
+
+    cfg = micro_config()
+    cfg["studio"].update(micro_overrides()["studio"])
+    return cfg
+
+
+def test_drop_on_the_window_goes_to_classify(studio, tmp_path):
+    window = studio(run_scheduler=False)
+
+    class Stub(QLabel):
+        files: list = []
+
+        def load_files(self, paths):
+            self.files = list(paths)
+
+    stub = Stub("classify")
+    window.tabs.removeTab(window.tabs.indexOf(window.classify_view))
+    window.tabs.addTab(stub, "Classify")
+    window.classify_view = stub
+    image = tmp_path / "cat.png"
+    image.write_bytes(b"not really a png")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(image))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    assert stub.files == [str(image)]
+    assert window.tabs.currentWidget() is stub
+
+
+def test_workspace_settings_are_temporary_and_bad_folders_are_one_sentence(app_settings, tmp_path):
+    assert workspaces.settings().fileName() == str(app_settings)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    workspaces.remember(a)
+    workspaces.remember(b)
+    assert workspaces.initial_workspace(None) == b.resolve()
+    assert workspaces.initial_workspace(str(a)) == a
+    assert workspaces.recent_workspaces()[:2] == [b.resolve(), a.resolve()]
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    with pytest.raises(workspaces.WorkspaceError, match="is a file, not a folder"):
+        workspaces.open_store(afile)
