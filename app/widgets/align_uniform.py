@@ -42,7 +42,8 @@ class AlignUniformPlot(QWidget):
         self.plot: pg.PlotItem = self.plot_widget.getPlotItem()
         self.plot.showGrid(x=True, y=True, alpha=GRID_ALPHA)
         self.plot.getViewBox().setDefaultPadding(0.08)     # room for the step labels at the edges
-        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor=FOREGROUND, labelTextSize="9pt",
+        # Bottom right: training moves points from the top right towards the bottom left.
+        self.legend = self.plot.addLegend(offset=(-10, -10), labelTextColor=FOREGROUND, labelTextSize="9pt",
                                           brush=pg.mkBrush(255, 255, 255, 210), pen=pg.mkPen("#c0c0c0"))
         set_axis_label(self.plot, "bottom", "alignment (lower is better)")
         set_axis_label(self.plot, "left", "uniformity (lower is better)")
