@@ -58,11 +58,12 @@ def load_image(path: str | Path, resolution: int) -> LoadedImage:
     img = _open(path)
     notes = []
     size = img.size
+    grayscale = img.mode in ("L", "1", "I", "I;16", "F", "LA")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
         notes.append("transparent areas were filled with white")
-    if img.mode in ("L", "1", "I", "I;16", "F", "LA"):
+    if grayscale:
         notes.append("grayscale, converted to RGB")
     img = img.convert("RGB")
     w, h = img.size

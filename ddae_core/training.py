@@ -217,6 +217,8 @@ class Trainer:
                     r.report("lr", self.optimizer.param_groups[0]["lr"], self.step)
                     r.report("images_per_s", images_done / max(busy, 1e-9), self.step)
                     r.report("ema/decay", self.ema.current_decay(), self.step)
+                    # Lets views put curves on an epoch axis without knowing the dataset size.
+                    r.report("epoch", self.step / self.sampler.steps_per_epoch, self.step)
                     r.progress(self.step, self.total_steps, "train")
                 loss_sum.zero_()
                 loss_n, busy, images_done = 0, 0.0, 0
