@@ -22,8 +22,8 @@ from ddae_core.jobs import train_spec
 
 from .launch_fields import Field, parse_number
 
-# The probe form's "quick" box: a grid in a minute or two on a CPU (the demo's limits).
-QUICK = {"train_limit": 2000, "test_limit": 500, "epochs": 5}
+# The probe form's "quick" box: fewer images to extract features from, the slow part on a CPU.
+QUICK = {"train_limit": 2000, "test_limit": 500}
 
 DEVICES = (("auto", "auto (a GPU if there is one)"), ("cpu", "CPU"), ("cuda", "GPU (CUDA)"))
 
@@ -226,7 +226,7 @@ KINDS: tuple[JobKind, ...] = (
                           Field("protocol", "Protocol", "choice", "fast",
                                 (("fast", "fast: cached features, many heads"),
                                  ("official", "official: one head, augmented views")))]),
-                ("Probe training", [Field("quick", "Quick", "check", placeholder="2,000 / 500 examples, 5 epochs"),
+                ("Probe training", [Field("quick", "Quick", "check", placeholder="2,000 train / 500 test images"),
                                     Field("epochs", "Epochs", "int", placeholder="15"),
                                     Field("batch_size", "Batch size", "int", placeholder="128"),
                                     Field("lr", "Learning rate", "float", placeholder="0.001"),

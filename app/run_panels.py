@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from array import array
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from db import History, RunSummary
 
+from .colors import colors_for
 from .models import STATUS_COLORS, percent, when
 from .run_feed import RunUpdate
 from .widgets.align_uniform import AlignUniformPlot
@@ -131,10 +133,28 @@ class GridPanel(Panel):
         self.heatmap = GridHeatmap("Linear probe accuracy (%), layer x noise level")
         self.heatmap.set_status("No probe grid yet. Evaluate ▾ → Probe grid queues one; its cells appear here "
                                 "as they finish, the best outlined.")
+        self.fit = QCheckBox("Fit colours to the cells")
+        self.fit.setToolTip("Spread the colour scale over the cells' own range instead of 0-100%, to see which "
+                            "layer and noise level stand out")
+        self.fit.toggled.connect(self.set_fit)
         self.source: str | None = None
+        bar = QHBoxLayout()
+        bar.setContentsMargins(4, 0, 4, 0)
+        bar.addStretch(1)
+        bar.addWidget(self.fit)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(bar)
         layout.addWidget(self.heatmap)
+
+    def set_fit(self, on: bool) -> None:
+        with QSignalBlocker(self.fit):
+            self.fit.setChecked(on)
+        if on:
+            self.heatmap.set_levels()
+        else:
+            self.heatmap.set_levels(0.0, 1.0)
 
     def apply(self, update: RunUpdate) -> None:
         if update.grid_source is None:
@@ -189,11 +209,16 @@ class AlignPanel(Panel):
                     series.clear()
                 series.update(zip(h.steps, h.values))
                 touched.add(layer)
-        for layer in touched:
+        if not touched:
+            return
+        # Distinct colours for the layers shown together (a per-key colour can repeat among a few).
+        colors = colors_for(self._data)
+        for layer in self._data:
             d = self._data[layer]
             steps = sorted(set(d["align"]) & set(d["uniform"]))
             if steps:
-                self.plot.set_layer(layer, steps, [d["align"][s] for s in steps], [d["uniform"][s] for s in steps])
+                self.plot.set_layer(layer, steps, [d["align"][s] for s in steps], [d["uniform"][s] for s in steps],
+                                    color=colors[layer])
 
 
 class CurvesPanel(Panel):

@@ -101,6 +101,14 @@ class RunHeader(QWidget):
         self.details = QLabel()
         self.details.setStyleSheet("color: #555;")
         self.details.setTextFormat(Qt.TextFormat.PlainText)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #c62828;")
+        self.error.setWordWrap(True)
+        self.error.setTextFormat(Qt.TextFormat.PlainText)
+        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Long names and specs are clipped rather than widening the window.
+        for label in (self.title, self.details):
+            label.setMinimumWidth(60)
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -124,6 +132,7 @@ class RunHeader(QWidget):
         layout.setSpacing(2)
         layout.addLayout(top)
         layout.addWidget(self.details)
+        layout.addWidget(self.error)
 
     def show_record(self, r: RunRecord) -> None:
         self.title.setText(f"<span style='font-size:15pt; font-weight:600'>{_escape(r.name)}</span>")
@@ -143,9 +152,10 @@ class RunHeader(QWidget):
         if r.started:
             end = r.finished if r.finished and r.status != "running" else time.time()
             parts.append(f"ran {clock(end - r.started)}")
-        if r.error:
-            parts.append(f"— {r.error}")
         self.details.setText("  ·  ".join(parts))
+        self.details.setToolTip("\n".join(parts))
+        self.error.setText(r.error or "")
+        self.error.setVisible(bool(r.error))
         fraction = r.progress_fraction
         # A finished run needs no bar; a stopped one shows how far it got.
         self.progress.setVisible(r.status != "done" and (fraction is not None or r.status == "queued"))

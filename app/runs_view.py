@@ -189,7 +189,7 @@ class RunsView(QWidget):
         self._dirty = False
         p = self.pager
         first = p.offset + 1 if rows else 0
-        self.count.setText(f"{first}–{p.offset + len(rows)} of {p.total:,}")
+        self.count.setText(f"{first}–{p.offset + len(rows)} of {p.total:,}" if rows else "no runs")
         self.prev_button.setEnabled(p.offset > 0)
         self.next_button.setEnabled(p.offset + len(rows) < p.total)
         if keep:

@@ -1,0 +1,249 @@
+"""`python -m app.screenshots OUT_DIR`: each main view of the app, rendered from real runs, as PNG.
+
+A temporary workspace gets a real demo: tiny-ddpm trained on builtin:shapes for `--steps`,
+probe grids on a middle and the last checkpoint, alignment/uniformity over its checkpoints and a
+noise-conditional classifier. Every job runs in a worker subprocess (`python -m ddae_core.worker`),
+never in this process. Then the window opens on the offscreen platform and each view is grabbed.
+`--quick` uses a micro network and a few steps, for checking the script itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+SIZE = (1360, 860)
+
+
+def run_worker(run_dir: Path) -> str:
+    """Run the job in a worker subprocess (its output to log.txt, as the scheduler does); its final status."""
+    with open(run_dir / "log.txt", "ab") as log:
+        code = subprocess.call([sys.executable, "-m", "ddae_core.worker", str(run_dir)], stdout=log,
+                               stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1])
+    return {0: "done", 3: "cancelled"}.get(code, "failed")
+
+
+def make_runs(ws: Path, steps: int, quick: bool) -> dict[str, str]:
+    """The demo's runs, created with the engine's spec functions and run by workers; kind -> run id."""
+    from ddae_core.config import load_config
+    from ddae_core.evaluation.specs import align_spec, noisy_spec, probe_spec
+    from ddae_core.jobs import create_job, train_spec
+    from ddae_core.runs import list_checkpoints
+
+    cfg = load_config("tiny-ddpm")
+    cfg["studio"]["log_every_steps"] = 2
+    data, limits = "builtin:shapes", {"train_limit": 2000, "test_limit": 500}
+    if quick:
+        cfg["network"].update(ch_mults=[1, 2], is_attn=[False, True], n_blocks=1)
+        cfg["linear"]["blockname"] = "out_3"
+        cfg["studio"].update(sample_steps=4, log_every_steps=1)
+        data, limits = "builtin:shapes?n_train=512&n_test=128", {"train_limit": 256, "test_limit": 128}
+    # A fixed number of steps, not a time budget: the same curve on every machine.
+    every = max(1, steps // 4)
+    spec = train_spec(config=cfg, data=data, steps=steps, batch_size=32, device="cpu", gpus=0,
+                      name="demo: tiny-ddpm on builtin:shapes", checkpoint_every_steps=every,
+                      sample_every_steps=every)
+    runs = {"train": create_job(ws, spec)}
+    print(f"training {runs['train'].name} for {steps} steps…", flush=True)
+    if run_worker(runs["train"]) != "done":
+        raise SystemExit(f"The demo's training failed; see {runs['train'] / 'log.txt'}.")
+    steps = [s for s, _ in list_checkpoints(runs["train"])]
+    middle = steps[len(steps) // 2 - 1] if len(steps) > 1 else steps[-1]
+    jobs = {
+        "probe-early": probe_spec(runs["train"], checkpoint=middle, timesteps="1,11,51,101", device="cpu",
+                                  name=f"probe grid at step {middle}", **limits),
+        "probe": probe_spec(runs["train"], timesteps="1,11,51,101", device="cpu",
+                            name=f"probe grid at step {steps[-1]}", **limits),
+        "align": align_spec(runs["train"], layers="out_5,out_6,out_7" if not quick else "out_2,out_3",
+                            limit=limits["test_limit"], device="cpu", name="alignment and uniformity"),
+        "noisy": noisy_spec(runs["train"], epochs=3, device="cpu", name="noise-conditional classifier", **limits),
+    }
+    for key, job in jobs.items():
+        job["device"]["gpus"] = 0
+        runs[key] = create_job(ws, job)
+        print(f"{key}: {runs[key].name}…", flush=True)
+        if run_worker(runs[key]) != "done":
+            print(f"  {key} did not finish; see {runs[key] / 'log.txt'}", flush=True)
+    return {key: d.name for key, d in runs.items()}
+
+
+def settle(app, seconds: float = 0.6) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def shoot(window, app, out: Path, name: str) -> Path:
+    """Grab the window to OUT/name.png, as a 256-colour PNG (a third of the size; the UI has few colours)."""
+    from PIL import Image
+
+    settle(app)
+    path = out / f"{name}.png"
+    window.grab().save(str(path))
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    small.save(path, optimize=True)
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def render(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
+    from PySide6.QtWidgets import QApplication
+
+    from app.main_window import MainWindow
+    from app.run_panels import GridPanel, SamplesPanel, TrainingPanel
+    from db import Ingester, Store
+
+    with Store.open(ws) as store, Ingester(store) as ingester:
+        while ingester.ingest_once().events:
+            pass
+    app = QApplication.instance() or QApplication([])
+    app.setStyle("Fusion")
+    window = MainWindow(ws, run_scheduler=False)
+    window.resize(*SIZE)
+    window.show()
+    settle(app, 1.5)
+    shots = []
+    store = window.store
+    store.set_tags(runs["train"], ["demo", "baseline"])
+    store.set_notes(runs["train"], "The README's demo run.")
+    window.runs_view.reload()
+    window.runs_view.select([runs["train"]])
+    window.tabs.setCurrentWidget(window.runs_view)
+    shots.append(shoot(window, app, out, "runs"))
+
+    window.show_run(runs["train"])
+    view = window.run_view
+    view.panel(TrainingPanel).loss.set_log_y(True)
+    shots.append(shoot(window, app, out, "run-training"))
+    view.show_tab(SamplesPanel)
+    shots.append(shoot(window, app, out, "run-samples"))
+    window.show_run(runs["probe"])
+    view.show_tab(GridPanel)
+    view.panel(GridPanel).set_fit(True)
+    shots.append(shoot(window, app, out, "run-probe-grid"))
+    for key, name in (("align", "run-align-uniform"), ("noisy", "run-noisy-classifier")):
+        window.show_run(runs[key])
+        shots.append(shoot(window, app, out, name))
+
+    window.evaluate("probe", runs["train"])
+    form = window.launch_view.form("probe")
+    form.set_values(timesteps="1,11,21,51", quick=True, device="cpu")
+    shots.append(shoot(window, app, out, "launch-probe"))
+
+    # The queue with a job running (its worker started here, as the scheduler would) and one waiting.
+    running = window.launcher.submit(form.build_spec(), priority=2)
+    sample = window.launch_view.show_kind("sample", runs["train"])
+    sample.set_values(device="cpu")
+    window.launcher.submit(sample.build_spec(), priority=0)
+    shots.append(shoot_queue(window, app, out, store.run_dir(running)))
+    if hasattr(window.compare_view, "set_runs"):
+        window.compare_runs([runs["probe-early"], runs["probe"]])
+        settle(app, 2.0)
+        shots.append(shoot(window, app, out, "compare"))
+    if hasattr(window.classify_view, "load_files"):
+        images = test_images(ws, Path(tempfile.mkdtemp(prefix="ddae-classify-")))
+        window.tabs.setCurrentWidget(window.classify_view)
+        window.classify_view.set_run(runs["train"])
+        window.classify_view.load_files(images)
+        window.classify_view.wait_idle(60_000)
+        shots.append(shoot(window, app, out, "classify"))
+        shutil.rmtree(images[0].parent, ignore_errors=True)
+    window.close()
+
+    # What a new user sees first: an empty workspace offers the demo.
+    empty = MainWindow(ws.parent / "empty", run_scheduler=False)
+    empty.resize(*SIZE)
+    empty.show()
+    shots.append(shoot(empty, app, out, "first-run"))
+    empty.close()
+    return shots
+
+
+def shoot_queue(window, app, out: Path, run_dir: Path) -> Path:
+    """Start the queued job's worker, wait for its progress bar to move, grab the Queue, then cancel it."""
+    from db import Ingester
+
+    with open(run_dir / "log.txt", "ab") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "ddae_core.worker", str(run_dir)], stdout=log,
+                                  stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1])
+    try:
+        ingester = Ingester(window.store)
+        ingester.require()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and worker.poll() is None:
+            ingester.ingest_once()
+            record = window.store.get_run(run_dir.name)
+            if record.status == "running" and (record.progress_done or 0) > 0:
+                break
+            settle(app, 1.0)
+        time.sleep(3)                          # a few seconds of progress, for the ETA
+        ingester.ingest_once()
+        window.hub.poll()
+        window.queue_view.refresh()
+        window.queue_view.select(run_dir.name)
+        window.tabs.setCurrentWidget(window.queue_view)
+        return shoot(window, app, out, "queue")
+    finally:
+        worker.terminate()                     # SIGTERM: the job stops cleanly as cancelled
+        worker.wait(120)
+        ingester.ingest_once()
+        ingester.release()
+
+
+def test_images(ws: Path, folder: Path, n: int = 6) -> list[Path]:
+    """A few held-out builtin:shapes images as PNG files, to drop on Classify."""
+    from PIL import Image
+
+    from ddae_core.data import load_split
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = load_split("builtin:shapes?n_train=16&n_test=64", "test", data_root=ws / "data")
+    paths = []
+    for i in range(n):
+        path = folder / f"{data.classes[int(data.labels[i])]}-{i}.png"
+        Image.fromarray(data.images[i].permute(1, 2, 0).numpy()).resize((128, 128), Image.NEAREST).save(path)
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="folder for the PNG files (created)")
+    parser.add_argument("--steps", type=int, default=240, help="training steps of the demo run (default 240)")
+    parser.add_argument("--quick", action="store_true", help="a micro network and a few steps (checks the script)")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="make the workspace here and keep it (default: a temporary one, removed); "
+                             "if it already holds the runs of an earlier --keep, only render again")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="ddae-screenshots-"))
+    os.environ["DDAE_STUDIO_SETTINGS"] = str(tmp / "settings.ini")     # never the user's settings
+    ws = args.keep or tmp / "ws"
+    (ws / "runs").mkdir(parents=True, exist_ok=True)
+    made = ws / "screenshot-runs.json"
+    try:
+        if made.is_file():
+            runs = json.loads(made.read_text())
+        else:
+            runs = make_runs(ws, 24 if args.quick else args.steps, args.quick)
+            made.write_text(json.dumps(runs))
+        shots = render(ws, runs, args.out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{len(shots)} screenshots in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
