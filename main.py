@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     from app import workspace as workspaces
@@ -39,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
                                  "--workspace DIR.")
             return 2
     window.show()
+    # Ctrl+C or SIGTERM close the window as the close button does: threads stop, jobs keep running.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: window.close())
+    wake = QTimer()
+    wake.start(250)                 # Python only sees a signal when the interpreter runs
+    wake.timeout.connect(lambda: None)
     return app.exec()
 
 

@@ -107,3 +107,32 @@ def test_launched_job_runs_and_its_curve_and_heatmap_fill_in(studio, qtbot):
     window.show_run(run_id)
     train_grid = window.run_view.panel(GridPanel).heatmap
     assert len(train_grid.cells()) == 8
+
+
+@pytest.mark.slow
+def test_demo_trains_then_its_probe_fills_the_heatmap_in_the_train_view(studio, qtbot):
+    from app.first_run import DEMO_TAG
+    from tests.conftest import micro_config
+
+    window = studio()
+    assert window.banner.isVisible()
+    cfg = micro_config()
+    cfg["studio"].update(micro_overrides()["studio"])
+    window.demo.minutes = 10 / 60                 # the shortest budget the demo takes
+    window.demo.train_overrides = {"config": cfg, "data": MICRO_DATA, "batch_size": 16}
+    window.demo.probe_options = {"train_limit": 128, "test_limit": 64, "epochs": 2}
+    window.banner.button.click()
+    train_id = window.run_view.run_id
+    assert window.store.get_run(train_id).tags == (DEMO_TAG,)
+    loss = window.run_view.panel(TrainingPanel).loss
+    qtbot.waitUntil(lambda: "loss/train" in loss.series_names(), timeout=90_000)
+    assert wait_status(qtbot, window, train_id, ("done", "failed"), 120) == "done"
+
+    # Done: the probe is queued by itself and the train run's view turns to its heatmap as it fills in.
+    qtbot.waitUntil(lambda: bool(window.store.children(train_id)), timeout=10_000)
+    probe_id = window.store.children(train_id)[0].id
+    grid = window.run_view.panel(GridPanel)
+    assert window.run_view.run_id == train_id and window.run_view.tabs.currentWidget() is grid
+    assert wait_status(qtbot, window, probe_id, ("done", "failed"), 120) == "done"
+    qtbot.waitUntil(lambda: len(grid.heatmap.cells()) == 4 * len(grid.heatmap.axes()[1]), timeout=10_000)
+    assert window.demo.pending() == []
