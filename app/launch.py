@@ -217,7 +217,14 @@ class LaunchForm(QWidget):
                 combo.addItem(f"step {step}", step)
         index = combo.findText(text)
         combo.setCurrentIndex(max(0, index))
+        if index < 0 and text and text != "latest":
+            combo.setEditText(text)             # a step typed by hand stays, even if not saved yet
         combo.blockSignals(False)
+
+    def showEvent(self, event) -> None:
+        # The parent may have saved checkpoints since the form was last shown.
+        self.refresh_checkpoints()
+        super().showEvent(event)
 
     # Reactions.
     def _preset_changed(self) -> None:

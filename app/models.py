@@ -257,10 +257,15 @@ class QueueModel(QAbstractTableModel):
     def eta(self, row: QueueRow) -> float | None:
         if row.status != "running" or row.fraction is None or row.total is None:
             return None
-        seen = self._rate.get(row.run)
-        if seen is None or seen[0] != row.stage or row.done is None or row.done <= seen[2]:
+        if row.done is None or row.done <= 0:
             return None
-        rate = (row.done - seen[2]) / max(time.time() - seen[1], 1e-6)
+        seen = self._rate.get(row.run)
+        if seen is not None and seen[0] == row.stage and row.done > seen[2]:
+            rate = (row.done - seen[2]) / max(time.time() - seen[1], 1e-6)     # progress seen here
+        elif row.started is not None:
+            rate = row.done / max(time.time() - row.started, 1e-6)             # since the job started
+        else:
+            return None
         return (row.total - row.done) / rate
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole):

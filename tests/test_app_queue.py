@@ -71,6 +71,12 @@ def test_cancel_works_from_the_queue(studio, qtbot):
     assert (window.store.run_dir(running) / "checkpoints").is_dir()
     assert view.select(running) and view.buttons["resume"].isEnabled()
 
+    # Its log opens in a window that follows the file.
+    view.buttons["log"].click()
+    log = view._logs[-1]
+    assert "ddae_core.worker" in log.tail.toPlainText()
+    log.close()
+
 
 def test_reopening_shows_the_runs_and_a_running_job_live_again(studio, qtbot, tmp_path):
     ws = tmp_path / "ws"
