@@ -217,6 +217,7 @@ class QueueModel(QAbstractTableModel):
         super().__init__(parent)
         self._rows: list[QueueRow] = []
         self._rate: dict[str, tuple[str | None, float, int]] = {}   # run -> (stage, first seen, done then)
+        self._waiting: dict[str, str] = {}                          # run -> why the scheduler holds it back
 
     def set_rows(self, rows: Sequence[QueueRow]) -> None:
         now = time.time()
@@ -231,6 +232,13 @@ class QueueModel(QAbstractTableModel):
             self.beginResetModel()
             self._rows = list(rows)
             self.endResetModel()
+
+    def set_waiting(self, reasons: dict[str, str]) -> None:
+        """Why queued jobs wait, as the scheduler's last tick said (e.g. for a free CPU slot)."""
+        if reasons != self._waiting:
+            self._waiting = dict(reasons)
+            if self._rows:
+                self.dataChanged.emit(self.index(0, 3), self.index(len(self._rows) - 1, 3))
 
     def refresh_clock(self) -> None:
         """Elapsed and ETA move with time alone."""
@@ -292,7 +300,7 @@ class QueueModel(QAbstractTableModel):
         if col == 3:
             if row.total:
                 return f"{row.stage or ''} {row.done}/{row.total}".strip()
-            return row.stage or ""          # a queued job's reason to wait
+            return row.stage or self._waiting.get(row.run, "")     # a queued job's reason to wait
         if col == 4:
             return row.device
         if col == 5:

@@ -176,6 +176,10 @@ class QueueView(QWidget):
             self.select(selected)
         self._update_buttons()
 
+    def set_tick(self, report) -> None:
+        """The scheduler's TickReport: why each queued job waits."""
+        self.model.set_waiting(dict(getattr(report, "waiting", ()) or ()))
+
     def set_slots(self, slots: list) -> None:
         """The scheduler's device slots (SlotState records) and who holds them."""
         if not slots:

@@ -53,6 +53,8 @@ def test_cancel_works_from_the_queue(studio, qtbot):
     window.tabs.setCurrentWidget(view)
     assert wait_status(qtbot, window, running, ("running",), 30) == "running"
     qtbot.waitUntil(lambda: view.model.row_of(waiting) is not None, timeout=5000)
+    progress = lambda run: view.model.data(view.model.index(view.model.row_of(run), 3))  # noqa: E731
+    qtbot.waitUntil(lambda: "free CPU slot" in progress(waiting), timeout=5000)      # why B waits
 
     # A queued job leaves the queue at once.
     assert view.select(waiting)
