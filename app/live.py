@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,9 +47,8 @@ class _Reader(QThread):
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
-                found = self.hub.cycle()
-                if found is not None:
-                    self.hub.delivered.emit(*found)
+                if self.hub.cycle():
+                    self.hub.delivered.emit()
             except Exception:  # noqa: BLE001 - never let the loop die; say it once per failure
                 log.exception("Reading the workspace index failed")
             self.wake.wait(self.interval_s)
@@ -56,12 +56,17 @@ class _Reader(QThread):
 
 
 class LiveHub(QObject):
-    """Change polling for the window: `changed` (GUI thread) with each Changes, watchers for heavier reads."""
+    """Change polling for the window: `changed` (GUI thread) with each Changes, watchers for heavier reads.
+
+    Every answer is shown, in the order it was read: the changes are deltas and the Run view's
+    updates carry only new points, so none may be skipped or overtaken (a poll() on the GUI
+    thread drains what the reader queued before it).
+    """
 
     changed = Signal(object)            # db.Changes
     second = Signal()                   # once a second: clocks, log tails, the system strip
     problem = Signal(str)
-    delivered = Signal(object, object)  # (Changes, {name: (serial, result)}), reader -> GUI thread
+    delivered = Signal()                # the reader queued answers (reader -> GUI thread)
 
     def __init__(self, store: Store, refresh_hz: float = REFRESH_HZ, parent=None):
         super().__init__(parent)
@@ -72,7 +77,10 @@ class LiveHub(QObject):
         self._serial = 0
         self._lock = threading.Lock()       # one cycle at a time (reader thread or poll())
         self._failing = False
-        self.delivered.connect(self._deliver)
+        self._pending: deque[tuple[Changes, dict[str, tuple[int, Any]]]] = deque()   # read, not yet shown
+        self._answers: dict[str, deque[tuple[int, Any]]] = {}                        # per watcher, in order
+        self._flush_scheduled: set[str] = set()
+        self.delivered.connect(lambda: self._drain(immediate=False))
         self._reader = _Reader(self, 1.0 / refresh_hz)
         self.clock = QTimer(self)
         self.clock.setInterval(1000)
@@ -101,18 +109,18 @@ class LiveHub(QObject):
             self._watchers.pop(name, None)
 
     # Polling.
-    def cycle(self) -> tuple[Changes, dict[str, tuple[int, Any]]] | None:
-        """One poll (any thread): the changes and each watcher's read result, or None if nothing changed."""
+    def cycle(self) -> bool:
+        """One poll (any thread): queue the changes and each watcher's answer; False if nothing changed."""
         with self._lock:
             try:
                 if self.store.data_version() == self.token:
-                    return None
+                    return False
                 changes = self.store.changed_since(self.token)
             except Exception as exc:  # noqa: BLE001 - a locked or vanished database: say so once
                 if not self._failing:
                     self._failing = True
                     self.problem.emit(f"Reading the workspace index failed ({exc.__class__.__name__}); retrying.")
-                return None
+                return False
             self._failing = False
             self.token = changes.token
             results = {}
@@ -124,39 +132,46 @@ class LiveHub(QObject):
                     continue
                 if result is not None:
                     results[name] = (watcher.serial, result)
-            return changes, results
+            self._pending.append((changes, results))
+            return True
 
-    def poll(self) -> Changes | None:
-        """Poll now on the calling (GUI) thread and apply at once; for actions that want instant feedback."""
+    def poll(self) -> bool:
+        """Poll now on the calling (GUI) thread and show everything read so far; for instant feedback."""
         found = self.cycle()
-        if found is None:
-            return None
-        self._dispatch(*found)
-        return found[0]
+        self._drain(immediate=True)
+        return found
 
     def wake(self) -> None:
         """Make the reader poll now instead of at its next interval."""
         self._reader.wake.set()
 
-    def _deliver(self, changes: Changes, results: dict[str, tuple[int, Any]]) -> None:
-        """From the reader: one watcher now, the others a few frames apart, so no frame repaints every plot."""
-        self.changed.emit(changes)
-        for i, (name, answer) in enumerate(results.items()):
-            if i == 0:
-                self._apply(name, *answer)
-            else:
-                QTimer.singleShot(i * STAGGER_MS, self, lambda n=name, a=answer: self._apply(n, *a))
+    def _drain(self, immediate: bool) -> None:
+        """Show queued answers in read order; watchers a few frames apart unless `immediate`."""
+        while True:
+            with self._lock:
+                if not self._pending:
+                    break
+                changes, results = self._pending.popleft()
+            self.changed.emit(changes)
+            for name, answer in results.items():
+                self._answers.setdefault(name, deque()).append(answer)
+        waiting = [name for name, answers in self._answers.items() if answers]
+        for i, name in enumerate(waiting):
+            if immediate or i == 0:
+                self._flush(name)
+            elif name not in self._flush_scheduled:
+                self._flush_scheduled.add(name)
+                QTimer.singleShot(i * STAGGER_MS, self, lambda n=name: self._flush(n))
 
-    def _dispatch(self, changes: Changes, results: dict[str, tuple[int, Any]]) -> None:
-        self.changed.emit(changes)
-        for name, (serial, result) in results.items():
-            self._apply(name, serial, result)
-
-    def _apply(self, name: str, serial: int, result: Any) -> None:
-        watcher = self._watchers.get(name)
-        if watcher is None or watcher.serial != serial:
-            return                      # a late answer for a view that now shows something else
-        try:
-            watcher.apply(result)
-        except Exception:  # noqa: BLE001
-            log.exception("Watcher %s failed to apply", name)
+    def _flush(self, name: str) -> None:
+        self._flush_scheduled.discard(name)
+        answers = self._answers.get(name)
+        while answers:
+            serial, result = answers.popleft()
+            watcher = self._watchers.get(name)
+            if watcher is None or watcher.serial != serial:
+                continue                # a late answer for a view that now shows something else
+            try:
+                watcher.apply(result)
+            except Exception:  # noqa: BLE001
+                log.exception("Watcher %s failed to apply", name)

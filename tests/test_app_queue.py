@@ -53,7 +53,11 @@ def test_cancel_works_from_the_queue(studio, qtbot):
     window.tabs.setCurrentWidget(view)
     assert wait_status(qtbot, window, running, ("running",), 30) == "running"
     qtbot.waitUntil(lambda: view.model.row_of(waiting) is not None, timeout=5000)
-    progress = lambda run: view.model.data(view.model.index(view.model.row_of(run), 3))  # noqa: E731
+
+    def progress(run: str) -> str:
+        row = view.model.row_of(run)
+        return "" if row is None else view.model.data(view.model.index(row, 3))
+
     qtbot.waitUntil(lambda: "free CPU slot" in progress(waiting), timeout=5000)      # why B waits
 
     # A queued job leaves the queue at once.

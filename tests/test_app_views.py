@@ -239,3 +239,26 @@ def test_workspace_settings_are_temporary_and_bad_folders_are_one_sentence(app_s
     afile.write_text("x")
     with pytest.raises(workspaces.WorkspaceError, match="is a file, not a folder"):
         workspaces.open_store(afile)
+
+
+def test_hub_shows_every_answer_in_read_order_even_when_a_poll_overtakes_the_reader(qtbot, tmp_path):
+    from app.live import LiveHub
+
+    ws = tmp_path / "ws"
+    with Store.open(ws) as store:
+        hub = LiveHub(store)
+        shown: list[list[str]] = []
+        hub.watch("queue", lambda changes: [q.run for q in store.queued_jobs()], shown.append)
+        seen: list[tuple[str, ...]] = []
+        hub.changed.connect(lambda changes: seen.append(tuple(r.id for r in changes.runs)))
+        a = fake.write_run(ws, fake.run_id("train", 1), queue={"priority": 0})
+        store.register_run(a)
+        assert hub.cycle()                      # the reader read [a]; its signal is still on its way
+        b = fake.write_run(ws, fake.run_id("train", 2), queue={"priority": 0})
+        store.register_run(b)
+        assert hub.poll()                       # the GUI polls: both answers show, the older first
+        assert shown == [[a.name], [a.name, b.name]]
+        assert seen == [(a.name,), (b.name,)]
+        hub.delivered.emit()                    # the reader's late signal finds nothing left to show
+        assert shown[-1] == [a.name, b.name] and len(shown) == 2
+        hub.stop()
