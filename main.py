@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     from app import workspace as workspaces
-    from app.main_window import MainWindow
+    from app.main_window import MainWindow, settle_heap
 
     app = QApplication(sys.argv[:1])
     app.setOrganizationName(workspaces.ORGANIZATION)
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "--workspace DIR.")
             return 2
     window.show()
+    settle_heap()
     # Ctrl+C or SIGTERM close the window as the close button does: threads stop, jobs keep running.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: window.close())

@@ -36,7 +36,8 @@ def settle_heap() -> None:
     """Move everything allocated at start (Qt, torch, pyqtgraph: ~300k objects) out of the cyclic GC.
 
     Otherwise a full collection walks them all, 100-200 ms on a slow CPU, stalling the window at
-    random while plots update. Done once per process.
+    random while plots update. Done once per process, by the program that owns it (main.py, the
+    benchmark), not by the window: tests share their process and may rely on collection.
     """
     global _heap_settled
     if not _heap_settled:
@@ -133,7 +134,6 @@ class MainWindow(QMainWindow):
         else:
             self.scheduler_label.setText("Scheduler off in this window.")
         self.hub.start()
-        settle_heap()
         self.demo.check()
         self.workspace_opened.emit(str(store.workspace))
         return True
@@ -197,6 +197,9 @@ class MainWindow(QMainWindow):
             view = self.tabs.widget(0)
             self.tabs.removeTab(0)
             view.deleteLater()
+        if self.demo is not None:
+            self.demo.deleteLater()
+            self.demo = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -223,7 +226,7 @@ class MainWindow(QMainWindow):
         self._refresh_optional()
         if self.banner.isVisible() and (changes.runs or changes.full):
             self.banner.setVisible(self.store.count_runs() == 0)
-        if self.demo is not None and self.demo.pending() and any(r.status == "done" for r in changes.runs):
+        if self.demo is not None and any(r.status == "done" for r in changes.runs) and self.demo.pending():
             self.demo.check()
 
     def _refresh_optional(self, *_) -> None:

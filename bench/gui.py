@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DDAE_STUDIO_SETTINGS"] = str(tmp / "settings.ini")     # never the user's settings
     from PySide6.QtWidgets import QApplication
 
-    from app.main_window import MainWindow
+    from app.main_window import MainWindow, settle_heap
     from app.run_panels import TrainingPanel
     from app.run_view import RunView
     from db import testing as fake
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     second.resize(1200, 800)
     second.show()
     window.hub.second.connect(second.tick)
+    settle_heap()                       # as main.py does once the window is up
 
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(d), str(args.seconds), str(args.steps_per_s)],
                                 cwd=ROOT) for d in runs]
