@@ -53,7 +53,7 @@ class DDAEModel(nn.Module):
         self.config = config
         self.net = UNet(**config.network)
         self.framework: Framework = DDPM(**config.diffusion) if config.framework == "ddpm" else EDM(**config.diffusion)
-        self.amp_dtype: torch.dtype | None = None  # set by callers on CUDA (bf16, or fp16 with a scaler)
+        self.amp_dtype: torch.dtype | None = None  # set by callers: bf16 or fp16 (with a scaler) on CUDA, bf16 on CPU
 
     # Introspection.
     @property
@@ -74,9 +74,9 @@ class DDAEModel(nn.Module):
 
     def autocast(self):
         dev = self.device
-        if self.amp_dtype is None or dev.type != "cuda":
+        if self.amp_dtype is None or dev.type not in ("cuda", "cpu"):
             return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        return torch.autocast(device_type=dev.type, dtype=self.amp_dtype)
 
     def _net_fn(self, x: torch.Tensor, time_in: torch.Tensor, aug_label: torch.Tensor | None) -> torch.Tensor:
         with self.autocast():
