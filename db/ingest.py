@@ -7,10 +7,8 @@ inserts. Offsets advance only past complete lines, and every row is keyed (run, 
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ from .events import RunBatch
 from .models import DeletedRun, QueueRow, Run
 from .queries import best_accuracy_of, last_loss_of
 from .records import IngestStats
+from .locks import ProcessLock
 from .rundir import EVENTS, INGEST_LOCK, RUNS_DIR, SPEC, RunDirError, RunFiles, read_run
 from .store import Store
 
@@ -59,47 +58,26 @@ class Ingester:
         self.workspace = Path(workspace).resolve() if workspace else store.workspace
         self.max_bytes_per_run = max_bytes_per_run
         self.max_bytes_per_pass = max_bytes_per_pass
-        self._lock_file = None
+        self._lock = ProcessLock(self.workspace / INGEST_LOCK)
         self._resume_at: str | None = None     # the run a pass that ran out of budget stopped at
 
     # The workspace lock.
     def acquire(self) -> bool:
         """Take ingest.lock without waiting; False if another ingester holds it (see holder())."""
-        if self._lock_file is not None:
-            return True
-        fh = open(self.workspace / INGEST_LOCK, "a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            return False
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()} {socket.gethostname()}\n")
-        fh.flush()
-        self._lock_file = fh
-        return True
+        return self._lock.acquire()
 
     def holder(self) -> str:
-        """'pid host' written by the process holding ingest.lock ('' when unknown)."""
-        try:
-            return (self.workspace / INGEST_LOCK).read_text().strip()
-        except OSError:
-            return ""
+        """'pid 1234 on host' of the process holding ingest.lock ('' when nobody does)."""
+        return self._lock.holder() or ""
 
     def require(self) -> None:
         """acquire(), or raise IngestLockError naming the holder."""
         if not self.acquire():
-            pid, _, host = self.holder().partition(" ")
-            who = f"process {pid} on {host}" if pid else "another process"
-            raise IngestLockError(f"{self.workspace} is already being ingested by {who}; "
-                                  "only one ingester may run per workspace.")
+            raise IngestLockError(f"{self.workspace} is already being ingested by "
+                                  f"{self.holder() or 'another process'}; only one ingester may run per workspace.")
 
     def release(self) -> None:
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
+        self._lock.release()
 
     def __enter__(self) -> Ingester:
         self.require()

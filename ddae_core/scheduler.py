@@ -27,7 +27,7 @@ from db.records import FINAL_STATUSES
 
 from .device_slots import CpuMeter, GpuMeter, NeverFits, SlotState, detect_gpus, slots_needed
 from .errors import UserError
-from .locks import ProcessLock, lock_holder
+from db.locks import ProcessLock, lock_holder
 from .tick_report import TickBuilder, TickReport
 from .reporting import STOP_FILE
 from .runs import list_checkpoints

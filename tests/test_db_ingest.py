@@ -177,7 +177,7 @@ def test_byte_budgets_spread_a_backlog_over_passes(store, caplog):
 def test_a_second_ingester_is_refused(store, ingester):
     other = Ingester(store)
     assert not other.acquire()
-    with pytest.raises(IngestLockError, match=rf"process {__import__('os').getpid()} on .*only one ingester"):
+    with pytest.raises(IngestLockError, match=rf"pid {__import__('os').getpid()} on .*only one ingester"):
         other.ingest_once()
     code = f"""
         from db import Ingester, Store

@@ -1,4 +1,4 @@
-"""One-holder file locks of a workspace (scheduler.lock): flock, with "pid host" written inside for others to read."""
+"""One-holder file locks of a workspace (ingest.lock, scheduler.lock): flock, with "pid host" inside for others to read."""
 
 from __future__ import annotations
 
