@@ -167,6 +167,9 @@ def test_classify_paste_of_image_data_and_run_choices(view, qtbot, gui_workspace
     assert view.files()[0].name.startswith("pasted_") and len(view.top5) == 5
     QApplication.clipboard().setMimeData(mime_with_file(images["gray.png"]))
     view.paste()
+    # The clipboard owns that QMimeData now; empty it while Qt is alive, or the interpreter's exit
+    # frees it twice (exit code 139 after the tests passed).
+    QApplication.clipboard().clear()
     assert view.wait_idle(WAIT_MS)
     assert [p.name for p in view.files()][-1] == "gray.png"
     # The run chooser offers train runs with heads first, then the head runs themselves.
