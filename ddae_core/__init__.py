@@ -7,8 +7,15 @@ import os as _os
 # a training step went from 1.1 s to 25 s. Waiting passively costs little on an idle CPU.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .checkpoint import load_model
-from .errors import UserError
-from .model import DDAEModel, build_model
-
 __all__ = ["DDAEModel", "UserError", "build_model", "load_model"]
+
+_LAZY = {"DDAEModel": ".model", "build_model": ".model", "load_model": ".checkpoint", "UserError": ".errors"}
+
+
+def __getattr__(name: str):
+    # Lazy, so that `python -m ddae_core.worker` can install its signal handler before torch loads.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'ddae_core' has no attribute {name!r}")

@@ -7,6 +7,7 @@ Exit status: 0 done, 1 failed, 3 cancelled.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (run_dir / "spec.yaml").is_file():
         print(f"error: {run_dir} is not a run directory (no spec.yaml)", file=sys.stderr)
         return 2
+    # A cancel may come while torch is still importing: until the job installs its own handlers,
+    # SIGTERM leaves the stop request the job will find (instead of killing it as `interrupted`).
+    signal.signal(signal.SIGTERM, lambda signum, frame: (run_dir / "STOP").touch())
     from .jobs import execute  # after the argument check, so a usage error is instant
 
     status = execute(run_dir, workspace=run_dir.parent.parent)

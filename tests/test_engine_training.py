@@ -190,3 +190,18 @@ def test_demo_trains_samples_and_prints_a_probe_grid(tmp_path):
     kinds = sorted(p.name.split("-")[2] for p in (tmp_path / "runs").iterdir())
     assert kinds == ["probe", "train"]
     assert list((tmp_path / "runs").glob("*-train-*/samples/step_*.png"))
+
+
+def test_a_worker_cancelled_while_it_starts_ends_cancelled(workspace):
+    import os
+    import signal
+    import time
+
+    run = create_job(workspace, micro_spec(steps=50))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "ddae_core.worker", str(run)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # the interpreter is up; torch is still importing
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 3  # the worker's exit code for cancelled
+    assert events(run, "status")[-1]["status"] == "cancelled"
