@@ -189,7 +189,7 @@ class Trainer:
         ckpt_every, sample_every = self.opts["checkpoint_every_steps"], self.opts["sample_every_steps"]
         loss_sum, loss_n, busy, images_done = torch.zeros((), device=self.device), 0, 0.0, 0
         time_limit = self.opts.get("time_limit_s")
-        started_at, first_step = time.monotonic(), self.step
+        started_at, first_step, step_limit = time.monotonic(), self.step, self.total_steps
         r.progress(self.step, self.total_steps, "train")
         while self.step < self.total_steps:
             if self.dist.any_true(r.should_stop(), self.device):
@@ -208,7 +208,8 @@ class Trainer:
                 # A time budget (the demo): end at the step the remaining time allows.
                 elapsed = time.monotonic() - started_at
                 rate = (self.step - first_step) / max(elapsed, 1e-9)
-                self.total_steps = min(self.total_steps, max(self.step, self.step + int((time_limit - elapsed) * rate)))
+                # Re-estimated every step from the whole run's rate, so slow first steps do not end it early.
+                self.total_steps = min(step_limit, max(self.step, self.step + int((time_limit - elapsed) * rate)))
 
             if self.step % log_every == 0 or self.step == self.total_steps:
                 mean_loss = float(loss_sum) / loss_n
