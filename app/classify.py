@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import QCoreApplication, QEventLoop, QSignalBlocker, QSize, Qt, QTemporaryDir, Signal
 from PySide6.QtGui import QIcon, QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QApplication, QComboBox, QGridLayout, QHBoxLayout, QLabel, QListWidget,
@@ -120,7 +121,7 @@ class ClassifyView(ImageInputMixin, QWidget):
             app.aboutToQuit.connect(self.shutdown)
         # A view deleted without close() (a workspace switch) still stops its thread first.
         worker = self._worker
-        self.destroyed.connect(lambda *_: worker.stop())
+        self.destroyed.connect(lambda *_: worker.stop() if shiboken6.isValid(worker) else None)
         self.refresh()
 
     # Runs and heads.

@@ -239,5 +239,9 @@ class Ingester:
             if s.first_started is not None:
                 values["started"] = func.coalesce(Run.started, s.first_started)
         session.execute(update(Run).where(Run.id == b.run).values(**values))
+        if b.cells or b.metrics:
+            # A probe's new cells can raise its parent's best accuracy (the train run's row shows it).
+            parent = select(Run.parent_run).where(Run.id == b.run, Run.kind == "probe").scalar_subquery()
+            session.execute(update(Run).where(Run.id == parent).values(best_accuracy=best_accuracy_of(Run.id)))
         if s is not None and s.status != "queued":
             session.execute(delete(QueueRow).where(QueueRow.run == b.run))

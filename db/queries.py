@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Select, exists, func, literal, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from .models import GridCellRow, MetricSummaryRow, QueueRow, Run
 from .records import GridAxes, MetricSummary, RunRecord, RunSummary
@@ -71,11 +71,15 @@ def summary_select() -> Select:
 
 
 def best_accuracy_of(run_id) -> Any:
-    """SQL for a run's best probe accuracy: the best grid cell, else the best probe/accuracy point."""
+    """SQL for a run's best probe accuracy: its best grid cell, else its best probe/accuracy point, else
+    the best of its probe runs (so a train run's row shows what its layers reached)."""
     cells = select(func.max(GridCellRow.accuracy)).where(GridCellRow.run == run_id).scalar_subquery()
     probe = select(MetricSummaryRow.best_value).where(
         MetricSummaryRow.run == run_id, MetricSummaryRow.key == PROBE_KEY).scalar_subquery()
-    return func.coalesce(cells, probe)
+    child = aliased(Run)
+    children = select(func.max(child.best_accuracy)).where(
+        child.parent_run == run_id, child.kind == "probe").scalar_subquery()
+    return func.coalesce(cells, probe, children)
 
 
 def last_loss_of(run_id) -> Any:
