@@ -30,6 +30,22 @@ log = logging.getLogger(__name__)
 
 PARENT_KINDS = ("train", "import")
 _heap_settled = False
+_collector = None
+
+
+def collect_in_gui_thread() -> None:
+    """Run Python's cyclic garbage collector only on the GUI thread, from a timer.
+
+    The scheduler and store-reader threads allocate as they work, and an automatic collection runs
+    in whichever thread crosses the threshold. Collecting a closed window's widgets there deletes
+    Qt objects off the GUI thread, which deadlocks or crashes Qt. Once per process, before a
+    window starts its threads; the timer (pyqtgraph's) collects by the usual thresholds.
+    """
+    global _collector
+    if _collector is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        _collector = GarbageCollector(interval=0.5)
 
 
 def settle_heap() -> None:
@@ -66,6 +82,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, workspace: Path | None = None, *, run_scheduler: bool = True, cpu_slots: int | None = None):
         super().__init__()
+        collect_in_gui_thread()
         self.setWindowTitle("DDAE Studio")
         self.resize(1400, 900)
         self.setAcceptDrops(True)
