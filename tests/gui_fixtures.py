@@ -53,7 +53,9 @@ def build_workspace(ws: Path) -> GuiWorkspace:
         return run_dir
 
     (ws / "runs").mkdir(parents=True, exist_ok=True)
-    train_a = run(train_spec(config=_micro_config(), data=DATA, steps=8, batch_size=16, device="cpu"))
+    # The two runs differ in dropout and lr whatever the preset's defaults are.
+    train_a = run(train_spec(config=_micro_config(dropout=0.1), data=DATA, steps=8, batch_size=16, device="cpu",
+                             lr=6e-4))
     train_b = run(train_spec(config=_micro_config(dropout=0.0), data=DATA, steps=8, batch_size=16, device="cpu",
                              lr=1e-3, name="no dropout"))
     probe_a = run(probe_spec(train_a, timesteps="11,51", train_limit=128, test_limit=64, epochs=2, device="cpu"))
