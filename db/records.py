@@ -17,6 +17,13 @@ def higher_is_better(key: str) -> bool:
     return "acc" in key.rsplit("/", 1)[-1].lower()
 
 
+def _fraction(done: int | None, total: int | None) -> float | None:
+    """done / total clamped to [0, 1]; None while either is unknown."""
+    if not total or done is None:
+        return None
+    return min(1.0, max(0.0, done / total))
+
+
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     """One run as the index knows it; `spec` is a fresh dict parsed from spec.yaml."""
@@ -49,9 +56,7 @@ class RunRecord:
 
     @property
     def progress_fraction(self) -> float | None:
-        if not self.progress_total or self.progress_done is None:
-            return None
-        return min(1.0, max(0.0, self.progress_done / self.progress_total))
+        return _fraction(self.progress_done, self.progress_total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +85,7 @@ class RunSummary:
 
     @property
     def progress_fraction(self) -> float | None:
-        if not self.progress_total or self.progress_done is None:
-            return None
-        return min(1.0, max(0.0, self.progress_done / self.progress_total))
+        return _fraction(self.progress_done, self.progress_total)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import torch
 from .config import load_config, parse_model_config
 from .errors import CheckpointError, UserError
 from .model import DDAEModel
+from .runs import atomic_write
 
 FORMAT = "ddae-studio-checkpoint"
 FORMAT_VERSION = 1
@@ -30,16 +31,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: torch.save(obj, fh), binary=True)
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

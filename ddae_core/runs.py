@@ -8,7 +8,9 @@ import re
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import yaml
 
@@ -35,17 +37,25 @@ def new_run_id(kind: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(2)}"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write(path: Path, write: Callable[[IO], object], *, binary: bool = False) -> None:
+    """write(file) into a temp file beside `path`, fsync, then rename over `path`.
+
+    A failure (a full disk, a kill) leaves any previous file at `path` untouched and no temp file behind.
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
+        with open(tmp, "wb" if binary else "w") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text))
 
 
 def create_run(workspace: Path, kind: str, *, name: str | None = None, data: str | None = None,
