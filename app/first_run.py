@@ -52,8 +52,7 @@ class DemoController(QObject):
                           data=self.train_overrides.get("data", "builtin:shapes"),
                           steps=self.train_overrides.get("steps", 100_000),
                           batch_size=self.train_overrides.get("batch_size"), device=device,
-                          name="demo: tiny-ddpm on builtin:shapes")
-        spec["options"]["time_limit_s"] = max(10.0, self.minutes * 60)
+                          name="demo: tiny-ddpm on builtin:shapes", minutes=max(self.minutes, 10 / 60))
         spec["device"]["gpus"] = gpus_for(device, 1)
         run_id = self.launcher.submit(spec, priority=0)
         self.store.set_tags(run_id, [DEMO_TAG])

@@ -73,12 +73,13 @@ def merged_config(preset: str, overrides: str | None) -> dict:
 
 
 def _time_limit(values: dict) -> float | None:
+    """The budget in minutes, checked here so that the form marks its own field."""
     minutes = values.get("time_limit_min")
     if minutes is None:
         return None
     if minutes <= 0:
         raise ConfigError("time_limit_min", f"must be greater than 0 (got {minutes:g})")
-    return float(minutes) * 60
+    return float(minutes)
 
 
 # Shared fields.
@@ -146,10 +147,7 @@ def _build_train(v: dict, workspace: Path) -> dict:
     name = v.get("name") or f"{v['config']} on {v.get('data') or 'its dataset'}"
     spec = train_spec(config=cfg, data=v.get("data"), steps=v.get("steps"), batch_size=v.get("batch_size"),
                       lr=v.get("lr"), device=v["device"], name=name, seed=v.get("seed") or 0,
-                      gpus=v.get("gpus") or 0, **studio)
-    limit = _time_limit(v)
-    if limit:
-        spec["options"]["time_limit_s"] = limit
+                      gpus=v.get("gpus") or 0, minutes=_time_limit(v), **studio)
     return spec
 
 

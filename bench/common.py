@@ -29,9 +29,7 @@ def train_tiny(ws: Path, data: str, *, minutes: float | None = None, steps: int 
     """Train `preset` on `data` for a time budget or a number of steps; returns the run directory."""
     cfg = load_config(preset)
     cfg.setdefault("studio", {}).update({"sample_every_steps": 10**9, **studio})
-    spec = train_spec(config=cfg, data=data, steps=steps or 10**6, device="auto", name=name)
-    if minutes is not None:
-        spec["options"]["time_limit_s"] = minutes * 60
+    spec = train_spec(config=cfg, data=data, steps=steps or 10**6, device="auto", name=name, minutes=minutes)
     run_dir = create_job(ws, spec)
     started = time.monotonic()
     status = execute(run_dir, ws, handle_signals=False)

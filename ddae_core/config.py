@@ -184,6 +184,9 @@ def parse_model_config(cfg: dict) -> ModelConfig:
     )
 
 
+LR_DECAYS = ("none", "linear")
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """Pre-training hyper-parameters, from the official keys with `studio:` overrides."""
@@ -192,6 +195,7 @@ class TrainOptions:
     lr: float
     warmup_steps: int | None      # linear per-step warm-up (ours); None means the official per-epoch warm-up
     warm_epoch: int               # official: lr * min((epoch+1)/warm_epoch, 1), a step per epoch
+    lr_decay: str                 # none (official: constant after warm-up) or linear (to 0 at the last step)
     ema_decay: float
     ema_warmup: bool              # ema-pytorch's min(decay, 1 - k^-2/3) schedule, as the official runs
     flip: bool
@@ -211,12 +215,16 @@ def parse_train_options(cfg: dict) -> TrainOptions:
     warmup_steps = _number(cfg, "studio.warmup_steps", None, integer=True, low=0) \
         if studio.get("warmup_steps") is not None else None
     steps = _number(cfg, "studio.steps", None, integer=True, low=1) if studio.get("steps") is not None else None
+    lr_decay = str(studio.get("lr_decay") or "none")
+    if lr_decay not in LR_DECAYS:
+        raise ConfigError("studio.lr_decay", f"must be one of {', '.join(LR_DECAYS)} (got {lr_decay!r})")
     return TrainOptions(
         batch_size=_number(cfg, "batch_size", 128, integer=True, low=1),
         lr=_number(cfg, "studio.lr", None, low=0, low_open=True) if studio.get("lr") is not None
         else _number(cfg, "lrate", 1e-4, low=0, low_open=True),
         warmup_steps=warmup_steps,
         warm_epoch=_number(cfg, "warm_epoch", 0, integer=True, low=0),
+        lr_decay=lr_decay,
         ema_decay=_number(cfg, "ema", 0.9999, low=0, high=1, high_open=True),
         ema_warmup=_bool(cfg, "studio.ema_warmup", True),
         flip=_bool(cfg, "flip", True),

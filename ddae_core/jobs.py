@@ -67,8 +67,12 @@ def check_device(request: str | None) -> str:
 
 def train_spec(*, config: str | Path | dict, data: str | None = None, steps=None, epochs=None, batch_size=None,
                lr=None, device: str = "auto", name: str | None = None, seed: int = 0, gpus: int = 1,
-               data_limit=None, monitor_layers: list[str] | None = None, **studio_overrides) -> dict:
-    """A validated train job spec; raises ConfigError/UserError naming the bad field."""
+               data_limit=None, monitor_layers: list[str] | None = None, minutes=None, **studio_overrides) -> dict:
+    """A validated train job spec; raises ConfigError/UserError naming the bad field.
+
+    `minutes` is a time budget: training ends at the step the remaining time allows (and a linear
+    lr decay ends at that step), or at `steps`/`epochs` if that comes first.
+    """
     cfg = load_config(config)
     if studio_overrides:
         cfg.setdefault("studio", {}).update({k: v for k, v in studio_overrides.items() if v is not None})
@@ -94,6 +98,7 @@ def train_spec(*, config: str | Path | dict, data: str | None = None, steps=None
         "lr": _positive_float("lr", lr) or train.lr,
         "warmup_steps": train.warmup_steps,
         "warm_epoch": train.warm_epoch,
+        "lr_decay": train.lr_decay,
         "ema_decay": train.ema_decay,
         "ema_warmup": train.ema_warmup,
         "flip": train.flip,
@@ -108,6 +113,9 @@ def train_spec(*, config: str | Path | dict, data: str | None = None, steps=None
         "data_limit": _positive_int("data_limit", data_limit),
         "monitor_layers": list(monitor_layers or []),
     }
+    minutes = _positive_float("minutes", minutes)
+    if minutes is not None:
+        options["time_limit_s"] = minutes * 60
     return {
         "kind": "train",
         "name": name,

@@ -33,9 +33,17 @@ from .runs import checkpoint_path, list_checkpoints, read_spec
 CheckpointHook = Callable[[int, DDAEModel], None]
 
 
-def lr_at(step: int, epoch: int, opts: dict) -> float:
-    """Warm-up: linear per step (`warmup_steps`, ours) or the official per-epoch step function."""
+def lr_at(step: int, epoch: int, opts: dict, total_steps: int | None = None) -> float:
+    """Warm-up: linear per step (`warmup_steps`, ours) or the official per-epoch step function.
+
+    With `lr_decay: linear` the lr then falls linearly to 0 at `total_steps` (under a time budget,
+    the step the budget is estimated to end at): a short run ends at a minimum, not mid-stride.
+    """
     lr = opts["lr"]
+    if opts.get("lr_decay", "none") == "linear" and total_steps:
+        start = opts.get("warmup_steps") or 0
+        if step >= start:
+            lr *= max(total_steps - step, 0) / max(total_steps - start, 1)
     if opts.get("warmup_steps"):
         return lr * min((step + 1) / opts["warmup_steps"], 1.0)
     if opts.get("warm_epoch"):
@@ -153,7 +161,7 @@ class Trainer:
     # The loop.
     def train_step(self, step: int) -> torch.Tensor:
         epoch = self.sampler.epoch_of(step)
-        lr = lr_at(step, epoch, self.opts) * self.lr_scale
+        lr = lr_at(step, epoch, self.opts, self.total_steps) * self.lr_scale
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         index = self.sampler.batch(step)[self.dist.rank::self.dist.world_size]

@@ -86,11 +86,23 @@ def test_loss_falls_over_a_short_run(workspace):
     assert sum(losses[-8:]) / 8 < 0.8 * sum(losses[:4]) / 4
 
 
+def test_linear_lr_decay_reaches_zero_at_the_last_step_after_warm_up(workspace):
+    run = create_job(workspace, micro_spec(steps=6, warmup_steps=2, lr_decay="linear", lr=1e-3))
+    assert execute(run, workspace, handle_signals=False) == "done"
+    lrs = [e["value"] for e in events(run, "metric") if e["key"] == "lr"]
+    assert lrs == pytest.approx([5e-4, 1e-3, 1e-3, 7.5e-4, 5e-4, 2.5e-4])
+    cfg = micro_config()
+    cfg["studio"]["lr_decay"] = "cosine-ish"
+    with pytest.raises(ConfigError, match=r"studio.lr_decay: must be one of none, linear"):
+        train_spec(config=cfg, data=DATA)
+
+
 @pytest.mark.parametrize("kwargs, field", [
     ({"lr": -1e-3}, "lr"),
     ({"steps": 0}, "steps"),
     ({"data": "imagenet-22k"}, "data"),
     ({"batch_size": "big"}, "batch_size"),
+    ({"minutes": -2}, "minutes"),
 ])
 def test_bad_values_are_refused_with_the_field_named(kwargs, field):
     args = {"config": micro_config(), "data": DATA, "steps": 2, **kwargs}
@@ -126,9 +138,11 @@ def test_cli_stops_before_any_work_with_one_sentence(tmp_path):
 
 def test_dry_run_prints_the_resolved_spec(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ddae_core.cli", "train", "--preset", "tiny-ddpm", "--steps", "300",
-                          "--dry-run", "--workspace", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+                          "--minutes", "2.5", "--dry-run", "--workspace", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "steps: 300" in out.stdout and "model_type: DDPM" in out.stdout
+    assert "time_limit_s: 150.0" in out.stdout and "lr_decay: linear" in out.stdout
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
 
 

@@ -369,6 +369,6 @@ def test_torchrun_trains_with_two_processes_on_the_cpu_and_rank0_alone_reports(w
     # Two ranks ran: the official scripts scale the learning rate by the world size.
     lr = [e["value"] for e in lines if e.get("key") == "lr"][-1]
     opts = json.loads(json.dumps(micro_train_spec(steps=steps)["options"]))
-    assert lr == pytest.approx(2 * lr_at(steps - 1, 0, opts))
+    assert lr == pytest.approx(2 * lr_at(steps - 1, 0, opts, steps))
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000003.pt", "step_000006.pt"]
     assert "torch.distributed.run" in (run_dir / "log.txt").read_text()

@@ -21,8 +21,7 @@ def run_demo(args) -> int:
 
     started = time.monotonic()
     spec = train_spec(config=preset_path("tiny-ddpm"), data=args.data, steps=100_000, device=args.device,
-                      name=f"demo: tiny-ddpm on {args.data}")
-    spec["options"]["time_limit_s"] = max(1.0, args.minutes * 60)
+                      name=f"demo: tiny-ddpm on {args.data}", minutes=max(args.minutes, 1 / 60))
     print(f"Training tiny-ddpm on {args.data} for {args.minutes:g} minutes "
           "(the loss falls; samples are written as it goes).", flush=True)
     train_dir, status = launch(args, spec)

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="optimizer steps to train")
     length.add_argument("--epochs", type=int, help="epochs to train")
+    p.add_argument("--minutes", type=float,
+                   help="time budget: stop at the step it allows (with --steps/--epochs: whichever comes first)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--name", help="a name for the run")
@@ -83,7 +85,7 @@ def cmd_train(args) -> int:
     spec = train_spec(
         config=preset_path(args.preset) if args.preset else args.config, data=args.data, steps=args.steps,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, name=args.name,
-        seed=args.seed, data_limit=args.data_limit, monitor_layers=_layers(args.monitor_layers),
+        seed=args.seed, data_limit=args.data_limit, monitor_layers=_layers(args.monitor_layers), minutes=args.minutes,
         checkpoint_every_steps=args.checkpoint_every_steps, sample_every_steps=args.sample_every_steps)
     if args.name is None:
         spec["name"] = f"{args.preset or 'config'} on {spec['data']}"
