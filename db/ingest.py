@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from .curves import update_curves
 from .events import RunBatch
+from .locks import ProcessLock
 from .models import DeletedRun, QueueRow, Run
 from .queries import best_accuracy_of, last_loss_of
 from .records import IngestStats
-from .locks import ProcessLock
 from .rundir import EVENTS, INGEST_LOCK, RUNS_DIR, SPEC, RunDirError, RunFiles, read_run
 from .store import Store
 

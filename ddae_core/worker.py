@@ -11,6 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
+from .reporting import STOP_FILE
+
 EXIT_CODES = {"done": 0, "failed": 1, "cancelled": 3}
 
 
@@ -25,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # A cancel may come while torch is still importing: until the job installs its own handlers,
     # SIGTERM leaves the stop request the job will find (instead of killing it as `interrupted`).
-    signal.signal(signal.SIGTERM, lambda signum, frame: (run_dir / "STOP").touch())
+    signal.signal(signal.SIGTERM, lambda signum, frame: (run_dir / STOP_FILE).touch())
     from .jobs import execute  # after the argument check, so a usage error is instant
 
     status = execute(run_dir, workspace=run_dir.parent.parent)

@@ -86,7 +86,7 @@ def test_loss_falls_over_a_short_run(workspace):
     assert sum(losses[-8:]) / 8 < 0.8 * sum(losses[:4]) / 4
 
 
-def test_linear_lr_decay_reaches_zero_at_the_last_step_after_warm_up(workspace):
+def test_linear_lr_decay_falls_towards_zero_at_the_last_step_after_warm_up(workspace):
     run = create_job(workspace, micro_spec(steps=6, warmup_steps=2, lr_decay="linear", lr=1e-3))
     assert execute(run, workspace, handle_signals=False) == "done"
     lrs = [e["value"] for e in events(run, "metric") if e["key"] == "lr"]
