@@ -75,7 +75,7 @@ def test_launched_job_runs_and_its_curve_and_heatmap_fill_in(studio, qtbot):
     form.set_values(data=MICRO_DATA, steps="8", batch_size="16", device="cpu", checkpoint_every_steps="4",
                     sample_every_steps="4", overrides=micro_overrides())
     run_id = form.submit()
-    assert run_id is not None
+    assert run_id is not None, (form.message.text(), {n: form.error_of(n) for n in form.rows if form.error_of(n)})
 
     # It enters the queue (the Queue view shows it), runs, and the Run view follows it live.
     qtbot.waitUntil(lambda: window.queue_view.model.row_of(run_id) is not None, timeout=5000)
