@@ -160,7 +160,7 @@ def _build_probe(v: dict, ws: Path) -> dict:
                       layers=v.get("layers") or "all", data=v.get("data"), protocol=v["protocol"],
                       epochs=v.get("epochs") or 15, batch_size=v.get("batch_size") or 128, lr=v.get("lr") or 1e-3,
                       seed=v.get("seed") or 0, train_limit=v.get("train_limit"), test_limit=v.get("test_limit"),
-                      **_eval_common(v))
+                      standardize=bool(v.get("standardize")), **_eval_common(v))
 
 
 def _build_align(v: dict, ws: Path) -> dict:
@@ -223,7 +223,10 @@ KINDS: tuple[JobKind, ...] = (
                           Field("layers", "Layers", placeholder="all (decoder out_k); every; or out_5,out_6"),
                           Field("protocol", "Protocol", "choice", "fast",
                                 (("fast", "fast: cached features, many heads"),
-                                 ("official", "official: one head, augmented views")))]),
+                                 ("official", "official: one head, augmented views"))),
+                          Field("standardize", "Standardise", "check",
+                                placeholder="zero-mean, unit-variance features (fast only; not the official protocol)",
+                                tip="A diagnostic: how much more the features hold than the official probe gets out")]),
                 ("Probe training", [Field("quick", "Quick", "check", placeholder="2,000 train / 500 test images"),
                                     Field("epochs", "Epochs", "int", placeholder="15"),
                                     Field("batch_size", "Batch size", "int", placeholder="128"),

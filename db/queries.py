@@ -72,13 +72,15 @@ def summary_select() -> Select:
 
 def best_accuracy_of(run_id) -> Any:
     """SQL for a run's best probe accuracy: its best grid cell, else its best probe/accuracy point, else
-    the best of its probe runs (so a train run's row shows what its layers reached)."""
+    the best of its probe runs (so a train run's row shows what its layers reached). Probes on
+    standardised features (not the official protocol) do not count for the parent."""
     cells = select(func.max(GridCellRow.accuracy)).where(GridCellRow.run == run_id).scalar_subquery()
     probe = select(MetricSummaryRow.best_value).where(
         MetricSummaryRow.run == run_id, MetricSummaryRow.key == PROBE_KEY).scalar_subquery()
     child = aliased(Run)
     children = select(func.max(child.best_accuracy)).where(
-        child.parent_run == run_id, child.kind == "probe").scalar_subquery()
+        child.parent_run == run_id, child.kind == "probe",
+        func.coalesce(func.json_extract(child.spec, "$.options.standardize"), 0) == 0).scalar_subquery()
     return func.coalesce(cells, probe, children)
 
 

@@ -20,14 +20,15 @@ def run_id(kind: str = "train", n: int = 0, stamp: str = "20261126-130000") -> s
 
 def write_run(workspace: Path, rid: str, *, kind: str = "train", name: str | None = None,
               data: Any = "builtin:shapes", parent: dict | None = None, queue: dict | None = None,
-              gpus: int = 0, created: float | None = None, events: Iterable[dict] = ()) -> Path:
+              gpus: int = 0, created: float | None = None, events: Iterable[dict] = (),
+              options: dict | None = None) -> Path:
     """Create runs/<rid>/ with spec.yaml and, when given, events.jsonl; returns the folder."""
     run_dir = Path(workspace) / RUNS_DIR / rid
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = {"id": rid, "name": name or rid, "kind": kind,
             "created": time.time() if created is None else created, "host": "testhost", "data": data,
             "parent": parent, "device": {"request": "cpu" if gpus == 0 else "cuda", "gpus": gpus},
-            "config": {"model": {"ch": 32}}, "options": {"steps": 100}}
+            "config": {"model": {"ch": 32}}, "options": options if options is not None else {"steps": 100}}
     if queue is not None:
         spec["queue"] = queue
     (run_dir / SPEC).write_text(yaml.safe_dump(spec, sort_keys=False))

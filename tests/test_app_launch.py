@@ -65,6 +65,9 @@ def test_evaluation_fields_are_checked_against_the_parent(studio):
     probe.set_values(timesteps="1,11", layers="out_99")
     assert probe.submit() is None
     assert "out_99 is not a layer" in probe.error_of("layers")
+    probe.set_values(layers="all", protocol="official", standardize=True)
+    assert probe.submit() is None
+    assert "fast protocol only" in probe.error_of("standardize")
     assert [q.run for q in window.store.queued_jobs()] == [parent]
 
 

@@ -15,6 +15,9 @@ def test_train_row_shows_its_best_probe_cell_and_survives_reindex(tmp_path):
     parent = {"run": train, "checkpoint": "latest"}
     write_run(ws, probe_a, kind="probe", parent=parent, events=[grid_cell("out_6", 11, 0.41)])
     write_run(ws, probe_b, kind="probe", parent=parent, events=[grid_cell("out_7", 11, 0.37)])
+    standardized = run_id("probe", 5)     # a diagnostic, not the official protocol: not the train run's number
+    write_run(ws, standardized, kind="probe", parent=parent, options={"standardize": True},
+              events=[grid_cell("out_7", 11, 0.60)])
     other = run_id("finetune", 4)
     write_run(ws, other, kind="finetune", parent=parent, events=[metric("finetune/test_accuracy", 1, 0.9)])
     with Store.open(ws) as store:
@@ -23,6 +26,7 @@ def test_train_row_shows_its_best_probe_cell_and_survives_reindex(tmp_path):
         rows = {r.id: r for r in store.list_runs()}
         assert rows[train].best_accuracy == 0.41          # the better probe, not the fine-tune
         assert rows[probe_b].best_accuracy == 0.37
+        assert rows[standardized].best_accuracy == 0.60
         append(ws / "runs" / probe_b, [grid_cell("out_8", 21, 0.52)])
         ingester.ingest_once()
         assert {r.id: r for r in store.list_runs()}[train].best_accuracy == 0.52

@@ -14,7 +14,7 @@ from PIL import Image
 
 from ddae_core.errors import ConfigError, UserError
 from ddae_core.evaluation.classify import Classifier, classify_files
-from ddae_core.evaluation.heads import ProbeHeads, ProbeTrainer
+from ddae_core.evaluation.heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
 from ddae_core.evaluation.specs import (align_spec, finetune_spec, import_spec, noisy_spec, probe_spec,
                                         sample_spec)
 from ddae_core.jobs import create_job, execute, train_spec
@@ -140,6 +140,30 @@ def test_batched_heads_train_exactly_like_independent_linear_heads():
         torch.testing.assert_close(state["weight"], lin.weight.detach(), atol=1e-5, rtol=0)
         torch.testing.assert_close(state["bias"], lin.bias.detach(), atol=1e-5, rtol=0)
     assert heads.weight[1, 3:].abs().sum() == 0  # padding rows never move
+
+
+def test_standardized_heads_fold_into_heads_on_raw_features():
+    heads = ProbeHeads([6, 4], 3, generator=torch.Generator().manual_seed(2))
+    raw = heads.stack([torch.randn(20, 6) * 0.05 + 3.0, torch.randn(20, 4) * 7.0 - 1.0])
+    mean, std = standardization(raw)
+    assert std[1, 4:].eq(1).all()                    # zero padding keeps std 1, so it stays zero
+    expected = heads((raw - mean[:, None]) / std[:, None])
+    fold_standardization(heads, mean, std)
+    torch.testing.assert_close(heads(raw), expected, atol=1e-4, rtol=1e-4)
+    assert heads.weight[1, 4:].abs().sum() == 0
+
+
+def test_standardized_probe_is_fast_only_and_says_so_in_its_grid(trained):
+    ws, parent = trained
+    with pytest.raises(ConfigError, match="standardize"):
+        probe_spec(parent, protocol="official", standardize=True)
+    probe, status = run(ws, probe_spec(parent, timesteps="11", layers="out_1,out_3", train_limit=64, test_limit=48,
+                                       epochs=2, device="cpu", standardize=True))
+    assert status == "done"
+    grid = json.loads((probe / "grid.json").read_text())
+    assert grid["standardized"] is True and grid["complete"]
+    heads = torch.load(probe / "heads.pt", weights_only=True)["heads"]
+    assert torch.isfinite(heads["11/out_3"]["weight"]).all() and heads["11/out_3"]["weight"].shape == (10, 32)
 
 
 def test_alignment_uniformity_over_checkpoints(trained):

@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--views", type=int, default=1, help="fast protocol: augmented views cached per timestep")
     p.add_argument("--cache-memory-mb", type=int, help="fast protocol: feature cache budget before spilling to disk")
+    p.add_argument("--standardize", action="store_true",
+                   help="fast protocol: zero-mean, unit-variance features per head (MAE-style; not the official "
+                        "protocol, which probes raw features)")
     _limits(p)
     p.set_defaults(func=cmd_probe)
 
@@ -93,7 +96,7 @@ def cmd_probe(args) -> int:
                                  layers=args.layers, data=args.data, protocol=args.protocol, epochs=args.epochs,
                                  views=args.views, device=args.device, seed=args.seed, name=args.name,
                                  train_limit=args.train_limit, test_limit=args.test_limit,
-                                 cache_memory_mb=args.cache_memory_mb))
+                                 cache_memory_mb=args.cache_memory_mb, standardize=args.standardize))
 
 
 def cmd_align(args) -> int:

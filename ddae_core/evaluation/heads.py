@@ -63,6 +63,23 @@ class ProbeHeads(nn.Module):
                  "bias": self.bias[i].detach().clone().cpu()} for i, c in enumerate(self.channels)]
 
 
+def standardization(stacked: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-head, per-channel mean and std over the samples of (L, N, C_max) features: (L, C_max) each.
+
+    Constant channels (the zero padding among them) get std 1, so they stay as they are.
+    """
+    mean = stacked.mean(1)
+    std = stacked.std(1)
+    return mean, torch.where(std > eps, std, torch.ones_like(std))
+
+
+@torch.no_grad()
+def fold_standardization(heads: ProbeHeads, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Heads trained on (x - mean) / std become heads on raw x: W' = W / std, b' = b - mean . W'."""
+    heads.weight.div_(std[:, :, None])
+    heads.bias.sub_(torch.einsum("lc,lck->lk", mean, heads.weight))
+
+
 class ProbeTrainer:
     """Adam (default betas, no weight decay) with the official per-epoch cosine schedule."""
 
