@@ -15,6 +15,9 @@ from PIL import Image
 from ddae_core.errors import ConfigError, UserError
 from ddae_core.evaluation.classify import Classifier, classify_files
 from ddae_core.evaluation.heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
+from ddae_core.evaluation.probe import BASELINE_KEYS
+from ddae_core.evaluation.protocols import protocol_of
+from ddae_core.evaluation.sources import PIXELS, RANDOM_INIT_SEED, PixelSource, random_init_model
 from ddae_core.evaluation.specs import (align_spec, finetune_spec, import_spec, noisy_spec, probe_spec,
                                         sample_spec)
 from ddae_core.jobs import create_job, execute, train_spec
@@ -161,9 +164,62 @@ def test_standardized_probe_is_fast_only_and_says_so_in_its_grid(trained):
                                        epochs=2, device="cpu", standardize=True))
     assert status == "done"
     grid = json.loads((probe / "grid.json").read_text())
-    assert grid["standardized"] is True and grid["complete"]
+    assert grid["standardized"] is True and grid["complete"] and grid["protocol"] == "standardized"
     heads = torch.load(probe / "heads.pt", weights_only=True)["heads"]
     assert torch.isfinite(heads["11/out_3"]["weight"]).all() and heads["11/out_3"]["weight"].shape == (10, 32)
+
+
+def test_every_grid_carries_its_raw_pixel_and_random_init_baselines(trained, capfd):
+    ws, parent = trained
+    probe, status = run(ws, probe_spec(parent, timesteps="11,51", layers="out_1,out_3", train_limit=64,
+                                       test_limit=48, epochs=2, device="cpu"))
+    assert status == "done"
+    grid = json.loads((probe / "grid.json").read_text())
+    base = grid["baselines"]
+    assert 0 <= base["pixels"]["accuracy"] <= 1
+    random = base["random_init"]
+    assert random["seed"] == RANDOM_INIT_SEED and set(random["cells"]) == {"11", "51"}
+    assert set(random["cells"]["11"]) == {"out_1", "out_3"}
+    assert random["accuracy"] == max(v for row in random["cells"].values() for v in row.values())
+    assert metrics(probe, BASELINE_KEYS["pixels"]) == {8: base["pixels"]["accuracy"]}
+    assert metrics(probe, BASELINE_KEYS["random_init"]) == {8: random["accuracy"]}
+    # The baselines' cells are not the grid's: the heatmap gets only the network's own cells.
+    assert {(c["timestep"], c["layer"]) for c in events(probe, "grid_cell")} == {
+        (11, "out_1"), (11, "out_3"), (51, "out_1"), (51, "out_3")}
+    assert "raw pixels" in capfd.readouterr().out
+    bare, status = run(ws, probe_spec(parent, timesteps="11", layers="out_3", train_limit=64, test_limit=48,
+                                      epochs=1, device="cpu", baselines=False))
+    assert json.loads((bare / "grid.json").read_text())["baselines"] is None
+    assert not metrics(bare, BASELINE_KEYS["pixels"])
+
+
+def test_random_init_baseline_is_one_fixed_network_not_the_trained_one(trained):
+    _, parent = trained
+    from ddae_core.checkpoint import load_model
+    from ddae_core.runs import resolve_checkpoint
+
+    model = load_model(resolve_checkpoint(parent, "latest")[1])
+    a, b = random_init_model(model), random_init_model(model)
+    for (name, wa), wb, wt in zip(a.net.state_dict().items(), b.net.state_dict().values(),
+                                  model.net.state_dict().values()):
+        assert torch.equal(wa, wb), name
+    assert any(not torch.equal(wa, wt) for wa, wt in zip(a.net.state_dict().values(), model.net.state_dict().values()))
+
+
+def test_pixel_source_is_the_flattened_image_in_the_model_range():
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    source = PixelSource((3, 8, 8), torch.device("cpu"))
+    feats = source.extract(images, 0, batch_size=2)[PIXELS]
+    assert source.channels == [192] and feats.shape == (5, 192)
+    torch.testing.assert_close(feats, (images.float() / 255 * 2 - 1).flatten(1))
+    flipped = source.extract(images, 0, batch_size=5, flip=True, crop_padding=2, seed=3)[PIXELS]
+    assert not torch.equal(flipped, feats)  # augmented views differ from the clean images
+
+
+def test_standardized_is_a_named_protocol_and_old_grids_read_as_it():
+    assert protocol_of({"protocol": "fast", "standardize": True}) == "standardized"
+    assert protocol_of({"protocol": "fast", "standardized": True}) == "standardized"
+    assert protocol_of({"protocol": "official"}) == "official" and protocol_of({}) == "fast"
 
 
 def test_alignment_uniformity_over_checkpoints(trained):

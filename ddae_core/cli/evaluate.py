@@ -32,13 +32,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timesteps", help="DDPM steps or EDM sigma indices, e.g. 1,11,21 (default: the paper's grid)")
     p.add_argument("--layers", default="all", help="all (decoder taps out_k), every (with enc_k and mid), "
                                                    "or a list like out_6,out_7")
-    p.add_argument("--protocol", choices=["fast", "official"], default="fast")
+    p.add_argument("--protocol", choices=["fast", "official", "standardized"], default="fast",
+                   help="fast (official optimiser on cached features; default), official (the official code's "
+                        "probe), standardized (fast on zero-mean, unit-variance features; MAE-style, not official)")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--views", type=int, default=1, help="fast protocol: augmented views cached per timestep")
     p.add_argument("--cache-memory-mb", type=int, help="fast protocol: feature cache budget before spilling to disk")
-    p.add_argument("--standardize", action="store_true",
-                   help="fast protocol: zero-mean, unit-variance features per head (MAE-style; not the official "
-                        "protocol, which probes raw features)")
+    p.add_argument("--standardize", action="store_true", help="the same as --protocol standardized")
+    p.add_argument("--no-baselines", dest="baselines", action="store_false",
+                   help="skip the raw-pixel and random-init baselines (each grid trains them by default)")
     _limits(p)
     p.set_defaults(func=cmd_probe)
 
@@ -96,7 +98,8 @@ def cmd_probe(args) -> int:
                                  layers=args.layers, data=args.data, protocol=args.protocol, epochs=args.epochs,
                                  views=args.views, device=args.device, seed=args.seed, name=args.name,
                                  train_limit=args.train_limit, test_limit=args.test_limit,
-                                 cache_memory_mb=args.cache_memory_mb, standardize=args.standardize))
+                                 cache_memory_mb=args.cache_memory_mb, standardize=args.standardize,
+                                 baselines=args.baselines))
 
 
 def cmd_align(args) -> int:

@@ -1,4 +1,4 @@
-"""The layer x noise linear-probe grid (ddae-spec 6), in two protocols.
+"""The layer x noise linear-probe grid (ddae-spec 6), in three protocols (see protocols.py), with baselines.
 
 - official: every epoch re-augments (flip + 4-pixel padded crop) and re-noises every batch, one forward
   pass per (batch, timestep) feeding all layers' heads; final-epoch accuracy on one noisy test pass.
@@ -6,11 +6,13 @@
   memory, or in a file when larger than the memory budget), and train all heads of that timestep
   together on the cache with the same optimiser, schedule and number of steps. Each timestep's row
   of cells is reported as soon as it is trained.
+- standardized (not the official protocol): fast, with each head seeing its features at zero mean and
+  unit variance over the cached training views, as MAE-style probes do with a non-affine BatchNorm; the
+  statistics are folded into the saved head, so the head still applies to raw features.
 
-`standardize` (fast only, not the official protocol): each head sees its features at zero mean and unit
-variance over the cached training views, as MAE-style probes do with a non-affine BatchNorm; the
-statistics are folded into the saved head, so the head still applies to raw features. Comparing it
-with the plain grid tells what the features hold from what 15 epochs of Adam at 1e-3 get out of them.
+Unless the job says `baselines: false`, the same heads with the same protocol are also trained on raw
+pixels and on the network at a fixed random initialisation (sources.py): a grid's numbers mean what
+they stand above those two.
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ import torch
 
 from ..runs import atomic_write_text
 from .common import EvalContext, open_context
-from .features import Stopped, extract_features, feature_batches
+from .features import Stopped
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
+from .protocols import PROTOCOLS, is_standardized, protocol_of
 from .report import best_cell, format_grid, timestep_labels
+from .sources import PIXEL_TIMESTEP, PIXELS, RANDOM_INIT_SEED, NetworkSource, PixelSource, random_init_model
 
 HEADS_FORMAT = "ddae-probe-heads"
+# Metrics a probe reports for its baselines (at its checkpoint step); views read them from the store.
+BASELINE_KEYS = {"pixels": "probe/baseline/pixels", "random_init": "probe/baseline/random_init"}
 
 
 def _seed(*parts: int) -> int:
@@ -42,33 +48,41 @@ def _seed(*parts: int) -> int:
 
 
 class ProbeGrid:
-    def __init__(self, ctx: EvalContext):
+    """One layer x noise grid of probe heads over a feature source (the network, or a baseline's).
+
+    `emit`: report cells as grid_cell events (the grid itself); a baseline's grid keeps its cells to itself.
+    `data`: (train, test) splits already loaded by another grid of the same job.
+    """
+
+    def __init__(self, ctx: EvalContext, source=None, timesteps: list[int] | None = None, emit: bool = True,
+                 data=None, stage: str = ""):
         self.ctx = ctx
         o = ctx.opts
         self.model = ctx.model
-        self.timesteps: list[int] = [int(t) for t in o["timesteps"]]
-        self.layers: list[str] = self.model.net.order_taps(o["layers"])
-        self.channels = [self.model.net.tap_channels[name] for name in self.layers]
+        self.source = source or NetworkSource(ctx.model, o["layers"])
+        self.timesteps: list[int] = [int(t) for t in (o["timesteps"] if timesteps is None else timesteps)]
+        self.layers: list[str] = list(self.source.layers)
+        self.channels = list(self.source.channels)
         self.epochs, self.batch_size, self.lr = int(o.get("epochs", 15)), int(o.get("batch_size", 128)), float(o.get("lr", 1e-3))
         # Forward-only batches: 128 keeps a 2-core CPU's caches warm (15-20% faster than 256 there);
         # a GPU wants more in flight.
         self.extract_batch = int(o.get("extract_batch_size") or (128 if ctx.device.type == "cpu" else 512))
-        self.train = ctx.data("train", o.get("train_limit"))
-        self.test = ctx.data("test", o.get("test_limit"))
+        self.train, self.test = data or (ctx.data("train", o.get("train_limit")), ctx.data("test", o.get("test_limit")))
         self.classes = len(self.train.classes)
         self.cells: dict[int, dict[str, float]] = {}
         self.heads: dict[str, dict[str, torch.Tensor]] = {}
         self.work_device = ctx.device
-        self.standardize = bool(o.get("standardize", False))
+        self.standardize = is_standardized(o)
+        self.emit, self.stage = emit, stage
 
     # Shared steps.
     def _progress(self, done: int, total: int, stage: str) -> None:
-        self.ctx.reporter.progress(done, total, stage)
+        self.ctx.reporter.progress(done, total, self.stage + stage)
 
     def test_features(self, t: int) -> torch.Tensor:
         """Stacked test features at t (one seeded noise draw, no augmentation), the same for both protocols."""
-        feats = extract_features(self.model, self.test.images, t, self.layers, batch_size=self.extract_batch,
-                                 seed=_seed(self.ctx.seed, 17, t), stop=self.ctx.stopped)
+        feats = self.source.extract(self.test.images, t, batch_size=self.extract_batch,
+                                    seed=_seed(self.ctx.seed, 17, t), stop=self.ctx.stopped)
         return ProbeHeads(self.channels, self.classes).stack([feats[name] for name in self.layers])
 
     def finish_row(self, t: int, heads: ProbeHeads) -> None:
@@ -82,7 +96,8 @@ class ProbeGrid:
         for name, acc, state in zip(self.layers, accuracy, heads.export()):
             self.cells[t][name] = acc
             self.heads[f"{t}/{name}"] = state
-            self.ctx.reporter.grid_cell(name, t, acc)
+            if self.emit:
+                self.ctx.reporter.grid_cell(name, t, acc)
 
     def new_heads(self, t: int, channels: list[int]) -> tuple[ProbeHeads, ProbeTrainer]:
         gen = torch.Generator().manual_seed(_seed(self.ctx.seed, 29, t))
@@ -92,6 +107,13 @@ class ProbeGrid:
     def epoch_order(self, epoch: int) -> torch.Tensor:
         return torch.randperm(len(self.train), generator=torch.Generator().manual_seed(_seed(self.ctx.seed, 31, epoch)))
 
+    def run(self) -> None:
+        """Train and test every cell with the job's protocol (standardized is the fast one on scaled features)."""
+        if protocol_of(self.ctx.opts) == "official":
+            self.run_official()
+        else:
+            self.run_fast()
+
     # Official protocol.
     def run_official(self) -> None:
         pairs = [self.new_heads(t, self.channels) for t in self.timesteps]
@@ -100,9 +122,9 @@ class ProbeGrid:
         for epoch in range(self.epochs):
             for _, trainer in pairs:
                 trainer.set_epoch(epoch)
-            batches = feature_batches(self.model, self.train.images, self.timesteps, self.layers,
-                                      batch_size=self.batch_size, order=self.epoch_order(epoch), flip=True,
-                                      crop_padding=4, seed=_seed(self.ctx.seed, 37, epoch), stop=self.ctx.stopped)
+            batches = self.source.batches(self.train.images, self.timesteps, batch_size=self.batch_size,
+                                          order=self.epoch_order(epoch), flip=True, crop_padding=4,
+                                          seed=_seed(self.ctx.seed, 37, epoch), stop=self.ctx.stopped)
             for i, (index, results) in enumerate(batches):
                 y = labels[index].to(self.work_device)
                 for (_, feats), (heads, trainer) in zip(results, pairs):
@@ -156,9 +178,9 @@ class ProbeGrid:
         for v in range(views):
             def progress(done: int, _n: int, v=v) -> None:
                 self._progress((row * views + v) * n + done, total, f"extract t={t}")
-            feats = extract_features(self.model, self.train.images, t, self.layers, batch_size=self.extract_batch,
-                                     flip=True, crop_padding=4, seed=_seed(self.ctx.seed, 41, t, v),
-                                     stop=self.ctx.stopped, on_progress=progress)
+            feats = self.source.extract(self.train.images, t, batch_size=self.extract_batch, flip=True,
+                                        crop_padding=4, seed=_seed(self.ctx.seed, 41, t, v),
+                                        stop=self.ctx.stopped, on_progress=progress)
             for i, name in enumerate(self.layers):
                 value = feats[name]
                 if spill_dir is not None:
@@ -184,10 +206,11 @@ class ProbeGrid:
     def best(self) -> tuple[int, str, float] | None:
         return best_cell(self.timesteps, self.layers, self.cells)
 
-    def save(self, labels: dict[int, str]) -> dict:
+    def save(self, labels: dict[int, str], baselines: dict | None = None) -> dict:
         best = self.best()
         result = {
-            "protocol": self.ctx.opts.get("protocol", "fast"),
+            "protocol": protocol_of(self.ctx.opts),
+            "protocol_label": PROTOCOLS[protocol_of(self.ctx.opts)],
             "standardized": self.standardize,
             "parent_run": self.ctx.parent_dir.name if self.ctx.parent_dir else None,
             "checkpoint_step": self.ctx.checkpoint_step,
@@ -199,6 +222,7 @@ class ProbeGrid:
             "best": {"timestep": best[0], "layer": best[1], "accuracy": best[2]} if best else None,
             "complete": len(self.cells) == len(self.timesteps),
             "classes": list(self.train.classes),
+            "baselines": baselines,
         }
         atomic_write_text(self.ctx.run_dir / "grid.json", json.dumps(result, indent=1))
         self.ctx.reporter.artifact("file", self.ctx.run_dir / "grid.json")
@@ -230,27 +254,59 @@ def _concat_heads(groups: list[ProbeHeads], channels: list[int], classes: int) -
     return merged
 
 
+def run_baselines(grid: ProbeGrid) -> dict:
+    """The two numbers a grid is read against, each with the grid's own protocol, data, views and epochs.
+
+    raw pixels: one head on the flattened (augmented) images; random init: the whole grid again on the same
+    network at a fixed random initialisation (its best cell). Reported as metrics as each finishes.
+    """
+    ctx, data, step = grid.ctx, (grid.train, grid.test), grid.ctx.checkpoint_step or 0
+    pixels = ProbeGrid(ctx, PixelSource(ctx.model.config.network["image_shape"], ctx.device),
+                       timesteps=[PIXEL_TIMESTEP], emit=False, data=data, stage="baseline: raw pixels, ")
+    pixels.run()
+    result = {"pixels": {"accuracy": pixels.cells[PIXEL_TIMESTEP][PIXELS]}}
+    ctx.reporter.report(BASELINE_KEYS["pixels"], result["pixels"]["accuracy"], step)
+    random = ProbeGrid(ctx, NetworkSource(random_init_model(ctx.model), grid.layers), emit=False, data=data,
+                       stage="baseline: random init, ")
+    random.run()
+    t, layer, acc = random.best()
+    result["random_init"] = {"accuracy": acc, "timestep": t, "layer": layer, "seed": RANDOM_INIT_SEED,
+                             "cells": {str(t): row for t, row in random.cells.items()}}
+    ctx.reporter.report(BASELINE_KEYS["random_init"], acc, step)
+    return result
+
+
+def baseline_summary(best: float, baselines: dict | None) -> str:
+    """`raw pixels P%, random init R%` (and how far the best cell stands above each), or '' without them."""
+    if not baselines:
+        return ""
+    p, r = baselines["pixels"]["accuracy"], baselines["random_init"]["accuracy"]
+    return (f"raw pixels {100 * p:.1f}%, random init {100 * r:.1f}% "
+            f"(best cell {100 * (best - p):+.1f} over pixels, {100 * (best - r):+.1f} over random init)")
+
+
 def probe_run(run_dir: Path, reporter, workspace: Path) -> str:
     ctx = open_context(run_dir, reporter, workspace)
     ctx.start(checkpoint=ctx.checkpoint_step)
     grid = ProbeGrid(ctx)
     labels = timestep_labels(ctx.model, grid.timesteps)
     reporter.grid(grid.timesteps, grid.layers, {str(t): labels[t] for t in grid.timesteps})
-    status = "done"
+    status, baselines = "done", None
     try:
-        if ctx.opts.get("protocol", "fast") == "official":
-            grid.run_official()
-        else:
-            grid.run_fast()
+        grid.run()
+        if ctx.opts.get("baselines", True):
+            baselines = run_baselines(grid)
     except Stopped:
         status = "cancelled"
-    result = grid.save(labels)
+    result = grid.save(labels, baselines)
     print(format_grid(grid.timesteps, grid.layers, grid.cells, labels), flush=True)
     if grid.standardize:
-        print("(heads trained on standardised features: a diagnostic, not the official protocol)", flush=True)
+        print(f"(protocol: {PROTOCOLS['standardized']})", flush=True)
     if result["best"]:
         b = result["best"]
         reporter.report("probe/accuracy", b["accuracy"], ctx.checkpoint_step or 0)
         print(f"best cell: {labels[b['timestep']]}, {b['layer']}: {100 * b['accuracy']:.2f}%", flush=True)
+        if baselines:
+            print(baseline_summary(b["accuracy"], baselines), flush=True)
     reporter.status(status)
     return status

@@ -10,6 +10,7 @@ from ..errors import ConfigError, UserError
 from ..jobs import _positive_float, _positive_int, check_device
 from ..nets.unet import tap_names
 from ..runs import read_spec
+from .protocols import PROTOCOLS
 
 
 def parent_config(parent_dir: Path):
@@ -84,12 +85,16 @@ def _base(kind: str, parent_dir: Path, checkpoint, device: str, data: str | None
 
 def probe_spec(parent_dir: Path, *, checkpoint="latest", timesteps=None, layers="all", data=None,
                protocol: str = "fast", epochs=15, batch_size=128, lr=1e-3, views=1, device="auto", seed=0,
-               train_limit=None, test_limit=None, cache_memory_mb=None, standardize=False, name=None) -> dict:
+               train_limit=None, test_limit=None, cache_memory_mb=None, standardize=False, baselines=True,
+               name=None) -> dict:
+    """A probe grid job; `standardize` is the older spelling of protocol='standardized'."""
     _, cfg = parent_config(parent_dir)
-    if protocol not in ("fast", "official"):
-        raise ConfigError("protocol", f"must be fast or official (got {protocol!r})")
-    if standardize and protocol != "fast":
+    if protocol not in PROTOCOLS:
+        raise ConfigError("protocol", f"must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
+    if standardize and protocol == "official":
         raise ConfigError("standardize", "works with the fast protocol only; the official protocol probes raw features")
+    if standardize:
+        protocol = "standardized"
     return _base("probe", parent_dir, checkpoint, device, data, name, {
         "protocol": protocol,
         "timesteps": parse_timesteps(timesteps, cfg),
@@ -103,7 +108,9 @@ def probe_spec(parent_dir: Path, *, checkpoint="latest", timesteps=None, layers=
         "test_limit": _positive_int("test_limit", test_limit),
         # 0 means: keep no features in memory, spill every timestep's cache to disk.
         "cache_memory_mb": _positive_int("cache_memory_mb", cache_memory_mb, minimum=0),
-        "standardize": bool(standardize),
+        # Kept beside the protocol so that readers of older runs (and the runs table's rule) see it too.
+        "standardize": protocol == "standardized",
+        "baselines": bool(baselines),
     })
 
 
