@@ -9,7 +9,6 @@ import torch
 from ddae_core import build_model, load_model
 from ddae_core.config import load_config, preset_names
 from ddae_core.diffusion import DDPM, EDM, karras_sigmas
-from ddae_core.diffusion.augment import AugmentPipe
 from ddae_core.nets import UNet
 from ddae_core.nets.unet import tap_names
 from ddae_core.nets.wideresnet import NoiseConditionalWRN
@@ -151,21 +150,6 @@ def test_samplers_return_images_in_range(framework, sampler, steps):
                        callback=lambda i, n: calls.append((i, n)))
     assert out.shape == (2, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
     assert calls[-1][0] == calls[-1][1]
-
-
-def test_augment_pipe_labels_describe_what_was_done():
-    torch.manual_seed(0)
-    pipe = AugmentPipe(p=0.0)  # only the always-on x-flip
-    x = torch.rand(64, 3, 8, 8) * 2 - 1
-    out, labels = pipe(x)
-    assert labels.shape == (64, 9)
-    flipped = labels[:, 0] == 1
-    assert 10 < int(flipped.sum()) < 54
-    torch.testing.assert_close(out[flipped], x[flipped].flip(-1), atol=1e-5, rtol=0)
-    torch.testing.assert_close(out[~flipped], x[~flipped], atol=1e-5, rtol=0)
-    assert labels[:, 1:].abs().sum() == 0
-    _, labels = AugmentPipe(p=1.0)(x)
-    assert (labels[:, 2] != 0).all() and (labels[:, 7:] != 0).all()
 
 
 def test_aug_config_trains_with_labels():
