@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .curves import update_curves
@@ -60,6 +61,7 @@ class Ingester:
         self.max_bytes_per_pass = max_bytes_per_pass
         self._lock = ProcessLock(self.workspace / INGEST_LOCK)
         self._resume_at: str | None = None     # the run a pass that ran out of budget stopped at
+        self._skipped: dict[str, str] = {}     # run id -> why it is not indexed (warned once per reason)
 
     # The workspace lock.
     def acquire(self) -> bool:
@@ -131,7 +133,7 @@ class Ingester:
         if not new_runs and not batches:
             return IngestStats(seconds=time.perf_counter() - started)
         with self.store._write() as (session, version):
-            registered = sum(self.store._insert_run(session, version, files) for files in new_runs)
+            registered = sum(self._register(session, version, files) for files in new_runs)
             stats = self._write(session, version, batches)
         return IngestStats(runs_registered=registered, seconds=time.perf_counter() - started, **stats)
 
@@ -154,8 +156,24 @@ class Ingester:
             try:
                 found.append(read_run(run_dir))
             except RunDirError as exc:
-                log.warning("Not indexing %s: %s", run_dir, exc)
+                self._skip(name, str(exc))
         return found
+
+    def _register(self, session: Session, version: int, files: RunFiles) -> bool:
+        """Insert one new run in a savepoint: a run the index cannot hold is skipped, not the whole pass."""
+        try:
+            with session.begin_nested():
+                return self.store._insert_run(session, version, files)
+        except (SQLAlchemyError, OverflowError, ValueError, TypeError) as exc:
+            self._skip(files.id, f"the index cannot hold a value of it ({exc.__class__.__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]}); fix its spec.yaml or meta.json")
+            return False
+
+    def _skip(self, run_id: str, why: str) -> None:
+        """Warn that a run folder is not indexed; once per reason, as every pass (0.5 s) meets it again."""
+        if self._skipped.get(run_id) != why:
+            self._skipped[run_id] = why
+            log.warning("Not indexing run %s: %s", run_id, why)
 
     def _read_events(self, run_dir: Path, run_id: str, offset: int, limit: int) -> tuple[RunBatch, int, float] | None:
         """The complete new lines of the run's events.jsonl as a batch, or None if it did not grow."""

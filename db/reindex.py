@@ -25,8 +25,7 @@ def reindex(workspace: str | Path) -> int:
     workspace = Path(workspace).expanduser().resolve()
     target = workspace / DB_NAME
     fresh = workspace / f"{DB_NAME}.new"
-    for suffix in _SIDE_FILES:
-        Path(f"{fresh}{suffix}").unlink(missing_ok=True)
+    _remove(fresh)
     store = Store.open(workspace, db_path=fresh)
     try:
         with Ingester(store) as ingester:
@@ -43,7 +42,16 @@ def reindex(workspace: str | Path) -> int:
                     Path(f"{workspace / DB_NAME}.old{suffix}").unlink(missing_ok=True)
             os.replace(fresh, target)
             engines.reconnect(target)           # this process's open Stores now read the new file
+    except BaseException:
+        store.close()
+        _remove(fresh)                          # a failed rebuild leaves the old index as it was, and no .new
+        raise
     finally:
         store.close()
     log.info("Reindexed %d runs of %s.", count, workspace)
     return count
+
+
+def _remove(path: Path) -> None:
+    for suffix in _SIDE_FILES:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)

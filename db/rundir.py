@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .records import DEVICE_REQUESTS
+from .records import DEVICE_REQUESTS, check_gpus, check_priority
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ INGEST_LOCK = "ingest.lock"
 
 
 class RunDirError(Exception):
-    """A run folder whose spec.yaml is missing or unreadable."""
+    """A run folder whose spec.yaml is missing or unreadable, or holds a value the index cannot."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def _text(value: Any) -> str | None:
 def _int(value: Any, default: int) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):       # OverflowError: int(inf)
         return default
 
 
@@ -113,6 +113,21 @@ def _float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _checked(check, value: Any, where: Path) -> int:
+    """check(value) (whole numbers written as "5" or 5.0 accepted), or RunDirError naming the file.
+
+    One hand-edited value the index cannot hold must skip its run, not stop every later ingest.
+    """
+    try:
+        value = int(value) if isinstance(value, (str, float)) else value
+    except (ValueError, OverflowError):      # "high" or inf: check() names it as written
+        pass
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise RunDirError(f"{where}: {exc} Fix or remove that value.") from None
 
 
 def json_safe(value: Any) -> Any:
@@ -160,9 +175,10 @@ def read_run(run_dir: Path) -> RunFiles:
         parent_ref=parent_ref,
         parent_checkpoint=parent_ckpt,
         device_request=request if request in DEVICE_REQUESTS else "auto",
-        gpus=max(0, _int(device.get("gpus"), 0)),
+        gpus=_checked(check_gpus, max(0, _int(device.get("gpus"), 0)), run_dir / SPEC),
         queued=queue is not None,
-        priority=_int(meta.get("priority", (queue or {}).get("priority")), 0),
+        priority=_checked(check_priority, meta.get("priority", (queue or {}).get("priority")) or 0,
+                          run_dir / (META if "priority" in meta else SPEC)),
         tags=list(dict.fromkeys(tags)),
         notes=str(meta.get("notes") or ""),
     )

@@ -30,6 +30,8 @@ from .records import (
     QueueEntry,
     RunRecord,
     RunSummary,
+    check_gpus,
+    check_priority,
 )
 from .rundir import DATA_DIR, DB_NAME, RUNS_DIR, RunFiles, read_run, write_meta
 
@@ -302,8 +304,7 @@ class Store(ReadsMixin):
         """Put the run in the queue (or move it there again) with status queued."""
         if device_request not in DEVICE_REQUESTS:
             raise ValueError(f"Unknown device request {device_request!r}; use one of {', '.join(DEVICE_REQUESTS)}.")
-        if int(gpus) < 0:
-            raise ValueError(f"A job cannot ask for {gpus} GPUs; use 0 for the CPU or a positive count.")
+        priority, gpus = check_priority(priority), check_gpus(gpus)
         with self._write() as (session, version):
             run_id = self._resolve(session, ref)
             run = session.get(Run, run_id)
@@ -331,6 +332,7 @@ class Store(ReadsMixin):
 
     def set_priority(self, ref: str, priority: int) -> None:
         """Change a queued run's priority (higher runs first); mirrored to meta.json."""
+        priority = check_priority(priority)
         with self._write() as (session, version):
             run_id = self._resolve(session, ref)
             result = session.execute(update(QueueRow).where(QueueRow.run == run_id).values(priority=int(priority)))

@@ -122,7 +122,7 @@ def last_priority(run_dir: Path) -> int:
             value = None
     try:
         return int(value or 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 
@@ -133,3 +133,5 @@ def set_priority(store: Store, ref: str, priority: int) -> None:
         store.set_priority(record.id, int(priority))
     except LookupError:
         raise UserError(f"Run {record.id} is {record.status}, not queued; only queued runs have a priority.") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None

@@ -88,6 +88,30 @@ def test_bad_lines_are_skipped_with_a_warning_and_later_lines_count(store, inges
     assert list(store.metric_history(rid, "loss/train").values) == [0.5, 0.25]
 
 
+def test_a_run_the_index_cannot_hold_is_skipped_once_and_the_others_are_indexed(store, ingester, caplog):
+    good, bad, worse = run_id(n=1), run_id(n=2), run_id(n=3)
+    write_run(store.workspace, good, events=training_events(20))
+    write_run(store.workspace, bad, queue={"priority": 2**70})            # read_run refuses it
+    write_run(store.workspace, worse, gpus=1)
+    insert = store._insert_run
+
+    def insert_failing_for_worse(session, version, files):
+        inserted = insert(session, version, files)
+        if files.id == worse:          # half written when a value no check foresaw reaches SQLite
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return inserted
+
+    store._insert_run = insert_failing_for_worse
+    with caplog.at_level(logging.WARNING, logger="db"):
+        assert ingester.ingest_once().runs_registered == 1
+        assert ingester.ingest_once().runs_registered == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings                     # once per run, not once per pass
+    assert warnings[0].startswith(f"Not indexing run {bad}: ") and "A queue priority must be" in warnings[0]
+    assert warnings[1].startswith(f"Not indexing run {worse}: the index cannot hold a value of it (OverflowError")
+    assert [r.id for r in store.list_runs()] == [good] and store.get_run(good).status == "done"
+
+
 def test_summary_latest_and_best_incl_replaced_points(store, ingester):
     rid = run_id()
     run_dir = write_run(store.workspace, rid, events=[

@@ -129,6 +129,41 @@ def test_runs_delete_asks_refuses_a_running_run_and_removes_the_folder(scripted,
     assert BROKEN not in capsys.readouterr().out
 
 
+def test_a_priority_the_index_cannot_hold_is_refused_before_any_run_folder(workspace, capsys):
+    ws = ["--workspace", str(workspace)]
+    huge = "99999999999999999999999"
+    assert ddae(["train", "--preset", "tiny-ddpm", "--data", MICRO_DATA, "--steps", "2", "--queue",
+                 "--priority", huge, *ws]) == 2
+    assert capsys.readouterr().err == f"error: --priority must be from -1000000000 to 1000000000 (got {huge}).\n"
+    assert list((workspace / "runs").iterdir()) == []
+    assert ddae(["train", "--preset", "tiny-ddpm", "--data", MICRO_DATA, "--queue", "--gpus", huge, *ws]) == 2
+    assert capsys.readouterr().err == f"error: --gpus must be from 0 to 1024 (got {huge}).\n"
+    with Store.open(workspace) as store:
+        run = queue_job(store, micro_train_spec())
+    assert ddae(["queue", "priority", run, huge, *ws]) == 2
+    assert ddae(["queue", "resume", run, "--priority", f"-{huge}", *ws]) == 2
+    assert "--priority must be from" in capsys.readouterr().err
+
+
+def test_one_run_folder_the_index_cannot_hold_is_skipped_with_a_warning(scripted, capsys, caplog):
+    """A hand-edited priority used to crash every later list, show, delete and reindex of the workspace."""
+    ws = ["--workspace", str(scripted)]
+    bad = write_run(scripted, "20261126-130300-train-0004", queue={"priority": 10**23})
+    meta_bad = write_run(scripted, "20261126-130400-train-0005", queue={"priority": 1})
+    (meta_bad / "meta.json").write_text('{"priority": 1e999}')         # JSON's Infinity: int() overflows
+    for command in (["runs", "list"], ["runs", "show", TRAIN], ["queue", "list"], ["reindex"],
+                    ["runs", "delete", BROKEN, "--yes"], ["runs", "list"]):
+        caplog.clear()
+        assert ddae([*command, *ws]) == 0, command
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any(w.startswith(f"Not indexing run {bad.name}: {bad / 'spec.yaml'}: A queue priority must be a "
+                                "whole number from -1000000000 to 1000000000 (got 1") for w in warnings), warnings
+        assert any(f"{meta_bad / 'meta.json'}: A queue priority" in w for w in warnings), warnings
+        out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines()[1:]] == [PROBE, TRAIN]      # the last `runs list`
+    assert not (scripted / "studio.sqlite.new").exists()
+
+
 def test_queue_list_priority_cancel_resume(workspace, capsys):
     ws = ["--workspace", str(workspace)]
     with Store.open(workspace) as store:

@@ -38,10 +38,26 @@ def run_dir_of(args, ref: str | None = None) -> Path:
 
 def gpus_for(args) -> int:
     if getattr(args, "gpus", None) is not None:
-        if args.gpus < 0:
-            raise UserError(f"--gpus must be 0 or more (got {args.gpus}).")
-        return args.gpus
+        return check_gpus_option(args.gpus)
     return 0 if getattr(args, "device", "auto") == "cpu" else 1
+
+
+def check_gpus_option(gpus: int) -> int:
+    """--gpus as given, or one sentence: the index cannot hold any count (db.records.MAX_GPUS)."""
+    from db.records import MAX_GPUS
+
+    if not 0 <= gpus <= MAX_GPUS:
+        raise UserError(f"--gpus must be from 0 to {MAX_GPUS} (got {gpus}).")
+    return gpus
+
+
+def check_priority_option(priority: int) -> int:
+    """A --priority as given, or one sentence: checked before a run folder is written, not at the insert."""
+    from db.records import PRIORITY_LIMIT
+
+    if not -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT:
+        raise UserError(f"--priority must be from {-PRIORITY_LIMIT} to {PRIORITY_LIMIT} (got {priority}).")
+    return priority
 
 
 class ConsoleProgress:
@@ -114,6 +130,7 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
     if getattr(args, "queue", False):
         from db import Store
 
+        check_priority_option(args.priority)
         spec["device"]["gpus"] = gpus_for(args)
         run_dir = create_job(workspace, spec, queue={"priority": args.priority, "gpus": spec["device"]["gpus"]})
         store = Store.open(workspace)

@@ -10,7 +10,7 @@ import argparse
 import time
 
 from ..errors import UserError
-from .common import add_workspace, workspace_of
+from .common import add_workspace, check_gpus_option, check_priority_option, workspace_of
 from .runs_cmd import (
     cmd_reindex, cmd_runs_delete, cmd_runs_export, cmd_runs_list, cmd_runs_note, cmd_runs_show, cmd_runs_tag,
 )
@@ -222,6 +222,10 @@ def cmd_resume(args) -> int:
     from ..queue_ops import resume
     from ..runs import list_checkpoints
 
+    if args.priority is not None:
+        check_priority_option(args.priority)
+    if args.gpus is not None:
+        check_gpus_option(args.gpus)
     with open_store(args) as (workspace, store):
         entry = resume(store, workspace, args.run, priority=args.priority, gpus=args.gpus)
         checkpoints = list_checkpoints(store.run_dir(entry.run))
@@ -234,6 +238,7 @@ def cmd_resume(args) -> int:
 def cmd_priority(args) -> int:
     from ..queue_ops import get_run, set_priority
 
+    check_priority_option(args.priority)
     with open_store(args) as (_, store):
         run_id = get_run(store, args.run).id
         set_priority(store, run_id, args.priority)
