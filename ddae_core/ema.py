@@ -8,10 +8,16 @@ import torch
 from torch import nn
 
 
-class EMA:
-    """decay_k = min(decay, 1 - k^(-2/3)) at the k-th update (the first update copies), as the official runs.
+# ema-pytorch up to 0.6.5 (the official runs, 2023, used 0.2.x) with update_after_step=0 copies the weights
+# at the first update and again at the second (it initialises, then lerps a copy onto itself); 0.7.0 and
+# later copy at the first only.
+COPY_UPDATES = 2
 
-    Without warm-up the decay is constant from the first update. The shadow model is in eval mode
+
+class EMA:
+    """decay_k = min(decay, 1 - k^(-2/3)) at the k-th update, the first two updates copy, as the official runs.
+
+    Without warm-up the decay is constant once the copies are done. The shadow model is in eval mode
     and never requires grad.
     """
 
@@ -22,7 +28,7 @@ class EMA:
         self.updates = 0
 
     def current_decay(self) -> float:
-        if self.updates <= 1:
+        if self.updates <= COPY_UPDATES:
             return 0.0
         if not self.warmup:
             return self.decay
