@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from ddae_core import examples
 from ddae_core.checkpoint import atomic_torch_save, load_model, read_checkpoint
 from ddae_core.config import load_config, preset_path
 from ddae_core.errors import CheckpointError, ConfigError, UserError
@@ -194,16 +195,39 @@ def test_presets_validate():
         assert spec["options"]["lr"] > 0 and spec["config"]["model_type"] in ("DDPM", "EDM")
 
 
-def test_demo_trains_samples_and_prints_a_probe_grid(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "ddae_core.cli", "demo", "--minutes", "0.05", "--probe-images", "64",
-                          "--data", DATA, "--device", "cpu", "--workspace", str(tmp_path)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+def _demo(tmp_path, *extra):
+    return subprocess.run([sys.executable, "-m", "ddae_core.cli", "demo", "--minutes", "0.05", "--probe-images", "64",
+                           "--data", DATA, "--device", "cpu", "--workspace", str(tmp_path), *extra],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def _kinds(ws):
+    return sorted(p.name.split("-")[2] for p in (ws / "runs").iterdir())
+
+
+def test_demo_without_the_example_trains_samples_and_probes_its_own_run(tmp_path):
+    out = _demo(tmp_path, "--no-example")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "t=101" in out.stdout and "out_12" in out.stdout
-    assert "Best layer x noise cell:" in out.stdout
-    kinds = sorted(p.name.split("-")[2] for p in (tmp_path / "runs").iterdir())
-    assert kinds == ["probe", "train"]
+    assert "Best layer x noise cell:" in out.stdout and "raw pixels" in out.stdout
+    assert _kinds(tmp_path) == ["probe", "train"]
     assert list((tmp_path / "runs").glob("*-train-*/samples/step_*.png"))
+
+
+@pytest.mark.skipif("shapes" not in examples.available(), reason="no bundled shapes example in this copy")
+def test_demo_probes_the_bundled_example_live_and_trains_a_run_of_ones_own(tmp_path):
+    out = _demo(tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = examples.manifest("shapes")
+    train_id, bundled_probe = (r["id"] for r in info["runs"])
+    assert f"Imported the bundled example run {train_id}" in out.stdout
+    # The example's two runs, the live probe of it, and the user's own training run.
+    assert _kinds(tmp_path) == ["probe", "probe", "train", "train"]
+    live = [p for p in (tmp_path / "runs").glob("*-probe-*") if p.name != bundled_probe]
+    grid = json.loads((live[0] / "grid.json").read_text())
+    assert grid["parent_run"] == train_id and grid["protocol"] == "standardized" and grid["baselines"]
+    assert out.stdout.rstrip().splitlines()[-2].startswith("raw pixels")  # the last word is the baselines'
+    assert "What the layers of the bundled model know" in out.stdout
 
 
 def test_a_worker_cancelled_while_it_starts_ends_cancelled(workspace):

@@ -70,12 +70,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--show", metavar="NAME", help="print one preset's YAML")
     p.set_defaults(func=cmd_presets)
 
-    p = sub.add_parser("demo", help="the main job: train tiny-ddpm on the built-in data, sample, probe")
-    p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
-    p.add_argument("--no-probe", action="store_true", help="skip the probe grid after training")
+    p = sub.add_parser("demo", help="the main job: probe the bundled pretrained model live, and train one of your own")
+    p.add_argument("--minutes", type=float, default=1.5, help="your own training run's time budget (default 1.5)")
+    p.add_argument("--no-probe", action="store_true", help="skip the probe grid")
+    p.add_argument("--no-example", action="store_true",
+                   help="do not import the bundled example; probe your own short run instead")
     p.add_argument("--probe-images", type=int, default=4000,
                    help="training images for the probe heads (default 4000; test images: a quarter)")
-    p.add_argument("--data", default="builtin:shapes", metavar="SPEC", help="dataset (default builtin:shapes)")
+    p.add_argument("--data", default="builtin:shapes", metavar="SPEC", help="dataset of your run (default builtin:shapes)")
     add_device(p)
     add_workspace(p)
     p.set_defaults(func=cmd_demo)

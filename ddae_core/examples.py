@@ -1,0 +1,150 @@
+"""Bundled example runs: a pretrained model that knows something, shipped with the tool.
+
+An example is a small family of run directories (a train run and the probe grid of its last checkpoint)
+kept under `resources/examples/<name>/`, packed compactly: the EMA weights of the last checkpoint in fp16
+(no raw weights, no optimizer: an example is for evaluating, not for training on), the full event log
+gzipped (so its loss curve shows), its sample grids, and the probe's grid.json and heads. `install`
+copies the family into a workspace under the same run ids, where the ingester indexes it like any run;
+its meta.json marks it read-only and tags it `example`. `pack` rebuilds an example from runs trained by
+the recipe beside it (`resources/examples/recipe.sh`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from .checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, read_checkpoint
+from .errors import UserError
+from .runs import atomic_write_text, find_run, list_checkpoints, read_spec
+
+MANIFEST = "example.json"
+EXAMPLE_TAGS = ["example", "read-only"]
+
+
+def examples_dir() -> Path:
+    return Path(str(resources.files("resources") / "examples"))
+
+
+def available(root: Path | None = None) -> dict[str, dict]:
+    """name -> manifest of every bundled example (of `root`, default the bundled ones)."""
+    root = root or examples_dir()
+    found = {}
+    for manifest in sorted(root.glob(f"*/{MANIFEST}")) if root.is_dir() else []:
+        found[manifest.parent.name] = json.loads(manifest.read_text())
+    return found
+
+
+def manifest(name: str, root: Path | None = None) -> dict:
+    examples = available(root)
+    if name not in examples:
+        known = ", ".join(examples) or "none are bundled with this copy"
+        raise UserError(f"There is no bundled example {name!r}; choose one of: {known}.")
+    return examples[name]
+
+
+def install(workspace: Path, name: str, root: Path | None = None) -> list[Path]:
+    """Copy example `name` into the workspace (once; a second call finds it there); its run dirs, train run first."""
+    info, source = manifest(name, root), (root or examples_dir()) / name
+    installed = []
+    for run in info["runs"]:
+        dest = workspace / "runs" / run["id"]
+        if not dest.exists():
+            _install_run(source / run["id"], dest, run.get("name"))
+        installed.append(dest)
+    return installed
+
+
+def _install_run(source: Path, dest: Path, name: str | None) -> None:
+    # Built beside its final name and renamed into place, so a workspace never holds half an example.
+    tmp = dest.with_name(f".{dest.name}.installing")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("events.jsonl.gz"))
+        with gzip.open(source / "events.jsonl.gz", "rb") as packed, open(tmp / "events.jsonl", "wb") as out:
+            shutil.copyfileobj(packed, out)
+        meta = {"tags": EXAMPLE_TAGS, "read_only": True, **({"name": name} if name else {})}
+        atomic_write_text(tmp / "meta.json", json.dumps(meta))
+        tmp.rename(dest)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"Could not copy the example into {dest.parent} ({exc.strerror or exc}); "
+                        "check that the workspace is writable and has space.") from None
+
+
+def is_read_only(meta: dict) -> bool:
+    return bool(meta.get("read_only"))
+
+
+# Packing (the recipe's last step).
+def pack(workspace: Path, train_ref: str, probe_ref: str, name: str, title: str, out_root: Path | None = None) -> Path:
+    """Write example `name` from a finished train run and a probe of its last checkpoint; returns its folder."""
+    train_dir, probe_dir = find_run(workspace, train_ref), find_run(workspace, probe_ref)
+    grid = json.loads((probe_dir / "grid.json").read_text())
+    if grid.get("parent_run") != train_dir.name:
+        raise UserError(f"Probe run {probe_dir.name} evaluates {grid.get('parent_run')}, not {train_dir.name}.")
+    checkpoints = list_checkpoints(train_dir)
+    if not checkpoints:
+        raise UserError(f"Train run {train_dir.name} has no checkpoint to pack.")
+    step, path = checkpoints[-1]
+    if grid.get("checkpoint_step") != step:
+        raise UserError(f"Probe run {probe_dir.name} probed step {grid.get('checkpoint_step')}, "
+                        f"not the last checkpoint ({step}); probe the last one.")
+    dest = (out_root or examples_dir()) / name
+    shutil.rmtree(dest, ignore_errors=True)
+    train_out, probe_out = dest / train_dir.name, dest / probe_dir.name
+    _pack_checkpoint(path, train_out / path.relative_to(train_dir))
+    for png in sorted((train_dir / "samples").glob("*.png")):
+        _copy(png, train_out / png.relative_to(train_dir))
+    for file in ("grid.json", "heads.pt"):
+        _copy(probe_dir / file, probe_out / file)
+    for run_dir, out in ((train_dir, train_out), (probe_dir, probe_out)):
+        _copy(run_dir / "spec.yaml", out / "spec.yaml")
+        _pack_events(run_dir / "events.jsonl", out / "events.jsonl.gz", keep_checkpoint=path.relative_to(train_dir))
+    spec = read_spec(train_dir)
+    info = {
+        "name": name, "title": title,
+        "runs": [{"id": train_dir.name, "kind": "train", "name": f"example: {title}"},
+                 {"id": probe_dir.name, "kind": "probe", "name": f"example: {title}, probe grid"}],
+        "data": spec.get("data"), "steps": step, "protocol": grid.get("protocol"),
+        "best": grid.get("best"), "baselines": grid.get("baselines"),
+        "recipe": "resources/examples/recipe.sh",
+    }
+    atomic_write_text(dest / MANIFEST, json.dumps(info, indent=1))
+    return dest
+
+
+def _copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+
+
+def _pack_checkpoint(src: Path, dest: Path) -> None:
+    """The EMA weights in fp16 with the config and step: all that evaluating, sampling and classifying read."""
+    data = read_checkpoint(src)
+    if data.get("format") != FORMAT:
+        raise UserError(f"{src} is not a DDAE Studio checkpoint; only runs trained here can be packed.")
+    ema = {k: (v.half() if v.is_floating_point() else v) for k, v in data["ema"].items()}
+    atomic_torch_save({"format": FORMAT, "version": FORMAT_VERSION, "config": data["config"], "step": data["step"],
+                       "epoch": data.get("epoch"), "ema": ema, "ema_updates": data.get("ema_updates")}, dest)
+
+
+def _pack_events(src: Path, dest: Path, keep_checkpoint: Path) -> None:
+    """The event log, less artifact lines of checkpoints that are not shipped (their files would be missing)."""
+    keep = str(keep_checkpoint)
+    lines = []
+    for line in src.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("type") == "artifact" and event.get("kind") == "checkpoint" and event.get("path") != keep:
+            continue
+        lines.append(line)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(dest, "wt", compresslevel=9) as out:
+        out.write("\n".join(lines) + "\n")
+

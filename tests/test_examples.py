@@ -1,0 +1,110 @@
+"""Bundled example runs: packed compactly, installed as ordinary (read-only-marked) runs, and good enough to ship."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+import torch
+
+from db import Ingester, Store
+from ddae_core import examples
+from ddae_core.checkpoint import load_model
+from ddae_core.errors import UserError
+from ddae_core.evaluation.specs import probe_spec
+from ddae_core.jobs import create_job, execute, train_spec
+from ddae_core.runs import read_meta, resolve_checkpoint
+
+from .conftest import micro_config
+
+DATA = "builtin:shapes?n_train=64&n_test=32"
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """A micro train run (checkpoints at 2 and 4) and a probe of its last checkpoint, packed as example 'micro'."""
+    ws, out = tmp_path_factory.mktemp("example-src"), tmp_path_factory.mktemp("examples")
+    cfg = micro_config()
+    cfg["studio"].update({"checkpoint_every_steps": 2, "sample_every_steps": 2, "sample_steps": 2})
+    cfg["n_sample"] = 4
+    train = create_job(ws, train_spec(config=cfg, data=DATA, steps=4, batch_size=16, device="cpu"))
+    assert execute(train, ws, handle_signals=False) == "done"
+    probe = create_job(ws, probe_spec(train, timesteps="11", layers="out_1,out_3", epochs=1, device="cpu"))
+    assert execute(probe, ws, handle_signals=False) == "done"
+    examples.pack(ws, train.name, probe.name, "micro", "a micro model", out_root=out)
+    return ws, out, train, probe
+
+
+def test_pack_keeps_fp16_ema_weights_samples_and_the_curve(packed):
+    _, out, train, probe = packed
+    info = examples.manifest("micro", out)
+    assert [r["id"] for r in info["runs"]] == [train.name, probe.name]
+    assert info["best"] == json.loads((probe / "grid.json").read_text())["best"] and info["baselines"]
+    packed_ckpt = out / "micro" / train.name / "checkpoints" / "step_000004.pt"
+    data = torch.load(packed_ckpt, weights_only=True)
+    assert "optimizer" not in data and "model" not in data
+    assert all(v.dtype == torch.float16 for v in data["ema"].values() if v.is_floating_point())
+    assert not (out / "micro" / train.name / "checkpoints" / "step_000002.pt").exists()
+    assert sorted(p.name for p in (out / "micro" / train.name / "samples").glob("*.png")) == \
+        sorted(p.name for p in (train / "samples").glob("*.png"))
+    with gzip.open(out / "micro" / train.name / "events.jsonl.gz", "rt") as fh:
+        events = [json.loads(line) for line in fh]
+    losses = [e for e in events if e["type"] == "metric" and e["key"] == "loss/train"]
+    assert len(losses) == sum(1 for line in (train / "events.jsonl").read_text().splitlines()
+                              if '"loss/train"' in line)
+    shipped = [e["path"] for e in events if e["type"] == "artifact" and e["kind"] == "checkpoint"]
+    assert shipped == ["checkpoints/step_000004.pt"]     # the step-2 checkpoint is not shipped, so not listed
+
+
+def test_install_gives_runs_every_view_and_evaluation_can_use(packed, tmp_path):
+    _, out, train, probe = packed
+    ws = tmp_path / "ws"
+    dirs = examples.install(ws, "micro", out)
+    assert [d.name for d in dirs] == [train.name, probe.name]
+    assert read_meta(dirs[0])["read_only"] and "example" in read_meta(dirs[0])["tags"]
+    original = load_model(resolve_checkpoint(train, "latest")[1])
+    installed = load_model(resolve_checkpoint(dirs[0], "latest")[1])
+    for (name, a), b in zip(original.net.state_dict().items(), installed.net.state_dict().values()):
+        assert b.dtype == torch.float32, name
+        torch.testing.assert_close(a.half().float(), b, rtol=0, atol=0)
+    with Store.open(ws) as store:
+        ingester = Ingester(store, ws)
+        ingester.ingest_once()
+        rows = {r.id: r for r in store.list_runs()}
+        ingester.release()
+    assert rows[train.name].status == "done" and rows[probe.name].status == "done"
+    assert "example" in rows[train.name].tags and rows[train.name].name == "example: a micro model"
+    assert rows[probe.name].best_accuracy == pytest.approx(json.loads((probe / "grid.json").read_text())["best"]["accuracy"])
+    # A probe of the installed model runs like any other evaluation.
+    again = create_job(ws, probe_spec(dirs[0], timesteps="11", layers="out_3", epochs=1, device="cpu",
+                                      baselines=False))
+    assert execute(again, ws, handle_signals=False) == "done"
+    # Installing twice changes nothing; an unknown name is one sentence naming the known ones.
+    before = (dirs[0] / "events.jsonl").stat().st_mtime_ns
+    assert examples.install(ws, "micro", out) == dirs
+    assert (dirs[0] / "events.jsonl").stat().st_mtime_ns == before
+    with pytest.raises(UserError, match="no bundled example 'nope'.*micro"):
+        examples.install(ws, "nope", out)
+
+
+def test_pack_refuses_a_probe_of_another_checkpoint(packed, tmp_path):
+    ws, _, train, _ = packed
+    early = create_job(ws, probe_spec(train, checkpoint=2, timesteps="11", layers="out_3", epochs=1,
+                                      device="cpu", baselines=False))
+    assert execute(early, ws, handle_signals=False) == "done"
+    with pytest.raises(UserError, match="not the last checkpoint"):
+        examples.pack(ws, train.name, early.name, "micro", "x", out_root=tmp_path)
+
+
+def test_bundled_examples_fit_in_10_mb_in_all():
+    folder = examples.examples_dir()
+    assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < 10 * 2**20
+
+
+@pytest.mark.parametrize("name", sorted(examples.available()))
+def test_bundled_examples_know_something(name):
+    info = examples.manifest(name)
+    best, base = info["best"]["accuracy"], info["baselines"]
+    assert best >= 0.70, f"{name}: best cell {best:.3f}"
+    assert best - base["pixels"]["accuracy"] >= 0.25 and best - base["random_init"]["accuracy"] >= 0.25
