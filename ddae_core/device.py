@@ -33,10 +33,11 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def amp_dtype_for(device: torch.device, request: str = "auto") -> torch.dtype | None:
+def amp_dtype_for(device: torch.device, request: str = "auto", *, cuda_bf16: bool | None = None) -> torch.dtype | None:
     """The autocast dtype for a job, or None for fp32.
 
-    CUDA: `auto` is bf16 where the GPU supports it, else fp16 (which needs a GradScaler).
+    CUDA: `auto` (and `fp16`) is fp16 autocast with a GradScaler, as the official runs (`--use_amp`);
+    `bf16` is bf16 where the GPU supports it (`cuda_bf16`, asked of torch when None), else fp16.
     CPU: fp32 unless `bf16` is asked for and the CPU has bf16 kernels (bench.train_throughput measures
     about 1.2x for tiny-ddpm on an AMX CPU); `auto` stays fp32 on the CPU, where it is not always faster.
     """
@@ -47,11 +48,19 @@ def amp_dtype_for(device: torch.device, request: str = "auto") -> torch.dtype | 
         return torch.bfloat16 if request == "bf16" and cpu_supports_bf16() else None
     if device.type != "cuda":
         return None
-    if request == "fp16":
-        return torch.float16
-    if request in ("bf16", "auto") and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
+    if request == "bf16":
+        supported = torch.cuda.is_bf16_supported() if cuda_bf16 is None else cuda_bf16
+        return torch.bfloat16 if supported else torch.float16
     return torch.float16
+
+
+def needs_grad_scaler(amp_dtype: torch.dtype | None) -> bool:
+    """fp16 autocast trains with loss scaling (the official GradScaler); bf16 and fp32 have the range to go without."""
+    return amp_dtype == torch.float16
+
+
+def grad_scaler_for(device: torch.device, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
+    return torch.amp.GradScaler(device.type) if needs_grad_scaler(amp_dtype) else None
 
 
 def describe(device: torch.device) -> str:

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import data as datasets
 from .checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, read_checkpoint
 from .config import parse_model_config
-from .device import amp_dtype_for, describe, resolve_device
+from .device import amp_dtype_for, describe, grad_scaler_for, resolve_device
 from .distributed import DistContext
 from .ema import EMA
 from .errors import UserError
@@ -82,7 +82,7 @@ class Trainer:
         self.ema = EMA(self.model, self.opts["ema_decay"], warmup=self.opts.get("ema_warmup", True))
         self.lr_scale = self.dist.world_size
         self.optimizer = torch.optim.Adam(self.model.net.parameters(), lr=self.opts["lr"] * self.lr_scale)
-        self.scaler = torch.amp.GradScaler("cuda") if self.model.amp_dtype == torch.float16 else None
+        self.scaler = grad_scaler_for(self.device, self.model.amp_dtype)
         self.train_net = self.model.net
         if self.opts.get("compile"):
             self.train_net = torch.compile(self.model.net)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ddae_core import build_model
+from ddae_core.device import amp_dtype_for, cpu_supports_bf16, grad_scaler_for, needs_grad_scaler
 from ddae_core.ema import EMA
 
 from .conftest import micro_config
@@ -32,3 +33,36 @@ def test_ema_copies_at_the_first_two_updates_then_warms_up_as_ema_pytorch():
             expected = [e + (w - e) * (1 - decay) for e, w in zip(expected, live)]
         for shadow, want in zip(ema.model.net.parameters(), expected):
             torch.testing.assert_close(shadow, want, atol=1e-6, rtol=1e-6)
+
+
+def test_cuda_autocast_defaults_to_fp16_with_a_grad_scaler_as_the_official_runs():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    # Even on a GPU with bf16 kernels, `auto` is the official fp16 (train.py --use_amp with GradScaler).
+    assert amp_dtype_for(cuda, "auto", cuda_bf16=True) == torch.float16
+    assert amp_dtype_for(cuda, "fp16", cuda_bf16=True) == torch.float16
+    assert amp_dtype_for(cuda, "bf16", cuda_bf16=True) == torch.bfloat16
+    assert amp_dtype_for(cuda, "bf16", cuda_bf16=False) == torch.float16
+    assert amp_dtype_for(cuda, "off", cuda_bf16=True) is None
+    assert needs_grad_scaler(torch.float16) and not needs_grad_scaler(torch.bfloat16) and not needs_grad_scaler(None)
+    # The CPU keeps fp32 unless bf16 is asked for (and has kernels).
+    assert amp_dtype_for(cpu, "auto") is None and amp_dtype_for(cpu, "fp16") is None
+    assert amp_dtype_for(cpu, "bf16") in (torch.bfloat16 if cpu_supports_bf16() else None,)
+
+
+def test_an_fp16_training_step_goes_through_the_grad_scaler(workspace):
+    from ddae_core.jobs import create_job
+    from ddae_core.reporting import Reporter
+    from ddae_core.training import Trainer
+
+    from .test_engine_training import micro_spec
+
+    run = create_job(workspace, micro_spec())
+    trainer = Trainer(run, Reporter(run, enabled=False), workspace)
+    # The CUDA default, on the CPU's fp16 autocast: the same scale, unscale, clip, step, update sequence.
+    trainer.model.amp_dtype = torch.float16
+    trainer.scaler = grad_scaler_for(trainer.device, trainer.model.amp_dtype)
+    before = [p.detach().clone() for p in trainer.model.net.parameters()]
+    loss = trainer.train_step(0)
+    assert torch.isfinite(loss)
+    assert trainer.scaler.get_scale() == 2.0 ** 16   # no overflow: the step was taken, the scale kept
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.net.parameters()))

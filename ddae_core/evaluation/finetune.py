@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import data as datasets
+from ..device import grad_scaler_for
 from ..model import DDAEModel
 from ..nets.blocks import ResAttBlock
 from ..runs import atomic_write_text
@@ -77,6 +78,7 @@ def finetune_run(run_dir: Path, reporter, workspace: Path) -> str:
     optimizer = torch.optim.AdamW([{"params": net.model.parameters(), "lr": lr},
                                    {"params": net.head.parameters(), "lr": lr * 10}], weight_decay=0.05)
     base = [g["lr"] for g in optimizer.param_groups]
+    scaler = grad_scaler_for(dev, ctx.model.amp_dtype)  # fp16 autocast (the CUDA default) needs loss scaling
     steps_per_epoch = math.ceil(len(train) / batch)
     total = epochs * steps_per_epoch
     history = []
@@ -97,8 +99,13 @@ def finetune_run(run_dir: Path, reporter, workspace: Path) -> str:
                 images = datasets.augment_batch(train.images[index].to(dev), flip=True, crop_padding=4, generator=gen)
                 loss = F.cross_entropy(net(images), train.labels[index].to(dev))
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
                 losses.append(float(loss.detach()))
                 reporter.progress(step + 1, total, "finetune")
             accuracy = evaluate(net, test, dev, ctx.stopped)
