@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db import GridAxes, GridCell, History, RunRecord, RunSummary, Store
+from ddae_core.evaluation.protocols import BASELINE_KEYS, protocol_of
 
 
 @dataclass
@@ -24,6 +25,8 @@ class RunUpdate:
     axes: GridAxes | None = None
     cells: list[GridCell] | None = None
     grid_source: str | None = None          # the run whose grid is shown (this one, or its newest probe)
+    grid_protocol: str | None = None        # that grid's protocol (fast | official | standardized)
+    baselines: dict[str, float] | None = None   # its baselines: "pixels" / "random_init" -> accuracy
     images: list[tuple[int, Path]] | None = None
     children: list[RunSummary] | None = None
     first: bool = False
@@ -43,6 +46,7 @@ class RunFeed:
         self._cells: list[GridCell] | None = None
         self._axes: GridAxes | None = None
         self._grid_source: str | None = None
+        self._baselines: dict[str, float] | None = None
         self._children: list[RunSummary] | None = None
         self._first = True
 
@@ -103,9 +107,15 @@ class RunFeed:
                 return
             source = probes[-1].id          # children come oldest first: the newest grid
         if source != self._grid_source:
-            self._grid_source, self._axes, self._cells = source, None, None
+            self._grid_source, self._axes, self._cells, self._baselines = source, None, None, None
         axes = self.store.grid_axes(source)
         cells = self.store.grid_cells(source)
+        keys = {key: name for name, key in BASELINE_KEYS.items()}
+        baselines = {keys[s.key]: s.latest_value for s in self.store.summaries(source)
+                     if s.key in keys and s.latest_value is not None}
+        if baselines != self._baselines:
+            self._baselines = baselines
+            update.baselines = baselines
         if axes != self._axes:
             self._axes = axes
             update.axes = axes
@@ -113,5 +123,7 @@ class RunFeed:
         if cells != self._cells:
             self._cells = cells
             update.cells = cells
-        if update.axes is not None or update.cells is not None:
+        if update.axes is not None or update.cells is not None or update.baselines is not None:
             update.grid_source = source
+            spec = update.record.spec if source == self.run_id else self.store.get_run(source).spec
+            update.grid_protocol = protocol_of(spec.get("options") or {})

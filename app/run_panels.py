@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from db import History, RunSummary
+from ddae_core.evaluation.protocols import BASELINE_LABELS, SHORT_LABELS
 
 from .colors import colors_for
 from .models import STATUS_COLORS, percent, when
@@ -138,6 +139,7 @@ class GridPanel(Panel):
                             "layer and noise level stand out")
         self.fit.toggled.connect(self.set_fit)
         self.source: str | None = None
+        self.protocol = "fast"
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 0, 4, 0)
         bar.addStretch(1)
@@ -147,6 +149,8 @@ class GridPanel(Panel):
         layout.setSpacing(0)
         layout.addLayout(bar)
         layout.addWidget(self.heatmap)
+        # Fitted by default: a weak grid on 0-100% is one flat colour; the baselines' marks keep it honest.
+        self.set_fit(True)
 
     def set_fit(self, on: bool) -> None:
         with QSignalBlocker(self.fit):
@@ -167,14 +171,28 @@ class GridPanel(Panel):
             self.heatmap.set_axes(list(update.axes.timesteps), list(update.axes.layers), labels)
         if update.cells is not None:
             self.heatmap.set_cells((c.timestep, c.layer, c.accuracy) for c in update.cells)
-        best = self.heatmap.best_cell()
-        where = "" if self.source == update.record.id else f" (from probe run {self.source})"
-        total = len(self.heatmap.axes()[0]) * len(self.heatmap.axes()[1])
-        done = len(self.heatmap.cells())
-        text = f"{done} of {total} cells{where}."
-        if best is not None:
-            text += f" Best: {best[1]} at t={best[0]}, {100 * best[2]:.1f}%."
-        self.heatmap.set_status(text)
+        if update.baselines is not None:
+            self.heatmap.set_baselines({BASELINE_LABELS[k]: v for k, v in update.baselines.items()})
+        if update.grid_protocol is not None:
+            self.protocol = update.grid_protocol
+        self.heatmap.set_status(grid_status(self.heatmap, self.source, update.record.id, self.protocol))
+
+
+def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol: str) -> str:
+    """`n of N cells (protocol). Best: out_6 at t=11, 72.4% = +60.1 over raw pixels, +41.0 over random init.`"""
+    best = heatmap.best_cell()
+    where = "" if source == run_id else f" from probe run {source}"
+    total = len(heatmap.axes()[0]) * len(heatmap.axes()[1])
+    text = f"{len(heatmap.cells())} of {total} cells{where}, {SHORT_LABELS.get(protocol, protocol)} protocol."
+    if best is None:
+        return text
+    text += f" Best: {best[1]} at t={best[0]}, {100 * best[2]:.1f}%"
+    baselines = heatmap.baselines()
+    if baselines:
+        text += " = " + ", ".join(f"{100 * (best[2] - v):+.1f} over {label}" for label, v in baselines.items())
+    else:
+        text += " (no baselines yet)"
+    return text + "."
 
 
 class AlignPanel(Panel):

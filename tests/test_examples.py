@@ -75,7 +75,8 @@ def test_install_gives_runs_every_view_and_evaluation_can_use(packed, tmp_path):
         ingester.release()
     assert rows[train.name].status == "done" and rows[probe.name].status == "done"
     assert "example" in rows[train.name].tags and rows[train.name].name == "example: a micro model"
-    assert rows[probe.name].best_accuracy == pytest.approx(json.loads((probe / "grid.json").read_text())["best"]["accuracy"])
+    best = json.loads((probe / "grid.json").read_text())["best"]["accuracy"]
+    assert rows[probe.name].best_accuracy == pytest.approx(best)
     # A probe of the installed model runs like any other evaluation.
     again = create_job(ws, probe_spec(dirs[0], timesteps="11", layers="out_3", epochs=1, device="cpu",
                                       baselines=False))

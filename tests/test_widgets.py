@@ -287,3 +287,16 @@ def test_colours_are_stable_and_distinct_within_a_set():
     assert len({c.name() for c in colours.values()}) == 12
     assert colors_for(reversed(keys)) == colours
     assert all(c.name() in PALETTE for c in colours.values())
+
+
+def test_heatmap_marks_baselines_on_the_colour_bar_and_a_fitted_scale_spans_them(heatmap):
+    heatmap.set_levels()
+    heatmap.set_cells([(11, "out_1", 0.6), (51, "out_1", 0.8)])
+    heatmap.set_baselines({"raw pixels": 0.1, "random init": 0.3})
+    assert heatmap.levels() == pytest.approx((0.1, 0.8))           # the scale reaches down to the baselines
+    assert heatmap.baseline_mark("random init") == pytest.approx(0.3, abs=1e-6)
+    assert heatmap.baseline_mark("raw pixels") == pytest.approx(0.1, abs=1e-6)
+    heatmap.set_levels(0.5, 1.0)                                     # a fixed scale above a baseline hides its mark
+    assert heatmap.baseline_mark("raw pixels") is None
+    heatmap.set_baselines({})
+    assert heatmap.baselines() == {} and heatmap.baseline_mark("random init") is None

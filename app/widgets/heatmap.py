@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF
+from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QGraphicsRectItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
@@ -24,6 +24,7 @@ from .common import BACKGROUND, FOREGROUND, set_axis_label, style_plot
 SEQUENTIAL_MAP = "viridis"
 DIVERGING_MAP = "CET-D1A"       # blue - white - red, symmetric around its middle
 BLANK_CELL = QColor("#f0f0f0")
+_BAR_PIXELS = 256               # the colour bar's own y range for its colour map
 
 
 class GridHeatmap(QWidget):
@@ -40,6 +41,8 @@ class GridHeatmap(QWidget):
         # None: 0..1 for accuracies (symmetric around 0 when diverging); "auto": from the data.
         self._levels: tuple[float, float] | str | None = None
         self._diverging = False
+        self._baselines: dict[str, float] = {}       # label -> value, marked on the colour bar
+        self._marks: dict[str, pg.InfiniteLine] = {}
         self.value_name = "accuracy"         # what the cells hold: colour bar label (in %), CSV column
 
         self.layout_widget = pg.GraphicsLayoutWidget()
@@ -174,6 +177,38 @@ class GridHeatmap(QWidget):
         """The colour scale in use (symmetric around 0 in diverging mode)."""
         return tuple(self.colorbar.levels())
 
+    def set_baselines(self, baselines: dict[str, float | None]) -> None:
+        """Reference values (label -> 0..1, e.g. raw pixels, random init) marked on the colour bar.
+
+        A fitted scale (set_levels()) spans them too, so the cells read against them.
+        """
+        clean = {str(k): float(v) for k, v in baselines.items() if v is not None and np.isfinite(v)}
+        if clean == self._baselines:
+            return
+        self._baselines = clean
+        for label in [k for k in self._marks if k not in clean]:
+            self.colorbar.removeItem(self._marks.pop(label))
+        for label in clean:
+            if label not in self._marks:
+                pen = pg.mkPen(FOREGROUND, width=2, style=Qt.PenStyle.DashLine)
+                line = pg.InfiniteLine(angle=0, movable=False, pen=pen, label=label,
+                                       labelOpts={"position": 0.5, "color": FOREGROUND, "fill": (255, 255, 255, 200)})
+                line.setZValue(20)
+                self.colorbar.addItem(line)
+                self._marks[label] = line
+        self._refresh(all_texts=True)
+
+    def baselines(self) -> dict[str, float]:
+        return dict(self._baselines)
+
+    def baseline_mark(self, label: str) -> float | None:
+        """Where a baseline's mark sits on the colour bar, as a value (None when hidden, off the scale)."""
+        line = self._marks.get(label)
+        if line is None or not line.isVisible():
+            return None
+        lo, hi = self.levels()
+        return lo + line.value() / _BAR_PIXELS * (hi - lo)
+
     def set_diverging(self, on: bool) -> None:
         """A diverging map symmetric around 0 (for B - A differences); the best cell is not outlined."""
         self._diverging = bool(on)
@@ -205,7 +240,8 @@ class GridHeatmap(QWidget):
             return self._levels
         if self._levels is None or not len(finite):
             return 0.0, 1.0
-        lo, hi = float(finite.min()), float(finite.max())
+        spanned = [float(finite.min()), float(finite.max()), *self._baselines.values()]
+        lo, hi = min(spanned), max(spanned)
         return (lo, hi) if hi > lo else (lo - 0.005, hi + 0.005)
 
     # Drawing.
@@ -227,6 +263,17 @@ class GridHeatmap(QWidget):
         for r, c in cells:
             self._update_text(r, c, levels)
         self._update_outline()
+        self._place_marks(levels)
+
+    def _place_marks(self, levels: tuple[float, float]) -> None:
+        # The colour bar draws its 256-entry map over 0..256 in its own coordinates, lo at the bottom.
+        lo, hi = levels
+        for label, line in self._marks.items():
+            value = self._baselines[label]
+            inside = not self._diverging and hi > lo and lo <= value <= hi
+            line.setVisible(inside)
+            if inside:
+                line.setValue((value - lo) / (hi - lo) * _BAR_PIXELS)
 
     def _update_text(self, r: int, c: int, levels: tuple[float, float]) -> None:
         value = float(self._values[r, c])

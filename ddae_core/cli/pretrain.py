@@ -77,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do not import the bundled example; probe your own short run instead")
     p.add_argument("--probe-images", type=int, default=4000,
                    help="training images for the probe heads (default 4000; test images: a quarter)")
-    p.add_argument("--data", default="builtin:shapes", metavar="SPEC", help="dataset of your run (default builtin:shapes)")
+    p.add_argument("--data", default="builtin:shapes", metavar="SPEC",
+                   help="dataset of your run (default builtin:shapes)")
     add_device(p)
     add_workspace(p)
     p.set_defaults(func=cmd_demo)

@@ -31,13 +31,11 @@ from ..runs import atomic_write_text
 from .common import EvalContext, open_context
 from .features import Stopped
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
-from .protocols import PROTOCOLS, is_standardized, protocol_of
+from .protocols import BASELINE_KEYS, PROTOCOLS, is_standardized, protocol_of
 from .report import best_cell, format_grid, timestep_labels
 from .sources import PIXEL_TIMESTEP, PIXELS, RANDOM_INIT_SEED, NetworkSource, PixelSource, random_init_model
 
 HEADS_FORMAT = "ddae-probe-heads"
-# Metrics a probe reports for its baselines (at its checkpoint step); views read them from the store.
-BASELINE_KEYS = {"pixels": "probe/baseline/pixels", "random_init": "probe/baseline/random_init"}
 
 
 def _seed(*parts: int) -> int:

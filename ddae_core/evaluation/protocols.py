@@ -18,6 +18,9 @@ PROTOCOLS = {
     "standardized": "standardised heads (MAE-style, not the official protocol)",
 }
 SHORT_LABELS = {"fast": "fast", "official": "official", "standardized": "standardised"}
+# Metrics a probe reports for its baselines (at its checkpoint step); views read them from the store.
+BASELINE_KEYS = {"pixels": "probe/baseline/pixels", "random_init": "probe/baseline/random_init"}
+BASELINE_LABELS = {"pixels": "raw pixels", "random_init": "random init"}
 
 
 def protocol_of(options: Mapping) -> str:
