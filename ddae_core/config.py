@@ -159,6 +159,13 @@ def parse_model_config(cfg: dict) -> ModelConfig:
     if shape[1] % 2 ** (len(ch_mults) - 1):
         raise ConfigError("network.image_shape", f"size {shape[1]} must be divisible by 2^{len(ch_mults) - 1}")
     augment_dim = _number(cfg, "network.augment_dim", 0, integer=True, low=0)
+    channels_per_head = _get(cfg, "network.attn_channels_per_head", None)
+    if channels_per_head is not None:   # official: channels // it heads in every attention block
+        channels_per_head = int(_number(cfg, "network.attn_channels_per_head", integer=True, low=1))
+        narrowest = n_channels * min([m for m, a in zip(ch_mults, is_attn) if a] + [ch_mults[-1]])
+        if channels_per_head > narrowest:
+            raise ConfigError("network.attn_channels_per_head", f"must be at most {narrowest}, the channels of the "
+                              f"narrowest attention block, or absent for one head (got {channels_per_head})")
     if model_type == "EDM" and diffusion["augment_prob"] > 0 and augment_dim != 9:
         raise ConfigError("network.augment_dim", "must be 9 when diffusion.augment_prob is above 0")
     network = {
@@ -170,6 +177,7 @@ def parse_model_config(cfg: dict) -> ModelConfig:
         "n_blocks": _number(cfg, "network.n_blocks", 2, integer=True, low=1),
         "use_res_for_updown": _bool(cfg, "network.use_res_for_updown", False),
         "augment_dim": augment_dim,
+        "attn_channels_per_head": channels_per_head,
     }
     framework = model_type.lower()
     default_t = 11 if framework == "ddpm" else 4

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ddae_core import build_model
+from ddae_core.errors import ConfigError
 from ddae_core.device import amp_dtype_for, cpu_supports_bf16, grad_scaler_for, needs_grad_scaler
 from ddae_core.ema import EMA
+from ddae_core.nets.blocks import AttentionBlock
 
 from .conftest import micro_config
 
@@ -66,3 +69,34 @@ def test_an_fp16_training_step_goes_through_the_grad_scaler(workspace):
     assert torch.isfinite(loss)
     assert trainer.scaler.get_scale() == 2.0 ** 16   # no overflow: the step was taken, the scale kept
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.net.parameters()))
+
+
+def _official_attention(block: torch.nn.Module, x: torch.Tensor, heads: int, d_k: int) -> torch.Tensor:
+    """The official AttentionBlock's arithmetic (model/block.py), written out: per-head [q|k|v], q and k scaled by d_k^-1/4."""
+    b, c, h, w = x.shape
+    tokens = block.norm(x).view(b, c, -1).permute(0, 2, 1)
+    q, k, v = torch.chunk(block.projection(tokens).view(b, -1, heads, 3 * d_k), 3, dim=-1)
+    scale = d_k ** -0.25
+    attn = torch.einsum("bihd,bjhd->bijh", q * scale, k * scale).softmax(dim=2)
+    res = torch.einsum("bijh,bjhd->bihd", attn, v).reshape(b, -1, heads * d_k)
+    return block.output(res).permute(0, 2, 1).reshape(b, c, h, w) + x
+
+
+def test_attn_channels_per_head_gives_the_official_multi_head_attention():
+    cfg = micro_config("ddpm")          # attention at 64 channels (level 2 and the middle)
+    cfg["network"]["attn_channels_per_head"] = 16
+    torch.manual_seed(0)
+    net = build_model(cfg).net
+    blocks = [m for m in net.modules() if isinstance(m, AttentionBlock)]
+    assert blocks and all(m.heads == 4 and m.projection.out_features == 3 * 64 for m in blocks)
+    x = torch.randn(2, 64, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(blocks[0](x), _official_attention(blocks[0], x, 4, 16), atol=1e-5, rtol=1e-5)
+
+
+def test_attn_channels_per_head_wider_than_an_attention_block_is_refused_naming_the_field():
+    cfg = micro_config("ddpm")
+    cfg["network"]["attn_channels_per_head"] = 128
+    with pytest.raises(ConfigError) as err:
+        build_model(cfg)
+    assert err.value.field == "network.attn_channels_per_head" and "at most 64" in str(err.value)

@@ -77,20 +77,31 @@ class ResidualBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Single-head self-attention over H*W positions with a residual connection; Linear layers act on (B, HW, C)."""
+    """Self-attention over H*W positions with a residual connection; Linear layers act on (B, HW, C).
 
-    def __init__(self, channels: int):
+    `channels_per_head` None is one head over all C channels (every official config). Otherwise, as the
+    official `attn_channels_per_head`, there are C // channels_per_head heads, the projection's output holds
+    each head's [q|k|v] in turn, and the heads' outputs (heads * channels_per_head wide) project back to C.
+    """
+
+    def __init__(self, channels: int, channels_per_head: int | None = None):
         super().__init__()
+        self.head_channels = channels if channels_per_head is None else int(channels_per_head)
+        self.heads = channels // self.head_channels
+        if self.heads < 1:
+            raise ValueError(f"{self.head_channels} channels per head is more than the block's {channels} channels")
+        inner = self.heads * self.head_channels
         self.norm = group_norm(channels)
-        self.projection = nn.Linear(channels, 3 * channels)
-        self.output = nn.Linear(channels, channels)
+        self.projection = nn.Linear(channels, 3 * inner)
+        self.output = nn.Linear(inner, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         tokens = self.norm(x).reshape(b, c, h * w).transpose(1, 2)
-        q, k, v = self.projection(tokens).chunk(3, dim=-1)
+        qkv = self.projection(tokens).view(b, h * w, self.heads, 3 * self.head_channels).transpose(1, 2)
+        q, k, v = qkv.chunk(3, dim=-1)
         # The official code scales q and k by d^-1/4 each; SDPA's 1/sqrt(d) on the logits is the same product.
-        attended = F.scaled_dot_product_attention(q, k, v)
+        attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, h * w, -1)
         out = self.output(attended).transpose(1, 2).reshape(b, c, h, w)
         return out + x
 
@@ -98,20 +109,21 @@ class AttentionBlock(nn.Module):
 class ResAttBlock(nn.Module):
     """A residual block followed by attention where this resolution has it; the unit that feature taps read."""
 
-    def __init__(self, in_channels: int, out_channels: int, time_channels: int, has_attn: bool, dropout: float):
+    def __init__(self, in_channels: int, out_channels: int, time_channels: int, has_attn: bool, dropout: float,
+                 attn_channels_per_head: int | None = None):
         super().__init__()
         self.res = ResidualBlock(in_channels, out_channels, time_channels, dropout)
-        self.attn = AttentionBlock(out_channels) if has_attn else nn.Identity()
+        self.attn = AttentionBlock(out_channels, attn_channels_per_head) if has_attn else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         return self.attn(self.res(x, emb))
 
 
 class MiddleBlock(nn.Module):
-    def __init__(self, channels: int, time_channels: int, dropout: float):
+    def __init__(self, channels: int, time_channels: int, dropout: float, attn_channels_per_head: int | None = None):
         super().__init__()
         self.res1 = ResidualBlock(channels, channels, time_channels, dropout)
-        self.attn = AttentionBlock(channels)
+        self.attn = AttentionBlock(channels, attn_channels_per_head)
         self.res2 = ResidualBlock(channels, channels, time_channels, dropout)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,8 @@ def tap_names(network: dict) -> list[str]:
 class UNet(nn.Module):
     def __init__(self, image_shape: Sequence[int] = (3, 32, 32), n_channels: int = 128,
                  ch_mults: Sequence[int] = (1, 2, 2, 2), is_attn: Sequence[bool] = (False, True, False, False),
-                 dropout: float = 0.1, n_blocks: int = 2, use_res_for_updown: bool = False, augment_dim: int = 0):
+                 dropout: float = 0.1, n_blocks: int = 2, use_res_for_updown: bool = False, augment_dim: int = 0,
+                 attn_channels_per_head: int | None = None):
         super().__init__()
         in_ch = image_shape[0]
         time_channels = 4 * n_channels
@@ -48,14 +49,15 @@ class UNet(nn.Module):
         for level, mult in enumerate(ch_mults):
             out_channels = n_channels * mult
             for _ in range(n_blocks):
-                down.append(ResAttBlock(channels, out_channels, time_channels, is_attn[level], dropout))
+                down.append(ResAttBlock(channels, out_channels, time_channels, is_attn[level], dropout,
+                                        attn_channels_per_head))
                 channels = out_channels
                 skip_channels.append(channels)
             if level < levels - 1:
                 down.append(resampler(channels, up=False))
                 skip_channels.append(channels)
         self.down = nn.ModuleList(down)
-        self.middle = MiddleBlock(channels, time_channels, dropout)
+        self.middle = MiddleBlock(channels, time_channels, dropout, attn_channels_per_head)
 
         # Decoder: n_blocks + 1 blocks per level, each concatenating one skip (current first, skip second).
         up: list[nn.Module] = []
@@ -63,7 +65,7 @@ class UNet(nn.Module):
             out_channels = n_channels * ch_mults[level]
             for _ in range(n_blocks + 1):
                 up.append(ResAttBlock(channels + skip_channels.pop(), out_channels, time_channels,
-                                      is_attn[level], dropout))
+                                      is_attn[level], dropout, attn_channels_per_head))
                 channels = out_channels
             if level > 0:
                 up.append(resampler(channels, up=True))
