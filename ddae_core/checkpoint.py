@@ -158,4 +158,13 @@ def load_model(checkpoint_path: str | Path, config_path: str | Path | dict | Non
         raise CheckpointError(f"Checkpoint {path} is not a DDAE checkpoint (no MODEL/EMA or model/ema entries).")
     model = DDAEModel(parse_model_config(config))
     load_into(model, state, path)
+    check_finite(model, path)
     return model.to(device).eval()
+
+
+def check_finite(model: DDAEModel, path: Path) -> None:
+    """CheckpointError when a weight is NaN or infinite: such a model probes at chance and samples black."""
+    if not bool(torch.stack([torch.isfinite(p).all() for p in model.net.state_dict().values()
+                             if p.is_floating_point()]).all()):
+        raise CheckpointError(f"Checkpoint {path} holds NaN or infinite weights (its training diverged); "
+                              "use an earlier checkpoint of the run, or train again with a lower learning rate.")

@@ -8,6 +8,7 @@ the field, before any work starts.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,11 @@ def load_config(source: str | Path | dict) -> dict:
 # Field checks.
 def _get(cfg: dict, dotted: str, default: Any = ...) -> Any:
     node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict):     # `network: 5` must not quietly build the default network
+            raise ConfigError(".".join(parts[:i]), f"must be a mapping of fields (got {node!r})")
+        if part not in node or (node[part] is None and i < len(parts) - 1):
             if default is ...:
                 raise ConfigError(dotted, "is missing")
             return default
@@ -70,11 +74,25 @@ def _get(cfg: dict, dotted: str, default: Any = ...) -> Any:
     return node
 
 
+def studio_block(cfg: dict) -> dict:
+    """The config's `studio:` block ({} when absent); ConfigError when it is not a mapping."""
+    studio = cfg.get("studio")
+    if studio is None:
+        return {}
+    if not isinstance(studio, dict):
+        raise ConfigError("studio", f"must be a mapping of fields (got {studio!r})")
+    return studio
+
+
 def _number(cfg: dict, dotted: str, default: Any = ..., *, integer: bool = False, low: float | None = None,
             high: float | None = None, low_open: bool = False, high_open: bool = False) -> float | int:
     value = _get(cfg, dotted, default)
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(dotted, f"must be {kind} (got {value!r})")
+    if not math.isfinite(value):          # .nan passes every comparison below; .inf trains to NaN weights
+        raise ConfigError(dotted, f"must be a finite number (got {value!r})")
+    if integer and not float(value).is_integer():
         raise ConfigError(dotted, f"must be {kind} (got {value!r})")
     if low is not None and (value <= low if low_open else value < low):
         raise ConfigError(dotted, f"must be {'greater than' if low_open else 'at least'} {low} (got {value!r})")
@@ -95,6 +113,13 @@ def _list(cfg: dict, dotted: str, default: Any = ...) -> list:
     if not isinstance(value, (list, tuple)) or not value:
         raise ConfigError(dotted, f"must be a non-empty list (got {value!r})")
     return list(value)
+
+
+# Upper bounds far past the official configs (n_T 1000, 32 px, 128 channels): a value beyond them is a
+# typo that would otherwise try to allocate terabytes before any message.
+MAX_N_T = 100_000
+MAX_IMAGE_SIZE = 1024
+MAX_WIDTH = 1024
 
 
 # Validated views.
@@ -122,7 +147,7 @@ def parse_model_config(cfg: dict) -> ModelConfig:
         raise ConfigError("net_type", f"must be UNet (got {net_type!r}); only the UNet is supported")
 
     if model_type == "DDPM":
-        n_t = _number(cfg, "diffusion.n_T", 1000, integer=True, low=1)
+        n_t = _number(cfg, "diffusion.n_T", 1000, integer=True, low=1, high=MAX_N_T)
         betas = _list(cfg, "diffusion.betas", [1e-4, 0.02])
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas) \
                 or not 0 < betas[0] < betas[1] < 1:
@@ -145,14 +170,16 @@ def parse_model_config(cfg: dict) -> ModelConfig:
             raise ConfigError("diffusion.sigma_max", "must be greater than diffusion.sigma_min")
 
     shape = _list(cfg, "network.image_shape", [3, 32, 32])
-    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape) or shape[1] != shape[2]:
-        raise ConfigError("network.image_shape", f"must be [channels, size, size] (got {shape!r})")
-    n_channels = _number(cfg, "network.n_channels", 128, integer=True, low=32)
+    if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape) \
+            or shape[0] != 3 or shape[1] != shape[2] or not 1 <= shape[1] <= MAX_IMAGE_SIZE:
+        raise ConfigError("network.image_shape", f"must be [3, size, size] with a size from 1 to {MAX_IMAGE_SIZE} "
+                                                 f"(images are RGB; got {shape!r})")
+    n_channels = _number(cfg, "network.n_channels", 128, integer=True, low=32, high=MAX_WIDTH)
     if n_channels % 32:
         raise ConfigError("network.n_channels", f"must be a multiple of 32 for GroupNorm(32) (got {n_channels})")
     ch_mults = _list(cfg, "network.ch_mults", [1, 2, 2, 2])
-    if not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in ch_mults):
-        raise ConfigError("network.ch_mults", f"must be positive integers (got {ch_mults!r})")
+    if not all(isinstance(m, int) and not isinstance(m, bool) and 0 < m <= 16 for m in ch_mults) or len(ch_mults) > 10:
+        raise ConfigError("network.ch_mults", f"must be at most 10 integers from 1 to 16 (got {ch_mults!r})")
     is_attn = _list(cfg, "network.is_attn", [False, True, False, False][: len(ch_mults)])
     if len(is_attn) != len(ch_mults) or not all(isinstance(a, bool) for a in is_attn):
         raise ConfigError("network.is_attn", f"must be {len(ch_mults)} true/false values, one per ch_mults entry")
@@ -174,7 +201,7 @@ def parse_model_config(cfg: dict) -> ModelConfig:
         "ch_mults": tuple(ch_mults),
         "is_attn": tuple(is_attn),
         "dropout": _number(cfg, "network.dropout", 0.1, low=0, high=1, high_open=True),
-        "n_blocks": _number(cfg, "network.n_blocks", 2, integer=True, low=1),
+        "n_blocks": _number(cfg, "network.n_blocks", 2, integer=True, low=1, high=16),
         "use_res_for_updown": _bool(cfg, "network.use_res_for_updown", False),
         "augment_dim": augment_dim,
         "attn_channels_per_head": channels_per_head,
@@ -186,7 +213,7 @@ def parse_model_config(cfg: dict) -> ModelConfig:
         framework=framework,
         diffusion=diffusion,
         network=network,
-        classes=_number(cfg, "classes", 10, integer=True, low=1),
+        classes=_number(cfg, "classes", 10, integer=True, low=1, high=100_000),
         feature_timestep=_number(cfg, "linear.timestep", default_t, integer=True, low=0),
         feature_layer=str(_get(cfg, "linear.blockname", "out_6" if framework == "ddpm" else "out_7")),
     )
@@ -217,19 +244,18 @@ class TrainOptions:
 
 
 def parse_train_options(cfg: dict) -> TrainOptions:
-    studio = cfg.get("studio") or {}
-    if not isinstance(studio, dict):
-        raise ConfigError("studio", "must be a mapping of fields")
+    studio = studio_block(cfg)
     warmup_steps = _number(cfg, "studio.warmup_steps", None, integer=True, low=0) \
         if studio.get("warmup_steps") is not None else None
     steps = _number(cfg, "studio.steps", None, integer=True, low=1) if studio.get("steps") is not None else None
+    official_lr = _number(cfg, "lrate", 1e-4, low=0, low_open=True)     # checked even when studio.lr wins
     lr_decay = str(studio.get("lr_decay") or "none")
     if lr_decay not in LR_DECAYS:
         raise ConfigError("studio.lr_decay", f"must be one of {', '.join(LR_DECAYS)} (got {lr_decay!r})")
     return TrainOptions(
         batch_size=_number(cfg, "batch_size", 128, integer=True, low=1),
         lr=_number(cfg, "studio.lr", None, low=0, low_open=True) if studio.get("lr") is not None
-        else _number(cfg, "lrate", 1e-4, low=0, low_open=True),
+        else official_lr,
         warmup_steps=warmup_steps,
         warm_epoch=_number(cfg, "warm_epoch", 0, integer=True, low=0),
         lr_decay=lr_decay,

@@ -7,13 +7,14 @@ refused with the same sentence everywhere and a job behaves the same in the fore
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 from . import data as datasets
-from .config import load_config, parse_model_config, parse_train_options
+from .config import load_config, parse_model_config, parse_train_options, studio_block
 from .distributed import DistContext
 from .errors import ConfigError, UserError
 from .nets.unet import tap_names
@@ -32,17 +33,25 @@ RUNNERS = {
 }
 
 
-def _positive_int(field: str, value, allow_none: bool = True, minimum: int = 1) -> int | None:
+# Counts (steps, epochs, images) beyond this are typos; it keeps every count an int64 in events and the index.
+MAX_COUNT = 10**12
+MAX_SEED = 2**32 - 1                # numpy's and the data sampler's seeds are 32-bit
+
+
+def _positive_int(field: str, value, allow_none: bool = True, minimum: int = 1,
+                  maximum: int = MAX_COUNT) -> int | None:
     if value is None and allow_none:
         return None
     try:
-        number = int(value)
-        if number != float(value):
+        number = int(value)         # OverflowError: int(inf); ValueError: int(nan), int("x")
+        if isinstance(value, float) and number != value:
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(field, f"must be a whole number (got {value!r})") from None
     if number < minimum:
         raise ConfigError(field, f"must be at least {minimum} (got {number})")
+    if number > maximum:
+        raise ConfigError(field, f"must be at most {maximum} (got {number})")
     return number
 
 
@@ -51,11 +60,18 @@ def _positive_float(field: str, value) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(field, f"must be a number (got {value!r})") from None
+    if not math.isfinite(number):   # an inf learning rate trains to NaN weights without an error
+        raise ConfigError(field, f"must be a finite number (got {value!r})")
     if not number > 0:
         raise ConfigError(field, f"must be greater than 0 (got {value!r})")
     return number
+
+
+def check_seed(seed) -> int:
+    """A random seed from 0 to MAX_SEED; ConfigError naming `seed` otherwise."""
+    return _positive_int("seed", seed, allow_none=False, minimum=0, maximum=MAX_SEED)
 
 
 def check_device(request: str | None) -> str:
@@ -74,8 +90,10 @@ def train_spec(*, config: str | Path | dict, data: str | None = None, steps=None
     lr decay ends at that step), or at `steps`/`epochs` if that comes first.
     """
     cfg = load_config(config)
+    studio = studio_block(cfg)
     if studio_overrides:
-        cfg.setdefault("studio", {}).update({k: v for k, v in studio_overrides.items() if v is not None})
+        studio.update({k: v for k, v in studio_overrides.items() if v is not None})
+        cfg["studio"] = studio
     model_cfg = parse_model_config(cfg)
     train = parse_train_options(cfg)
     steps = _positive_int("steps", steps)
@@ -105,11 +123,11 @@ def train_spec(*, config: str | Path | dict, data: str | None = None, steps=None
         "grad_clip": train.grad_clip,
         "checkpoint_every_steps": train.checkpoint_every_steps,
         "sample_every_steps": train.sample_every_steps,
-        "sample_steps": cfg.get("studio", {}).get("sample_steps"),
+        "sample_steps": _positive_int("studio.sample_steps", studio.get("sample_steps")),
         "n_sample": train.n_sample,
-        "log_every_steps": cfg.get("studio", {}).get("log_every_steps", 10),
-        "seed": int(seed),
-        "amp": cfg.get("studio", {}).get("amp", "auto"),
+        "log_every_steps": _positive_int("studio.log_every_steps", studio.get("log_every_steps", 10)),
+        "seed": check_seed(seed),
+        "amp": studio.get("amp", "auto"),
         "data_limit": _positive_int("data_limit", data_limit),
         "monitor_layers": list(monitor_layers or []),
     }

@@ -57,10 +57,13 @@ class Reporter:
             self.echo(record)
 
     def report(self, key: str, value: float, step: int) -> None:
-        """One point of the curve `key` (e.g. loss/train) at `step`."""
+        """One point of the curve `key` (e.g. loss/train) at `step`.
+
+        A NaN or infinite value is kept as null (the index's NaN), not dropped: a gap in the curve is
+        the visible sign that something diverged. JSON itself has no NaN.
+        """
         value = float(value)
-        if math.isfinite(value):
-            self.event("metric", key=key, step=int(step), value=value)
+        self.event("metric", key=key, step=int(step), value=value if math.isfinite(value) else None)
 
     def progress(self, done: int, total: int, stage: str = "") -> None:
         """Written only when it visibly changes: a new stage, the end, or at most twice a second."""

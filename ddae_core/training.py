@@ -24,6 +24,10 @@ from .device import amp_dtype_for, describe, grad_scaler_for, resolve_device
 from .distributed import DistContext
 from .ema import EMA
 from .errors import UserError
+
+
+class TrainingDiverged(UserError):
+    """The loss or the weights became NaN or infinite; the run fails, its last good checkpoint kept."""
 from .images import save_grid
 from .model import DDAEModel
 from .reporting import Reporter
@@ -90,6 +94,7 @@ class Trainer:
             self.train_net = DistributedDataParallel(
                 self.train_net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.step = 0
+        self.unchecked_losses: list[torch.Tensor] = []    # this rank's per-step losses since the last check
         if self.opts.get("monitor_layers") and self.dist.is_main:
             self.hooks.append(self._layer_monitor())
 
@@ -158,6 +163,29 @@ class Trainer:
         path = save_grid(images, self.run_dir / "samples" / f"step_{self.step:06d}.png")
         self.reporter.image("samples", self.step, path)
 
+    # Divergence.
+    def stop_if_diverged(self, weights: bool = True) -> None:
+        """Fail the run at its first non-finite loss since the last check (and, with `weights`, non-finite
+        weights: the last update can break them after a finite loss), before a checkpoint keeps them.
+
+        Called at log and checkpoint steps only (reading the losses waits for the GPU); every rank calls
+        it at the same steps so that all stop together. Raises TrainingDiverged, one sentence.
+        """
+        losses = torch.stack(self.unchecked_losses).float().cpu() if self.unchecked_losses else torch.zeros(0)
+        first = self.step - len(losses) + 1            # the step of losses[0], as loss/train counts steps
+        self.unchecked_losses = []
+        bad = (~torch.isfinite(losses)).nonzero()
+        where = f"the loss became {float(losses[int(bad[0])])} at step {first + int(bad[0])}" if len(bad) else None
+        if where is None and weights and not bool(torch.stack(
+                [torch.isfinite(p).all() for p in self.model.net.parameters()]).all()):
+            where = f"the weights became non-finite by step {self.step}"
+        if not self.dist.any_true(where is not None, self.device):
+            return
+        kept = list_checkpoints(self.run_dir)
+        kept = f"its last good checkpoint (step {kept[-1][0]}) is kept" if kept else "no checkpoint had been saved"
+        raise TrainingDiverged(f"Training diverged: {where or 'on another GPU'}, so the run stopped and {kept}; "
+                               "lower the learning rate (--lr) or raise the warm-up and train again.")
+
     # The loop.
     def train_step(self, step: int) -> torch.Tensor:
         epoch = self.sampler.epoch_of(step)
@@ -201,11 +229,14 @@ class Trainer:
         r.progress(self.step, self.total_steps, "train")
         while self.step < self.total_steps:
             if self.dist.any_true(r.should_stop(), self.device):
+                self.stop_if_diverged()
                 self.save_checkpoint()
                 r.status("cancelled")
                 return "cancelled"
             started = time.perf_counter()
-            loss_sum += self.train_step(self.step)
+            loss = self.train_step(self.step)
+            self.unchecked_losses.append(loss)
+            loss_sum += loss
             loss_n += 1
             self.step += 1
             images_done += self.opts["batch_size"] * self.dist.world_size
@@ -219,7 +250,11 @@ class Trainer:
                 # Re-estimated every step from the whole run's rate, so slow first steps do not end it early.
                 self.total_steps = min(step_limit, max(self.step, self.step + int((time_limit - elapsed) * rate)))
 
-            if self.step % log_every == 0 or self.step == self.total_steps:
+            ends = self.step == self.total_steps
+            saves = self.step % ckpt_every == 0 or ends
+            if self.step % log_every == 0 or saves:
+                self.stop_if_diverged(weights=saves)
+            if self.step % log_every == 0 or ends:
                 mean_loss = float(loss_sum) / loss_n
                 if self.dist.is_main:
                     r.report("loss/train", mean_loss, self.step)
@@ -231,7 +266,7 @@ class Trainer:
                     r.progress(self.step, self.total_steps, "train")
                 loss_sum.zero_()
                 loss_n, busy, images_done = 0, 0.0, 0
-            if self.step % ckpt_every == 0 or self.step == self.total_steps:
+            if saves:
                 self.save_checkpoint()
             if self.step % sample_every == 0 or self.step == self.total_steps:
                 self.save_samples()

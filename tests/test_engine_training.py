@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from ddae_core import examples
 from ddae_core.checkpoint import atomic_torch_save, load_model, read_checkpoint
@@ -104,6 +105,10 @@ def test_linear_lr_decay_falls_towards_zero_at_the_last_step_after_warm_up(works
     ({"data": "imagenet-22k"}, "data"),
     ({"batch_size": "big"}, "batch_size"),
     ({"minutes": -2}, "minutes"),
+    ({"lr": float("inf")}, "lr"),               # trained to all-NaN weights and ended `done`
+    ({"minutes": float("inf")}, "minutes"),
+    ({"seed": -1}, "seed"),                     # a ValueError traceback from the data sampler
+    ({"steps": 10**23}, "steps"),               # "must be a whole number"
 ])
 def test_bad_values_are_refused_with_the_field_named(kwargs, field):
     args = {"config": micro_config(), "data": DATA, "steps": 2, **kwargs}
@@ -122,6 +127,68 @@ def test_bad_config_fields_are_named():
     cfg["network"]["n_channels"] = 48
     with pytest.raises(ConfigError, match="multiple of 32"):
         train_spec(config=cfg, data=DATA)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.update(lrate=float("nan")), "lrate: must be a finite number (got nan)"),
+    (lambda c: c.update(ema=float("nan")), "ema: must be a finite number (got nan)"),
+    (lambda c: c["network"].update(dropout=float("nan")), "network.dropout: must be a finite number (got nan)"),
+    (lambda c: c["studio"].update(lr=float("inf")), "studio.lr: must be a finite number (got inf)"),
+    (lambda c: c.update(studio=[1, 2]), "studio: must be a mapping of fields (got [1, 2])"),
+    (lambda c: c.update(network=5), "network: must be a mapping of fields (got 5)"),    # built the default
+    (lambda c: c["diffusion"].update(n_T=1e300), "diffusion.n_T: must be at most 100000 (got 1e+300)"),
+    (lambda c: c["network"].update(image_shape=[3, 2**20, 2**20]), "network.image_shape: must be [3, size, size]"),
+])
+def test_non_finite_and_impossible_config_values_are_named(edit, message):
+    cfg = micro_config()
+    edit(cfg)
+    with pytest.raises(ConfigError) as err:
+        train_spec(config=cfg, data=DATA, steps=2)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_a_diverging_run_fails_at_its_step_and_keeps_its_last_good_checkpoint(workspace, capsys):
+    """A finite but absurd lr (no check can refuse every such value) sends the loss to NaN."""
+    run = create_job(workspace, micro_spec(steps=3, checkpoint_every_steps=3))
+    assert execute(run, workspace, handle_signals=False) == "done"
+    spec = yaml.safe_load((run / "spec.yaml").read_text())
+    spec["options"].update(lr=1e30, steps=9)                     # resume it with the lr of a typo
+    (run / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert execute(run, workspace, handle_signals=False) == "failed"
+    error = events(run, "status")[-1]["error"]
+    assert error == ("Training diverged: the loss became nan at step 5, so the run stopped and its last good "
+                     "checkpoint (step 3) is kept; lower the learning rate (--lr) or raise the warm-up and train "
+                     "again.")
+    assert [s for s, _ in list_checkpoints(run)] == [3]                          # no NaN checkpoint after it
+    assert capsys.readouterr().err == f"error: {error}\n"
+    losses = [(e["step"], e["value"]) for e in events(run, "metric") if e["key"] == "loss/train"]
+    assert [s for s, _ in losses] == [1, 2, 3, 4] and all(v is not None for _, v in losses)
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_not_evaluated(workspace, capsys):
+    """Such a model used to probe at 10% and sample a black grid, both reported as normal results."""
+    from ddae_core.cli import main as ddae
+
+    run = create_job(workspace, micro_spec(steps=3, checkpoint_every_steps=3, sample_every_steps=3))
+    assert execute(run, workspace, handle_signals=False) == "done"
+    path = run / "checkpoints" / "step_000003.pt"
+    state = read_checkpoint(path)
+    next(iter(state["ema"].values())).fill_(float("nan"))
+    atomic_torch_save(state, path)
+    with pytest.raises(CheckpointError, match=r"holds NaN or infinite weights \(its training diverged\)"):
+        load_model(path)
+    assert ddae(["sample", "--run", run.name, "--n", "4", "--steps", "2", "--workspace", str(workspace)]) == 1
+    assert f"error: Checkpoint {path} holds NaN or infinite weights" in capsys.readouterr().err
+
+
+def test_a_nan_metric_is_kept_as_a_null_point_not_dropped(tmp_path):
+    from ddae_core.reporting import Reporter
+
+    reporter = Reporter(tmp_path)
+    reporter.report("align/out_6", float("nan"), 3)
+    reporter.report("align/out_6", float("inf"), 4)
+    reporter.close()
+    assert [(e["step"], e["value"]) for e in events(tmp_path, "metric")] == [(3, None), (4, None)]
 
 
 def test_cli_stops_before_any_work_with_one_sentence(tmp_path):

@@ -74,7 +74,7 @@ class ConsoleProgress:
 
     def __call__(self, event: dict) -> None:
         kind = event.get("type")
-        if kind == "metric":
+        if kind == "metric" and event["value"] is not None:      # None: a NaN point
             self.values[event["key"]] = event["value"]
         elif kind == "progress":
             self._show(event)

@@ -7,7 +7,7 @@ from pathlib import Path
 from .. import data as datasets
 from ..config import load_config, parse_model_config
 from ..errors import ConfigError, UserError
-from ..jobs import _positive_float, _positive_int, check_device
+from ..jobs import _positive_float, _positive_int, check_device, check_seed
 from ..nets.unet import tap_names
 from ..runs import read_spec
 from .protocols import PROTOCOLS
@@ -103,7 +103,7 @@ def probe_spec(parent_dir: Path, *, checkpoint="latest", timesteps=None, layers=
         "batch_size": _positive_int("batch_size", batch_size),
         "lr": _positive_float("lr", lr),
         "views": _positive_int("views", views),
-        "seed": int(seed),
+        "seed": check_seed(seed),
         "train_limit": _positive_int("train_limit", train_limit),
         "test_limit": _positive_int("test_limit", test_limit),
         # 0 means: keep no features in memory, spill every timestep's cache to disk.
@@ -130,7 +130,7 @@ def align_spec(parent_dir: Path, *, checkpoints="all", layers=None, timestep=Non
         "checkpoints": which,
         "layers": parse_layers(layers or [cfg.feature_layer], cfg),
         "timestep": t,
-        "seed": int(seed),
+        "seed": check_seed(seed),
         "limit": _positive_int("limit", limit),
         "batch_size": _positive_int("batch_size", batch_size),
     })
@@ -153,7 +153,7 @@ def noisy_spec(parent_dir: Path, *, checkpoint="latest", layer=None, baseline=No
         "lr": _positive_float("lr", lr) if lr is not None else (0.1 if baseline == "wrn" else 1e-3),
         "width": _positive_int("width", width),
         "depth": _positive_int("depth", depth),
-        "seed": int(seed),
+        "seed": check_seed(seed),
         "train_limit": _positive_int("train_limit", train_limit),
         "test_limit": _positive_int("test_limit", test_limit),
     })
@@ -170,7 +170,7 @@ def finetune_spec(parent_dir: Path, *, layer=None, timestep=None, checkpoint="la
         "batch_size": _positive_int("batch_size", batch_size),
         "lr": _positive_float("lr", lr) if lr is not None else 1e-4,
         "scratch": bool(scratch),
-        "seed": int(seed),
+        "seed": check_seed(seed),
         "train_limit": _positive_int("train_limit", train_limit),
         "test_limit": _positive_int("test_limit", test_limit),
     })
@@ -186,7 +186,7 @@ def sample_spec(parent_dir: Path, *, checkpoint="latest", n=64, sampler=None, st
     if n > 4096:
         raise ConfigError("n", f"must be at most 4096 (got {n})")
     return _base("sample", parent_dir, checkpoint, device, None, name, {
-        "n": n, "sampler": sampler, "steps": _positive_int("steps", steps), "seed": int(seed)})
+        "n": n, "sampler": sampler, "steps": _positive_int("steps", steps), "seed": check_seed(seed)})
 
 
 def import_spec(checkpoint: str | Path, config: str | Path, *, name=None, data=None) -> dict:
