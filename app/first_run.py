@@ -1,7 +1,10 @@
 """First run: on an empty workspace, a one-click demo that makes every view come alive on a CPU.
 
-The demo queues `tiny-ddpm` on `builtin:shapes` with a time budget (as `ddae demo` does), then,
-once that run is done, a fast probe grid on its last checkpoint. The probe is queued at the end
+As `ddae demo` does, the demo imports the bundled example (tiny-ddpm trained for hours on
+builtin:shapes) and queues a probe grid of it first, so the heatmap that fills in shows what a
+diffusion model's layers know, against its raw-pixel and random-init baselines. Then it queues a
+short `tiny-ddpm` run of the user's own (loss curve, samples) and, once that run is done, a probe
+grid on its last checkpoint. The probe is queued at the end
 rather than at once because the scheduler starts an evaluation as soon as its parent has any
 checkpoint, and the demo should probe the trained model, not its first save. The pending probe
 is remembered in the settings, so closing the app mid-demo and reopening it still queues it.
@@ -15,6 +18,8 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from db import Store
+from ddae_core import examples
+from ddae_core.examples import DEMO_EXAMPLE, DEMO_PROBE
 from ddae_core.config import preset_path
 from ddae_core.evaluation.specs import probe_spec
 from ddae_core.jobs import train_spec
@@ -25,9 +30,10 @@ from .workspace import settings
 
 log = logging.getLogger(__name__)
 
-DEMO_MINUTES = 4.0
+DEMO_MINUTES = 2.0
 DEMO_TIMESTEPS = "1,11,51,101"
 DEMO_LIMITS = {"train_limit": 4000, "test_limit": 1000}
+DEMO_EXAMPLE_PROBE = {**DEMO_LIMITS, **DEMO_PROBE}
 DEMO_TAG = "demo"
 PENDING_KEY = "demo/pending"        # "workspace|train run id" entries whose probe is not queued yet
 
@@ -37,6 +43,7 @@ class DemoController(QObject):
 
     train_queued = Signal(str)
     probe_queued = Signal(str, str)     # train run id, probe run id
+    example_queued = Signal(str, str)   # the bundled example's train run id, its live probe's id
 
     def __init__(self, store: Store, launcher: Launcher, minutes: float = DEMO_MINUTES, parent=None):
         super().__init__(parent)
@@ -44,10 +51,33 @@ class DemoController(QObject):
         self.launcher = launcher
         self.minutes = minutes
         self.probe_options: dict = dict(DEMO_LIMITS)
+        self.example_probe_options: dict = dict(DEMO_EXAMPLE_PROBE)
         self.train_overrides: dict = {}
+        self.example: str | None = DEMO_EXAMPLE if DEMO_EXAMPLE in examples.available() else None
+        self.example_run: str | None = None
 
     def start(self, device: str = "auto") -> str:
-        """Queue the demo's train run; returns its id."""
+        """Import and probe the bundled example (when there is one), then queue the user's train run; its id."""
+        if self.example is not None:
+            self.start_example(device)
+        return self.start_training(device)
+
+    def start_example(self, device: str = "auto") -> str:
+        """Copy the bundled example into the workspace and queue a live probe of it ahead of everything."""
+        train_dir, *others = examples.install(self.store.workspace, self.example)
+        for run_dir in (train_dir, *others):
+            self.store.register_run(run_dir)
+        spec = probe_spec(train_dir, timesteps=DEMO_TIMESTEPS, layers="all", device=device,
+                          name=f"demo: probe grid of the bundled {self.example} model", **self.example_probe_options)
+        spec["device"]["gpus"] = gpus_for(device, 1)
+        probe_id = self.launcher.submit(spec, priority=2)
+        self.store.set_tags(probe_id, [DEMO_TAG])
+        self.example_run = train_dir.name
+        self.example_queued.emit(train_dir.name, probe_id)
+        return probe_id
+
+    def start_training(self, device: str = "auto") -> str:
+        """Queue the demo's train run of the user's own; returns its id."""
         spec = train_spec(config=self.train_overrides.get("config") or preset_path("tiny-ddpm"),
                           data=self.train_overrides.get("data", "builtin:shapes"),
                           steps=self.train_overrides.get("steps", 100_000),
@@ -120,9 +150,10 @@ class DemoBanner(QFrame):
         self.setStyleSheet("#demoBanner { background: #eef5fc; border: 1px solid #b9d4ee; border-radius: 6px; }")
         title = QLabel("<b style='font-size:13pt'>This workspace has no runs yet.</b>")
         text = QLabel(
-            f"The demo trains a small diffusion model (tiny-ddpm) on generated shapes for {minutes:g} minutes on "
-            "this machine, then probes what each of its layers knows at each noise level. You will see the loss "
-            "curve grow, sample grids appear and the layer × noise heatmap fill in, cell by cell.")
+            "The demo opens a small diffusion model (tiny-ddpm) that comes with the tool, trained for hours on "
+            "generated shapes, and probes what each of its layers knows at each noise level: the layer × noise "
+            "heatmap fills in cell by cell, against raw pixels and the same network untrained. Then it trains a "
+            f"model of your own for {minutes:g} minutes, so you see the loss curve grow and sample grids appear.")
         text.setWordWrap(True)
         self.button = QPushButton("▶  Run the demo")
         self.button.setMinimumHeight(36)

@@ -296,8 +296,14 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Demo", f"The demo could not be queued: {exc}")
             return
         self.banner.hide()
-        self.statusBar().showMessage("Demo queued: training for a few minutes, then a probe grid.", 10000)
-        self.show_run(run_id)
+        if self.demo.example_run is not None:
+            self.statusBar().showMessage("Demo queued: a probe grid of the bundled model first, then a short "
+                                        "training run of your own.", 10000)
+            self.show_run(self.demo.example_run)
+            self.run_view.show_tab(GridPanel)
+        else:
+            self.statusBar().showMessage("Demo queued: training for a few minutes, then a probe grid.", 10000)
+            self.show_run(run_id)
 
     def _demo_probe_queued(self, train_id: str, probe_id: str) -> None:
         self.statusBar().showMessage(f"Demo: the probe grid {probe_id} is queued; its cells fill in the heatmap.",

@@ -23,6 +23,10 @@ from .runs import atomic_write_text, find_run, list_checkpoints, read_spec
 
 MANIFEST = "example.json"
 EXAMPLE_TAGS = ["example", "read-only"]
+DEMO_EXAMPLE = "shapes"         # what `ddae demo` and the app's first-run demo import and probe
+# Standardised heads, 30 epochs: layers' features differ in scale, so this is the protocol that shows what
+# each layer holds within a demo's minutes (labelled as such wherever its numbers appear).
+DEMO_PROBE = {"protocol": "standardized", "epochs": 30}
 
 
 def examples_dir() -> Path:

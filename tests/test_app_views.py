@@ -11,7 +11,7 @@ from PySide6.QtGui import QDropEvent, QImage
 from PySide6.QtWidgets import QLabel
 
 from app import workspace as workspaces
-from app.first_run import DEMO_TAG, DemoController
+from app.first_run import DEMO_MINUTES, DEMO_TAG, DemoController
 from app.models import QueueModel, QueueRow, RunTableModel
 from app.run_feed import RunFeed
 from app.run_panels import AlignPanel, GridPanel, MetricsPanel, SamplesPanel, TrainingPanel
@@ -20,6 +20,8 @@ from app.widgets.curves import CurvePlot
 from app.widgets.heatmap import GridHeatmap
 from db import Ingester, Store
 from db import testing as fake
+from ddae_core import examples
+from ddae_core.examples import DEMO_EXAMPLE
 from tests.app_support import app_settings, micro_overrides, no_leftovers, studio  # noqa: F401
 
 
@@ -174,16 +176,36 @@ def fake_entry():
     return QueueEntry("r2", "probe", "probe", "queued", 3, 0, "auto", time.time())
 
 
+@pytest.mark.skipif(DEMO_EXAMPLE not in examples.available(), reason="no bundled example in this copy")
+def test_demo_imports_the_bundled_example_and_probes_it_before_training(studio, qtbot):
+    window = studio(run_scheduler=False)
+    window.demo.train_overrides = {"config": _micro_config()}
+    window.banner.button.click()
+    info = examples.manifest(DEMO_EXAMPLE)
+    example_train = info["runs"][0]["id"]
+    assert window.run_view.run_id == example_train                 # the bundled model's grid is what is shown
+    rows = {r.id: r for r in window.store.list_runs()}
+    assert rows[example_train].status == "done" and "example" in rows[example_train].tags
+    probes = [c for c in window.store.children(example_train) if c.status == "queued"]
+    assert len(probes) == 1
+    spec = window.store.get_run(probes[0].id).spec
+    assert spec["options"]["protocol"] == "standardized" and spec["options"]["baselines"]
+    queue = window.store.queued_jobs()
+    assert queue[0].run == probes[0].id                              # ahead of the user's own training
+    assert any(r.kind == "train" and r.status == "queued" and DEMO_TAG in r.tags for r in rows.values())
+
+
 def test_demo_is_offered_on_an_empty_workspace_and_queues_its_probe_when_trained(studio, qtbot):
     window = studio(run_scheduler=False)
     assert window.banner.isVisible()
     window.demo.train_overrides = {"config": _micro_config()}
+    window.demo.example = None              # the bundled example's part: the test below
     window.banner.button.click()
     train_id = window.run_view.run_id
     assert train_id is not None and not window.banner.isVisible()
     record = window.store.get_run(train_id)
     assert record.status == "queued" and record.tags == (DEMO_TAG,)
-    assert record.spec["options"]["time_limit_s"] == pytest.approx(240)
+    assert record.spec["options"]["time_limit_s"] == pytest.approx(60 * DEMO_MINUTES)
     assert window.demo.check() == []                                # not trained yet
 
     # Reopened mid-demo, another controller still knows the probe is pending.

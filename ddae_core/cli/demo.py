@@ -20,14 +20,11 @@ from ..jobs import train_spec
 from .common import launch, workspace_of
 
 DEMO_TIMESTEPS = "1,11,51,101"
-DEMO_EXAMPLE = "shapes"
-# Standardised heads, 30 epochs: layers' features differ in scale, so this is the protocol that shows
-# what each layer holds within a demo's minutes (labelled as such wherever it is printed).
-DEMO_PROBE = {"protocol": "standardized", "epochs": 30}
 
 
 def run_demo(args) -> int:
     from .. import examples
+    from ..examples import DEMO_EXAMPLE
 
     started = time.monotonic()
     example = None
@@ -60,6 +57,7 @@ def run_demo(args) -> int:
 
 def _probe(args, parent: Path, name: str) -> Path | None:
     from ..evaluation.specs import probe_spec
+    from ..examples import DEMO_PROBE
 
     spec = probe_spec(parent, timesteps=DEMO_TIMESTEPS, layers="all", device=args.device,
                       train_limit=args.probe_images, test_limit=max(1, args.probe_images // 4), name=name,
