@@ -171,7 +171,7 @@ def _build_align(v: dict, ws: Path) -> dict:
 
 def _build_noisy(v: dict, ws: Path) -> dict:
     return noisy_spec(_parent_dir(v, ws), checkpoint=v.get("checkpoint"), layer=v.get("layer"),
-                      baseline=v.get("baseline") or None, epochs=v.get("epochs") or 15,
+                      baseline=v.get("baseline") or None, epochs=v.get("epochs") or None,
                       batch_size=v.get("batch_size") or 128, lr=v.get("lr"), data=v.get("data"),
                       train_limit=v.get("train_limit"), test_limit=v.get("test_limit"), **_eval_common(v))
 
@@ -250,7 +250,7 @@ KINDS: tuple[JobKind, ...] = (
                 ("Classifier", [Field("layer", "Layer", placeholder="the config's feature layer"),
                                 Field("baseline", "Baseline", "choice", "",
                                       (("", "none: DDAE features"), ("wrn", "WideResNet trained on noisy images"))),
-                                Field("epochs", "Epochs", "int", placeholder="15"),
+                                Field("epochs", "Epochs", "int", placeholder="15; WRN: 200"),
                                 Field("batch_size", "Batch size", "int", placeholder="128"),
                                 Field("lr", "Learning rate", "float", placeholder="0.001"),
                                 *_limits(), EVAL_DATA]),

@@ -7,6 +7,7 @@ import torch
 
 from ddae_core import build_model
 from ddae_core.errors import ConfigError
+from ddae_core.evaluation.noisy import wrn_lr
 from ddae_core.device import amp_dtype_for, cpu_supports_bf16, grad_scaler_for, needs_grad_scaler
 from ddae_core.ema import EMA
 from ddae_core.nets.blocks import AttentionBlock
@@ -100,3 +101,41 @@ def test_attn_channels_per_head_wider_than_an_attention_block_is_refused_naming_
     with pytest.raises(ConfigError) as err:
         build_model(cfg)
     assert err.value.field == "network.attn_channels_per_head" and "at most 64" in str(err.value)
+
+
+def _official_wrn_lrs(base: float, epochs: int, warm_epoch: int = 5) -> list[float]:
+    """The lr of each epoch as noisy_classifier_WRN.py sets it: warm-up overwrites, CosineAnnealingLR steps per epoch."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optim = torch.optim.SGD([param], lr=base, momentum=0.9, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, epochs)
+    lrs = []
+    for e in range(epochs):
+        if (e + 1) <= warm_epoch:
+            for g in optim.param_groups:
+                g["lr"] = base * (e + 1.0) / warm_epoch
+        lrs.append(optim.param_groups[0]["lr"])
+        optim.step()
+        scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("epochs", [200, 15, 6, 3])
+def test_wrn_learning_rate_is_the_official_warm_up_then_recursive_cosine(epochs):
+    official = _official_wrn_lrs(0.1, epochs)
+    ours = [wrn_lr(0.1, e, epochs) for e in range(epochs)]
+    assert ours == pytest.approx(official, rel=1e-9, abs=1e-15)
+
+
+def test_wrn_baseline_defaults_to_the_official_200_epochs_and_the_head_to_15(workspace):
+    from ddae_core.cli import build_parser
+    from ddae_core.evaluation.specs import noisy_spec
+    from ddae_core.jobs import create_job
+
+    from .test_engine_training import micro_spec
+
+    parent = create_job(workspace, micro_spec())
+    assert noisy_spec(parent, baseline="wrn")["options"]["epochs"] == 200
+    assert noisy_spec(parent)["options"]["epochs"] == 15
+    assert noisy_spec(parent, baseline="wrn", epochs=3)["options"]["epochs"] == 3   # --epochs for short runs
+    args = build_parser().parse_args(["noisy-classifier", "--run", parent.name, "--baseline", "wrn"])
+    assert args.epochs is None    # the spec, not the CLI, picks the default

@@ -43,8 +43,25 @@ class NoisyHead(nn.Module):
         return self.cls(features + self.time_emb(timestep.float()))
 
 
+WRN_WARM_EPOCHS = 5  # the official noisy_classifier_WRN.py --warm_epoch
+
+
 def cosine_lr(base: float, epoch: int, epochs: int) -> float:
+    """CosineAnnealingLR(T_max=epochs) stepped per epoch, from `base` (the head's schedule)."""
     return base * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
+def wrn_lr(base: float, epoch: int, epochs: int, warm_epochs: int = WRN_WARM_EPOCHS) -> float:
+    """The official WRN schedule at 0-based `epoch`: linear warm-up, then the cosine continued from the warm-up's end.
+
+    The official loop overwrites the lr with base * (e+1) / warm_epochs for the first warm_epochs epochs
+    and steps CosineAnnealingLR(T_max=epochs) after every epoch; its recursive form then scales the lr it
+    finds, so after warm-up the lr is base * (1 + cos(pi e / epochs)) / (1 + cos(pi (warm_epochs - 1) / epochs)),
+    not the closed-form cosine (20% higher at e=5 of 15).
+    """
+    if epoch < warm_epochs:
+        return base * (epoch + 1) / warm_epochs
+    return base * (1 + math.cos(math.pi * epoch / epochs)) / (1 + math.cos(math.pi * (warm_epochs - 1) / epochs))
 
 
 class NoisyClassifier:
@@ -131,13 +148,10 @@ class NoisyClassifier:
         torch.manual_seed(self.ctx.seed)
         net = NoiseConditionalWRN(self.ctx.opts["depth"], self.ctx.opts["width"], self.classes).to(self.ctx.device)
         opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4)
-        warm = min(5, self.epochs)
         dev = self.ctx.device
         for epoch in range(self.epochs):
-            # Warm-up for 5 epochs, then cosine (the official script's recursive form, in closed form).
-            lr = self.lr * (epoch + 1) / warm if epoch < warm else cosine_lr(self.lr, epoch, self.epochs)
             for g in opt.param_groups:
-                g["lr"] = lr
+                g["lr"] = wrn_lr(self.lr, epoch, self.epochs)
             net.train()
             order, losses = self.order(epoch), []
             for i, start in enumerate(range(0, len(order), self.batch_size)):

@@ -137,7 +137,7 @@ def align_spec(parent_dir: Path, *, checkpoints="all", layers=None, timestep=Non
     return spec
 
 
-def noisy_spec(parent_dir: Path, *, checkpoint="latest", layer=None, baseline=None, epochs=15, batch_size=128,
+def noisy_spec(parent_dir: Path, *, checkpoint="latest", layer=None, baseline=None, epochs=None, batch_size=128,
                lr=None, width=10, depth=28, data=None, device="auto", seed=0, train_limit=None, test_limit=None,
                name=None) -> dict:
     _, cfg = parent_config(parent_dir)
@@ -148,7 +148,8 @@ def noisy_spec(parent_dir: Path, *, checkpoint="latest", layer=None, baseline=No
     return _base("noisy-classifier", parent_dir, checkpoint, device, data, name, {
         "layer": parse_layers([layer or cfg.feature_layer], cfg, "layer")[0],
         "baseline": baseline,
-        "epochs": _positive_int("epochs", epochs),
+        # The official scripts' defaults: 200 epochs for the WRN (noisy_classifier_WRN.py), 15 for the head.
+        "epochs": _positive_int("epochs", epochs) if epochs is not None else (200 if baseline == "wrn" else 15),
         "batch_size": _positive_int("batch_size", batch_size),
         "lr": _positive_float("lr", lr) if lr is not None else (0.1 if baseline == "wrn" else 1e-3),
         "width": _positive_int("width", width),
