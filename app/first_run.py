@@ -66,7 +66,9 @@ class DemoController(QObject):
         """Copy the bundled example into the workspace and queue a live probe of it ahead of everything."""
         train_dir, *others = examples.install(self.store.workspace, self.example)
         for run_dir in (train_dir, *others):
+            # Finished runs: say so now, so the view shows them as they are before the ingester reads their events.
             self.store.register_run(run_dir)
+            self.store.set_status(run_dir.name, "done")
         spec = probe_spec(train_dir, timesteps=DEMO_TIMESTEPS, layers="all", device=device,
                           name=f"demo: probe grid of the bundled {self.example} model", **self.example_probe_options)
         spec["device"]["gpus"] = gpus_for(device, 1)
