@@ -22,7 +22,7 @@ import torch
 
 from ddae_core import build_model
 from ddae_core.config import load_config
-from ddae_core.device import amp_dtype_for, resolve_device
+from ddae_core.device import amp_dtype_for, grad_scaler_for, resolve_device
 from ddae_core.jobs import create_job, train_spec
 from ddae_core.reporting import Reporter
 from ddae_core.training import Trainer
@@ -46,14 +46,20 @@ def plain_loop(config: dict, device: torch.device, batch: int, steps: int, *, ch
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+    scaler = grad_scaler_for(device, amp)  # fp16 (the CUDA default) trains with loss scaling, as the Trainer
     times = []
     for step in range(steps + 2):
         _sync(device)
         start = time.perf_counter()
         with autocast:
             loss = model.loss(images, net=net)
-        loss.backward()
-        opt.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         opt.zero_grad(set_to_none=True)
         _sync(device)
         if step >= 2:
