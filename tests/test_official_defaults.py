@@ -127,6 +127,7 @@ def test_wrn_learning_rate_is_the_official_warm_up_then_recursive_cosine(epochs)
 
 
 def test_wrn_baseline_defaults_to_the_official_200_epochs_and_the_head_to_15(workspace):
+    from app.launch_kinds import _build_noisy
     from ddae_core.cli import build_parser
     from ddae_core.evaluation.specs import noisy_spec
     from ddae_core.jobs import create_job
@@ -139,3 +140,5 @@ def test_wrn_baseline_defaults_to_the_official_200_epochs_and_the_head_to_15(wor
     assert noisy_spec(parent, baseline="wrn", epochs=3)["options"]["epochs"] == 3   # --epochs for short runs
     args = build_parser().parse_args(["noisy-classifier", "--run", parent.name, "--baseline", "wrn"])
     assert args.epochs is None    # the spec, not the CLI, picks the default
+    form = {"parent": parent.name, "baseline": "wrn", "epochs": None, "device": "cpu"}   # the app's blank Epochs
+    assert _build_noisy(form, workspace)["options"]["epochs"] == 200
