@@ -73,7 +73,7 @@ def test_an_fp16_training_step_goes_through_the_grad_scaler(workspace):
 
 
 def _official_attention(block: torch.nn.Module, x: torch.Tensor, heads: int, d_k: int) -> torch.Tensor:
-    """The official AttentionBlock's arithmetic (model/block.py), written out: per-head [q|k|v], q and k scaled by d_k^-1/4."""
+    """The official AttentionBlock (model/block.py) written out: per-head [q|k|v], q and k scaled by d_k^-1/4."""
     b, c, h, w = x.shape
     tokens = block.norm(x).view(b, c, -1).permute(0, 2, 1)
     q, k, v = torch.chunk(block.projection(tokens).view(b, -1, heads, 3 * d_k), 3, dim=-1)
@@ -104,7 +104,7 @@ def test_attn_channels_per_head_wider_than_an_attention_block_is_refused_naming_
 
 
 def _official_wrn_lrs(base: float, epochs: int, warm_epoch: int = 5) -> list[float]:
-    """The lr of each epoch as noisy_classifier_WRN.py sets it: warm-up overwrites, CosineAnnealingLR steps per epoch."""
+    """Each epoch's lr as noisy_classifier_WRN.py sets it: warm-up overwrites, CosineAnnealingLR steps per epoch."""
     param = torch.nn.Parameter(torch.zeros(1))
     optim = torch.optim.SGD([param], lr=base, momentum=0.9, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, epochs)

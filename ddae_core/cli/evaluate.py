@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _eval_parser(sub, "noisy-classifier", "a noise-conditional classifier, accuracy per noise level")
     p.add_argument("--layer", help="feature layer (default: the config's probe layer)")
     p.add_argument("--baseline", choices=["wrn"], help="train the noise-conditional WRN from scratch instead")
-    p.add_argument("--epochs", type=int, help="default: 15 for the head, 200 for --baseline wrn (as the official scripts)")
+    p.add_argument("--epochs", type=int, help="default: 15 for the head, 200 for --baseline wrn (the official)")
     p.add_argument("--lr", type=float)
     p.add_argument("--width", type=int, default=10, help="WRN widen factor (default 10)")
     p.add_argument("--depth", type=int, default=28, help="WRN depth (default 28)")

@@ -91,7 +91,7 @@ class AugmentPipe:
         self.translate_std = float(translate_std)
 
     def draw(self, n: int, device: torch.device) -> Draws:
-        """The official draws, in the official order (each torch.rand/randn/randint call as the official code makes it)."""
+        """The official draws in the official order: the same torch.rand/randn/randint calls."""
         def chosen(value: torch.Tensor, probability: float) -> torch.Tensor:
             keep = torch.rand(value.shape[-1], device=device) < probability
             return torch.where(keep, value, torch.zeros_like(value))
