@@ -6,8 +6,10 @@ artifacts live in db/reads.py (mixed in), the bulk writes of events in db/ingest
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -49,11 +51,16 @@ class Store(ReadsMixin):
 
     @classmethod
     def open(cls, workspace: str | Path, db_path: str | Path | None = None) -> Store:
-        """Open (creating runs/, data/ and studio.sqlite as needed) and migrate; SchemaError if too new."""
+        """Open (creating runs/, data/ and studio.sqlite as needed) and migrate; SchemaError if too new,
+        PermissionError if the database's folder is read-only."""
         workspace = Path(workspace).expanduser().resolve()
         (workspace / RUNS_DIR).mkdir(parents=True, exist_ok=True)
         (workspace / DATA_DIR).mkdir(parents=True, exist_ok=True)
-        return cls(workspace, Path(db_path) if db_path else workspace / DB_NAME)
+        db_path = Path(db_path) if db_path else workspace / DB_NAME
+        # SQLite would call a read-only folder an unreadable database (SchemaError, "reindex it").
+        if not os.access(db_path.parent, os.W_OK):
+            raise PermissionError(errno.EROFS, "the folder is read-only", str(db_path.parent))
+        return cls(workspace, db_path)
 
     def close(self) -> None:
         if not self._closed:
@@ -282,7 +289,8 @@ class Store(ReadsMixin):
             self._mirror_meta(session, run_id)
 
     def delete_run(self, ref: str, remove_files: bool = False) -> str:
-        """Remove the run's rows (children keep theirs, unlinked); with remove_files also its folder.
+        """Remove the run's rows (children keep theirs, unlinked); with remove_files also its folder
+        (a folder that is a symbolic link loses the link, not what it points to).
 
         Without remove_files the folder stays and the ingester does not index it again; a reindex does.
         """
@@ -292,7 +300,9 @@ class Store(ReadsMixin):
             session.execute(delete(Run).where(Run.id == run_id))
             session.merge(DeletedRun(id=run_id, version=version, deleted=time.time()))
         run_dir = self.run_dir(run_id)
-        if remove_files and run_dir.is_dir():
+        if remove_files and run_dir.is_symlink():
+            run_dir.unlink()           # the link only: where it points may hold anything, or someone else's run
+        elif remove_files and run_dir.is_dir():
             # Only ever a folder directly under <workspace>/runs, whatever the id says.
             if run_dir.resolve().parent != (self.workspace / RUNS_DIR).resolve():
                 raise ValueError(f"Refusing to remove {run_dir}: it is not a run folder of {self.workspace}.")

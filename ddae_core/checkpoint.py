@@ -5,6 +5,7 @@ Every read uses torch.load(weights_only=True): a checkpoint may only hold tensor
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import zipfile
@@ -31,7 +32,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: torch.save(obj, fh), binary=True)
+    try:
+        atomic_write(path, lambda fh: torch.save(obj, fh), binary=True)
+    except RuntimeError as exc:
+        # torch's zip writer reports a short write (a full disk, a file size limit) as
+        # "[enforce fail at inline_container.cc] unexpected pos"; callers handle OSErrors.
+        raise OSError(errno.EIO, "the write was cut short", str(path)) from exc
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

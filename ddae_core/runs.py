@@ -30,6 +30,10 @@ def resolve_workspace(path: str | Path | None = None, create: bool = True) -> Pa
             (ws / "data").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"Workspace {ws} cannot be created ({exc.strerror}); choose another with --workspace.") from None
+        # Else SQLite reports a read-only folder as an unreadable database, and `ddae reindex` as the cure.
+        if not all(os.access(folder, os.W_OK) for folder in (ws, ws / "runs")):
+            raise UserError(f"Workspace {ws} is read-only, so no run or index can be written there; make it "
+                            "writable or choose another with --workspace.")
     return ws
 
 

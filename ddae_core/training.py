@@ -148,7 +148,11 @@ class Trainer:
             if exc.errno == errno.ENOSPC:
                 raise UserError(f"The disk is full while saving {path.name}; the previous checkpoint is intact, "
                                 "so free some space and resume the run.") from None
-            raise
+            earlier = [s for s, _ in list_checkpoints(self.run_dir) if s != self.step]
+            kept = f"the checkpoint of step {earlier[-1]} is intact" if earlier else "there is no earlier checkpoint"
+            raise UserError(f"Could not write the checkpoint {path.name}: the disk is full or not writable "
+                            f"({exc.strerror or exc}); {kept}, so make room or fix the folder's permissions and "
+                            "resume the run.") from None
         self.reporter.sync()
         self.reporter.artifact("checkpoint", path, step=self.step)
         for hook in self.hooks:

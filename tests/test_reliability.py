@@ -183,6 +183,25 @@ def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_checkpoint(wor
     assert [e.get("resumed_from") for e in events(run_dir) if e.get("status") == "running"] == [None, 4]
 
 
+def test_a_checkpoint_write_cut_short_by_a_file_size_limit_gets_one_sentence(workspace):
+    """torch reports the short write as `RuntimeError: [enforce fail at inline_container.cc:672]`."""
+    import resource
+
+    run_dir = create_job(workspace, micro_train_spec(steps=2, checkpoint_every=2))
+
+    def limit_files_to_1_mb():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))      # a checkpoint is ~11 MB
+
+    out = subprocess.run([sys.executable, "-m", "ddae_core.worker", str(run_dir)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, preexec_fn=limit_files_to_1_mb)
+    final = [e for e in events(run_dir) if e["type"] == "status"][-1]
+    assert final["status"] == "failed", out.stderr
+    assert final["error"] == ("Could not write the checkpoint step_000002.pt: the disk is full or not writable "
+                              "(the write was cut short); there is no earlier checkpoint, so make room or fix the "
+                              "folder's permissions and resume the run.")
+    assert "Traceback" not in out.stderr and not list((run_dir / "checkpoints").iterdir())
+
+
 def test_cancel_saves_a_checkpoint_and_ends_cancelled(workspace):
     with Store.open(workspace) as store, Scheduler(workspace, store, cpu_slots=1, gpus=[]) as scheduler:
         run = queue_job(store, micro_train_spec(steps=500, checkpoint_every=1000))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
+from pathlib import Path
 
 import yaml
 
 from .. import data as datasets
 from ..config import load_config, preset_names, preset_path
+from ..errors import UserError
 from ..jobs import train_spec
 from .common import add_device, add_queue_options, add_workspace, launch, run_dir_of
 
@@ -104,14 +107,31 @@ def cmd_sample(args) -> int:
 
     spec = sample_spec(run_dir_of(args), checkpoint=args.checkpoint, n=args.n, sampler=args.sampler,
                        steps=args.steps, seed=args.seed, device=args.device)
+    out = _check_out(args.out) if args.out else None
     run_dir, status = launch(args, spec)
     if status == "done":
         grid = run_dir / "samples" / "grid.png"
-        if args.out:
-            shutil.copyfile(grid, args.out)
-            grid = args.out
+        if out is not None:
+            try:
+                shutil.copyfile(grid, out)
+            except OSError as exc:
+                raise UserError(f"The samples are in {grid}, but copying them to {out} failed "
+                                f"({exc.strerror or exc}); copy the file by hand.") from None
+            grid = out
         print(f"samples: {grid}")
     return _finish(run_dir, status)
+
+
+def _check_out(text: str) -> Path:
+    """--out as a file path whose folder exists and can be written, checked before any sampling."""
+    out = Path(text).expanduser()
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name such as {out / 'samples.png'}.")
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: the folder {out.parent} does not exist; create it or choose another.")
+    if not os.access(out.parent, os.W_OK):
+        raise UserError(f"--out {out}: the folder {out.parent} is not writable; choose another.")
+    return out
 
 
 def cmd_import(args) -> int:

@@ -152,6 +152,7 @@ def cmd_runs_delete(args) -> int:
         if run.status == "running":
             raise UserError(f"Run {run.id} is running; cancel it first (`ddae queue cancel {run.id}`).")
         run_dir = store.run_dir(run.id)
+        target = run_dir.resolve() if run_dir.is_symlink() else None
         if not args.yes:
             if not sys.stdin.isatty():
                 raise UserError(f"Deleting run {run.id} removes {run_dir}; add --yes to confirm without a prompt.")
@@ -164,7 +165,13 @@ def cmd_runs_delete(args) -> int:
         except OSError as exc:
             raise UserError(f"Run {run.id} left the index but {run_dir} could not be removed "
                             f"({exc.strerror or exc}); delete the folder by hand.") from None
-    print(f"deleted {run.id} and {run_dir}")
+        except ValueError:                 # not a folder of this workspace: the Store refuses to remove it
+            raise UserError(f"Run {run.id} left the index, but {run_dir} was kept: it is not a run folder of "
+                            "this workspace, so remove it by hand if you mean to.") from None
+    if target is not None:
+        print(f"deleted {run.id} and the link {run_dir}; the folder it pointed to, {target}, is kept")
+    else:
+        print(f"deleted {run.id} and {run_dir}")
     return 0
 
 

@@ -7,6 +7,7 @@ gives both the features the head reads and the network's clean-image estimate.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ..model import DDAEModel, to_image_range
 from ..runs import find_run, read_spec, resolve_checkpoint
 from .noisy import HEAD_FORMAT as NOISY_FORMAT, NoisyHead
 from .probe import HEADS_FORMAT as PROBE_FORMAT
+from .specs import parse_timesteps
 
 
 @dataclass
@@ -94,6 +96,8 @@ class Classifier:
         step = saved.get("checkpoint_step") if head == "probe" else None
         _, path = resolve_checkpoint(parent_dir, step if step is not None else spec["parent"].get("checkpoint", "latest"))
         model = load_model(path, device=resolve_device(device))
+        if timestep is not None:        # 0 is a value too, and 5000 a traceback deep in the network
+            timestep = parse_timesteps([timestep], model.config, "timestep")[0]
         if head == "probe":
             if saved.get("format") != PROBE_FORMAT:
                 raise UserError(f"{run_dir / filename} is not a probe-heads file.")
@@ -108,13 +112,14 @@ class Classifier:
             best = max(cells, key=cells.get)
             t_best, layer = int(best.split("/")[0]), best.split("/")[1]
             heads = {int(k.split("/")[0]): v for k, v in saved["heads"].items() if k.split("/")[1] == layer}
-            return cls(model, saved["classes"], "probe", heads, timestep or t_best, layer, run_dir)
+            return cls(model, saved["classes"], "probe", heads, t_best if timestep is None else timestep, layer,
+                       run_dir)
         if saved.get("format") != NOISY_FORMAT:
             raise UserError(f"{run_dir / filename} is not a noisy-classifier head file.")
         net = NoisyHead(saved["dim"], len(saved["classes"]))
         net.load_state_dict(saved["state"])
         net.to(model.device).eval()
-        default_t = timestep or model.config.feature_timestep
+        default_t = model.config.feature_timestep if timestep is None else timestep
         return cls(model, saved["classes"], "noisy", {"net": net}, default_t, saved["layer"], run_dir)
 
     def describe(self) -> str:
@@ -147,6 +152,7 @@ def classify_files(classifier: Classifier, paths: list[str | Path], save_dir: st
     """Top-5 classes per file; a bad file gets its one sentence and the others are still classified."""
     results = []
     res = classifier.model.resolution
+    out = None if save_dir is None else _save_folder(save_dir)
     for path in map(Path, paths):
         result = FileResult(path)
         try:
@@ -161,10 +167,22 @@ def classify_files(classifier: Classifier, paths: list[str | Path], save_dir: st
         pred = classifier.predict(loaded.image[None], timestep, noise=noise)
         probs, order = pred.probabilities[0].sort(descending=True)
         result.top = [(classifier.classes[int(i)], float(p)) for p, i in zip(probs[:5], order[:5])]
-        if save_dir is not None:
-            out = Path(save_dir)
-            out.mkdir(parents=True, exist_ok=True)
+        if out is not None:
             save_png(to_uint8(pred.noisy[0]), out / f"{path.stem}_noisy_t{pred.timestep}.png")
             save_png(to_uint8(pred.denoised[0]), out / f"{path.stem}_denoised_t{pred.timestep}.png")
         results.append(result)
     return results
+
+
+def _save_folder(save_dir: str | Path) -> Path:
+    """The --save folder, created; one sentence, before any image is classified, when it cannot be."""
+    out = Path(save_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--save {out} is a file, not a folder; give a folder (it is created if missing).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--save folder {out} cannot be created ({exc.strerror or exc}); choose another.") from None
+    if not os.access(out, os.W_OK):
+        raise UserError(f"--save folder {out} is not writable; choose another.")
+    return out

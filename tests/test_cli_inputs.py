@@ -1,0 +1,146 @@
+"""What a user can type or have on disk that must end in one sentence, not a traceback (issue 12).
+
+Through the CLI's main() or a real subprocess, on a micro model trained for a few real steps.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from db.testing import training_events, write_run
+from ddae_core.cli import main as ddae
+from ddae_core.evaluation.specs import probe_spec
+from ddae_core.jobs import create_job, execute, train_spec
+
+from .conftest import ROOT, micro_config
+
+DATA = "builtin:shapes?n_train=96&n_test=48"
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    """A micro DDPM trained 4 steps and a one-cell probe of it: (workspace, train run, an image file)."""
+    ws = tmp_path_factory.mktemp("inputs-ws")
+    cfg = micro_config()
+    cfg["studio"].update({"checkpoint_every_steps": 4, "sample_every_steps": 4, "sample_steps": 2})
+    cfg["n_sample"] = 4
+    train = create_job(ws, train_spec(config=cfg, data=DATA, steps=4, batch_size=16, device="cpu"))
+    assert execute(train, ws, handle_signals=False) == "done"
+    probe = create_job(ws, probe_spec(train, timesteps="11", layers="out_3", train_limit=32, test_limit=16,
+                                      epochs=1, device="cpu", baselines=False))
+    assert execute(probe, ws, handle_signals=False) == "done"
+    image = ws / "red.png"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(image)
+    return ws, train, image
+
+
+@pytest.mark.parametrize("timestep, message", [
+    ("5000", "error: timestep: 5000 is outside 1..1000 (DDPM timesteps)\n"),
+    ("-3", "error: timestep: -3 is outside 1..1000 (DDPM timesteps)\n"),
+    ("0", "error: timestep: 0 is outside 1..1000 (DDPM timesteps)\n"),      # was taken as "the default"
+])
+def test_classify_refuses_a_timestep_outside_the_schedule(probed, timestep, message, capsys):
+    ws, train, image = probed
+    assert ddae(["classify", "--run", train.name, str(image), "--timestep", timestep, "--device", "cpu",
+                 "--workspace", str(ws)]) == 2
+    assert capsys.readouterr().err == message
+
+
+def test_classify_save_onto_a_file_is_refused_before_classifying(probed, tmp_path, capsys):
+    ws, train, image = probed
+    taken = tmp_path / "out.png"
+    taken.write_bytes(b"mine")
+    assert ddae(["classify", "--run", train.name, str(image), "--save", str(taken), "--device", "cpu",
+                 "--workspace", str(ws)]) == 2
+    assert capsys.readouterr().err == (f"error: --save {taken} is a file, not a folder; give a folder (it is created "
+                                       "if missing).\n")
+    assert taken.read_bytes() == b"mine"
+
+
+def test_sample_out_into_a_missing_folder_is_refused_before_sampling(probed, tmp_path, capsys):
+    ws, train, _ = probed
+    before = set((ws / "runs").iterdir())
+    out = tmp_path / "missing" / "grid.png"
+    assert ddae(["sample", "--run", train.name, "--n", "4", "--steps", "2", "--device", "cpu", "--out", str(out),
+                 "--workspace", str(ws)]) == 2
+    assert capsys.readouterr().err == (f"error: --out {out}: the folder {out.parent} does not exist; create it or "
+                                       "choose another.\n")
+    assert set((ws / "runs").iterdir()) == before                   # no sample run was started
+    assert ddae(["sample", "--run", train.name, "--n", "4", "--steps", "2", "--device", "cpu", "--out", str(tmp_path),
+                 "--workspace", str(ws)]) == 2
+    assert "is a folder; give a file name such as" in capsys.readouterr().err
+
+
+def test_deleting_a_run_whose_folder_is_a_link_removes_the_link_only(workspace, tmp_path, capsys):
+    elsewhere = write_run(tmp_path / "other-disk", "20261126-130000-train-0001", events=training_events(20))
+    link = workspace / "runs" / elsewhere.name
+    link.symlink_to(elsewhere, target_is_directory=True)
+    ws = ["--workspace", str(workspace)]
+    assert ddae(["runs", "delete", elsewhere.name, "--yes", *ws]) == 0
+    assert capsys.readouterr().out == (f"deleted {elsewhere.name} and the link {link}; the folder it pointed to, "
+                                       f"{elsewhere}, is kept\n")
+    assert not link.exists() and not link.is_symlink() and (elsewhere / "spec.yaml").is_file()
+    assert ddae(["runs", "list", *ws]) == 0
+    assert capsys.readouterr().out == "no runs yet\n"
+
+
+def test_a_listing_piped_into_head_ends_without_a_traceback(workspace):
+    for n in range(3):
+        write_run(workspace, f"20261126-13000{n}-train-000{n}", events=training_events(20))
+    for command in (["runs", "list"], ["queue", "list", "--all"], ["presets"]):
+        proc = subprocess.Popen([sys.executable, "-m", "ddae_core.cli", *command, "--workspace", str(workspace)]
+                                if command[0] != "presets" else [sys.executable, "-m", "ddae_core.cli", *command],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc.stdout.close()                       # `| head -0`: the reader is gone before the first line
+        assert proc.wait(timeout=60) == 1, command
+        assert proc.stderr.read() == "", command
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """make(folder) makes a folder read-only: chmod for a user; for root (whom chmod does not stop) a
+    read-only bind mount, undone afterwards. Skips where neither is possible."""
+    mounted = []
+
+    def make(folder: Path) -> None:
+        if os.geteuid() != 0:
+            for path in (folder, *folder.iterdir()):
+                if path.is_dir():
+                    path.chmod(0o555)
+            return
+        done = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot make a read-only folder here: {done.stderr.decode().strip()}")
+        mounted.append(folder)
+
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=True)
+    for path in tmp_path.rglob("*"):
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
+
+
+def test_a_read_only_workspace_is_named_instead_of_its_database(workspace, read_only, capsys):
+    """It used to say the database could not be read and to reindex it (and reindex, serve, train: tracebacks)."""
+    write_run(workspace, "20261126-130000-train-0001", events=training_events(20))
+    assert ddae(["runs", "list", "--workspace", str(workspace)]) == 0
+    capsys.readouterr()
+    read_only(workspace)
+    sentence = (f"error: Workspace {workspace} is read-only, so no run or index can be written there; make it "
+                "writable or choose another with --workspace.\n")
+    for command in (["runs", "list"], ["reindex"], ["queue", "serve", "--once", "--gpus", "none"],
+                    ["train", "--preset", "tiny-ddpm", "--data", DATA, "--steps", "1"]):
+        assert ddae([*command, "--workspace", str(workspace)]) == 2, command
+        assert capsys.readouterr().err == sentence, command
