@@ -32,9 +32,31 @@ class LoadedImage:
     notes: list[str] = field(default_factory=list)
 
 
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image as 8-bit "L"; any other image unchanged.
+
+    PIL's convert("RGB") clips 16-bit values at 255 instead of scaling them, so a mid-gray 16-bit PNG
+    became white. Mode "I" (32-bit integers; older Pillows open 16-bit PNGs so) is taken as 16-bit
+    when a value exceeds 255.
+    """
+    if img.mode not in (*_SIXTEEN_BIT_MODES, "I"):
+        return img
+    values = np.asarray(img).astype(np.int64)
+    if img.mode == "I" and values.max(initial=0) <= 255:
+        return Image.fromarray(values.clip(0, 255).astype(np.uint8), "L")
+    return Image.fromarray(((values.clip(0, 65535) + 128) // 257).astype(np.uint8), "L")
+
+
 def _open(path: Path) -> Image.Image:
+    if path.is_dir():
+        raise ImageFileError(f"{path} is a folder, not an image file; give the image files in it.")
     if not path.is_file():
         raise ImageFileError(f"{path} does not exist.")
+    too_large = ImageFileError(f"{path.name} is too large to classify (over {MAX_PIXELS // 1_000_000} megapixels); "
+                               "use a smaller image.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -45,7 +67,9 @@ def _open(path: Path) -> Image.Image:
             img.load()
     except ImageFileError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):   # PIL's own size limit, at open
+        raise too_large from None
+    except UnidentifiedImageError:
         raise ImageFileError(f"{path.name} is not an image PIL can read; use a PNG, JPEG, BMP or WebP file.") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageFileError(f"{path.name} is damaged or truncated ({str(exc).rstrip('.')}); "
@@ -58,7 +82,8 @@ def load_image(path: str | Path, resolution: int) -> LoadedImage:
     img = _open(path)
     notes = []
     size = img.size
-    grayscale = img.mode in ("L", "1", "I", "I;16", "F", "LA")
+    grayscale = img.mode in ("L", "1", "I", *_SIXTEEN_BIT_MODES, "F", "LA")
+    img = to_8bit(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from ..errors import DataError
+from ..imageio import to_8bit
 from .base import resize_images, size_text
 from .cache import cache_dir, cache_key, load_entry, save_entry
 from .folder import FileList
@@ -54,6 +55,7 @@ def _describe(listing: FileList, split: str, resolution: int | None) -> dict:
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode -> RGB; transparent pixels become black instead of whatever colour they hide."""
+    image = to_8bit(image)          # 16-bit grayscale: scaled, not clipped to white
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("RGB")
