@@ -31,7 +31,7 @@ def slots_needed(run_id: str, device_request: str, gpus: int, n_gpu: int, n_cpu:
     """('cpu', 1) or ('gpu', K) for a job; NeverFits when it cannot run with n_gpu GPUs and n_cpu CPU slots.
 
     cpu, or gpus=0 (unless cuda): a CPU slot. cuda: at least one GPU. auto with gpus >= 1: that many GPUs,
-    or a CPU slot on a machine without GPUs.
+    or, asking for one, a CPU slot on a machine without GPUs (several GPUs asked for never quietly mean the CPU).
     """
     gpus = max(int(gpus), 1) if device_request == "cuda" else int(gpus)
     if device_request != "cpu" and gpus > 0 and n_gpu:
@@ -39,6 +39,9 @@ def slots_needed(run_id: str, device_request: str, gpus: int, n_gpu: int, n_cpu:
             raise NeverFits(f"Run {run_id} asks for {gpus} GPUs but this machine has {n_gpu}; "
                             f"resume it with `ddae queue resume {run_id} --gpus {n_gpu}`.")
         return "gpu", gpus
+    if device_request == "auto" and gpus > 1:
+        raise NeverFits(f"Run {run_id} asks for {gpus} GPUs but this machine has none; resume it with "
+                        f"`ddae queue resume {run_id} --gpus 0` to run it on the CPU.")
     if device_request == "cuda":
         raise NeverFits(f"Run {run_id} asks for CUDA but this machine has no GPU visible to PyTorch; "
                         "launch it again with --device cpu or --device auto.")

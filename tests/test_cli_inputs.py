@@ -144,3 +144,77 @@ def test_a_read_only_workspace_is_named_instead_of_its_database(workspace, read_
                     ["train", "--preset", "tiny-ddpm", "--data", DATA, "--steps", "1"]):
         assert ddae([*command, "--workspace", str(workspace)]) == 2, command
         assert capsys.readouterr().err == sentence, command
+
+
+def png_header(path: Path, width: int, height: int, bit_depth: int = 8, colour: int = 2) -> Path:
+    """A PNG whose header says width x height (its pixel data is a stub): what PIL checks on open."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_classify_names_a_huge_image_and_a_folder_for_what_they_are(probed, tmp_path, capsys):
+    ws, train, image = probed
+    huge = png_header(tmp_path / "huge.png", 20000, 20000)            # was "not an image PIL can read"
+    folder = tmp_path / "photos"                                        # was "does not exist"
+    folder.mkdir()
+    assert ddae(["classify", "--run", train.name, str(huge), str(folder), str(image), "--device", "cpu",
+                 "--workspace", str(ws)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "huge.png: huge.png is too large to classify (over 40 megapixels); use a smaller image."
+    assert lines[2] == f"photos: {folder} is a folder, not an image file; give the image files in it."
+    assert lines[3].startswith("red.png: ") and "%" in lines[3]
+
+
+def gray_ramp(path: Path, sixteen_bit: bool) -> Path:
+    """A horizontal ramp from black to white, as a 16-bit or an 8-bit grayscale PNG."""
+    import numpy as np
+
+    ramp = np.tile(np.linspace(0, 1, 32), (32, 1))
+    if sixteen_bit:
+        Image.fromarray((ramp * 65535).round().astype(np.uint16)).save(path)
+    else:
+        Image.fromarray((ramp * 255).round().astype(np.uint8)).save(path)
+    assert Image.open(path).mode == ("I;16" if sixteen_bit else "L")
+    return path
+
+
+def test_a_16_bit_png_reads_as_its_8_bit_twin_in_classify_and_in_a_folder(tmp_path):
+    """Both used to clip 16-bit values at 255: mean 0.969 instead of 0.5."""
+    from ddae_core.data import load_split
+    from ddae_core.imageio import load_image
+
+    deep, flat = gray_ramp(tmp_path / "deep.png", True), gray_ramp(tmp_path / "flat.png", False)
+    deep_pixels, flat_pixels = load_image(deep, 32).image, load_image(flat, 32).image
+    assert abs(float(deep_pixels.mean()) - 0.5) < 0.01
+    assert float((deep_pixels - flat_pixels).abs().max()) <= 1 / 255 + 1e-6
+
+    for split in ("train", "test"):
+        for name, sixteen in (("deep", True), ("flat", False)):
+            (tmp_path / "set" / split / name).mkdir(parents=True)
+            for i in range(2):
+                gray_ramp(tmp_path / "set" / split / name / f"{i}.png", sixteen)
+    data = load_split(f"folder:{tmp_path / 'set'}", "train", data_root=tmp_path / "data")
+    means = {data.classes[int(label)]: float(image.float().mean()) / 255 for image, label in zip(data.images, data.labels)}
+    assert abs(means["deep"] - 0.5) < 0.01 and abs(means["deep"] - means["flat"]) < 0.005
+
+
+def test_several_gpus_never_quietly_mean_the_cpu(workspace, capsys):
+    from ddae_core.device_slots import NeverFits, slots_needed
+
+    assert ddae(["train", "--preset", "tiny-ddpm", "--data", DATA, "--steps", "1", "--gpus", "64",
+                 "--workspace", str(workspace)]) == 2
+    assert capsys.readouterr().err == ("error: --gpus 64 needs --queue: a job run in the foreground uses one device; "
+                                       "add --queue and run `ddae queue serve` to train on several GPUs.\n")
+    assert list((workspace / "runs").iterdir()) == []
+    with pytest.raises(NeverFits, match=r"^Run r asks for 64 GPUs but this machine has none; resume it with "
+                                        r"`ddae queue resume r --gpus 0` to run it on the CPU\.$"):
+        slots_needed("r", "auto", 64, n_gpu=0, n_cpu=1)
+    assert slots_needed("r", "auto", 1, n_gpu=0, n_cpu=1) == ("cpu", 1)     # the default request still runs

@@ -119,6 +119,14 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _check_foreground_gpus(args) -> None:
+    """A job run here uses one device; only the scheduler starts multi-GPU (torchrun) jobs."""
+    gpus = getattr(args, "gpus", None)
+    if gpus is not None and check_gpus_option(gpus) > 1:
+        raise UserError(f"--gpus {gpus} needs --queue: a job run in the foreground uses one device; add --queue "
+                        "and run `ddae queue serve` to train on several GPUs.")
+
+
 def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
     """Create the run for `spec`; enqueue it (--queue) or run it here with a progress line.
 
@@ -142,6 +150,7 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
             store.close()
         print(f"queued {run_dir.name} (priority {args.priority}); `ddae queue serve` or the app runs it")
         return run_dir, "queued"
+    _check_foreground_gpus(args)
     run_dir = create_job(workspace, spec)
     if not quiet:
         print(f"run {run_dir.name} in {run_dir}", flush=True)
