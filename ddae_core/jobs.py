@@ -43,16 +43,26 @@ def _positive_int(field: str, value, allow_none: bool = True, minimum: int = 1,
     if value is None and allow_none:
         return None
     try:
-        number = int(value)         # OverflowError: int(inf); ValueError: int(nan), int("x")
-        if isinstance(value, float) and number != value:
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
+        number = _whole(value)
+    except (TypeError, ValueError):
         raise ConfigError(field, f"must be a whole number (got {value!r})") from None
     if number < minimum:
-        raise ConfigError(field, f"must be at least {minimum} (got {number})")
+        raise ConfigError(field, f"must be at least {minimum} (got {value!r})")
     if number > maximum:
-        raise ConfigError(field, f"must be at most {maximum} (got {number})")
+        raise ConfigError(field, f"must be at most {maximum} (got {value!r})")
     return number
+
+
+def _whole(value) -> int:
+    """3, 3.0, "3" and "1e23" as ints; ValueError for 2.5, inf, nan or "x", TypeError for None or a list."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            value = float(value)    # "1e23" is a whole number, only a large one
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(value)
 
 
 def _positive_float(field: str, value) -> float | None:

@@ -218,3 +218,17 @@ def test_several_gpus_never_quietly_mean_the_cpu(workspace, capsys):
                                         r"`ddae queue resume r --gpus 0` to run it on the CPU\.$"):
         slots_needed("r", "auto", 64, n_gpu=0, n_cpu=1)
     assert slots_needed("r", "auto", 1, n_gpu=0, n_cpu=1) == ("cpu", 1)     # the default request still runs
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--steps", "1e23", "error: steps: must be at most 1000000000000 (got 1e+23)\n"),     # was "a whole number"
+    ("--steps", "100000000000000000000000",
+     "error: steps: must be at most 1000000000000 (got 100000000000000000000000)\n"),
+    ("--steps", "2.5", "error: steps: must be a whole number (got 2.5)\n"),
+    ("--seed", "-1", "error: seed: must be at least 0 (got -1)\n"),                      # was a traceback
+    ("--lr", "inf", "error: lr: must be a finite number (got inf)\n"),
+])
+def test_train_numbers_are_refused_with_the_right_sentence(workspace, flag, value, message, capsys):
+    assert ddae(["train", "--preset", "tiny-ddpm", "--data", DATA, flag, value, "--workspace", str(workspace)]) == 2
+    assert capsys.readouterr().err == message
+    assert list((workspace / "runs").iterdir()) == []

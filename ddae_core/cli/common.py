@@ -11,6 +11,19 @@ from ..errors import UserError
 from ..runs import find_run, resolve_workspace
 
 
+def number(text: str) -> int | float:
+    """An argparse type for counts: "300" -> 300 and "1e23" -> 1e23, so that the spec's check, not
+    argparse, says what is wrong with a number (too large, not whole)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
 def add_workspace(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", metavar="DIR",
                         help="workspace folder (default: $DDAE_WORKSPACE or ~/ddae-workspace)")

@@ -14,7 +14,7 @@ from .. import data as datasets
 from ..config import load_config, preset_names, preset_path
 from ..errors import UserError
 from ..jobs import train_spec
-from .common import add_device, add_queue_options, add_workspace, launch, run_dir_of
+from .common import add_device, add_queue_options, add_workspace, launch, number, run_dir_of
 
 
 def _layers(text: str | None) -> list[str] | None:
@@ -29,15 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="SPEC", help="dataset: builtin:shapes, cifar10, cifar100, folder:PATH, "
                                                   "tiny-imagenet:PATH (default: the config's)")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="optimizer steps to train")
-    length.add_argument("--epochs", type=int, help="epochs to train")
+    length.add_argument("--steps", type=number, help="optimizer steps to train")
+    length.add_argument("--epochs", type=number, help="epochs to train")
     p.add_argument("--minutes", type=float,
                    help="time budget: stop at the step it allows (with --steps/--epochs: whichever comes first)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=number)
     p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--name", help="a name for the run")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-limit", type=int, help="use only this many training images (quick tests)")
+    p.add_argument("--data-limit", type=number, help="use only this many training images (quick tests)")
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every_steps", help="steps between checkpoints")
     p.add_argument("--sample-every", type=int, dest="sample_every_steps", help="steps between sample grids")
     p.add_argument("--monitor-layers", metavar="L1,L2",
@@ -51,9 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="draw samples from a trained run into a PNG grid")
     p.add_argument("--run", required=True, help="run id, id prefix or name")
     p.add_argument("--checkpoint", default="latest", help="latest or a step (default latest)")
-    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--n", type=number, default=64, help="number of images (default 64)")
     p.add_argument("--sampler", choices=["ddim", "ddpm", "heun"], help="default: ddim for DDPM, heun for EDM")
-    p.add_argument("--steps", type=int, help="sampler steps (default 100 for DDIM, 18 for Heun)")
+    p.add_argument("--steps", type=number, help="sampler steps (default 100 for DDIM, 18 for Heun)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", metavar="FILE", help="also copy the grid to FILE")
     add_device(p)
