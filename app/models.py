@@ -14,6 +14,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor
 
 from db import QueueEntry, RunSummary
+from ddae_core.evaluation.protocols import SHORT_LABELS
 
 ID_ROLE = Qt.ItemDataRole.UserRole + 1        # the run id of a row
 FRACTION_ROLE = Qt.ItemDataRole.UserRole + 2  # progress in 0..1, or None
@@ -43,11 +44,28 @@ def percent(value: float | None) -> str:
     return f"{100 * value:.1f}%" if value is not None else ""
 
 
+def gains_text(run: RunSummary) -> str:
+    """`+60.1 / +41.0`: points over raw pixels / over random init; '' when the grid has no baselines."""
+    pixels, random = run.gains
+    if pixels is None or random is None:
+        return ""
+    return f"{100 * pixels:+.1f} / {100 * random:+.1f}"
+
+
+def accuracy_tooltip(run: RunSummary) -> str:
+    text = f"Best probe cell {percent(run.best_accuracy)}, {SHORT_LABELS.get(run.best_protocol or 'fast', run.best_protocol)} protocol"
+    if run.baseline_pixels is None or run.baseline_random is None:
+        return text + "; no baselines measured for this grid."
+    return (f"{text}; the same heads reach {percent(run.baseline_pixels)} on raw pixels and "
+            f"{percent(run.baseline_random)} on the network at random initialisation.")
+
+
 class RunTableModel(QAbstractTableModel):
     """One page of the run table. Sorting is done by the database: sort() only asks for it."""
 
-    COLUMNS = ("name", "kind", "status", "data", "best_accuracy", "last_loss", "tags", "notes", "created")
-    HEADERS = ("Name", "Kind", "Status", "Dataset", "Best probe acc.", "Last loss", "Tags", "Notes", "Created")
+    COLUMNS = ("name", "kind", "status", "data", "best_accuracy", "gains", "last_loss", "tags", "notes", "created")
+    HEADERS = ("Name", "Kind", "Status", "Dataset", "Best probe acc.", "Over pixels / random init", "Last loss",
+               "Tags", "Notes", "Created")
     EDITABLE = ("name", "tags", "notes")
     SORTABLE = ("name", "kind", "status", "data", "best_accuracy", "last_loss", "created")
 
@@ -129,14 +147,19 @@ class RunTableModel(QAbstractTableModel):
                 return run.id
             if column == "notes" and run.notes:
                 return run.notes
-        if role == Qt.ItemDataRole.TextAlignmentRole and column in ("best_accuracy", "last_loss"):
+            if column in ("best_accuracy", "gains") and run.best_accuracy is not None:
+                return accuracy_tooltip(run)
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in ("best_accuracy", "gains", "last_loss"):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
     @staticmethod
     def _text(run: RunSummary, column: str) -> str:
         if column == "best_accuracy":
-            return percent(run.best_accuracy)
+            label = {"standardized": " (std)", "official": " (official)"}.get(run.best_protocol or "", "")
+            return percent(run.best_accuracy) + (label if run.best_accuracy is not None else "")
+        if column == "gains":
+            return gains_text(run)
         if column == "last_loss":
             return f"{run.last_loss:.4f}" if run.last_loss is not None else ""
         if column == "tags":

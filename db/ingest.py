@@ -21,7 +21,7 @@ from .curves import update_curves
 from .events import RunBatch
 from .locks import ProcessLock
 from .models import DeletedRun, QueueRow, Run
-from .queries import best_accuracy_of, last_loss_of
+from .queries import accuracy_summary_of, last_loss_of
 from .records import IngestStats
 from .rundir import EVENTS, INGEST_LOCK, RUNS_DIR, SPEC, RunDirError, RunFiles, read_run
 from .store import Store
@@ -247,7 +247,7 @@ class Ingester:
         if b.grid_axes is not None:
             values["grid_axes"] = b.grid_axes
         if b.metrics or b.cells:
-            values.update(best_accuracy=best_accuracy_of(b.run), last_loss=last_loss_of(b.run))
+            values.update(last_loss=last_loss_of(b.run), **accuracy_summary_of(b.run))
         s = b.status
         if s is not None:
             values.update(status=s.status, error=s.error, finished=s.finished)
@@ -260,6 +260,6 @@ class Ingester:
         if b.cells or b.metrics:
             # A probe's new cells can raise its parent's best accuracy (the train run's row shows it).
             parent = select(Run.parent_run).where(Run.id == b.run, Run.kind == "probe").scalar_subquery()
-            session.execute(update(Run).where(Run.id == parent).values(best_accuracy=best_accuracy_of(Run.id)))
+            session.execute(update(Run).where(Run.id == parent).values(**accuracy_summary_of(Run.id)))
         if s is not None and s.status != "queued":
             session.execute(delete(QueueRow).where(QueueRow.run == b.run))

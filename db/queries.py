@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, exists, func, literal, or_, select
+from sqlalchemy import Select, case, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from .models import GridCellRow, MetricSummaryRow, QueueRow, Run
@@ -15,12 +15,14 @@ from .records import GridAxes, MetricSummary, RunRecord, RunSummary
 
 LOSS_KEY = "loss/train"
 PROBE_KEY = "probe/accuracy"
+BASELINE_KEYS = {"baseline_pixels": "probe/baseline/pixels", "baseline_random": "probe/baseline/random_init"}
 _PREFIX_END = "\U0010ffff"
 
 SUMMARY_COLUMNS = (
     Run.id, Run.name, Run.kind, Run.status, Run.data, Run.created, Run.started, Run.finished,
     Run.best_accuracy, Run.last_loss, Run.tags, Run.notes, Run.error, Run.device, Run.parent_run,
     Run.progress_done, Run.progress_total, Run.progress_stage, QueueRow.priority,
+    Run.baseline_pixels, Run.baseline_random, Run.best_protocol,
 )
 
 ORDER_COLUMNS: dict[str, Any] = {
@@ -72,16 +74,49 @@ def summary_select() -> Select:
 
 def best_accuracy_of(run_id) -> Any:
     """SQL for a run's best probe accuracy: its best grid cell, else its best probe/accuracy point, else
-    the best of its probe runs (so a train run's row shows what its layers reached). Probes on
-    standardised features (not the official protocol) do not count for the parent."""
+    the best of its probe runs, whatever their protocol (so a train run's row shows what its layers
+    reached; best_protocol_of names the protocol beside it)."""
     cells = select(func.max(GridCellRow.accuracy)).where(GridCellRow.run == run_id).scalar_subquery()
     probe = select(MetricSummaryRow.best_value).where(
         MetricSummaryRow.run == run_id, MetricSummaryRow.key == PROBE_KEY).scalar_subquery()
     child = aliased(Run)
     children = select(func.max(child.best_accuracy)).where(
-        child.parent_run == run_id, child.kind == "probe",
-        func.coalesce(func.json_extract(child.spec, "$.options.standardize"), 0) == 0).scalar_subquery()
+        child.parent_run == run_id, child.kind == "probe").scalar_subquery()
     return func.coalesce(cells, probe, children)
+
+
+def _best_probe_child(run_id) -> Any:
+    child = aliased(Run)
+    return (select(child.id).where(child.parent_run == run_id, child.kind == "probe",
+                                   child.best_accuracy.is_not(None))
+            .order_by(child.best_accuracy.desc(), child.id.desc()).limit(1).scalar_subquery())
+
+
+def _from_best_child(run_id, column: str) -> Any:
+    child = aliased(Run)
+    return select(getattr(child, column)).where(child.id == _best_probe_child(run_id)).scalar_subquery()
+
+
+def grid_summary_of(run_id) -> dict[str, Any]:
+    """SQL for the baselines and protocol beside best_accuracy: a probe's own, else its best probe child's."""
+    values = {}
+    for column, key in BASELINE_KEYS.items():
+        own = select(MetricSummaryRow.latest_value).where(
+            MetricSummaryRow.run == run_id, MetricSummaryRow.key == key).scalar_subquery()
+        values[column] = func.coalesce(own, _from_best_child(run_id, column))
+    me = aliased(Run)
+    options = func.json_extract(me.spec, "$.options.protocol")
+    standardized = func.coalesce(func.json_extract(me.spec, "$.options.standardize"), 0) != 0
+    # Older probes said protocol: fast with standardize: true.
+    own_protocol = select(case((standardized, "standardized"), else_=func.coalesce(options, "fast"))).where(
+        me.id == run_id, me.kind == "probe").scalar_subquery()
+    values["best_protocol"] = func.coalesce(own_protocol, _from_best_child(run_id, "best_protocol"))
+    return values
+
+
+def accuracy_summary_of(run_id) -> dict[str, Any]:
+    """Every run-row column the run list derives from grids: best_accuracy, its baselines and protocol."""
+    return {"best_accuracy": best_accuracy_of(run_id), **grid_summary_of(run_id)}
 
 
 def last_loss_of(run_id) -> Any:
@@ -112,7 +147,8 @@ def tags_of(text: str | None) -> tuple[str, ...]:
 
 def to_summaries(rows: Sequence) -> list[RunSummary]:
     return [RunSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                       tags_of(r[10]), r[11], r[12], r[13], r[14], r[15], r[16], r[17], r[18]) for r in rows]
+                       tags_of(r[10]), r[11], r[12], r[13], r[14], r[15], r[16], r[17], r[18],
+                       r[19], r[20], r[21]) for r in rows]
 
 
 def to_record(run: Run) -> RunRecord:

@@ -101,10 +101,20 @@ class RunSummary:
     progress_total: int | None
     progress_stage: str | None
     priority: int | None            # None when not queued
+    baseline_pixels: float | None = None    # the best grid's raw-pixel baseline (0..1)
+    baseline_random: float | None = None    # ... and its random-init baseline
+    best_protocol: str | None = None        # ... and its protocol: fast | official | standardized
 
     @property
     def progress_fraction(self) -> float | None:
         return _fraction(self.progress_done, self.progress_total)
+
+    @property
+    def gains(self) -> tuple[float | None, float | None]:
+        """How far best_accuracy stands above raw pixels and above random init (None where not measured)."""
+        best = self.best_accuracy
+        return tuple(None if best is None or b is None else best - b   # type: ignore[return-value]
+                     for b in (self.baseline_pixels, self.baseline_random))
 
 
 @dataclass(frozen=True, slots=True)

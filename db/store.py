@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from . import engine as engines
 from .models import DeletedRun, QueueRow, Run, StudioState
-from .queries import order_clause, resolve, run_filters, summary_select, to_record, to_summaries
+from .queries import accuracy_summary_of, order_clause, resolve, run_filters, summary_select, to_record, to_summaries
 from .reads import ReadsMixin
 from .records import (
     DEVICE_REQUESTS,
@@ -296,9 +296,14 @@ class Store(ReadsMixin):
         """
         with self._write() as (session, version):
             run_id = self._resolve(session, ref)
+            parent = session.execute(select(Run.parent_run).where(Run.id == run_id)).scalar_one_or_none()
             session.execute(update(Run).where(Run.parent_run == run_id).values(version=version))
             session.execute(delete(Run).where(Run.id == run_id))
             session.merge(DeletedRun(id=run_id, version=version, deleted=time.time()))
+            if parent is not None:
+                # A deleted probe no longer speaks for its train run's best accuracy.
+                session.execute(update(Run).where(Run.id == parent)
+                                .values(version=version, **accuracy_summary_of(Run.id)))
         run_dir = self.run_dir(run_id)
         if remove_files and run_dir.is_symlink():
             run_dir.unlink()           # the link only: where it points may hold anything, or someone else's run

@@ -289,3 +289,26 @@ def test_hub_shows_every_answer_in_read_order_even_when_a_poll_overtakes_the_rea
         hub.delivered.emit()                    # the reader's late signal finds nothing left to show
         assert shown[-1] == [a.name, b.name] and len(shown) == 2
         hub.stop()
+
+
+def test_runs_table_shows_the_protocol_and_how_far_the_best_cell_stands_above_its_baselines(qtbot):
+    from db import RunSummary
+
+    def row(rid, **kw):
+        base = dict(id=rid, name=rid, kind="train", status="done", data=None, created=1.0, started=None,
+                    finished=None, best_accuracy=None, last_loss=None, tags=(), notes="", error=None, device=None,
+                    parent_run=None, progress_done=None, progress_total=None, progress_stage=None, priority=None)
+        return RunSummary(**{**base, **kw})
+
+    model = RunTableModel()
+    model.set_rows([row("a", best_accuracy=0.724, baseline_pixels=0.1, baseline_random=0.31,
+                        best_protocol="standardized"),
+                    row("b", best_accuracy=0.4, best_protocol="fast"), row("c")])
+    best, gains = RunTableModel.COLUMNS.index("best_accuracy"), RunTableModel.COLUMNS.index("gains")
+    assert model.data(model.index(0, best)) == "72.4% (std)"
+    assert model.data(model.index(0, gains)) == "+62.4 / +41.4"
+    tip = model.data(model.index(0, gains), Qt.ItemDataRole.ToolTipRole)
+    assert "10.0% on raw pixels" in tip and "31.0%" in tip and "standardised" in tip
+    assert model.data(model.index(1, best)) == "40.0%" and model.data(model.index(1, gains)) == ""
+    assert "no baselines" in model.data(model.index(1, gains), Qt.ItemDataRole.ToolTipRole)
+    assert model.data(model.index(2, best)) == "" and model.data(model.index(2, gains)) == ""

@@ -46,7 +46,8 @@ def scripted(workspace) -> Path:
               parent={"run": TRAIN, "checkpoint": "latest"},
               events=[status("running", pid=5, host="elsewhere"), grid([11, 51], ["out_6", "out_7"]),
                       grid_cell("out_6", 11, 0.874), grid_cell("out_7", 11, 0.851), grid_cell("out_6", 51, 0.8),
-                      metric("probe/accuracy", 0, 0.874), artifact("file", "grid.json"), status("done")])
+                      metric("probe/accuracy", 0, 0.874), metric("probe/baseline/pixels", 0, 0.1),
+                      metric("probe/baseline/random_init", 0, 0.3), artifact("file", "grid.json"), status("done")])
     write_run(workspace, BROKEN, name="broken", created=300.0,
               events=[status("running", pid=6, host="elsewhere"), status("failed", error="The disk is full.")])
     return workspace
@@ -56,10 +57,11 @@ def test_runs_list_filters_and_reads_new_folders_first(scripted, capsys):
     ws = ["--workspace", str(scripted)]
     assert ddae(["runs", "list", *ws]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["ID", "NAME", "KIND", "STATUS", "DATASET", "BEST", "ACC", "LAST", "LOSS"]
+    assert lines[0].split() == ["ID", "NAME", "KIND", "STATUS", "DATASET", "BEST", "ACC", "OVER", "PIXELS/RANDOM",
+                                "LAST", "LOSS"]
     assert [line.split()[0] for line in lines[1:]] == [BROKEN, PROBE, TRAIN]     # newest first
-    assert lines[2].split()[-2:] == ["87.4%", "-"]
-    assert lines[3].split()[-2:] == ["87.4%", "0.02439"]                  # a train run shows its probe's best
+    assert lines[2].split()[-3:] == ["87.4%", "+77.4/+57.4", "-"]
+    assert lines[3].split()[-3:] == ["87.4%", "+77.4/+57.4", "0.02439"]   # a train run shows its probe's best
     assert ddae(["runs", "list", "--kind", "probe", *ws]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == [PROBE]
     assert ddae(["runs", "list", "--status", "failed", "--status", "done", *ws]) == 0
