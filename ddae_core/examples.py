@@ -22,6 +22,7 @@ from .errors import UserError
 from .runs import atomic_write_text, find_run, list_checkpoints, read_spec
 
 MANIFEST = "example.json"
+BASELINES = "baselines"         # cached baseline results (as <workspace>/data/baselines/)
 EXAMPLE_TAGS = ["example", "read-only"]
 DEMO_EXAMPLE = "shapes"         # what `ddae demo` and the app's first-run demo import and probe
 # Standardised heads, 30 epochs: layers' features differ in scale, so this is the protocol that shows what
@@ -53,6 +54,12 @@ def manifest(name: str, root: Path | None = None) -> dict:
 def install(workspace: Path, name: str, root: Path | None = None) -> list[Path]:
     """Copy example `name` into the workspace (once; a second call finds it there); its run dirs, train run first."""
     info, source = manifest(name, root), (root or examples_dir()) / name
+    # Baselines measured for the example's grid: a probe with the same options reads them, not a second grid.
+    for cached in sorted((source / BASELINES).glob("*.json")):
+        dest = workspace / "data" / BASELINES / cached.name
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cached, dest)
     installed = []
     for run in info["runs"]:
         dest = workspace / "runs" / run["id"]
@@ -105,6 +112,9 @@ def pack(workspace: Path, train_ref: str, probe_ref: str, name: str, title: str,
         _copy(png, train_out / png.relative_to(train_dir))
     for file in ("grid.json", "heads.pt"):
         _copy(probe_dir / file, probe_out / file)
+    cache = (grid.get("baselines") or {}).get("cache")
+    if cache and (workspace / "data" / BASELINES / cache).is_file():
+        _copy(workspace / "data" / BASELINES / cache, dest / BASELINES / cache)
     for run_dir, out in ((train_dir, train_out), (probe_dir, probe_out)):
         _copy(run_dir / "spec.yaml", out / "spec.yaml")
         _pack_events(run_dir / "events.jsonl", out / "events.jsonl.gz", keep_checkpoint=path.relative_to(train_dir))

@@ -193,6 +193,23 @@ def test_every_grid_carries_its_raw_pixel_and_random_init_baselines(trained, cap
     assert not metrics(bare, BASELINE_KEYS["pixels"])
 
 
+def test_baselines_are_measured_once_per_network_data_and_options(trained):
+    ws, parent = trained
+    options = dict(timesteps="21", layers="out_2", train_limit=48, test_limit=32, epochs=1, device="cpu")
+    first, _ = run(ws, probe_spec(parent, **options))
+    second, _ = run(ws, probe_spec(parent, checkpoint=4, **options))      # other weights, same baselines
+    a, b = (json.loads((p / "grid.json").read_text())["baselines"] for p in (first, second))
+    assert "cached" not in a and b["cached"] is True and b["random_init"] == a["random_init"]
+    assert metrics(second, BASELINE_KEYS["pixels"]) == {4: a["pixels"]["accuracy"]}
+    third, _ = run(ws, probe_spec(parent, **{**options, "epochs": 2}))     # other options: measured anew
+    assert "cached" not in json.loads((third / "grid.json").read_text())["baselines"]
+    cache = ws / "data" / "baselines" / a["cache"]
+    cache.write_text("{not json")                                          # damaged: measured again
+    fourth, _ = run(ws, probe_spec(parent, **options))
+    assert "cached" not in json.loads((fourth / "grid.json").read_text())["baselines"]
+    assert json.loads(cache.read_text())["random_init"]["accuracy"] == a["random_init"]["accuracy"]
+
+
 def test_random_init_baseline_is_one_fixed_network_not_the_trained_one(trained):
     _, parent = trained
     from ddae_core.checkpoint import load_model

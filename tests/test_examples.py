@@ -41,6 +41,7 @@ def test_pack_keeps_fp16_ema_weights_samples_and_the_curve(packed):
     info = examples.manifest("micro", out)
     assert [r["id"] for r in info["runs"]] == [train.name, probe.name]
     assert info["best"] == json.loads((probe / "grid.json").read_text())["best"] and info["baselines"]
+    assert (out / "micro" / "baselines" / info["baselines"]["cache"]).is_file()   # measured once, shipped
     packed_ckpt = out / "micro" / train.name / "checkpoints" / "step_000004.pt"
     data = torch.load(packed_ckpt, weights_only=True)
     assert "optimizer" not in data and "model" not in data
@@ -63,6 +64,8 @@ def test_install_gives_runs_every_view_and_evaluation_can_use(packed, tmp_path):
     dirs = examples.install(ws, "micro", out)
     assert [d.name for d in dirs] == [train.name, probe.name]
     assert read_meta(dirs[0])["read_only"] and "example" in read_meta(dirs[0])["tags"]
+    cache = examples.manifest("micro", out)["baselines"]["cache"]
+    assert (ws / "data" / "baselines" / cache).is_file()
     original = load_model(resolve_checkpoint(train, "latest")[1])
     installed = load_model(resolve_checkpoint(dirs[0], "latest")[1])
     for (name, a), b in zip(original.net.state_dict().items(), installed.net.state_dict().values()):

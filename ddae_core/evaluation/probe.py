@@ -17,6 +17,7 @@ they stand above those two.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -256,22 +257,62 @@ def run_baselines(grid: ProbeGrid) -> dict:
     """The two numbers a grid is read against, each with the grid's own protocol, data, views and epochs.
 
     raw pixels: one head on the flattened (augmented) images; random init: the whole grid again on the same
-    network at a fixed random initialisation (its best cell). Reported as metrics as each finishes.
+    network at a fixed random initialisation (its best cell). Neither depends on the trained weights, so the
+    result is kept in the workspace (data/baselines/) and every later grid of the same network, data and
+    options reads it instead of paying for a second grid. Reported as metrics either way.
     """
     ctx, data, step = grid.ctx, (grid.train, grid.test), grid.ctx.checkpoint_step or 0
-    pixels = ProbeGrid(ctx, PixelSource(ctx.model.config.network["image_shape"], ctx.device),
-                       timesteps=[PIXEL_TIMESTEP], emit=False, data=data, stage="baseline: raw pixels, ")
-    pixels.run()
-    result = {"pixels": {"accuracy": pixels.cells[PIXEL_TIMESTEP][PIXELS]}}
+    cache = baseline_cache_path(ctx, grid)
+    result = _read_cached(cache)
+    if result is None:
+        pixels = ProbeGrid(ctx, PixelSource(ctx.model.config.network["image_shape"], ctx.device),
+                           timesteps=[PIXEL_TIMESTEP], emit=False, data=data, stage="baseline: raw pixels, ")
+        pixels.run()
+        result = {"pixels": {"accuracy": pixels.cells[PIXEL_TIMESTEP][PIXELS]}}
+        random = ProbeGrid(ctx, NetworkSource(random_init_model(ctx.model), grid.layers), emit=False, data=data,
+                           stage="baseline: random init, ")
+        random.run()
+        t, layer, acc = random.best()
+        result["random_init"] = {"accuracy": acc, "timestep": t, "layer": layer, "seed": RANDOM_INIT_SEED,
+                                 "cells": {str(t): row for t, row in random.cells.items()}}
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(cache, json.dumps(result))
+        except OSError as exc:      # a read-only or full workspace: the grid is still right, only slower next time
+            print(f"note: could not keep the baselines in {cache.parent} ({exc.strerror or exc})", flush=True)
+    else:
+        result["cached"] = True
+        print(f"baselines: read from {cache} (the same network, data and options were measured before)", flush=True)
     ctx.reporter.report(BASELINE_KEYS["pixels"], result["pixels"]["accuracy"], step)
-    random = ProbeGrid(ctx, NetworkSource(random_init_model(ctx.model), grid.layers), emit=False, data=data,
-                       stage="baseline: random init, ")
-    random.run()
-    t, layer, acc = random.best()
-    result["random_init"] = {"accuracy": acc, "timestep": t, "layer": layer, "seed": RANDOM_INIT_SEED,
-                             "cells": {str(t): row for t, row in random.cells.items()}}
-    ctx.reporter.report(BASELINE_KEYS["random_init"], acc, step)
-    return result
+    ctx.reporter.report(BASELINE_KEYS["random_init"], result["random_init"]["accuracy"], step)
+    return {**result, "cache": cache.name}
+
+
+BASELINE_CACHE_VERSION = 1
+
+
+def baseline_cache_path(ctx: EvalContext, grid: ProbeGrid) -> Path:
+    """<workspace>/data/baselines/<key>.json, keyed by everything the baselines depend on (not the weights)."""
+    o = ctx.opts
+    key = {
+        "version": BASELINE_CACHE_VERSION, "framework": ctx.model.config.framework,
+        "network": ctx.model.config.network, "diffusion": ctx.model.config.diffusion,
+        "data": grid.train.spec, "train": len(grid.train), "test": len(grid.test),
+        "timesteps": grid.timesteps, "layers": grid.layers, "protocol": protocol_of(o),
+        "epochs": grid.epochs, "batch_size": grid.batch_size, "lr": grid.lr, "views": int(o.get("views", 1)),
+        "seed": ctx.seed, "random_init_seed": RANDOM_INIT_SEED,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return ctx.workspace / "data" / "baselines" / f"{digest}.json"
+
+
+def _read_cached(path: Path) -> dict | None:
+    try:
+        result = json.loads(path.read_text())
+        float(result["pixels"]["accuracy"]), float(result["random_init"]["accuracy"])
+        return result
+    except (OSError, ValueError, KeyError, TypeError):
+        return None         # none yet, or damaged: measure again
 
 
 def baseline_summary(best: float, baselines: dict | None) -> str:
