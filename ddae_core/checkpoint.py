@@ -55,10 +55,14 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"Checkpoint {path} does not exist; check the path.")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():      # no refused class or function: bytes that are no pickle at all
+            raise CheckpointError(f"Checkpoint {path} is damaged or not a PyTorch file (UnpicklingError); "
+                                  "re-save or re-download it.") from None
         raise CheckpointError(f"Checkpoint {path} holds Python objects other than tensors and plain values, "
                               "so it was not loaded; save the state dicts only.") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError, TypeError,
+            AttributeError) as exc:     # junk bytes reach the unpickler's memo and stack as these
         raise CheckpointError(f"Checkpoint {path} is damaged or not a PyTorch file "
                               f"({exc.__class__.__name__}); re-save or re-download it.") from None
     if not isinstance(data, dict):

@@ -154,8 +154,31 @@ def train_spec(*, config: str | Path | dict, data: str | None = None, steps=None
     }
 
 
+# The splits of its data each kind reads; an evaluation without data of its own reads its parent's.
+SPLITS_READ = {"train": ("train",), "align-uniform": ("train",), "probe": ("train", "test"),
+               "noisy-classifier": ("train", "test"), "finetune": ("train", "test")}
+
+
+def check_inputs(spec: dict) -> None:
+    """Refuse what would fail the job in its first seconds (an empty data folder, a checkpoint that cannot
+    be imported) before its run folder exists, so a refused input leaves no failed run behind."""
+    data = spec.get("data")
+    if isinstance(data, str):
+        for split in SPLITS_READ.get(spec["kind"], ()):
+            try:
+                datasets.check_data_files(data, split)
+            except UserError as exc:
+                raise ConfigError("data", str(exc)) from None
+    if spec["kind"] == "import":
+        from .evaluation.importing import load_import
+
+        load_import(Path(spec["options"]["source"]), spec["config"])
+
+
 def create_job(workspace: Path, spec: dict, queue: dict | None = None) -> Path:
-    """Write the run directory for a validated spec; `queue` ({priority, gpus}) marks it as enqueued."""
+    """Write the run directory for a validated spec (check_inputs first); `queue` ({priority, gpus}) marks
+    it as enqueued."""
+    check_inputs(spec)
     return create_run(workspace, spec["kind"], name=spec.get("name"), data=spec.get("data"),
                       parent=spec.get("parent"), device=spec.get("device"), queue=queue,
                       config=spec.get("config"), options=spec.get("options"))

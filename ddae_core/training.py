@@ -23,7 +23,7 @@ from .config import parse_model_config
 from .device import amp_dtype_for, describe, grad_scaler_for, resolve_device
 from .distributed import DistContext
 from .ema import EMA
-from .errors import UserError
+from .errors import CheckpointError, UserError
 
 
 class TrainingDiverged(UserError):
@@ -110,11 +110,35 @@ class Trainer:
 
     # Checkpoints.
     def restore(self) -> int | None:
-        ckpts = list_checkpoints(self.run_dir)
-        if not ckpts:
-            return None
-        step, path = ckpts[-1]
-        state = read_checkpoint(path, map_location=self.device)
+        """Resume from the newest checkpoint that loads; None when there is none.
+
+        A newer one that does not load (a torn or damaged file) is set aside as step_N.pt.damaged, with a
+        line in the log, so that neither this run nor an evaluation of `latest` trips on it again. When
+        none loads (a config that no longer fits them, say) nothing is set aside and the newest one's
+        error stops the run.
+        """
+        damaged: list[tuple[Path, str]] = []
+        for step, path in reversed(list_checkpoints(self.run_dir)):
+            try:
+                self._load_state(read_checkpoint(path, map_location=self.device))
+            except (UserError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+                damaged.append((path, str(exc) if isinstance(exc, UserError) else f"{exc.__class__.__name__}"))
+                continue
+            for bad, why in damaged:
+                print(f"checkpoint {bad.name} cannot be loaded ({why.rstrip('.')}); resuming from step {step} "
+                      f"instead and keeping it as {bad.name}.damaged", flush=True)
+                if self.dist.is_main:
+                    bad.replace(bad.with_name(bad.name + ".damaged"))
+            return step
+        if damaged:
+            path, why = damaged[0]
+            raise CheckpointError(f"Run {self.run_dir.name} cannot resume: no checkpoint of it loads (the newest, "
+                                  f"{path.name}: {why.rstrip('.')}); move the checkpoints aside to train from the "
+                                  "start.")
+        return None
+
+    def _load_state(self, state: dict) -> None:
+        """Model, EMA, optimizer, scaler, RNG and step from one checkpoint's state."""
         self.model.net.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"], state["ema_updates"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -126,7 +150,6 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
         self.step = int(state["step"])
-        return step
 
     def save_checkpoint(self) -> Path | None:
         if not self.dist.is_main:

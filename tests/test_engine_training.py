@@ -81,6 +81,56 @@ def test_interrupted_run_resumes_at_its_step_and_matches_an_uninterrupted_one(wo
         torch.testing.assert_close(a["model"][key], b["model"][key], atol=1e-6, rtol=0)
 
 
+def test_resume_falls_back_to_the_previous_intact_checkpoint_when_the_latest_is_damaged(workspace, capfd):
+    run = create_job(workspace, micro_spec(steps=6))
+    assert execute(run, workspace, handle_signals=False) == "done"
+    latest = run / "checkpoints" / "step_000006.pt"
+    latest.write_bytes(latest.read_bytes()[:50_000])                  # torn, as by a crash mid-copy
+    spec = yaml.safe_load((run / "spec.yaml").read_text())
+    spec["options"]["steps"] = 9
+    (run / "spec.yaml").write_text(yaml.safe_dump(spec))
+    capfd.readouterr()
+    assert execute(run, workspace, handle_signals=False) == "done"     # it stopped with the damaged file's error
+    assert [e.get("resumed_from") for e in events(run, "status") if e["status"] == "running"] == [None, 3]
+    assert f"checkpoint step_000006.pt cannot be loaded (Checkpoint {latest} is damaged" in capfd.readouterr().out
+    assert [s for s, _ in list_checkpoints(run)] == [3, 6, 9] and (run / "checkpoints" / "step_000006.pt.damaged").is_file()
+    assert read_checkpoint(latest)["step"] == 6
+    losses = [e["step"] for e in events(run, "metric") if e["key"] == "loss/train"]
+    assert losses == [1, 2, 3, 4, 5, 6, 4, 5, 6, 7, 8, 9]             # steps 4-6 again, replacing the old points
+
+
+def test_a_run_whose_every_checkpoint_is_damaged_fails_and_sets_none_aside(workspace):
+    run = create_job(workspace, micro_spec(steps=3))
+    assert execute(run, workspace, handle_signals=False) == "done"
+    only = run / "checkpoints" / "step_000003.pt"
+    only.write_bytes(b"not a checkpoint")
+    spec = yaml.safe_load((run / "spec.yaml").read_text())
+    spec["options"]["steps"] = 6
+    (run / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert execute(run, workspace, handle_signals=False) == "failed"
+    assert events(run, "status")[-1]["error"].startswith(
+        f"Run {run.name} cannot resume: no checkpoint of it loads (the newest, step_000003.pt: Checkpoint {only} is "
+        "damaged or not a PyTorch file")
+    assert only.is_file()
+
+
+def test_refused_inputs_leave_no_failed_run_behind(tmp_path, capsys):
+    from ddae_core.cli import main as ddae
+
+    ws = tmp_path / "ws"
+    (tmp_path / "empty" / "cats").mkdir(parents=True)                  # a class folder without images
+    assert ddae(["train", "--preset", "tiny-ddpm", "--data", f"folder:{tmp_path / 'empty'}", "--steps", "1",
+                 "--workspace", str(ws)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: data: Folder {tmp_path / 'empty'} has no images in class "
+                                              "subfolders; expected")
+    junk = tmp_path / "model_800.pth"
+    junk.write_bytes(b"junk\n")
+    assert ddae(["import", str(junk), "--config", str(preset_path("ddpm-cifar10")), "--workspace", str(ws)]) == 2
+    assert capsys.readouterr().err == (f"error: Checkpoint {junk} is damaged or not a PyTorch file (KeyError); "
+                                       "re-save or re-download it.\n")
+    assert list((ws / "runs").iterdir()) == []
+
+
 def test_loss_falls_over_a_short_run(workspace):
     run = create_job(workspace, micro_spec(steps=40, checkpoint_every_steps=40, sample_every_steps=40))
     assert execute(run, workspace, handle_signals=False) == "done"

@@ -21,7 +21,8 @@ from .decode import load_files
 from .folder import list_folder, list_tiny_imagenet, tiny_imagenet_root
 from .specs import DataSpec, parse_spec
 
-__all__ = ["BatchSampler", "ImageData", "augment_batch", "check_data_spec", "describe_specs", "load_split"]
+__all__ = ["BatchSampler", "ImageData", "augment_batch", "check_data_files", "check_data_spec", "describe_specs",
+           "load_split"]
 
 
 def describe_specs() -> list[tuple[str, str]]:
@@ -47,6 +48,15 @@ def check_data_spec(spec: str) -> None:
         raise DataError(f"Folder {parsed.path} does not exist; check the path in folder:{parsed.path}.")
     if parsed.kind == "tiny-imagenet":
         tiny_imagenet_root(parsed.path)
+
+
+def check_data_files(spec: str, split: str) -> None:
+    """check_data_spec, and for folder:PATH that `split` has image files in class folders (listed, not
+    decoded), so that an empty folder is refused before a run exists rather than failing it."""
+    check_data_spec(spec)
+    parsed = parse_spec(spec)
+    if parsed.kind == "folder":
+        list_folder(parsed.path, split, 0)
 
 
 def load_split(spec: str, split: str, *, resolution: int | None = None, data_root: str | Path | None = None,

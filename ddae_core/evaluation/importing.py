@@ -9,17 +9,27 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, is_official, load_model, read_checkpoint
+from ..model import DDAEModel
 from ..runs import checkpoint_path, read_spec
+
+
+def load_import(source: Path, config: dict) -> tuple[dict, DDAEModel, DDAEModel]:
+    """(the raw checkpoint, its EMA model, its raw model) as an import reads them; CheckpointError if it cannot.
+
+    Run by create_job too, so that a checkpoint that cannot be imported is refused before its run exists.
+    """
+    raw = read_checkpoint(source)
+    ema_model = load_model(source, config, weights="ema" if not is_official(raw) or "EMA" in raw else "raw")
+    has_raw = not is_official(raw) or "MODEL" in raw
+    model = load_model(source, config, weights="raw") if has_raw else ema_model
+    return raw, ema_model, model
 
 
 def import_run(run_dir: Path, reporter, workspace: Path) -> str:
     spec = read_spec(run_dir)
     source = Path(spec["options"]["source"])
     reporter.status("running", pid=os.getpid(), host=socket.gethostname(), device="cpu")
-    raw = read_checkpoint(source)
-    ema_model = load_model(source, spec["config"], weights="ema" if not is_official(raw) or "EMA" in raw else "raw")
-    has_raw = not is_official(raw) or "MODEL" in raw
-    model = load_model(source, spec["config"], weights="raw") if has_raw else ema_model
+    raw, ema_model, model = load_import(source, spec["config"])
     step_value = (raw.get("EMA") or {}).get("step") if is_official(raw) else raw.get("step")
     step = int(step_value.reshape(-1)[0]) if isinstance(step_value, torch.Tensor) else int(step_value or 0)
     path = checkpoint_path(run_dir, step)
