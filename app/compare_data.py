@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from db import GridAxes, GridCell, RunRecord, Store
+from ddae_core.evaluation.protocols import BASELINE_KEYS, BASELINE_LABELS, protocol_of
 
 TRAIN_KINDS = ("train", "import")
 SPEC_IGNORED = ("id", "name", "created")    # always differ between runs; the columns already name them
@@ -29,6 +30,8 @@ class RunBundle:
     samples: tuple[tuple[int, Path], ...] = ()
     sample_metrics: dict[str, float | None] = field(default_factory=dict)
     steps_per_epoch: float | None = None
+    baselines: dict[str, float] = field(default_factory=dict)   # the grid's: "raw pixels"/"random init" -> acc
+    protocol: str | None = None                                 # the grid's protocol
 
     @property
     def id(self) -> str:
@@ -103,8 +106,17 @@ def gather(store: Store, run_id: str) -> RunBundle:
         for summary in store.summaries(source):
             if summary.key.startswith("sample/"):
                 metrics[summary.key] = summary.latest_value
+    baselines, protocol = grid_context(store, probe_id) if probe_id else ({}, None)
     return RunBundle(run, train_id, probe_id, noisy_id, axes, cells, samples, metrics,
-                     steps_per_epoch(train) if train.kind in TRAIN_KINDS else None)
+                     steps_per_epoch(train) if train.kind in TRAIN_KINDS else None, baselines, protocol)
+
+
+def grid_context(store: Store, probe_id: str) -> tuple[dict[str, float], str]:
+    """A probe grid's baselines (label -> accuracy, those measured so far) and its protocol."""
+    labels = {key: BASELINE_LABELS[name] for name, key in BASELINE_KEYS.items()}
+    baselines = {labels[s.key]: s.latest_value for s in store.summaries(probe_id)
+                 if s.key in labels and s.latest_value is not None}
+    return baselines, protocol_of(store.get_run(probe_id).spec.get("options") or {})
 
 
 def flatten(spec: dict, prefix: str = "") -> dict[str, object]:

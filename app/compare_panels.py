@@ -87,7 +87,8 @@ class GridsPanel(QWidget):
         """New cells for the same runs: redraw in place, one shared scale."""
         by_id = {b.id: b for b in bundles}
         self._bundles = [by_id.get(b.id, b) for b in self._bundles]
-        values = [v for b in self._bundles for v in b.finished_cells().values()]
+        # One scale for every grid, reaching down to their baselines, which each heatmap marks.
+        values = [v for b in self._bundles for v in (*b.finished_cells().values(), *b.baselines.values())]
         lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
         if hi <= lo:
             lo, hi = lo - 0.005, hi + 0.005
@@ -100,6 +101,7 @@ class GridsPanel(QWidget):
             if heatmap.axes() != (timesteps, layers):
                 heatmap.set_axes(timesteps, layers, labels)
             heatmap.set_levels(lo, hi)
+            heatmap.set_baselines(b.baselines)
             heatmap.set_cells((t, layer, acc) for (t, layer), acc in b.finished_cells().items())
         if not self._bundles:
             self.message.setText("None of these runs has a probe grid yet; run a probe grid on them to compare.")

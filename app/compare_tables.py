@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from ddae_core.evaluation.protocols import SHORT_LABELS
+
 from .compare_data import MISSING, RunBundle
 
 
@@ -77,9 +79,11 @@ def format_value(value) -> str:
 
 def summary_table(bundles: Sequence[RunBundle], final_loss: dict[str, float | None],
                   noisy_best: dict[str, float | None]) -> tuple[list[str], list[tuple]]:
-    """Headers and one row per run: kind, best cell, its accuracy, final loss, noisy best, sample/* metrics."""
+    """Headers and one row per run: kind, best cell, its accuracy, final loss, noisy best, the grid's protocol
+    and baselines, sample/* metrics."""
     metric_keys = sorted({k for b in bundles for k in b.sample_metrics})
-    headers = ["run", "kind", "best cell", "best accuracy", "final loss", "best noisy accuracy", *metric_keys]
+    headers = ["run", "kind", "best cell", "best accuracy", "final loss", "best noisy accuracy", "protocol",
+               "raw pixels", "random init", *metric_keys]
     rows = []
     for b in bundles:
         best = b.best_cell()
@@ -87,6 +91,8 @@ def summary_table(bundles: Sequence[RunBundle], final_loss: dict[str, float | No
                      f"{best[1]} @ t={best[0]}" if best else None,
                      Percent(best[2]) if best else None,
                      final_loss.get(b.id), _percent(noisy_best.get(b.id)),
+                     SHORT_LABELS.get(b.protocol, b.protocol) if b.protocol else None,
+                     _percent(b.baselines.get("raw pixels")), _percent(b.baselines.get("random init")),
                      *(b.sample_metrics.get(k) for k in metric_keys)))
     return headers, rows
 

@@ -98,6 +98,12 @@ def test_compare_tables_show_best_cells_final_loss_and_only_differing_spec_keys(
     assert rows[run_a.name][3] == pytest.approx(best.accuracy)
     assert rows[run_a.name][4] == pytest.approx(gui_store.metric_history(ws.train_a, "loss/train").values[-1])
     assert rows[gui_store.get_run(ws.train_b).name][5] is None             # no noisy classifier there
+    # Each grid's protocol and baselines beside its best cell, as its heatmap marks them.
+    assert headers[6:9] == ["protocol", "raw pixels", "random init"]
+    grid_a = compare.grids.heatmaps[ws.train_a].baselines()
+    assert rows[run_a.name][6] == "fast" and set(grid_a) == {"raw pixels", "random init"}
+    assert rows[run_a.name][7] == pytest.approx(grid_a["raw pixels"])
+    assert compare.grids.heatmaps[ws.train_a].levels()[0] <= min(grid_a.values())
     spec_keys = [row[0] for row in compare.spec_model.rows()]
     assert "config.network.dropout" in spec_keys and "options.lr" in spec_keys
     assert "config.network.n_channels" not in spec_keys and "id" not in spec_keys
