@@ -232,3 +232,11 @@ def test_train_numbers_are_refused_with_the_right_sentence(workspace, flag, valu
     assert ddae(["train", "--preset", "tiny-ddpm", "--data", DATA, flag, value, "--workspace", str(workspace)]) == 2
     assert capsys.readouterr().err == message
     assert list((workspace / "runs").iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["--interval", "--kill-timeout"])
+def test_serve_refuses_a_nan_or_infinite_number_of_seconds(workspace, flag, capsys):
+    for value in ("nan", "inf"):
+        assert ddae(["queue", "serve", "--once", "--gpus", "none", flag, value, "--workspace", str(workspace)]) == 2
+        assert capsys.readouterr().err == ("error: --kill-timeout and --interval must be a finite number of seconds, "
+                                           "greater than 0.\n")

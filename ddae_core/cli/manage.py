@@ -7,6 +7,7 @@ lock; it keeps the index current itself), so what it prints is what the run fold
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 from ..errors import UserError
@@ -111,8 +112,8 @@ def cmd_serve(args) -> int:
 
     if args.cpu_slots < 0:
         raise UserError(f"--cpu-slots must be 0 or more (got {args.cpu_slots}).")
-    if args.kill_timeout <= 0 or args.interval <= 0:
-        raise UserError("--kill-timeout and --interval must be greater than 0 seconds.")
+    if not (0 < args.kill_timeout < math.inf and 0 < args.interval < math.inf):     # nan fails both too
+        raise UserError("--kill-timeout and --interval must be a finite number of seconds, greater than 0.")
     gpus = None
     if args.gpus is not None:
         text = args.gpus.strip().lower()
