@@ -163,7 +163,9 @@ class Ingester:
         """Insert one new run in a savepoint: a run the index cannot hold is skipped, not the whole pass."""
         try:
             with session.begin_nested():
-                return self.store._insert_run(session, version, files)
+                inserted = self.store._insert_run(session, version, files)
+            self._skipped.pop(files.id, None)      # fixed: a later breakage warns again
+            return inserted
         except (SQLAlchemyError, OverflowError, ValueError, TypeError) as exc:
             self._skip(files.id, f"the index cannot hold a value of it ({exc.__class__.__name__}: "
                                  f"{str(exc).splitlines()[0][:200]}); fix its spec.yaml or meta.json")

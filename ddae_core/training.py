@@ -24,10 +24,6 @@ from .device import amp_dtype_for, describe, grad_scaler_for, resolve_device
 from .distributed import DistContext
 from .ema import EMA
 from .errors import CheckpointError, UserError
-
-
-class TrainingDiverged(UserError):
-    """The loss or the weights became NaN or infinite; the run fails, its last good checkpoint kept."""
 from .images import save_grid
 from .model import DDAEModel
 from .reporting import Reporter
@@ -35,6 +31,10 @@ from .runs import checkpoint_path, list_checkpoints, read_spec
 
 # Called after each checkpoint with (step, EMA model): the label-free layer monitor hooks in here.
 CheckpointHook = Callable[[int, DDAEModel], None]
+
+
+class TrainingDiverged(UserError):
+    """The loss or the weights became NaN or infinite; the run fails, its last good checkpoint kept."""
 
 
 def lr_at(step: int, epoch: int, opts: dict, total_steps: int | None = None) -> float:
