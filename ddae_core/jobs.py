@@ -30,6 +30,7 @@ RUNNERS = {
     "finetune": "ddae_core.evaluation.finetune:finetune_run",
     "sample": "ddae_core.evaluation.sampling:sample_run",
     "import": "ddae_core.evaluation.importing:import_run",
+    "fid": "ddae_core.evaluation.fid:fid_run",
 }
 
 
@@ -156,7 +157,7 @@ def train_spec(*, config: str | Path | dict, data: str | None = None, steps=None
 
 # The splits of its data each kind reads; an evaluation without data of its own reads its parent's.
 SPLITS_READ = {"train": ("train",), "align-uniform": ("train",), "probe": ("train", "test"),
-               "noisy-classifier": ("train", "test"), "finetune": ("train", "test")}
+               "noisy-classifier": ("train", "test"), "finetune": ("train", "test"), "fid": ("train",)}
 
 
 def check_inputs(spec: dict) -> None:

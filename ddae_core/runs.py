@@ -16,7 +16,7 @@ import yaml
 
 from .errors import UserError
 
-KINDS = ("train", "probe", "align-uniform", "finetune", "noisy-classifier", "sample", "import")
+KINDS = ("train", "probe", "align-uniform", "finetune", "noisy-classifier", "sample", "import", "fid")
 _CHECKPOINT_RE = re.compile(r"step_(\d+)\.pt$")
 
 

@@ -14,8 +14,7 @@ import torch
 
 from ..checkpoint import load_model
 from ..model import DDAEModel
-from ..runs import list_checkpoints
-from .common import open_context, parent_checkpoint
+from .common import open_context, parent_checkpoint, select_checkpoints
 from .features import Stopped, feature_batches
 
 
@@ -61,18 +60,7 @@ def make_monitor(reporter, images: torch.Tensor, layers: Sequence[str], timestep
 def align_run(run_dir: Path, reporter, workspace: Path) -> str:
     ctx = open_context(run_dir, reporter, workspace, load_parent=False)
     ctx.parent_dir, ctx.parent_spec, _, _ = parent_checkpoint(workspace, ctx.spec)
-    which = ctx.opts["checkpoints"]
-    checkpoints = list_checkpoints(ctx.parent_dir)
-    if which == "latest":
-        checkpoints = checkpoints[-1:]
-    elif which != "all":
-        wanted = set(which)
-        missing = sorted(wanted - {s for s, _ in checkpoints})
-        if missing:
-            from ..errors import UserError
-            raise UserError(f"Run {ctx.parent_dir.name} has no checkpoint at step {missing[0]}; "
-                            f"it has {', '.join(str(s) for s, _ in checkpoints[-6:])}.")
-        checkpoints = [(s, p) for s, p in checkpoints if s in wanted]
+    checkpoints = select_checkpoints(ctx.parent_dir, ctx.opts["checkpoints"])
     ctx.start(checkpoints=[s for s, _ in checkpoints])
     layers, t = ctx.opts["layers"], ctx.opts["timestep"]
     try:

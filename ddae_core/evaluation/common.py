@@ -15,7 +15,7 @@ from ..device import amp_dtype_for, describe, resolve_device
 from ..errors import UserError
 from ..model import DDAEModel
 from ..reporting import Reporter
-from ..runs import find_run, read_spec, resolve_checkpoint
+from ..runs import find_run, list_checkpoints, read_spec, resolve_checkpoint
 
 
 @dataclass
@@ -64,6 +64,21 @@ def parent_checkpoint(workspace: Path, spec: dict) -> tuple[Path, dict, int, Pat
     parent_dir = find_run(workspace, parent["run"])
     step, path = resolve_checkpoint(parent_dir, parent.get("checkpoint", "latest"))
     return parent_dir, read_spec(parent_dir), step, path
+
+
+def select_checkpoints(parent_dir: Path, which) -> list[tuple[int, Path]]:
+    """(step, path) of the checkpoints `which` names: "all", "latest", or a list of steps (all must exist)."""
+    checkpoints = list_checkpoints(parent_dir)
+    if which == "all":
+        return checkpoints
+    if which == "latest":
+        return [resolve_checkpoint(parent_dir, "latest")]
+    wanted = {int(s) for s in (which if isinstance(which, (list, tuple)) else [which])}
+    missing = sorted(wanted - {s for s, _ in checkpoints})
+    if missing:
+        have = ", ".join(str(s) for s, _ in checkpoints[-6:]) or "none yet"
+        raise UserError(f"Run {parent_dir.name} has no checkpoint at step {missing[0]}; it has {have}.")
+    return [(s, p) for s, p in checkpoints if s in wanted]
 
 
 def open_context(run_dir: Path, reporter: Reporter, workspace: Path, load_parent: bool = True) -> EvalContext:

@@ -177,17 +177,49 @@ def finetune_spec(parent_dir: Path, *, layer=None, timestep=None, checkpoint="la
     })
 
 
-def sample_spec(parent_dir: Path, *, checkpoint="latest", n=64, sampler=None, steps=None, seed=0, device="auto",
-                name=None) -> dict:
-    _, cfg = parent_config(parent_dir)
+def _check_sampler(cfg, sampler: str | None) -> str | None:
     allowed = ("ddim", "ddpm") if cfg.framework == "ddpm" else ("heun",)
     if sampler is not None and sampler not in allowed:
         raise ConfigError("sampler", f"{sampler} does not apply to {cfg.framework.upper()}; use {' or '.join(allowed)}")
+    return sampler
+
+
+def sample_spec(parent_dir: Path, *, checkpoint="latest", n=64, sampler=None, steps=None, seed=0, device="auto",
+                name=None) -> dict:
+    _, cfg = parent_config(parent_dir)
+    _check_sampler(cfg, sampler)
     n = _positive_int("n", n)
     if n > 4096:
         raise ConfigError("n", f"must be at most 4096 (got {n})")
     return _base("sample", parent_dir, checkpoint, device, None, name, {
         "n": n, "sampler": sampler, "steps": _positive_int("steps", steps), "seed": check_seed(seed)})
+
+
+def fid_spec(parent_dir: Path, *, checkpoint="latest", n=10000, sampler=None, steps=None, batch_size=250, dims=2048,
+             inception=None, data=None, device="auto", seed=0, name=None) -> dict:
+    """An FID job over one checkpoint (a step, or latest) or all of them.
+
+    Checks that pytorch-fid and the Inception weights are here (in the parent's workspace) before the run
+    exists; `inception` (a path) is kept in the spec, otherwise the worker looks for the file itself.
+    """
+    from .inception import DIMS, find_weights, require_library
+
+    _, cfg = parent_config(parent_dir)
+    which = "all" if str(checkpoint) == "all" else _checkpoint(checkpoint)
+    if int(dims) not in DIMS:
+        raise ConfigError("dims", f"must be one of {', '.join(map(str, DIMS))} (got {dims}); 2048 is the standard FID")
+    require_library()
+    weights = find_weights(Path(parent_dir).parent.parent, inception)
+    return _base("fid", parent_dir, "latest" if which == "all" else which, device, data, name, {
+        "checkpoints": which if which in ("all", "latest") else [which],
+        "n": _positive_int("n", n, minimum=2),
+        "sampler": _check_sampler(cfg, sampler),
+        "steps": _positive_int("steps", steps),
+        "batch_size": _positive_int("batch_size", batch_size),
+        "dims": int(dims),
+        "inception": str(weights) if inception else None,
+        "seed": check_seed(seed),
+    })
 
 
 def import_spec(checkpoint: str | Path, config: str | Path, *, name=None, data=None) -> dict:

@@ -1,0 +1,152 @@
+"""The `fid` job: FID of a run's EMA samples against its training set, one value per checkpoint.
+
+The official protocol (ddae-spec 2, "FID protocol"): 50,000 samples from the EMA model, deterministic
+DDIM-100 or EDM Heun-18, scored by pytorch-fid against the training images. Here `n` and the sampler
+are options; the reference statistics of a dataset are computed once and cached in the workspace
+(data/fid-stats/), keyed by dataset, resolution, feature size and the weights file's hash.
+Each checkpoint's value is a `fid` metric at its step, written the moment it is known, so a cancelled
+job keeps the checkpoints it finished, and a resumed one skips them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_model
+from ..device import amp_dtype_for
+from ..images import save_grid
+from ..runs import atomic_write, atomic_write_text
+from .common import EvalContext, open_context, parent_checkpoint, select_checkpoints
+from .features import Stopped
+from .inception import (
+    WEIGHTS_SHA256, ActivationStats, activations, find_weights, file_sha256, frechet_distance, load_inception,
+    require_library, to_uint8,
+)
+
+RESULTS = "fid.json"
+STATS_DIR = ("data", "fid-stats")
+GRID_IMAGES = 64                     # the first samples of each checkpoint, kept as a grid to look at
+
+
+def stats_path(workspace: Path, data: str, resolution: int, dims: int, weights_sha256: str) -> Path:
+    """data/fid-stats/<dataset>-<hash>-<res>px-d<dims>-w<weights hash>.npz: one file per dataset and weights."""
+    slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", data).strip("_")[:48]
+    key = hashlib.sha1(data.encode()).hexdigest()[:8]
+    return Path(workspace).joinpath(*STATS_DIR) / f"{slug}-{key}-{resolution}px-d{dims}-w{weights_sha256[:8]}.npz"
+
+
+def _read_stats(path: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
+    try:
+        with np.load(path) as f:
+            return f["mu"], f["sigma"], int(f["n"])
+    except FileNotFoundError:
+        return None
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"FID statistics {path} cannot be read ({exc.__class__.__name__}); computing them again", flush=True)
+        return None
+
+
+def _write_stats(path: Path, mu: np.ndarray, sigma: np.ndarray, n: int, data: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Two jobs of one sweep may compute the same statistics at once; each rename is whole, the last one wins.
+    atomic_write(path, lambda fh: np.savez(fh, mu=mu, sigma=sigma, n=n, data=data), binary=True)
+
+
+def reference_stats(ctx: EvalContext, inception, data: str, resolution: int, dims: int, weights_sha256: str,
+                    batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) of the training split's Inception features, from the workspace cache or computed into it."""
+    path = stats_path(ctx.workspace, data, resolution, dims, weights_sha256)
+    cached = _read_stats(path)
+    if cached is not None:
+        print(f"reference statistics: {path} ({cached[2]} images)", flush=True)
+        return cached[0], cached[1]
+    images = ctx.data("train").images
+    stats = ActivationStats(dims)
+    for start in range(0, len(images), batch_size):
+        if ctx.stopped():
+            raise Stopped
+        stats.update(activations(inception, images[start:start + batch_size]))
+        ctx.reporter.progress(min(start + batch_size, len(images)), len(images), "reference statistics")
+    _write_stats(path, stats.mean, stats.sigma, stats.n, data)
+    print(f"reference statistics: {stats.n} training images -> {path}", flush=True)
+    return stats.mean, stats.sigma
+
+
+def sample_stats(ctx: EvalContext, model, inception, step: int, index: int, count: int) -> ActivationStats:
+    """Inception statistics of n samples of `model` (the same noise at every checkpoint); raises Stopped."""
+    n, batch = int(ctx.opts["n"]), int(ctx.opts["batch_size"])
+    stats = ActivationStats(int(ctx.opts["dims"]))
+    gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+    for start in range(0, n, batch):
+        if ctx.stopped():
+            raise Stopped
+        size = min(batch, n - start)
+
+        def progress(i: int, total: int, start=start, size=size) -> None:
+            done = start * total + i * size
+            ctx.reporter.progress(index * n * total + done, count * n * total, f"checkpoint {step}")
+        images = to_uint8(model.sample(size, sampler=ctx.opts.get("sampler"), steps=ctx.opts.get("steps"),
+                                       generator=gen, callback=progress))
+        if start == 0:
+            path = save_grid(images[:GRID_IMAGES].float() / 255, ctx.run_dir / "samples" / f"step_{step:06d}.png")
+            ctx.reporter.image("samples", step, path)
+        stats.update(activations(inception, images))
+    return stats
+
+
+def _results(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / RESULTS).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def fid_run(run_dir: Path, reporter, workspace: Path) -> str:
+    require_library()
+    ctx = open_context(run_dir, reporter, workspace, load_parent=False)
+    weights = find_weights(workspace, ctx.opts.get("inception"))   # before any sampling: one sentence if missing
+    ctx.parent_dir, ctx.parent_spec, _, _ = parent_checkpoint(workspace, ctx.spec)
+    checkpoints = select_checkpoints(ctx.parent_dir, ctx.opts["checkpoints"])
+    results = _results(run_dir)
+    done = {int(s): v for s, v in (results.get("fid") or {}).items()}
+    todo = [(s, p) for s, p in checkpoints if s not in done]
+    ctx.start(checkpoints=[s for s, _ in checkpoints], **({"resumed_from": sorted(done)} if done else {}))
+    sha = file_sha256(weights)
+    if sha != WEIGHTS_SHA256:
+        print(f"note: {weights} is not the standard FID Inception file (SHA-256 {sha[:12]}..., expected "
+              f"{WEIGHTS_SHA256[:12]}...), so these FIDs are not comparable with published ones", flush=True)
+    dims = int(ctx.opts["dims"])
+    inception = load_inception(weights, dims, ctx.device)
+    data = ctx.spec.get("data") or ctx.parent_spec.get("data") or "builtin:shapes"
+    results.update({"data": data, "n": ctx.opts["n"], "sampler": ctx.opts.get("sampler"),
+                    "steps": ctx.opts.get("steps"), "dims": dims, "inception": str(weights),
+                    "inception_sha256": sha, "fid": {str(s): v for s, v in sorted(done.items())}})
+    try:
+        ref = None
+        for i, (step, path) in enumerate(todo):
+            ctx.model = load_model(path, device=ctx.device)
+            ctx.model.amp_dtype = amp_dtype_for(ctx.device, ctx.opts.get("amp", "auto"))
+            if ref is None:
+                ref = reference_stats(ctx, inception, data, ctx.model.resolution, dims, sha,
+                                      int(ctx.opts["batch_size"]))
+                results["reference"] = str(stats_path(workspace, data, ctx.model.resolution, dims, sha))
+            stats = sample_stats(ctx, ctx.model, inception, step, i, len(todo))
+            fid = frechet_distance(stats.mean, stats.sigma, *ref)
+            reporter.report("fid", fid, step)
+            results["fid"][str(step)] = fid
+            atomic_write_text(run_dir / RESULTS, json.dumps(results, indent=1))
+            print(f"step {step:>8}  FID {fid:.3f}  ({stats.n} samples)", flush=True)
+    except Stopped:
+        reporter.status("cancelled")
+        return "cancelled"
+    if not todo:
+        print("every checkpoint already has its FID", flush=True)
+    reporter.artifact("file", run_dir / RESULTS)
+    reporter.status("done")
+    return "done"
