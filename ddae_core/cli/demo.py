@@ -51,7 +51,7 @@ def run_demo(args) -> int:
     print(f"\nDemo finished in {minutes:.1f} minutes. Your training run: {own.name}.")
     if probe_dir is not None:
         _print_result(probe_dir, bundled=example is not None)
-    print("Open them in the app: python main.py (or ddae-studio)")
+    print("Open them in the app: python main.py")
     return 0
 
 
