@@ -97,6 +97,10 @@ class Trainer:
         self.unchecked_losses: list[torch.Tensor] = []    # this rank's per-step losses since the last check
         if self.opts.get("monitor_layers") and self.dist.is_main:
             self.hooks.append(self._layer_monitor())
+        if self.opts.get("sweep") and self.dist.is_main:
+            from .evaluation.sweep import checkpoint_hook     # FID and probe jobs queued for each new checkpoint
+
+            self.hooks.append(checkpoint_hook(self.run_dir, self.opts["sweep"]))
 
     def _layer_monitor(self) -> CheckpointHook:
         """Alignment/uniformity of the chosen layers on a fixed, seeded subset of training images."""

@@ -15,6 +15,7 @@ from ..config import load_config, preset_names, preset_path
 from ..errors import UserError
 from ..jobs import train_spec
 from .common import add_device, add_queue_options, add_workspace, launch, number, run_dir_of
+from .fid_cmd import add_sweep_options, train_sweep_plan
 
 
 def _layers(text: str | None) -> list[str] | None:
@@ -43,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--monitor-layers", metavar="L1,L2",
                    help="compute alignment/uniformity of these layers at every checkpoint (a label-free monitor)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the resolved spec, then stop")
+    sweep = p.add_argument_group("checkpoint sweep")
+    sweep.add_argument("--sweep", nargs="*", metavar="all|every K",
+                       help="queue FID and probe jobs for each new checkpoint (all) or those at multiples of K steps")
+    add_sweep_options(sweep, "sweep-")
     add_device(p)
     add_workspace(p)
     add_queue_options(p)
@@ -95,6 +100,9 @@ def cmd_train(args) -> int:
         checkpoint_every_steps=args.checkpoint_every_steps, sample_every_steps=args.sample_every_steps)
     if args.name is None:
         spec["name"] = f"{args.preset or 'config'} on {spec['data']}"
+    plan = train_sweep_plan(args, spec)
+    if plan is not None:
+        spec["options"]["sweep"] = plan
     if args.dry_run:
         yaml.safe_dump(spec, sys.stdout, sort_keys=False)
         return 0

@@ -1,0 +1,152 @@
+"""Checkpoint sweeps: FID and probe accuracy of a training run's checkpoints, as queued child jobs.
+
+Each chosen checkpoint gets an `fid` job and a `probe` job (fast protocol; one cell, or the whole grid
+whose best cell counts), queued with their parent checkpoint named, so the scheduler runs them in
+parallel on free devices. A sweep is a plan (a plain dict, validated once); `ddae sweep` applies it
+to the checkpoints a run has, and a training run whose spec carries one applies it to each checkpoint
+as it is saved. Its jobs are written as run folders with a queue block, which the index enqueues when
+it registers them, so a training worker queues them without opening the database.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from ..config import ModelConfig
+from ..errors import ConfigError, UserError
+from ..jobs import _positive_int, check_device, check_seed, create_job
+from ..runs import list_checkpoints, read_spec
+from .inception import DIMS, find_weights, require_library
+from .specs import _check_sampler, fid_spec, parse_layers, parse_timesteps, probe_spec
+
+_EVERY = re.compile(r"^every\s*[: =]?\s*(\d+)$")
+
+
+def parse_checkpoints(value) -> str | dict:
+    """'all' or 'every K' (steps that are multiples of K) -> 'all' or {'every': K}."""
+    text = " ".join(value) if isinstance(value, (list, tuple)) else str(value or "all")
+    text = text.strip().lower()
+    if text == "all":
+        return "all"
+    match = _EVERY.match(text)
+    if not match:
+        raise ConfigError("checkpoints", f"must be all or every K, K a number of steps (got {text!r})")
+    return {"every": _positive_int("checkpoints", int(match.group(1)))}
+
+
+def parse_probe(value, model_cfg: ModelConfig) -> dict | None:
+    """None/'' (the config's timestep and layer), 'grid' (the paper's grid, its best cell), 't,layer', or 'none'."""
+    text = str(value).strip() if value is not None else ""
+    if text.lower() == "none":
+        return None
+    if text.lower() == "grid":
+        return {"timesteps": parse_timesteps(None, model_cfg, "probe"), "layers": parse_layers("all", model_cfg, "probe")}
+    if not text:
+        return {"timesteps": [model_cfg.feature_timestep], "layers": [model_cfg.feature_layer]}
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2:
+        raise ConfigError("probe", f"must be grid, none, or a timestep and a layer like 11,out_6 (got {text!r})")
+    return {"timesteps": parse_timesteps(parts[0], model_cfg, "probe"), "layers": parse_layers(parts[1], model_cfg, "probe")}
+
+
+def sweep_plan(model_cfg: ModelConfig, workspace: Path, *, checkpoints="all", fid_n=10000, probe=None, sampler=None,
+               steps=None, batch_size=250, dims=2048, inception=None, data=None, device="auto", seed=0,
+               priority=0) -> dict:
+    """A validated sweep plan for runs of `model_cfg`; fid_n=0 leaves FID out, probe='none' the probe."""
+    fid_n = _positive_int("fid_n", fid_n, allow_none=False, minimum=0)
+    if fid_n == 1:
+        raise ConfigError("fid_n", "must be 0 (no FID) or at least 2")
+    plan = {
+        "checkpoints": parse_checkpoints(checkpoints),
+        "fid": None,
+        "probe": parse_probe(probe, model_cfg),
+        "data": data,
+        "device": check_device(device),
+        "seed": check_seed(seed),
+        "priority": int(priority),
+    }
+    if fid_n:
+        if int(dims) not in DIMS:
+            raise ConfigError("dims", f"must be one of {', '.join(map(str, DIMS))} (got {dims})")
+        require_library()
+        weights = find_weights(workspace, inception)
+        plan["fid"] = {"n": fid_n, "sampler": _check_sampler(model_cfg, sampler),
+                       "steps": _positive_int("steps", steps), "batch_size": _positive_int("batch_size", batch_size),
+                       "dims": int(dims), "inception": str(weights) if inception else None}
+    if plan["fid"] is None and plan["probe"] is None:
+        raise ConfigError("sweep", "asks for neither FID nor a probe; give --fid-n above 0 or a --probe")
+    return plan
+
+
+def selected(step: int, plan: dict) -> bool:
+    which = plan["checkpoints"]
+    return which == "all" or step % int(which["every"]) == 0
+
+
+def child_specs(parent_dir: Path, step: int, plan: dict, sweep_id: str) -> list[dict]:
+    """The sweep's jobs for one checkpoint: fid, then probe (each named after the step)."""
+    specs = []
+    common = {"checkpoint": step, "data": plan["data"], "device": plan["device"], "seed": plan["seed"]}
+    parent = read_spec(parent_dir).get("name") or parent_dir.name
+    if plan["fid"]:
+        fid = plan["fid"]
+        specs.append(fid_spec(parent_dir, n=fid["n"], sampler=fid["sampler"], steps=fid["steps"],
+                              batch_size=fid["batch_size"], dims=fid["dims"], inception=fid["inception"],
+                              name=f"fid of {parent} at step {step}", **common))
+    if plan["probe"]:
+        specs.append(probe_spec(parent_dir, timesteps=plan["probe"]["timesteps"], layers=plan["probe"]["layers"],
+                                protocol="fast", baselines=False, name=f"probe of {parent} at step {step}", **common))
+    for spec in specs:
+        spec["options"]["sweep"] = sweep_id
+    return specs
+
+
+def queue_children(parent_dir: Path, steps: list[int], plan: dict, sweep_id: str) -> list[Path]:
+    """Write the run folders of the sweep's jobs for `steps`, each marked as queued; returns them.
+
+    The index enqueues a folder with a queue block when it registers it (the scheduler's next pass, or
+    Store.register_run at once).
+    """
+    workspace = Path(parent_dir).parent.parent
+    specs = [spec for step in steps for spec in child_specs(parent_dir, step, plan, sweep_id)]
+    made = []
+    for spec in specs:
+        gpus = spec["device"]["gpus"]
+        made.append(create_job(workspace, spec, queue={"priority": plan["priority"], "gpus": gpus}))
+    return made
+
+
+def sweep_steps(parent_dir: Path, plan: dict) -> list[int]:
+    """The steps of the run's checkpoints the plan picks; one sentence when there are none."""
+    steps = [s for s, _ in list_checkpoints(parent_dir)]
+    if not steps:
+        raise UserError(f"Run {parent_dir.name} has no checkpoint yet; sweep it once it has saved one.")
+    chosen = [s for s in steps if selected(s, plan)]
+    if not chosen:
+        raise UserError(f"No checkpoint of run {parent_dir.name} is at a multiple of {plan['checkpoints']['every']} "
+                        f"steps (it has {', '.join(map(str, steps[-6:]))}); choose another K or all.")
+    return chosen
+
+
+def new_sweep_id(parent_dir: Path) -> str:
+    return f"{parent_dir.name}@{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def checkpoint_hook(run_dir: Path, plan: dict):
+    """A training hook: queue the sweep's jobs for each checkpoint it picks, as the checkpoint is saved.
+
+    A job that cannot be queued (the Inception weights moved away, say) is a line in the log; training
+    goes on.
+    """
+    def hook(step: int, _ema_model) -> None:
+        if not selected(step, plan):
+            return
+        try:
+            made = queue_children(Path(run_dir), [step], plan, sweep_id=Path(run_dir).name)
+        except UserError as exc:
+            print(f"sweep: the jobs of step {step} were not queued: {exc}", flush=True)
+            return
+        print(f"sweep: queued {', '.join(p.name for p in made)} for step {step}", flush=True)
+    return hook
