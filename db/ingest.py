@@ -262,6 +262,8 @@ class Ingester:
         if b.cells or b.metrics:
             # A probe's new cells can raise its parent's best accuracy (the train run's row shows it).
             parent = select(Run.parent_run).where(Run.id == b.run, Run.kind == "probe").scalar_subquery()
-            session.execute(update(Run).where(Run.id == parent).values(**accuracy_summary_of(Run.id)))
+            # Its version moves too, so views that follow changes redraw the parent's row now, not on a re-sort.
+            session.execute(update(Run).where(Run.id == parent)
+                            .values(version=version, **accuracy_summary_of(Run.id)))
         if s is not None and s.status != "queued":
             session.execute(delete(QueueRow).where(QueueRow.run == b.run))

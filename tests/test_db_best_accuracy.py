@@ -59,3 +59,19 @@ def test_a_standardized_grid_counts_labelled_and_a_deleted_probe_stops_counting(
         row = {r.id: r for r in store.list_runs()}[train]
         assert (row.best_accuracy, row.best_protocol, row.baseline_random) == (0.40, "fast", None)
         ingester.release()
+
+
+def test_a_probe_cell_marks_its_train_run_changed_so_views_redraw_its_row(tmp_path):
+    ws = tmp_path
+    train, probe = run_id("train", 1), run_id("probe", 2)
+    write_run(ws, train, events=[status("running"), metric("loss/train", 1, 0.5), status("done")])
+    write_run(ws, probe, kind="probe", parent={"run": train, "checkpoint": "latest"}, events=[status("running")])
+    with Store.open(ws) as store:
+        ingester = Ingester(store, ws)
+        ingester.ingest_once()
+        token = store.data_version()
+        append(ws / "runs" / probe, [grid_cell("out_6", 11, 0.7), status("done")])
+        ingester.ingest_once()
+        changed = {r.id: r for r in store.changed_since(token).runs}
+        assert changed[train].best_accuracy == 0.7       # the train run's row comes with the change
+        ingester.release()
