@@ -283,8 +283,9 @@ class Trainer:
 
             ends = self.step == self.total_steps
             saves = self.step % ckpt_every == 0 or ends
-            if self.step % log_every == 0 or saves:
-                self.stop_if_diverged(weights=saves)
+            samples = self.step % sample_every == 0 or ends
+            if self.step % log_every == 0 or saves or samples:
+                self.stop_if_diverged(weights=saves or samples)   # no NaN checkpoint, no black sample grid
             if self.step % log_every == 0 or ends:
                 mean_loss = float(loss_sum) / loss_n
                 if self.dist.is_main:
@@ -299,7 +300,7 @@ class Trainer:
                 loss_n, busy, images_done = 0, 0.0, 0
             if saves:
                 self.save_checkpoint()
-            if self.step % sample_every == 0 or self.step == self.total_steps:
+            if samples:
                 self.save_samples()
         r.status("done")
         return "done"
