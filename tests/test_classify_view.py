@@ -106,6 +106,18 @@ def test_drop_non_image_gets_one_sentence_not_a_crash(view, qtbot, images):
     assert not enter.isAccepted()
 
 
+def test_unreadable_file_clears_the_previous_pictures(view, qtbot, images):
+    view.load_files([images["square.png"]])
+    assert view.wait_idle(WAIT_MS)
+    assert not view.pictures["noisy"].pixmap().isNull()
+    view.load_files([images["notes.txt"]])              # selected at once: its error is shown alone
+    assert view.wait_idle(WAIT_MS)
+    assert "not an image" in view.status_message
+    for name, picture in view.pictures.items():
+        assert picture.pixmap().isNull(), f"the {name} picture still shows the previous image"
+    assert view.top5 == []
+
+
 def test_classify_slider_changes_noise_level_and_prediction(view, qtbot, images):
     view.load_files([images["square.png"]])
     assert view.wait_idle(WAIT_MS)

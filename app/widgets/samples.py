@@ -36,6 +36,7 @@ class ScaledPicture(QLabel):
     def set_image(self, image: QImage, message: str = "") -> None:
         self._image = image
         if image.isNull():
+            self.clear()            # setText alone keeps the old pixmap when the text is unchanged
             self.setText(message)
         else:
             self._paint()
