@@ -27,6 +27,7 @@ class RunUpdate:
     grid_source: str | None = None          # the run whose grid is shown (this one, or its newest probe)
     grid_protocol: str | None = None        # that grid's protocol (fast | official | standardized)
     baselines: dict[str, float] | None = None   # its baselines: "pixels" / "random_init" -> accuracy
+    grid_work: str | None = None            # what that grid's run is doing now ('' when not running)
     images: list[tuple[int, Path]] | None = None
     children: list[RunSummary] | None = None
     first: bool = False
@@ -47,6 +48,7 @@ class RunFeed:
         self._axes: GridAxes | None = None
         self._grid_source: str | None = None
         self._baselines: dict[str, float] | None = None
+        self._grid_work: str | None = None
         self._children: list[RunSummary] | None = None
         self._first = True
 
@@ -99,6 +101,14 @@ class RunFeed:
             if history.steps:
                 self._last[key] = (history.steps[-1], total)
 
+    @staticmethod
+    def _work_of(run: RunRecord | RunSummary | None) -> str:
+        """`extract t=51, 62%`: a running grid's stage, since a row's cells come only when the row is done."""
+        if run is None or run.status != "running" or not run.progress_stage:
+            return ""
+        fraction = run.progress_fraction
+        return run.progress_stage + (f", {fraction:.0%}" if fraction is not None else "")
+
     def _poll_grid(self, update: RunUpdate) -> None:
         source = self.run_id
         if update.record.kind != "probe":
@@ -108,6 +118,7 @@ class RunFeed:
             source = probes[-1].id          # children come oldest first: the newest grid
         if source != self._grid_source:
             self._grid_source, self._axes, self._cells, self._baselines = source, None, None, None
+            self._grid_work = None
         axes = self.store.grid_axes(source)
         cells = self.store.grid_cells(source)
         keys = {key: name for name, key in BASELINE_KEYS.items()}
@@ -123,7 +134,12 @@ class RunFeed:
         if cells != self._cells:
             self._cells = cells
             update.cells = cells
-        if update.axes is not None or update.cells is not None or update.baselines is not None:
+        work = self._work_of(update.record if source == self.run_id else
+                             next((c for c in self._children or [] if c.id == source), None))
+        if work != self._grid_work:
+            self._grid_work = update.grid_work = work
+        if update.axes is not None or update.cells is not None or update.baselines is not None \
+                or update.grid_work is not None:
             update.grid_source = source
             spec = update.record.spec if source == self.run_id else self.store.get_run(source).spec
             update.grid_protocol = protocol_of(spec.get("options") or {})

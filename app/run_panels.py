@@ -140,6 +140,7 @@ class GridPanel(Panel):
         self.fit.toggled.connect(self.set_fit)
         self.source: str | None = None
         self.protocol = "fast"
+        self.work = ""
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 0, 4, 0)
         bar.addStretch(1)
@@ -175,15 +176,22 @@ class GridPanel(Panel):
             self.heatmap.set_baselines({BASELINE_LABELS[k]: v for k, v in update.baselines.items()})
         if update.grid_protocol is not None:
             self.protocol = update.grid_protocol
-        self.heatmap.set_status(grid_status(self.heatmap, self.source, update.record.id, self.protocol))
+        if update.grid_work is not None:
+            self.work = update.grid_work
+        self.heatmap.set_status(grid_status(self.heatmap, self.source, update.record.id, self.protocol, self.work))
 
 
-def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol: str) -> str:
-    """`n of N cells (protocol). Best: out_6 at t=11, 72.4% = +60.1 over raw pixels, +41.0 over random init.`"""
+def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol: str, work: str = "") -> str:
+    """`n of N cells (protocol). Best: out_6 at t=11, 72.4% = +60.1 over raw pixels, +41.0 over random init.`
+
+    While the grid runs, what it is doing now (`Now: extract t=51, 62%.`): a row's cells all come at once.
+    """
     best = heatmap.best_cell()
     where = "" if source == run_id else f" from probe run {source}"
     total = len(heatmap.axes()[0]) * len(heatmap.axes()[1])
     text = f"{len(heatmap.cells())} of {total} cells{where}, {SHORT_LABELS.get(protocol, protocol)} protocol."
+    if work:
+        text += f" Now: {work}."
     if best is None:
         return text
     text += f" Best: {best[1]} at t={best[0]}, {100 * best[2]:.1f}%"

@@ -123,6 +123,8 @@ def test_run_view_fills_in_live_and_every_plot_exports(studio, qtbot, tmp_path):
     heatmap = window.run_view.panel(GridPanel).heatmap
     assert len(heatmap.cells()) == 4 and heatmap.outlined_cell() == (1, "out_6")
     assert "no baselines yet" in heatmap.status.text()
+    fake.append(probe, [fake.progress(50, 100, "extract t=11")])      # a row's cells come only when it is done
+    qtbot.waitUntil(lambda: "Now: extract t=11, 50%." in heatmap.status.text(), timeout=10_000)
     fake.append(probe, [fake.grid_cell("out_7", 11, 0.61), fake.metric("probe/baseline/pixels", 0, 0.1),
                         fake.metric("probe/baseline/random_init", 0, 0.35), fake.status("done")])
     qtbot.waitUntil(lambda: len(heatmap.cells()) == 5 and bool(heatmap.baselines()), timeout=10_000)
@@ -130,6 +132,7 @@ def test_run_view_fills_in_live_and_every_plot_exports(studio, qtbot, tmp_path):
     assert heatmap.baselines() == {"raw pixels": 0.1, "random init": 0.35}
     assert "61.0% = +51.0 over raw pixels, +26.0 over random init" in heatmap.status.text()
     assert heatmap.levels()[0] == pytest.approx(0.1)                # fitted by default, down to the baselines
+    qtbot.waitUntil(lambda: "Now:" not in heatmap.status.text(), timeout=10_000)   # done: nothing in progress
 
     window.show_run(align.name)
     assert window.run_view.panel(AlignPanel).plot.layers() == ["out_6"]
