@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -25,15 +26,18 @@ def resolve_workspace(path: str | Path | None = None, create: bool = True) -> Pa
     chosen = path or os.environ.get("DDAE_WORKSPACE") or Path.home() / "ddae-workspace"
     ws = Path(chosen).expanduser().resolve()
     if create:
+        # Else SQLite reports a read-only folder as an unreadable database, and `ddae reindex` as the cure.
+        read_only = UserError(f"Workspace {ws} is read-only, so no run or index can be written there; make it "
+                              "writable or choose another with --workspace.")
         try:
             (ws / "runs").mkdir(parents=True, exist_ok=True)
             (ws / "data").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            if ws.is_dir() and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise read_only from None
             raise UserError(f"Workspace {ws} cannot be created ({exc.strerror}); choose another with --workspace.") from None
-        # Else SQLite reports a read-only folder as an unreadable database, and `ddae reindex` as the cure.
         if not all(os.access(folder, os.W_OK) for folder in (ws, ws / "runs")):
-            raise UserError(f"Workspace {ws} is read-only, so no run or index can be written there; make it "
-                            "writable or choose another with --workspace.")
+            raise read_only
     return ws
 
 

@@ -240,3 +240,17 @@ def test_serve_refuses_a_nan_or_infinite_number_of_seconds(workspace, flag, caps
         assert ddae(["queue", "serve", "--once", "--gpus", "none", flag, value, "--workspace", str(workspace)]) == 2
         assert capsys.readouterr().err == ("error: --kill-timeout and --interval must be a finite number of seconds, "
                                            "greater than 0.\n")
+
+
+def test_classify_still_reads_a_read_only_workspace(probed, read_only, tmp_path, capsys):
+    """Only writing needs a writable workspace: classifying reads the run's files."""
+    import shutil
+
+    ws, train, image = probed
+    copy = tmp_path / "copy"
+    shutil.copytree(ws, copy, symlinks=True)
+    read_only(copy)
+    assert ddae(["classify", "--run", train.name, str(image), "--device", "cpu", "--workspace", str(copy)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("red.png: ")
+    assert ddae(["sample", "--run", train.name, "--n", "4", "--device", "cpu", "--workspace", str(copy)]) == 2
+    assert "is read-only" in capsys.readouterr().err

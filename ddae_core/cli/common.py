@@ -46,7 +46,10 @@ def workspace_of(args) -> Path:
 
 
 def run_dir_of(args, ref: str | None = None) -> Path:
-    return find_run(workspace_of(args), ref if ref is not None else args.run)
+    """The run folder `ref` (default --run) names; finding it writes nothing, so a read-only workspace
+    can still be classified from (a job launched from it is refused by launch)."""
+    workspace = resolve_workspace(getattr(args, "workspace", None), create=False)
+    return find_run(workspace, ref if ref is not None else args.run)
 
 
 def gpus_for(args) -> int:
