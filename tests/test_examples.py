@@ -10,6 +10,7 @@ import torch
 
 from db import Ingester, Store
 from ddae_core import examples
+from ddae_core.examples import DEMO_EXAMPLE
 from ddae_core.checkpoint import load_model
 from ddae_core.errors import UserError
 from ddae_core.evaluation.specs import probe_spec
@@ -112,3 +113,25 @@ def test_bundled_examples_know_something(name):
     best, base = info["best"]["accuracy"], info["baselines"]
     assert best >= 0.70, f"{name}: best cell {best:.3f}"
     assert best - base["pixels"]["accuracy"] >= 0.25 and best - base["random_init"]["accuracy"] >= 0.25
+
+
+@pytest.mark.skipif(DEMO_EXAMPLE not in examples.available(), reason="no bundled shapes example in this copy")
+def test_the_bundled_shapes_model_classifies_dropped_images_about_as_well_as_its_grid_says(tmp_path):
+    """50 test images as PNG files, classified as the Classify view does: top-1 near the grid's best cell."""
+    from PIL import Image
+
+    from ddae_core.data import generate_shapes
+    from ddae_core.evaluation.classify import Classifier, classify_files
+
+    train_dir, _ = examples.install(tmp_path / "ws", DEMO_EXAMPLE)
+    classifier = Classifier.from_run(train_dir, device="cpu")
+    images, labels = generate_shapes(2000, 0, "test")
+    paths = []
+    for i in range(1000, 1050):             # test images the grid did not score
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(images[i].permute(1, 2, 0).numpy()).save(path)
+        paths.append(path)
+    results = classify_files(classifier, paths)
+    correct = sum(r.top[0][0] == classifier.classes[int(labels[i])] for r, i in zip(results, range(1000, 1050)))
+    best = examples.manifest(DEMO_EXAMPLE)["best"]["accuracy"]
+    assert correct / 50 >= best - 0.2, f"{correct}/50 right; the grid's best cell is {best:.3f}"
