@@ -240,6 +240,8 @@ def test_serve_refuses_a_nan_or_infinite_number_of_seconds(workspace, flag, caps
         assert ddae(["queue", "serve", "--once", "--gpus", "none", flag, value, "--workspace", str(workspace)]) == 2
         assert capsys.readouterr().err == ("error: --kill-timeout and --interval must be a finite number of seconds, "
                                            "greater than 0.\n")
+    assert ddae(["queue", "serve", "--once", "--cpu-slots", "1000000000", "--workspace", str(workspace)]) == 2
+    assert capsys.readouterr().err == "error: --cpu-slots must be from 0 to 256 (got 1000000000).\n"
 
 
 def test_classify_still_reads_a_read_only_workspace(probed, read_only, tmp_path, capsys):

@@ -18,6 +18,9 @@ from .runs_cmd import (
 from .tables import clock, cut, open_store, table
 
 
+MAX_CPU_SLOTS = 256
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     queue = sub.add_parser("queue", help="the job queue: serve it, list, cancel, resume, reprioritise")
     qsub = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
@@ -110,8 +113,8 @@ def cmd_serve(args) -> int:
 
     from ..scheduler import Scheduler
 
-    if args.cpu_slots < 0:
-        raise UserError(f"--cpu-slots must be 0 or more (got {args.cpu_slots}).")
+    if not 0 <= args.cpu_slots <= MAX_CPU_SLOTS:      # a typo of 10**9 slots would build 10**9 slot objects
+        raise UserError(f"--cpu-slots must be from 0 to {MAX_CPU_SLOTS} (got {args.cpu_slots}).")
     if not (0 < args.kill_timeout < math.inf and 0 < args.interval < math.inf):     # nan fails both too
         raise UserError("--kill-timeout and --interval must be a finite number of seconds, greater than 0.")
     gpus = None
