@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from .cpu_threads import threads_label
 from .errors import UserError
 
 
@@ -67,4 +68,4 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    return f"cpu ({threads_label(torch.get_num_threads())})"

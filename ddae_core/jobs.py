@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import data as datasets
 from .config import load_config, parse_model_config, parse_train_options, studio_block
+from .cpu_threads import apply_threads, job_threads
 from .distributed import DistContext
 from .errors import ConfigError, UserError
 from .nets.unet import tap_names
@@ -203,6 +204,7 @@ def execute(run_dir: Path, workspace: Path, echo: Callable[[dict], None] | None 
         reporter.install_signal_handlers()
     try:
         spec = read_spec(run_dir)
+        apply_threads(job_threads(spec))     # before the job's first op: jobs sharing the CPU split it
         return _runner(spec["kind"])(run_dir, reporter, workspace)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

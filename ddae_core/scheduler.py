@@ -11,7 +11,6 @@ No Qt here: the GUI calls tick() on a timer from a thread of its own.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from db import Ingester, QueueEntry, RunRecord, Store
 from db.locks import ProcessLock, lock_holder
 from db.records import FINAL_STATUSES
 
+from .cpu_threads import slot_threads, threads_label
 from .device_slots import CpuMeter, GpuMeter, NeverFits, SlotState, detect_gpus, slots_needed
 from .errors import UserError
 from .reporting import STOP_FILE
@@ -83,7 +83,8 @@ class Scheduler:
         # Detected GPUs are named by position, given ones by their id; the value is what the worker sees.
         names = [f"gpu{i}" for i in range(len(tokens))] if gpus is None else [f"gpu{g}" for g in gpus]
         self._gpu = dict(zip(names, tokens))
-        self._threads = max(1, (os.cpu_count() or 1) // max(cpu_slots, 1)) if cpu_slots > 1 else None
+        # Every CPU job's thread budget: the cores split between the slots (DDAE_CPU_THREADS overrides).
+        self.cpu_threads = slot_threads(cpu_slots) if cpu_slots else None
         self._workers: dict[str, _Worker] = {}
         self._exited: dict[str, int | None] = {}                     # run -> exit code, not judged yet
         self._foreign: dict[str, tuple[int, psutil.Process]] = {}    # running runs we did not start: pid, process
@@ -416,8 +417,9 @@ class Scheduler:
                 raise OSError(f"{run_dir} has no spec.yaml")
             # Only training runs data-parallel; another job given several GPUs runs as one process.
             nproc = len(gpu_ids) if entry.kind in DDP_KINDS and gpu_ids else 1
+            threads = self.cpu_threads if kind == "cpu" else None
             popen = start_worker(run_dir, gpu_ids=gpu_ids, slots=slots, nproc=nproc,
-                                 python=self.python, threads=self._threads if kind == "cpu" else None)
+                                 python=self.python, threads=threads)
         except OSError as exc:
             sentence = f"The worker of run {entry.run} could not be started ({exc}); check the Python interpreter."
             if run_dir.is_dir():
@@ -431,7 +433,8 @@ class Scheduler:
             proc = None
         self._workers[entry.run] = _Worker(entry.run, tuple(slots), proc, popen)
         self._reasons_written.pop(entry.run, None)
-        self.store.set_status(entry.run, "running", pid=popen.pid, host=HOST, device=",".join(slots))
+        device = ",".join(slots) + (f" ({threads_label(threads)})" if threads else "")
+        self.store.set_status(entry.run, "running", pid=popen.pid, host=HOST, device=device)
         t.started.append((entry.run, ",".join(slots)))
         return True
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from .cpu_threads import thread_env
 from .reporting import STOP_FILE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,11 @@ def worker_command(run_dir: Path, nproc: int = 1, python: str = sys.executable) 
 
 def worker_env(gpu_ids: Sequence[str], slots: Sequence[str], threads: int | None = None,
                base: dict[str, str] | None = None) -> dict[str, str]:
-    """The worker's environment: only its GPUs visible ("" for the CPU), ddae_core importable, unbuffered."""
+    """The worker's environment: only its GPUs visible ("" for the CPU), ddae_core importable, unbuffered.
+
+    threads: the CPU job's thread budget (OMP_NUM_THREADS, MKL_NUM_THREADS, DDAE_CPU_THREADS). It replaces
+    what the scheduler itself inherited: a shell's OMP_NUM_THREADS was not sized for jobs sharing the CPU.
+    """
     env = dict(os.environ if base is None else base)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -48,8 +53,8 @@ def worker_env(gpu_ids: Sequence[str], slots: Sequence[str], threads: int | None
         env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *paths])
     env["PYTHONUNBUFFERED"] = "1"
     env[SLOTS_ENV] = ",".join(slots)
-    if threads is not None and "OMP_NUM_THREADS" not in env:
-        env["OMP_NUM_THREADS"] = str(threads)
+    if threads is not None:
+        env.update(thread_env(threads))
     return env
 
 

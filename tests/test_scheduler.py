@@ -20,6 +20,7 @@ import pytest
 from db import Store, reindex
 from db.testing import write_run
 from ddae_core import queue_ops
+from ddae_core.cpu_threads import threads_label
 from ddae_core.device_slots import NeverFits, slots_needed
 from ddae_core.scheduler import WAITING_FOR_PARENT, Scheduler, SchedulerLockError
 from ddae_core.worker_process import start_worker
@@ -102,7 +103,8 @@ def test_highest_priority_first_one_job_per_cpu_slot(store, fake_python):
         first = scheduler.tick()
         assert [run for run, _ in first.started] == [high]
         assert dict(first.waiting) == {mid: "waiting for a free CPU slot", low: "waiting for a free CPU slot"}
-        assert status(store, high) == "running" and store.get_run(high).device == "cpu0"
+        assert status(store, high) == "running"
+        assert store.get_run(high).device == f"cpu0 ({threads_label(scheduler.cpu_threads)})"    # its thread budget
         assert [s.run for s in scheduler.slots()] == [high]
         tick_until(scheduler, lambda: all(status(store, r) == "done" for r in (low, high, mid)), 30)
     started = sorted((starts(store, r)[0]["time"], r) for r in (low, high, mid))
