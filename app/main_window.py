@@ -29,6 +29,7 @@ from .scheduler_thread import SchedulerThread
 log = logging.getLogger(__name__)
 
 PARENT_KINDS = ("train", "import")
+TAB_TITLES = ("Launch", "Queue", "Runs", "Run", "Compare", "Classify")      # Ctrl+1 ... Ctrl+6
 _heap_settled = False
 _collector = None
 
@@ -118,6 +119,12 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+        view_menu = self.menuBar().addMenu("&View")
+        self.tab_actions = []
+        for number, title in enumerate(TAB_TITLES, start=1):
+            action = view_menu.addAction(title, lambda n=number - 1: self.tabs.setCurrentIndex(n))
+            action.setShortcut(QKeySequence(f"Ctrl+{number}"))
+            self.tab_actions.append(action)
         run_menu = self.menuBar().addMenu("&Run")
         run_menu.addAction("Run the &demo", self.start_demo)
         help_menu = self.menuBar().addMenu("&Help")
@@ -167,10 +174,11 @@ class MainWindow(QMainWindow):
         hub.watch("parents", self._read_parents, self.launch_view.set_parent_runs)
         self.compare_view = _optional_view("compare", "CompareView", store)
         self.classify_view = _optional_view("classify", "ClassifyView", store, store.workspace)
-        for view, title in ((self.launch_view, "Launch"), (self.queue_view, "Queue"), (self.runs_view, "Runs"),
-                            (self.run_view, "Run"), (self.compare_view, "Compare"),
-                            (self.classify_view, "Classify")):
+        views = (self.launch_view, self.queue_view, self.runs_view, self.run_view, self.compare_view,
+                 self.classify_view)
+        for number, (view, title) in enumerate(zip(views, TAB_TITLES), start=1):
             self.tabs.addTab(view, title)
+            self.tabs.setTabToolTip(number - 1, f"{title} (Ctrl+{number})")
         self.launch_view.queued.connect(self.show_run)
         self.queue_view.open_run.connect(self.show_run)
         self.runs_view.open_run.connect(self.show_run)
@@ -197,6 +205,8 @@ class MainWindow(QMainWindow):
 
     def _close_workspace(self) -> None:
         """Stop polling and scheduling (workers keep running), drop the views, close the index."""
+        if getattr(self, "runs_view", None) is not None and self.store is not None:
+            self.runs_view.empty_trash()        # runs deleted in the undo period go now, while the index is open
         if self.hub is not None:
             self.hub.stop()
             self.hub.deleteLater()

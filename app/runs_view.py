@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -33,6 +33,7 @@ from .models import ID_ROLE, RunTableModel
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200
+UNDO_S = 10                     # a deleted run's folder stays this long, so Undo can bring it back
 
 
 class RunsPager:
@@ -86,6 +87,10 @@ class RunsView(QWidget):
         self.model.sort_requested.connect(self._sort)
         self.model.edit_requested.connect(self._edit)
         self._dirty = False
+        self._trash: dict[str, str] = {}       # run id -> name: deleted, hidden, removed when the timer ends
+        self._trash_timer = QTimer(self)
+        self._trash_timer.setSingleShot(True)
+        self._trash_timer.timeout.connect(self.empty_trash)
 
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search names, ids, tags, notes, data…")
@@ -119,8 +124,9 @@ class RunsView(QWidget):
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
-                                   | QAbstractItemView.EditTrigger.EditKeyPressed)
+        # Double-click opens a run (or edits its tags and notes); F2 or the menu renames it.
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.table.installEventFilter(self)
         self.table.setAlternatingRowColors(True)
         self.table.setShowGrid(False)
         self.table.verticalHeader().hide()
@@ -138,7 +144,7 @@ class RunsView(QWidget):
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
 
         self.open_button = QPushButton("Open")
-        self.open_button.setToolTip("Show the run in the Run view (or double-click its name)")
+        self.open_button.setToolTip("Show the run in the Run view (Enter, or double-click it; F2 renames it)")
         self.open_button.clicked.connect(self._open_selected)
         self.compare_button = QPushButton("Compare")
         self.compare_button.setToolTip("Overlay the selected runs (select two or more)")
@@ -147,6 +153,7 @@ class RunsView(QWidget):
         self.probe_button.setToolTip("Launch a layer x noise probe grid on the selected train run")
         self.probe_button.clicked.connect(lambda: self._evaluate("probe"))
         self.delete_button = QPushButton("Delete…")
+        self.delete_button.setToolTip("Delete the selected runs and their folders (Delete; Undo for a few seconds)")
         self.delete_button.clicked.connect(self._delete_selected)
         self.prev_button = QPushButton("‹ Previous")
         self.next_button = QPushButton("Next ›")
@@ -155,10 +162,15 @@ class RunsView(QWidget):
         self.count = QLabel()
         self.message = QLabel()
         self.message.setWordWrap(True)
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.setToolTip("Bring back the runs just deleted")
+        self.undo_button.clicked.connect(self.undo_delete)
+        self.undo_button.hide()
         actions = QHBoxLayout()
         for w in (self.open_button, self.compare_button, self.probe_button, self.delete_button):
             actions.addWidget(w)
         actions.addWidget(self.message, 1)
+        actions.addWidget(self.undo_button)
         actions.addWidget(self.count)
         actions.addWidget(self.prev_button)
         actions.addWidget(self.next_button)
@@ -185,11 +197,13 @@ class RunsView(QWidget):
         except Exception as exc:  # noqa: BLE001 - keep the table; say why it is stale
             self.say(f"Could not read the runs: {exc}", error=True)
             return
-        self.model.set_rows(rows)
+        shown = [r for r in rows if r.id not in self._trash]
+        self.model.set_rows(shown)
         self._dirty = False
         p = self.pager
-        first = p.offset + 1 if rows else 0
-        self.count.setText(f"{first}–{p.offset + len(rows)} of {p.total:,}" if rows else "no runs")
+        first = p.offset + 1 if shown else 0
+        total = p.total - (len(rows) - len(shown))
+        self.count.setText(f"{first}–{p.offset + len(shown)} of {total:,}" if shown else "no runs")
         self.prev_button.setEnabled(p.offset > 0)
         self.next_button.setEnabled(p.offset + len(rows) < p.total)
         if keep:
@@ -269,8 +283,30 @@ class RunsView(QWidget):
         self.say(f"Saved the {column} of {run_id}.")
 
     def _double_clicked(self, index) -> None:
-        if RunTableModel.COLUMNS[index.column()] not in RunTableModel.EDITABLE:
+        if RunTableModel.COLUMNS[index.column()] in ("tags", "notes"):
+            self.table.edit(index)
+        else:
             self.open_run.emit(index.data(ID_ROLE))
+
+    def eventFilter(self, watched, event) -> bool:
+        """Enter opens the current run and Delete deletes the selected ones (not while a cell is edited)."""
+        if watched is self.table and event.type() == QEvent.Type.KeyPress \
+                and self.table.state() != QAbstractItemView.State.EditingState \
+                and event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier):
+            if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                self._open_selected()
+                return True
+            if event.key() == Qt.Key.Key_Delete:
+                if self.delete_button.isEnabled():
+                    self._delete_selected()
+                return True
+        return super().eventFilter(watched, event)
+
+    def _rename_selected(self) -> None:
+        ids = self.selected()
+        row = self.model.row_of(ids[0]) if ids else None
+        if row is not None:
+            self.table.edit(self.model.index(row, RunTableModel.COLUMNS.index("name")))
 
     def _open_selected(self) -> None:
         ids = self.selected()
@@ -282,20 +318,62 @@ class RunsView(QWidget):
         if ids:
             self.evaluate.emit(kind, ids[0])
 
+    def delete_question(self, runs: list[RunSummary]) -> QMessageBox:
+        """The confirmation for deleting `runs`: it names them, and No is the default."""
+        names = [f"“{r.name or r.id}”" for r in runs]
+        what = names[0] if len(names) == 1 else (f"{len(names)} runs ({', '.join(names[:3])}"
+                                                 f"{', …' if len(names) > 3 else ''})")
+        box = QMessageBox(QMessageBox.Icon.Question, "Delete runs",
+                          f"Delete {what} and {'its folder' if len(names) == 1 else 'their folders'} "
+                          f"(checkpoints, samples, logs)? You can undo it for {UNDO_S} seconds.",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.setEscapeButton(QMessageBox.StandardButton.No)
+        return box
+
     def _delete_selected(self) -> None:
         ids = self.selected()
-        if not ids or self.pager is None:
+        runs = [self.model.run_at(r) for r in (self.model.row_of(i) for i in ids) if r is not None]
+        if not runs or self.pager is None:
             return
-        answer = QMessageBox.question(
-            self, "Delete runs", f"Delete {len(ids)} run{'s' if len(ids) > 1 else ''} and their folders "
-            "(checkpoints, samples, logs)? This cannot be undone.")
-        if answer != QMessageBox.StandardButton.Yes:
+        if self.delete_question(runs).exec() != QMessageBox.StandardButton.Yes:
             return
-        for run_id in ids:
+        self.empty_trash()                      # an earlier deletion is final once another one starts
+        self._trash = {r.id: r.name or r.id for r in runs}
+        self._trash_timer.start(UNDO_S * 1000)
+        self.reload()
+        names = list(self._trash.values())
+        what = f"“{names[0]}”" if len(names) == 1 else f"{len(names)} runs"
+        self.say(f"Deleted {what}; Undo brings {'it' if len(names) == 1 else 'them'} back for {UNDO_S} seconds.")
+        self.undo_button.show()
+
+    def undo_delete(self) -> None:
+        """Bring back the runs deleted in the last few seconds (their folders were never touched)."""
+        if not self._trash:
+            return
+        names = list(self._trash.values())
+        self._trash_timer.stop()
+        self._trash = {}
+        self.undo_button.hide()
+        self.reload()
+        self.say(f"Restored {'“' + names[0] + '”' if len(names) == 1 else f'{len(names)} runs'}.")
+
+    def empty_trash(self) -> None:
+        """Delete for good the runs waiting in the undo period (the timer, or the workspace closing)."""
+        self._trash_timer.stop()
+        trash, self._trash = self._trash, {}
+        self.undo_button.hide()
+        if not trash or self.pager is None:
+            return
+        failed = False
+        for run_id in trash:
             try:
                 self.pager.delete(run_id)
             except (ValueError, LookupError, OSError) as exc:
                 self.say(f"Could not delete {run_id}: {exc}", error=True)
+                failed = True
+        if not failed and self.message.text().startswith("Deleted"):
+            self.message.clear()
         self.reload()
 
     def _menu(self, pos) -> None:
@@ -304,12 +382,15 @@ class RunsView(QWidget):
             return
         menu = QMenu(self)
         menu.addAction("Open in Run view", self._open_selected).setEnabled(len(ids) == 1)
+        menu.addAction("Rename", self._rename_selected).setEnabled(len(ids) == 1)
         menu.addAction("Compare", lambda: self.compare.emit(self.selected())).setEnabled(len(ids) >= 2)
         menu.addSeparator()
         for kind, text in (("probe", "Probe grid…"), ("align-uniform", "Alignment and uniformity…"),
                            ("noisy-classifier", "Noise-conditional classifier…"), ("finetune", "Fine-tune…"),
                            ("sample", "Sample images…")):
             menu.addAction(text, lambda k=kind: self._evaluate(k)).setEnabled(len(ids) == 1)
+        menu.addSeparator()
+        menu.addAction("Delete…", self._delete_selected).setEnabled(self.delete_button.isEnabled())
         menu.exec(self.table.viewport().mapToGlobal(pos))
 
     def say(self, text: str, error: bool = False) -> None:

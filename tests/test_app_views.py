@@ -315,3 +315,70 @@ def test_runs_table_shows_the_protocol_and_how_far_the_best_cell_stands_above_it
     assert model.data(model.index(1, best)) == "40.0%" and model.data(model.index(1, gains)) == ""
     assert "no baselines" in model.data(model.index(1, gains), Qt.ItemDataRole.ToolTipRole)
     assert model.data(model.index(2, best)) == "" and model.data(model.index(2, gains)) == ""
+
+
+def test_runs_keys_open_and_delete_with_a_named_question_and_undo(studio, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.main_window import TAB_TITLES
+    from app.runs_view import RunsView
+
+    ws = tmp_path / "ws"
+    for n in range(3):
+        fake.write_run(ws, fake.run_id("train", n), name=f"run {n}", created=1000.0 + n,
+                       events=fake.training_events(5))
+    ingest(ws)
+    window = studio(ws, run_scheduler=False)
+    view = window.runs_view
+    assert "double-click" in view.open_button.toolTip()
+
+    # Double-click on the name opens the run (it used to start renaming it); F2 renames.
+    name_col = RunTableModel.COLUMNS.index("name")
+    rect = view.table.visualRect(view.model.index(0, name_col))
+    qtbot.mouseClick(view.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    with qtbot.waitSignal(view.open_run, timeout=2000) as opened:
+        qtbot.mouseDClick(view.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert opened.args == [view.model.run_at(0).id]
+    assert view.table.state() != view.table.State.EditingState
+
+    # Enter opens the selected run.
+    view.select([view.model.run_at(1).id])
+    with qtbot.waitSignal(view.open_run, timeout=2000) as opened:
+        qtbot.keyClick(view.table, Qt.Key.Key_Return)
+    assert opened.args == [view.model.run_at(1).id]
+
+    # Delete asks a question that names the run, with No as the default.
+    target = view.model.run_at(1)
+    box = view.delete_question([target])
+    assert "“run 1”" in box.text() and box.defaultButton() is box.button(QMessageBox.StandardButton.No)
+    asked = []
+    monkeypatch.setattr(RunsView, "delete_question",
+                        lambda self, runs: asked.append([r.name for r in runs]) or _Answer(QMessageBox.StandardButton.No))
+    qtbot.keyClick(view.table, Qt.Key.Key_Delete)
+    assert asked == [["run 1"]] and view.model.row_of(target.id) is not None
+
+    monkeypatch.setattr(RunsView, "delete_question", lambda self, runs: _Answer(QMessageBox.StandardButton.Yes))
+    qtbot.keyClick(view.table, Qt.Key.Key_Delete)
+    assert view.model.row_of(target.id) is None and not view.undo_button.isHidden()
+    assert "run 1" in view.message.text() and (ws / "runs" / target.id).is_dir()
+    view.undo_button.click()
+    assert view.model.row_of(target.id) is not None and window.store.get_run(target.id).name == "run 1"
+
+    # Without Undo the run goes for good when the undo period ends.
+    view.select([target.id])
+    qtbot.keyClick(view.table, Qt.Key.Key_Delete)
+    view._trash_timer.timeout.emit()
+    assert not (ws / "runs" / target.id).exists() and window.store.count_runs() == 2
+
+    # Ctrl+1 ... Ctrl+6 switch tabs.
+    assert [a.shortcut().toString() for a in window.tab_actions] == [f"Ctrl+{n}" for n in range(1, 7)]
+    window.tab_actions[TAB_TITLES.index("Queue")].trigger()
+    assert window.tabs.currentWidget() is window.queue_view
+
+
+class _Answer:
+    def __init__(self, answer):
+        self.answer = answer
+
+    def exec(self):
+        return self.answer
