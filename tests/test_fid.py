@@ -20,7 +20,7 @@ from ddae_core.evaluation.inception import (
     WEIGHTS_FILE, WEIGHTS_SHA256, ActivationStats, find_weights, frechet_distance, load_inception,
 )
 from ddae_core.evaluation.specs import fid_spec
-from ddae_core.evaluation.sweep import sweep_plan
+from ddae_core.evaluation.sweep import checkpoint_hook, sweep_plan
 from ddae_core.jobs import create_job, execute
 from ddae_core.reporting import STOP_FILE
 
@@ -229,6 +229,10 @@ def test_sweep_queues_fid_and_probe_jobs_that_the_queue_runs(trained, random_wei
         assert spec["parent"] == {"run": parent.name, "checkpoint": 6}
         assert spec["options"]["sweep"].startswith(f"{parent.name}@")
 
+    out = cli("sweep", "--run", parent.name, "--show")
+    fid, acc = metrics(fid_dir, "fid")[6], metrics(probe_dir, "probe/accuracy")[6]
+    assert out.stdout.splitlines()[1].split() == ["6", f"{fid:.3f}", f"{100 * acc:.2f}%"]
+
     out = cli("sweep", "--run", parent.name, "--checkpoints", "every", "5", "--fid-n", "0")
     assert out.returncode == 2
     assert out.stderr == (f"error: No checkpoint of run {parent.name} is at a multiple of 5 steps (it has 2, 4, 6); "
@@ -252,6 +256,9 @@ def test_training_with_a_sweep_queues_its_jobs_at_each_chosen_checkpoint(workspa
     assert all(s["queue"] == {"priority": 0, "gpus": 0} and s["options"]["sweep"] == run_dir.name for s in specs)
     probe = next(s for s in specs if s["kind"] == "probe")
     assert probe["options"]["layers"] == ["out_1", "out_2", "out_3", "out_4"] and probe["options"]["protocol"] == "fast"
+    # Saving step 4 again (a cancel right after the save, or a resumed worker) queues nothing more.
+    checkpoint_hook(run_dir, spec["options"]["sweep"])(4, None)
+    assert sorted(p for p in (workspace / "runs").iterdir() if p != run_dir) == children
     # The worker wrote folders only; the index enqueues them when it registers them.
     with Store.open(workspace) as store:
         refresh(store)

@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="SPEC", help="dataset (default: the run's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--priority", type=int, default=0, help="queue priority of the jobs, higher runs first")
+    p.add_argument("--show", action="store_true", help="print the run's sweep results so far instead of queueing")
     add_device(p)
     add_workspace(p)
     p.set_defaults(func=cmd_sweep)
@@ -72,6 +73,11 @@ def cmd_sweep(args) -> int:
 
     workspace = workspace_of(args)
     parent_dir = run_dir_of(args)
+    if args.show:
+        from ..evaluation.sweep import sweep_table
+
+        print(sweep_table(parent_dir))
+        return 0
     _, model_cfg = parent_config(parent_dir)
     plan = sweep_plan(model_cfg, workspace, checkpoints=args.checkpoints, fid_n=args.fid_n, probe=args.probe,
                       sampler=args.fid_sampler, steps=args.fid_steps, batch_size=args.fid_batch, dims=args.fid_dims,

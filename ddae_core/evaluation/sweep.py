@@ -10,6 +10,7 @@ it registers them, so a training worker queues them without opening the database
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -140,13 +141,83 @@ def checkpoint_hook(run_dir: Path, plan: dict):
     A job that cannot be queued (the Inception weights moved away, say) is a line in the log; training
     goes on.
     """
+    run_dir = Path(run_dir)
+    queued: set[int] | None = None
+
     def hook(step: int, _ema_model) -> None:
-        if not selected(step, plan):
+        nonlocal queued
+        if queued is None:       # a resumed run: what its earlier workers queued
+            queued = {int(s) for s in children_by_step(run_dir, run_dir.name)}
+        # A cancel right after a save saves the same step again; its jobs are queued once.
+        if not selected(step, plan) or step in queued:
             return
         try:
-            made = queue_children(Path(run_dir), [step], plan, sweep_id=Path(run_dir).name)
+            made = queue_children(run_dir, [step], plan, sweep_id=run_dir.name)
         except UserError as exc:
             print(f"sweep: the jobs of step {step} were not queued: {exc}", flush=True)
             return
+        queued.add(step)
         print(f"sweep: queued {', '.join(p.name for p in made)} for step {step}", flush=True)
     return hook
+
+
+def children_by_step(parent_dir: Path, sweep_id: str | None = None) -> dict[int, list[Path]]:
+    """{checkpoint step: [run dirs]} of the sweep jobs (fid and probe runs with options.sweep) of a run.
+
+    Only folders created after the parent are read (run ids sort by creation time); `sweep_id` picks one sweep.
+    """
+    parent_dir = Path(parent_dir)
+    found: dict[int, list[Path]] = {}
+    for child in sorted((parent_dir.parent).iterdir()):
+        if child.name <= parent_dir.name or not ("-fid-" in child.name or "-probe-" in child.name):
+            continue
+        try:
+            spec = read_spec(child)
+        except UserError:
+            continue
+        parent = spec.get("parent") or {}
+        sweep = (spec.get("options") or {}).get("sweep")
+        if parent.get("run") != parent_dir.name or not sweep or (sweep_id is not None and sweep != sweep_id):
+            continue
+        try:
+            found.setdefault(int(parent.get("checkpoint")), []).append(child)
+        except (TypeError, ValueError):
+            continue
+    return found
+
+
+def _child_result(run_dir: Path, key: str) -> str:
+    """The child's value of `key` as text, else its status (queued, running, failed, ...)."""
+    value, status = None, "queued"
+    try:
+        lines = (run_dir / "events.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        lines = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("type") == "metric" and event.get("key") == key:
+            value = event.get("value")
+        elif event.get("type") == "status":
+            status = event.get("status", status)
+    if value is None:
+        return status
+    return f"{100 * value:.2f}%" if key == "probe/accuracy" else f"{value:.3f}"
+
+
+def sweep_table(parent_dir: Path) -> str:
+    """Step by step, the FID and probe accuracy of a run's sweep jobs (the newest job of each), as text."""
+    rows = []
+    for step, children in sorted(children_by_step(parent_dir).items()):
+        cells = {}
+        for child in children:                    # oldest first: the newest job of a kind wins
+            kind = "fid" if "-fid-" in child.name else "probe"
+            cells[kind] = _child_result(child, "fid" if kind == "fid" else "probe/accuracy")
+        rows.append((str(step), cells.get("fid", "-"), cells.get("probe", "-")))
+    if not rows:
+        return f"Run {Path(parent_dir).name} has no sweep jobs yet; `ddae sweep --run {Path(parent_dir).name}` queues them."
+    header = ("STEP", "FID", "PROBE ACC")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header, *rows])
