@@ -133,6 +133,7 @@ def fid_run(run_dir: Path, reporter, workspace: Path) -> str:
             ctx.model = load_model(path, device=ctx.device)
             ctx.model.amp_dtype = amp_dtype_for(ctx.device, ctx.opts.get("amp", "auto"))
             if ref is None:
+                results["sampler"] = ctx.opts.get("sampler") or getattr(ctx.model.framework, "default_sampler", "heun")
                 ref = reference_stats(ctx, inception, data, ctx.model.resolution, dims, sha,
                                       int(ctx.opts["batch_size"]))
                 results["reference"] = str(stats_path(workspace, data, ctx.model.resolution, dims, sha))

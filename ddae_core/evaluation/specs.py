@@ -205,7 +205,10 @@ def fid_spec(parent_dir: Path, *, checkpoint="latest", n=10000, sampler=None, st
     from .inception import DIMS, find_weights, require_library
 
     _, cfg = parent_config(parent_dir)
-    which = "all" if str(checkpoint) == "all" else _checkpoint(checkpoint)
+    try:
+        which = "all" if str(checkpoint) == "all" else _checkpoint(checkpoint)
+    except ConfigError:
+        raise ConfigError("checkpoint", f"must be latest, all or a step number (got {checkpoint!r})") from None
     if int(dims) not in DIMS:
         raise ConfigError("dims", f"must be one of {', '.join(map(str, DIMS))} (got {dims}); 2048 is the standard FID")
     require_library()

@@ -43,13 +43,16 @@ def parse_probe(value, model_cfg: ModelConfig) -> dict | None:
     if text.lower() == "none":
         return None
     if text.lower() == "grid":
-        return {"timesteps": parse_timesteps(None, model_cfg, "probe"), "layers": parse_layers("all", model_cfg, "probe")}
-    if not text:
-        return {"timesteps": [model_cfg.feature_timestep], "layers": [model_cfg.feature_layer]}
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 2:
-        raise ConfigError("probe", f"must be grid, none, or a timestep and a layer like 11,out_6 (got {text!r})")
-    return {"timesteps": parse_timesteps(parts[0], model_cfg, "probe"), "layers": parse_layers(parts[1], model_cfg, "probe")}
+        timesteps, layers = None, "all"
+    elif not text:
+        timesteps, layers = [model_cfg.feature_timestep], [model_cfg.feature_layer]
+    else:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 2:
+            raise ConfigError("probe", f"must be grid, none, or a timestep and a layer like 11,out_6 (got {text!r})")
+        timesteps, layers = parts[0], parts[1]
+    return {"timesteps": parse_timesteps(timesteps, model_cfg, "probe"),
+            "layers": parse_layers(layers, model_cfg, "probe")}
 
 
 def sweep_plan(model_cfg: ModelConfig, workspace: Path, *, checkpoints="all", fid_n=10000, probe=None, sampler=None,
@@ -217,7 +220,8 @@ def sweep_table(parent_dir: Path) -> str:
             cells[kind] = _child_result(child, "fid" if kind == "fid" else "probe/accuracy")
         rows.append((str(step), cells.get("fid", "-"), cells.get("probe", "-")))
     if not rows:
-        return f"Run {Path(parent_dir).name} has no sweep jobs yet; `ddae sweep --run {Path(parent_dir).name}` queues them."
+        name = Path(parent_dir).name
+        return f"Run {name} has no sweep jobs yet; `ddae sweep --run {name}` queues them."
     header = ("STEP", "FID", "PROBE ACC")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header, *rows])
