@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QHeaderView,
 from db import ChangeToken, Store
 
 from .colors import colors_for
-from .compare_data import MISSING, RunBundle, gather, spec_differences
+from .compare_data import MISSING, RunBundle, distinct_names, gather, spec_differences
 from .compare_panels import GridsPanel, SamplesPanel
 from .compare_tables import RowsModel, spec_table, summary_table
 from .widgets import export
@@ -141,17 +141,17 @@ class CompareView(QWidget):
                 bundles.append(gather(self.store, run_id))
             except LookupError:
                 missing.append(run_id)
-        self._bundles = bundles
+        self._bundles = distinct_names(bundles)
         self._update_header(missing)
         self._draw_loss()
         self._read_noise()
         self._draw_noise()
         if rebuild:
-            self.grids.set_bundles(bundles, self.colors)
-            self.samples.set_bundles(bundles, self.colors)
+            self.grids.set_bundles(self._bundles, self.colors)
+            self.samples.set_bundles(self._bundles, self.colors)
         else:
-            self.grids.update_cells(bundles)
-            self.samples.update_images(bundles)
+            self.grids.update_cells(self._bundles)
+            self.samples.update_images(self._bundles)
         self._fill_tables()
 
     def _update_header(self, missing: list[str]) -> None:

@@ -8,7 +8,7 @@ newest probe child, accuracy-vs-noise from the run itself or its newest noisy-cl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -32,6 +32,7 @@ class RunBundle:
     steps_per_epoch: float | None = None
     baselines: dict[str, float] = field(default_factory=dict)   # the grid's: "raw pixels"/"random init" -> acc
     protocol: str | None = None                                 # the grid's protocol
+    label: str | None = None                                    # the name shown, when the name is not unique
 
     @property
     def id(self) -> str:
@@ -39,7 +40,7 @@ class RunBundle:
 
     @property
     def name(self) -> str:
-        return self.run.name
+        return self.label or self.run.name
 
     def source_ids(self) -> set[str]:
         return {i for i in (self.run.id, self.train_id, self.probe_id, self.noisy_id) if i}
@@ -54,6 +55,14 @@ class RunBundle:
             return None
         (t, layer), acc = max(cells.items(), key=lambda kv: kv[1])
         return t, layer, acc
+
+
+def distinct_names(bundles: list[RunBundle]) -> list[RunBundle]:
+    """The bundles, those whose run names repeat labelled 'name [run id]' so every panel tells them apart."""
+    counts: dict[str, int] = {}
+    for b in bundles:
+        counts[b.run.name] = counts.get(b.run.name, 0) + 1
+    return [replace(b, label=f"{b.run.name} [{b.id}]") if counts[b.run.name] > 1 else b for b in bundles]
 
 
 def _newest_child(store: Store, run_id: str, kind: str) -> str | None:

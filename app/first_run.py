@@ -17,7 +17,7 @@ import logging
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
-from db import Store
+from db import RunSummary, Store
 from ddae_core import examples
 from ddae_core.examples import DEMO_EXAMPLE, DEMO_PROBE
 from ddae_core.config import preset_path
@@ -122,6 +122,10 @@ class DemoController(QObject):
 
     def pending(self) -> list[str]:
         return self._pending()
+
+    def earlier_runs(self) -> list[RunSummary]:
+        """The demo runs this workspace already has (a second demo queues them again, numbered)."""
+        return self.store.list_runs(tag=DEMO_TAG, limit=50)
 
     # Settings, per workspace.
     def _prefix(self) -> str:

@@ -40,6 +40,24 @@ from .launch_kinds import KINDS, QUICK, JobKind, cuda_available, gpus_for
 log = logging.getLogger(__name__)
 
 
+def run_named(store: Store, name: str | None, other_than: str | None = None) -> RunSummary | None:
+    """The run (other than `other_than`) whose name is exactly `name`, or None."""
+    name = (name or "").strip()
+    if not name:
+        return None
+    return next((r for r in store.list_runs(search=name, limit=1000) if r.name == name and r.id != other_than),
+                None)
+
+
+def unique_name(store: Store, name: str) -> str:
+    """`name`, or `name (2)`, `name (3)`, ... whichever no run has yet."""
+    candidate, n = name, 1
+    while run_named(store, candidate) is not None:
+        n += 1
+        candidate = f"{name} ({n})"
+    return candidate
+
+
 class Launcher:
     """Creates the run folder of a validated spec, indexes it and puts it in the queue (as `ddae --queue`)."""
 
@@ -48,6 +66,9 @@ class Launcher:
         self.on_queued = on_queued
 
     def submit(self, spec: dict, priority: int = 0) -> str:
+        """Queue `spec`; an automatic name another run already has gets a number, as in 'name (2)'."""
+        if spec.get("name"):
+            spec = {**spec, "name": unique_name(self.store, spec["name"])}
         gpus = int(spec["device"].get("gpus") or 0)
         run_dir = create_job(self.store.workspace, spec, queue={"priority": priority, "gpus": gpus})
         try:
@@ -291,6 +312,12 @@ class LaunchForm(QWidget):
             self.mark(self.kind.user_error_field, str(exc))
             return None
         if self.launcher is None:
+            return None
+        typed = (self.values().get("name") or "").strip()
+        taken = run_named(self.launcher.store, typed)
+        if taken is not None:
+            self.mark("name", f"“{typed}” is already the name of run {taken.id}; choose another name, "
+                              f"such as “{unique_name(self.launcher.store, typed)}”")
             return None
         try:
             run_id = self.launcher.submit(spec, priority=int(self.values().get("priority") or 0))

@@ -297,8 +297,21 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.launch_view)
 
     # The demo.
+    def demo_question(self, earlier: list) -> QMessageBox:
+        """Asked before a second demo: it names the first one's runs, and No is the default."""
+        names = ", ".join(f"“{r.name}” ({r.status})" for r in earlier[:3]) + (", …" if len(earlier) > 3 else "")
+        box = QMessageBox(QMessageBox.Icon.Question, "Run the demo again",
+                          f"This workspace already has the demo's runs: {names}. Queue another demo beside them?",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.setEscapeButton(QMessageBox.StandardButton.No)
+        return box
+
     def start_demo(self) -> None:
         if self.demo is None:
+            return
+        earlier = self.demo.earlier_runs()
+        if earlier and self.demo_question(earlier).exec() != QMessageBox.StandardButton.Yes:
             return
         try:
             run_id = self.demo.start()

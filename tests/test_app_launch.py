@@ -139,3 +139,58 @@ def test_demo_trains_then_its_probe_fills_the_heatmap_in_the_train_view(studio, 
     assert wait_status(qtbot, window, probe_id, ("done", "failed"), 120) == "done"
     qtbot.waitUntil(lambda: len(grid.heatmap.cells()) == 4 * len(grid.heatmap.axes()[1]), timeout=10_000)
     assert window.demo.pending() == []
+
+
+def test_duplicate_names_are_refused_or_numbered_and_a_second_demo_asks_first(studio, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.main_window import MainWindow
+    from app.models import RunTableModel
+
+    window = studio(run_scheduler=False)
+    form = window.launch_view.form("train")
+    form.set_values(data=MICRO_DATA, steps="4", batch_size="16", device="cpu", overrides=micro_overrides(),
+                    name="gui-small")
+    first = form.submit()
+    assert first is not None
+    # The form keeps the name; submitting again is refused at the name field, with a free name offered.
+    assert form.submit() is None
+    assert form.error_of("name") == (f"Name: “gui-small” is already the name of run {first}; choose another name, "
+                                     "such as “gui-small (2)”.")
+    # An automatic name another run has gets a number.
+    form.set_values(name="")
+    auto = [form.submit(), form.submit()]
+    names = [window.store.get_run(r).name for r in auto]
+    assert names[1] == names[0] + " (2)"
+    # Renaming in the table to a taken name is refused too.
+    window.runs_view.reload()
+    row = window.runs_view.model.row_of(auto[1])
+    index = window.runs_view.model.index(row, RunTableModel.COLUMNS.index("name"))
+    window.runs_view.model.setData(index, "gui-small")
+    assert "already named “gui-small”" in window.runs_view.message.text()
+    assert window.store.get_run(auto[1]).name == names[1]
+
+    # Run > Run the demo on a workspace that had one asks first (No is the default) and queues nothing on No.
+    window.demo.train_overrides = {"config": _micro_train_config()}
+    window.demo.example = None
+    window.start_demo()
+    before = window.store.count_runs()
+    box = window.demo_question(window.demo.earlier_runs())
+    assert "demo: tiny-ddpm on builtin:shapes" in box.text()
+    assert box.defaultButton() is box.button(QMessageBox.StandardButton.No)
+
+    class No:
+        def exec(self):
+            return QMessageBox.StandardButton.No
+
+    monkeypatch.setattr(MainWindow, "demo_question", lambda self, earlier: No())
+    window.start_demo()
+    assert window.store.count_runs() == before
+
+
+def _micro_train_config() -> dict:
+    from tests.conftest import micro_config
+
+    cfg = micro_config()
+    cfg["studio"].update(micro_overrides()["studio"])
+    return cfg

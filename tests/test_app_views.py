@@ -352,8 +352,8 @@ def test_runs_keys_open_and_delete_with_a_named_question_and_undo(studio, qtbot,
     box = view.delete_question([target])
     assert "“run 1”" in box.text() and box.defaultButton() is box.button(QMessageBox.StandardButton.No)
     asked = []
-    monkeypatch.setattr(RunsView, "delete_question",
-                        lambda self, runs: asked.append([r.name for r in runs]) or _Answer(QMessageBox.StandardButton.No))
+    no = _Answer(QMessageBox.StandardButton.No)
+    monkeypatch.setattr(RunsView, "delete_question", lambda self, runs: asked.append([r.name for r in runs]) or no)
     qtbot.keyClick(view.table, Qt.Key.Key_Delete)
     assert asked == [["run 1"]] and view.model.row_of(target.id) is not None
 

@@ -198,3 +198,20 @@ def test_compare_refresh_is_one_query_when_nothing_changed_and_appends_new_point
     finally:
         ingester.release()
         store.close()
+
+
+def test_compare_tells_runs_with_one_name_apart(qtbot, workspace):
+    runs = [fake.run_id("train", i) for i in (1, 2)]
+    for rid in runs:
+        fake.write_run(workspace, rid, name="gui-small", events=[fake.metric("loss/train", s, 1 / (1 + s), 1000.0 + s)
+                                                                 for s in range(0, 50, 5)])
+    with Store.open(workspace) as store:
+        with Ingester(store) as ingester:
+            ingester.ingest_once()
+        view = CompareView(store)
+        qtbot.addWidget(view)
+        view.set_runs(runs)
+        labels = [b.name for b in view.bundles()]
+        assert labels == [f"gui-small [{rid}]" for rid in runs]
+        assert all(label in view.header.text() for label in labels)
+        view.close()
