@@ -184,6 +184,29 @@ def test_fid_job_caches_reference_statistics_and_reports_each_checkpoint(trained
     assert metrics(again, "fid") == pytest.approx({4: fids[4]})
 
 
+def test_a_job_waits_while_another_computes_the_reference_statistics(trained, random_weights):
+    from db.locks import ProcessLock
+
+    ws, parent = trained
+    data = FID_DATA + "&seed=1"
+    run_dir = create_job(ws, fid_spec(parent, checkpoint=2, inception=random_weights, **{**TINY, "data": data}))
+    sha = fid_inception.file_sha256(random_weights)
+    path = stats_path(ws, data, 32, 64, sha)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    other = ProcessLock(path.with_name(path.name + ".lock"))
+    assert other.acquire()
+    stages = []
+
+    def the_other_job_finishes(event):
+        if event["type"] == "progress":
+            stages.append(event["stage"])
+            if event["stage"] == "waiting for reference statistics":
+                other.release()
+    assert execute(run_dir, ws, echo=the_other_job_finishes, handle_signals=False) == "done"
+    assert stages.index("waiting for reference statistics") < stages.index("reference statistics")
+    assert path.is_file() and list(metrics(run_dir, "fid")) == [2]
+
+
 def test_cancelled_fid_job_keeps_finished_checkpoints_and_resumes_with_the_rest(trained, random_weights):
     ws, parent = trained
     run_dir = create_job(ws, fid_spec(parent, checkpoint="all", inception=random_weights, **TINY))

@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from db.locks import ProcessLock
 
 from ..checkpoint import load_model
 from ..device import amp_dtype_for
@@ -53,15 +56,36 @@ def _read_stats(path: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
 
 
 def _write_stats(path: Path, mu: np.ndarray, sigma: np.ndarray, n: int, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Two jobs of one sweep may compute the same statistics at once; each rename is whole, the last one wins.
     atomic_write(path, lambda fh: np.savez(fh, mu=mu, sigma=sigma, n=n, data=data), binary=True)
 
 
 def reference_stats(ctx: EvalContext, inception, data: str, resolution: int, dims: int, weights_sha256: str,
                     batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, sigma) of the training split's Inception features, from the workspace cache or computed into it."""
+    """(mu, sigma) of the training split's Inception features, from the workspace cache or computed into it.
+
+    The jobs of a sweep start together: one computes the statistics under a lock beside the file while
+    the others wait for it (still answering a cancel), then read what it wrote.
+    """
     path = stats_path(ctx.workspace, data, resolution, dims, weights_sha256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = ProcessLock(path.with_name(path.name + ".lock"))
+    waited = False
+    while not lock.acquire():
+        if not waited:
+            print(f"reference statistics: another job is computing {path.name}; waiting for it", flush=True)
+            ctx.reporter.progress(0, 0, "waiting for reference statistics")
+            waited = True
+        if ctx.stopped():
+            raise Stopped
+        time.sleep(1)
+    try:
+        return _cached_or_computed(ctx, inception, path, data, dims, batch_size)
+    finally:
+        lock.release()
+
+
+def _cached_or_computed(ctx: EvalContext, inception, path: Path, data: str, dims: int,
+                        batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     cached = _read_stats(path)
     if cached is not None:
         print(f"reference statistics: {path} ({cached[2]} images)", flush=True)
