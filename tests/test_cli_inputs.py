@@ -98,10 +98,10 @@ def test_deleting_a_run_whose_folder_is_a_link_removes_the_link_only(workspace, 
 def test_a_listing_piped_into_head_ends_without_a_traceback(workspace):
     for n in range(3):
         write_run(workspace, f"20261126-13000{n}-train-000{n}", events=training_events(20))
-    for command in (["runs", "list"], ["queue", "list", "--all"], ["presets"]):
-        proc = subprocess.Popen([sys.executable, "-m", "ddae_core.cli", *command, "--workspace", str(workspace)]
-                                if command[0] != "presets" else [sys.executable, "-m", "ddae_core.cli", *command],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ws = ["--workspace", str(workspace)]
+    for command in (["runs", "list", *ws], ["queue", "list", "--all", *ws], ["presets"]):
+        proc = subprocess.Popen([sys.executable, "-m", "ddae_core.cli", *command], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         proc.stdout.close()                       # `| head -0`: the reader is gone before the first line
         assert proc.wait(timeout=60) == 1, command
         assert proc.stderr.read() == "", command
@@ -202,7 +202,8 @@ def test_a_16_bit_png_reads_as_its_8_bit_twin_in_classify_and_in_a_folder(tmp_pa
             for i in range(2):
                 gray_ramp(tmp_path / "set" / split / name / f"{i}.png", sixteen)
     data = load_split(f"folder:{tmp_path / 'set'}", "train", data_root=tmp_path / "data")
-    means = {data.classes[int(label)]: float(image.float().mean()) / 255 for image, label in zip(data.images, data.labels)}
+    means = {data.classes[int(label)]: float(image.float().mean()) / 255
+             for image, label in zip(data.images, data.labels)}
     assert abs(means["deep"] - 0.5) < 0.01 and abs(means["deep"] - means["flat"]) < 0.005
 
 

@@ -93,7 +93,8 @@ def test_resume_falls_back_to_the_previous_intact_checkpoint_when_the_latest_is_
     assert execute(run, workspace, handle_signals=False) == "done"     # it stopped with the damaged file's error
     assert [e.get("resumed_from") for e in events(run, "status") if e["status"] == "running"] == [None, 3]
     assert f"checkpoint step_000006.pt cannot be loaded (Checkpoint {latest} is damaged" in capfd.readouterr().out
-    assert [s for s, _ in list_checkpoints(run)] == [3, 6, 9] and (run / "checkpoints" / "step_000006.pt.damaged").is_file()
+    assert [s for s, _ in list_checkpoints(run)] == [3, 6, 9]
+    assert (run / "checkpoints" / "step_000006.pt.damaged").is_file()
     assert read_checkpoint(latest)["step"] == 6
     losses = [e["step"] for e in events(run, "metric") if e["key"] == "loss/train"]
     assert losses == [1, 2, 3, 4, 5, 6, 4, 5, 6, 7, 8, 9]             # steps 4-6 again, replacing the old points
