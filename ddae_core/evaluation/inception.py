@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -168,4 +169,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     require_library()
     from pytorch_fid.fid_score import calculate_frechet_distance
 
-    return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
+    with warnings.catch_warnings():
+        # pytorch-fid 0.3.0 passes sqrtm's `disp`, deprecated in SciPy 1.16 (pyproject keeps SciPy below 1.18).
+        warnings.filterwarnings("ignore", message=".*disp.*", category=DeprecationWarning)
+        return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
