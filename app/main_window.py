@@ -154,6 +154,7 @@ class MainWindow(QMainWindow):
             self.scheduler.problem.connect(lambda text: self.statusBar().showMessage(text, 8000))
             self.scheduler.slots_changed.connect(self.queue_view.set_slots)
             self.scheduler.ticked.connect(self.queue_view.set_tick)
+            self.scheduler.ticked.connect(self.run_view.set_tick)
             self.scheduler.start()
         else:
             self.scheduler_label.setText("Scheduler off in this window.")

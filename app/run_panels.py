@@ -189,6 +189,8 @@ def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol:
     best = heatmap.best_cell()
     where = "" if source == run_id else f" from probe run {source}"
     total = len(heatmap.axes()[0]) * len(heatmap.axes()[1])
+    if total == 0:
+        return f"The grid{where} has not started yet; each noise level's row appears when it is done."
     text = f"{len(heatmap.cells())} of {total} cells{where}, {SHORT_LABELS.get(protocol, protocol)} protocol."
     if work:
         text += f" Now: {work}."

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
@@ -134,7 +135,7 @@ class RunHeader(QWidget):
         layout.addWidget(self.details)
         layout.addWidget(self.error)
 
-    def show_record(self, r: RunRecord) -> None:
+    def show_record(self, r: RunRecord, waiting: str = "") -> None:
         self.title.setText(f"<span style='font-size:15pt; font-weight:600'>{_escape(r.name)}</span>")
         color = STATUS_COLORS.get(r.status, "#444")
         self.status.setText(f"<span style='color:white; background:{color}; padding:2px 8px;"
@@ -164,7 +165,7 @@ class RunHeader(QWidget):
             self.progress.setFormat(f"{r.progress_stage or ''} {r.progress_done}/{r.progress_total}  {fraction:.0%}")
         elif r.status == "queued":
             self.progress.setValue(0)
-            self.progress.setFormat(r.progress_stage or "queued")
+            self.progress.setFormat(waiting or r.progress_stage or "queued")
         self.evaluate_button.setVisible(r.kind in ("train", "import"))
 
 
@@ -193,6 +194,15 @@ class RunView(QWidget):
             self.header.menu.addAction(text, lambda k=kind: self.record and self.evaluate.emit(k, self.record.id))
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
+        # A run that has not started has nothing to plot: it says why it waits instead of empty axes.
+        self.waiting = QLabel()
+        self.waiting.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.waiting.setWordWrap(True)
+        self.waiting.setStyleSheet("color: #555; font-size: 12pt; padding: 24px;")
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.tabs)
+        self.pages.addWidget(self.waiting)
+        self._reasons: dict[str, str] = {}      # queued run -> why the scheduler holds it back
         self.log = LogTail()
         self.system = SystemStrip()
         self.placeholder = QLabel("Choose a run in Runs or Queue (double-click), or launch one.")
@@ -207,7 +217,7 @@ class RunView(QWidget):
         log_layout.addWidget(log_title)
         log_layout.addWidget(self.log)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.addWidget(self.tabs)
+        self.splitter.addWidget(self.pages)
         self.splitter.addWidget(log_box)
         self.splitter.setStretchFactor(0, 4)
         self.splitter.setStretchFactor(1, 1)
@@ -286,9 +296,37 @@ class RunView(QWidget):
         elif isinstance(result, RunUpdate):
             self._apply(result)
 
+    def set_tick(self, report) -> None:
+        """The scheduler's TickReport: why each queued job waits (the shown run's reason goes on screen)."""
+        reasons = dict(getattr(report, "waiting", ()) or ())
+        if reasons == self._reasons:
+            return
+        self._reasons = reasons
+        if self.record is not None and self.record.status == "queued":
+            self._show_waiting(self.record)
+
+    def waiting_reason(self) -> str:
+        """Why the shown run waits: the scheduler's words, its queue stage, or that no scheduler has said."""
+        r = self.record
+        if r is None or r.status != "queued":
+            return ""
+        return self._reasons.get(r.id) or r.progress_stage or "waiting for the scheduler"
+
+    def _show_waiting(self, r: RunRecord) -> None:
+        reason = self.waiting_reason()
+        self.header.show_record(r, reason)
+        fresh = r.status == "queued" and r.started is None
+        if fresh:
+            self.waiting.setText(f"Queued, {reason}.\nIts curves, samples and grids appear here once it starts.")
+        self.pages.setCurrentWidget(self.waiting if fresh else self.tabs)
+
+    def is_waiting(self) -> bool:
+        """True while the run has not started and the view shows why instead of its (empty) plots."""
+        return self.pages.currentWidget() is self.waiting
+
     def _apply(self, update: RunUpdate) -> None:
         self.record = update.record
-        self.header.show_record(update.record)
+        self._show_waiting(update.record)
         for panel in self.panels:
             try:
                 panel.apply(update)

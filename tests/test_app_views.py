@@ -382,3 +382,33 @@ class _Answer:
 
     def exec(self):
         return self.answer
+
+
+def test_a_queued_run_says_why_it_waits_instead_of_empty_axes(studio, qtbot, tmp_path):
+    from types import SimpleNamespace
+
+    from app.run_panels import grid_status
+
+    ws = tmp_path / "ws"
+    train = fake.write_run(ws, fake.run_id("train", 1), name="trained", events=fake.training_events(10))
+    probe = fake.write_run(ws, fake.run_id("probe", 2), kind="probe", name="grid", queue={"priority": 0},
+                           parent={"run": train.name, "checkpoint": "latest"})
+    ingest(ws)
+    with Store.open(ws) as store:
+        store.enqueue(probe.name)
+    window = studio(ws, run_scheduler=False)
+    window.show_run(probe.name)
+    view = window.run_view
+    assert view.is_waiting() and "Queued, waiting for the scheduler." in view.waiting.text()
+    view.set_tick(SimpleNamespace(waiting=[(probe.name, "waiting for a free CPU slot")]))
+    assert "Queued, waiting for a free CPU slot." in view.waiting.text()
+    assert view.header.progress.format() == "waiting for a free CPU slot"
+    # A grid without rows yet says so, not "0 of 0 cells".
+    assert "has not started yet" in grid_status(view.panel(GridPanel).heatmap, probe.name, probe.name, "fast")
+
+    fake.append(probe, probe_events())                   # it starts: the heatmap takes the waiting page's place
+    window.store.set_status(probe.name, "running")
+    ingest(ws)
+    qtbot.waitUntil(lambda: not view.is_waiting(), timeout=10_000)
+    qtbot.waitUntil(lambda: len(view.panel(GridPanel).heatmap.cells()) == 4, timeout=10_000)
+    assert view.panel(GridPanel).heatmap.status.text().startswith("4 of 6 cells")
