@@ -222,7 +222,7 @@ def test_cancelled_fid_job_keeps_finished_checkpoints_and_resumes_with_the_rest(
     seen = []
     assert execute(run_dir, ws, echo=seen.append, handle_signals=False) == "done"
     assert [e["step"] for e in seen if e["type"] == "metric"] == [4, 6]      # step 2 is not sampled again
-    assert [e.get("resumed_from") for e in seen if e["type"] == "status"][0] == [2]
+    assert [e.get("scored_before") for e in seen if e["type"] == "status"][0] == [2]
     assert sorted(metrics(run_dir, "fid")) == [2, 4, 6]
 
 

@@ -140,7 +140,7 @@ def fid_run(run_dir: Path, reporter, workspace: Path) -> str:
     results = _results(run_dir)
     done = {int(s): v for s, v in (results.get("fid") or {}).items()}
     todo = [(s, p) for s, p in checkpoints if s not in done]
-    ctx.start(checkpoints=[s for s, _ in checkpoints], **({"resumed_from": sorted(done)} if done else {}))
+    ctx.start(checkpoints=[s for s, _ in checkpoints], **({"scored_before": sorted(done)} if done else {}))
     sha = file_sha256(weights)
     if sha != WEIGHTS_SHA256:
         print(f"note: {weights} is not the standard FID Inception file (SHA-256 {sha[:12]}..., expected "
