@@ -124,6 +124,7 @@ def test_demo_trains_then_its_probe_fills_the_heatmap_in_the_train_view(studio, 
     window.demo.minutes = 10 / 60                 # the shortest budget the demo takes
     window.demo.train_overrides = {"config": cfg, "data": MICRO_DATA, "batch_size": 16}
     window.demo.probe_options = {"train_limit": 128, "test_limit": 64, "epochs": 2}
+    window.demo.example = None      # the user's own run's part of the demo (the example's: test_app_views)
     window.banner.button.click()
     train_id = window.run_view.run_id
     assert window.store.get_run(train_id).tags == (DEMO_TAG,)
