@@ -157,6 +157,16 @@ def test_missing_library_and_wrong_weights_are_one_sentence(tmp_path, monkeypatc
         fid_inception.require_library()
 
 
+def test_the_standard_network_gives_2048_features_of_8_bit_images(random_weights):
+    from ddae_core.evaluation.inception import activations, to_uint8
+
+    net = load_inception(random_weights, 2048)
+    images = to_uint8(torch.rand(2, 3, 32, 32))
+    assert images.dtype == torch.uint8
+    feats = activations(net, images)
+    assert feats.shape == (2, 2048) and feats.dtype == np.float64 and np.isfinite(feats).all()
+
+
 # The job.
 def test_fid_job_caches_reference_statistics_and_reports_each_checkpoint(trained, random_weights, capfd):
     ws, parent = trained
