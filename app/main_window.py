@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+from PySide6.QtWidgets import QApplication, QCheckBox, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
 from db import Changes, Store
 
@@ -20,15 +20,18 @@ from . import workspace as workspaces
 from .first_run import DemoBanner, DemoController
 from .launch import Launcher, LaunchView
 from .live import LiveHub
+from .models import clock
 from .queue_view import QueueFeed, QueueView
 from .run_panels import GridPanel
 from .run_view import RunView
 from .runs_view import RunsPager, RunsView
-from .scheduler_thread import SchedulerThread
+from .scheduler_thread import SCHEDULING, SchedulerThread
 
 log = logging.getLogger(__name__)
 
 PARENT_KINDS = ("train", "import")
+FINISHED = {"done": "finished", "failed": "failed", "cancelled": "was cancelled", "interrupted": "was interrupted"}
+QUIT_NOTICE_KEY = "window/tell_jobs_continue"
 TAB_TITLES = ("Launch", "Queue", "Runs", "Run", "Compare", "Classify")      # Ctrl+1 ... Ctrl+6
 _heap_settled = False
 _collector = None
@@ -97,6 +100,8 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.tabs.currentChanged.connect(self._refresh_optional)
         self.setCentralWidget(self.tabs)
+        self._statuses: dict[str, str] = {}     # run -> status last seen, to notice a job finishing
+        self._asked_on_close = False
         self.scheduler_label = QLabel()
         self.statusBar().addPermanentWidget(self.scheduler_label)
         self._build_menus()
@@ -117,7 +122,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
+        quit_action.triggered.connect(self.quit)
         file_menu.addAction(quit_action)
         view_menu = self.menuBar().addMenu("&View")
         self.tab_actions = []
@@ -250,6 +255,7 @@ class MainWindow(QMainWindow):
         return None
 
     def _on_changes(self, changes: Changes) -> None:
+        self._notice_finished(changes)
         self.runs_view.apply(changes)
         self._refresh_optional()
         if self.banner.isVisible() and (changes.runs or changes.full):
@@ -266,6 +272,24 @@ class MainWindow(QMainWindow):
                 view.refresh()
             except Exception:  # noqa: BLE001 - their trouble must not break the window's refresh
                 log.exception("%s.refresh failed", type(view).__name__)
+
+    def _notice_finished(self, changes: Changes) -> None:
+        """Say in the status bar (and flash the window) when a job this window saw running ends."""
+        ended = []
+        for r in changes.runs:
+            before = self._statuses.get(r.id)
+            if r.status in FINISHED and (before == "running" or (before == "queued" and r.status != "cancelled")):
+                ended.append(r)
+            self._statuses[r.id] = r.status
+        if not ended:
+            return
+        r = ended[-1]
+        took = f" after {clock(r.finished - r.started)}" if r.finished and r.started else ""
+        text = f"{r.kind} “{r.name}” {FINISHED[r.status]}{took}."
+        if len(ended) > 1:
+            text += f" ({len(ended) - 1} other job{'s' if len(ended) > 2 else ''} ended too; see Queue.)"
+        self.statusBar().showMessage(text, 15000)
+        QApplication.alert(self)
 
     def _on_second(self) -> None:
         self.runs_view.tick()
@@ -353,8 +377,58 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Classify is not available in this build.", 6000)
 
     # Closing.
+    def quit_notice(self) -> str | None:
+        """What quitting leaves behind, in a few sentences: running jobs continue; queued ones wait."""
+        if self.store is None:
+            return None
+        running = self.store.list_runs(status="running", limit=50)
+        queued = self.store.queued_jobs() if self.scheduler is not None and self.scheduler.mode == SCHEDULING \
+            else []
+        if not running and not queued:
+            return None
+        parts = []
+        if running:
+            names = ", ".join(f"“{r.name}”" for r in running[:3]) + (", …" if len(running) > 3 else "")
+            parts.append(f"{len(running)} job{'s keep' if len(running) > 1 else ' keeps'} running after you quit "
+                         f"({names}); reopen the app or use `ddae queue list` to follow "
+                         f"{'them' if len(running) > 1 else 'it'}.")
+        if queued:
+            parts.append(f"{len(queued)} queued job{'s wait' if len(queued) > 1 else ' waits'} until a scheduler "
+                         "runs again: this app, or `ddae queue serve`.")
+        return " ".join(parts)
+
+    def quit_box(self, text: str) -> QMessageBox:
+        """The notice shown on quitting while jobs run (OK quits, Cancel stays; it can be turned off)."""
+        box = QMessageBox(QMessageBox.Icon.Information, "Quit DDAE Studio", text,
+                          QMessageBox.StandardButton.Ok | QMessageBox.StandardButton.Cancel, self)
+        box.setDefaultButton(QMessageBox.StandardButton.Ok)
+        box.setCheckBox(QCheckBox("Do not tell me again"))
+        return box
+
+    def quit(self) -> bool:
+        """File > Quit: say what keeps running, then close; False if the user chose to stay."""
+        if not self._confirm_quit():
+            return False
+        self._asked_on_close = True
+        return self.close()
+
+    def _confirm_quit(self) -> bool:
+        settings = workspaces.settings()
+        text = self.quit_notice() if str(settings.value(QUIT_NOTICE_KEY, "true")).lower() != "false" else None
+        if text is None:
+            return True
+        box = self.quit_box(text)
+        answer = box.exec()
+        if box.checkBox() is not None and box.checkBox().isChecked():
+            settings.setValue(QUIT_NOTICE_KEY, "false")
+        return answer != QMessageBox.StandardButton.Cancel
+
     def closeEvent(self, event: QCloseEvent) -> None:
         """Stop the timer and the scheduler thread; running jobs keep running and show again on reopening."""
+        # The window's close button asks as File > Quit does (a close from code, e.g. a test, does not).
+        if event.spontaneous() and not self._asked_on_close and not self._confirm_quit():
+            event.ignore()
+            return
         workspaces.settings().setValue("window/geometry", self.saveGeometry())
         self._close_workspace()
         super().closeEvent(event)

@@ -113,7 +113,8 @@ class RunHeader(QWidget):
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
-        self.progress.setFixedWidth(260)
+        self.progress.setFixedWidth(300)
+        self._rate: tuple[str, str | None, float, int] | None = None     # run, stage, first seen, done then
         self.progress.setTextVisible(True)
         self.folder_button = QPushButton("Open folder")
         self.evaluate_button = QToolButton()
@@ -162,11 +163,31 @@ class RunHeader(QWidget):
         self.progress.setVisible(r.status != "done" and (fraction is not None or r.status == "queued"))
         if fraction is not None:
             self.progress.setValue(int(fraction * 1000))
-            self.progress.setFormat(f"{r.progress_stage or ''} {r.progress_done}/{r.progress_total}  {fraction:.0%}")
+            eta = self.eta(r)
+            self.progress.setFormat(f"{r.progress_stage or ''} {r.progress_done}/{r.progress_total}  {fraction:.0%}"
+                                    + (f"  ETA {clock(eta)}" if eta is not None else ""))
         elif r.status == "queued":
             self.progress.setValue(0)
             self.progress.setFormat(waiting or r.progress_stage or "queued")
         self.evaluate_button.setVisible(r.kind in ("train", "import"))
+
+
+    def eta(self, r: RunRecord) -> float | None:
+        """Seconds left in the running stage, from the progress seen since it was first shown (or since start)."""
+        if r.status != "running" or not r.progress_total or not r.progress_done:
+            self._rate = None
+            return None
+        now = time.time()
+        if self._rate is None or self._rate[:2] != (r.id, r.progress_stage):
+            self._rate = (r.id, r.progress_stage, now, r.progress_done)
+        _, _, first_seen, done_then = self._rate
+        if r.progress_done > done_then:
+            rate = (r.progress_done - done_then) / max(now - first_seen, 1e-6)
+        elif r.started is not None:
+            rate = r.progress_done / max(now - r.started, 1e-6)
+        else:
+            return None
+        return max(0.0, (r.progress_total - r.progress_done) / rate)
 
 
 def _escape(text: str) -> str:

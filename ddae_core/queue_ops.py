@@ -13,6 +13,9 @@ from pathlib import Path
 
 from db import Ingester, QueueEntry, RunRecord, Store
 
+from . import worklog
+from . import slurm
+from .cluster import check_placement, current_job, run_cluster, set_run_cluster
 from .errors import UserError
 from .reporting import STOP_FILE
 from .runs import read_meta, read_spec
@@ -63,6 +66,8 @@ def cancel(store: Store, workspace: Path, ref: str) -> str:
     """
     record = get_run(store, ref)
     run_dir = Path(workspace) / "runs" / record.id
+    if record.status in ("queued", "running"):
+        worklog.note(run_dir, f"cancel requested ({record.status})")
     if record.status == "queued":
         if store.dequeue(record.id):
             if run_dir.is_dir():
@@ -72,6 +77,11 @@ def cancel(store: Store, workspace: Path, ref: str) -> str:
         # The scheduler took it from the queue a moment ago: its worker finds the STOP file at once.
         request_stop(run_dir)
         return "stop requested (it was starting)"
+    job_id = current_job(run_dir) if run_cluster(run_dir) else None
+    if job_id is not None and record.status in ("running", "interrupted"):
+        answer = _cancel_slurm(store, record, run_dir, job_id)
+        if answer is not None:
+            return answer
     if record.status != "running":
         raise UserError(f"Run {record.id} is {record.status}, so there is nothing to cancel.")
     request_stop(run_dir)
@@ -87,10 +97,37 @@ def cancel(store: Store, workspace: Path, ref: str) -> str:
     return "stop requested (it saves a checkpoint and exits)"
 
 
-def resume(store: Store, workspace: Path, ref: str, priority: int | None = None, gpus: int | None = None) -> QueueEntry:
+def _cancel_slurm(store: Store, record: RunRecord, run_dir: Path, job_id: str) -> str | None:
+    """Cancel a run's live Slurm job: a pending one at once, a running one by SIGTERM to its worker.
+
+    None when the job is no longer live (then the run is cancelled, or not, as any other).
+    """
+    try:
+        job = slurm.query(fresh=True).get(job_id)
+    except slurm.SlurmError as exc:
+        request_stop(run_dir)
+        return f"stop requested (its worker finds the STOP file; squeue failed: {exc})"
+    if job is None or not job.live:
+        return None
+    request_stop(run_dir)
+    try:
+        if job.state == "PENDING":
+            slurm.cancel(job_id)
+            append_event(run_dir, "status", status="cancelled")
+            store.set_status(record.id, "cancelled")
+            return f"cancelled (Slurm job {job_id} had not started)"
+        slurm.cancel(job_id, "TERM")
+    except slurm.SlurmError as exc:
+        return f"stop requested (its worker finds the STOP file; scancel failed: {exc})"
+    return f"stop requested (scancel --signal=TERM {job_id}: it saves a checkpoint and exits)"
+
+
+def resume(store: Store, workspace: Path, ref: str, priority: int | None = None, gpus: int | None = None,
+           cluster: str | None = None) -> QueueEntry:
     """Queue an interrupted, cancelled or failed run again; training continues from its last checkpoint.
 
-    priority: default the run's last priority. gpus: default what it asked for before.
+    priority: default the run's last priority. gpus: default what it asked for before. cluster: where it
+    runs now, a cluster profile or 'local' (default: where it ran before).
     """
     record = get_run(store, ref)
     if record.status not in RESUMABLE:
@@ -102,14 +139,27 @@ def resume(store: Store, workspace: Path, ref: str, priority: int | None = None,
         raise UserError(f"Run {record.id} has no folder {run_dir} any more, so it cannot be resumed.")
     if gpus is not None and gpus < 0:
         raise UserError(f"--gpus must be 0 or more (got {gpus}).")
+    job_id = current_job(run_dir) if run_cluster(run_dir) else None
+    if job_id is not None:
+        try:
+            job = slurm.query(fresh=True).get(job_id)
+        except slurm.SlurmError:
+            job = None
+        if job is not None and job.live:
+            raise UserError(f"Run {record.id} is still Slurm job {job_id} ({job.label()}): Slurm requeued it and "
+                            "it resumes by itself; cancel it first to resume it elsewhere.")
+    if cluster is not None:
+        set_run_cluster(run_dir, check_placement(workspace, cluster))
     (run_dir / STOP_FILE).unlink(missing_ok=True)      # else the worker would stop at once
     if priority is None:
         priority = last_priority(run_dir)
     try:
-        return store.enqueue(record.id, priority=int(priority), gpus=record.gpus if gpus is None else int(gpus),
-                             device_request=record.device_request)
+        entry = store.enqueue(record.id, priority=int(priority), gpus=record.gpus if gpus is None else int(gpus),
+                              device_request=record.device_request)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    worklog.note(run_dir, f"resume requested: queued again after it was {record.status}")
+    return entry
 
 
 def last_priority(run_dir: Path) -> int:

@@ -29,8 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM leaves the stop request the job will find (instead of killing it as `interrupted`).
     signal.signal(signal.SIGTERM, lambda signum, frame: (run_dir / STOP_FILE).touch())
     from .jobs import execute  # after the argument check, so a usage error is instant
+    from .worklog import LogEcho
 
-    status = execute(run_dir, workspace=run_dir.parent.parent)
+    status = execute(run_dir, workspace=run_dir.parent.parent, echo=LogEcho())     # log.txt in words
     return EXIT_CODES.get(status, 1)
 
 

@@ -80,11 +80,28 @@ def test_cancel_works_from_the_queue(studio, qtbot):
     # Its log opens in a window that follows the file.
     view.buttons["log"].click()
     log = view._logs[-1]
-    assert "ddae_core.worker" in log.tail.toPlainText()
+    text = log.tail.toPlainText()
+    assert "ddae_core.worker" in text
+    # The worker's own lines: what it does, the cancel asked for here, and a summary at the end.
+    assert "running (device" in text and "cancel requested (running)" in text
+    assert "cancelled at train" in text and "summary: train" in text and "loss/train" in text
     log.close()
+    qtbot.waitUntil(lambda: "was cancelled" in window.statusBar().currentMessage(), timeout=5000)
 
 
-def test_reopening_shows_the_runs_and_a_running_job_live_again(studio, qtbot, tmp_path):
+class _Stay:
+    def exec(self):
+        from PySide6.QtWidgets import QMessageBox
+
+        return QMessageBox.StandardButton.Cancel
+
+    def checkBox(self):
+        return None
+
+
+def test_reopening_shows_the_runs_and_a_running_job_live_again(studio, qtbot, tmp_path, monkeypatch):
+    from app.main_window import MainWindow
+
     ws = tmp_path / "ws"
     done = fake.write_run(ws, fake.run_id("train", 1), name="finished earlier", events=fake.training_events(40))
     live_dir = fake.write_run(ws, fake.run_id("train", 2, stamp="20261126-140000"), name="still training")
@@ -95,6 +112,10 @@ def test_reopening_shows_the_runs_and_a_running_job_live_again(studio, qtbot, tm
         first.show_run(live_dir.name)
         loss = first.run_view.panel(TrainingPanel).loss
         qtbot.waitUntil(lambda: "loss/train" in loss.series_names(), timeout=10_000)
+        # Quitting says the job keeps running (and staying is possible).
+        assert "1 job keeps running after you quit (“still training”)" in first.quit_notice()
+        monkeypatch.setattr(MainWindow, "quit_box", lambda self, text: _Stay())
+        assert first.quit() is False and first.isVisible()
         first.close()
         assert writer.poll() is None, "closing the window must leave the job running"
 
@@ -105,7 +126,11 @@ def test_reopening_shows_the_runs_and_a_running_job_live_again(studio, qtbot, tm
         assert {done.name, live_dir.name} <= rows
         assert second.run_view.run_id == live_dir.name      # a running run is shown on opening
         loss = second.run_view.panel(TrainingPanel).loss
+        header = second.run_view.header
+        qtbot.waitUntil(lambda: "ETA" in header.progress.format(), timeout=10_000)      # the Run header's ETA
         assert wait_status(qtbot, second, live_dir.name, ("done",), 30) == "done"
+        # The window says a job it saw running has finished.
+        qtbot.waitUntil(lambda: "“still training” finished" in second.statusBar().currentMessage(), timeout=10_000)
         qtbot.waitUntil(lambda: len(loss.series_data("loss/train")[0]) == 120, timeout=10_000)
         assert list(loss.series_data("loss/train")[0]) == list(range(1, 121))
     finally:
