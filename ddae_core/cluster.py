@@ -1,0 +1,248 @@
+"""Where a job runs: this machine, or a Slurm cluster named by a profile in the workspace's cluster.yaml.
+
+`cluster.yaml` holds the profiles (partition, account, time limit, GPUs per node, setup lines, ...);
+a run's `slurm.json` (beside its spec.yaml) names the profile it goes to and, once submitted, its Slurm
+job ids. The queue's database has no field for either, so both live in files, like everything a worker
+or another process must be able to read back. No database, no Qt, no Slurm commands here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+CLUSTER_FILE = "cluster.yaml"
+SLURM_FILE = "slurm.json"
+LOCAL = "local"                   # the placement "this machine"
+LOCAL_LABEL = "this machine"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass
+class ClusterProfile:
+    """One Slurm target: what every job sent to it asks of sbatch."""
+
+    name: str
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_limit: str = "24:00:00"            # sbatch --time: minutes, HH:MM:SS or D-HH:MM:SS
+    gpus_per_node: int = 0                  # GPUs one node gives a job (0: a CPU-only cluster)
+    cpus_per_gpu: int = 8                   # CPUs per rank of a GPU job
+    mem_per_gpu: str | None = None          # e.g. 64G; None: the partition's default
+    cpus: int = 1                           # CPUs of a CPU-only job (gpus 0)
+    mem: str | None = None                  # memory of a CPU-only job, e.g. 8G
+    nodes: int = 1                          # the most nodes one job may span (multi-node DDP above 1)
+    constraint: str | None = None
+    sbatch: list[str] = field(default_factory=list)   # extra #SBATCH lines: "--exclusive", "--mail-type=END"
+    setup: list[str] = field(default_factory=list)    # shell lines before the worker: module load, source venv
+    python: str | None = None               # the interpreter on the nodes (default: the one running the queue)
+    max_requeues: int = 3                   # time-limit requeues before a job stays interrupted
+
+    @property
+    def time_limit_min(self) -> int:
+        return parse_time_limit(self.time_limit, self.name)
+
+    def to_yaml_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "name"}
+        return {k: v for k, v in out.items() if v not in (None, [], "")}
+
+    def summary(self) -> str:
+        """One line for menus and tables: partition, GPUs per node, time limit."""
+        parts = [f"partition {self.partition}" if self.partition else "default partition",
+                 f"{self.gpus_per_node} GPU/node" if self.gpus_per_node else "CPU only",
+                 f"time {self.time_limit}"]
+        return f"{self.name} ({', '.join(parts)})"
+
+
+_INT_FIELDS = ("gpus_per_node", "cpus_per_gpu", "cpus", "nodes", "max_requeues")
+_STR_FIELDS = ("partition", "account", "qos", "mem_per_gpu", "mem", "constraint", "python")
+_LIST_FIELDS = ("sbatch", "setup")
+
+
+def parse_time_limit(text, profile: str = "?") -> int:
+    """sbatch's time formats (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) as whole minutes (at least 1)."""
+    value = str(text).strip()
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", value)
+    if not m:
+        raise UserError(f"Cluster profile {profile}: time_limit {value!r} is not a Slurm time "
+                        "(minutes, HH:MM:SS or D-HH:MM:SS).")
+    days, a, b, c = m.groups()
+    if days is not None:                   # D-H, D-H:M, D-H:M:S
+        minutes = int(days) * 1440 + int(a) * 60 + int(b or 0) + (1 if c and int(c) else 0)
+    elif c is not None:                    # H:M:S
+        minutes = int(a) * 60 + int(b) + (1 if int(c) else 0)
+    elif b is not None:                    # M:S
+        minutes = int(a) + (1 if int(b) else 0)
+    else:
+        minutes = int(a)
+    if minutes < 1:
+        raise UserError(f"Cluster profile {profile}: time_limit {value!r} is shorter than a minute.")
+    return minutes
+
+
+def profile_from_dict(name: str, data) -> ClusterProfile:
+    """A validated profile; UserError naming the profile and field otherwise."""
+    if not isinstance(name, str) or not NAME_RE.match(name) or name == LOCAL:
+        raise UserError(f"Cluster profile name {name!r} must be letters, digits, '.', '_' or '-' "
+                        f"(and not {LOCAL!r}, which means this machine).")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"Cluster profile {name} in {CLUSTER_FILE} must be a mapping of fields.")
+    known = {f.name for f in fields(ClusterProfile)} - {"name"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"Cluster profile {name}: unknown field {unknown[0]!r}; the fields are "
+                        f"{', '.join(sorted(known))}.")
+    values: dict = {"name": name}
+    for key, value in data.items():
+        if value is None:
+            continue
+        if key in _INT_FIELDS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 100_000:
+                raise UserError(f"Cluster profile {name}: {key} must be a whole number from 0 (got {value!r}).")
+            if key in ("nodes", "cpus", "cpus_per_gpu") and value < 1:
+                raise UserError(f"Cluster profile {name}: {key} must be at least 1 (got {value}).")
+        elif key in _STR_FIELDS:
+            value = str(value).strip()
+            if "\n" in value:
+                raise UserError(f"Cluster profile {name}: {key} must be one line.")
+            value = value or None
+        elif key in _LIST_FIELDS:
+            if isinstance(value, str):
+                value = [line for line in value.splitlines() if line.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise UserError(f"Cluster profile {name}: {key} must be a list of lines.")
+            value = [v.strip() for v in value if v.strip()]
+            if key == "sbatch":
+                value = [v[len("#SBATCH"):].strip() if v.startswith("#SBATCH") else v for v in value]
+                bad = next((v for v in value if not v.startswith("-")), None)
+                if bad is not None:
+                    raise UserError(f"Cluster profile {name}: sbatch line {bad!r} must be an option such as "
+                                    "--exclusive or --mail-type=END.")
+        elif key == "time_limit":
+            value = str(value).strip()
+        values[key] = value
+    profile = ClusterProfile(**values)
+    profile.time_limit_min                  # noqa: B018 - validates the time limit
+    return profile
+
+
+def cluster_path(workspace: Path) -> Path:
+    return Path(workspace) / CLUSTER_FILE
+
+
+def load_profiles(workspace: Path) -> dict[str, ClusterProfile]:
+    """The workspace's cluster profiles by name ({} without cluster.yaml); UserError on a bad file."""
+    path = cluster_path(workspace)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise UserError(f"Cannot read {path} ({exc.strerror or exc}).") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}); fix or remove it.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("profiles", {}) or {}, dict):
+        raise UserError(f"{path} must hold `profiles:`, a mapping from a profile name to its fields.")
+    return {str(name): profile_from_dict(str(name), fields_)
+            for name, fields_ in (data.get("profiles") or {}).items()}
+
+
+def save_profiles(workspace: Path, profiles: dict[str, ClusterProfile]) -> Path:
+    """Write cluster.yaml atomically (a header comment, then the profiles)."""
+    path = cluster_path(workspace)
+    body = yaml.safe_dump({"profiles": {name: p.to_yaml_dict() for name, p in profiles.items()}},
+                          sort_keys=False, default_flow_style=False)
+    header = ("# Slurm cluster profiles of this workspace (see README, 'Running on a Slurm cluster').\n"
+              "# Check one with `ddae cluster check NAME`.\n")
+    _write_atomic(path, header + body)
+    return path
+
+
+def get_profile(workspace: Path, name: str) -> ClusterProfile:
+    """The profile `name`, or UserError listing the ones there are."""
+    profiles = load_profiles(workspace)
+    if name not in profiles:
+        have = ", ".join(sorted(profiles)) or f"none: {cluster_path(workspace)} has no profiles"
+        raise UserError(f"No cluster profile {name!r} in this workspace ({have}); add it to "
+                        f"{cluster_path(workspace)} or in the app's settings.")
+    return profiles[name]
+
+
+def check_placement(workspace: Path, name: str | None) -> str | None:
+    """A --cluster value as a placement: None / 'local' / 'this machine' for here, else an existing profile."""
+    if name is None or name.strip().lower() in ("", LOCAL, LOCAL_LABEL):
+        return None
+    get_profile(workspace, name.strip())
+    return name.strip()
+
+
+# slurm.json: the run's placement and its Slurm jobs.
+def read_slurm(run_dir: Path) -> dict:
+    """The run's slurm.json ({} when it has none or it cannot be read)."""
+    try:
+        data = json.loads((Path(run_dir) / SLURM_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_slurm(run_dir: Path, data: dict) -> None:
+    _write_atomic(Path(run_dir) / SLURM_FILE, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def run_cluster(run_dir: Path) -> str | None:
+    """The cluster profile the run is placed on, or None for this machine."""
+    name = read_slurm(run_dir).get("cluster")
+    return name if isinstance(name, str) and name else None
+
+
+def set_run_cluster(run_dir: Path, name: str | None) -> None:
+    """Place the run on a cluster profile (None: this machine); its job history is kept."""
+    data = read_slurm(run_dir)
+    if name is None and not data:
+        return
+    data["cluster"] = name
+    write_slurm(run_dir, data)
+
+
+def record_submission(run_dir: Path, cluster: str, job_id: str, **details) -> None:
+    """Note a Slurm submission: the current job id, and the job in the run's history."""
+    data = read_slurm(run_dir)
+    data["cluster"] = cluster
+    data["job_id"] = str(job_id)
+    data.setdefault("jobs", []).append({"job_id": str(job_id), "submitted": round(time.time(), 3), **details})
+    write_slurm(run_dir, data)
+
+
+def current_job(run_dir: Path) -> str | None:
+    """The Slurm job id of the run's latest submission, or None."""
+    job = read_slurm(run_dir).get("job_id")
+    return str(job) if job else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,195 @@
+"""The queue's Slurm backend: the scheduler hands queued jobs placed on a cluster profile to Slurm.
+
+The local backend is the scheduler's own slot logic (detached workers on this machine's GPUs and CPU
+slots). This one is asked three things per tick: claims(run) (is the job placed on a cluster?),
+submit(...) (sbatch through submitit instead of a local slot) and poll(...) (a live Slurm job per
+running run; a run whose job is gone without a final status is interrupted, and a cancelled one that
+does not stop in time is scancelled hard). Cancel itself is queue_ops.cancel: the STOP file plus
+`scancel --signal=TERM`, which the worker handles as on this machine.
+
+A submitted run is `running` in the index with pid 0 and host `slurm:<profile>` until its worker
+starts and names its node and pid; the Slurm job id is in the run's slurm.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from db import QueueEntry, RunRecord, Store
+
+from . import slurm
+from .cluster import current_job, get_profile, read_slurm, run_cluster
+from .errors import UserError
+from .reporting import STOP_FILE
+from .worker_process import append_event
+
+log = logging.getLogger(__name__)
+
+HOST_PREFIX = "slurm:"
+GONE_GRACE_S = 20.0       # squeue may not list a job it accepted a moment ago
+
+
+def slurm_host(cluster: str) -> str:
+    return f"{HOST_PREFIX}{cluster}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterJob:
+    """What the Queue view and `ddae queue list` show of a run placed on a cluster."""
+
+    cluster: str
+    job_id: str | None
+    state: str | None               # `PENDING (Priority)`, `RUNNING`, or None when squeue has no word
+    nodes: str
+    elapsed: str
+    time_limit: str
+
+    def summary(self) -> str:
+        if self.job_id is None:
+            return f"{self.cluster}: not submitted yet"
+        state = self.state or "not in squeue"
+        where = f" on {self.nodes}" if self.nodes else ""
+        clock = f", {self.elapsed} of {self.time_limit}" if self.elapsed and self.time_limit else ""
+        return f"{self.cluster} job {self.job_id}: {state}{where}{clock}"
+
+
+def cluster_jobs(workspace: Path, run_ids) -> dict[str, ClusterJob]:
+    """For each run placed on a cluster: its Slurm job and what squeue says of it (one squeue call)."""
+    placed = {}
+    for run_id in run_ids:
+        data = read_slurm(Path(workspace) / "runs" / run_id)
+        if data.get("cluster") or data.get("job_id"):
+            placed[run_id] = data
+    if not placed:
+        return {}
+    try:
+        jobs = slurm.query() if any(d.get("job_id") for d in placed.values()) else {}
+    except slurm.SlurmError as exc:
+        log.debug("squeue failed: %s", exc)
+        jobs = {}
+    out = {}
+    for run_id, data in placed.items():
+        job_id = str(data["job_id"]) if data.get("job_id") else None
+        state = jobs.get(job_id) if job_id else None
+        out[run_id] = ClusterJob(str(data.get("cluster") or "?"), job_id, state.label() if state else None,
+                                 state.nodes if state else "", state.elapsed if state else "",
+                                 state.time_limit if state else "")
+    return out
+
+
+class ClusterBackend:
+    """Submits, polls and times out the cluster jobs of one workspace's scheduler."""
+
+    def __init__(self, workspace: Path, store: Store, kill_timeout_s: float = 30.0):
+        self.workspace = Path(workspace)
+        self.store = store
+        self.kill_timeout_s = kill_timeout_s
+        self._submitted: dict[str, float] = {}       # run -> when we submitted it (for the squeue grace)
+        self._killed: set[str] = set()
+
+    # Placement.
+    def claims(self, run_id: str) -> str | None:
+        """The cluster profile the queued run is placed on, or None (this machine)."""
+        return run_cluster(self.store.run_dir(run_id))
+
+    # Submitting.
+    def submit(self, t, entry: QueueEntry, record: RunRecord, cluster: str) -> bool:
+        """sbatch the run; a profile or submission Slurm refuses fails the run with that sentence."""
+        run_dir = self.store.run_dir(entry.run)
+        if not self.store.dequeue(entry.run):
+            return False                          # cancelled since the queue was read
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        try:
+            profile = get_profile(self.workspace, cluster)
+            job_id, shape = slurm.submit(run_dir, profile, entry.gpus if entry.device_request != "cpu" else 0,
+                                         entry.kind)
+        except UserError as exc:
+            sentence = str(exc)
+            append_event(run_dir, "status", status="failed", error=sentence)
+            self.store.set_status(entry.run, "failed", error=sentence)
+            t.refused.append((entry.run, sentence))
+            return False
+        device = f"slurm {cluster} job {job_id}"
+        if shape.gpus_per_node:
+            device += f" ({shape.nodes}x{shape.gpus_per_node} GPU)"
+        # pid 0: no local process to watch until the worker starts and names its own.
+        append_event(run_dir, "status", status="running", pid=0, host=slurm_host(cluster), device=device)
+        self.store.set_status(entry.run, "running", pid=0, host=slurm_host(cluster), device=device)
+        self._submitted[entry.run] = time.time()
+        t.started.append((entry.run, device))
+        return True
+
+    # Polling.
+    def poll(self, t, ingest_run) -> None:
+        """Judge running runs with a Slurm job by squeue: gone without a final status -> interrupted
+        (or cancelled when a stop was asked); a stop not obeyed within the timeout -> scancel."""
+        candidates = []
+        for record in self.store.runs_by_status("running"):
+            run_dir = self.store.run_dir(record.id)
+            job_id = current_job(run_dir)
+            if job_id is None:
+                continue
+            candidates.append((record, run_dir, job_id))
+        if not candidates:
+            return
+        try:
+            jobs = slurm.query(fresh=True)
+        except slurm.SlurmError as exc:
+            t.errors.append(str(exc))
+            return                                # no word from Slurm: judge nothing
+        now = time.time()
+        for record, run_dir, job_id in candidates:
+            job = jobs.get(job_id)
+            stop = _stop_time(run_dir)
+            if job is not None and job.live:
+                if stop is not None and (job.state == "PENDING" or now - stop >= self.kill_timeout_s) \
+                        and record.id not in self._killed:
+                    self._scancel(record.id, job_id)
+                    if job.state == "PENDING":
+                        self._end(t, record.id, run_dir, "cancelled", None, ingest_run)
+                    else:
+                        t.killed.append(record.id)
+                continue
+            if now - self._submitted.get(record.id, 0) < GONE_GRACE_S:
+                continue
+            ingest_run(record.id)                 # a final status written as it ended counts
+            current = self.store.get_run(record.id)
+            if current.status != "running":
+                self._submitted.pop(record.id, None)
+                continue
+            state = job.state if job is not None else "no longer in squeue"
+            if stop is not None:
+                self._end(t, record.id, run_dir, "cancelled",
+                          f"Slurm job {job_id} ended ({state}) after the cancel request; resume continues from "
+                          "its last checkpoint.", ingest_run)
+            else:
+                self.store.set_status(record.id, "interrupted",
+                                      error=f"Slurm job {job_id} ended ({state}) without a final status; its log.txt "
+                                            "says why, and resume continues from the last checkpoint.")
+                t.interrupted.append(record.id)
+            self._submitted.pop(record.id, None)
+            self._killed.discard(record.id)
+
+    def _scancel(self, run_id: str, job_id: str) -> None:
+        try:
+            slurm.cancel(job_id)
+            self._killed.add(run_id)
+        except slurm.SlurmError as exc:
+            log.warning("Could not cancel Slurm job %s of run %s: %s", job_id, run_id, exc)
+
+    def _end(self, t, run_id: str, run_dir: Path, status: str, error: str | None, ingest_run) -> None:
+        append_event(run_dir, "status", status=status, **({"error": error} if error else {}))
+        ingest_run(run_id)
+        if self.store.get_run(run_id).status == "running":
+            self.store.set_status(run_id, status, error=error)
+        t.finished.append((run_id, status))
+
+
+def _stop_time(run_dir: Path) -> float | None:
+    try:
+        return (run_dir / STOP_FILE).stat().st_mtime
+    except OSError:
+        return None
