@@ -25,6 +25,7 @@ from db import Ingester, QueueEntry, RunRecord, Store
 from db.locks import ProcessLock, lock_holder
 from db.records import FINAL_STATUSES
 
+from .cluster_backend import ClusterBackend
 from .cpu_threads import slot_threads, threads_label
 from .device_slots import CpuMeter, GpuMeter, NeverFits, SlotState, detect_gpus, slots_needed
 from .errors import UserError
@@ -94,6 +95,8 @@ class Scheduler:
         self._lock = threading.RLock()
         self._workspace_lock = ProcessLock(self.workspace / SCHEDULER_LOCK)
         self._tick: TickBuilder | None = None
+        # Jobs placed on a cluster profile go to Slurm; every other job takes a slot here (below).
+        self.cluster = ClusterBackend(self.workspace, self.store, self.kill_timeout_s)
 
     # The workspace lock.
     def acquire(self) -> bool:
@@ -166,6 +169,7 @@ class Scheduler:
                 self._reap(t)
                 running = self._check_running(t)
                 self._enforce_cancels(t, running)
+                self.cluster.poll(t, self._ingest_run)
                 self._start_jobs(t)
             finally:
                 self._tick = None
@@ -343,9 +347,11 @@ class Scheduler:
             record = self._record(entry.run)
             if record is None:
                 continue                 # deleted since we read the queue
+            cluster = self.cluster.claims(entry.run)
             try:
-                need_kind, count = slots_needed(entry.run, entry.device_request, entry.gpus,
-                                                len(self._gpu), len(self._cpu))
+                if cluster is None:
+                    need_kind, count = slots_needed(entry.run, entry.device_request, entry.gpus,
+                                                    len(self._gpu), len(self._cpu))
                 reason = self._parent_wait(record)
             except NeverFits as never:
                 self._refuse(t, entry.run, str(never))
@@ -353,6 +359,9 @@ class Scheduler:
             if reason is not None:
                 t.waiting.append((entry.run, reason))
                 self._show_reason(entry.run, reason)
+                continue
+            if cluster is not None:
+                self.cluster.submit(t, entry, record, cluster)
                 continue
             pool = free_cpu if need_kind == "cpu" else free_gpu
             if len(pool) < count:
