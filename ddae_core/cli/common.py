@@ -35,6 +35,8 @@ def add_queue_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--priority", type=int, default=0, help="queue priority, higher runs first (default 0)")
     group.add_argument("--gpus", type=int, default=None,
                        help="GPUs the job needs (default 1 with --device cuda/auto, 0 with --device cpu)")
+    group.add_argument("--cluster", metavar="NAME",
+                       help="run it on this Slurm cluster profile of cluster.yaml (default: this machine)")
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
@@ -151,12 +153,19 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
     from ..jobs import create_job, execute
 
     workspace = workspace_of(args)
+    if getattr(args, "cluster", None) is not None and not getattr(args, "queue", False):
+        raise UserError("--cluster needs --queue: a cluster runs queued jobs (add --queue).")
     if getattr(args, "queue", False):
         from db import Store
 
+        from ..cluster import check_placement, set_run_cluster
+
         check_priority_option(args.priority)
+        cluster = check_placement(workspace, getattr(args, "cluster", None))
         spec["device"]["gpus"] = gpus_for(args)
         run_dir = create_job(workspace, spec, queue={"priority": args.priority, "gpus": spec["device"]["gpus"]})
+        if cluster is not None:
+            set_run_cluster(run_dir, cluster)        # before it is queued: the scheduler reads it at once
         store = Store.open(workspace)
         try:
             store.register_run(run_dir)
@@ -164,7 +173,8 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
                           device_request=spec["device"]["request"])
         finally:
             store.close()
-        print(f"queued {run_dir.name} (priority {args.priority}); `ddae queue serve` or the app runs it")
+        where = f" for cluster {cluster}" if cluster else ""
+        print(f"queued {run_dir.name}{where} (priority {args.priority}); `ddae queue serve` or the app runs it")
         return run_dir, "queued"
     _check_foreground_gpus(args)
     run_dir = create_job(workspace, spec)
