@@ -19,6 +19,7 @@ from db import ChangeToken, Store
 from .colors import colors_for
 from .compare_data import MISSING, RunBundle, distinct_names, gather, spec_differences
 from .compare_panels import GridsPanel, SamplesPanel
+from .compare_picker import RunPicker, save_selection, saved_selection
 from .compare_tables import RowsModel, spec_table, summary_table
 from .widgets import export
 from .widgets.curves import CurvePlot
@@ -41,20 +42,29 @@ class CompareView(QWidget):
         self._noise: dict[str, tuple] = {}             # run -> (noisy/accuracy, noisy/sigma) histories
         self.colors = {}
 
-        self.header = QLabel("Select two or more runs in Runs to compare them.")
+        self.header = QLabel("Choose two or more runs with Runs…, or select them in the Runs tab, to compare them.")
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.header.setWordWrap(True)
         self.export_all_button = QPushButton("Export all…")
         self.export_all_button.setToolTip("Write every chart (PNG, SVG) and its data (CSV) into a folder")
         self.export_all_button.clicked.connect(self._ask_export_all)
+        self.pick_button = QPushButton("Runs…")
+        self.pick_button.setToolTip("Choose the runs to compare")
+        self.pick_button.clicked.connect(self.open_picker)
+        self.picker: RunPicker | None = None
         top = QHBoxLayout()
         top.addWidget(self.header, 1)
+        top.addWidget(self.pick_button)
         top.addWidget(self.export_all_button)
 
         self.loss_plot = CurvePlot("Training loss", LOSS_KEY)
+        self.loss_plot.set_empty_text("None of these runs has a training loss curve yet.")
         self.grids = GridsPanel()
         self.noise_plot = CurvePlot("Noisy-classifier accuracy against noise level", "accuracy")
         self.noise_plot.set_fixed_x("noise level (timestep)")
+        self.noise_plot.set_empty_text("None of these runs has a noise-conditional classifier yet: Evaluate ▾ → "
+                                       "Noise-conditional classifier on a train run measures its accuracy at "
+                                       "each noise level.")
         self.sigma_box = QCheckBox("x = σ (log axis)")
         self.sigma_box.setToolTip("Plot against the noise's standard deviation instead of the timestep")
         self.sigma_box.toggled.connect(lambda _: self._draw_noise())
@@ -85,6 +95,9 @@ class CompareView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.tabs, 1)
+        saved = saved_selection(self.store.workspace)      # the runs compared when the app last closed
+        if saved:
+            self.set_runs(saved, remember=False)
 
     @staticmethod
     def _table(model: RowsModel) -> QTableView:
@@ -97,15 +110,24 @@ class CompareView(QWidget):
         return table
 
     # Selection and refresh.
-    def set_runs(self, run_ids: list[str]) -> None:
-        """Show these runs (ids, in the order given); everything is re-read."""
+    def set_runs(self, run_ids: list[str], remember: bool = True) -> None:
+        """Show these runs (ids, in the order given); everything is re-read. Remembered for the next start."""
         self._run_ids = list(dict.fromkeys(run_ids))
+        if remember:
+            save_selection(self.store.workspace, self._run_ids)
         self.colors = colors_for(self._run_ids)
         self.loss_plot.clear_series()
         self.noise_plot.clear_series()
         self._loss_last.clear()
         self._token = None
         self._reload(rebuild=True)
+
+    def open_picker(self) -> RunPicker:
+        """The run checklist (window-modal); OK compares the ticked runs."""
+        picker = self.picker = RunPicker(self.store.list_runs(limit=1000), self._run_ids, self)
+        picker.accepted.connect(lambda: self.set_runs(picker.checked()))
+        picker.open()
+        return picker
 
     def run_ids(self) -> list[str]:
         return list(self._run_ids)
@@ -158,30 +180,42 @@ class CompareView(QWidget):
         chips = "  ".join(f"<span style='color:{self.colors[b.id].name()}'>&#9632;</span> {b.name}"
                           for b in self._bundles)
         text = f"Comparing {len(self._bundles)} runs: {chips}" if self._bundles else \
-            "Select two or more runs in Runs to compare them."
+            "Choose two or more runs with Runs…, or select them in the Runs tab, to compare them."
         if missing:
             text += f"<br><i>{len(missing)} selected run(s) no longer exist and are left out.</i>"
         self.header.setText(text)
 
     # Panels.
     def _draw_loss(self) -> None:
+        """One loss curve per train run: evaluations of one parent share its curve (named after the parent)."""
+        sharing: dict[str, list[RunBundle]] = {}
         for b in self._bundles:
-            if not b.train_id:
-                continue
-            self.loss_plot.set_steps_per_epoch(b.steps_per_epoch, name=b.id)
-            last = self._loss_last.get(b.id)
-            history = self.store.metric_history(b.train_id, LOSS_KEY, since_step=last)
-            if not history.steps:
-                continue
-            if last is None:
-                self.loss_plot.set_series(b.id, history.steps, history.values, history.times,
-                                          color=self.colors[b.id], label=b.name)
-            else:
-                self.loss_plot.append(b.id, history.steps, history.values, history.times)
-            self._loss_last[b.id] = history.steps[-1]
-            finite = [v for v in history.values[-50:] if v == v]
-            if finite:
-                self._final_loss[b.id] = finite[-1]
+            if b.train_id:
+                sharing.setdefault(b.train_id, []).append(b)
+        for name in self.loss_plot.series_names():
+            if name not in sharing:
+                self.loss_plot.remove_series(name)
+                self._loss_last.pop(name, None)
+        for train_id, bundles in sharing.items():
+            first = next((b for b in bundles if b.id == train_id), bundles[0])
+            self.loss_plot.set_steps_per_epoch(first.steps_per_epoch, name=train_id)
+            last = self._loss_last.get(train_id)
+            history = self.store.metric_history(train_id, LOSS_KEY, since_step=last)
+            if history.steps:
+                if last is None:
+                    label = first.name if first.id == train_id else \
+                        f"{first.train_name or train_id} (parent of {', '.join(b.name for b in bundles)})"
+                    self.loss_plot.set_series(train_id, history.steps, history.values, history.times,
+                                              color=self.colors[first.id], label=label)
+                else:
+                    self.loss_plot.append(train_id, history.steps, history.values, history.times)
+                self._loss_last[train_id] = history.steps[-1]
+                finite = [v for v in history.values[-50:] if v == v]
+                if finite:
+                    self._final_loss[train_id] = finite[-1]
+            for b in bundles:
+                if train_id in self._final_loss:
+                    self._final_loss[b.id] = self._final_loss[train_id]
 
     def _read_noise(self) -> None:
         self._noise = {}

@@ -33,6 +33,7 @@ class RunBundle:
     baselines: dict[str, float] = field(default_factory=dict)   # the grid's: "raw pixels"/"random init" -> acc
     protocol: str | None = None                                 # the grid's protocol
     label: str | None = None                                    # the name shown, when the name is not unique
+    train_name: str | None = None                               # the name of the run behind train_id
 
     @property
     def id(self) -> str:
@@ -117,7 +118,8 @@ def gather(store: Store, run_id: str) -> RunBundle:
                 metrics[summary.key] = summary.latest_value
     baselines, protocol = grid_context(store, probe_id) if probe_id else ({}, None)
     return RunBundle(run, train_id, probe_id, noisy_id, axes, cells, samples, metrics,
-                     steps_per_epoch(train) if train.kind in TRAIN_KINDS else None, baselines, protocol)
+                     steps_per_epoch(train) if train.kind in TRAIN_KINDS else None, baselines, protocol,
+                     train_name=train.name if train_id else None)
 
 
 def grid_context(store: Store, probe_id: str) -> tuple[dict[str, float], str]:

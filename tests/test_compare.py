@@ -8,11 +8,13 @@ import xml.dom.minidom
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 
 from app.compare import CompareView
 from app.compare_data import flatten, spec_differences
 from db import Ingester, Store
 from db import testing as fake
+from tests.app_support import app_settings  # noqa: F401 - fixture
 from tests.gui_fixtures import gui_store, gui_workspace  # noqa: F401 - fixtures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -21,6 +23,11 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def read_csv(path: Path) -> list[list[str]]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.reader(f))
+
+
+@pytest.fixture(autouse=True)
+def _own_settings(app_settings):
+    """Compare remembers its runs in the settings: each test has its own file."""
 
 
 @pytest.fixture
@@ -215,3 +222,58 @@ def test_compare_tells_runs_with_one_name_apart(qtbot, workspace):
         assert labels == [f"gui-small [{rid}]" for rid in runs]
         assert all(label in view.header.text() for label in labels)
         view.close()
+
+
+def test_compare_two_probes_of_one_parent_share_its_loss_curve_and_empty_plots_say_why(compare, gui_workspace):
+    ws = gui_workspace
+    second = fake.run_id("probe", 99)
+    compare.set_runs([ws.probe_a, ws.train_b])
+    assert compare.loss_plot.series_names() == [ws.train_a, ws.train_b]       # keyed by the train run
+    assert "(parent of" in compare.loss_plot._series[ws.train_a].label
+    # No noisy classifier among these runs: the plot says so instead of showing empty axes.
+    compare.set_runs([ws.probe_a, ws.probe_b])
+    assert compare.noise_plot.is_empty() and not compare.noise_plot.empty_label.isHidden()
+    assert "noise-conditional classifier" in compare.noise_plot.empty_label.text()
+    assert compare.loss_plot.empty_label.isHidden()
+    compare.set_runs([ws.train_a, ws.noisy_a])
+    assert compare.noise_plot.empty_label.isHidden() and not compare.noise_plot.plot_widget.isHidden()
+    assert second not in compare.run_ids()
+
+
+def test_compare_shares_one_curve_for_two_probes_of_one_parent(qtbot, workspace):
+    train = fake.write_run(workspace, fake.run_id("train", 1), name="parent",
+                           events=[fake.metric("loss/train", s, 1 / (1 + s), 1000.0 + s) for s in range(0, 50, 5)])
+    probes = [fake.write_run(workspace, fake.run_id("probe", i), kind="probe", name=f"grid {i}",
+                             parent={"run": train.name, "checkpoint": "latest"}) for i in (2, 3)]
+    with Store.open(workspace) as store:
+        with Ingester(store) as ingester:
+            ingester.ingest_once()
+        view = CompareView(store)
+        qtbot.addWidget(view)
+        view.set_runs([p.name for p in probes])
+        assert view.loss_plot.series_names() == [train.name]               # one curve, not two alike
+        assert view.loss_plot._series[train.name].label == "parent (parent of grid 2, grid 3)"
+        rows = {row[0]: row for row in view.summary_model.rows()}
+        assert rows["grid 2"][4] == rows["grid 3"][4] == pytest.approx(1 / 46)
+        view.close()
+
+
+def test_compare_picks_runs_itself_and_remembers_them_on_restart(qtbot, gui_store, gui_workspace):
+    ws = gui_workspace
+    view = CompareView(gui_store)
+    qtbot.addWidget(view)
+    picker = view.open_picker()
+    assert picker.checked() == []
+    picker.search.setText("no dropout")
+    shown = [picker.list.item(i) for i in range(picker.list.count()) if not picker.list.item(i).isHidden()]
+    shown_ids = [item.data(Qt.ItemDataRole.UserRole) for item in shown]
+    assert ws.train_b in shown_ids and ws.train_a not in shown_ids
+    picker.set_checked([ws.train_a, ws.train_b])
+    picker.accept()
+    assert set(view.run_ids()) == {ws.train_a, ws.train_b}
+    view.close()
+    # A new view on the same workspace (the app restarted) shows the same runs.
+    again = CompareView(gui_store)
+    qtbot.addWidget(again)
+    assert set(again.run_ids()) == {ws.train_a, ws.train_b} and len(again.bundles()) == 2
+    again.close()

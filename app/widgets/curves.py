@@ -103,6 +103,13 @@ class CurvePlot(QWidget):
         layout.setSpacing(2)
         layout.addLayout(self._toolbar)
         layout.addWidget(self.plot_widget, 1)
+        # What an empty plot would show as bare axes, in words (set_empty_text); hidden once a series has points.
+        self.empty_label = QLabel()
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setStyleSheet("color: #606060; font-size: 11pt; padding: 24px;")
+        self.empty_label.hide()
+        layout.addWidget(self.empty_label, 1)
 
     def _build_toolbar(self) -> None:
         bar = self._toolbar = QHBoxLayout()
@@ -163,6 +170,7 @@ class CurvePlot(QWidget):
         self._resmooth(series)
         self._dirty.discard(name)
         self._draw(series)
+        self._update_empty()
 
     def append(self, name: str, steps, values, times=None) -> None:
         """Add points after the series' last step; drawn on the next refresh tick (<= 25 Hz)."""
@@ -202,6 +210,7 @@ class CurvePlot(QWidget):
             return
         self._dirty.discard(name)
         self._series_spe.pop(name, None)
+        self._update_empty()
         for item in (series.item, series.raw_item):
             self.legend.removeItem(item)
             self.plot.removeItem(item)
@@ -210,6 +219,19 @@ class CurvePlot(QWidget):
     def clear_series(self) -> None:
         for name in list(self._series):
             self.remove_series(name)
+
+    def set_empty_text(self, text: str) -> None:
+        """Shown instead of the axes while no series has a point ('' shows the empty axes)."""
+        self.empty_label.setText(text)
+        self._update_empty()
+
+    def is_empty(self) -> bool:
+        return not any(s.n for s in self._series.values())
+
+    def _update_empty(self) -> None:
+        empty = bool(self.empty_label.text()) and self.is_empty()
+        self.empty_label.setVisible(empty)
+        self.plot_widget.setVisible(not empty)
 
     def series_names(self) -> list[str]:
         return list(self._series)
