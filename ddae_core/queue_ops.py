@@ -145,9 +145,15 @@ def resume(store: Store, workspace: Path, ref: str, priority: int | None = None,
             job = slurm.query(fresh=True).get(job_id)
         except slurm.SlurmError:
             job = None
-        if job is not None and job.live:
+        if job is not None and job.state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"):
             raise UserError(f"Run {record.id} is still Slurm job {job_id} ({job.label()}): Slurm requeued it and "
                             "it resumes by itself; cancel it first to resume it elsewhere.")
+        if job is not None and job.live:
+            # Its worker has ended (the run's status says so); what is left is the job's wrapper exiting.
+            try:
+                slurm.cancel(job_id)
+            except slurm.SlurmError as exc:
+                log.warning("Could not scancel the ending Slurm job %s of run %s: %s", job_id, record.id, exc)
     if cluster is not None:
         set_run_cluster(run_dir, check_placement(workspace, cluster))
     (run_dir / STOP_FILE).unlink(missing_ok=True)      # else the worker would stop at once

@@ -148,3 +148,23 @@ class SlurmWorker:
                      error=f"Slurm job {job} reached its time limit or was preempted; it is requeued and resumes "
                            "from its last checkpoint when it starts again.")
         return submitit.helpers.DelayedSubmission(SlurmWorker(self.run_dir, self.python, self.distributed))
+
+
+def node_report(workspace: str) -> dict:
+    """What `ddae cluster check --submit` asks a node: who it is, its Python and torch, and whether it
+    sees the workspace (the shared file system the run directories need)."""
+    info = {"host": socket.gethostname(), "python": sys.executable, "workspace_visible": Path(workspace).is_dir()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["cuda_devices"] = torch.cuda.device_count()
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        info["torch"] = f"cannot import torch ({exc.__class__.__name__}: {exc})"
+    try:
+        import ddae_core
+
+        info["ddae_core"] = str(Path(ddae_core.__file__).parent)
+    except Exception as exc:  # noqa: BLE001
+        info["ddae_core"] = f"cannot import ddae_core ({exc})"
+    return info

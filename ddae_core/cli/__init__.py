@@ -11,7 +11,7 @@ import sys
 from ..errors import UserError
 
 # Command modules, each with register(subparsers); their imports stay light until a command runs.
-COMMAND_MODULES = ("pretrain", "evaluate", "fid_cmd", "manage", "examples_cmd")
+COMMAND_MODULES = ("pretrain", "evaluate", "fid_cmd", "manage", "examples_cmd", "cluster_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,120 @@
+"""`ddae cluster list|check NAME`: the workspace's Slurm cluster profiles (cluster.yaml), and what Slurm
+makes of one before a job is sent to it."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ..errors import UserError
+from .common import add_workspace, workspace_of
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    cluster = sub.add_parser("cluster", help="Slurm cluster profiles of the workspace (cluster.yaml): list, check")
+    csub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
+
+    p = csub.add_parser("list", help="the profiles in cluster.yaml")
+    add_workspace(p)
+    p.set_defaults(func=cmd_list)
+
+    p = csub.add_parser("check", help="check a profile: Slurm's commands, squeue, sbatch --test-only (and a real job)")
+    p.add_argument("name", help="the profile's name in cluster.yaml")
+    p.add_argument("--gpus", type=int, default=0, help="check the shape of a job asking for this many GPUs (default 0)")
+    p.add_argument("--submit", action="store_true",
+                   help="also run a one-minute job that reports the node's Python, torch and whether it sees "
+                        "the workspace (the file system the nodes must share)")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                   help="seconds to wait for the --submit job (default 300)")
+    add_workspace(p)
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_list(args) -> int:
+    from ..cluster import cluster_path, load_profiles
+
+    workspace = workspace_of(args)
+    profiles = load_profiles(workspace)
+    if not profiles:
+        print(f"no cluster profiles: write them in {cluster_path(workspace)} (README: 'Running on a Slurm cluster')")
+        return 0
+    for profile in profiles.values():
+        print(profile.summary())
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .. import slurm
+    from ..cluster import get_profile
+
+    workspace = workspace_of(args)
+    profile = get_profile(workspace, args.name)
+    print(f"profile: {profile.summary()}")
+    ok = True
+
+    def step(what: str, action) -> object:
+        nonlocal ok
+        try:
+            result = action()
+        except UserError as exc:
+            print(f"{what}: FAILED: {exc}")
+            ok = False
+            return None
+        print(f"{what}: ok" + (f" ({result})" if result not in (None, "") else ""))
+        return result
+
+    shape = step("job shape", lambda: _shape_text(slurm.job_shape(profile, args.gpus, "train")))
+    if not slurm.available():
+        print("slurm commands: FAILED: sbatch, squeue or scancel is not on PATH here")
+        return 1
+    step("squeue", lambda: f"{len(slurm.query(fresh=True))} job(s) of yours")
+    if shape is not None:
+        step("sbatch --test-only", lambda: slurm.test_only(profile, args.gpus))
+    if ok and args.submit:
+        step("a job on a node", lambda: _submit_probe(workspace, profile, args.timeout))
+    print("the profile looks usable" if ok else "fix what failed above, then check again")
+    return 0 if ok else 1
+
+
+def _shape_text(shape) -> str:
+    gpus = f", {shape.gpus_per_node} GPU(s) per node" if shape.gpus_per_node else ", CPU only"
+    return f"{shape.nodes} node(s) x {shape.tasks_per_node} task(s){gpus}"
+
+
+def _submit_probe(workspace, profile, timeout_s: float) -> str:
+    """Run node_report on a node through submitit (its folder in the workspace, so the answer needs the
+    shared file system too)."""
+    import submitit
+    from submitit.core.utils import pickle_load
+
+    from .. import slurm
+    from ..slurm import Shape, SlurmError, sbatch_parameters
+    from ..slurm_job import node_report
+
+    folder = workspace / ".cluster-check" / profile.name
+    executor = submitit.SlurmExecutor(folder=folder, python=profile.python or None)
+    params = sbatch_parameters(profile, Shape(1, 1, 0, False), "ddae-check")
+    params["time"] = min(params["time"], 5)
+    params["additional_parameters"].pop("requeue", None)
+    executor.update_parameters(**params)
+    try:
+        job = executor.submit(node_report, str(workspace))
+    except Exception as exc:  # noqa: BLE001 - sbatch's refusal in one sentence
+        raise SlurmError(f"sbatch refused the check job: {str(exc).strip().splitlines()[-1]}") from None
+    # The result file, not job.done(): submitit asks sacct, which clusters without accounting lack.
+    deadline = time.monotonic() + timeout_s
+    while not job.paths.result_pickle.exists():
+        if time.monotonic() > deadline:
+            state = slurm.query(fresh=True).get(str(job.job_id))
+            job.cancel(check=False)
+            raise SlurmError(f"job {job.job_id} did not finish within {timeout_s:g} s "
+                             f"({state.label() if state else 'not in squeue'}); a busy partition, or nodes that "
+                             "do not see the workspace")
+        time.sleep(1)
+    outcome, info = pickle_load(job.paths.result_pickle)
+    if outcome != "success":
+        raise SlurmError(f"job {job.job_id} failed on its node: {str(info).strip().splitlines()[-1]}")
+    if not info.get("workspace_visible"):
+        raise SlurmError(f"node {info['host']} does not see {workspace}; put the workspace on a shared file system")
+    return f"job {job.job_id} on {info['host']}: python {info['python']}, torch {info['torch']}, " \
+           f"{info.get('cuda_devices', 0)} CUDA device(s), workspace visible"
