@@ -122,6 +122,11 @@ class CompareView(QWidget):
         self._token = None
         self._reload(rebuild=True)
 
+    @property
+    def export_context(self) -> str:
+        """Exported files start with the compared runs' names."""
+        return "compare " + " vs ".join(b.name for b in self._bundles[:3]) if self._bundles else "compare"
+
     def open_picker(self) -> RunPicker:
         """The run checklist (window-modal); OK compares the ticked runs."""
         picker = self.picker = RunPicker(self.store.list_runs(limit=1000), self._run_ids, self)
@@ -260,12 +265,16 @@ class CompareView(QWidget):
 
     # Export.
     def _ask_export_all(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export every chart and table into…")
+        folder = QFileDialog.getExistingDirectory(self, "Export every chart and table into…",
+                                                  str(export.start_folder()))
         if folder:
             try:
-                self.export_all(Path(folder))
+                written = self.export_all(Path(folder))
             except OSError as exc:
                 self.header.setText(f"Export failed: {exc}")
+                return
+            export.remember_folder(Path(folder))
+            export.confirm_saved(self, f"Saved {len(written)} files into {folder}.")
 
     def export_all(self, folder: str | Path) -> list[Path]:
         """Every panel's PNG, SVG and CSV, the tables as CSV and the shown sample grids, into `folder`."""

@@ -20,6 +20,7 @@ from . import workspace as workspaces
 from .first_run import DemoBanner, DemoController
 from .launch import Launcher, LaunchView
 from .live import LiveHub
+from .widgets import export
 from .models import clock
 from .queue_view import QueueFeed, QueueView
 from .run_panels import GridPanel
@@ -146,6 +147,7 @@ class MainWindow(QMainWindow):
         self._close_workspace()
         self.store = store
         workspaces.remember(store.workspace)
+        export.default_folder = store.workspace / "exports"     # where exports go until the user picks a folder
         self.setWindowTitle(f"DDAE Studio — {store.workspace}")
         self.hub = LiveHub(store, parent=self)
         self._build_views(store, self.hub)

@@ -345,6 +345,11 @@ class RunView(QWidget):
         """True while the run has not started and the view shows why instead of its (empty) plots."""
         return self.pages.currentWidget() is self.waiting
 
+    @property
+    def export_context(self) -> str:
+        """Exported files of this view start with the run's name."""
+        return self.record.name if self.record is not None else ""
+
     def _apply(self, update: RunUpdate) -> None:
         self.record = update.record
         self._show_waiting(update.record)

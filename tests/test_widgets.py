@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from app.colors import PALETTE, color_for, colors_for
 from app.widgets.align_uniform import AlignUniformPlot
@@ -17,6 +18,7 @@ from app.widgets.heatmap import GridHeatmap
 from app.widgets.noise_slider import NoiseSlider
 from app.widgets.samples import SampleViewer
 from app.widgets.smoothing import EmaState, ema, ema_reference
+from tests.app_support import app_settings  # noqa: F401 - fixture
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -300,3 +302,68 @@ def test_heatmap_marks_baselines_on_the_colour_bar_and_a_fitted_scale_spans_them
     assert heatmap.baseline_mark("raw pixels") is None
     heatmap.set_baselines({})
     assert heatmap.baselines() == {} and heatmap.baseline_mark("random init") is None
+
+
+# One export route: named after what the plot belongs to, in a remembered folder, confirmed.
+def test_export_dialog_starts_in_the_workspace_exports_names_the_run_and_confirms(qtbot, tmp_path, monkeypatch,
+                                                                                    app_settings):
+    from PySide6.QtWidgets import QFileDialog, QMainWindow
+
+    from app.widgets import export
+
+    window = QMainWindow()
+    holder = QWidget()
+    holder.export_context = "gui-small"
+    window.setCentralWidget(holder)
+    curve = CurvePlot("Training loss", "loss")
+    QVBoxLayout(holder).addWidget(curve)
+    qtbot.addWidget(window)
+    curve.set_series("run", [1, 2, 3], [0.5, 0.4, 0.3])
+    monkeypatch.setattr(export, "default_folder", tmp_path / "ws" / "exports")
+    asked = []
+
+    def save_as(parent, caption, start, filters):
+        asked.append(Path(start))
+        return str(tmp_path / "picked" / "mine"), filters
+
+    (tmp_path / "picked").mkdir()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_as)
+    curve.export_button.menu().actions()[0].trigger()                # PNG…
+    assert asked[0] == tmp_path / "ws" / "exports" / "gui-small_-_Training_loss.png"
+    assert (tmp_path / "picked" / "mine.png").is_file()
+    assert window.statusBar().currentMessage() == f"Saved {tmp_path / 'picked' / 'mine.png'}."
+    # pyqtgraph's right-click export is the same route, and the next dialog opens where the last file went.
+    scene_actions = curve.plot_widget.scene().contextMenu
+    assert [a.text() for a in scene_actions] == ["Export PNG…", "Export SVG…", "Export CSV…"]
+    scene_actions[2].trigger()
+    assert asked[1].parent == tmp_path / "picked" and asked[1].suffix == ".csv"
+    assert (tmp_path / "picked" / "mine.csv").is_file()
+
+
+def test_hover_reads_out_curve_points_and_heatmap_cells(qtbot):
+    from PySide6.QtCore import QPointF
+
+    curve = CurvePlot("loss", "loss/train")
+    qtbot.addWidget(curve)
+    curve.resize(700, 400)
+    curve.show()
+    curve.set_series("loss/train", [10, 20, 30], [0.5, 0.25, 0.125], label="train loss")
+    curve.plot.setXRange(0, 40, padding=0)
+    curve.plot.setYRange(0, 1, padding=0)
+    vb = curve.plot.getViewBox()
+    curve.plot_widget.scene().sigMouseMoved.emit(vb.mapViewToScene(QPointF(21, 0.5)))
+    assert curve.readout.text() == "step 20: train loss 0.25"
+    curve.set_smoothing(0.5)
+    assert "(raw 0.25)" in curve.readout_at(21)
+
+    heatmap = GridHeatmap("grid")
+    qtbot.addWidget(heatmap)
+    heatmap.resize(600, 400)
+    heatmap.show()
+    heatmap.set_axes([1, 11], ["out_5", "out_6"])
+    heatmap.set_cells([(11, "out_6", 0.724)])
+    vb = heatmap.plot.getViewBox()
+    heatmap.layout_widget.scene().sigMouseMoved.emit(vb.mapViewToScene(QPointF(1.5, 1.5)))
+    assert heatmap.readout.text() == "out_6 at t=11: 72.4%"
+    assert heatmap.readout_at(0.5, 0.5) == "out_5 at t=1: not measured yet"
+    assert heatmap.readout_at(5, 5) == ""

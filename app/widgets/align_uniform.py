@@ -54,7 +54,7 @@ class AlignUniformPlot(QWidget):
         hint.setStyleSheet("color: #606060;")
         self.export_button = export.make_export_button(
             self, lambda: self._title or "align_uniform",
-            {"png": self.export_png, "svg": self.export_svg, "csv": self.export_csv})
+            {"png": self.export_png, "svg": self.export_svg, "csv": self.export_csv}, views=[self.plot_widget])
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 2, 4, 0)
         bar.addWidget(hint, 1)

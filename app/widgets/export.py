@@ -1,7 +1,12 @@
 """Export helpers shared by every plot: PNG and SVG of a pyqtgraph item, CSV of its data, and the menu.
 
 Each widget names what to export (a PlotItem or a GraphicsLayout holding a plot and its colour bar)
-and which rows make its CSV; the file dialogs and error sentences live here once.
+and which rows make its CSV; the file dialogs and error sentences live here once. pyqtgraph's own
+right-click "Export..." is replaced by the same entries, so there is one way to export, not two.
+
+The dialog opens in the folder of the last export (remembered in the settings), else in the
+workspace's exports/ folder; the file name starts with what the plot belongs to (the nearest
+ancestor widget's `export_context`, e.g. the run's name); a saved file is named in the status bar.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from pathlib import Path
 
 import pyqtgraph as pg
 import pyqtgraph.exporters as pg_exporters
-from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QToolButton, QWidget
+from PySide6.QtGui import QAction, QImage
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu, QMessageBox, QToolButton, QWidget
 
-# The folder the last export went to, for the next dialog (session only: tests never touch settings).
-_last_dir: Path | None = None
+LAST_FOLDER_KEY = "export/last_folder"
+# Where the first export of a session goes when no folder is remembered: <workspace>/exports (set by the app).
+default_folder: Path | None = None
+last_saved: Path | None = None
 
 PNG_WIDTH = 1600        # pixels: sharp enough for a slide, small enough to mail
 
@@ -111,10 +118,12 @@ FORMATS = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)", "csv": "CSV
 
 
 def make_export_button(owner: QWidget, basename: str | Callable[[], str],
-                       exporters: dict[str, Callable[[Path], object]], text: str = "Export") -> QToolButton:
+                       exporters: dict[str, Callable[[Path], object]], text: str = "Export",
+                       views: Sequence[pg.GraphicsView] = ()) -> QToolButton:
     """A tool button with one menu entry per format in `exporters` ("png", "svg", "csv" -> fn(path)).
 
-    The entry asks for a file name, calls the function, and reports a failure as one sentence.
+    The entry asks for a file name, calls the function, and reports a failure as one sentence. The
+    right-click menus of `views` (pyqtgraph's) get the same entries instead of pyqtgraph's exporter.
     """
     button = QToolButton(owner)
     button.setText(text)
@@ -123,18 +132,69 @@ def make_export_button(owner: QWidget, basename: str | Callable[[], str],
     menu = QMenu(button)
     for fmt, fn in exporters.items():
         action = menu.addAction(f"{fmt.upper()}…")
-        action.triggered.connect(lambda _=False, fmt=fmt, fn=fn: _ask_and_export(owner, basename, fmt, fn))
+        action.triggered.connect(lambda _=False, fmt=fmt, fn=fn: ask_and_export(owner, basename, fmt, fn))
     button.setMenu(menu)
+    for view in views:
+        scene = view.scene()
+        actions = []
+        for fmt, fn in exporters.items():
+            action = QAction(f"Export {fmt.upper()}…", scene)
+            action.triggered.connect(lambda _=False, fmt=fmt, fn=fn: ask_and_export(owner, basename, fmt, fn))
+            actions.append(action)
+        scene.contextMenu = actions       # pyqtgraph appends these to every right-click menu of the scene
     return button
 
 
-def _ask_and_export(owner: QWidget, basename, fmt: str, fn: Callable[[Path], object]) -> None:
-    global _last_dir
+def export_context(widget: QWidget | None) -> str:
+    """What `widget` belongs to, for file names: the nearest ancestor's `export_context` ('' if none)."""
+    while widget is not None:
+        context = getattr(widget, "export_context", None)
+        if context:
+            return str(context)
+        widget = widget.parentWidget()
+    return ""
+
+
+def start_folder() -> Path:
+    """The folder an export dialog opens in: the last export's, else the workspace's exports/, else home."""
+    from ..workspace import settings
+
+    last = settings().value(LAST_FOLDER_KEY)
+    if last and Path(str(last)).is_dir():
+        return Path(str(last))
+    if default_folder is not None:
+        try:
+            default_folder.mkdir(parents=True, exist_ok=True)
+            return default_folder
+        except OSError:
+            pass
+    return Path.home()
+
+
+def remember_folder(folder: Path) -> None:
+    from ..workspace import settings
+
+    settings().setValue(LAST_FOLDER_KEY, str(folder))
+
+
+def confirm_saved(owner: QWidget, text: str) -> None:
+    """Say in the window's status bar what was saved where."""
+    window = owner.window()
+    if isinstance(window, QMainWindow):
+        window.statusBar().showMessage(text, 10000)
+
+
+def ask_and_export(owner: QWidget, basename, fmt: str, fn: Callable[[Path], object]) -> Path | None:
+    """Ask for a file (named after the plot and what it belongs to), export, and say where it went."""
+    global last_saved
     name = basename() if callable(basename) else basename
-    start = (_last_dir or Path.home()) / f"{safe_filename(name)}.{fmt}"
+    context = export_context(owner)
+    if context and context not in name:
+        name = f"{context} - {name}"
+    start = start_folder() / f"{safe_filename(name)}.{fmt}"
     chosen, _ = QFileDialog.getSaveFileName(owner, f"Export {fmt.upper()}", str(start), FORMATS[fmt])
     if not chosen:
-        return
+        return None
     path = Path(chosen)
     if path.suffix.lower() != f".{fmt}":
         path = path.with_name(path.name + f".{fmt}")
@@ -143,8 +203,11 @@ def _ask_and_export(owner: QWidget, basename, fmt: str, fn: Callable[[Path], obj
     except OSError as exc:
         QMessageBox.warning(owner, "Export failed", str(exc) if str(exc).endswith(".")
                             else f"Could not write {path}: {exc.strerror or exc}.")
-        return
-    _last_dir = path.parent
+        return None
+    remember_folder(path.parent)
+    last_saved = path
+    confirm_saved(owner, f"Saved {path}.")
+    return path
 
 
 def safe_filename(name: str) -> str:

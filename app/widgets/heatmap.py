@@ -80,10 +80,14 @@ class GridHeatmap(QWidget):
         self.status.setStyleSheet("color: #606060;")
         self.export_button = export.make_export_button(
             self, lambda: self._title or "probe_grid",
-            {"png": self.export_png, "svg": self.export_svg, "csv": self.export_csv})
+            {"png": self.export_png, "svg": self.export_svg, "csv": self.export_csv}, views=[self.layout_widget])
+        self.readout = QLabel("")            # the cell under the mouse
+        self.readout.setStyleSheet("color: #303030;")
+        self.layout_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 2, 4, 0)
         bar.addWidget(self.status, 1)
+        bar.addWidget(self.readout)
         bar.addWidget(self.export_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -118,6 +122,26 @@ class GridHeatmap(QWidget):
         self.plot.setRange(xRange=(0, max(1, len(self._layers))), yRange=(0, max(1, len(self._timesteps))),
                            padding=0)
         self._refresh(all_texts=True)
+
+    def readout_at(self, x: float, y: float) -> str:
+        """The cell at plot coordinates (x, y) in words: 'out_6 at t=11: 72.4%' ('' outside the grid)."""
+        col, row = int(np.floor(x)), int(np.floor(y))
+        if not (0 <= row < len(self._timesteps) and 0 <= col < len(self._layers)):
+            return ""
+        t = self._timesteps[row]
+        where = f"{self._layers[col]} at {self._row_labels.get(t, f't={t}')}"
+        value = self._values[row, col]
+        if not np.isfinite(value):
+            return f"{where}: not measured yet"
+        return f"{where}: {100 * value:+.1f} points" if self._diverging else f"{where}: {100 * value:.1f}%"
+
+    def _on_mouse_moved(self, scene_pos) -> None:
+        vb = self.plot.getViewBox()
+        if not vb.sceneBoundingRect().contains(scene_pos):
+            self.readout.setText("")
+            return
+        point = vb.mapSceneToView(scene_pos)
+        self.readout.setText(self.readout_at(point.x(), point.y()))
 
     def axes(self) -> tuple[list[int], list[str]]:
         return list(self._timesteps), list(self._layers)
