@@ -80,3 +80,23 @@ def test_the_environment_override_wins_over_the_slot_budget(workspace, monkeypat
     monkeypatch.setenv(THREADS_ENV, "3")
     runs, devices = _run_all(workspace, 1, cpu_slots=2)
     assert devices == ["cpu (3 threads)"]
+
+
+def test_a_spec_that_names_its_threads_gets_them_in_the_foreground_too(workspace, monkeypatch):
+    import torch
+
+    from ddae_core.jobs import create_job, execute
+    from ddae_core.runs import read_spec
+
+    monkeypatch.setenv(THREADS_ENV, "2")                      # the spec is more specific than the environment
+    spec = micro_train_spec(steps=1, checkpoint_every=1)
+    spec["device"]["threads"] = 1
+    run_dir = create_job(workspace, spec)
+    assert read_spec(run_dir)["device"]["threads"] == 1
+    before = torch.get_num_threads()
+    try:
+        assert execute(run_dir, workspace, handle_signals=False) == "done"
+    finally:
+        torch.set_num_threads(before)
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["device"] for e in events if e["type"] == "status" and e.get("device")] == ["cpu (1 thread)"]
