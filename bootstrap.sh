@@ -14,6 +14,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e '.[test]'
   touch "$stamp"
+  # The desktop app (main.py) needs a few X11 libraries a fresh Debian lacks: name them and the command now.
+  .venv/bin/python -m app.qt_libs || echo "(ddae and the tests run without them; main.py needs them)" >&2
 fi
 if [ $# -gt 0 ]; then
   cmd=$1; shift

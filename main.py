@@ -22,6 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
+    # Before Qt loads its X11 plugin: missing system libraries are named with the command that installs
+    # them, instead of Qt's plugin error and an abort.
+    from app.qt_libs import problem
+
+    missing = problem()
+    if missing:
+        print(missing, file=sys.stderr)
+        return 1
+
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
