@@ -47,6 +47,8 @@ SlurmctldPort=$CTLD_PORT
 SlurmdPort=$((CTLD_PORT + 1))
 SlurmUser=root
 AuthType=auth/munge
+# A requeued job (preemption, time limit) may start again after cred_expire seconds (default 120).
+AuthInfo=cred_expire=30
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid
@@ -84,7 +86,7 @@ start() {
     fi
     write_conf
     # munged as user munge, its socket in /run/munge.
-    if ! pgrep -u munge -x munged >/dev/null; then
+    if ! (munge -n 2>/dev/null | unmunge >/dev/null 2>&1); then    # no munged answering yet
         [ -f /etc/munge/munge.key ] || { mungekey -c 2>/dev/null || /usr/sbin/create-munge-key -f 2>/dev/null; } \
             || cannot "no /etc/munge/munge.key and it could not be created"
         mkdir -p /run/munge /var/log/munge /var/lib/munge

@@ -89,6 +89,22 @@ def _ignore_usr2() -> None:
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
+def _ended(pid: int, timeout_s: float) -> bool:
+    """Wait until the child `pid` has exited (a zombie counts). Not Popen.wait(): this runs inside a signal
+    handler that interrupted __call__'s Popen.wait(), which holds the lock a second wait would need."""
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 class SlurmWorker:
     """The submitit callable: run the worker for `run_dir` on this node; checkpoint() requeues it."""
 
@@ -137,11 +153,9 @@ class SlurmWorker:
 
         run_dir = Path(self.run_dir)
         proc = self._proc
-        if proc is not None and proc.poll() is None:
+        if proc is not None and proc.returncode is None:
             proc.send_signal(signal.SIGTERM)         # the worker saves a checkpoint and exits
-            try:
-                proc.wait(timeout=STOP_WAIT_S)
-            except subprocess.TimeoutExpired:
+            if not _ended(proc.pid, STOP_WAIT_S):
                 proc.kill()
         job = os.environ.get("SLURM_JOB_ID", "?")
         append_event(run_dir, "status", status="interrupted",

@@ -252,3 +252,28 @@ def test_cluster_check_says_what_slurm_thinks_of_a_profile(workspace, capsys):
     assert "sbatch --test-only: ok" in out and "workspace visible" in out
     assert main(["cluster", "check", "bad", "--workspace", str(workspace)]) == 1
     assert "sbatch --test-only: FAILED: sbatch refuses profile bad" in capsys.readouterr().out
+
+
+@pytest.mark.slurm
+def test_slurm_preemption_warning_saves_requeues_and_resumes_by_itself(cluster):
+    """USR2 is what Slurm sends before a time limit or a preemption (submitit's --signal=USR2@90)."""
+    from ddae_core.scheduler import Scheduler
+
+    store = cluster
+    run = _queue_on(store, micro_train_spec(steps=2000, checkpoint_every=5))
+    with Scheduler(store.workspace, store, cpu_slots=0, gpus=[], kill_timeout_s=120) as scheduler:
+        scheduler.tick()
+        job_id = read_slurm(store.run_dir(run))["job_id"]
+        _until(scheduler, lambda: any((store.run_dir(run) / "checkpoints").glob("step_*.pt")), 240,
+               "a checkpoint of the Slurm training")
+        first_pid = _worker_pid(store, run)
+        subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+        _until(scheduler, lambda: _worker_pid(store, run) not in (None, first_pid), 240,
+               "the requeued job's worker to start")
+        events = (store.run_dir(run) / "events.jsonl").read_text().replace(" ", "")
+        assert '"status":"interrupted"' in events and "isrequeued" in events.replace(" ", "")
+        assert '"resumed_from":' in events
+        assert read_slurm(store.run_dir(run))["job_id"] == job_id            # the same job, requeued
+        queue_ops.cancel(store, store.workspace, run)
+        _until(scheduler, lambda: _status(store, run) != "running", 120, "the cancel")
+        assert _status(store, run) == "cancelled"
