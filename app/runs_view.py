@@ -304,6 +304,8 @@ class RunsView(QWidget):
             if event.key() == Qt.Key.Key_Delete:
                 if self.delete_button.isEnabled():
                     self._delete_selected()
+                elif self.selected():
+                    self.say("A running or queued run cannot be deleted; cancel it in Queue first.", error=True)
                 return True
         return super().eventFilter(watched, event)
 

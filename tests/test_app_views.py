@@ -370,6 +370,14 @@ def test_runs_keys_open_and_delete_with_a_named_question_and_undo(studio, qtbot,
     view._trash_timer.timeout.emit()
     assert not (ws / "runs" / target.id).exists() and window.store.count_runs() == 2
 
+    # A queued run is not deleted; Delete says why.
+    window.store.enqueue(view.model.run_at(0).id)
+    window.hub.poll()
+    view.reload()
+    view.select([view.model.run_at(0).id])
+    qtbot.keyClick(view.table, Qt.Key.Key_Delete)
+    assert "cancel it in Queue first" in view.message.text() and window.store.count_runs() == 2
+
     # Ctrl+1 ... Ctrl+6 switch tabs.
     assert [a.shortcut().toString() for a in window.tab_actions] == [f"Ctrl+{n}" for n in range(1, 7)]
     window.tab_actions[TAB_TITLES.index("Queue")].trigger()
