@@ -33,8 +33,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed_steps(step_fn, device: torch.device, batch: int, steps: int, max_seconds: float | None = None) -> float:
+    """images/s (median step) of `steps` calls of step_fn(step) after two warm-up calls (compiles, caches).
+
+    max_seconds: stop earlier once the timed steps add up to this (after at least 3 of them).
+    """
+    times = []
+    for step in range(steps + 2):
+        _sync(device)
+        start = time.perf_counter()
+        step_fn(step)
+        _sync(device)
+        if step >= 2:
+            times.append(time.perf_counter() - start)
+            if max_seconds is not None and len(times) >= 3 and sum(times) > max_seconds:
+                break
+    return batch / statistics.median(times)
+
+
 def plain_loop(config: dict, device: torch.device, batch: int, steps: int, *, channels_last: bool = False,
-               compile_: bool = False, amp: torch.dtype | None = None) -> float:
+               compile_: bool = False, amp: torch.dtype | None = None, max_seconds: float | None = None) -> float:
     """images/s of forward + backward + Adam on random images; the first two steps are warm-up."""
     torch.manual_seed(0)
     model = build_model(config).to(device)
@@ -47,10 +65,8 @@ def plain_loop(config: dict, device: torch.device, batch: int, steps: int, *, ch
         images = images.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
     scaler = grad_scaler_for(device, amp)  # fp16 (the CUDA default) trains with loss scaling, as the Trainer
-    times = []
-    for step in range(steps + 2):
-        _sync(device)
-        start = time.perf_counter()
+
+    def step_fn(step: int) -> None:
         with autocast:
             loss = model.loss(images, net=net)
         if scaler is not None:
@@ -61,13 +77,11 @@ def plain_loop(config: dict, device: torch.device, batch: int, steps: int, *, ch
             loss.backward()
             opt.step()
         opt.zero_grad(set_to_none=True)
-        _sync(device)
-        if step >= 2:
-            times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+
+    return timed_steps(step_fn, device, batch, steps, max_seconds)
 
 
-def trainer_loop(config: dict, device: torch.device, batch: int, steps: int) -> float:
+def trainer_loop(config: dict, device: torch.device, batch: int, steps: int, max_seconds: float | None = None) -> float:
     """images/s of our Trainer's own step (data, augmentation, clipping, EMA) with its default settings."""
     with tempfile.TemporaryDirectory() as tmp:
         ws = Path(tmp)
@@ -77,16 +91,10 @@ def trainer_loop(config: dict, device: torch.device, batch: int, steps: int) -> 
         run_dir = create_job(ws, spec)
         reporter = Reporter(run_dir)
         trainer = Trainer(run_dir, reporter, ws)
-        times = []
-        for step in range(steps + 2):
-            _sync(device)
-            start = time.perf_counter()
-            trainer.train_step(step)
-            _sync(device)
-            if step >= 2:
-                times.append(time.perf_counter() - start)
-        reporter.close()
-        return batch / statistics.median(times)
+        try:
+            return timed_steps(trainer.train_step, device, batch, steps, max_seconds)
+        finally:
+            reporter.close()
 
 
 def measure(name: str, config: dict, device: torch.device, batch: int, steps: int, compile_: bool) -> tuple[float, float]:
