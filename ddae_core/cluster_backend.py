@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db import QueueEntry, RunRecord, Store
+from db.records import FINAL_STATUSES
 
 from . import slurm
 from .cluster import current_job, get_profile, read_slurm, run_cluster
@@ -95,6 +96,10 @@ class ClusterBackend:
         """The cluster profile the queued run is placed on, or None (this machine)."""
         return run_cluster(self.store.run_dir(run_id))
 
+    def active(self) -> list[str]:
+        """Runs this backend submitted that have not ended yet (what `queue serve --once` waits for)."""
+        return list(self._submitted)
+
     # Submitting.
     def submit(self, t, entry: QueueEntry, record: RunRecord, cluster: str) -> bool:
         """sbatch the run; a profile or submission Slurm refuses fails the run with that sentence."""
@@ -126,6 +131,17 @@ class ClusterBackend:
     def poll(self, t, ingest_run) -> None:
         """Judge running runs with a Slurm job by squeue: gone without a final status -> interrupted
         (or cancelled when a stop was asked); a stop not obeyed within the timeout -> scancel."""
+        for run_id in list(self._submitted):          # ours that ended (their events were just ingested)
+            try:
+                status = self.store.get_run(run_id).status
+            except LookupError:
+                status = None
+            if status != "running":
+                del self._submitted[run_id]
+                self._killed.discard(run_id)
+                if status in FINAL_STATUSES and run_id not in {r for r, _ in t.finished} \
+                        and run_id not in t.interrupted:
+                    t.finished.append((run_id, status))
         candidates = []
         for record in self.store.runs_by_status("running"):
             run_dir = self.store.run_dir(record.id)
@@ -136,7 +152,7 @@ class ClusterBackend:
         if not candidates:
             return
         try:
-            jobs = slurm.query(fresh=True)
+            jobs = slurm.query()                  # cached a few seconds: ticks come twice a second
         except slurm.SlurmError as exc:
             t.errors.append(str(exc))
             return                                # no word from Slurm: judge nothing
@@ -158,8 +174,7 @@ class ClusterBackend:
             ingest_run(record.id)                 # a final status written as it ended counts
             current = self.store.get_run(record.id)
             if current.status != "running":
-                self._submitted.pop(record.id, None)
-                continue
+                continue                          # it ended on its own: reported at the next tick
             state = job.state if job is not None else "no longer in squeue"
             if stop is not None:
                 self._end(t, record.id, run_dir, "cancelled",
@@ -181,6 +196,7 @@ class ClusterBackend:
             log.warning("Could not cancel Slurm job %s of run %s: %s", job_id, run_id, exc)
 
     def _end(self, t, run_id: str, run_dir: Path, status: str, error: str | None, ingest_run) -> None:
+        self._submitted.pop(run_id, None)
         append_event(run_dir, "status", status=status, **({"error": error} if error else {}))
         ingest_run(run_id)
         if self.store.get_run(run_id).status == "running":

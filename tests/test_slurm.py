@@ -277,3 +277,37 @@ def test_slurm_preemption_warning_saves_requeues_and_resumes_by_itself(cluster):
         queue_ops.cancel(store, store.workspace, run)
         _until(scheduler, lambda: _status(store, run) != "running", 120, "the cancel")
         assert _status(store, run) == "cancelled"
+
+
+@pytest.mark.slurm
+def test_cli_train_queue_cluster_then_serve_once_and_queue_list(cluster, tmp_path):
+    """`ddae train --queue --cluster test`, `ddae queue list` (the Slurm column), `ddae queue serve --once`."""
+    import yaml
+
+    from ddae_core.config import load_config
+
+    from .conftest import MICRO_DATA
+    from .test_queue_cli import cli
+
+    workspace = cluster.workspace
+    config = load_config("tiny-ddpm")
+    config["studio"].update(sample_steps=2)
+    config["n_sample"] = 4
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    ws = ["--workspace", str(workspace)]
+    out = cli("train", "--config", str(tmp_path / "tiny.yaml"), "--data", MICRO_DATA, "--data-limit", "64",
+              "--steps", "3", "--batch-size", "8", "--device", "cpu", "--queue", "--cluster", "test", *ws)
+    assert out.returncode == 0, out.stderr
+    run = out.stdout.split()[1]
+    assert out.stdout.startswith(f"queued {run} for cluster test (priority 0)")
+    assert "SLURM" in (listing := cli("queue", "list", *ws).stdout) and "test: not submitted yet" in listing
+    bad = cli("train", "--config", str(tmp_path / "tiny.yaml"), "--queue", "--cluster", "nope", *ws)
+    assert bad.returncode == 2 and "No cluster profile 'nope'" in bad.stderr
+
+    out = cli("queue", "serve", "--once", "--gpus", "none", "--cpu-slots", "0", "--interval", "0.5", *ws, timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr
+    job_id = read_slurm(workspace / "runs" / run)["job_id"]
+    lines = out.stdout.splitlines()
+    assert f"started {run} on slurm test job {job_id}" in lines and f"finished {run}: done" in lines, lines
+    listing = cli("queue", "list", "--all", *ws).stdout
+    assert f"test job {job_id}" in listing

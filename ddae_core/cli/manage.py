@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run id, id prefix or name")
     p.add_argument("--priority", type=int, help="queue priority (default: its last one)")
     p.add_argument("--gpus", type=int, help="GPUs it needs (default: what it asked for before)")
+    p.add_argument("--cluster", metavar="NAME",
+                   help="run it on this cluster profile, or `local` for this machine (default: where it ran)")
     add_workspace(p)
     p.set_defaults(func=cmd_resume)
 
@@ -138,7 +140,7 @@ def cmd_serve(args) -> int:
             failed.update(run for run, status in report.finished if status in ("failed", "interrupted"))
             failed.update(report.interrupted)
             failed.update(run for run, _ in report.refused)
-            if args.once and not report.started and not scheduler.running():
+            if args.once and not report.started and not scheduler.running() and not scheduler.cluster.active():
                 stop.set()               # the queue is drained (or holds only jobs that wait for others)
 
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -183,6 +185,9 @@ def cmd_queue_list(args) -> int:
         finished = store.list_runs(status=["done", "failed", "cancelled"], order_by="created",
                                    limit=20) if args.all else []
         holder = scheduler_holder(workspace)
+    from ..cluster_backend import cluster_jobs
+
+    slurm_jobs = cluster_jobs(workspace, [run.id for run in [*active, *finished]])
     print(f"scheduler: {holder}" if holder else "scheduler: not running (`ddae queue serve` or the app runs the queue)")
     if not active and not finished:
         print("the queue is empty")
@@ -205,10 +210,14 @@ def cmd_queue_list(args) -> int:
             device = run.device
         note = run.error if run.status in ("failed", "interrupted", "cancelled") and run.error else \
             (run.progress_stage if run.status in ("queued", "running") else None)
-        rows.append((run.id, run.status, "-" if fraction is None else f"{fraction:.0%}", cut(device, 24),
-                     str(priority.get(run.id, "-")), clock(elapsed), clock(eta), cut(run.name, 30),
-                     cut(note, 60)))
-    table(("RUN", "STATUS", "PROGRESS", "DEVICE", "PRIORITY", "ELAPSED", "ETA", "NAME", "STAGE / ERROR"), rows)
+        row = (run.id, run.status, "-" if fraction is None else f"{fraction:.0%}", cut(device, 24),
+               str(priority.get(run.id, "-")), clock(elapsed), clock(eta), cut(run.name, 30), cut(note, 60))
+        if slurm_jobs:
+            job = slurm_jobs.get(run.id)
+            row += (cut(job.summary(), 70) if job else "-",)
+        rows.append(row)
+    headers = ("RUN", "STATUS", "PROGRESS", "DEVICE", "PRIORITY", "ELAPSED", "ETA", "NAME", "STAGE / ERROR")
+    table(headers + (("SLURM: JOB, STATE, NODES, ELAPSED OF LIMIT",) if slurm_jobs else ()), rows)
     return 0
 
 
@@ -231,11 +240,18 @@ def cmd_resume(args) -> int:
     if args.gpus is not None:
         check_gpus_option(args.gpus)
     with open_store(args) as (workspace, store):
-        entry = resume(store, workspace, args.run, priority=args.priority, gpus=args.gpus)
+        entry = resume(store, workspace, args.run, priority=args.priority, gpus=args.gpus, cluster=args.cluster)
         checkpoints = list_checkpoints(store.run_dir(entry.run))
     start = f"from its checkpoint at step {checkpoints[-1][0]}" if checkpoints and entry.kind == "train" \
         else "from the start" if entry.kind == "train" else "again"
-    print(f"{entry.run}: queued (priority {entry.priority}); it runs {start} when a slot is free")
+    from ..cluster import run_cluster
+
+    cluster = run_cluster(workspace / "runs" / entry.run)
+    if cluster:
+        print(f"{entry.run}: queued (priority {entry.priority}); the scheduler submits it to cluster {cluster}, "
+              f"where it runs {start}")
+    else:
+        print(f"{entry.run}: queued (priority {entry.priority}); it runs {start} when a slot is free")
     return 0
 
 
