@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QUrl, Signal
@@ -48,9 +49,17 @@ class QueueFeed:
         # Why a queued job waits (e.g. for its parent's checkpoint) is its progress stage.
         stages = {r.id: r.progress_stage for r in self.store.list_runs(status="queued")}
         recent = self.store.list_runs(status=FINAL_STATUSES, order_by="finished", limit=RECENT)
-        return ([QueueRow.from_summary(r) for r in running]
+        rows = ([QueueRow.from_summary(r) for r in running]
                 + [QueueRow.from_entry(q, stages.get(q.run)) for q in queued]
                 + [QueueRow.from_summary(r) for r in recent])
+        return self._with_slurm(rows)
+
+    def _with_slurm(self, rows: list[QueueRow]) -> list[QueueRow]:
+        """A cluster job's Device: its Slurm job id, state and reason, nodes, elapsed of its time limit."""
+        from ddae_core.cluster_backend import cluster_jobs
+
+        jobs = cluster_jobs(self.store.workspace, [row.run for row in rows])     # one cached squeue call
+        return [replace(row, device=jobs[row.run].summary()) if row.run in jobs else row for row in rows]
 
     def run_dir(self, run_id: str) -> Path:
         return self.store.run_dir(run_id)
