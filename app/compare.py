@@ -21,6 +21,7 @@ from .compare_data import MISSING, RunBundle, distinct_names, gather, spec_diffe
 from .compare_panels import GridsPanel, SamplesPanel
 from .compare_picker import RunPicker, save_selection, saved_selection
 from .compare_tables import RowsModel, spec_table, summary_table
+from .unified import CompareTradeoff
 from .widgets import export
 from .widgets.curves import CurvePlot
 
@@ -70,6 +71,7 @@ class CompareView(QWidget):
         self.sigma_box.toggled.connect(lambda _: self._draw_noise())
         self.noise_plot.add_tool(self.sigma_box)
         self.samples = SamplesPanel()
+        self.tradeoff = CompareTradeoff()
 
         self.summary_model = RowsModel()
         self.spec_model = RowsModel()
@@ -90,6 +92,7 @@ class CompareView(QWidget):
         self.tabs.addTab(self.loss_plot, "Loss")
         self.tabs.addTab(self.grids, "Probe grids")
         self.tabs.addTab(self.noise_plot, "Accuracy vs noise")
+        self.tabs.addTab(self.tradeoff, "Accuracy vs FID")
         self.tabs.addTab(self.samples, "Samples")
         self.tabs.addTab(tables, "Summary and spec")
         layout = QVBoxLayout(self)
@@ -173,6 +176,7 @@ class CompareView(QWidget):
         self._draw_loss()
         self._read_noise()
         self._draw_noise()
+        self.tradeoff.update_runs(self.store, self._bundles, self.colors)
         if rebuild:
             self.grids.set_bundles(self._bundles, self.colors)
             self.samples.set_bundles(self._bundles, self.colors)
@@ -287,6 +291,7 @@ class CompareView(QWidget):
                         plot.export_csv(folder / f"{name}.csv")]
         out += self.grids.export(folder)
         out += self.samples.export(folder)
+        out += self.tradeoff.export(folder)
         out.append(export.write_csv(folder / "summary.csv", self.summary_model.headers(), self.summary_model.rows()))
         out.append(export.write_csv(folder / "spec_differences.csv", self.spec_model.headers(),
                                     [[_plain(v) for v in row] for row in self.spec_model.rows()]))

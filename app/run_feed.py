@@ -14,6 +14,8 @@ from pathlib import Path
 from db import GridAxes, GridCell, History, RunRecord, RunSummary, Store
 from ddae_core.evaluation.protocols import BASELINE_KEYS, protocol_of
 
+from .checkpoint_data import CheckpointReader, CheckpointResults
+
 
 @dataclass
 class RunUpdate:
@@ -30,6 +32,7 @@ class RunUpdate:
     grid_work: str | None = None            # what that grid's run is doing now ('' when not running)
     images: list[tuple[int, Path]] | None = None
     children: list[RunSummary] | None = None
+    checkpoints: CheckpointResults | None = None   # a trained model's FID and probe accuracy per checkpoint
     first: bool = False
 
 
@@ -50,6 +53,8 @@ class RunFeed:
         self._baselines: dict[str, float] | None = None
         self._grid_work: str | None = None
         self._children: list[RunSummary] | None = None
+        self._checkpoint_reader = CheckpointReader(store, run_id)
+        self._checkpoints: CheckpointResults | None = None
         self._first = True
 
     def poll(self, children_changed: bool = True) -> RunUpdate:
@@ -70,6 +75,10 @@ class RunFeed:
             if children != self._children:
                 self._children = children
                 update.children = children
+        if record.kind in ("train", "import") and (children_changed or self._checkpoints is None):
+            checkpoints = self._checkpoint_reader.read(self._children or [])
+            if checkpoints != self._checkpoints:
+                self._checkpoints = update.checkpoints = checkpoints
         self._poll_grid(update)
         return update
 

@@ -46,6 +46,7 @@ from .run_panels import (
     noisy_panel,
 )
 from .system import SystemStrip
+from .unified import UnifiedPanel, fid_panel
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ def steps_per_epoch(spec: dict) -> float | None:
 def panels_for(record: RunRecord) -> list[Panel]:
     kind = record.kind
     if kind in ("train", "import"):
-        panels: list[Panel] = [TrainingPanel(steps_per_epoch(record.spec)), SamplesPanel(), GridPanel()]
+        per_epoch = steps_per_epoch(record.spec)
+        panels: list[Panel] = [TrainingPanel(per_epoch), SamplesPanel(), GridPanel(), UnifiedPanel(per_epoch)]
         if (record.spec.get("options") or {}).get("monitor_layers"):
             panels.append(AlignPanel())         # the label-free monitor writes align/ and uniform/ keys
         panels.append(ChildrenPanel())
@@ -86,6 +88,8 @@ def panels_for(record: RunRecord) -> list[Panel]:
         panels = [finetune_panel()]
     elif kind == "sample":
         panels = [SamplesPanel()]
+    elif kind == "fid":
+        panels = [fid_panel(), SamplesPanel()]      # FID per checkpoint, and each checkpoint's samples
     else:
         panels = []
     return [*panels, MetricsPanel()]

@@ -1,0 +1,211 @@
+"""Per-checkpoint sample quality and probe accuracy of a train run, from its evaluations (no Qt).
+
+FID comes from the run's `fid` children (their `fid` points, step = the checkpoint's step); accuracy
+from its `probe` children (their `probe/accuracy`, or the best cell so far while the grid runs, at the
+checkpoint they probed: spec parent.checkpoint, else the step of their metrics, else grid.json).
+Where several jobs measured one checkpoint, sweep jobs win over hand-launched ones and the newest wins
+among equals, as `ddae sweep --show` reads them. CheckpointReader re-reads a child only when it changed,
+so it can run after every change of a long sweep; gather_checkpoints is the one-shot form.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+from db import RunSummary, Store
+
+FID_KEY = "fid"
+PROBE_KEY = "probe/accuracy"
+STEP_KEYS = (PROBE_KEY, "probe/baseline/pixels", "probe/baseline/random_init")    # metrics at the probed step
+ACTIVE = ("queued", "running")
+EMPTY_TEXT = ("No FID yet: `ddae sweep --run {run}` (or Evaluate checkpoints while training, in Launch) queues "
+              "FID and probe jobs per checkpoint.")
+
+
+@dataclass(frozen=True)
+class CheckpointPoint:
+    """What is known of one checkpoint: its FID (lower is better) and probe accuracy (0..1)."""
+
+    step: int
+    fid: float | None = None
+    accuracy: float | None = None
+    cell: str | None = None             # where the accuracy was measured, e.g. "out_6 at t=11"
+    accuracy_final: bool = True         # False while the probe still runs (its best cell so far)
+    fid_run: str | None = None
+    probe_run: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointResults:
+    """A train run's checkpoints with FID or accuracy, by step, and its evaluation jobs still to finish."""
+
+    run_id: str
+    points: tuple[CheckpointPoint, ...] = ()
+    waiting: int = 0                    # fid/probe children queued or running
+    failed: int = 0                     # ... that failed
+
+    def with_fid(self) -> list[CheckpointPoint]:
+        return [p for p in self.points if p.fid is not None]
+
+    def with_accuracy(self) -> list[CheckpointPoint]:
+        return [p for p in self.points if p.accuracy is not None]
+
+    def paired(self) -> list[CheckpointPoint]:
+        """The checkpoints with both numbers: the points of the accuracy-against-FID scatter."""
+        return [p for p in self.points if p.fid is not None and p.accuracy is not None]
+
+    def best_probe(self) -> CheckpointPoint | None:
+        """The checkpoint with the highest accuracy (the earlier one on a tie)."""
+        points = self.with_accuracy()
+        return max(points, key=lambda p: (p.accuracy, -p.step)) if points else None
+
+    def best_fid(self) -> CheckpointPoint | None:
+        """The checkpoint with the lowest FID (the earlier one on a tie)."""
+        points = self.with_fid()
+        return min(points, key=lambda p: (p.fid, p.step)) if points else None
+
+    def status_text(self, run: str | None = None) -> str:
+        """One sentence: the checkpoints measured and jobs waiting, or how to get some (`ddae sweep --run run`)."""
+        if not self.points and not self.waiting:
+            text = EMPTY_TEXT.format(run=run or self.run_id)
+            return text + (f" {self.failed} such job(s) failed; their logs say why." if self.failed else "")
+        text = (f"{len(self.points)} checkpoint(s): {len(self.with_fid())} with FID, "
+                f"{len(self.with_accuracy())} with probe accuracy, {len(self.paired())} with both.")
+        if self.waiting:
+            text += f" {self.waiting} evaluation job(s) queued or running; points appear as they finish."
+        if self.failed:
+            text += f" {self.failed} failed."
+        return text
+
+
+def best_table(results: CheckpointResults, steps_per_epoch: float | None = None) -> tuple[list[str], list[tuple]]:
+    """The paper's two rows: the best-probe checkpoint and the best-FID checkpoint, with both numbers.
+
+    Columns: checkpoint, step, epoch (None when unknown), FID, accuracy (0..1), probe cell.
+    """
+    headers = ["checkpoint", "step", "epoch", "FID", "probe accuracy", "probe cell"]
+    rows = []
+    for label, point in (("best linear probe", results.best_probe()), ("best FID", results.best_fid())):
+        if point is None:
+            rows.append((label, None, None, None, None, None))
+            continue
+        epoch = point.step / steps_per_epoch if steps_per_epoch else None
+        rows.append((label, point.step, epoch, point.fid, point.accuracy, point.cell))
+    return headers, rows
+
+
+@dataclass
+class _Child:
+    """A child run's contribution, kept until its summary row changes."""
+
+    seen: RunSummary
+    sweep: bool = False
+    fid: dict[int, float] = field(default_factory=dict)                  # step -> FID
+    accuracy: tuple[int, float, str | None, bool] | None = None          # step, accuracy, cell, final
+    fid_shape: tuple | None = None
+
+
+class CheckpointReader:
+    """Incremental reads of one train run's FID and probe children (see the module docstring)."""
+
+    def __init__(self, store: Store, run_id: str):
+        self.store = store
+        self.run_id = run_id
+        self._children: dict[str, _Child] = {}
+        self._specs: dict[str, tuple[int | None, bool]] = {}     # child -> (checkpoint step or None, sweep)
+
+    def read(self, children: list[RunSummary] | None = None) -> CheckpointResults:
+        """The results now; `children` (store.children of the run, oldest first) when the caller has them."""
+        if children is None:
+            children = self.store.children(self.run_id)
+        evaluations = [c for c in children if c.kind in ("fid", "probe")]
+        self._children = {c.id: self._child(c) for c in evaluations}
+        fids: dict[int, tuple[bool, float, str]] = {}
+        accuracies: dict[int, tuple[bool, tuple, str]] = {}
+        for c in evaluations:               # oldest first: a newer job of the same rank replaces an older one
+            child = self._children[c.id]
+            for step, value in child.fid.items():
+                if step not in fids or child.sweep >= fids[step][0]:
+                    fids[step] = (child.sweep, value, c.id)
+            if child.accuracy is not None:
+                step = child.accuracy[0]
+                if step not in accuracies or child.sweep >= accuracies[step][0]:
+                    accuracies[step] = (child.sweep, child.accuracy, c.id)
+        points = []
+        for step in sorted(set(fids) | set(accuracies)):
+            fid = fids.get(step)
+            acc = accuracies.get(step)
+            points.append(CheckpointPoint(
+                step, fid=fid[1] if fid else None, accuracy=acc[1][1] if acc else None,
+                cell=acc[1][2] if acc else None, accuracy_final=acc[1][3] if acc else True,
+                fid_run=fid[2] if fid else None, probe_run=acc[2] if acc else None))
+        return CheckpointResults(self.run_id, tuple(points),
+                                 waiting=sum(c.status in ACTIVE for c in evaluations),
+                                 failed=sum(c.status == "failed" for c in evaluations))
+
+    def _spec_of(self, child_id: str) -> tuple[int | None, bool]:
+        if child_id not in self._specs:
+            record = self.store.get_run(child_id)
+            checkpoint = record.parent_checkpoint
+            step = int(checkpoint) if checkpoint is not None and str(checkpoint).isdigit() else None
+            self._specs[child_id] = (step, bool((record.spec.get("options") or {}).get("sweep")))
+        return self._specs[child_id]
+
+    def _child(self, summary: RunSummary) -> _Child:
+        old = self._children.get(summary.id)
+        step, sweep = self._spec_of(summary.id)
+        if summary.kind == "fid":
+            # Its row does not change with every point, its `fid` summary does: one small query.
+            shape = next(((s.count, s.latest_step, s.latest_value) for s in self.store.summaries(summary.id)
+                          if s.key == FID_KEY), None)
+            if old is not None and old.fid_shape == shape:
+                old.seen = summary
+                return old
+            child = _Child(summary, sweep, fid_shape=shape)
+            if shape is not None:
+                h = self.store.metric_history(summary.id, FID_KEY)
+                child.fid = {int(s): float(v) for s, v in zip(h.steps, h.values) if math.isfinite(v)}
+            return child
+        if old is not None and (old.seen.status, old.seen.best_accuracy) == (summary.status, summary.best_accuracy) \
+                and old.accuracy is not None:
+            return old
+        child = _Child(summary, sweep)
+        child.accuracy = self._probe_accuracy(summary, step)
+        return child
+
+    def _probe_accuracy(self, summary: RunSummary, step: int | None) -> tuple[int, float, str | None, bool] | None:
+        """(checkpoint step, accuracy, best cell, final) of a probe, or None before it has a cell."""
+        summaries = {s.key: s for s in self.store.summaries(summary.id)}
+        cells = [c for c in self.store.grid_cells(summary.id) if c.accuracy is not None and math.isfinite(c.accuracy)]
+        final = summaries.get(PROBE_KEY)
+        if final is not None and final.latest_value is not None:
+            accuracy, done = final.latest_value, True
+        elif cells:
+            accuracy, done = max(c.accuracy for c in cells), False
+        else:
+            return None
+        if step is None:
+            step = next((summaries[k].latest_step for k in STEP_KEYS if k in summaries), None)
+        if step is None:
+            step = self._grid_json_step(summary.id)
+        if step is None:
+            return None         # a `latest` probe that has not said which checkpoint it read yet
+        best = max(cells, key=lambda c: c.accuracy) if cells else None
+        where = f"{best.layer} at t={best.timestep}" if best is not None else None
+        if best is not None and len(cells) > 1:
+            where = f"{where} (best of {len(cells)} cells)"
+        return int(step), float(accuracy), where, done
+
+    def _grid_json_step(self, child_id: str) -> int | None:
+        try:
+            step = json.loads((self.store.run_dir(child_id) / "grid.json").read_text()).get("checkpoint_step")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return int(step) if isinstance(step, int) else None
+
+
+def gather_checkpoints(store: Store, run_id: str) -> CheckpointResults:
+    """Every checkpoint of a train run with FID or probe accuracy, read once (see CheckpointReader)."""
+    return CheckpointReader(store, run_id).read()

@@ -1,0 +1,226 @@
+"""The unified view (issue 14): FID and probe accuracy per checkpoint of a train run, from its sweep's
+fid and probe children: the Qt-free gather, the Run view's panel live as jobs finish, Compare's scatter,
+and one sweep of real micro runs end to end."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from PySide6.QtGui import QColor
+
+from app.checkpoint_data import CheckpointReader, best_table, gather_checkpoints
+from app.compare import CompareView
+from app.unified import CompareTradeoff, UnifiedPanel
+from db import Ingester, Store
+from db import testing as fake
+from tests.app_support import app_settings, no_leftovers, studio  # noqa: F401 - fixtures
+
+# The paper's DDPM_ddpm numbers, as if its checkpoints were steps: (step, FID, accuracy).
+SWEEP = [(200, 5.80, 0.8710), (400, 4.62, 0.8890), (800, 4.09, 0.9005), (1600, 3.80, 0.8902), (1999, 3.62, 0.8823)]
+DATA = "builtin:shapes?n_train=1000"        # with batch_size 50: 20 steps an epoch
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def ingest(ws: Path) -> None:
+    with Store.open(ws) as store, Ingester(store) as ingester:
+        ingester.ingest_once()
+
+
+def train_run(ws: Path, n: int = 1, name: str = "DDPM_ddpm") -> Path:
+    return fake.write_run(ws, fake.run_id("train", n), name=name, data=DATA, created=1000.0 + n,
+                          options={"steps": 2000, "batch_size": 50}, events=fake.training_events(2000, every=100))
+
+
+def sweep_jobs(ws: Path, train: Path, points, n0: int = 10, done: bool = True, sweep: str | None = None) -> list[Path]:
+    """An fid and a probe child per (step, fid, accuracy), as `ddae sweep` names and marks them."""
+    made = []
+    for i, (step, fid, acc) in enumerate(points):
+        common = {"parent": {"run": train.name, "checkpoint": step}, "created": 2000.0 + n0 + i}
+        end = [fake.status("done")] if done else []
+        made.append(fake.write_run(
+            ws, fake.run_id("fid", n0 + i), kind="fid", name=f"fid of {train.name} at step {step}",
+            options={"n": 10000, "sweep": sweep or train.name}, **common,
+            events=[fake.status("running"), fake.metric("fid", step, fid), fake.image(step), *end]))
+        made.append(fake.write_run(
+            ws, fake.run_id("probe", n0 + i), kind="probe", name=f"probe of {train.name} at step {step}",
+            options={"protocol": "fast", "sweep": sweep or train.name}, **common,
+            events=[fake.status("running"), fake.grid([11], ["out_6"]), fake.grid_cell("out_6", 11, acc),
+                    fake.metric("probe/accuracy", step, acc), *end]))
+    return made
+
+
+def test_gather_pairs_fid_and_accuracy_by_checkpoint_and_sweep_jobs_win(workspace):
+    train = train_run(workspace)
+    sweep_jobs(workspace, train, SWEEP)
+    # A hand-launched grid of the latest checkpoint (step 1999, known from its metric's step) scores higher than
+    # the sweep's cell there; the sweep's own probe is what the curve shows.
+    fake.write_run(workspace, fake.run_id("probe", 90), kind="probe", parent={"run": train.name, "checkpoint": "latest"},
+                   created=5000.0, options={"protocol": "fast"},
+                   events=[fake.grid([1, 11], ["out_5", "out_6"]), fake.grid_cell("out_5", 1, 0.95),
+                           fake.metric("probe/accuracy", 1999, 0.95), fake.status("done")])
+    # A probe still running (its best cell so far) and an fid job still queued, for a checkpoint not swept yet.
+    fake.write_run(workspace, fake.run_id("probe", 91), kind="probe", parent={"run": train.name, "checkpoint": 3000},
+                   created=5001.0, options={"protocol": "fast", "sweep": train.name},
+                   events=[fake.status("running"), fake.grid([11, 51], ["out_6"]), fake.grid_cell("out_6", 11, 0.70)])
+    fake.write_run(workspace, fake.run_id("fid", 92), kind="fid", parent={"run": train.name, "checkpoint": 3000},
+                   created=5002.0, options={"sweep": train.name}, queue={"priority": 0})
+    ingest(workspace)
+    with Store.open(workspace) as store:
+        results = gather_checkpoints(store, train.name)
+    assert [p.step for p in results.points] == [200, 400, 800, 1600, 1999, 3000]
+    assert [(p.step, p.fid, p.accuracy) for p in results.paired()] == SWEEP
+    at_1999 = results.points[4]
+    assert at_1999.accuracy == 0.8823 and at_1999.probe_run == fake.run_id("probe", 14)
+    partial = results.points[-1]
+    assert (partial.fid, partial.accuracy, partial.accuracy_final) == (None, 0.70, False)
+    assert partial.cell == "out_6 at t=11"
+    assert results.waiting == 2 and results.failed == 0
+    assert (results.best_probe().step, results.best_fid().step) == (800, 1999)
+    headers, rows = best_table(results, steps_per_epoch=20.0)
+    assert headers[:5] == ["checkpoint", "step", "epoch", "FID", "probe accuracy"]
+    assert rows == [("best linear probe", 800, 40.0, 4.09, 0.9005, "out_6 at t=11"),
+                    ("best FID", 1999, 99.95, 3.62, 0.8823, "out_6 at t=11")]
+    assert "6 checkpoint(s): 5 with FID, 6 with probe accuracy, 5 with both." in results.status_text(train.name)
+
+
+def test_the_reader_rereads_only_children_that_changed(workspace):
+    train = train_run(workspace)
+    sweep_jobs(workspace, train, SWEEP[:2])
+    ingest(workspace)
+    with Store.open(workspace) as store:
+        reader = CheckpointReader(store, train.name)
+        first = reader.read()
+        calls = []
+        original = store.metric_history
+        store.metric_history = lambda *a, **k: calls.append(a) or original(*a, **k)
+        assert reader.read() == first and calls == []          # nothing new: no curve is read again
+        fake.write_run(workspace, fake.run_id("fid", 40), kind="fid", parent={"run": train.name, "checkpoint": 400},
+                       created=9000.0, options={"sweep": "again"}, events=[fake.metric("fid", 400, 4.5)])
+        ingest(workspace)
+        again = reader.read()
+        assert [a[0] for a in calls] == [fake.run_id("fid", 40)]
+        assert [p.fid for p in again.points] == [5.80, 4.5]     # the newer sweep's job wins
+
+
+def test_run_view_shows_the_unified_view_live_as_sweep_jobs_finish(studio, qtbot, tmp_path):
+    ws = tmp_path / "ws"
+    train = train_run(ws)
+    ingest(ws)
+    window = studio(ws, run_scheduler=False)
+    window.show_run(train.name)
+    panel = window.run_view.panel(UnifiedPanel)
+    window.run_view.show_tab(UnifiedPanel)
+    assert panel.pages.currentWidget() is panel.empty
+    assert panel.empty.text() == (f"No FID yet: `ddae sweep --run {train.name}` (or Evaluate checkpoints while "
+                                  "training, in Launch) queues FID and probe jobs per checkpoint.")
+
+    # The first checkpoints' jobs finish; then the rest, one by one, while the view is open.
+    sweep_jobs(ws, train, SWEEP[:2])
+    ingest(ws)
+    window.hub.poll()
+    qtbot.waitUntil(lambda: panel.tradeoff.series_names() == ["checkpoints"], timeout=5000)
+    assert panel.pages.currentIndex() == 1
+    assert [s for s, _, _ in panel.tradeoff.points("checkpoints")] == [200, 400]
+    for i, point in enumerate(SWEEP[2:]):
+        sweep_jobs(ws, train, [point], n0=20 + i)
+        ingest(ws)
+        window.hub.poll()
+    qtbot.waitUntil(lambda: len(panel.tradeoff.points("checkpoints")) == 5, timeout=5000)
+    assert panel.tradeoff.points("checkpoints") == [(s, f, a) for s, f, a in SWEEP]
+    colors = [c.name() for c in panel.tradeoff.point_colors("checkpoints")]
+    assert len(set(colors)) == 5 and panel.tradeoff.colorbar.isVisible()     # coloured by step
+    steps, values, _ = panel.fid_plot.series_data("FID")
+    assert steps.tolist() == [s for s, _, _ in SWEEP] and values.tolist() == [f for _, f, _ in SWEEP]
+    assert panel.accuracy_plot.series_data("probe accuracy")[1].tolist() == pytest.approx([100 * a for *_, a in SWEEP])
+    assert panel.fid_plot.plot.getViewBox().linkedView(0) is panel.accuracy_plot.plot.getViewBox()
+
+    # The paper's two rows, in the run's epochs (20 steps each).
+    model = panel.table_model
+    assert [model.index(r, 0).data() for r in range(2)] == ["best linear probe", "best FID"]
+    assert [model.index(0, c).data() for c in range(5)] == ["best linear probe", "800", "40", "4.09", "90.0%"]
+    assert [model.index(1, c).data() for c in range(5)] == ["best FID", "1999", "99.95", "3.62", "88.2%"]
+    panel.select_row(1)
+    assert panel.tradeoff.ring.data["x"].tolist() == [3.62]
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for fmt in ("png", "svg", "csv"):
+        assert getattr(panel.tradeoff, f"export_{fmt}")(out / f"tradeoff.{fmt}").stat().st_size > 0
+    assert read_csv(out / "tradeoff.csv")[:2] == [["series", "step", "fid", "accuracy"],
+                                                  ["DDPM_ddpm", "200", "5.8", "0.871"]]
+    panel.export_table_csv(out / "best.csv")
+    assert read_csv(out / "best.csv")[1] == ["best linear probe", "800", "40.0", "4.09", "0.9005", "out_6 at t=11"]
+
+
+def test_an_fid_run_shows_its_curve_and_samples_by_step(studio, tmp_path):
+    from app.run_panels import CurvesPanel, SamplesPanel
+
+    ws = tmp_path / "ws"
+    train = train_run(ws)
+    fid = fake.write_run(ws, fake.run_id("fid", 3), kind="fid", parent={"run": train.name, "checkpoint": "latest"},
+                         options={"checkpoints": "all"},
+                         events=[e for s, f, _ in SWEEP for e in (fake.metric("fid", s, f), fake.image(s))])
+    ingest(ws)
+    window = studio(ws, run_scheduler=False)
+    window.show_run(fid.name)
+    curve = window.run_view.panel(CurvesPanel).plots[0][0]
+    assert curve.series_data("fid")[0].tolist() == [s for s, _, _ in SWEEP]
+    viewer = window.run_view.panel(SamplesPanel).viewer
+    assert viewer.steps() == [s for s, _, _ in SWEEP] and viewer.slider.isEnabled()
+
+
+def test_compare_puts_several_runs_trade_offs_on_one_axis(qtbot, workspace, app_settings):  # noqa: F811
+    a, b = train_run(workspace, 1, "run A"), train_run(workspace, 2, "run B")
+    sweep_jobs(workspace, a, SWEEP[:3])
+    sweep_jobs(workspace, b, [(s, f + 1.0, acc - 0.05) for s, f, acc in SWEEP[:2]], n0=50)
+    store = Store.open(workspace)
+    ingester = Ingester(store, workspace)
+    ingester.acquire()
+    try:
+        ingester.ingest_once()
+        view = CompareView(store)
+        qtbot.addWidget(view)
+        view.set_runs([a.name, b.name])
+        panel = view.findChild(CompareTradeoff)
+        assert panel is not None
+        plot = panel.plot
+        assert sorted(plot.series_names()) == sorted([a.name, b.name])
+        assert len(plot.points(a.name)) == 3 and len(plot.points(b.name)) == 2
+        # Each run in its own colour, the one it has in every other panel of Compare.
+        assert {c.name() for c in plot.point_colors(a.name)} == {view.colors[a.name].name()}
+        assert {c.name() for c in plot.point_colors(b.name)} == {view.colors[b.name].name()}
+        assert not plot.colorbar.isVisible()
+        rows = panel.model.rows()
+        assert rows[0][:4] == ("run A", 800, 4.09, 0.9005) and rows[1][0] == "run B"
+
+        # A sweep job of run B finishes while Compare is open.
+        sweep_jobs(workspace, b, [(1600, 4.2, 0.86)], n0=60)
+        ingester.ingest_once()
+        view.refresh()
+        assert [s for s, _, _ in plot.points(b.name)] == [200, 400, 1600]
+        written = view.export_all(workspace / "exports")
+        assert {p.name for p in written} >= {"accuracy_vs_fid.png", "accuracy_vs_fid.svg", "accuracy_vs_fid.csv",
+                                             "best_checkpoints.csv"}
+        view.close()
+    finally:
+        ingester.release()
+        store.close()
+
+
+def test_compare_tradeoff_without_sweeps_says_how_to_get_them(qtbot, workspace):
+    train = train_run(workspace)
+    ingest(workspace)
+    with Store.open(workspace) as store:
+        from app.compare_data import gather
+
+        panel = CompareTradeoff()
+        qtbot.addWidget(panel)
+        panel.update_runs(store, [gather(store, train.name)], {train.name: QColor("#1f77b4")})
+        assert panel.plot.is_empty() and "`ddae sweep --run RUN` queues FID and probe jobs" in \
+            panel.plot.empty_label.text()
