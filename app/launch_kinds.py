@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
-from ddae_core.config import load_config
-from ddae_core.errors import ConfigError
-from ddae_core.evaluation.specs import align_spec, finetune_spec, noisy_spec, probe_spec, sample_spec
+from ddae_core.config import load_config, parse_model_config
+from ddae_core.errors import ConfigError, UserError
+from ddae_core.evaluation.specs import align_spec, fid_spec, finetune_spec, noisy_spec, probe_spec, sample_spec
+from ddae_core.evaluation.sweep import sweep_plan
 from ddae_core.jobs import train_spec
 
 from .launch_fields import Field, parse_number
@@ -148,7 +149,27 @@ def _build_train(v: dict, workspace: Path) -> dict:
     spec = train_spec(config=cfg, data=v.get("data"), steps=v.get("steps"), batch_size=v.get("batch_size"),
                       lr=v.get("lr"), device=v["device"], name=name, seed=v.get("seed") or 0,
                       gpus=v.get("gpus") or 0, minutes=_time_limit(v), **studio)
+    if v.get("sweep"):
+        spec["options"]["sweep"] = _sweep_plan(v, spec, workspace)
     return spec
+
+
+# The sweep plan's fields as the train form names them (the rest are marked at the group's box).
+SWEEP_FIELDS = {"checkpoints": "sweep_checkpoints", "fid_n": "sweep_fid_n", "probe": "sweep_probe"}
+
+
+def _sweep_plan(v: dict, spec: dict, workspace: Path) -> dict:
+    """The plan `ddae train --sweep` makes, from the form's "Evaluate checkpoints while training" group."""
+    fid_n = v.get("sweep_fid_n")
+    try:
+        return sweep_plan(parse_model_config(spec["config"]), workspace,
+                          checkpoints=v.get("sweep_checkpoints") or "all", fid_n=10000 if fid_n is None else fid_n,
+                          probe=v.get("sweep_probe"), device=spec["device"]["request"], seed=v.get("seed") or 0)
+    except ConfigError as exc:
+        message = str(exc).removeprefix(f"{exc.field}: ")
+        raise ConfigError(SWEEP_FIELDS.get(exc.field, "sweep"), message) from None
+    except UserError as exc:        # pytorch-fid or the Inception weights missing: FID is what needs them
+        raise ConfigError("sweep_fid_n", f"{exc} Or set FID samples to 0 for probes only.") from None
 
 
 def _eval_common(v: dict) -> dict:
@@ -184,6 +205,13 @@ def _build_finetune(v: dict, ws: Path) -> dict:
                          **_eval_common(v))
 
 
+def _build_fid(v: dict, ws: Path) -> dict:
+    return fid_spec(_parent_dir(v, ws), checkpoint=v.get("checkpoint"), n=10000 if v.get("n") is None else v["n"],
+                    sampler=v.get("sampler") or None, steps=v.get("steps"), batch_size=v.get("batch_size") or 250,
+                    dims=int(v.get("dims") or 2048), inception=v.get("inception"), data=v.get("data"),
+                    seed=v.get("seed") or 0, **_eval_common(v))
+
+
 def _build_sample(v: dict, ws: Path) -> dict:
     return sample_spec(_parent_dir(v, ws), checkpoint=v.get("checkpoint"), n=v.get("n") or 64,
                        sampler=v.get("sampler") or None, steps=v.get("steps"), seed=v.get("seed") or 0,
@@ -212,6 +240,18 @@ KINDS: tuple[JobKind, ...] = (
                     Field("checkpoint_every_steps", "Checkpoint every", "int", tip="Steps between checkpoints"),
                     Field("sample_every_steps", "Samples every", "int", tip="Steps between sample grids"),
                     Field("seed", "Seed", "int", 0)]),
+                ("Evaluate checkpoints while training", [
+                    Field("sweep", "Sweep", "check",
+                          placeholder="queue an FID and a probe job for each checkpoint as it is saved",
+                          tip="As `ddae train --sweep`: the jobs run beside the training on free devices, and the "
+                              "run's Accuracy and FID tab fills in as they finish"),
+                    Field("sweep_checkpoints", "Checkpoints", placeholder="all; or every K (steps)",
+                          tip="all checkpoints, or those at multiples of K steps"),
+                    Field("sweep_fid_n", "FID samples", "int", placeholder="10000 (0: no FID)",
+                          tip="Samples per checkpoint; needs pytorch-fid and the Inception weights file"),
+                    Field("sweep_probe", "Probe", placeholder="the config's cell; or 11,out_6; grid; none",
+                          tip="Fast protocol: one cell t,layer, the paper's whole grid (its best cell counts), "
+                              "or none")]),
                 _resources(gpus=True)),
             _build_train, user_error_field="config"),
     JobKind("probe", "Probe grid (layer x noise)",
@@ -268,6 +308,26 @@ KINDS: tuple[JobKind, ...] = (
                                  *_limits(), EVAL_DATA]),
                 _resources()),
             _build_finetune),
+    JobKind("fid", "FID of checkpoints",
+            "Sample quality: FID of the EMA model's samples against the training set, for one checkpoint or "
+            "all of them (pytorch-fid's Inception network; the official protocol is 50,000 samples).", (
+                ("Model", [NAME, PARENT,
+                           Field("checkpoint", "Checkpoint", "checkpoint",
+                                 tip="latest, all, or a step the parent saved")]),
+                ("Sampling", [Field("n", "Samples", "int", placeholder="10000 (official: 50000)"),
+                              Field("sampler", "Sampler", "choice", "",
+                                    (("", "default (DDIM or Heun)"), ("ddim", "DDIM"), ("ddpm", "DDPM"),
+                                     ("heun", "Heun (EDM)"))),
+                              Field("steps", "Steps", "int", placeholder="100 DDIM, 18 Heun"),
+                              Field("batch_size", "Batch size", "int", placeholder="250"),
+                              Field("dims", "Features", "choice", 2048,
+                                    ((2048, "2048 (the standard FID)"), (768, "768"), (192, "192"), (64, "64"))),
+                              Field("inception", "Inception weights", placeholder="found by itself",
+                                    tip="pt_inception-2015-12-05-6726825d.pth; blank: $DDAE_INCEPTION, the "
+                                        "workspace's data/fid/, or torch's hub cache"),
+                              Field("seed", "Seed", "int", 0), EVAL_DATA]),
+                _resources()),
+            _build_fid, user_error_field="inception"),
     JobKind("sample", "Sample images",
             "Draw a grid of samples from a checkpoint.", (
                 ("Model", EVAL_HEAD),

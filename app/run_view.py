@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 EVALUATIONS = (("probe", "Probe grid…"), ("align-uniform", "Alignment and uniformity…"),
                ("noisy-classifier", "Noise-conditional classifier…"), ("finetune", "Fine-tune…"),
-               ("sample", "Sample images…"))
+               ("sample", "Sample images…"), ("fid", "FID of checkpoints…"))
 TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "tiny-imagenet": 100_000}
 
 

@@ -16,6 +16,7 @@ from app.unified import CompareTradeoff, UnifiedPanel
 from db import Ingester, Store
 from db import testing as fake
 from tests.app_support import app_settings, no_leftovers, studio  # noqa: F401 - fixtures
+from tests.test_fid import random_weights  # noqa: F401 - fixture
 
 # The paper's DDPM_ddpm numbers, as if its checkpoints were steps: (step, FID, accuracy).
 SWEEP = [(200, 5.80, 0.8710), (400, 4.62, 0.8890), (800, 4.09, 0.9005), (1600, 3.80, 0.8902), (1999, 3.62, 0.8823)]
@@ -60,8 +61,8 @@ def test_gather_pairs_fid_and_accuracy_by_checkpoint_and_sweep_jobs_win(workspac
     sweep_jobs(workspace, train, SWEEP)
     # A hand-launched grid of the latest checkpoint (step 1999, known from its metric's step) scores higher than
     # the sweep's cell there; the sweep's own probe is what the curve shows.
-    fake.write_run(workspace, fake.run_id("probe", 90), kind="probe", parent={"run": train.name, "checkpoint": "latest"},
-                   created=5000.0, options={"protocol": "fast"},
+    fake.write_run(workspace, fake.run_id("probe", 90), kind="probe", created=5000.0,
+                   parent={"run": train.name, "checkpoint": "latest"}, options={"protocol": "fast"},
                    events=[fake.grid([1, 11], ["out_5", "out_6"]), fake.grid_cell("out_5", 1, 0.95),
                            fake.metric("probe/accuracy", 1999, 0.95), fake.status("done")])
     # A probe still running (its best cell so far) and an fid job still queued, for a checkpoint not swept yet.
@@ -224,3 +225,126 @@ def test_compare_tradeoff_without_sweeps_says_how_to_get_them(qtbot, workspace):
         panel.update_runs(store, [gather(store, train.name)], {train.name: QColor("#1f77b4")})
         assert panel.plot.is_empty() and "`ddae sweep --run RUN` queues FID and probe jobs" in \
             panel.plot.empty_label.text()
+
+
+# Launch: the train form's sweep group and the fid form.
+@pytest.fixture
+def inception_file(tmp_path, monkeypatch) -> Path:
+    """A stand-in weights file where $DDAE_INCEPTION points (forms check it exists, nothing loads it)."""
+    from ddae_core.evaluation import inception
+
+    path = tmp_path / "inception.pth"
+    path.write_bytes(b"not loaded by these tests")
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(path))
+    monkeypatch.setattr(inception, "hub_weights", lambda: tmp_path / "no-hub" / inception.WEIGHTS_FILE)
+    return path
+
+
+def test_train_form_sweep_group_queues_the_plan_ddae_train_sweep_makes(studio, inception_file, monkeypatch):
+    from ddae_core.config import parse_model_config
+    from ddae_core.evaluation import inception
+    from ddae_core.evaluation.sweep import sweep_plan
+    from tests.app_support import MICRO_DATA, micro_overrides
+
+    window = studio(run_scheduler=False)
+    form = window.launch_view.form("train")
+    form.set_values(data=MICRO_DATA, steps="8", batch_size="16", device="cpu", overrides=micro_overrides())
+    assert not form.rows["sweep_fid_n"].isEnabled()             # the group's values wait for its box
+    assert "sweep" not in form.build_spec()["options"]
+    form.set_values(sweep=True, sweep_checkpoints="every 4", sweep_fid_n="64", sweep_probe="11,out_3")
+    assert form.rows["sweep_fid_n"].isEnabled()
+    spec = form.build_spec()
+    assert spec["options"]["sweep"] == sweep_plan(parse_model_config(spec["config"]), window.store.workspace,
+                                                  checkpoints="every 4", fid_n=64, probe="11,out_3", device="cpu")
+
+    # Bad values are marked at their own field, in the CLI's words.
+    form.set_values(sweep_checkpoints="sometimes")
+    assert form.submit() is None
+    assert form.error_of("sweep_checkpoints") == "Checkpoints must be all or every K, K a number of steps " \
+                                                 "(got 'sometimes')."
+    form.set_values(sweep_checkpoints="all", sweep_fid_n="1")
+    assert form.submit() is None
+    assert form.error_of("sweep_fid_n") == "FID samples must be 0 (no FID) or at least 2."
+    form.set_values(sweep_fid_n="0", sweep_probe="none")
+    assert form.submit() is None
+    assert "asks for neither FID nor a probe" in form.message.text() + form.error_of("sweep")
+    monkeypatch.delenv(inception.WEIGHTS_ENV)
+    form.set_values(sweep_fid_n="", sweep_probe="")
+    assert form.submit() is None
+    assert "Or set FID samples to 0 for probes only." in form.error_of("sweep_fid_n")
+    assert window.store.count_runs() == 0
+
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(inception_file))
+    run_id = form.submit()
+    assert run_id is not None
+    plan = window.store.get_run(run_id).spec["options"]["sweep"]
+    assert plan["checkpoints"] == "all" and plan["fid"]["n"] == 10000 and plan["probe"]["layers"] == ["out_3"]
+
+
+def test_fid_form_scores_one_checkpoint_or_all(studio, inception_file):
+    from tests.app_support import MICRO_DATA, micro_overrides
+
+    window = studio(run_scheduler=False)
+    train = window.launch_view.form("train")
+    train.set_values(data=MICRO_DATA, steps="4", batch_size="16", device="cpu", overrides=micro_overrides())
+    parent = train.submit()
+    window.hub.poll()
+    window.run_view.show_run(parent)
+    assert "FID of checkpoints…" in [a.text() for a in window.run_view.header.menu.actions()]
+    form = window.launch_view.show_kind("fid", parent)
+    combo = form.rows["checkpoint"].editor
+    assert [combo.itemText(i) for i in range(combo.count())] == ["latest", "all"]
+    form.set_values(checkpoint="all", n="64", dims="64", device="cpu", sampler="ddpm")
+    spec = form.build_spec()
+    assert spec["kind"] == "fid" and spec["parent"] == {"run": parent, "checkpoint": "latest"}
+    assert {k: spec["options"][k] for k in ("checkpoints", "n", "dims", "sampler")} == \
+        {"checkpoints": "all", "n": 64, "dims": 64, "sampler": "ddpm"}
+    form.set_values(n="1")
+    assert form.submit() is None and form.error_of("n").startswith("Samples must be at least 2")
+    form.set_values(n="64", inception="/no/such/weights.pth")
+    assert form.submit() is None and "which is not a file" in form.error_of("inception")
+    form.set_values(inception="")
+    run_id = form.submit()
+    assert window.store.get_run(run_id).kind == "fid"
+
+
+# Real micro runs: a training whose sweep queues its jobs, run one after another.
+@pytest.mark.slow
+def test_a_real_sweep_fills_the_unified_view_as_its_jobs_finish(qtbot, workspace, random_weights):
+    from app.run_feed import RunFeed
+    from ddae_core.config import parse_model_config
+    from ddae_core.evaluation.sweep import sweep_plan
+    from ddae_core.jobs import create_job, execute
+    from ddae_core.runs import read_spec
+    from tests.conftest import micro_config, micro_train_spec
+    from tests.gui_fixtures import one_torch_thread
+    from tests.test_fid import FID_DATA
+
+    spec = micro_train_spec(steps=6, checkpoint_every=2)
+    spec["options"]["sweep"] = sweep_plan(parse_model_config(micro_config()), workspace, fid_n=4, steps=2,
+                                          batch_size=4, dims=64, inception=random_weights, probe="11,out_3",
+                                          data=FID_DATA, device="cpu")
+    panel = UnifiedPanel()
+    qtbot.addWidget(panel)
+    with one_torch_thread(), Store.open(workspace) as store, Ingester(store, workspace) as ingester:
+        run_dir = create_job(workspace, spec)
+        assert execute(run_dir, workspace, handle_signals=False) == "done"
+        specs = {p: read_spec(p) for p in (workspace / "runs").iterdir() if p != run_dir}
+        jobs = sorted(specs, key=lambda p: (specs[p]["parent"]["checkpoint"], specs[p]["kind"]))
+        assert [(specs[p]["parent"]["checkpoint"], specs[p]["kind"]) for p in jobs] == \
+            [(step, kind) for step in (2, 4, 6) for kind in ("fid", "probe")]
+        ingester.ingest_once()
+        feed = RunFeed(store, run_dir.name)
+        panel.apply(feed.poll())
+        assert panel.results.waiting == 6 and "6 evaluation job(s) queued or running" in panel.status.text()
+        for i, job in enumerate(jobs):
+            assert execute(job, workspace, handle_signals=False) == "done", (job / "log.txt").read_text()
+            ingester.ingest_once()
+            panel.apply(feed.poll())
+            assert len(panel.results.paired()) == (i + 1) // 2
+    results = panel.results
+    assert [p.step for p in results.paired()] == [2, 4, 6] and results.waiting == 0
+    assert all(p.fid > 0 and 0 <= p.accuracy <= 1 and p.cell == "out_3 at t=11" for p in results.paired())
+    assert [s for s, _, _ in panel.tradeoff.points("checkpoints")] == [2, 4, 6]
+    best_probe, best_fid = panel.table_rows()[1]
+    assert best_probe[1] == results.best_probe().step and best_fid[3] == min(p.fid for p in results.paired())
