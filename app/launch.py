@@ -29,11 +29,13 @@ from PySide6.QtWidgets import (
 
 from db import RunSummary, Store
 from ddae_core import data as datasets
+from ddae_core.cluster import check_placement, set_run_cluster
 from ddae_core.config import load_config, preset_names
 from ddae_core.errors import ConfigError, UserError
 from ddae_core.jobs import create_job
 from ddae_core.runs import list_checkpoints
 
+from .cluster_settings import ClusterProfilesDialog, cluster_choices
 from .launch_fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
 from .launch_kinds import KINDS, QUICK, JobKind, cuda_available, gpus_for
 
@@ -65,13 +67,20 @@ class Launcher:
         self.store = store
         self.on_queued = on_queued
 
-    def submit(self, spec: dict, priority: int = 0) -> str:
-        """Queue `spec`; an automatic name another run already has gets a number, as in 'name (2)'."""
+    def submit(self, spec: dict, priority: int = 0, cluster: str | None = None) -> str:
+        """Queue `spec`; an automatic name another run already has gets a number, as in 'name (2)'.
+
+        cluster: a profile of the workspace's cluster.yaml (Slurm), or None for this machine.
+        """
         if spec.get("name"):
             spec = {**spec, "name": unique_name(self.store, spec["name"])}
         gpus = int(spec["device"].get("gpus") or 0)
+        if cluster is not None:
+            check_placement(self.store.workspace, cluster)      # the profile may have gone since the form listed it
         run_dir = create_job(self.store.workspace, spec, queue={"priority": priority, "gpus": gpus})
         try:
+            if cluster is not None:
+                set_run_cluster(run_dir, cluster)
             self.store.register_run(run_dir)
             self.store.enqueue(run_dir.name, priority=priority, gpus=gpus, device_request=spec["device"]["request"])
         except Exception:
@@ -143,9 +152,19 @@ class LaunchForm(QWidget):
         self.submit_button.setDefault(True)
         self.submit_button.setMinimumWidth(140)
         self.submit_button.clicked.connect(self.submit)
+        # Where the job runs: this machine, or a Slurm cluster profile of the workspace (cluster.yaml).
+        self.run_on = QComboBox()
+        self.run_on.setToolTip("This machine's GPUs/CPU, or a Slurm cluster profile (Settings > Cluster profiles)")
+        self.profiles_button = QPushButton("Profiles…")
+        self.profiles_button.setToolTip("Edit the workspace's Slurm cluster profiles")
+        self.profiles_button.clicked.connect(self.edit_profiles)
         bottom = QHBoxLayout()
         bottom.addWidget(self.message, 1)
+        bottom.addWidget(QLabel("Run on"))
+        bottom.addWidget(self.run_on)
+        bottom.addWidget(self.profiles_button)
         bottom.addWidget(self.submit_button)
+        self.refresh_clusters()
         layout = QVBoxLayout(self)
         layout.addWidget(scroll, 1)
         layout.addLayout(bottom)
@@ -160,9 +179,6 @@ class LaunchForm(QWidget):
         if "device" in self.rows:
             self.rows["device"].editor.currentIndexChanged.connect(self._device_changed)
             self._device_changed()
-        if "sweep" in self.rows:
-            self.rows["sweep"].editor.toggled.connect(self._sweep_toggled)
-            self._sweep_toggled(self.rows["sweep"].editor.isChecked())
 
     def _special_editor(self, field: Field) -> QWidget | None:
         if field.kind == "data":
@@ -236,8 +252,6 @@ class LaunchForm(QWidget):
         combo.blockSignals(True)
         combo.clear()
         combo.addItem("latest", "latest")
-        if self.kind.name == "fid":
-            combo.addItem("all", "all")         # an fid job can score every checkpoint in one run
         if run_id:
             for step, _ in reversed(list_checkpoints(self.launcher.store.run_dir(run_id))):
                 combo.addItem(f"step {step}", step)
@@ -247,9 +261,26 @@ class LaunchForm(QWidget):
             combo.setEditText(text)             # a step typed by hand stays, even if not saved yet
         combo.blockSignals(False)
 
+    def refresh_clusters(self) -> None:
+        """'this machine' and the workspace's cluster profiles, keeping the choice."""
+        current = self.run_on.currentData()
+        self.run_on.blockSignals(True)
+        self.run_on.clear()
+        choices = cluster_choices(self.launcher.store.workspace) if self.launcher else cluster_choices(Path("."))[:1]
+        for label, name in choices:
+            self.run_on.addItem(label, name)
+        self.run_on.setCurrentIndex(max(0, self.run_on.findData(current)))
+        self.run_on.blockSignals(False)
+
+    def edit_profiles(self) -> None:
+        if self.launcher is not None:
+            ClusterProfilesDialog(self.launcher.store.workspace, self).exec()
+            self.refresh_clusters()
+
     def showEvent(self, event) -> None:
-        # The parent may have saved checkpoints since the form was last shown.
+        # The parent may have saved checkpoints since the form was last shown; profiles may have changed.
         self.refresh_checkpoints()
+        self.refresh_clusters()
         super().showEvent(event)
 
     # Reactions.
@@ -282,11 +313,6 @@ class LaunchForm(QWidget):
         for name, value in QUICK.items():
             if name in self.rows:
                 self.rows[name].set_text(str(value) if on else "")
-
-    def _sweep_toggled(self, on: bool) -> None:
-        for name, row in self.rows.items():
-            if name.startswith("sweep_"):
-                row.setEnabled(on)
 
     def _device_changed(self) -> None:
         if "gpus" in self.rows:
@@ -330,7 +356,8 @@ class LaunchForm(QWidget):
                               f"such as “{unique_name(self.launcher.store, typed)}”")
             return None
         try:
-            run_id = self.launcher.submit(spec, priority=int(self.values().get("priority") or 0))
+            run_id = self.launcher.submit(spec, priority=int(self.values().get("priority") or 0),
+                                          cluster=self.run_on.currentData())
         except (UserError, ValueError, LookupError, OSError) as exc:
             self.show_message(f"Nothing was queued: {exc}", error=True)
             return None
@@ -338,7 +365,8 @@ class LaunchForm(QWidget):
             log.exception("Queueing failed")
             self.show_message(f"Nothing was queued: {exc.__class__.__name__}: {exc}", error=True)
             return None
-        self.show_message(f"Queued {spec.get('name') or run_id} ({run_id}).")
+        where = f" for cluster {self.run_on.currentData()}" if self.run_on.currentData() else ""
+        self.show_message(f"Queued {spec.get('name') or run_id} ({run_id}){where}.")
         self.queued.emit(run_id)
         return run_id
 

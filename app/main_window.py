@@ -133,8 +133,21 @@ class MainWindow(QMainWindow):
             self.tab_actions.append(action)
         run_menu = self.menuBar().addMenu("&Run")
         run_menu.addAction("Run the &demo", self.start_demo)
+        settings_menu = self.menuBar().addMenu("&Settings")
+        settings_menu.addAction("&Cluster profiles…", self.edit_cluster_profiles)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction("About DDAE Studio", self._about)
+
+    def edit_cluster_profiles(self) -> None:
+        """The workspace's Slurm cluster profiles (cluster.yaml), which every launch form offers."""
+        if self.store is None:
+            return
+        from .cluster_settings import ClusterProfilesDialog
+
+        ClusterProfilesDialog(self.store.workspace, self).exec()
+        launch = getattr(self, "launch_view", None)
+        for form in getattr(launch, "forms", {}).values():
+            form.refresh_clusters()
 
     # Workspaces.
     def open_workspace(self, path: Path) -> bool:

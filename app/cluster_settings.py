@@ -1,0 +1,201 @@
+"""Settings > Cluster profiles: edit the workspace's cluster.yaml (Slurm targets for the queue).
+
+A profile's fields are checked by the engine's own profile_from_dict, so a bad value is refused here in
+the same sentence `ddae` would print, and nothing is written until every profile is valid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ddae_core.cluster import LOCAL_LABEL, NAME_RE, ClusterProfile, load_profiles, profile_from_dict, save_profiles
+from ddae_core.errors import UserError
+
+TEXT_FIELDS = (("partition", "Partition"), ("account", "Account"), ("qos", "QOS"),
+               ("time_limit", "Time limit"), ("mem_per_gpu", "Memory per GPU"), ("mem", "Memory (CPU job)"),
+               ("constraint", "Constraint"), ("python", "Python on the nodes"))
+INT_FIELDS = (("gpus_per_node", "GPUs per node", 0), ("cpus_per_gpu", "CPUs per GPU", 1),
+              ("cpus", "CPUs (CPU job)", 1), ("nodes", "Nodes (at most)", 1), ("max_requeues", "Requeues", 0))
+LIST_FIELDS = (("sbatch", "Extra #SBATCH lines"), ("setup", "Setup lines"))
+
+
+def cluster_choices(workspace: Path) -> list[tuple[str, str | None]]:
+    """("this machine", None) and each profile of the workspace as (label, name); a bad cluster.yaml gives
+    only this machine (the settings dialog says what is wrong with it)."""
+    try:
+        profiles = load_profiles(workspace)
+    except UserError:
+        profiles = {}
+    return [(LOCAL_LABEL, None)] + [(p.summary(), name) for name, p in profiles.items()]
+
+
+class ProfileEditor(QWidget):
+    """The fields of one profile."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        form = QFormLayout(self)
+        self.text: dict[str, QLineEdit] = {}
+        self.ints: dict[str, QSpinBox] = {}
+        self.lists: dict[str, QPlainTextEdit] = {}
+        for name, label in TEXT_FIELDS:
+            self.text[name] = QLineEdit()
+            form.addRow(label, self.text[name])
+        self.text["time_limit"].setPlaceholderText("minutes, HH:MM:SS or D-HH:MM:SS")
+        self.text["mem_per_gpu"].setPlaceholderText("e.g. 64G (empty: the partition's default)")
+        self.text["python"].setPlaceholderText("empty: the interpreter running the queue")
+        for name, label, low in INT_FIELDS:
+            spin = QSpinBox()
+            spin.setRange(low, 100_000)
+            self.ints[name] = spin
+            form.addRow(label, spin)
+        for name, label in LIST_FIELDS:
+            edit = QPlainTextEdit()
+            edit.setMaximumHeight(70)
+            self.lists[name] = edit
+            form.addRow(label, edit)
+        self.lists["sbatch"].setPlaceholderText("--exclusive\n--mail-type=END")
+        self.lists["setup"].setPlaceholderText("module load cuda/12.1\nsource ~/ddae-studio/.venv/bin/activate")
+
+    def set_profile(self, profile: ClusterProfile) -> None:
+        for name, edit in self.text.items():
+            edit.setText(str(getattr(profile, name) or ""))
+        for name, spin in self.ints.items():
+            spin.setValue(int(getattr(profile, name)))
+        for name, edit in self.lists.items():
+            edit.setPlainText("\n".join(getattr(profile, name)))
+
+    def fields(self) -> dict:
+        out: dict = {name: edit.text().strip() or None for name, edit in self.text.items()}
+        out.update({name: spin.value() for name, spin in self.ints.items()})
+        out.update({name: edit.toPlainText() for name, edit in self.lists.items()})
+        if out["time_limit"] is None:
+            del out["time_limit"]
+        return out
+
+
+class ClusterProfilesDialog(QDialog):
+    """The profiles of cluster.yaml: add, remove, edit, save."""
+
+    def __init__(self, workspace: Path, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Cluster profiles")
+        self.workspace = Path(workspace)
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #c62828;")
+        try:
+            self.profiles: dict[str, ClusterProfile] = load_profiles(self.workspace)
+        except UserError as exc:
+            self.profiles = {}
+            self.error.setText(f"{exc} Saving replaces the file.")
+        self.names = QListWidget()
+        self.names.addItems(list(self.profiles))
+        self.editor = ProfileEditor()
+        self._shown: str | None = None
+        add, remove = QPushButton("Add…"), QPushButton("Remove")
+        add.clicked.connect(self.add_profile)
+        remove.clicked.connect(self.remove_profile)
+        left = QVBoxLayout()
+        left.addWidget(self.names, 1)
+        row = QHBoxLayout()
+        row.addWidget(add)
+        row.addWidget(remove)
+        left.addLayout(row)
+        about = QLabel(f"Slurm targets for the queue, kept in {self.workspace / 'cluster.yaml'}. The workspace must be "
+                       "on a file system the nodes share. Check one with <code>ddae cluster check NAME</code>.")
+        about.setWordWrap(True)
+        about.setTextFormat(Qt.TextFormat.RichText)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.save)
+        buttons.rejected.connect(self.reject)
+        body = QHBoxLayout()
+        body.addLayout(left)
+        body.addWidget(self.editor, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(about)
+        layout.addLayout(body, 1)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        self.names.currentTextChanged.connect(self._select)
+        self.editor.setEnabled(bool(self.profiles))
+        if self.profiles:
+            self.names.setCurrentRow(0)
+
+    def _keep_shown(self) -> bool:
+        """Take the editor's values into the shown profile; False (and a sentence) when they are not valid."""
+        if self._shown is None or self._shown not in self.profiles:
+            return True
+        try:
+            self.profiles[self._shown] = profile_from_dict(self._shown, self.editor.fields())
+        except UserError as exc:
+            self.error.setText(str(exc))
+            return False
+        self.error.clear()
+        return True
+
+    def _select(self, name: str) -> None:
+        if name == self._shown:
+            return
+        if not self._keep_shown():
+            self.names.blockSignals(True)
+            self.names.setCurrentRow(list(self.profiles).index(self._shown))
+            self.names.blockSignals(False)
+            return
+        self._shown = name or None
+        if name in self.profiles:
+            self.editor.set_profile(self.profiles[name])
+        self.editor.setEnabled(name in self.profiles)
+
+    def add_profile(self, name: str | None = None) -> None:
+        if not self._keep_shown():
+            return
+        if not name:
+            name, ok = QInputDialog.getText(self, "New cluster profile", "Name (e.g. a100):")
+            if not ok:
+                return
+        name = name.strip()
+        if not NAME_RE.match(name) or name in self.profiles or name == "local":
+            self.error.setText(f"A profile name is letters, digits, '.', '_' or '-', new, and not 'local' "
+                               f"(got {name!r}).")
+            return
+        self.profiles[name] = ClusterProfile(name)
+        self.names.addItem(name)
+        self.names.setCurrentRow(self.names.count() - 1)
+
+    def remove_profile(self) -> None:
+        row = self.names.currentRow()
+        if row < 0:
+            return
+        name = self.names.item(row).text()
+        self._shown = None
+        self.profiles.pop(name, None)
+        self.names.takeItem(row)
+        self.error.clear()
+
+    def save(self) -> None:
+        if not self._keep_shown():
+            return
+        try:
+            save_profiles(self.workspace, self.profiles)
+        except OSError as exc:
+            self.error.setText(f"Could not write {self.workspace / 'cluster.yaml'} ({exc.strerror or exc}).")
+            return
+        self.accept()

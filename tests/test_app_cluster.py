@@ -1,0 +1,87 @@
+"""The app and Slurm: the cluster profiles dialog, 'Run on' in the launch forms, and (marked `slurm`) a
+training launched from the form onto a real Slurm whose curve fills in and whose Queue row shows the job."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.run_panels import TrainingPanel
+from ddae_core.cluster import ClusterProfile, load_profiles, read_slurm, save_profiles
+from tests.app_support import MICRO_DATA, app_settings, micro_overrides, no_leftovers, studio, wait_status  # noqa: F401
+
+
+def test_profiles_dialog_adds_edits_and_refuses_a_bad_value(qtbot, tmp_path):
+    from app.cluster_settings import ClusterProfilesDialog
+
+    save_profiles(tmp_path, {"old": ClusterProfile("old", partition="cpu")})
+    dialog = ClusterProfilesDialog(tmp_path)
+    qtbot.addWidget(dialog)
+    assert dialog.editor.text["partition"].text() == "cpu"
+    dialog.add_profile("a100")
+    dialog.editor.text["partition"].setText("gpu")
+    dialog.editor.ints["gpus_per_node"].setValue(4)
+    dialog.editor.lists["setup"].setPlainText("module load cuda\nsource venv/bin/activate")
+    dialog.editor.text["time_limit"].setText("soon")
+    dialog.save()
+    assert "time_limit 'soon'" in dialog.error.text()
+    assert list(load_profiles(tmp_path)) == ["old"]                # nothing written while a value is bad
+    dialog.editor.text["time_limit"].setText("14:00:00")
+    dialog.save()
+    profiles = load_profiles(tmp_path)
+    assert profiles["a100"].gpus_per_node == 4 and profiles["a100"].setup == ["module load cuda",
+                                                                               "source venv/bin/activate"]
+    assert profiles["old"].partition == "cpu"
+
+
+def test_launch_form_runs_on_a_chosen_profile(studio):
+    window = studio(run_scheduler=False)
+    save_profiles(window.store.workspace, {"test": ClusterProfile("test", time_limit="10")})
+    form = window.launch_view.form("train")
+    form.refresh_clusters()
+    assert [form.run_on.itemText(i) for i in range(form.run_on.count())] == \
+        ["this machine", "test (default partition, CPU only, time 10)"]
+    form.set_values(data=MICRO_DATA, steps="4", batch_size="16", device="cpu", overrides=micro_overrides())
+    form.run_on.setCurrentIndex(1)
+    run_id = form.submit()
+    assert run_id is not None and "for cluster test" in form.message.text()
+    assert read_slurm(window.store.run_dir(run_id)) == {"cluster": "test"}
+    window.queue_view.refresh()
+    row = window.queue_view.model.row_at(window.queue_view.model.row_of(run_id))
+    assert row.device == "test: not submitted yet"
+
+    form.run_on.setCurrentIndex(0)
+    local = form.submit()
+    assert local is not None and read_slurm(window.store.run_dir(local)) == {}
+
+
+@pytest.mark.slurm
+def test_app_trains_on_slurm_with_a_live_curve_and_the_job_in_the_queue(studio, qtbot):
+    from tests.test_slurm import _slurm_problem
+
+    problem = _slurm_problem()
+    if problem:
+        pytest.skip(problem)
+    window = studio()
+    save_profiles(window.store.workspace, {"test": ClusterProfile(
+        "test", time_limit="15", setup=["export OMP_NUM_THREADS=1"])})
+    form = window.launch_view.form("train")
+    form.refresh_clusters()
+    form.run_on.setCurrentIndex(form.run_on.findData("test"))
+    form.set_values(data=MICRO_DATA, steps="8", batch_size="16", device="cpu", checkpoint_every_steps="4",
+                    overrides=micro_overrides())
+    run_id = form.submit()
+    assert run_id is not None, form.message.text()
+    qtbot.waitUntil(lambda: read_slurm(window.store.run_dir(run_id)).get("job_id") is not None, timeout=20_000)
+    job_id = read_slurm(window.store.run_dir(run_id))["job_id"]
+
+    def queue_device() -> str:
+        window.queue_view.refresh()
+        row = window.queue_view.model.row_of(run_id)
+        return window.queue_view.model.row_at(row).device if row is not None else ""
+
+    qtbot.waitUntil(lambda: queue_device().startswith(f"test job {job_id}: "), timeout=20_000)
+    training = window.run_view.panel(TrainingPanel)
+    qtbot.waitUntil(lambda: "loss/train" in training.loss.series_names(), timeout=180_000)
+    assert wait_status(qtbot, window, run_id, ("done", "failed", "interrupted"), 180) == "done"
+    qtbot.waitUntil(lambda: len(training.loss.series_data("loss/train")[0]) == 8, timeout=10_000)
+    assert f"Slurm job {job_id}" in (window.store.run_dir(run_id) / "log.txt").read_text()
