@@ -169,10 +169,13 @@ class SamplesPanel(QWidget):
             self._grid.removeWidget(viewer)
             viewer.deleteLater()
         self.viewers = {}
-        with_samples = [b for b in bundles if b.samples]
+        # Evaluations of one train run show its sample grids once, under the train run's name.
+        shown: set[str | None] = set()
+        with_samples = [b for b in bundles if b.samples and not (b.train_id in shown or shown.add(b.train_id))]
         for i, b in enumerate(with_samples):
-            viewer = SampleViewer(b.name)
-            viewer.title_label.setText(_title_html(b.name, colors[b.id]))
+            name = b.name if b.train_id in (None, b.id) else (b.train_name or b.train_id)
+            viewer = SampleViewer(name)
+            viewer.title_label.setText(_title_html(name, colors[b.id]))
             viewer.set_slider_visible(False)
             self.viewers[b.id] = viewer
             self._grid.addWidget(viewer, i // COLUMNS, i % COLUMNS)

@@ -242,7 +242,8 @@ def test_compare_two_probes_of_one_parent_share_its_loss_curve_and_empty_plots_s
 
 def test_compare_shares_one_curve_for_two_probes_of_one_parent(qtbot, workspace):
     train = fake.write_run(workspace, fake.run_id("train", 1), name="parent",
-                           events=[fake.metric("loss/train", s, 1 / (1 + s), 1000.0 + s) for s in range(0, 50, 5)])
+                           events=[fake.metric("loss/train", s, 1 / (1 + s), 1000.0 + s) for s in range(0, 50, 5)]
+                           + [fake.image(45)])
     probes = [fake.write_run(workspace, fake.run_id("probe", i), kind="probe", name=f"grid {i}",
                              parent={"run": train.name, "checkpoint": "latest"}) for i in (2, 3)]
     with Store.open(workspace) as store:
@@ -252,6 +253,8 @@ def test_compare_shares_one_curve_for_two_probes_of_one_parent(qtbot, workspace)
         qtbot.addWidget(view)
         view.set_runs([p.name for p in probes])
         assert view.loss_plot.series_names() == [train.name]               # one curve, not two alike
+        assert len(view.samples.viewers) == 1                             # their parent's samples once
+        assert next(iter(view.samples.viewers.values())).title() == "parent"
         assert view.loss_plot._series[train.name].label == "parent (parent of grid 2, grid 3)"
         rows = {row[0]: row for row in view.summary_model.rows()}
         assert rows["grid 2"][4] == rows["grid 3"][4] == pytest.approx(1 / 46)
