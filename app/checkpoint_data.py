@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from db import RunSummary, Store
 
@@ -35,6 +36,7 @@ class CheckpointPoint:
     accuracy_final: bool = True         # False while the probe still runs (its best cell so far)
     fid_run: str | None = None
     probe_run: str | None = None
+    samples: Path | None = None         # the grid of the first samples the FID job scored here
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class _Child:
     seen: RunSummary
     sweep: bool = False
     fid: dict[int, float] = field(default_factory=dict)                  # step -> FID
+    samples: dict[int, Path] = field(default_factory=dict)               # step -> its sample grid
     accuracy: tuple[int, float, str | None, bool] | None = None          # step, accuracy, cell, final
     fid_shape: tuple | None = None
 
@@ -122,13 +125,13 @@ class CheckpointReader:
             children = self.store.children(self.run_id)
         evaluations = [c for c in children if c.kind in ("fid", "probe")]
         self._children = {c.id: self._child(c) for c in evaluations}
-        fids: dict[int, tuple[bool, float, str]] = {}
+        fids: dict[int, tuple[bool, float, str, Path | None]] = {}
         accuracies: dict[int, tuple[bool, tuple, str]] = {}
         for c in evaluations:               # oldest first: a newer job of the same rank replaces an older one
             child = self._children[c.id]
             for step, value in child.fid.items():
                 if step not in fids or child.sweep >= fids[step][0]:
-                    fids[step] = (child.sweep, value, c.id)
+                    fids[step] = (child.sweep, value, c.id, child.samples.get(step))
             if child.accuracy is not None:
                 step = child.accuracy[0]
                 if step not in accuracies or child.sweep >= accuracies[step][0]:
@@ -140,7 +143,8 @@ class CheckpointReader:
             points.append(CheckpointPoint(
                 step, fid=fid[1] if fid else None, accuracy=acc[1][1] if acc else None,
                 cell=acc[1][2] if acc else None, accuracy_final=acc[1][3] if acc else True,
-                fid_run=fid[2] if fid else None, probe_run=acc[2] if acc else None))
+                fid_run=fid[2] if fid else None, probe_run=acc[2] if acc else None,
+                samples=fid[3] if fid else None))
         return CheckpointResults(self.run_id, tuple(points),
                                  waiting=sum(c.status in ACTIVE for c in evaluations),
                                  failed=sum(c.status == "failed" for c in evaluations))
@@ -167,6 +171,9 @@ class CheckpointReader:
             if shape is not None:
                 h = self.store.metric_history(summary.id, FID_KEY)
                 child.fid = {int(s): float(v) for s, v in zip(h.steps, h.values) if math.isfinite(v)}
+                base = self.store.run_dir(summary.id)
+                child.samples = {int(s): base / path for s, path in self.store.images(summary.id, "samples")
+                                 if s is not None}
             return child
         if old is not None and (old.seen.status, old.seen.best_accuracy) == (summary.status, summary.best_accuracy) \
                 and old.accuracy is not None:

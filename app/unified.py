@@ -25,6 +25,7 @@ from .run_feed import RunUpdate
 from .run_panels import CurvesPanel, Panel
 from .widgets import export
 from .widgets.curves import CurvePlot
+from .widgets.samples import SampleViewer
 from .widgets.tradeoff import TradeoffPlot
 
 ACCURACY = "probe accuracy"
@@ -73,6 +74,9 @@ class UnifiedPanel(Panel):
             plot.set_fixed_x("training step")
         self.fid_plot.plot.setXLink(self.accuracy_plot.plot)        # one step axis for both
         self.tradeoff = TradeoffPlot("Probe accuracy against FID, coloured by step")
+        # The grids of samples the FID jobs scored, one per checkpoint; the shown one is ringed in the scatter.
+        self.samples = SampleViewer("Samples scored for FID")
+        self.samples.stepChanged.connect(self.tradeoff.set_selected_step)
         self.table_model = RowsModel()
         self.table = _table(self.table_model)
         self.table.setMaximumHeight(96)
@@ -92,7 +96,8 @@ class UnifiedPanel(Panel):
         plots = QSplitter(Qt.Orientation.Horizontal)
         plots.addWidget(curves)
         plots.addWidget(self.tradeoff)
-        plots.setSizes([520, 480])
+        plots.addWidget(self.samples)
+        plots.setSizes([460, 520, 280])
         table_bar = QHBoxLayout()
         table_bar.addWidget(QLabel("<b>Best checkpoints</b> (the paper's best-probe vs best-FID rows)"), 1)
         table_bar.addWidget(self.table_export)
@@ -141,6 +146,8 @@ class UnifiedPanel(Panel):
         self.tradeoff.set_empty_text("A point appears for each checkpoint with both an FID and a probe accuracy.")
         headers, rows = best_table(results, self.steps_per_epoch)
         self.table_model.set_rows(headers, _displayed(headers, rows))
+        self.samples.set_images([(p.step, p.samples) for p in fid if p.samples is not None])
+        self.tradeoff.set_selected_step(self.samples.current_step())
 
     def table_rows(self) -> tuple[list[str], list[tuple]]:
         """The best-checkpoint table as plain values (accuracies as fractions 0..1)."""
@@ -156,6 +163,8 @@ class UnifiedPanel(Panel):
         rows = self.table.selectionModel().selectedRows()
         step = self.table_model.rows()[rows[0].row()][1] if rows else None
         self.tradeoff.set_selected_step(step)
+        if step is not None and step in self.samples.steps():
+            self.samples.set_step(step)
 
     def select_row(self, row: int) -> None:
         self.table.selectionModel().select(self.table_model.index(row, 0), QItemSelectionModel.SelectionFlag

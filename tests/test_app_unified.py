@@ -146,8 +146,12 @@ def test_run_view_shows_the_unified_view_live_as_sweep_jobs_finish(studio, qtbot
     assert [model.index(r, 0).data() for r in range(2)] == ["best linear probe", "best FID"]
     assert [model.index(0, c).data() for c in range(5)] == ["best linear probe", "800", "40", "4.09", "90.0%"]
     assert [model.index(1, c).data() for c in range(5)] == ["best FID", "1999", "99.95", "3.62", "88.2%"]
+    # The FID jobs' sample grids on a step slider: the shown checkpoint is ringed in the scatter.
+    assert panel.samples.steps() == [s for s, _, _ in SWEEP] and panel.samples.slider.isEnabled()
+    panel.samples.slider.setValue(1)
+    assert panel.tradeoff.ring.data["x"].tolist() == [4.62]
     panel.select_row(1)
-    assert panel.tradeoff.ring.data["x"].tolist() == [3.62]
+    assert panel.tradeoff.ring.data["x"].tolist() == [3.62] and panel.samples.current_step() == 1999
 
     out = tmp_path / "out"
     out.mkdir()
@@ -346,5 +350,6 @@ def test_a_real_sweep_fills_the_unified_view_as_its_jobs_finish(qtbot, workspace
     assert [p.step for p in results.paired()] == [2, 4, 6] and results.waiting == 0
     assert all(p.fid > 0 and 0 <= p.accuracy <= 1 and p.cell == "out_3 at t=11" for p in results.paired())
     assert [s for s, _, _ in panel.tradeoff.points("checkpoints")] == [2, 4, 6]
+    assert panel.samples.steps() == [2, 4, 6] and panel.samples.message() == ""      # the FID jobs' grids
     best_probe, best_fid = panel.table_rows()[1]
     assert best_probe[1] == results.best_probe().step and best_fid[3] == min(p.fid for p in results.paired())
