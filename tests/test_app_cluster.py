@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.run_panels import TrainingPanel
+from app.run_panels import GridPanel, TrainingPanel
 from ddae_core.cluster import ClusterProfile, load_profiles, read_slurm, save_profiles
 from tests.app_support import MICRO_DATA, app_settings, micro_overrides, no_leftovers, studio, wait_status  # noqa: F401
 
@@ -85,3 +85,15 @@ def test_app_trains_on_slurm_with_a_live_curve_and_the_job_in_the_queue(studio, 
     assert wait_status(qtbot, window, run_id, ("done", "failed", "interrupted"), 180) == "done"
     qtbot.waitUntil(lambda: len(training.loss.series_data("loss/train")[0]) == 8, timeout=10_000)
     assert f"Slurm job {job_id}" in (window.store.run_dir(run_id) / "log.txt").read_text()
+
+    # A probe grid on it, on the cluster too: the heatmap fills in.
+    probe = window.launch_view.show_kind("probe", run_id)
+    probe.refresh_clusters()
+    probe.run_on.setCurrentIndex(probe.run_on.findData("test"))
+    probe.set_values(timesteps="1,11", train_limit="128", test_limit="64", epochs="1", device="cpu")
+    probe_id = probe.submit()
+    assert probe_id is not None and window.run_view.run_id == probe_id
+    heatmap = window.run_view.panel(GridPanel).heatmap
+    assert wait_status(qtbot, window, probe_id, ("done", "failed", "interrupted"), 180) == "done"
+    qtbot.waitUntil(lambda: len(heatmap.cells()) == 8, timeout=10_000)
+    assert read_slurm(window.store.run_dir(probe_id))["cluster"] == "test"

@@ -311,3 +311,25 @@ def test_cli_train_queue_cluster_then_serve_once_and_queue_list(cluster, tmp_pat
     assert f"started {run} on slurm test job {job_id}" in lines and f"finished {run}: done" in lines, lines
     listing = cli("queue", "list", "--all", *ws).stdout
     assert f"test job {job_id}" in listing
+
+
+@pytest.mark.slurm
+def test_a_run_on_another_node_whose_slurm_job_is_gone_is_interrupted(cluster, monkeypatch):
+    """On a real cluster the worker's host is a node, so only squeue can tell that it is gone."""
+    from ddae_core import cluster_backend
+    from ddae_core.cluster import record_submission
+    from ddae_core.scheduler import Scheduler
+    from ddae_core.worker_process import append_event
+
+    store = cluster
+    monkeypatch.setattr(cluster_backend, "GONE_GRACE_S", 0.0)
+    run = _queue_on(store, micro_train_spec(steps=8))
+    run_dir = store.run_dir(run)
+    store.dequeue(run)
+    record_submission(run_dir, "test", "999999")                  # a job id squeue has never heard of
+    append_event(run_dir, "status", status="running", pid=4242, host="node17", device="cpu")
+    with Scheduler(store.workspace, store, cpu_slots=0, gpus=[]) as scheduler:
+        report = scheduler.tick()
+    assert run in report.interrupted
+    record = store.get_run(run)
+    assert record.status == "interrupted" and "Slurm job 999999 ended (no longer in squeue)" in record.error
