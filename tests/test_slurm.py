@@ -9,6 +9,7 @@ check what the database says.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -83,8 +84,10 @@ def test_rendezvous_comes_from_slurms_environment():
 
 
 # Real Slurm.
+@functools.lru_cache(maxsize=1)
 def _slurm_problem() -> str | None:
-    """Why the slurm tests cannot run here, or None."""
+    """Why the slurm tests cannot run here, or None (asked once per session: a missing controller costs
+    sinfo's timeout)."""
     if not os.environ.get("SLURM_CONF") and TEST_CLUSTER_CONF.is_file():
         os.environ["SLURM_CONF"] = str(TEST_CLUSTER_CONF)
     if not slurm.available():
@@ -94,13 +97,13 @@ def _slurm_problem() -> str | None:
     except ImportError:
         return "submitit is not installed (pip install -e '.[slurm]')"
     try:
-        done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=15)
+        done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=10)
     except subprocess.TimeoutExpired:
-        return "sinfo did not answer within 15 s: no Slurm controller is up (.ci/slurm-test-cluster.sh start)"
+        return "sinfo did not answer within 10 s: no Slurm controller is up (.ci/slurm-test-cluster.sh start)"
     states = done.stdout.split()
     if done.returncode != 0 or not any(s.rstrip("*~#") in ("idle", "mix", "alloc", "comp", "plnd") for s in states):
-        return f"no Slurm node is up ({(done.stderr or done.stdout).strip() or 'sinfo shows none'}); " \
-               ".ci/slurm-test-cluster.sh start"
+        said = (done.stderr or done.stdout).strip().splitlines()
+        return f"no Slurm node is up ({said[-1] if said else 'sinfo lists none'}); .ci/slurm-test-cluster.sh start"
     return None
 
 
