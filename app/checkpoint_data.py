@@ -201,8 +201,9 @@ class CheckpointReader:
             return None         # a `latest` probe that has not said which checkpoint it read yet
         best = max(cells, key=lambda c: c.accuracy) if cells else None
         where = f"{best.layer} at t={best.timestep}" if best is not None else None
-        if best is not None and len(cells) > 1:
-            where = f"{where} (best of {len(cells)} cells)"
+        notes = [f"best of {len(cells)} cells"] * (len(cells) > 1) + ["so far"] * (not done)
+        if where and notes:
+            where = f"{where} ({', '.join(notes)})"
         return int(step), float(accuracy), where, done
 
     def _grid_json_step(self, child_id: str) -> int | None:

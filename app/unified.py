@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QSplitter, QSta
 
 from db import Store
 
-from .checkpoint_data import EMPTY_TEXT, CheckpointReader, CheckpointResults, best_table
+from .checkpoint_data import CheckpointReader, CheckpointResults, best_table
 from .compare_tables import Percent, RowsModel
 from .run_feed import RunUpdate
 from .run_panels import CurvesPanel, Panel
@@ -85,7 +85,7 @@ class UnifiedPanel(Panel):
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: #606060;")
-        self.empty = QLabel(EMPTY_TEXT.format(run="RUN"))
+        self.empty = QLabel()
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setWordWrap(True)
         self.empty.setStyleSheet("color: #606060; font-size: 12pt; padding: 24px;")
@@ -116,10 +116,8 @@ class UnifiedPanel(Panel):
         layout.addWidget(self.pages)
 
     def apply(self, update: RunUpdate) -> None:
-        results = getattr(update, "checkpoints", None)
-        if results is None:
-            return
-        self.show_results(results, update.record.name)
+        if update.checkpoints is not None:
+            self.show_results(update.checkpoints, update.record.name)
 
     def show_results(self, results: CheckpointResults, run_name: str) -> None:
         """Draw `results` (all of them: they are a few points per checkpoint)."""
@@ -167,11 +165,8 @@ class UnifiedPanel(Panel):
             self.samples.set_step(step)
 
     def select_row(self, row: int) -> None:
-        self.table.selectionModel().select(self.table_model.index(row, 0), QItemSelectionModel.SelectionFlag
-                                           .ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
-
-    def keys(self) -> set[str]:
-        return set()
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        self.table.selectionModel().select(self.table_model.index(row, 0), flags)
 
 
 class CompareTradeoff(QWidget):

@@ -80,7 +80,7 @@ def test_gather_pairs_fid_and_accuracy_by_checkpoint_and_sweep_jobs_win(workspac
     assert at_1999.accuracy == 0.8823 and at_1999.probe_run == fake.run_id("probe", 14)
     partial = results.points[-1]
     assert (partial.fid, partial.accuracy, partial.accuracy_final) == (None, 0.70, False)
-    assert partial.cell == "out_6 at t=11"
+    assert partial.cell == "out_6 at t=11 (so far)"
     assert results.waiting == 2 and results.failed == 0
     assert (results.best_probe().step, results.best_fid().step) == (800, 1999)
     headers, rows = best_table(results, steps_per_epoch=20.0)
