@@ -10,6 +10,7 @@ check what the database says.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 import socket
@@ -336,3 +337,26 @@ def test_a_run_on_another_node_whose_slurm_job_is_gone_is_interrupted(cluster, m
     assert run in report.interrupted
     record = store.get_run(run)
     assert record.status == "interrupted" and "Slurm job 999999 ended (no longer in squeue)" in record.error
+
+
+@pytest.mark.slurm
+def test_ddp_rendezvous_from_slurm_two_ranks_on_the_cpu(cluster, monkeypatch):
+    """The multi-GPU path's rendezvous, as far as one CPU node allows: two Slurm tasks, two gloo ranks
+    whose RANK/WORLD_SIZE/MASTER_ADDR come from Slurm's environment, rank 0 alone reporting."""
+    from ddae_core.scheduler import Scheduler
+    from ddae_core.training import lr_at
+
+    store = cluster
+    monkeypatch.setattr(slurm, "job_shape", lambda profile, gpus, kind: slurm.Shape(1, 2, 0, True))
+    steps = 4
+    run = _queue_on(store, micro_train_spec(steps=steps, checkpoint_every=2))
+    with Scheduler(store.workspace, store, cpu_slots=0, gpus=[]) as scheduler:
+        _until(scheduler, lambda: _status(store, run) not in ("queued", "running"), 240, "the two-rank Slurm job")
+    run_dir = store.run_dir(run)
+    assert _status(store, run) == "done", (run_dir / "log.txt").read_text()[-3000:]
+    assert list(store.metric_history(run, "loss/train").steps) == list(range(1, steps + 1))
+    lr = store.metric_history(run, "lr").values[-1]
+    opts = json.loads(json.dumps(micro_train_spec(steps=steps)["options"]))
+    assert lr == pytest.approx(2 * lr_at(steps - 1, 0, opts, steps))      # two ranks: the lr scales by 2
+    assert "(rank 0 of 2)" in (run_dir / "log.txt").read_text()
+    assert "(rank 1 of 2)" in (run_dir / "log.rank1.txt").read_text()
