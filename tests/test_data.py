@@ -69,6 +69,17 @@ def test_shapes_are_deterministic_per_seed():
     assert not torch.equal(other.images, again.images)
 
 
+def test_shapes_without_texture_keep_every_shape_on_a_plain_background():
+    textured = load_split("builtin:shapes?n_train=200&n_test=10", "train")
+    plain = load_split("builtin:shapes?n_train=200&n_test=10&texture=0", "train")
+    assert torch.equal(plain.labels, textured.labels) and plain.spec.endswith("texture=0")
+    # The top rows rarely hold the shape: there, only pixel noise (sigma <= 0.05) varies on a plain background.
+    corner = lambda data: data.images[:, :, :2, :].float().flatten(2).std(2).median()  # noqa: E731
+    assert corner(plain) < 0.05 * 255 and corner(textured) > 1.5 * corner(plain)
+    with pytest.raises(DataError, match="texture"):
+        load_split("builtin:shapes?texture=2", "train")
+
+
 def test_shapes_generation_is_fast():
     builtin._cached.cache_clear()
     start = time.perf_counter()

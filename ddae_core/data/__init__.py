@@ -97,7 +97,7 @@ def load_split(spec: str, split: str, *, resolution: int | None = None, data_roo
 def _load_arrays(parsed: DataSpec, split: str, root: Path) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
     if parsed.kind == "shapes":
         n = parsed.params["n_train" if split == "train" else "n_test"]
-        images, labels = generate_shapes(n, parsed.params["seed"], split)
+        images, labels = generate_shapes(n, parsed.params["seed"], split, texture=bool(parsed.params["texture"]))
         return images, labels, list(SHAPES), []
     from .torchvision_sets import load_cifar  # imports torchvision only when asked for it
     images, labels, classes = load_cifar(parsed.kind, split, root)

@@ -206,7 +206,7 @@ def _one_torch_thread():
         torch.set_num_threads(previous)
 
 
-def _render(n: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _render(n: int, seed: int, split: str, texture: bool = True) -> tuple[np.ndarray, np.ndarray]:
     p = _draw_parameters(n, seed, split)
     labels = p["labels"]
     coverage = torch.empty((n, SIZE, SIZE))
@@ -218,7 +218,8 @@ def _render(n: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
 
     def composite(number: int, sl: slice) -> None:
         rgb = {k: torch.from_numpy(p[k][sl])[:, :, None, None] for k in ("bg1", "bg2", "fg1", "fg2")}
-        background = rgb["bg1"] + (rgb["bg2"] - rgb["bg1"]) * _background_mix(p, sl)[:, None]
+        background = rgb["bg1"] + (rgb["bg2"] - rgb["bg1"]) * _background_mix(p, sl)[:, None] if texture \
+            else rgb["bg1"].expand(-1, -1, SIZE, SIZE)
         angle = torch.from_numpy(p["fg_angle"][sl])[:, None, None, None]
         shade = (0.5 + (torch.cos(angle) * x + torch.sin(angle) * y) / SIZE).clamp(0, 1)
         foreground = rgb["fg1"] + (rgb["fg2"] - rgb["fg1"]) * shade
@@ -242,13 +243,16 @@ def _render(n: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached(n: int, seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = _render(n, seed, split)
+def _cached(n: int, seed: int, split: str, texture: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = _render(n, seed, split, texture)
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
-def generate_shapes(n: int, seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(uint8 (n, 3, 32, 32), int64 (n,)) for a split; cached per process, returned as fresh copies."""
-    images, labels = _cached(int(n), int(seed), split)
+def generate_shapes(n: int, seed: int, split: str, texture: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 (n, 3, 32, 32), int64 (n,)) for a split; cached per process, returned as fresh copies.
+
+    texture=False: each background is its first colour alone (same shapes, colours and noise otherwise).
+    """
+    images, labels = _cached(int(n), int(seed), split, bool(texture))
     # Copies, so a caller that edits its tensors in place cannot change what the next caller gets.
     return images.clone(), labels.clone()

@@ -14,6 +14,7 @@ SHAPES_PARAMS: dict[str, tuple[int, int, int]] = {
     "n_train": (10_000, 1, 200_000),
     "n_test": (2_000, 1, 200_000),
     "seed": (0, 0, 2**32 - 1),
+    "texture": (1, 0, 1),       # 0: plain backgrounds (one colour each), so the shape is all there is to model
 }
 
 
