@@ -90,6 +90,7 @@ class ClusterBackend:
         self.kill_timeout_s = kill_timeout_s
         self._submitted: dict[str, float] = {}       # run -> when we submitted it (for the squeue grace)
         self._killed: set[str] = set()
+        self._pending: dict[str, str] = {}            # run -> the Slurm pending stage last written
 
     # Placement.
     def claims(self, run_id: str) -> str | None:
@@ -139,6 +140,7 @@ class ClusterBackend:
             if status != "running":
                 del self._submitted[run_id]
                 self._killed.discard(run_id)
+                self._pending.pop(run_id, None)
                 if status in FINAL_STATUSES and run_id not in {r for r, _ in t.finished} \
                         and run_id not in t.interrupted:
                     t.finished.append((run_id, status))
@@ -161,6 +163,8 @@ class ClusterBackend:
             job = jobs.get(job_id)
             stop = _stop_time(run_dir)
             if job is not None and job.live:
+                if job.state == "PENDING" and stop is None:
+                    self._show_pending(record, run_dir, job)
                 if stop is not None and (job.state == "PENDING" or now - stop >= self.kill_timeout_s) \
                         and record.id not in self._killed:
                     self._scancel(record.id, job_id)
@@ -187,6 +191,14 @@ class ClusterBackend:
                 t.interrupted.append(record.id)
             self._submitted.pop(record.id, None)
             self._killed.discard(record.id)
+
+    def _show_pending(self, record: RunRecord, run_dir: Path, job: slurm.SlurmJobState) -> None:
+        """Why a submitted job has not started (`Slurm: PENDING (Priority)`) as its progress stage, so the
+        Queue view and `ddae queue list` show it. Only while Slurm says PENDING: no worker writes then."""
+        stage = f"Slurm: {job.label()}"
+        if self._pending.get(record.id) != stage and record.progress_stage != stage:
+            append_event(run_dir, "progress", done=0, total=0, stage=stage)
+        self._pending[record.id] = stage
 
     def _scancel(self, run_id: str, job_id: str) -> None:
         try:

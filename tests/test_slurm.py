@@ -201,6 +201,8 @@ def test_slurm_cancel_pending_and_running_kill_9_is_interrupted_and_resume_conti
         held_job = read_slurm(store.run_dir(held))["job_id"]
         _until(scheduler, lambda: "PENDING" in (queue_ops_rows(store, held).state or ""), 30, "the held job pending")
         assert "BeginTime" in queue_ops_rows(store, held).state
+        _until(scheduler, lambda: store.get_run(held).progress_stage == "Slurm: PENDING (BeginTime)", 10,
+               "the pending reason as the held run's stage")
         assert queue_ops.cancel(store, store.workspace, held) == f"cancelled (Slurm job {held_job} had not started)"
         assert _status(store, held) == "cancelled"
 
