@@ -22,7 +22,7 @@ from db import QueueEntry, RunRecord, Store
 from db.records import FINAL_STATUSES
 
 from . import slurm
-from .cluster import current_job, get_profile, read_slurm, run_cluster
+from .cluster import get_profile, read_slurm, run_cluster
 from .errors import UserError
 from .reporting import STOP_FILE
 from .worker_process import append_event
@@ -147,10 +147,10 @@ class ClusterBackend:
         candidates = []
         for record in self.store.runs_by_status("running"):
             run_dir = self.store.run_dir(record.id)
-            job_id = current_job(run_dir)
-            if job_id is None:
-                continue
-            candidates.append((record, run_dir, job_id))
+            placed = read_slurm(run_dir)
+            if not placed.get("cluster") or not placed.get("job_id"):
+                continue                          # runs here (a run moved back keeps its old job ids)
+            candidates.append((record, run_dir, str(placed["job_id"])))
         if not candidates:
             return
         try:

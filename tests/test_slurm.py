@@ -334,11 +334,17 @@ def test_a_run_on_another_node_whose_slurm_job_is_gone_is_interrupted(cluster, m
     store.dequeue(run)
     record_submission(run_dir, "test", "999999")                  # a job id squeue has never heard of
     append_event(run_dir, "status", status="running", pid=4242, host="node17", device="cpu")
+    moved = _queue_on(store, micro_train_spec(steps=8))             # resumed here with --cluster local
+    store.dequeue(moved)
+    record_submission(store.run_dir(moved), "test", "999998")
+    set_run_cluster(store.run_dir(moved), None)
+    append_event(store.run_dir(moved), "status", status="running", pid=4243, host="node18", device="cpu")
     with Scheduler(store.workspace, store, cpu_slots=0, gpus=[]) as scheduler:
         report = scheduler.tick()
-    assert run in report.interrupted
+    assert report.interrupted == (run,)
     record = store.get_run(run)
     assert record.status == "interrupted" and "Slurm job 999999 ended (no longer in squeue)" in record.error
+    assert store.get_run(moved).status == "running"                  # not Slurm's to judge any more
 
 
 @pytest.mark.slurm
