@@ -4,7 +4,8 @@ A temporary workspace gets a real demo: tiny-ddpm trained on builtin:shapes for 
 probe grids on a middle and the last checkpoint, alignment/uniformity over its checkpoints and a
 noise-conditional classifier. Every job runs in a worker subprocess (`python -m ddae_core.worker`),
 never in this process. Then the window opens on the offscreen platform and each view is grabbed.
-`--quick` uses a micro network and a few steps, for checking the script itself.
+`--quick` uses a micro network and a few steps, for checking the script itself. `--only unified` makes
+and renders only the unified view: a training whose sweep queues an FID and a probe job per checkpoint.
 """
 
 from __future__ import annotations
@@ -74,6 +75,91 @@ def make_runs(ws: Path, steps: int, quick: bool) -> dict[str, str]:
         if run_worker(runs[key]) != "done":
             print(f"  {key} did not finish; see {runs[key] / 'log.txt'}", flush=True)
     return {key: d.name for key, d in runs.items()}
+
+
+def random_inception(folder: Path) -> Path:
+    """An FID Inception at random initialisation, for a machine without the standard weights file.
+
+    Its FIDs are real Frechet distances of a meaningless feature space: the view's mechanics, not its values.
+    """
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "random_inception.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def make_sweep_runs(ws: Path, steps: int, quick: bool) -> dict[str, str]:
+    """A tiny-ddpm training whose sweep queues an FID and a probe job per checkpoint, each run by a worker."""
+    from ddae_core.config import load_config, parse_model_config
+    from ddae_core.evaluation.inception import find_weights
+    from ddae_core.evaluation.sweep import sweep_plan
+    from ddae_core.jobs import create_job, train_spec
+    from ddae_core.runs import read_spec
+
+    cfg = load_config("tiny-ddpm")
+    data = "builtin:shapes?n_train=1000&n_test=300"
+    if quick:
+        cfg["network"].update(ch_mults=[1, 2], is_attn=[False, True], n_blocks=1)
+        cfg["linear"]["blockname"] = "out_3"
+        cfg["studio"].update(sample_steps=4)
+        data = "builtin:shapes?n_train=256&n_test=64"
+    try:
+        weights, fid_note, fid = find_weights(ws), "", {"fid_n": 1000, "dims": 2048}
+    except Exception:  # noqa: BLE001 - no weights file: a random network (its cheap 64 features) shows the mechanics
+        weights, fid_note = random_inception(ws / "data"), " (FID of a random Inception)"
+        fid = {"fid_n": 200, "dims": 64}
+    every = max(1, steps // 6)
+    spec = train_spec(config=cfg, data=data, steps=steps, batch_size=32, device="cpu", gpus=0,
+                      name="tiny-ddpm with a checkpoint sweep" + fid_note, checkpoint_every_steps=every,
+                      sample_every_steps=every)
+    if quick:
+        fid["fid_n"] = 64
+    spec["options"]["sweep"] = sweep_plan(parse_model_config(cfg), ws, steps=20, batch_size=100, inception=weights,
+                                          device="cpu", **fid)
+    train = create_job(ws, spec)
+    print(f"training {train.name} for {steps} steps, with a sweep every {every} steps…", flush=True)
+    if run_worker(train) != "done":
+        raise SystemExit(f"The sweep's training failed; see {train / 'log.txt'}.")
+    jobs = sorted((p for p in (ws / "runs").iterdir() if p.name > train.name),
+                  key=lambda p: (read_spec(p)["parent"]["checkpoint"], p.name))
+    for job in jobs:
+        print(f"{job.name}…", flush=True)
+        if run_worker(job) != "done":
+            print(f"  it did not finish; see {job / 'log.txt'}", flush=True)
+    return {"sweep-train": train.name}
+
+
+def render_unified(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
+    """Only the unified view of the sweep's training run."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.main_window import MainWindow
+    from app.unified import UnifiedPanel
+    from db import Ingester, Store
+
+    with Store.open(ws) as store, Ingester(store) as ingester:
+        while ingester.ingest_once().events:
+            pass
+    app = QApplication.instance() or QApplication([])
+    app.setStyle("Fusion")
+    window = MainWindow(ws, run_scheduler=False)
+    window.resize(*SIZE)
+    window.show()
+    settle(app, 1.5)
+    window.show_run(runs["sweep-train"])
+    view = window.run_view
+    view.show_tab(UnifiedPanel)
+    view.splitter.setSizes([760, 60])
+    panel = view.panel(UnifiedPanel)
+    panel.select_row(0)
+    shots = [shoot(window, app, out, "run-unified")]
+    window.close()
+    return shots
 
 
 def settle(app, seconds: float = 0.6) -> None:
@@ -222,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="folder for the PNG files (created)")
     parser.add_argument("--steps", type=int, default=240, help="training steps of the demo run (default 240)")
     parser.add_argument("--quick", action="store_true", help="a micro network and a few steps (checks the script)")
+    parser.add_argument("--only", choices=["all", "unified"], default="all",
+                        help="unified: make and render only the unified view (a training with a checkpoint sweep)")
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
                         help="make the workspace here and keep it (default: a temporary one, removed); "
                              "if it already holds the runs of an earlier --keep, only render again")
@@ -231,14 +319,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DDAE_STUDIO_SETTINGS"] = str(tmp / "settings.ini")     # never the user's settings
     ws = args.keep or tmp / "ws"
     (ws / "runs").mkdir(parents=True, exist_ok=True)
-    made = ws / "screenshot-runs.json"
+    made = ws / ("screenshot-runs.json" if args.only == "all" else f"screenshot-{args.only}-runs.json")
+    make, draw = (make_runs, render) if args.only == "all" else (make_sweep_runs, render_unified)
     try:
         if made.is_file():
             runs = json.loads(made.read_text())
         else:
-            runs = make_runs(ws, 24 if args.quick else args.steps, args.quick)
+            runs = make(ws, 24 if args.quick else args.steps, args.quick)
             made.write_text(json.dumps(runs))
-        shots = render(ws, runs, args.out)
+        shots = draw(ws, runs, args.out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{len(shots)} screenshots in {args.out}")
