@@ -155,6 +155,8 @@ class ClusterBackend:
             return
         try:
             jobs = slurm.query()                  # cached a few seconds: ticks come twice a second
+            if any(job_id not in jobs or not jobs[job_id].live for _, _, job_id in candidates):
+                jobs = slurm.query(fresh=True)    # judge an ended job on squeue's word now, not a cached one
         except slurm.SlurmError as exc:
             t.errors.append(str(exc))
             return                                # no word from Slurm: judge nothing

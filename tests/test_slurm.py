@@ -368,3 +368,37 @@ def test_ddp_rendezvous_from_slurm_two_ranks_on_the_cpu(cluster, monkeypatch):
     assert lr == pytest.approx(2 * lr_at(steps - 1, 0, opts, steps))      # two ranks: the lr scales by 2
     assert "(rank 0 of 2)" in (run_dir / "log.txt").read_text()
     assert "(rank 1 of 2)" in (run_dir / "log.rank1.txt").read_text()
+
+
+@pytest.mark.slurm
+def test_a_cancelled_job_on_another_node_that_does_not_stop_is_scancelled_after_the_timeout(cluster, monkeypatch):
+    from ddae_core import cluster_backend
+    from ddae_core.cluster import record_submission
+    from ddae_core.reporting import STOP_FILE
+    from ddae_core.scheduler import Scheduler
+    from ddae_core.worker_process import append_event
+
+    store = cluster
+    monkeypatch.setattr(cluster_backend, "GONE_GRACE_S", 0.0)
+    run = _queue_on(store, micro_train_spec(steps=8))
+    run_dir = store.run_dir(run)
+    store.dequeue(run)
+    # A job that ignores the stop request: a plain sleep, standing in for a stuck worker on a node.
+    out = subprocess.run(["sbatch", "--parsable", "-o", "/dev/null", "--wrap", "sleep 300"], capture_output=True,
+                         text=True, check=True)
+    job_id = out.stdout.strip().split(";")[0]
+    deadline = time.monotonic() + 60
+    while (job := slurm.query(fresh=True).get(job_id)) is None or job.state != "RUNNING":
+        assert time.monotonic() < deadline, f"the sleep job did not start: {job}"
+        time.sleep(0.5)
+    record_submission(run_dir, "test", job_id)
+    append_event(run_dir, "status", status="running", pid=4242, host="node17", device="cpu")
+    (run_dir / STOP_FILE).touch()
+    with Scheduler(store.workspace, store, cpu_slots=0, gpus=[], kill_timeout_s=0.5) as scheduler:
+        time.sleep(0.6)
+        report = scheduler.tick()
+        assert report.killed == (run,) and _status(store, run) == "running", report
+        _until(scheduler, lambda: _status(store, run) != "running", 60, "the stuck job to be scancelled")
+    record = store.get_run(run)
+    assert record.status == "cancelled" and f"Slurm job {job_id} ended" in record.error
+    assert slurm.query(fresh=True).get(job_id) is None or not slurm.query(fresh=True)[job_id].live
