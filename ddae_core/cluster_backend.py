@@ -62,7 +62,7 @@ def cluster_jobs(workspace: Path, run_ids) -> dict[str, ClusterJob]:
     placed = {}
     for run_id in run_ids:
         data = read_slurm(Path(workspace) / "runs" / run_id)
-        if data.get("cluster") or data.get("job_id"):
+        if data.get("cluster"):               # a run moved back here keeps its job ids, but is not placed
             placed[run_id] = data
     if not placed:
         return {}
@@ -79,6 +79,17 @@ def cluster_jobs(workspace: Path, run_ids) -> dict[str, ClusterJob]:
                                  state.nodes if state else "", state.elapsed if state else "",
                                  state.time_limit if state else "")
     return out
+
+
+def cluster_gpus(entry: QueueEntry, profile) -> int:
+    """GPUs to ask Slurm for, read as this machine's slots read a device request: cpu is none, cuda at least
+    one, and auto asking for one GPU runs on the CPU of a profile without GPUs."""
+    if entry.device_request == "cpu":
+        return 0
+    gpus = max(int(entry.gpus), 1) if entry.device_request == "cuda" else int(entry.gpus)
+    if entry.device_request == "auto" and gpus == 1 and not profile.gpus_per_node:
+        return 0
+    return gpus
 
 
 class ClusterBackend:
@@ -110,10 +121,10 @@ class ClusterBackend:
         (run_dir / STOP_FILE).unlink(missing_ok=True)
         try:
             profile = get_profile(self.workspace, cluster)
-            job_id, shape = slurm.submit(run_dir, profile, entry.gpus if entry.device_request != "cpu" else 0,
-                                         entry.kind)
-        except UserError as exc:
-            sentence = str(exc)
+            job_id, shape = slurm.submit(run_dir, profile, cluster_gpus(entry, profile), entry.kind)
+        except (UserError, OSError) as exc:
+            sentence = str(exc) if isinstance(exc, UserError) else \
+                f"Run {entry.run} could not be submitted to cluster {cluster} ({exc})."
             append_event(run_dir, "status", status="failed", error=sentence)
             self.store.set_status(entry.run, "failed", error=sentence)
             t.refused.append((entry.run, sentence))

@@ -127,10 +127,11 @@ def cluster(workspace):
 def _queue_on(store: Store, spec: dict, cluster: str = "test") -> str:
     from ddae_core.jobs import create_job
 
-    run_dir = create_job(store.workspace, spec, queue={"priority": 0, "gpus": 0})
+    gpus = spec["device"]["gpus"]
+    run_dir = create_job(store.workspace, spec, queue={"priority": 0, "gpus": gpus})
     set_run_cluster(run_dir, cluster)
     store.register_run(run_dir)
-    store.enqueue(run_dir.name, priority=0, gpus=0, device_request="cpu")
+    store.enqueue(run_dir.name, priority=0, gpus=gpus, device_request=spec["device"]["request"])
     return run_dir.name
 
 
@@ -158,7 +159,8 @@ def test_slurm_trains_then_probes_a_grid_with_curves_in_the_database(cluster):
     from ddae_core.scheduler import Scheduler
 
     store = cluster
-    train = _queue_on(store, micro_train_spec(steps=8, checkpoint_every=4))
+    # device auto asking for one GPU, on a profile without GPUs: a CPU job, as on a machine without GPUs.
+    train = _queue_on(store, micro_train_spec(steps=8, checkpoint_every=4, device="auto", gpus=1))
     with Scheduler(store.workspace, store, cpu_slots=0, gpus=[]) as scheduler:
         report = scheduler.tick()
         assert [run for run, _ in report.started] == [train], report
