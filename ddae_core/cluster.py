@@ -126,10 +126,10 @@ def profile_from_dict(name: str, data) -> ClusterProfile:
             value = [v.strip() for v in value if v.strip()]
             if key == "sbatch":
                 value = [v[len("#SBATCH"):].strip() if v.startswith("#SBATCH") else v for v in value]
-                bad = next((v for v in value if not v.startswith("-")), None)
+                bad = next((v for v in value if not v.startswith("--") or " " in v.split("=", 1)[0]), None)
                 if bad is not None:
-                    raise UserError(f"Cluster profile {name}: sbatch line {bad!r} must be an option such as "
-                                    "--exclusive or --mail-type=END.")
+                    raise UserError(f"Cluster profile {name}: sbatch line {bad!r} must be a long option such as "
+                                    "--exclusive or --mail-type=END (write -A lab as --account=lab).")
         elif key == "time_limit":
             value = str(value).strip()
         values[key] = value

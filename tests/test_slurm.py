@@ -55,7 +55,7 @@ def test_profiles_round_trip_and_bad_fields_are_named(tmp_path):
         profile_from_dict("x", {"gpus_per_node": -1})
     with pytest.raises(UserError, match="time_limit 'soon'"):
         profile_from_dict("x", {"time_limit": "soon"})
-    with pytest.raises(UserError, match="must be an option"):
+    with pytest.raises(UserError, match="must be a long option"):
         profile_from_dict("x", {"sbatch": ["exclusive"]})
     assert parse_time_limit("90") == 90 and parse_time_limit("01:30:00") == 90 and parse_time_limit("2-0") == 2880
 
