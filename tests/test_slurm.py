@@ -292,13 +292,11 @@ def test_cli_train_queue_cluster_then_serve_once_and_queue_list(cluster, tmp_pat
     """`ddae train --queue --cluster test`, `ddae queue list` (the Slurm column), `ddae queue serve --once`."""
     import yaml
 
-    from ddae_core.config import load_config
-
-    from .conftest import MICRO_DATA
+    from .conftest import MICRO_DATA, micro_config
     from .test_queue_cli import cli
 
     workspace = cluster.workspace
-    config = load_config("tiny-ddpm")
+    config = micro_config()
     config["studio"].update(sample_steps=2)
     config["n_sample"] = 4
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
