@@ -72,6 +72,7 @@ class UnifiedPanel(Panel):
         self.fid_plot = CurvePlot("FID by checkpoint", "FID (lower is better)")
         for plot in (self.accuracy_plot, self.fid_plot):
             plot.set_fixed_x("training step")
+            plot.legend.setVisible(False)       # one curve each, named by its title
         self.fid_plot.plot.setXLink(self.accuracy_plot.plot)        # one step axis for both
         self.tradeoff = TradeoffPlot("Probe accuracy against FID, coloured by step")
         # The grids of samples the FID jobs scored, one per checkpoint; the shown one is ringed in the scatter.
