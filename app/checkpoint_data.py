@@ -123,8 +123,16 @@ class CheckpointReader:
         """The results now; `children` (store.children of the run, oldest first) when the caller has them."""
         if children is None:
             children = self.store.children(self.run_id)
-        evaluations = [c for c in children if c.kind in ("fid", "probe")]
-        self._children = {c.id: self._child(c) for c in evaluations}
+        evaluations, read = [], {}
+        for c in children:
+            if c.kind not in ("fid", "probe"):
+                continue
+            try:
+                read[c.id] = self._child(c)
+            except LookupError:         # deleted since the list was read: it has nothing to show any more
+                continue
+            evaluations.append(c)
+        self._children = read
         fids: dict[int, tuple[bool, float, str, Path | None]] = {}
         accuracies: dict[int, tuple[bool, tuple, str]] = {}
         for c in evaluations:               # oldest first: a newer job of the same rank replaces an older one

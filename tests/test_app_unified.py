@@ -109,6 +109,17 @@ def test_the_reader_rereads_only_children_that_changed(workspace):
         assert [p.fid for p in again.points] == [5.80, 4.5]     # the newer sweep's job wins
 
 
+def test_a_child_deleted_while_it_is_read_is_left_out(workspace):
+    train = train_run(workspace)
+    sweep_jobs(workspace, train, SWEEP[:2])
+    ingest(workspace)
+    with Store.open(workspace) as store:
+        children = store.children(train.name)
+        store.delete_run(fake.run_id("fid", 10))
+        results = CheckpointReader(store, train.name).read(children)
+        assert [(p.step, p.fid) for p in results.points] == [(200, None), (400, 4.62)]
+
+
 def test_run_view_shows_the_unified_view_live_as_sweep_jobs_finish(studio, qtbot, tmp_path):
     ws = tmp_path / "ws"
     train = train_run(ws)
