@@ -48,7 +48,7 @@ SlurmdPort=$((CTLD_PORT + 1))
 SlurmUser=root
 AuthType=auth/munge
 # A requeued job (preemption, time limit) may start again after cred_expire seconds (default 120).
-AuthInfo=cred_expire=30
+AuthInfo=cred_expire=15
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid
