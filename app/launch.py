@@ -179,6 +179,9 @@ class LaunchForm(QWidget):
         if "device" in self.rows:
             self.rows["device"].editor.currentIndexChanged.connect(self._device_changed)
             self._device_changed()
+        if "sweep" in self.rows:
+            self.rows["sweep"].editor.toggled.connect(self._sweep_toggled)
+            self._sweep_toggled(self.rows["sweep"].editor.isChecked())
 
     def _special_editor(self, field: Field) -> QWidget | None:
         if field.kind == "data":
@@ -252,6 +255,8 @@ class LaunchForm(QWidget):
         combo.blockSignals(True)
         combo.clear()
         combo.addItem("latest", "latest")
+        if self.kind.name == "fid":
+            combo.addItem("all", "all")         # an fid job can score every checkpoint in one run
         if run_id:
             for step, _ in reversed(list_checkpoints(self.launcher.store.run_dir(run_id))):
                 combo.addItem(f"step {step}", step)
@@ -313,6 +318,11 @@ class LaunchForm(QWidget):
         for name, value in QUICK.items():
             if name in self.rows:
                 self.rows[name].set_text(str(value) if on else "")
+
+    def _sweep_toggled(self, on: bool) -> None:
+        for name, row in self.rows.items():
+            if name.startswith("sweep_"):
+                row.setEnabled(on)
 
     def _device_changed(self) -> None:
         if "gpus" in self.rows:
