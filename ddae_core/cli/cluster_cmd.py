@@ -67,7 +67,7 @@ def cmd_check(args) -> int:
     if not slurm.available():
         print("slurm commands: FAILED: sbatch, squeue or scancel is not on PATH here")
         return 1
-    step("squeue", lambda: f"{len(slurm.query(fresh=True))} job(s) of yours")
+    step("squeue", lambda: f"it answers; {len(slurm.query(fresh=True))} of your jobs listed")
     if shape is not None:
         step("sbatch --test-only", lambda: slurm.test_only(profile, args.gpus))
     if ok and args.submit:
