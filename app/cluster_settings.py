@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -25,7 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ddae_core.cluster import LOCAL_LABEL, NAME_RE, ClusterProfile, load_profiles, profile_from_dict, save_profiles
+from ddae_core.cluster import (
+    LOCAL_LABEL, NAME_RE, ClusterProfile, default_cluster, load_cluster_file, profile_from_dict, save_profiles,
+)
 from ddae_core.errors import UserError
 
 TEXT_FIELDS = (("partition", "Partition"), ("account", "Account"), ("qos", "QOS"),
@@ -40,10 +43,18 @@ def cluster_choices(workspace: Path) -> list[tuple[str, str | None]]:
     """("this machine", None) and each profile of the workspace as (label, name); a bad cluster.yaml gives
     only this machine (the settings dialog says what is wrong with it)."""
     try:
-        profiles = load_profiles(workspace)
+        profiles = load_cluster_file(workspace)[0]
     except UserError:
         profiles = {}
     return [(LOCAL_LABEL, None)] + [(p.summary(), name) for name, p in profiles.items()]
+
+
+def workspace_default(workspace: Path) -> str | None:
+    """The profile new jobs go to by default (None: this machine, also for a bad cluster.yaml)."""
+    try:
+        return default_cluster(workspace)
+    except UserError:
+        return None
 
 
 class ProfileEditor(QWidget):
@@ -101,11 +112,15 @@ class ClusterProfilesDialog(QDialog):
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #c62828;")
+        default = None
         try:
-            self.profiles: dict[str, ClusterProfile] = load_profiles(self.workspace)
+            self.profiles, default = load_cluster_file(self.workspace)
         except UserError as exc:
             self.profiles = {}
             self.error.setText(f"{exc} Saving replaces the file.")
+        # Where a new job runs unless its launch form says otherwise (cluster.yaml's `default`).
+        self.default = QComboBox()
+        self._fill_default(default)
         self.names = QListWidget()
         self.names.addItems(list(self.profiles))
         self.editor = ProfileEditor()
@@ -129,8 +144,12 @@ class ClusterProfilesDialog(QDialog):
         body = QHBoxLayout()
         body.addLayout(left)
         body.addWidget(self.editor, 1)
+        default_row = QHBoxLayout()
+        default_row.addWidget(QLabel("New jobs run on"))
+        default_row.addWidget(self.default, 1)
         layout = QVBoxLayout(self)
         layout.addWidget(about)
+        layout.addLayout(default_row)
         layout.addLayout(body, 1)
         layout.addWidget(self.error)
         layout.addWidget(buttons)
@@ -138,6 +157,13 @@ class ClusterProfilesDialog(QDialog):
         self.editor.setEnabled(bool(self.profiles))
         if self.profiles:
             self.names.setCurrentRow(0)
+
+    def _fill_default(self, current: str | None) -> None:
+        self.default.clear()
+        self.default.addItem(LOCAL_LABEL, None)
+        for name in self.profiles:
+            self.default.addItem(name, name)
+        self.default.setCurrentIndex(max(0, self.default.findData(current)))
 
     def _keep_shown(self) -> bool:
         """Take the editor's values into the shown profile; False (and a sentence) when they are not valid."""
@@ -177,6 +203,7 @@ class ClusterProfilesDialog(QDialog):
                                f"(got {name!r}).")
             return
         self.profiles[name] = ClusterProfile(name)
+        self._fill_default(self.default.currentData())
         self.names.addItem(name)
         self.names.setCurrentRow(self.names.count() - 1)
 
@@ -187,6 +214,7 @@ class ClusterProfilesDialog(QDialog):
         name = self.names.item(row).text()
         self._shown = None
         self.profiles.pop(name, None)
+        self._fill_default(self.default.currentData())
         self.names.takeItem(row)
         self.error.clear()
 
@@ -194,7 +222,7 @@ class ClusterProfilesDialog(QDialog):
         if not self._keep_shown():
             return
         try:
-            save_profiles(self.workspace, self.profiles)
+            save_profiles(self.workspace, self.profiles, default=self.default.currentData())
         except OSError as exc:
             self.error.setText(f"Could not write {self.workspace / 'cluster.yaml'} ({exc.strerror or exc}).")
             return

@@ -35,7 +35,7 @@ from ddae_core.errors import ConfigError, UserError
 from ddae_core.jobs import create_job
 from ddae_core.runs import list_checkpoints
 
-from .cluster_settings import ClusterProfilesDialog, cluster_choices
+from .cluster_settings import ClusterProfilesDialog, cluster_choices, workspace_default
 from .launch_fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
 from .launch_kinds import KINDS, QUICK, JobKind, cuda_available, gpus_for
 
@@ -155,6 +155,8 @@ class LaunchForm(QWidget):
         # Where the job runs: this machine, or a Slurm cluster profile of the workspace (cluster.yaml).
         self.run_on = QComboBox()
         self.run_on.setToolTip("This machine's GPUs/CPU, or a Slurm cluster profile (Settings > Cluster profiles)")
+        self.run_on.activated.connect(self._run_on_chosen)
+        self._run_on_picked = False          # until the user picks, the form follows the workspace's default
         self.profiles_button = QPushButton("Profiles…")
         self.profiles_button.setToolTip("Edit the workspace's Slurm cluster profiles")
         self.profiles_button.clicked.connect(self.edit_profiles)
@@ -269,6 +271,8 @@ class LaunchForm(QWidget):
     def refresh_clusters(self) -> None:
         """'this machine' and the workspace's cluster profiles, keeping the choice."""
         current = self.run_on.currentData()
+        if not self._run_on_picked and self.launcher is not None:
+            current = workspace_default(self.launcher.store.workspace)
         self.run_on.blockSignals(True)
         self.run_on.clear()
         choices = cluster_choices(self.launcher.store.workspace) if self.launcher else cluster_choices(Path("."))[:1]
@@ -276,6 +280,9 @@ class LaunchForm(QWidget):
             self.run_on.addItem(label, name)
         self.run_on.setCurrentIndex(max(0, self.run_on.findData(current)))
         self.run_on.blockSignals(False)
+
+    def _run_on_chosen(self, _index: int) -> None:
+        self._run_on_picked = True
 
     def edit_profiles(self) -> None:
         if self.launcher is not None:

@@ -142,13 +142,14 @@ def cluster_path(workspace: Path) -> Path:
     return Path(workspace) / CLUSTER_FILE
 
 
-def load_profiles(workspace: Path) -> dict[str, ClusterProfile]:
-    """The workspace's cluster profiles by name ({} without cluster.yaml); UserError on a bad file."""
+def load_cluster_file(workspace: Path) -> tuple[dict[str, ClusterProfile], str | None]:
+    """cluster.yaml's profiles by name and its `default` (the profile new jobs go to, or None for this
+    machine); ({}, None) without the file, UserError on a bad one."""
     path = cluster_path(workspace)
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return {}
+        return {}, None
     except OSError as exc:
         raise UserError(f"Cannot read {path} ({exc.strerror or exc}).") from None
     try:
@@ -157,17 +158,38 @@ def load_profiles(workspace: Path) -> dict[str, ClusterProfile]:
         raise UserError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}); fix or remove it.") from None
     if not isinstance(data, dict) or not isinstance(data.get("profiles", {}) or {}, dict):
         raise UserError(f"{path} must hold `profiles:`, a mapping from a profile name to its fields.")
-    return {str(name): profile_from_dict(str(name), fields_)
-            for name, fields_ in (data.get("profiles") or {}).items()}
+    profiles = {str(name): profile_from_dict(str(name), fields_)
+                for name, fields_ in (data.get("profiles") or {}).items()}
+    default = data.get("default")
+    if default in (None, "", LOCAL, LOCAL_LABEL):
+        default = None
+    elif str(default) not in profiles:
+        raise UserError(f"{path}: default {default!r} is not one of its profiles "
+                        f"({', '.join(profiles) or 'it has none'}); name one, or `local` for this machine.")
+    return profiles, None if default is None else str(default)
 
 
-def save_profiles(workspace: Path, profiles: dict[str, ClusterProfile]) -> Path:
-    """Write cluster.yaml atomically (a header comment, then the profiles)."""
+def load_profiles(workspace: Path) -> dict[str, ClusterProfile]:
+    """The workspace's cluster profiles by name ({} without cluster.yaml); UserError on a bad file."""
+    return load_cluster_file(workspace)[0]
+
+
+def default_cluster(workspace: Path) -> str | None:
+    """The profile new queued jobs of the workspace go to (cluster.yaml's `default`), or None: this machine."""
+    return load_cluster_file(workspace)[1]
+
+
+def save_profiles(workspace: Path, profiles: dict[str, ClusterProfile], default: str | None = None) -> Path:
+    """Write cluster.yaml atomically (a header comment, the default placement, then the profiles)."""
     path = cluster_path(workspace)
-    body = yaml.safe_dump({"profiles": {name: p.to_yaml_dict() for name, p in profiles.items()}},
+    if default is not None and default not in profiles:
+        raise UserError(f"The default cluster {default!r} is not one of the profiles.")
+    body = yaml.safe_dump({"default": default or LOCAL,
+                           "profiles": {name: p.to_yaml_dict() for name, p in profiles.items()}},
                           sort_keys=False, default_flow_style=False)
     header = ("# Slurm cluster profiles of this workspace (see README, 'Running on a Slurm cluster').\n"
-              "# Check one with `ddae cluster check NAME`.\n")
+              "# default: where queued jobs go unless told (--cluster NAME|local); check one with\n"
+              "# `ddae cluster check NAME`.\n")
     _write_atomic(path, header + body)
     return path
 
@@ -183,8 +205,11 @@ def get_profile(workspace: Path, name: str) -> ClusterProfile:
 
 
 def check_placement(workspace: Path, name: str | None) -> str | None:
-    """A --cluster value as a placement: None / 'local' / 'this machine' for here, else an existing profile."""
-    if name is None or name.strip().lower() in ("", LOCAL, LOCAL_LABEL):
+    """A --cluster value as a placement: 'local' / 'this machine' for here (None), an existing profile's
+    name, or, when not given (None), the workspace's default."""
+    if name is None:
+        return default_cluster(workspace)
+    if name.strip().lower() in ("", LOCAL, LOCAL_LABEL):
         return None
     get_profile(workspace, name.strip())
     return name.strip()

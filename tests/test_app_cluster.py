@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.run_panels import GridPanel, TrainingPanel
-from ddae_core.cluster import ClusterProfile, load_profiles, read_slurm, save_profiles
+from ddae_core.cluster import ClusterProfile, default_cluster, load_profiles, read_slurm, save_profiles
 from tests.app_support import MICRO_DATA, app_settings, micro_overrides, no_leftovers, studio, wait_status  # noqa: F401
 
 
@@ -26,7 +26,9 @@ def test_profiles_dialog_adds_edits_and_refuses_a_bad_value(qtbot, tmp_path):
     assert "time_limit 'soon'" in dialog.error.text()
     assert list(load_profiles(tmp_path)) == ["old"]                # nothing written while a value is bad
     dialog.editor.text["time_limit"].setText("14:00:00")
+    dialog.default.setCurrentIndex(dialog.default.findData("a100"))
     dialog.save()
+    assert default_cluster(tmp_path) == "a100"
     profiles = load_profiles(tmp_path)
     assert profiles["a100"].gpus_per_node == 4 and profiles["a100"].setup == ["module load cuda",
                                                                                "source venv/bin/activate"]
@@ -52,6 +54,12 @@ def test_launch_form_runs_on_a_chosen_profile(studio):
     form.run_on.setCurrentIndex(0)
     local = form.submit()
     assert local is not None and read_slurm(window.store.run_dir(local)) == {}
+
+    # A workspace default is what a form shows until the user picks.
+    save_profiles(window.store.workspace, {"test": ClusterProfile("test", time_limit="10")}, default="test")
+    probe = window.launch_view.form("probe")
+    probe.refresh_clusters()
+    assert probe.run_on.currentData() == "test"
 
 
 @pytest.mark.slurm

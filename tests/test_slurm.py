@@ -57,6 +57,13 @@ def test_profiles_round_trip_and_bad_fields_are_named(tmp_path):
         profile_from_dict("x", {"time_limit": "soon"})
     with pytest.raises(UserError, match="must be a long option"):
         profile_from_dict("x", {"sbatch": ["exclusive"]})
+    # The workspace's default placement: where --queue sends a job unless --cluster says otherwise.
+    assert check_placement(tmp_path, None) is None
+    save_profiles(tmp_path, {"a100": profile}, default="a100")
+    assert check_placement(tmp_path, None) == "a100" and check_placement(tmp_path, "local") is None
+    (tmp_path / "cluster.yaml").write_text("default: b\nprofiles: {a100: {}}\n")
+    with pytest.raises(UserError, match="default 'b' is not one of its profiles"):
+        check_placement(tmp_path, None)
     assert parse_time_limit("90") == 90 and parse_time_limit("01:30:00") == 90 and parse_time_limit("2-0") == 2880
 
 
@@ -404,3 +411,22 @@ def test_a_cancelled_job_on_another_node_that_does_not_stop_is_scancelled_after_
     record = store.get_run(run)
     assert record.status == "cancelled" and f"Slurm job {job_id} ended" in record.error
     assert slurm.query(fresh=True).get(job_id) is None or not slurm.query(fresh=True)[job_id].live
+
+
+def test_queue_goes_to_the_workspace_default_cluster_unless_told_local(workspace):
+    from .conftest import MICRO_DATA
+    from .test_queue_cli import cli
+
+    save_profiles(workspace, {"test": ClusterProfile("test")}, default="test")
+    ws = ["--workspace", str(workspace)]
+    args = ["train", "--preset", "tiny-ddpm", "--data", MICRO_DATA, "--steps", "2", "--device", "cpu", "--queue"]
+    out = cli(*args, *ws)
+    assert out.returncode == 0, out.stderr
+    run = out.stdout.split()[1]
+    assert "for cluster test" in out.stdout and read_slurm(workspace / "runs" / run) == {"cluster": "test"}
+    out = cli(*args, "--cluster", "local", *ws)
+    assert out.returncode == 0 and "for cluster" not in out.stdout
+    assert read_slurm(workspace / "runs" / out.stdout.split()[1]) == {}
+    out = cli(*args[:-1], "--cluster", "test", *ws)
+    assert out.returncode == 2 and "--cluster needs --queue" in out.stderr
+    assert "[default: queued jobs go here" in cli("cluster", "list", *ws).stdout

@@ -31,15 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args) -> int:
-    from ..cluster import cluster_path, load_profiles
+    from ..cluster import cluster_path, load_cluster_file
 
     workspace = workspace_of(args)
-    profiles = load_profiles(workspace)
+    profiles, default = load_cluster_file(workspace)
     if not profiles:
         print(f"no cluster profiles: write them in {cluster_path(workspace)} (README: 'Running on a Slurm cluster')")
         return 0
-    for profile in profiles.values():
-        print(profile.summary())
+    for name, profile in profiles.items():
+        print(profile.summary() + ("  [default: queued jobs go here unless --cluster local]" if name == default else ""))
+    if default is None:
+        print("queued jobs run on this machine unless --cluster NAME")
     return 0
 
 

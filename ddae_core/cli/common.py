@@ -36,7 +36,8 @@ def add_queue_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gpus", type=int, default=None,
                        help="GPUs the job needs (default 1 with --device cuda/auto, 0 with --device cpu)")
     group.add_argument("--cluster", metavar="NAME",
-                       help="run it on this Slurm cluster profile of cluster.yaml (default: this machine)")
+                       help="run it on this Slurm cluster profile of cluster.yaml, or `local` for this machine "
+                            "(default: cluster.yaml's default, else this machine)")
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
