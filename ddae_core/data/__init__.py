@@ -32,6 +32,7 @@ def describe_specs() -> list[tuple[str, str]]:
                            "works offline."),
         ("builtin:shapes?n_train=2000&n_test=500&seed=3", "The same with other split sizes or another "
                                                           "generator seed."),
+        ("builtin:shapes?texture=0", "The same shapes on plain backgrounds."),
         ("cifar10", "CIFAR-10 (32x32, 10 classes) via torchvision in DATA/cifar10, downloaded if online."),
         ("cifar100", "CIFAR-100 (32x32, 100 classes) via torchvision in DATA/cifar100, downloaded if online."),
         ("folder:/path/to/images", "Images in PATH/train/<class>/ and PATH/test/<class>/, or in PATH/<class>/ "
