@@ -57,3 +57,15 @@ def scaled_nearest(image: QImage, width: int, height: int) -> QPixmap:
                                               Qt.TransformationMode.FastTransformation))
     return QPixmap.fromImage(image.scaled(width, height, Qt.AspectRatioMode.KeepAspectRatio,
                                           Qt.TransformationMode.SmoothTransformation))
+
+
+def follow_mouse(scene, plot: pg.PlotItem, readout, text_at) -> None:
+    """Show text_at(x, y) for the point under the mouse in `readout` (a QLabel), '' off the plot."""
+    def moved(scene_pos) -> None:
+        vb = plot.getViewBox()
+        if not vb.sceneBoundingRect().contains(scene_pos):
+            readout.setText("")
+            return
+        point = vb.mapSceneToView(scene_pos)
+        readout.setText(text_at(point.x(), point.y()))
+    scene.sigMouseMoved.connect(moved)

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider
 
 from ..colors import color_for, faded
 from . import export
-from .common import FOREGROUND, GRID_ALPHA, plot_widget, set_axis_label
+from .common import FOREGROUND, GRID_ALPHA, follow_mouse, plot_widget, set_axis_label
 from .smoothing import EmaState, ema
 
 X_MODES = ("step", "epoch", "time")
@@ -137,7 +137,7 @@ class CurvePlot(QWidget):
             {"png": self.export_png, "svg": self.export_svg, "csv": self.export_csv}, views=[self.plot_widget])
         self.readout = QLabel("")            # the points nearest the mouse
         self.readout.setStyleSheet("color: #303030;")
-        self.plot_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        follow_mouse(self.plot_widget.scene(), self.plot, self.readout, lambda x, _y: self.readout_at(x))
         for w in (QLabel("Smoothing"), self.smoothing_slider, self.smoothing_label, self.log_y_box,
                   self.log_x_box, self.x_label, self.x_combo):
             bar.addWidget(w)
@@ -361,13 +361,6 @@ class CurvePlot(QWidget):
                 text += f" (raw {s.values[i]:.4g})"
             parts.append(f"{name} {xs[i]:.6g}: {text}")
         return " · ".join(parts)
-
-    def _on_mouse_moved(self, scene_pos) -> None:
-        vb = self.plot.getViewBox()
-        if not vb.sceneBoundingRect().contains(scene_pos):
-            self.readout.setText("")
-            return
-        self.readout.setText(self.readout_at(vb.mapSceneToView(scene_pos).x()))
 
     def set_title(self, title: str) -> None:
         self._title = title

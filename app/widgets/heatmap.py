@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QGraphicsRectItem, QHBoxLayout, QLabel, QVBoxLayou
 
 from ..colors import text_color_on
 from . import export
-from .common import BACKGROUND, FOREGROUND, set_axis_label, style_plot
+from .common import BACKGROUND, FOREGROUND, follow_mouse, set_axis_label, style_plot
 
 SEQUENTIAL_MAP = "viridis"
 DIVERGING_MAP = "CET-D1A"       # blue - white - red, symmetric around its middle
@@ -83,7 +83,7 @@ class GridHeatmap(QWidget):
             {"png": self.export_png, "svg": self.export_svg, "csv": self.export_csv}, views=[self.layout_widget])
         self.readout = QLabel("")            # the cell under the mouse
         self.readout.setStyleSheet("color: #303030;")
-        self.layout_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        follow_mouse(self.layout_widget.scene(), self.plot, self.readout, self.readout_at)
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 2, 4, 0)
         bar.addWidget(self.status, 1)
@@ -135,13 +135,6 @@ class GridHeatmap(QWidget):
             return f"{where}: not measured yet"
         return f"{where}: {100 * value:+.1f} points" if self._diverging else f"{where}: {100 * value:.1f}%"
 
-    def _on_mouse_moved(self, scene_pos) -> None:
-        vb = self.plot.getViewBox()
-        if not vb.sceneBoundingRect().contains(scene_pos):
-            self.readout.setText("")
-            return
-        point = vb.mapSceneToView(scene_pos)
-        self.readout.setText(self.readout_at(point.x(), point.y()))
 
     def axes(self) -> tuple[list[int], list[str]]:
         return list(self._timesteps), list(self._layers)

@@ -17,7 +17,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from . import export
-from .common import BACKGROUND, FOREGROUND, GRID_ALPHA, set_axis_label, style_plot
+from .common import BACKGROUND, FOREGROUND, GRID_ALPHA, follow_mouse, set_axis_label, style_plot
 
 STEP_MAP = "viridis"
 LINE_GREY = QColor("#9a9a9a")
@@ -69,7 +69,7 @@ class TradeoffPlot(QWidget):
 
         self.readout = QLabel("")
         self.readout.setStyleSheet("color: #303030;")
-        self.layout_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        follow_mouse(self.layout_widget.scene(), self.plot, self.readout, self.readout_at)
         self.export_button = export.make_export_button(
             self, lambda: self._title or "accuracy_vs_fid",
             {"png": self.export_png, "svg": self.export_svg, "csv": self.export_csv}, views=[self.layout_widget])
@@ -234,13 +234,6 @@ class TradeoffPlot(QWidget):
                 text = f"{who}step {int(run.steps[i])}, FID {run.fids[i]:.4g}, {100 * run.accuracies[i]:.2f}%"
         return text if best is not None and best < 0.01 else ""
 
-    def _on_mouse_moved(self, scene_pos) -> None:
-        vb = self.plot.getViewBox()
-        if not vb.sceneBoundingRect().contains(scene_pos):
-            self.readout.setText("")
-            return
-        point = vb.mapSceneToView(scene_pos)
-        self.readout.setText(self.readout_at(point.x(), point.y()))
 
     # Export.
     def export_png(self, path: str | Path) -> Path:
