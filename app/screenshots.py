@@ -134,12 +134,11 @@ def make_sweep_runs(ws: Path, steps: int, quick: bool) -> dict[str, str]:
     return {"sweep-train": train.name}
 
 
-def render_unified(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
-    """Only the unified view of the sweep's training run."""
+def open_window(ws: Path):
+    """The workspace indexed to its last event, and a main window on it (no scheduler), shown and settled."""
     from PySide6.QtWidgets import QApplication
 
     from app.main_window import MainWindow
-    from app.unified import UnifiedPanel
     from db import Ingester, Store
 
     with Store.open(ws) as store, Ingester(store) as ingester:
@@ -151,6 +150,14 @@ def render_unified(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
     window.resize(*SIZE)
     window.show()
     settle(app, 1.5)
+    return app, window
+
+
+def render_unified(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
+    """Only the unified view of the sweep's training run."""
+    from app.unified import UnifiedPanel
+
+    app, window = open_window(ws)
     window.show_run(runs["sweep-train"])
     view = window.run_view
     view.show_tab(UnifiedPanel)
@@ -184,21 +191,10 @@ def shoot(window, app, out: Path, name: str) -> Path:
 
 
 def render(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
-    from PySide6.QtWidgets import QApplication
-
     from app.main_window import MainWindow
     from app.run_panels import GridPanel, SamplesPanel, TrainingPanel
-    from db import Ingester, Store
 
-    with Store.open(ws) as store, Ingester(store) as ingester:
-        while ingester.ingest_once().events:
-            pass
-    app = QApplication.instance() or QApplication([])
-    app.setStyle("Fusion")
-    window = MainWindow(ws, run_scheduler=False)
-    window.resize(*SIZE)
-    window.show()
-    settle(app, 1.5)
+    app, window = open_window(ws)
     shots = []
     store = window.store
     store.set_tags(runs["train"], ["demo", "baseline"])
