@@ -2,7 +2,7 @@
 
 A selected run may be a train run or one of its evaluations; each panel takes its data from the
 run that holds it: loss and samples from the train run, the probe grid from the run itself or its
-newest probe child, accuracy-vs-noise from the run itself or its newest noisy-classifier child.
+probe child the Run view shows (run_feed.grid_of: a running one, else the best), accuracy-vs-noise from the run itself or its newest noisy-classifier child.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from db import GridAxes, GridCell, RunRecord, Store
+from db import GridAxes, GridCell, RunRecord, RunSummary, Store
 from ddae_core.evaluation.protocols import BASELINE_KEYS, BASELINE_LABELS, protocol_of
 
 TRAIN_KINDS = ("train", "import")
@@ -66,6 +66,19 @@ def distinct_names(bundles: list[RunBundle]) -> list[RunBundle]:
     return [replace(b, label=f"{b.run.name} [{b.id}]") if counts[b.run.name] > 1 else b for b in bundles]
 
 
+def grid_of(probes: list[RunSummary]) -> RunSummary:
+    """The probe grid a train run shows: one still filling in (the newest), else its best, as the runs table.
+
+    The same rule as the run's row in the runs table (its best grid, whatever the protocol, labelled), so the
+    two never show different numbers for one run; a running grid comes first so that it is seen filling in.
+    """
+    running = [p for p in probes if p.status == "running"]
+    if running:
+        return running[-1]                  # children come oldest first
+    scored = [p for p in probes if p.best_accuracy is not None]
+    return max(scored, key=lambda p: (p.best_accuracy, p.created or 0)) if scored else probes[-1]
+
+
 def _newest_child(store: Store, run_id: str, kind: str) -> str | None:
     children = [c for c in store.children(run_id) if c.kind == kind]
     # Prefer the newest finished one; a running one only when nothing has finished.
@@ -96,7 +109,8 @@ def gather(store: Store, run_id: str) -> RunBundle:
     run = store.get_run(run_id)
     if run.kind in TRAIN_KINDS:
         train_id = run.id
-        probe_id = _newest_child(store, run.id, "probe")
+        probes = [c for c in store.children(run.id) if c.kind == "probe"]
+        probe_id = grid_of(probes).id if probes else None
         noisy_id = _newest_child(store, run.id, "noisy-classifier")
     else:
         train_id = run.parent_run

@@ -15,6 +15,7 @@ from db import GridAxes, GridCell, History, RunRecord, RunSummary, Store
 from ddae_core.evaluation.protocols import BASELINE_KEYS, protocol_of
 
 from .checkpoint_data import CheckpointReader, CheckpointResults
+from .compare_data import grid_of
 
 
 @dataclass
@@ -26,7 +27,7 @@ class RunUpdate:
     replaced: dict[str, History] = field(default_factory=dict)     # whole curves to show instead
     axes: GridAxes | None = None
     cells: list[GridCell] | None = None
-    grid_source: str | None = None          # the run whose grid is shown (this one, or its newest probe)
+    grid_source: str | None = None          # the run whose grid is shown (this one, or grid_of its probes)
     grid_protocol: str | None = None        # that grid's protocol (fast | official | standardized)
     baselines: dict[str, float] | None = None   # its baselines: "pixels" / "random_init" -> accuracy
     grid_work: str | None = None            # what that grid's run is doing now ('' when not running)
@@ -37,7 +38,7 @@ class RunUpdate:
 
 
 class RunFeed:
-    """Incremental reads of one run (and, for a trained model, its newest probe grid)."""
+    """Incremental reads of one run (and, for a trained model, the probe grid grid_of picks)."""
 
     def __init__(self, store: Store, run_id: str):
         self.store = store
@@ -124,7 +125,7 @@ class RunFeed:
             probes = [c for c in (self._children or []) if c.kind == "probe"]
             if not probes:
                 return
-            source = probes[-1].id          # children come oldest first: the newest grid
+            source = grid_of(probes).id
         if source != self._grid_source:
             self._grid_source, self._axes, self._cells, self._baselines = source, None, None, None
             self._grid_work = None

@@ -280,3 +280,17 @@ def test_compare_picks_runs_itself_and_remembers_them_on_restart(qtbot, gui_stor
     qtbot.addWidget(again)
     assert set(again.run_ids()) == {ws.train_a, ws.train_b} and len(again.bundles()) == 2
     again.close()
+
+
+def test_a_train_run_shows_its_running_grid_else_its_best_one_as_its_row_does():
+    from app.compare_data import grid_of
+    from db import RunSummary
+
+    def probe(rid, status, best, created):
+        return RunSummary(rid, rid, "probe", status, None, created, None, None, best, None, (), "", None, None,
+                          "train", None, None, None, None)
+
+    old_best, newer = probe("a", "done", 0.7, 1.0), probe("b", "done", 0.4, 2.0)
+    assert grid_of([old_best, newer]).id == "a"                       # the best, as the runs table's number
+    assert grid_of([old_best, newer, probe("c", "running", None, 3.0)]).id == "c"   # one filling in is seen
+    assert grid_of([probe("d", "failed", None, 1.0), probe("e", "queued", None, 2.0)]).id == "e"

@@ -315,7 +315,13 @@ def test_classify_files_with_the_best_probe_head(trained, tmp_path):
     assert ok["gray.png"].ok and any("grayscale" in n for n in ok["gray.png"].notes)
     assert not ok["notes.png"].ok and ok["notes.png"].error.count(".") >= 1 and "notes.png" in ok["notes.png"].error
     assert not ok["cut.jpg"].ok and "cut.jpg" in ok["cut.jpg"].error
-    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"photo_noisy_t11.png", "photo_denoised_t11.png"}
+    t = classifier.default_timestep
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {f"photo_noisy_t{t}.png", f"photo_denoised_t{t}.png"}
+    # A train run classifies with its best grid's head, as its row in the runs table reads.
+    grids = {d: json.loads((d / "grid.json").read_text())["best"]["accuracy"]
+             for d in ws.glob("runs/*-probe-*") if (d / "heads.pt").is_file()
+             and json.loads((d / "grid.json").read_text())["parent_run"] == parent.name}
+    assert grids[classifier.source] == max(grids.values())
 
 
 def test_classify_prediction_changes_with_noise_level(trained):

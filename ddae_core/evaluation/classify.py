@@ -7,6 +7,7 @@ gives both the features the head reads and the network's clean-image estimate.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,13 @@ def _children(workspace: Path, run_id: str, kind: str) -> list[Path]:
     return found
 
 
+def _grid_best(probe_dir: Path) -> float:
+    try:
+        return float(json.loads((probe_dir / "grid.json").read_text())["best"]["accuracy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1.0
+
+
 class Classifier:
     def __init__(self, model: DDAEModel, classes: list[str], kind: str, heads: dict, default_timestep: int,
                  layer: str, source: Path):
@@ -85,6 +93,9 @@ class Classifier:
         filename = "heads.pt" if head == "probe" else "noisy_head.pt"
         if spec.get("kind") != want:
             candidates = [d for d in _children(workspace, run_dir.name, want) if (d / filename).is_file()]
+            if head == "probe":
+                # Its best grid, as the runs table and the Run view show (newest first among equals).
+                candidates.sort(key=_grid_best, reverse=True)
             if not candidates:
                 raise UserError(f"Run {run_dir.name} has no finished {want} run with a trained head; "
                                 f"run `ddae {'probe' if head == 'probe' else 'noisy-classifier'} --run {run_dir.name}` first.")
