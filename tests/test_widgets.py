@@ -298,6 +298,7 @@ def test_heatmap_marks_baselines_on_the_colour_bar_and_a_fitted_scale_spans_them
     assert heatmap.levels() == pytest.approx((0.1, 0.8))           # the scale reaches down to the baselines
     assert heatmap.baseline_mark("random init") == pytest.approx(0.3, abs=1e-6)
     assert heatmap.baseline_mark("raw pixels") == pytest.approx(0.1, abs=1e-6)
+    assert "dashed: raw pixels 10.0, random init 30.0" in heatmap.colorbar.axis.labelText   # the bar names its marks
     heatmap.set_levels(0.5, 1.0)                                     # a fixed scale above a baseline hides its mark
     assert heatmap.baseline_mark("raw pixels") is None
     heatmap.set_baselines({})

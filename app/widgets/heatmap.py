@@ -207,12 +207,13 @@ class GridHeatmap(QWidget):
             self.colorbar.removeItem(self._marks.pop(label))
         for label in clean:
             if label not in self._marks:
+                # The bar is too narrow for words on it: the axis label names the dashes.
                 pen = pg.mkPen(FOREGROUND, width=2, style=Qt.PenStyle.DashLine)
-                line = pg.InfiniteLine(angle=0, movable=False, pen=pen, label=label,
-                                       labelOpts={"position": 0.5, "color": FOREGROUND, "fill": (255, 255, 255, 200)})
+                line = pg.InfiniteLine(angle=0, movable=False, pen=pen)
                 line.setZValue(20)
                 self.colorbar.addItem(line)
                 self._marks[label] = line
+        self.set_value_name(self.value_name)
         self._refresh(all_texts=True)
 
     def baselines(self) -> dict[str, float]:
@@ -235,7 +236,8 @@ class GridHeatmap(QWidget):
     def set_value_name(self, name: str) -> None:
         """What the cells hold (colour bar label, CSV column), e.g. 'accuracy difference'."""
         self.value_name = name
-        self.colorbar.axis.setLabel(f"{name} (%)", color=FOREGROUND)
+        dashes = ", ".join(f"{label} {100 * value:.1f}" for label, value in self._baselines.items())
+        self.colorbar.axis.setLabel(f"{name} (%)" + (f"; dashed: {dashes}" if dashes else ""), color=FOREGROUND)
 
     def set_title(self, title: str) -> None:
         self._title = title
