@@ -125,7 +125,8 @@ class QueueView(QWidget):
         self.table.setShowGrid(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((1, 110), (2, 90), (3, 260), (4, 130), (5, 70), (6, 80), (7, 80)):
+        # Device is wide enough for a cluster job's "test job 99: RUNNING on vm, 0:44 of 10:00".
+        for col, width in ((1, 80), (2, 90), (3, 240), (4, 330), (5, 70), (6, 80), (7, 80)):
             header.resizeSection(col, width)
         self.table.doubleClicked.connect(lambda ix: self.open_run.emit(ix.data(ID_ROLE)))
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
