@@ -86,10 +86,6 @@ def _install_run(source: Path, dest: Path, name: str | None) -> None:
                         "check that the workspace is writable and has space.") from None
 
 
-def is_read_only(meta: dict) -> bool:
-    return bool(meta.get("read_only"))
-
-
 # Packing (the recipe's last step).
 def pack(workspace: Path, train_ref: str, probe_ref: str, name: str, title: str, out_root: Path | None = None) -> Path:
     """Write example `name` from a finished train run and a probe of its last checkpoint; returns its folder."""
