@@ -143,7 +143,7 @@ class InferenceThread(QThread):
 
     # Work.
     def _classifier(self, head: HeadChoice):
-        from ddae_core.evaluation.classify import Classifier
+        from ddae_core.engine.evaluation.classify import Classifier
 
         clf = self._classifiers.get(head.key)
         if clf is None:
@@ -167,7 +167,7 @@ class InferenceThread(QThread):
                          int(clf.model.resolution), clf.describe())
 
     def _load(self, path: Path, resolution: int) -> FileOutcome:
-        from ddae_core.imageio import ImageFileError, load_image
+        from ddae_core.engine.image_files import ImageFileError, load_image
 
         try:
             key = (path, resolution, path.stat().st_mtime_ns)
@@ -193,7 +193,7 @@ class InferenceThread(QThread):
         return torch.randn((1, 3, resolution, resolution), generator=generator)
 
     def _process(self, request: Request) -> Result | None:
-        from ddae_core.errors import UserError
+        from ddae_core.engine.errors import UserError
 
         result = Result(request.id)
         try:

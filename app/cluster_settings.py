@@ -26,10 +26,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ddae_core.cluster import (
+from ddae_core.jobs.cluster import (
     LOCAL_LABEL, NAME_RE, ClusterProfile, default_cluster, load_cluster_file, profile_from_dict, save_profiles,
 )
-from ddae_core.errors import UserError
+from ddae_core.engine.errors import UserError
 
 TEXT_FIELDS = (("partition", "Partition"), ("account", "Account"), ("qos", "QOS"),
                ("time_limit", "Time limit"), ("mem_per_gpu", "Memory per GPU"), ("mem", "Memory (CPU job)"),

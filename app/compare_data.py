@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from db import GridAxes, GridCell, RunRecord, RunSummary, Store
-from ddae_core.evaluation.protocols import BASELINE_KEYS, BASELINE_LABELS, protocol_of
+from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, BASELINE_LABELS, protocol_of
 
 TRAIN_KINDS = ("train", "import")
 SPEC_IGNORED = ("id", "name", "created")    # always differ between runs; the columns already name them

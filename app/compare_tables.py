@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QColor
 
-from ddae_core.evaluation.protocols import SHORT_LABELS
+from ddae_core.engine.evaluation.protocols import SHORT_LABELS
 
 from .compare_data import MISSING, RunBundle
 

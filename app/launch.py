@@ -28,12 +28,12 @@ from PySide6.QtWidgets import (
 )
 
 from db import RunSummary, Store
-from ddae_core import data as datasets
-from ddae_core.cluster import check_placement, set_run_cluster
-from ddae_core.config import load_config, preset_names
-from ddae_core.errors import ConfigError, UserError
-from ddae_core.jobs import create_job
-from ddae_core.runs import list_checkpoints
+from ddae_core.engine import data as datasets
+from ddae_core.jobs.cluster import check_placement, set_run_cluster
+from ddae_core.engine.config import load_config, preset_names
+from ddae_core.engine.errors import ConfigError, UserError
+from ddae_core.jobs.specs import create_job
+from ddae_core.engine.runs import list_checkpoints
 
 from .cluster_settings import ClusterProfilesDialog, cluster_choices, workspace_default
 from .launch_fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence

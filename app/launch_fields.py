@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ddae_core.errors import ConfigError
+from ddae_core.engine.errors import ConfigError
 
 ERROR_STYLE = "color: #c62828;"
 INVALID_STYLE = "border: 1px solid #c62828; border-radius: 3px;"

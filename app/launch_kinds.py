@@ -1,7 +1,7 @@
 """The job kinds the Launch view offers: their fields, and how their values become a spec.
 
-Each build function only calls the engine's spec function for its kind (ddae_core.jobs,
-ddae_core.evaluation.specs); the fields they share (device, priority, data, parent) are
+Each build function only calls the engine's spec function for its kind (ddae_core.jobs.specs,
+ddae_core.jobs.eval_specs); the fields they share (device, priority, data, parent) are
 declared once here.
 """
 
@@ -15,11 +15,11 @@ from typing import Any
 
 import yaml
 
-from ddae_core.config import load_config, parse_model_config
-from ddae_core.errors import ConfigError, UserError
-from ddae_core.evaluation.specs import align_spec, fid_spec, finetune_spec, noisy_spec, probe_spec, sample_spec
-from ddae_core.evaluation.sweep import sweep_plan
-from ddae_core.jobs import train_spec
+from ddae_core.engine.config import load_config, parse_model_config
+from ddae_core.engine.errors import ConfigError, UserError
+from ddae_core.jobs.eval_specs import align_spec, fid_spec, finetune_spec, noisy_spec, probe_spec, sample_spec
+from ddae_core.jobs.sweep import sweep_plan
+from ddae_core.jobs.specs import train_spec
 
 from .launch_fields import Field, parse_number
 

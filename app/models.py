@@ -14,7 +14,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor
 
 from db import QueueEntry, RunSummary
-from ddae_core.evaluation.protocols import SHORT_LABELS
+from ddae_core.engine.evaluation.protocols import SHORT_LABELS
 
 ID_ROLE = Qt.ItemDataRole.UserRole + 1        # the run id of a row
 FRACTION_ROLE = Qt.ItemDataRole.UserRole + 2  # progress in 0..1, or None

@@ -56,7 +56,7 @@ class QueueFeed:
 
     def _with_slurm(self, rows: list[QueueRow]) -> list[QueueRow]:
         """A cluster job's Device: its Slurm job id, state and reason, nodes, elapsed of its time limit."""
-        from ddae_core.cluster_backend import cluster_jobs
+        from ddae_core.jobs.cluster_backend import cluster_jobs
 
         jobs = cluster_jobs(self.store.workspace, [row.run for row in rows])     # one cached squeue call
         return [replace(row, device=jobs[row.run].summary()) if row.run in jobs else row for row in rows]
@@ -65,19 +65,19 @@ class QueueFeed:
         return self.store.run_dir(run_id)
 
     def cancel(self, run_id: str) -> None:
-        from ddae_core import queue_ops
+        from ddae_core.jobs import queue_ops
 
         queue_ops.cancel(self.store, self.store.workspace, run_id)
         self.after_change()
 
     def resume(self, run_id: str) -> None:
-        from ddae_core import queue_ops
+        from ddae_core.jobs import queue_ops
 
         queue_ops.resume(self.store, self.store.workspace, run_id)
         self.after_change()
 
     def shift_priority(self, run_id: str, delta: int) -> int:
-        from ddae_core import queue_ops
+        from ddae_core.jobs import queue_ops
 
         current = next((q.priority for q in self.store.queued_jobs() if q.run == run_id), None)
         if current is None:

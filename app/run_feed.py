@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db import GridAxes, GridCell, History, RunRecord, RunSummary, Store
-from ddae_core.evaluation.protocols import BASELINE_KEYS, protocol_of
+from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, protocol_of
 
 from .checkpoint_data import CheckpointReader, CheckpointResults
 from .compare_data import grid_of

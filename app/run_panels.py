@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from db import History, RunSummary
-from ddae_core.evaluation.protocols import BASELINE_LABELS, SHORT_LABELS
+from ddae_core.engine.evaluation.protocols import BASELINE_LABELS, SHORT_LABELS
 
 from .colors import colors_for
 from .models import STATUS_COLORS, percent, when

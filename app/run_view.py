@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from db import Changes, RunRecord, Store
-from ddae_core.data.specs import parse_spec
+from ddae_core.engine.data.specs import parse_spec
 
 from .live import LiveHub
 from .logtail import LogTail

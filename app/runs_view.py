@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from db import Changes, RunSummary, Store
 from db.records import STATUSES
-from ddae_core.runs import KINDS
+from ddae_core.engine.runs import KINDS
 
 from .launch import run_named
 from .models import ID_ROLE, RunTableModel

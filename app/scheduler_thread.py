@@ -27,7 +27,7 @@ WATCHING = "watching"       # another process schedules and indexes; this app on
 
 
 def _make_scheduler(workspace: Path, store: Store, cpu_slots: int):
-    from ddae_core.scheduler import Scheduler
+    from ddae_core.jobs.scheduler import Scheduler
 
     return Scheduler(workspace, store, cpu_slots=cpu_slots)
 

@@ -35,10 +35,10 @@ def run_worker(run_dir: Path) -> str:
 
 def make_runs(ws: Path, steps: int, quick: bool) -> dict[str, str]:
     """The demo's runs, created with the engine's spec functions and run by workers; kind -> run id."""
-    from ddae_core.config import load_config
-    from ddae_core.evaluation.specs import align_spec, noisy_spec, probe_spec
-    from ddae_core.jobs import create_job, train_spec
-    from ddae_core.runs import list_checkpoints
+    from ddae_core.engine.config import load_config
+    from ddae_core.jobs.eval_specs import align_spec, noisy_spec, probe_spec
+    from ddae_core.jobs.specs import create_job, train_spec
+    from ddae_core.engine.runs import list_checkpoints
 
     cfg = load_config("tiny-ddpm")
     cfg["studio"]["log_every_steps"] = 2
@@ -95,11 +95,11 @@ def random_inception(folder: Path) -> Path:
 
 def make_sweep_runs(ws: Path, steps: int, quick: bool) -> dict[str, str]:
     """A tiny-ddpm training whose sweep queues an FID and a probe job per checkpoint, each run by a worker."""
-    from ddae_core.config import load_config, parse_model_config
-    from ddae_core.evaluation.inception import find_weights
-    from ddae_core.evaluation.sweep import sweep_plan
-    from ddae_core.jobs import create_job, train_spec
-    from ddae_core.runs import read_spec
+    from ddae_core.engine.config import load_config, parse_model_config
+    from ddae_core.engine.evaluation.inception import find_weights
+    from ddae_core.jobs.sweep import sweep_plan
+    from ddae_core.jobs.specs import create_job, train_spec
+    from ddae_core.engine.runs import read_spec
 
     cfg = load_config("tiny-ddpm")
     data = "builtin:shapes?n_train=1000&n_test=300"
@@ -287,7 +287,7 @@ def test_images(ws: Path, folder: Path, n: int = 6) -> list[Path]:
     """A few held-out builtin:shapes images as PNG files, to drop on Classify."""
     from PIL import Image
 
-    from ddae_core.data import load_split
+    from ddae_core.engine.data import load_split
 
     folder.mkdir(parents=True, exist_ok=True)
     data = load_split("builtin:shapes?n_train=16&n_test=64", "test", data_root=ws / "data")

@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 from db import Store
-from ddae_core.config import load_config
-from ddae_core.cpu_threads import THREADS_ENV, cpu_cores
-from ddae_core.jobs import train_spec
+from ddae_core.engine.config import load_config
+from ddae_core.engine.cpu_threads import THREADS_ENV, cpu_cores
+from ddae_core.jobs.specs import train_spec
 
 from .queued import TrainTrace, group_rates, queue_spec, serve
 

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ddae_core import examples
-from ddae_core.examples import DEMO_EXAMPLE
+from ddae_core.jobs import examples
+from ddae_core.jobs.examples import DEMO_EXAMPLE
 
 from .common import ROOT
 

@@ -61,7 +61,7 @@ class Results(dict):
 def stage_train(preset: str, steps: int, per_variant_s: float, results: Results, args) -> None:
     import torch
 
-    from ddae_core.config import load_config
+    from ddae_core.engine.config import load_config
 
     from .train_throughput import plain_loop, trainer_loop
 
@@ -88,7 +88,7 @@ def stage_train(preset: str, steps: int, per_variant_s: float, results: Results,
 def stage_compile(results: Results, args) -> None:
     import torch
 
-    from ddae_core.config import load_config
+    from ddae_core.engine.config import load_config
 
     from .train_throughput import plain_loop
 
@@ -110,11 +110,11 @@ def stage_compile(results: Results, args) -> None:
 def stage_features(results: Results, args) -> None:
     import torch
 
-    from ddae_core import data as datasets
-    from ddae_core.checkpoint import load_model
-    from ddae_core.device import amp_dtype_for
-    from ddae_core.evaluation.sources import NetworkSource
-    from ddae_core.runs import list_checkpoints
+    from ddae_core.engine import data as datasets
+    from ddae_core.engine.checkpoint import load_model
+    from ddae_core.engine.device import amp_dtype_for
+    from ddae_core.engine.evaluation.sources import NetworkSource
+    from ddae_core.engine.runs import list_checkpoints
 
     from .common import train_tiny
     from .probe_grid import timed_probe
@@ -146,9 +146,9 @@ def stage_features(results: Results, args) -> None:
 
 def stage_queue(results: Results, args) -> None:
     from db import Store
-    from ddae_core.config import load_config
-    from ddae_core.device_slots import detect_gpus
-    from ddae_core.jobs import train_spec
+    from ddae_core.engine.config import load_config
+    from ddae_core.jobs.gpu_slots import detect_gpus
+    from ddae_core.jobs.specs import train_spec
 
     from .queued import TrainTrace, group_rates, queue_spec, serve
 

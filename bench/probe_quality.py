@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 
-from ddae_core.evaluation.report import format_grid
-from ddae_core.evaluation.specs import probe_spec
-from ddae_core.jobs import create_job, execute
+from ddae_core.engine.evaluation.report import format_grid
+from ddae_core.jobs.eval_specs import probe_spec
+from ddae_core.jobs.specs import create_job, execute
 
 from .common import cifar_mini_spec, existing_run, grid_result, train_tiny, workspace
 

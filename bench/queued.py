@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db import Store
-from ddae_core import queue_ops
-from ddae_core.jobs import create_job
-from ddae_core.scheduler import Scheduler
+from ddae_core.jobs import queue_ops
+from ddae_core.jobs.specs import create_job
+from ddae_core.jobs.scheduler import Scheduler
 
 FINAL = ("done", "failed", "cancelled", "interrupted")
 
@@ -73,7 +73,7 @@ class TrainTrace:
 
     @classmethod
     def read(cls, run_dir: Path) -> TrainTrace:
-        from ddae_core.runs import read_spec
+        from ddae_core.engine.runs import read_spec
 
         points, device = [], ""
         for line in (Path(run_dir) / "events.jsonl").read_text().splitlines():

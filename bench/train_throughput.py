@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 from ddae_core import build_model
-from ddae_core.config import load_config
-from ddae_core.device import amp_dtype_for, grad_scaler_for, resolve_device
-from ddae_core.jobs import create_job, train_spec
-from ddae_core.reporting import Reporter
-from ddae_core.training import Trainer
+from ddae_core.engine.config import load_config
+from ddae_core.engine.device import amp_dtype_for, grad_scaler_for, resolve_device
+from ddae_core.jobs.specs import create_job, train_spec
+from ddae_core.engine.reporting import Reporter
+from ddae_core.engine.training import Trainer
 
 
 def _sync(device: torch.device) -> None:

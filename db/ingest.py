@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from .curves import update_curves
 from .events import RunBatch
-from .locks import ProcessLock
+from ddae_core.rundir import ProcessLock
 from .models import DeletedRun, QueueRow, Run
 from .queries import accuracy_summary_of, last_loss_of
 from .records import IngestStats

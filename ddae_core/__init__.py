@@ -9,7 +9,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = ["DDAEModel", "UserError", "build_model", "load_model"]
 
-_LAZY = {"DDAEModel": ".model", "build_model": ".model", "load_model": ".checkpoint", "UserError": ".errors"}
+_LAZY = {"DDAEModel": ".engine.model", "build_model": ".engine.model", "load_model": ".engine.checkpoint",
+         "UserError": ".engine.errors"}
 
 
 def __getattr__(name: str):

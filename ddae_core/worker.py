@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .reporting import STOP_FILE
+from .engine.reporting import STOP_FILE
 
 EXIT_CODES = {"done": 0, "failed": 1, "cancelled": 3}
 
@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     # A cancel may come while torch is still importing: until the job installs its own handlers,
     # SIGTERM leaves the stop request the job will find (instead of killing it as `interrupted`).
     signal.signal(signal.SIGTERM, lambda signum, frame: (run_dir / STOP_FILE).touch())
-    from .jobs import execute  # after the argument check, so a usage error is instant
-    from .worklog import LogEcho
+    from .jobs.specs import execute  # after the argument check, so a usage error is instant
+    from .jobs.worklog import LogEcho
 
     status = execute(run_dir, workspace=run_dir.parent.parent, echo=LogEcho())     # log.txt in words
     return EXIT_CODES.get(status, 1)

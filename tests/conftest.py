@@ -43,7 +43,7 @@ def workspace(tmp_path) -> Path:
 
 def micro_config(framework: str = "ddpm", **network) -> dict:
     """A tiny network (0.3M parameters) for tests where the architecture's size does not matter."""
-    from ddae_core.config import load_config
+    from ddae_core.engine.config import load_config
 
     cfg = load_config("tiny-ddpm" if framework == "ddpm" else "tiny-edm")
     cfg["network"].update({"ch_mults": [1, 2], "is_attn": [False, True], "n_blocks": 1, **network})
@@ -98,7 +98,7 @@ MICRO_DATA = "builtin:shapes?n_train=256&n_test=64"
 
 def micro_train_spec(steps: int = 8, checkpoint_every: int = 4, device: str = "cpu", gpus: int = 0, **kwargs) -> dict:
     """A train spec that runs in seconds on a CPU: the micro network, 16 images a step, 4 two-step samples."""
-    from ddae_core.jobs import train_spec
+    from ddae_core.jobs.specs import train_spec
 
     cfg = micro_config()
     cfg["studio"].update(sample_steps=2, log_every_steps=1)
@@ -109,7 +109,7 @@ def micro_train_spec(steps: int = 8, checkpoint_every: int = 4, device: str = "c
 
 def queue_job(store, spec: dict, priority: int = 0) -> str:
     """Create the run folder of `spec` and enqueue it, as `ddae ... --queue` does; returns the run id."""
-    from ddae_core.jobs import create_job
+    from ddae_core.jobs.specs import create_job
 
     gpus = spec["device"]["gpus"]
     run_dir = create_job(store.workspace, spec, queue={"priority": priority, "gpus": gpus})

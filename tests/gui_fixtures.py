@@ -29,7 +29,7 @@ _built: GuiWorkspace | None = None
 
 
 def _micro_config(dropout: float | None = None) -> dict:
-    from ddae_core.config import load_config
+    from ddae_core.engine.config import load_config
 
     cfg = load_config("tiny-ddpm")
     cfg["network"].update({"ch_mults": [1, 2], "is_attn": [False, True], "n_blocks": 1})
@@ -43,8 +43,8 @@ def _micro_config(dropout: float | None = None) -> dict:
 
 def build_workspace(ws: Path) -> GuiWorkspace:
     from db import Ingester, Store
-    from ddae_core.evaluation.specs import noisy_spec, probe_spec
-    from ddae_core.jobs import create_job, execute, train_spec
+    from ddae_core.jobs.eval_specs import noisy_spec, probe_spec
+    from ddae_core.jobs.specs import create_job, execute, train_spec
 
     def run(spec) -> Path:
         run_dir = create_job(ws, spec)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.run_panels import GridPanel, TrainingPanel
-from ddae_core.cluster import ClusterProfile, default_cluster, load_profiles, read_slurm, save_profiles
+from ddae_core.jobs.cluster import ClusterProfile, default_cluster, load_profiles, read_slurm, save_profiles
 from tests.app_support import MICRO_DATA, app_settings, micro_overrides, no_leftovers, studio, wait_status  # noqa: F401
 
 

@@ -138,7 +138,7 @@ def test_reopening_shows_the_runs_and_a_running_job_live_again(studio, qtbot, tm
 
 
 def test_a_scheduler_held_elsewhere_is_named_and_everything_still_shows(studio, qtbot, tmp_path):
-    from ddae_core.scheduler import Scheduler
+    from ddae_core.jobs.scheduler import Scheduler
 
     ws = tmp_path / "ws"
     (ws / "runs").mkdir(parents=True)

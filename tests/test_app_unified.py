@@ -246,7 +246,7 @@ def test_compare_tradeoff_without_sweeps_says_how_to_get_them(qtbot, workspace):
 @pytest.fixture
 def inception_file(tmp_path, monkeypatch) -> Path:
     """A stand-in weights file where $DDAE_INCEPTION points (forms check it exists, nothing loads it)."""
-    from ddae_core.evaluation import inception
+    from ddae_core.engine.evaluation import inception
 
     path = tmp_path / "inception.pth"
     path.write_bytes(b"not loaded by these tests")
@@ -256,9 +256,9 @@ def inception_file(tmp_path, monkeypatch) -> Path:
 
 
 def test_train_form_sweep_group_queues_the_plan_ddae_train_sweep_makes(studio, inception_file, monkeypatch):
-    from ddae_core.config import parse_model_config
-    from ddae_core.evaluation import inception
-    from ddae_core.evaluation.sweep import sweep_plan
+    from ddae_core.engine.config import parse_model_config
+    from ddae_core.engine.evaluation import inception
+    from ddae_core.jobs.sweep import sweep_plan
     from tests.app_support import MICRO_DATA, micro_overrides
 
     window = studio(run_scheduler=False)
@@ -327,10 +327,10 @@ def test_fid_form_scores_one_checkpoint_or_all(studio, inception_file):
 @pytest.mark.slow
 def test_a_real_sweep_fills_the_unified_view_as_its_jobs_finish(qtbot, workspace, random_weights):
     from app.run_feed import RunFeed
-    from ddae_core.config import parse_model_config
-    from ddae_core.evaluation.sweep import sweep_plan
-    from ddae_core.jobs import create_job, execute
-    from ddae_core.runs import read_spec
+    from ddae_core.engine.config import parse_model_config
+    from ddae_core.jobs.sweep import sweep_plan
+    from ddae_core.jobs.specs import create_job, execute
+    from ddae_core.engine.runs import read_spec
     from tests.conftest import micro_config, micro_train_spec
     from tests.gui_fixtures import one_torch_thread
     from tests.test_fid import FID_DATA

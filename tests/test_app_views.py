@@ -20,8 +20,8 @@ from app.widgets.curves import CurvePlot
 from app.widgets.heatmap import GridHeatmap
 from db import Ingester, Store
 from db import testing as fake
-from ddae_core import examples
-from ddae_core.examples import DEMO_EXAMPLE
+from ddae_core.jobs import examples
+from ddae_core.jobs.examples import DEMO_EXAMPLE
 from tests.app_support import app_settings, micro_overrides, no_leftovers, studio  # noqa: F401
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddae_core.diffusion.augment import LABEL_DIM, AugmentPipe
+from ddae_core.engine.diffusion.augment import LABEL_DIM, AugmentPipe
 
 from .conftest import FIXTURES, need
 

@@ -15,8 +15,8 @@ from PIL import Image
 
 from db.testing import training_events, write_run
 from ddae_core.cli import main as ddae
-from ddae_core.evaluation.specs import probe_spec
-from ddae_core.jobs import create_job, execute, train_spec
+from ddae_core.jobs.eval_specs import probe_spec
+from ddae_core.jobs.specs import create_job, execute, train_spec
 
 from .conftest import ROOT, micro_config
 
@@ -188,8 +188,8 @@ def gray_ramp(path: Path, sixteen_bit: bool) -> Path:
 
 def test_a_16_bit_png_reads_as_its_8_bit_twin_in_classify_and_in_a_folder(tmp_path):
     """Both used to clip 16-bit values at 255: mean 0.969 instead of 0.5."""
-    from ddae_core.data import load_split
-    from ddae_core.imageio import load_image
+    from ddae_core.engine.data import load_split
+    from ddae_core.engine.image_files import load_image
 
     deep, flat = gray_ramp(tmp_path / "deep.png", True), gray_ramp(tmp_path / "flat.png", False)
     deep_pixels, flat_pixels = load_image(deep, 32).image, load_image(flat, 32).image
@@ -208,7 +208,7 @@ def test_a_16_bit_png_reads_as_its_8_bit_twin_in_classify_and_in_a_folder(tmp_pa
 
 
 def test_several_gpus_never_quietly_mean_the_cpu(workspace, capsys):
-    from ddae_core.device_slots import NeverFits, slots_needed
+    from ddae_core.jobs.gpu_slots import NeverFits, slots_needed
 
     assert ddae(["train", "--preset", "tiny-ddpm", "--data", DATA, "--steps", "1", "--gpus", "64",
                  "--workspace", str(workspace)]) == 2

@@ -1,4 +1,4 @@
-"""ddae_core.data on real files: generated shapes, the cifar10-mini image folder, small folders built here."""
+"""ddae_core.engine.data on real files: generated shapes, the cifar10-mini image folder, small folders built here."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ddae_core.data import BatchSampler, ImageData, augment_batch, check_data_spec, describe_specs, load_split
-from ddae_core.data import builtin
-from ddae_core.errors import DataError, UserError
+from ddae_core.engine.data import BatchSampler, ImageData, augment_batch, check_data_spec, describe_specs, load_split
+from ddae_core.engine.data import builtin
+from ddae_core.engine.errors import DataError, UserError
 
 CIFAR_MINI = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini"
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -143,7 +143,7 @@ def test_bad_arguments_raise_data_errors():
 
 # cifar10 through torchvision
 def test_missing_cifar10_fails_fast_naming_the_folder(tmp_path):
-    from ddae_core.data.torchvision_sets import _reachable
+    from ddae_core.engine.data.torchvision_sets import _reachable
     if _reachable("www.cs.toronto.edu", 5):
         pytest.skip("the CIFAR host is reachable, so this would download CIFAR-10 instead of failing")
     start = time.perf_counter()

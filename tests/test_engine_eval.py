@@ -12,16 +12,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ddae_core.errors import ConfigError, UserError
-from ddae_core.evaluation.classify import Classifier, classify_files
-from ddae_core.evaluation.heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
-from ddae_core.evaluation.probe import BASELINE_KEYS
-from ddae_core.evaluation.protocols import protocol_of
-from ddae_core.evaluation.sources import PIXELS, RANDOM_INIT_SEED, PixelSource, random_init_model
-from ddae_core.evaluation.specs import (align_spec, finetune_spec, import_spec, noisy_spec, probe_spec,
+from ddae_core.engine.errors import ConfigError, UserError
+from ddae_core.engine.evaluation.classify import Classifier, classify_files
+from ddae_core.engine.evaluation.heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
+from ddae_core.engine.evaluation.probe import BASELINE_KEYS
+from ddae_core.engine.evaluation.protocols import protocol_of
+from ddae_core.engine.evaluation.sources import PIXELS, RANDOM_INIT_SEED, PixelSource, random_init_model
+from ddae_core.jobs.eval_specs import (align_spec, finetune_spec, import_spec, noisy_spec, probe_spec,
                                         sample_spec)
-from ddae_core.jobs import create_job, execute, train_spec
-from ddae_core.reporting import STOP_FILE
+from ddae_core.jobs.specs import create_job, execute, train_spec
+from ddae_core.engine.reporting import STOP_FILE
 
 from .conftest import FIXTURES, ROOT, micro_config, need
 
@@ -212,8 +212,8 @@ def test_baselines_are_measured_once_per_network_data_and_options(trained):
 
 def test_random_init_baseline_is_one_fixed_network_not_the_trained_one(trained):
     _, parent = trained
-    from ddae_core.checkpoint import load_model
-    from ddae_core.runs import resolve_checkpoint
+    from ddae_core.engine.checkpoint import load_model
+    from ddae_core.engine.runs import resolve_checkpoint
 
     model = load_model(resolve_checkpoint(parent, "latest")[1])
     a, b = random_init_model(model), random_init_model(model)

@@ -10,13 +10,13 @@ import pytest
 import torch
 import yaml
 
-from ddae_core import examples
-from ddae_core.checkpoint import atomic_torch_save, load_model, read_checkpoint
-from ddae_core.config import load_config, preset_path
-from ddae_core.errors import CheckpointError, ConfigError, UserError
-from ddae_core.jobs import create_job, execute, train_spec
-from ddae_core.reporting import STOP_FILE
-from ddae_core.runs import list_checkpoints
+from ddae_core.jobs import examples
+from ddae_core.engine.checkpoint import atomic_torch_save, load_model, read_checkpoint
+from ddae_core.engine.config import load_config, preset_path
+from ddae_core.engine.errors import CheckpointError, ConfigError, UserError
+from ddae_core.jobs.specs import create_job, execute, train_spec
+from ddae_core.engine.reporting import STOP_FILE
+from ddae_core.engine.runs import list_checkpoints
 
 from .conftest import FIXTURES, ROOT, micro_config, need
 
@@ -233,7 +233,7 @@ def test_a_checkpoint_with_nan_weights_is_refused_not_evaluated(workspace, capsy
 
 
 def test_a_nan_metric_is_kept_as_a_null_point_not_dropped(tmp_path):
-    from ddae_core.reporting import Reporter
+    from ddae_core.engine.reporting import Reporter
 
     reporter = Reporter(tmp_path)
     reporter.report("align/out_6", float("nan"), 3)

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from db import Ingester, Store
-from ddae_core import examples
-from ddae_core.examples import DEMO_EXAMPLE
-from ddae_core.checkpoint import load_model
-from ddae_core.errors import UserError
-from ddae_core.evaluation.specs import probe_spec
-from ddae_core.jobs import create_job, execute, train_spec
-from ddae_core.runs import read_meta, resolve_checkpoint
+from ddae_core.jobs import examples
+from ddae_core.jobs.examples import DEMO_EXAMPLE
+from ddae_core.engine.checkpoint import load_model
+from ddae_core.engine.errors import UserError
+from ddae_core.jobs.eval_specs import probe_spec
+from ddae_core.jobs.specs import create_job, execute, train_spec
+from ddae_core.engine.runs import read_meta, resolve_checkpoint
 
 from .conftest import micro_config
 
@@ -123,8 +123,8 @@ def test_the_bundled_shapes_model_classifies_dropped_images_about_as_well_as_its
     """50 test images as PNG files, classified as the Classify view does: top-1 near the grid's best cell."""
     from PIL import Image
 
-    from ddae_core.data import generate_shapes
-    from ddae_core.evaluation.classify import Classifier, classify_files
+    from ddae_core.engine.data import generate_shapes
+    from ddae_core.engine.evaluation.classify import Classifier, classify_files
 
     train_dir, _ = examples.install(tmp_path / "ws", DEMO_EXAMPLE)
     classifier = Classifier.from_run(train_dir, device="cpu")

@@ -13,16 +13,16 @@ import scipy.linalg
 import torch
 import yaml
 
-from ddae_core.errors import UserError
-from ddae_core.evaluation import inception as fid_inception
-from ddae_core.evaluation.fid import RESULTS, stats_path
-from ddae_core.evaluation.inception import (
+from ddae_core.engine.errors import UserError
+from ddae_core.engine.evaluation import inception as fid_inception
+from ddae_core.engine.evaluation.fid import RESULTS, stats_path
+from ddae_core.engine.evaluation.inception import (
     WEIGHTS_FILE, WEIGHTS_SHA256, ActivationStats, find_weights, frechet_distance, load_inception,
 )
-from ddae_core.evaluation.specs import fid_spec
-from ddae_core.evaluation.sweep import checkpoint_hook, sweep_plan
-from ddae_core.jobs import create_job, execute
-from ddae_core.reporting import STOP_FILE
+from ddae_core.jobs.eval_specs import fid_spec
+from ddae_core.jobs.sweep import checkpoint_hook, sweep_plan
+from ddae_core.jobs.specs import create_job, execute
+from ddae_core.engine.reporting import STOP_FILE
 
 from .conftest import ROOT, micro_config, micro_train_spec
 
@@ -158,7 +158,7 @@ def test_missing_library_and_wrong_weights_are_one_sentence(tmp_path, monkeypatc
 
 
 def test_the_standard_network_gives_2048_features_of_8_bit_images(random_weights):
-    from ddae_core.evaluation.inception import activations, to_uint8
+    from ddae_core.engine.evaluation.inception import activations, to_uint8
 
     net = load_inception(random_weights, 2048)
     images = to_uint8(torch.rand(2, 3, 32, 32))
@@ -195,7 +195,7 @@ def test_fid_job_caches_reference_statistics_and_reports_each_checkpoint(trained
 
 
 def test_a_job_waits_while_another_computes_the_reference_statistics(trained, random_weights):
-    from db.locks import ProcessLock
+    from ddae_core.rundir import ProcessLock
 
     ws, parent = trained
     data = FID_DATA + "&seed=1"
@@ -273,8 +273,8 @@ def test_sweep_queues_fid_and_probe_jobs_that_the_queue_runs(trained, random_wei
 
 
 def test_training_with_a_sweep_queues_its_jobs_at_each_chosen_checkpoint(workspace, random_weights):
-    from ddae_core.config import parse_model_config
-    from ddae_core.queue_ops import refresh
+    from ddae_core.engine.config import parse_model_config
+    from ddae_core.jobs.queue_ops import refresh
     from db import Store
 
     spec = micro_train_spec(steps=6, checkpoint_every=2)

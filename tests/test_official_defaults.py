@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from ddae_core import build_model
-from ddae_core.errors import ConfigError
-from ddae_core.evaluation.noisy import wrn_lr
-from ddae_core.device import amp_dtype_for, cpu_supports_bf16, grad_scaler_for, needs_grad_scaler
-from ddae_core.ema import EMA
-from ddae_core.nets.blocks import AttentionBlock
+from ddae_core.engine.errors import ConfigError
+from ddae_core.engine.evaluation.noisy import wrn_lr
+from ddae_core.engine.device import amp_dtype_for, cpu_supports_bf16, grad_scaler_for, needs_grad_scaler
+from ddae_core.engine.ema import EMA
+from ddae_core.engine.nets.blocks import AttentionBlock
 
 from .conftest import micro_config
 
@@ -54,9 +54,9 @@ def test_cuda_autocast_defaults_to_fp16_with_a_grad_scaler_as_the_official_runs(
 
 
 def test_an_fp16_training_step_goes_through_the_grad_scaler(workspace):
-    from ddae_core.jobs import create_job
-    from ddae_core.reporting import Reporter
-    from ddae_core.training import Trainer
+    from ddae_core.jobs.specs import create_job
+    from ddae_core.engine.reporting import Reporter
+    from ddae_core.engine.training import Trainer
 
     from .test_engine_training import micro_spec
 
@@ -129,8 +129,8 @@ def test_wrn_learning_rate_is_the_official_warm_up_then_recursive_cosine(epochs)
 def test_wrn_baseline_defaults_to_the_official_200_epochs_and_the_head_to_15(workspace):
     from app.launch_kinds import _build_noisy
     from ddae_core.cli import build_parser
-    from ddae_core.evaluation.specs import noisy_spec
-    from ddae_core.jobs import create_job
+    from ddae_core.jobs.eval_specs import noisy_spec
+    from ddae_core.jobs.specs import create_job
 
     from .test_engine_training import micro_spec
 

@@ -17,9 +17,9 @@ import yaml
 
 from db import Store
 from db.testing import artifact, grid, grid_cell, metric, status, training_events, write_run
-from ddae_core import queue_ops
+from ddae_core.jobs import queue_ops
 from ddae_core.cli import main as ddae
-from ddae_core.scheduler import Scheduler
+from ddae_core.jobs.scheduler import Scheduler
 
 from .conftest import MICRO_DATA, ROOT, micro_train_spec, queue_job, tick_until
 
@@ -200,7 +200,7 @@ def test_reindex_refuses_while_the_scheduler_indexes(workspace, capsys):
 
 def test_train_queue_then_serve_once_runs_a_tiny_ddpm_job_headless(workspace, tmp_path):
     """`ddae train --queue`, then `ddae queue serve --once`: the tiny-ddpm preset's network trains to done."""
-    from ddae_core.config import load_config
+    from ddae_core.engine.config import load_config
 
     config = load_config("tiny-ddpm")
     config["studio"].update(sample_steps=2)          # the preset's final 36-image, 25-step sample takes long

@@ -19,13 +19,13 @@ import pytest
 import torch
 
 from db import Ingester, Store
-from ddae_core import queue_ops
-from ddae_core.checkpoint import read_checkpoint
+from ddae_core.jobs import queue_ops
+from ddae_core.engine.checkpoint import read_checkpoint
 from ddae_core.cli import main as ddae
-from ddae_core.jobs import create_job, execute
-from ddae_core.reporting import Reporter
-from ddae_core.runs import list_checkpoints
-from ddae_core.scheduler import Scheduler
+from ddae_core.jobs.specs import create_job, execute
+from ddae_core.engine.reporting import Reporter
+from ddae_core.engine.runs import list_checkpoints
+from ddae_core.jobs.scheduler import Scheduler
 
 from .conftest import ROOT, micro_train_spec, queue_job, tick_until
 
@@ -105,7 +105,7 @@ def test_four_workers_logging_at_once_reach_the_index_exactly_once(workspace):
 
 
 def test_deleting_the_index_then_reindex_restores_identical_exports(workspace, tmp_path, capsys):
-    from ddae_core.evaluation.specs import probe_spec
+    from ddae_core.jobs.eval_specs import probe_spec
 
     train_dir = create_job(workspace, micro_train_spec(steps=4, checkpoint_every=4))
     assert execute(train_dir, workspace, handle_signals=False) == "done"

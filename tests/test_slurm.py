@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 
 from db import Store
-from ddae_core import queue_ops, slurm
-from ddae_core.cluster import (
+from ddae_core.jobs import queue_ops, slurm
+from ddae_core.jobs.cluster import (
     ClusterProfile, check_placement, load_profiles, parse_time_limit, profile_from_dict, read_slurm, save_profiles,
     set_run_cluster,
 )
-from ddae_core.errors import UserError
-from ddae_core.slurm_job import hostnames, rendezvous_env
+from ddae_core.engine.errors import UserError
+from ddae_core.jobs.slurm_job import hostnames, rendezvous_env
 
 from .conftest import micro_train_spec, queue_job
 
@@ -132,7 +132,7 @@ def cluster(workspace):
 
 
 def _queue_on(store: Store, spec: dict, cluster: str = "test") -> str:
-    from ddae_core.jobs import create_job
+    from ddae_core.jobs.specs import create_job
 
     gpus = spec["device"]["gpus"]
     run_dir = create_job(store.workspace, spec, queue={"priority": 0, "gpus": gpus})
@@ -162,8 +162,8 @@ def _log(store, run_id) -> str:
 
 @pytest.mark.slurm
 def test_slurm_trains_then_probes_a_grid_with_curves_in_the_database(cluster):
-    from ddae_core.evaluation.specs import probe_spec
-    from ddae_core.scheduler import Scheduler
+    from ddae_core.jobs.eval_specs import probe_spec
+    from ddae_core.jobs.scheduler import Scheduler
 
     store = cluster
     # device auto asking for one GPU, on a profile without GPUs: a CPU job, as on a machine without GPUs.
@@ -188,14 +188,14 @@ def test_slurm_trains_then_probes_a_grid_with_curves_in_the_database(cluster):
 
 
 def queue_ops_rows(store, run_id):
-    from ddae_core.cluster_backend import cluster_jobs
+    from ddae_core.jobs.cluster_backend import cluster_jobs
 
     return cluster_jobs(store.workspace, [run_id])[run_id]
 
 
 @pytest.mark.slurm
 def test_slurm_cancel_pending_and_running_kill_9_is_interrupted_and_resume_continues(cluster):
-    from ddae_core.scheduler import Scheduler
+    from ddae_core.jobs.scheduler import Scheduler
 
     store = cluster
     # A job Slurm holds back (--begin in an hour): cancelled at once, never started.
@@ -272,7 +272,7 @@ def test_cluster_check_says_what_slurm_thinks_of_a_profile(workspace, capsys):
 @pytest.mark.slurm
 def test_slurm_preemption_warning_saves_requeues_and_resumes_by_itself(cluster):
     """USR2 is what Slurm sends before a time limit or a preemption (submitit's --signal=USR2@90)."""
-    from ddae_core.scheduler import Scheduler
+    from ddae_core.jobs.scheduler import Scheduler
 
     store = cluster
     run = _queue_on(store, micro_train_spec(steps=2000, checkpoint_every=5))
@@ -329,10 +329,10 @@ def test_cli_train_queue_cluster_then_serve_once_and_queue_list(cluster, tmp_pat
 @pytest.mark.slurm
 def test_a_run_on_another_node_whose_slurm_job_is_gone_is_interrupted(cluster, monkeypatch):
     """On a real cluster the worker's host is a node, so only squeue can tell that it is gone."""
-    from ddae_core import cluster_backend
-    from ddae_core.cluster import record_submission
-    from ddae_core.scheduler import Scheduler
-    from ddae_core.worker_process import append_event
+    from ddae_core.jobs import cluster_backend
+    from ddae_core.jobs.cluster import record_submission
+    from ddae_core.jobs.scheduler import Scheduler
+    from ddae_core.jobs.worker_process import append_event
 
     store = cluster
     monkeypatch.setattr(cluster_backend, "GONE_GRACE_S", 0.0)
@@ -358,8 +358,8 @@ def test_a_run_on_another_node_whose_slurm_job_is_gone_is_interrupted(cluster, m
 def test_ddp_rendezvous_from_slurm_two_ranks_on_the_cpu(cluster, monkeypatch):
     """The multi-GPU path's rendezvous, as far as one CPU node allows: two Slurm tasks, two gloo ranks
     whose RANK/WORLD_SIZE/MASTER_ADDR come from Slurm's environment, rank 0 alone reporting."""
-    from ddae_core.scheduler import Scheduler
-    from ddae_core.training import lr_at
+    from ddae_core.jobs.scheduler import Scheduler
+    from ddae_core.engine.training import lr_at
 
     if (os.cpu_count() or 1) < 2:
         pytest.skip("two Slurm tasks of one CPU each need a node with two CPUs")
@@ -381,11 +381,11 @@ def test_ddp_rendezvous_from_slurm_two_ranks_on_the_cpu(cluster, monkeypatch):
 
 @pytest.mark.slurm
 def test_a_cancelled_job_on_another_node_that_does_not_stop_is_scancelled_after_the_timeout(cluster, monkeypatch):
-    from ddae_core import cluster_backend
-    from ddae_core.cluster import record_submission
-    from ddae_core.reporting import STOP_FILE
-    from ddae_core.scheduler import Scheduler
-    from ddae_core.worker_process import append_event
+    from ddae_core.jobs import cluster_backend
+    from ddae_core.jobs.cluster import record_submission
+    from ddae_core.engine.reporting import STOP_FILE
+    from ddae_core.jobs.scheduler import Scheduler
+    from ddae_core.jobs.worker_process import append_event
 
     store = cluster
     monkeypatch.setattr(cluster_backend, "GONE_GRACE_S", 0.0)

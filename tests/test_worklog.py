@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from ddae_core.worklog import LogEcho, note
+from ddae_core.jobs.worklog import LogEcho, note
 
 
 def test_log_echo_says_what_the_worker_does_and_sums_up_at_the_end():

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from ..errors import UserError
+from ..engine.errors import UserError
 
 # Command modules, each with register(subparsers); their imports stay light until a command runs.
 COMMAND_MODULES = ("pretrain", "evaluate", "fid_cmd", "manage", "examples_cmd", "cluster_cmd")

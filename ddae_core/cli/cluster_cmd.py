@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..errors import UserError
+from ..engine.errors import UserError
 from .common import add_workspace, workspace_of
 
 
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args) -> int:
-    from ..cluster import cluster_path, load_cluster_file
+    from ..jobs.cluster import cluster_path, load_cluster_file
 
     workspace = workspace_of(args)
     profiles, default = load_cluster_file(workspace)
@@ -46,8 +46,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .. import slurm
-    from ..cluster import get_profile
+    from ..jobs import slurm
+    from ..jobs.cluster import get_profile
 
     workspace = workspace_of(args)
     profile = get_profile(workspace, args.name)
@@ -89,9 +89,9 @@ def _submit_probe(workspace, profile, timeout_s: float) -> str:
     import submitit
     from submitit.core.utils import pickle_load
 
-    from .. import slurm
-    from ..slurm import Shape, SlurmError, sbatch_parameters
-    from ..slurm_job import node_report
+    from ..jobs import slurm
+    from ..jobs.slurm import Shape, SlurmError, sbatch_parameters
+    from ..jobs.slurm_job import node_report
 
     folder = workspace / ".cluster-check" / profile.name
     executor = submitit.SlurmExecutor(folder=folder, python=profile.python or None)

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import UserError
-from ..runs import find_run, resolve_workspace
+from ..engine.errors import UserError
+from ..engine.runs import find_run, resolve_workspace
 
 
 def number(text: str) -> int | float:
@@ -151,7 +151,7 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
 
     Returns (run_dir, status) where status is the final status, or `queued`.
     """
-    from ..jobs import create_job, execute
+    from ..jobs.specs import create_job, execute
 
     workspace = workspace_of(args)
     if getattr(args, "cluster", None) is not None and not getattr(args, "queue", False):
@@ -159,7 +159,7 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
     if getattr(args, "queue", False):
         from db import Store
 
-        from ..cluster import check_placement, set_run_cluster
+        from ..jobs.cluster import check_placement, set_run_cluster
 
         check_priority_option(args.priority)
         cluster = check_placement(workspace, getattr(args, "cluster", None))

@@ -15,16 +15,16 @@ import json
 import time
 from pathlib import Path
 
-from ..config import preset_path
-from ..jobs import train_spec
+from ..engine.config import preset_path
+from ..jobs.specs import train_spec
 from .common import launch, workspace_of
 
 DEMO_TIMESTEPS = "1,11,51,101"
 
 
 def run_demo(args) -> int:
-    from .. import examples
-    from ..examples import DEMO_EXAMPLE
+    from ..jobs import examples
+    from ..jobs.examples import DEMO_EXAMPLE
 
     started = time.monotonic()
     example = None
@@ -56,8 +56,8 @@ def run_demo(args) -> int:
 
 
 def _probe(args, parent: Path, name: str) -> Path | None:
-    from ..evaluation.specs import probe_spec
-    from ..examples import DEMO_PROBE
+    from ..jobs.eval_specs import probe_spec
+    from ..jobs.examples import DEMO_PROBE
 
     spec = probe_spec(parent, timesteps=DEMO_TIMESTEPS, layers="all", device=args.device,
                       train_limit=args.probe_images, test_limit=max(1, args.probe_images // 4), name=name,
@@ -81,9 +81,9 @@ def _train_own(args) -> Path | None:
 
 
 def _print_result(probe_dir: Path, bundled: bool) -> None:
-    from ..evaluation.probe import baseline_summary
-    from ..evaluation.protocols import PROTOCOLS
-    from ..evaluation.report import format_grid
+    from ..engine.evaluation.probe import baseline_summary
+    from ..engine.evaluation.protocols import PROTOCOLS
+    from ..engine.evaluation.report import format_grid
 
     grid = json.loads((probe_dir / "grid.json").read_text())
     timesteps = grid["timesteps"]

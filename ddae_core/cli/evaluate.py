@@ -92,7 +92,7 @@ def _run(args, spec) -> int:
 
 
 def cmd_probe(args) -> int:
-    from ..evaluation.specs import probe_spec
+    from ..jobs.eval_specs import probe_spec
 
     return _run(args, probe_spec(run_dir_of(args), checkpoint=args.checkpoint, timesteps=args.timesteps,
                                  layers=args.layers, data=args.data, protocol=args.protocol, epochs=args.epochs,
@@ -103,7 +103,7 @@ def cmd_probe(args) -> int:
 
 
 def cmd_align(args) -> int:
-    from ..evaluation.specs import align_spec
+    from ..jobs.eval_specs import align_spec
 
     return _run(args, align_spec(run_dir_of(args), checkpoints=args.checkpoints, layers=args.layers,
                                  timestep=args.timestep, data=args.data, device=args.device, seed=args.seed,
@@ -111,7 +111,7 @@ def cmd_align(args) -> int:
 
 
 def cmd_noisy(args) -> int:
-    from ..evaluation.specs import noisy_spec
+    from ..jobs.eval_specs import noisy_spec
 
     return _run(args, noisy_spec(run_dir_of(args), checkpoint=args.checkpoint, layer=args.layer,
                                  baseline=args.baseline, epochs=args.epochs, lr=args.lr, width=args.width,
@@ -120,7 +120,7 @@ def cmd_noisy(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from ..evaluation.specs import finetune_spec
+    from ..jobs.eval_specs import finetune_spec
 
     return _run(args, finetune_spec(run_dir_of(args), layer=args.layer, timestep=args.timestep,
                                     checkpoint=args.checkpoint, epochs=args.epochs, lr=args.lr, scratch=args.scratch,
@@ -129,7 +129,7 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_classify(args) -> int:
-    from ..evaluation.classify import Classifier, classify_files
+    from ..engine.evaluation.classify import Classifier, classify_files
 
     classifier = Classifier.from_run(run_dir_of(args), head=args.head, layer=args.layer, timestep=args.timestep,
                                      device=args.device)

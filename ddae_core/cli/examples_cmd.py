@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_import_example(args) -> int:
-    from .. import examples
+    from ..jobs import examples
 
     if not args.name:
         for name, info in examples.available().items():
@@ -36,7 +36,7 @@ def cmd_import_example(args) -> int:
 
 
 def cmd_pack_example(args) -> int:
-    from .. import examples
+    from ..jobs import examples
 
     dest = examples.pack(workspace_of(args), args.train, args.probe, args.name, args.title)
     size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())

@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fid(args) -> int:
-    from ..evaluation.specs import fid_spec
+    from ..jobs.eval_specs import fid_spec
     from .evaluate import _run
 
     return _run(args, fid_spec(run_dir_of(args), checkpoint=args.checkpoint, n=args.n, sampler=args.fid_sampler,
@@ -68,13 +68,13 @@ def cmd_fid(args) -> int:
 def cmd_sweep(args) -> int:
     from db import Store
 
-    from ..evaluation.specs import parent_config
-    from ..evaluation.sweep import new_sweep_id, queue_children, sweep_plan, sweep_steps
+    from ..jobs.eval_specs import parent_config
+    from ..jobs.sweep import new_sweep_id, queue_children, sweep_plan, sweep_steps
 
     workspace = workspace_of(args)
     parent_dir = run_dir_of(args)
     if args.show:
-        from ..evaluation.sweep import sweep_table
+        from ..jobs.sweep import sweep_table
 
         print(sweep_table(parent_dir))
         return 0
@@ -103,8 +103,8 @@ def train_sweep_plan(args, spec: dict) -> dict | None:
     """`ddae train --sweep ...`: the validated plan for the train spec's options, or None without --sweep."""
     if args.sweep is None:
         return None
-    from ..config import parse_model_config
-    from ..evaluation.sweep import sweep_plan
+    from ..engine.config import parse_model_config
+    from ..jobs.sweep import sweep_plan
 
     return sweep_plan(parse_model_config(spec["config"]), workspace_of(args), checkpoints=args.sweep or "all",
                       fid_n=args.fid_n, probe=args.probe, sampler=args.fid_sampler, steps=args.fid_steps,

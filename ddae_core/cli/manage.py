@@ -10,7 +10,7 @@ import argparse
 import math
 import time
 
-from ..errors import UserError
+from ..engine.errors import UserError
 from .common import add_workspace, check_gpus_option, check_priority_option, workspace_of
 from .runs_cmd import (
     cmd_reindex, cmd_runs_delete, cmd_runs_export, cmd_runs_list, cmd_runs_note, cmd_runs_show, cmd_runs_tag,
@@ -113,7 +113,7 @@ def cmd_serve(args) -> int:
     import signal
     import threading
 
-    from ..scheduler import Scheduler
+    from ..jobs.scheduler import Scheduler
 
     if not 0 <= args.cpu_slots <= MAX_CPU_SLOTS:      # a typo of 10**9 slots would build 10**9 slot objects
         raise UserError(f"--cpu-slots must be from 0 to {MAX_CPU_SLOTS} (got {args.cpu_slots}).")
@@ -172,7 +172,7 @@ def _print_report(scheduler, report) -> None:
 
 
 def cmd_queue_list(args) -> int:
-    from ..scheduler import scheduler_holder
+    from ..jobs.scheduler import scheduler_holder
 
     with open_store(args) as (workspace, store):
         queue = store.queued_jobs()
@@ -185,7 +185,7 @@ def cmd_queue_list(args) -> int:
         finished = store.list_runs(status=["done", "failed", "cancelled"], order_by="created",
                                    limit=20) if args.all else []
         holder = scheduler_holder(workspace)
-    from ..cluster_backend import cluster_jobs
+    from ..jobs.cluster_backend import cluster_jobs
 
     slurm_jobs = cluster_jobs(workspace, [run.id for run in [*active, *finished]])
     print(f"scheduler: {holder}" if holder else "scheduler: not running (`ddae queue serve` or the app runs the queue)")
@@ -222,7 +222,7 @@ def cmd_queue_list(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from ..queue_ops import cancel, get_run
+    from ..jobs.queue_ops import cancel, get_run
 
     with open_store(args) as (workspace, store):
         run_id = get_run(store, args.run).id
@@ -232,8 +232,8 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from ..queue_ops import resume
-    from ..runs import list_checkpoints
+    from ..jobs.queue_ops import resume
+    from ..engine.runs import list_checkpoints
 
     if args.priority is not None:
         check_priority_option(args.priority)
@@ -244,7 +244,7 @@ def cmd_resume(args) -> int:
         checkpoints = list_checkpoints(store.run_dir(entry.run))
     start = f"from its checkpoint at step {checkpoints[-1][0]}" if checkpoints and entry.kind == "train" \
         else "from the start" if entry.kind == "train" else "again"
-    from ..cluster import run_cluster
+    from ..jobs.cluster import run_cluster
 
     cluster = run_cluster(workspace / "runs" / entry.run)
     if cluster:
@@ -256,7 +256,7 @@ def cmd_resume(args) -> int:
 
 
 def cmd_priority(args) -> int:
-    from ..queue_ops import get_run, set_priority
+    from ..jobs.queue_ops import get_run, set_priority
 
     check_priority_option(args.priority)
     with open_store(args) as (_, store):

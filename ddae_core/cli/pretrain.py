@@ -10,10 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from .. import data as datasets
-from ..config import load_config, preset_names, preset_path
-from ..errors import UserError
-from ..jobs import train_spec
+from ..engine import data as datasets
+from ..engine.config import load_config, preset_names, preset_path
+from ..engine.errors import UserError
+from ..jobs.specs import train_spec
 from .common import add_device, add_queue_options, add_workspace, launch, number, run_dir_of
 from .fid_cmd import add_sweep_options, train_sweep_plan
 
@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-every", type=int, dest="sample_every_steps", help="steps between sample grids")
     p.add_argument("--monitor-layers", metavar="L1,L2",
                    help="compute alignment/uniformity of these layers at every checkpoint (a label-free monitor)")
+    p.add_argument("--init-from", metavar="RUN[@STEP]",
+                   help="start from this run's weights and EMA (its latest checkpoint, or STEP) with a fresh "
+                        "optimizer and lr schedule: train a model further, or on new data")
     p.add_argument("--dry-run", action="store_true", help="validate and print the resolved spec, then stop")
     sweep = p.add_argument_group("checkpoint sweep")
     sweep.add_argument("--sweep", nargs="*", metavar="all|every K",
@@ -100,6 +103,8 @@ def cmd_train(args) -> int:
         checkpoint_every_steps=args.checkpoint_every_steps, sample_every_steps=args.sample_every_steps)
     if args.name is None:
         spec["name"] = f"{args.preset or 'config'} on {spec['data']}"
+    if args.init_from:
+        _init_from(args, spec)
     plan = train_sweep_plan(args, spec)
     if plan is not None:
         spec["options"]["sweep"] = plan
@@ -110,8 +115,27 @@ def cmd_train(args) -> int:
     return _finish(run_dir, status)
 
 
+def _init_from(args, spec: dict) -> None:
+    """--init-from RUN[@STEP]: the source run's checkpoint becomes the spec's parent, checked now (same
+    network, a checkpoint that exists) so that a mismatch is one sentence before any run is made."""
+    from ..engine.runs import read_spec, resolve_checkpoint
+
+    ref, _, which = args.init_from.rpartition("@") if "@" in args.init_from else (args.init_from, "", "latest")
+    source = run_dir_of(args, ref)
+    source_spec = read_spec(source)
+    if source_spec.get("kind") not in ("train", "import"):
+        raise UserError(f"--init-from {ref}: run {source.name} is a {source_spec.get('kind')} run, which holds no "
+                        "diffusion model; name a train run.")
+    if (source_spec.get("config") or {}).get("network") != spec["config"].get("network"):
+        raise UserError(f"--init-from {ref}: run {source.name} has another network than this config; use the "
+                        "same preset or config it was trained with.")
+    step, _ = resolve_checkpoint(source, which or "latest")
+    spec["parent"] = {"run": source.name, "checkpoint": step}
+    spec["options"]["init_from"] = True
+
+
 def cmd_sample(args) -> int:
-    from ..evaluation.specs import sample_spec
+    from ..jobs.eval_specs import sample_spec
 
     spec = sample_spec(run_dir_of(args), checkpoint=args.checkpoint, n=args.n, sampler=args.sampler,
                        steps=args.steps, seed=args.seed, device=args.device)
@@ -143,7 +167,7 @@ def _check_out(text: str) -> Path:
 
 
 def cmd_import(args) -> int:
-    from ..evaluation.specs import import_spec
+    from ..jobs.eval_specs import import_spec
 
     spec = import_spec(args.checkpoint, args.config, name=args.name, data=args.data)
     run_dir, status = launch(args, spec, quiet=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..errors import UserError
+from ..engine.errors import UserError
 from .common import workspace_of
 from .tables import clock, cut, number, open_store, percent, table, when
 
@@ -19,7 +19,7 @@ def _check_choices(values: list[str] | None, allowed, what: str) -> None:
 def cmd_runs_list(args) -> int:
     from db.records import STATUSES
 
-    from ..runs import KINDS
+    from ..engine.runs import KINDS
 
     _check_choices(args.kind, KINDS, "run kind")
     _check_choices(args.status, STATUSES, "status")
@@ -59,7 +59,7 @@ def _spec_lines(spec: dict) -> list[str]:
 
 
 def cmd_runs_show(args) -> int:
-    from ..queue_ops import get_run
+    from ..jobs.queue_ops import get_run
 
     with open_store(args) as (_, store):
         run = get_run(store, args.run)
@@ -115,7 +115,7 @@ def cmd_runs_export(args) -> int:
 
     from db import export_run_csv
 
-    from ..queue_ops import get_run
+    from ..jobs.queue_ops import get_run
 
     with open_store(args) as (_, store):
         run_id = get_run(store, args.run).id
@@ -132,7 +132,7 @@ def cmd_runs_export(args) -> int:
 
 
 def cmd_runs_tag(args) -> int:
-    from ..queue_ops import get_run
+    from ..jobs.queue_ops import get_run
 
     with open_store(args) as (_, store):
         run_id = get_run(store, args.run).id
@@ -144,7 +144,7 @@ def cmd_runs_tag(args) -> int:
 
 
 def cmd_runs_note(args) -> int:
-    from ..queue_ops import get_run
+    from ..jobs.queue_ops import get_run
 
     with open_store(args) as (_, store):
         run_id = get_run(store, args.run).id
@@ -154,7 +154,7 @@ def cmd_runs_note(args) -> int:
 
 
 def cmd_runs_delete(args) -> int:
-    from ..queue_ops import get_run
+    from ..jobs.queue_ops import get_run
 
     with open_store(args) as (_, store):
         run = get_run(store, args.run)

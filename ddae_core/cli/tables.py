@@ -7,7 +7,7 @@ import sys
 import time
 from contextlib import contextmanager
 
-from ..errors import UserError
+from ..engine.errors import UserError
 from .common import workspace_of
 
 
@@ -16,7 +16,7 @@ def open_store(args, refresh: bool = True):
     """The workspace's Store, ingested once first (unless the scheduler holds the ingest lock)."""
     from db import RunDirError, SchemaError, Store
 
-    from ..queue_ops import refresh as refresh_index
+    from ..jobs.queue_ops import refresh as refresh_index
 
     workspace = workspace_of(args)
     try:

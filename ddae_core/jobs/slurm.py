@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cluster import ClusterProfile, record_submission
-from .errors import UserError
+from ..engine.errors import UserError
 from .worker_process import PROJECT_ROOT
 
 SQUEUE_CACHE_S = 3.0

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import psutil
 
-from .cpu_threads import thread_env
-from .reporting import STOP_FILE
+from ..engine.cpu_threads import thread_env
+from ..engine.reporting import STOP_FILE
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = socket.gethostname()
 EVENTS = "events.jsonl"
 LOG = "log.txt"

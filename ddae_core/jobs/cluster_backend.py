@@ -23,8 +23,8 @@ from db.records import FINAL_STATUSES
 
 from . import slurm
 from .cluster import get_profile, read_slurm, run_cluster
-from .errors import UserError
-from .reporting import STOP_FILE
+from ..engine.errors import UserError
+from ..engine.reporting import STOP_FILE
 from .worker_process import append_event
 
 log = logging.getLogger(__name__)

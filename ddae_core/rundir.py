@@ -1,4 +1,7 @@
-"""One-holder file locks of a workspace (ingest.lock, scheduler.lock): flock, with "pid host" inside for others to read."""
+"""The run directory and workspace contract shared by the engine, the job system, db and the app (torch- and Qt-free).
+
+One-holder file locks of a workspace (ingest.lock, scheduler.lock): flock, with "pid host" inside for others to read.
+"""
 
 from __future__ import annotations
 

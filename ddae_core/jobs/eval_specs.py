@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import data as datasets
-from ..config import load_config, parse_model_config
-from ..errors import ConfigError, UserError
-from ..jobs import _positive_float, _positive_int, check_device, check_seed
-from ..nets.unet import tap_names
-from ..runs import read_spec
-from .protocols import PROTOCOLS
+from ..engine import data as datasets
+from ..engine.config import load_config, parse_model_config
+from ..engine.errors import ConfigError, UserError
+from .specs import _positive_float, _positive_int, check_device, check_seed
+from ..engine.runs import read_spec
+from ..engine.evaluation.grid_axes import parse_layers, parse_timesteps
+from ..engine.evaluation.protocols import PROTOCOLS
 
 
 def parent_config(parent_dir: Path):
@@ -28,40 +28,6 @@ def _checkpoint(value) -> str | int:
         return int(value)
     except (TypeError, ValueError):
         raise ConfigError("checkpoint", f"must be 'latest' or a step number (got {value!r})") from None
-
-
-def parse_timesteps(value, model_cfg, field: str = "timesteps") -> list[int]:
-    """'1,11,21' or a list -> ints in the framework's range (DDPM 1..n_T, EDM 1..18); default: the paper's grid."""
-    if value in (None, "", []):
-        return [1, 11, 21] if model_cfg.framework == "ddpm" else [3, 4, 5]
-    items = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
-    high = model_cfg.diffusion["n_T"] if model_cfg.framework == "ddpm" else 18
-    out = []
-    for item in items:
-        try:
-            t = int(str(item).strip())
-        except ValueError:
-            raise ConfigError(field, f"{item!r} is not a whole number") from None
-        if not 1 <= t <= high:
-            what = "DDPM timesteps" if model_cfg.framework == "ddpm" else "EDM sigma indices"
-            raise ConfigError(field, f"{t} is outside 1..{high} ({what})")
-        out.append(t)
-    return sorted(dict.fromkeys(out))
-
-
-def parse_layers(value, model_cfg, field: str = "layers") -> list[str]:
-    """'all' (the decoder taps out_k, the official grid), 'every' (enc_k, mid and out_k), or a list."""
-    names = tap_names(model_cfg.network)
-    if value in (None, "", "all"):
-        return [n for n in names if n.startswith("out_")]
-    if value == "every":
-        return names
-    items = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s) for s in value]
-    unknown = [s for s in items if s not in names]
-    if unknown or not items:
-        raise ConfigError(field, f"{', '.join(unknown) or 'nothing'} is not a layer of this network "
-                                 f"(it has {names[0]}..{names[-1]})")
-    return [n for n in names if n in items]
 
 
 def _base(kind: str, parent_dir: Path, checkpoint, device: str, data: str | None, name: str | None,
@@ -202,7 +168,7 @@ def fid_spec(parent_dir: Path, *, checkpoint="latest", n=10000, sampler=None, st
     Checks that pytorch-fid and the Inception weights are here (in the parent's workspace) before the run
     exists; `inception` (a path) is kept in the spec, otherwise the worker looks for the file itself.
     """
-    from .inception import DIMS, find_weights, require_library
+    from ..engine.evaluation.inception import DIMS, find_weights, require_library
 
     _, cfg = parent_config(parent_dir)
     try:

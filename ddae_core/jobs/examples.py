@@ -17,9 +17,9 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from .checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, read_checkpoint
-from .errors import UserError
-from .runs import atomic_write_text, find_run, list_checkpoints, read_spec
+from ..engine.checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, read_checkpoint
+from ..engine.errors import UserError
+from ..engine.runs import atomic_write_text, find_run, list_checkpoints, read_spec
 
 MANIFEST = "example.json"
 BASELINES = "baselines"         # cached baseline results (as <workspace>/data/baselines/)

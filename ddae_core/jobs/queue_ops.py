@@ -16,9 +16,9 @@ from db import Ingester, QueueEntry, RunRecord, Store
 from . import worklog
 from . import slurm
 from .cluster import check_placement, current_job, run_cluster, set_run_cluster
-from .errors import UserError
-from .reporting import STOP_FILE
-from .runs import read_meta, read_spec
+from ..engine.errors import UserError
+from ..engine.reporting import STOP_FILE
+from ..engine.runs import read_meta, read_spec
 from .worker_process import (
     append_event, last_status_event, on_this_host, request_stop, run_process, signal_worker,
 )

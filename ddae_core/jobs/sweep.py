@@ -15,12 +15,12 @@ import re
 import time
 from pathlib import Path
 
-from ..config import ModelConfig
-from ..errors import ConfigError, UserError
-from ..jobs import _positive_int, check_device, check_seed, create_job
-from ..runs import list_checkpoints, read_spec
-from .inception import DIMS, find_weights, require_library
-from .specs import _check_sampler, fid_spec, parse_layers, parse_timesteps, probe_spec
+from ..engine.config import ModelConfig
+from ..engine.errors import ConfigError, UserError
+from .specs import _positive_int, check_device, check_seed, create_job
+from ..engine.runs import list_checkpoints, read_spec
+from ..engine.evaluation.inception import DIMS, find_weights, require_library
+from .eval_specs import _check_sampler, fid_spec, parse_layers, parse_timesteps, probe_spec
 
 _EVERY = re.compile(r"^every\s*[: =]?\s*(\d+)$")
 

@@ -24,10 +24,10 @@ from .device import amp_dtype_for, describe, grad_scaler_for, resolve_device
 from .distributed import DistContext
 from .ema import EMA
 from .errors import CheckpointError, UserError
-from .images import save_grid
+from .grids import save_grid
 from .model import DDAEModel
 from .reporting import Reporter
-from .runs import checkpoint_path, list_checkpoints, read_spec
+from .runs import checkpoint_path, list_checkpoints, read_spec, resolve_checkpoint
 
 # Called after each checkpoint with (step, EMA model): the label-free layer monitor hooks in here.
 CheckpointHook = Callable[[int, DDAEModel], None]
@@ -97,10 +97,6 @@ class Trainer:
         self.unchecked_losses: list[torch.Tensor] = []    # this rank's per-step losses since the last check
         if self.opts.get("monitor_layers") and self.dist.is_main:
             self.hooks.append(self._layer_monitor())
-        if self.opts.get("sweep") and self.dist.is_main:
-            from .evaluation.sweep import checkpoint_hook     # FID and probe jobs queued for each new checkpoint
-
-            self.hooks.append(checkpoint_hook(self.run_dir, self.opts["sweep"]))
 
     def _layer_monitor(self) -> CheckpointHook:
         """Alignment/uniformity of the chosen layers on a fixed, seeded subset of training images."""
@@ -140,6 +136,23 @@ class Trainer:
                                   f"{path.name}: {why.rstrip('.')}); move the checkpoints aside to train from the "
                                   "start.")
         return None
+
+    def warm_start(self) -> int | None:
+        """A run started `--init-from` another: that checkpoint's weights and EMA, a fresh optimizer and
+        schedule from step 0 (the source's own warm-up and decay do not carry over). None without one."""
+        parent = self.spec.get("parent") or {}
+        if not self.opts.get("init_from") or not parent.get("run"):
+            return None
+        source = self.run_dir.parent / parent["run"]
+        step, path = resolve_checkpoint(source, parent.get("checkpoint", "latest"))
+        state = read_checkpoint(path, map_location=self.device)
+        try:
+            self.model.net.load_state_dict(state["model"])
+            self.ema.load_state_dict(state["ema"], state["ema_updates"])
+        except (KeyError, RuntimeError):
+            raise CheckpointError(f"Checkpoint {path.name} of run {source.name} does not fit this network; "
+                                  "start from a run with the same config.") from None
+        return step
 
     def _load_state(self, state: dict) -> None:
         """Model, EMA, optimizer, scaler, RNG and step from one checkpoint's state."""
@@ -247,9 +260,11 @@ class Trainer:
 
     def run(self) -> str:
         resumed = self.restore()
+        initialised = self.warm_start() if resumed is None else None
         r = self.reporter
         r.status("running", pid=os.getpid(), host=socket.gethostname(), device=describe(self.device),
-                 **({"resumed_from": resumed} if resumed is not None else {}))
+                 **({"resumed_from": resumed} if resumed is not None else {}),
+                 **({"initialised_from": initialised} if initialised is not None else {}))
         if self.data.note:
             print(f"data: {self.data.note}", flush=True)
         log_every = max(1, int(self.opts.get("log_every_steps", 10)))

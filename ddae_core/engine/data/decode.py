@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ..errors import DataError
-from ..imageio import to_8bit
+from ..image_files import to_8bit
 from .base import resize_images, size_text
 from .cache import cache_dir, cache_key, load_entry, save_entry
 from .folder import FileList

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError
+from ..engine.errors import UserError
 
 CLUSTER_FILE = "cluster.yaml"
 SLURM_FILE = "slurm.json"

@@ -22,16 +22,16 @@ from pathlib import Path
 import psutil
 
 from db import Ingester, QueueEntry, RunRecord, Store
-from db.locks import ProcessLock, lock_holder
+from ..rundir import ProcessLock, lock_holder
 from db.records import FINAL_STATUSES
 
 from .cluster_backend import ClusterBackend
-from .cpu_threads import slot_threads, threads_label
-from .device_slots import CpuMeter, GpuMeter, NeverFits, SlotState, detect_gpus, slots_needed
-from .errors import UserError
-from .reporting import STOP_FILE
+from ..engine.cpu_threads import slot_threads, threads_label
+from .gpu_slots import CpuMeter, GpuMeter, NeverFits, SlotState, detect_gpus, slots_needed
+from ..engine.errors import UserError
+from ..engine.reporting import STOP_FILE
 from .tick_report import TickBuilder, TickReport
-from .runs import list_checkpoints
+from ..engine.runs import list_checkpoints
 from .worker_process import (
     HOST, append_event, find_process, last_status_event, on_this_host, signal_worker, start_worker, worker_slots,
 )

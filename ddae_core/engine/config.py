@@ -17,7 +17,7 @@ import yaml
 
 from .errors import ConfigError, UserError
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "resources" / "presets"
+PRESET_DIR = Path(__file__).resolve().parents[2] / "resources" / "presets"
 
 
 # Reading.

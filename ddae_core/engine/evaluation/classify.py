@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from ..checkpoint import load_model, read_checkpoint
 from ..device import resolve_device
 from ..errors import UserError
-from ..images import save_png, to_uint8
-from ..imageio import ImageFileError, load_image
+from ..grids import save_png, to_uint8
+from ..image_files import ImageFileError, load_image
 from ..model import DDAEModel, to_image_range
 from ..runs import find_run, read_spec, resolve_checkpoint
 from .noisy import HEAD_FORMAT as NOISY_FORMAT, NoisyHead
 from .probe import HEADS_FORMAT as PROBE_FORMAT
-from .specs import parse_timesteps
+from .grid_axes import parse_timesteps
 
 
 @dataclass

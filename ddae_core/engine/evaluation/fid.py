@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from db.locks import ProcessLock
+from ...rundir import ProcessLock
 
 from ..checkpoint import load_model
 from ..device import amp_dtype_for
-from ..images import save_grid
+from ..grids import save_grid
 from ..runs import atomic_write, atomic_write_text
 from .common import EvalContext, open_context, parent_checkpoint, select_checkpoints
 from .features import Stopped

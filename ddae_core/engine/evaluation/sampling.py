@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..images import save_grid
+from ..grids import save_grid
 from .common import open_context
 
 

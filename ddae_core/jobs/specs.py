@@ -13,25 +13,25 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import data as datasets
-from .config import load_config, parse_model_config, parse_train_options, studio_block
-from .cpu_threads import apply_threads, job_threads
-from .distributed import DistContext
-from .errors import ConfigError, UserError
-from .nets.unet import tap_names
-from .reporting import Reporter
-from .runs import create_run, read_spec
+from ..engine import data as datasets
+from ..engine.config import load_config, parse_model_config, parse_train_options, studio_block
+from ..engine.cpu_threads import apply_threads, job_threads
+from ..engine.distributed import DistContext
+from ..engine.errors import ConfigError, UserError
+from ..engine.nets.unet import tap_names
+from ..engine.reporting import Reporter
+from ..engine.runs import create_run, read_spec
 
 # kind -> "module:function(run_dir, reporter, workspace) -> status"; imported when a job of that kind runs.
 RUNNERS = {
-    "train": "ddae_core.training:train_run",
-    "probe": "ddae_core.evaluation.probe:probe_run",
-    "align-uniform": "ddae_core.evaluation.alignment:align_run",
-    "noisy-classifier": "ddae_core.evaluation.noisy:noisy_run",
-    "finetune": "ddae_core.evaluation.finetune:finetune_run",
-    "sample": "ddae_core.evaluation.sampling:sample_run",
-    "import": "ddae_core.evaluation.importing:import_run",
-    "fid": "ddae_core.evaluation.fid:fid_run",
+    "train": "ddae_core.engine.training:train_run",
+    "probe": "ddae_core.engine.evaluation.probe:probe_run",
+    "align-uniform": "ddae_core.engine.evaluation.alignment:align_run",
+    "noisy-classifier": "ddae_core.engine.evaluation.noisy:noisy_run",
+    "finetune": "ddae_core.engine.evaluation.finetune:finetune_run",
+    "sample": "ddae_core.engine.evaluation.sampling:sample_run",
+    "import": "ddae_core.engine.evaluation.importing:import_run",
+    "fid": "ddae_core.engine.evaluation.fid:fid_run",
 }
 
 
@@ -172,7 +172,7 @@ def check_inputs(spec: dict) -> None:
             except UserError as exc:
                 raise ConfigError("data", str(exc)) from None
     if spec["kind"] == "import":
-        from .evaluation.importing import load_import
+        from ..engine.evaluation.importing import load_import
 
         load_import(Path(spec["options"]["source"]), spec["config"])
 
@@ -205,6 +205,10 @@ def execute(run_dir: Path, workspace: Path, echo: Callable[[dict], None] | None 
     try:
         spec = read_spec(run_dir)
         apply_threads(job_threads(spec))     # before the job's first op: jobs sharing the CPU split it
+        if spec["kind"] == "train" and (spec.get("options") or {}).get("sweep") and dist.is_main:
+            from .sweep import checkpoint_hook     # FID and probe jobs queued for each new checkpoint
+
+            return _runner("train")(run_dir, reporter, workspace, [checkpoint_hook(run_dir, spec["options"]["sweep"])])
         return _runner(spec["kind"])(run_dir, reporter, workspace)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
