@@ -361,3 +361,42 @@ def test_a_worker_cancelled_while_it_starts_ends_cancelled(workspace):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 3  # the worker's exit code for cancelled
     assert events(run, "status")[-1]["status"] == "cancelled"
+
+
+def test_init_from_starts_from_the_source_weights_with_a_fresh_optimizer_and_schedule(workspace):
+    source = create_job(workspace, micro_spec(steps=6))
+    assert execute(source, workspace, handle_signals=False) == "done"
+    spec = micro_spec(steps=3)
+    spec["options"]["lr"] = 1e-12                      # one step barely moves the weights
+    spec["parent"] = {"run": source.name, "checkpoint": 6}
+    spec["options"]["init_from"] = True
+    run = create_job(workspace, spec)
+    assert execute(run, workspace, handle_signals=False) == "done"
+
+    assert events(run, "status")[0]["initialised_from"] == 6
+    start, after = read_checkpoint(source / "checkpoints" / "step_000006.pt"), read_checkpoint(
+        run / "checkpoints" / "step_000003.pt")
+    assert after["step"] == 3                                        # its own steps, from 0
+    for key in start["model"]:
+        torch.testing.assert_close(after["model"][key], start["model"][key], atol=1e-6, rtol=0)
+    adam_steps = {int(s["step"]) for s in after["optimizer"]["state"].values()}
+    assert adam_steps == {3}                                         # a fresh optimizer, not the source's 6
+    # The loss starts where the source left it, far below a fresh network's.
+    first = [e["value"] for e in events(run, "metric") if e["key"] == "loss/train"][0]
+    fresh = [e["value"] for e in events(source, "metric") if e["key"] == "loss/train"][0]
+    assert first < fresh
+
+
+def test_init_from_refuses_another_network_and_a_missing_step_in_one_sentence(workspace):
+    source = create_job(workspace, micro_spec(steps=3))
+    assert execute(source, workspace, handle_signals=False) == "done"
+
+    def train(*args):
+        return subprocess.run([sys.executable, "-m", "ddae_core.cli", "train", *args, "--steps", "2", "--dry-run",
+                               "--workspace", str(workspace)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = train("--preset", "tiny-ddpm", "--init-from", source.name)
+    assert out.returncode != 0 and "has another network than this config" in out.stderr
+    same = workspace / "micro.yaml"
+    same.write_text(yaml.safe_dump(micro_config()))
+    out = train("--config", str(same), "--init-from", f"{source.name}@99")
+    assert out.returncode != 0 and "has no checkpoint at step 99; it has 3" in out.stderr
