@@ -93,6 +93,41 @@ def test_install_gives_runs_every_view_and_evaluation_can_use(packed, tmp_path):
         examples.install(ws, "nope", out)
 
 
+def test_a_run_trained_further_ships_its_earlier_stage_and_installs_it_first(packed, tmp_path):
+    ws, _, train, _ = packed
+    cfg = micro_config()
+    cfg["studio"].update({"checkpoint_every_steps": 2, "sample_every_steps": 2, "sample_steps": 2})
+    cfg["n_sample"] = 4
+    spec = train_spec(config=cfg, data=DATA, steps=2, batch_size=16, device="cpu")
+    spec["parent"], spec["options"]["init_from"] = {"run": train.name, "checkpoint": 4}, True
+    further = create_job(ws, spec)
+    assert execute(further, ws, handle_signals=False) == "done"
+    probe = create_job(ws, probe_spec(further, timesteps="11", layers="out_1", epochs=1, device="cpu"))
+    assert execute(probe, ws, handle_signals=False) == "done"
+    out = tmp_path / "examples"
+    examples.pack(ws, further.name, probe.name, "further", "trained further", out_root=out)
+
+    info = examples.manifest("further", out)
+    assert [r["id"] for r in info["ancestors"]] == [train.name]
+    assert not (out / "further" / train.name / "checkpoints").exists()      # its curve and samples, no weights
+    with gzip.open(out / "further" / train.name / "events.jsonl.gz", "rt") as fh:
+        events = [json.loads(line) for line in fh]
+    assert not [e for e in events if e["type"] == "artifact" and e["kind"] == "checkpoint"]
+    assert any(e["type"] == "metric" and e["key"] == "loss/train" for e in events)
+
+    target = tmp_path / "ws"
+    dirs = examples.install(target, "further", out)
+    assert [d.name for d in dirs] == [further.name, probe.name]
+    assert (target / "runs" / train.name / "spec.yaml").is_file()
+    store = Store.open(target)
+    try:
+        Ingester(store, target).ingest_once()
+        assert store.get_run(further.name).parent_run == train.name
+        assert store.get_run(train.name).kind == "train"
+    finally:
+        store.close()
+
+
 def test_pack_refuses_a_probe_of_another_checkpoint(packed, tmp_path):
     ws, _, train, _ = packed
     early = create_job(ws, probe_spec(train, checkpoint=2, timesteps="11", layers="out_3", epochs=1,

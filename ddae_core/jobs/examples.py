@@ -61,11 +61,13 @@ def install(workspace: Path, name: str, root: Path | None = None) -> list[Path]:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cached, dest)
     installed = []
-    for run in info["runs"]:
+    # Earlier stages of a run trained further (`--init-from`) first: the train run's parent is indexed before it.
+    for run in [*info.get("ancestors", []), *info["runs"]]:
         dest = workspace / "runs" / run["id"]
         if not dest.exists():
             _install_run(source / run["id"], dest, run.get("name"))
-        installed.append(dest)
+        if run in info["runs"]:
+            installed.append(dest)
     return installed
 
 
@@ -114,9 +116,10 @@ def pack(workspace: Path, train_ref: str, probe_ref: str, name: str, title: str,
     for run_dir, out in ((train_dir, train_out), (probe_dir, probe_out)):
         _copy(run_dir / "spec.yaml", out / "spec.yaml")
         _pack_events(run_dir / "events.jsonl", out / "events.jsonl.gz", keep_checkpoint=path.relative_to(train_dir))
+    ancestors = _pack_ancestors(train_dir, dest, title)
     spec = read_spec(train_dir)
     info = {
-        "name": name, "title": title,
+        "name": name, "title": title, **({"ancestors": ancestors} if ancestors else {}),
         "runs": [{"id": train_dir.name, "kind": "train", "name": f"example: {title}"},
                  {"id": probe_dir.name, "kind": "probe", "name": f"example: {title}, probe grid"}],
         "data": spec.get("data"), "steps": step, "protocol": grid.get("protocol"),
@@ -125,6 +128,23 @@ def pack(workspace: Path, train_ref: str, probe_ref: str, name: str, title: str,
     }
     atomic_write_text(dest / MANIFEST, json.dumps(info, indent=1))
     return dest
+
+
+def _pack_ancestors(train_dir: Path, dest: Path, title: str) -> list[dict]:
+    """The earlier stages of a run trained further from another (`--init-from`), oldest first: their specs,
+    event logs and sample grids, not their checkpoints, so the model's whole history shows in its curves."""
+    ancestors: list[dict] = []
+    spec = read_spec(train_dir)
+    while (spec.get("options") or {}).get("init_from") and (spec.get("parent") or {}).get("run"):
+        run_dir = train_dir.parent / spec["parent"]["run"]
+        out = dest / run_dir.name
+        _copy(run_dir / "spec.yaml", out / "spec.yaml")
+        for png in sorted((run_dir / "samples").glob("*.png")):
+            _copy(png, out / png.relative_to(run_dir))
+        _pack_events(run_dir / "events.jsonl", out / "events.jsonl.gz", keep_checkpoint=None)
+        ancestors.insert(0, {"id": run_dir.name, "kind": "train", "name": f"example: {title}, earlier stage"})
+        spec = read_spec(run_dir)
+    return ancestors
 
 
 def _copy(src: Path, dest: Path) -> None:
@@ -142,9 +162,9 @@ def _pack_checkpoint(src: Path, dest: Path) -> None:
                        "epoch": data.get("epoch"), "ema": ema, "ema_updates": data.get("ema_updates")}, dest)
 
 
-def _pack_events(src: Path, dest: Path, keep_checkpoint: Path) -> None:
+def _pack_events(src: Path, dest: Path, keep_checkpoint: Path | None) -> None:
     """The event log, less artifact lines of checkpoints that are not shipped (their files would be missing)."""
-    keep = str(keep_checkpoint)
+    keep = str(keep_checkpoint) if keep_checkpoint is not None else None
     lines = []
     for line in src.read_text().splitlines():
         try:
