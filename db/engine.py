@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -22,7 +23,9 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 BUSY_TIMEOUT_MS = 30_000
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# The Alembic scripts are package data of `db` (Alembic wants them as files on disk, which a wheel
+# installs and an editable install leaves in the checkout).
+MIGRATIONS_DIR = Path(str(resources.files("db") / "migrations"))
 _BEGIN_OPTION = "ddae_begin"            # execution option: "IMMEDIATE" for write transactions
 
 

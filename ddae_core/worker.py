@@ -7,6 +7,7 @@ Exit status: 0 done, 1 failed, 3 cancelled.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +15,29 @@ from pathlib import Path
 from .engine.reporting import STOP_FILE
 
 EXIT_CODES = {"done": 0, "failed": 1, "cancelled": 3}
+# The job's own loggers: their INFO lines are its words in log.txt (db's INFO lines stay out, as before).
+PROJECT_LOGGERS = ("ddae_core",)
+
+
+def setup_logging() -> None:
+    """Send the job's log records where its print()s went: ddae_core's INFO lines to stdout, bare.
+
+    The launcher (the scheduler, or a Slurm node) points stdout and stderr at the run's log.txt, so
+    `logging.getLogger(__name__).info(...)` in the engine reads in log.txt exactly as a print did.
+    Other libraries keep Python's default: their warnings and errors on stderr (also log.txt), no INFO.
+    """
+    plain = logging.Formatter("%(message)s")
+    ours = logging.StreamHandler(sys.stdout)
+    ours.setFormatter(plain)
+    for name in PROJECT_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [ours]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    others = logging.StreamHandler(sys.stderr)
+    others.setFormatter(plain)
+    others.setLevel(logging.WARNING)
+    logging.getLogger().handlers[:] = [others]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     # A cancel may come while torch is still importing: until the job installs its own handlers,
     # SIGTERM leaves the stop request the job will find (instead of killing it as `interrupted`).
     signal.signal(signal.SIGTERM, lambda signum, frame: (run_dir / STOP_FILE).touch())
+    setup_logging()
     from .jobs.specs import execute  # after the argument check, so a usage error is instant
     from .jobs.worklog import LogEcho
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import yaml
 
 from .errors import ConfigError, UserError
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "resources" / "presets"
+# Package data of the `resources` package: found the same way from a wheel and from a checkout's editable install.
+PRESET_DIR = Path(str(resources.files("resources") / "presets"))
 
 
 # Reading.

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from .cluster import ClusterProfile, record_submission
 from ..engine.errors import UserError
-from .worker_process import PROJECT_ROOT
 
 SQUEUE_CACHE_S = 3.0
 SQUEUE_FORMAT = "%i|%T|%r|%N|%M|%l"
@@ -149,8 +148,8 @@ def sbatch_parameters(profile: ClusterProfile, shape: Shape, job_name: str) -> d
     for line in profile.sbatch:
         key, _, value = line.lstrip("-").partition("=")
         extra[key] = value if value else True
-    setup = [f"export PYTHONPATH={PROJECT_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}", "export PYTHONUNBUFFERED=1",
-             "unset DDAE_SLOTS"]
+    # No PYTHONPATH: the nodes' python (the profile's, else this one) has ddae-studio installed.
+    setup = ["export PYTHONUNBUFFERED=1", "unset DDAE_SLOTS"]
     if shape.gpus_per_node == 0:
         setup.append(f"export OMP_NUM_THREADS={profile.cpus}")
     setup += list(profile.setup)

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from .worker_process import LOG, PROJECT_ROOT, SLOTS_ENV, append_event
+from .worker_process import LOG, SLOTS_ENV, append_event
 
 MIN_PORT, PORT_SPAN = 20000, 30000
 STOP_WAIT_S = 60                  # of the 90 s submitit's signal gives before the time limit
@@ -124,9 +124,6 @@ class SlurmWorker:
         run_dir = Path(self.run_dir)
         env = dict(os.environ)
         env.pop(SLOTS_ENV, None)             # not a slot of a local scheduler
-        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        if str(PROJECT_ROOT) not in paths:
-            env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *paths])
         env["PYTHONUNBUFFERED"] = "1"
         if self.distributed and int(env.get("SLURM_NTASKS", "1")) > 1:
             env.update(rendezvous_env(env))

@@ -20,7 +20,6 @@ import psutil
 from ..engine.cpu_threads import thread_env
 from ..engine.reporting import STOP_FILE
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = socket.gethostname()
 EVENTS = "events.jsonl"
 LOG = "log.txt"
@@ -41,16 +40,16 @@ def worker_command(run_dir: Path, nproc: int = 1, python: str = sys.executable) 
 
 def worker_env(gpu_ids: Sequence[str], slots: Sequence[str], threads: int | None = None,
                base: dict[str, str] | None = None) -> dict[str, str]:
-    """The worker's environment: only its GPUs visible ("" for the CPU), ddae_core importable, unbuffered.
+    """The worker's environment: only its GPUs visible ("" for the CPU), unbuffered, its slots named.
+
+    No PYTHONPATH: the worker is `python -m ddae_core.worker` of the same interpreter, which has ddae_core
+    installed (a wheel, or a checkout's editable install from ./bootstrap.sh).
 
     threads: the CPU job's thread budget (OMP_NUM_THREADS, MKL_NUM_THREADS, DDAE_CPU_THREADS). It replaces
     what the scheduler itself inherited: a shell's OMP_NUM_THREADS was not sized for jobs sharing the CPU.
     """
     env = dict(os.environ if base is None else base)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if str(PROJECT_ROOT) not in paths:       # the worker runs this checkout's ddae_core, installed or not
-        env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *paths])
     env["PYTHONUNBUFFERED"] = "1"
     env[SLOTS_ENV] = ",".join(slots)
     if threads is not None:
