@@ -16,14 +16,20 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .. import data as datasets
 from ..device import grad_scaler_for
 from ..model import DDAEModel
 from ..nets.blocks import ResAttBlock
 from ..runs import atomic_write_text
+from .classifier_training import (
+    ClassifierTraining,
+    augmented_batches,
+    held_out_accuracy,
+    shuffled,
+    train_classifier,
+    warmup_cosine_scale,
+)
 from .common import open_context
 from .features import Stopped
 
@@ -77,43 +83,27 @@ def finetune_run(run_dir: Path, reporter, workspace: Path) -> str:
     lr, epochs, batch = float(o["lr"]), int(o["epochs"]), int(o["batch_size"])
     optimizer = torch.optim.AdamW([{"params": net.model.parameters(), "lr": lr},
                                    {"params": net.head.parameters(), "lr": lr * 10}], weight_decay=0.05)
-    base = [g["lr"] for g in optimizer.param_groups]
     scaler = grad_scaler_for(dev, ctx.model.amp_dtype)  # fp16 autocast (the CUDA default) needs loss scaling
     steps_per_epoch = math.ceil(len(train) / batch)
     total = epochs * steps_per_epoch
     history = []
+
+    def evaluate(epoch: int, mean_loss: float) -> dict[str, float]:
+        net.eval()
+        accuracy = held_out_accuracy(lambda start, images: net(images), test.images, test.labels, dev, ctx.stopped)
+        history.append(accuracy)
+        print(f"epoch {epoch + 1:>3}: loss {mean_loss:.4f}, test accuracy {100 * accuracy:.2f}%", flush=True)
+        return {"finetune/test_accuracy": accuracy}
+
+    def batches(epoch: int):
+        return augmented_batches(train.images, shuffled(len(train), ctx.seed, epoch), batch, dev,
+                                 lambda i: ctx.seed * 1_000_003 + epoch * steps_per_epoch + i)
+
+    job = ClassifierTraining(net, optimizer, train.labels, dev, epochs, steps_per_epoch,
+                             lambda base, epoch, step: base * warmup_cosine_scale(step, steps_per_epoch, total),
+                             reporter, "finetune", "finetune/train_loss", ctx.stopped, evaluate, scaler)
     try:
-        for epoch in range(epochs):
-            net.train()
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(ctx.seed * 7919 + epoch))
-            losses = []
-            for i, start in enumerate(range(0, len(train), batch)):
-                if ctx.stopped():
-                    raise Stopped
-                step = epoch * steps_per_epoch + i
-                scale = min((step + 1) / steps_per_epoch, 0.5 * (1 + math.cos(math.pi * step / total)))
-                for g, b in zip(optimizer.param_groups, base):
-                    g["lr"] = b * scale
-                index = order[start:start + batch]
-                gen = torch.Generator(device=dev).manual_seed(ctx.seed * 1_000_003 + step)
-                images = datasets.augment_batch(train.images[index].to(dev), flip=True, crop_padding=4, generator=gen)
-                loss = F.cross_entropy(net(images), train.labels[index].to(dev))
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                losses.append(float(loss.detach()))
-                reporter.progress(step + 1, total, "finetune")
-            accuracy = evaluate(net, test, dev, ctx.stopped)
-            history.append(accuracy)
-            reporter.report("finetune/train_loss", sum(losses) / len(losses), epoch + 1)
-            reporter.report("finetune/test_accuracy", accuracy, epoch + 1)
-            print(f"epoch {epoch + 1:>3}: loss {sum(losses) / len(losses):.4f}, test accuracy {100 * accuracy:.2f}%",
-                  flush=True)
+        train_classifier(job, batches)
     except Stopped:
         reporter.status("cancelled")
         return "cancelled"
@@ -122,16 +112,3 @@ def finetune_run(run_dir: Path, reporter, workspace: Path) -> str:
         "test_accuracy": history}, indent=1))
     reporter.status("done")
     return "done"
-
-
-@torch.no_grad()
-def evaluate(net: FinetuneModel, test: datasets.ImageData, device, stop) -> float:
-    net.eval()
-    correct = 0
-    for start in range(0, len(test), 256):
-        if stop():
-            raise Stopped
-        index = torch.arange(start, min(start + 256, len(test)))
-        images = datasets.augment_batch(test.images[index].to(device), flip=False)
-        correct += int((net(images).argmax(-1).cpu() == test.labels[index]).sum())
-    return correct / len(test)

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .classifier_training import cosine_lr
+
 
 class ProbeHeads(nn.Module):
     def __init__(self, channels: Sequence[int], classes: int, generator: torch.Generator | None = None):
@@ -88,8 +90,7 @@ class ProbeTrainer:
         self.optimizer = torch.optim.Adam(heads.parameters(), lr=lr)
 
     def set_epoch(self, epoch: int) -> None:
-        # CosineAnnealingLR(T_max=epochs) stepped once per epoch, in closed form.
-        lr = self.base_lr * (1 + math.cos(math.pi * epoch / self.epochs)) / 2
+        lr = cosine_lr(self.base_lr, epoch, self.epochs)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 

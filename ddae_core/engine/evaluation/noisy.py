@@ -12,16 +12,22 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .. import data as datasets
 from ..checkpoint import atomic_torch_save
 from ..diffusion import EDM
 from ..model import to_model_range
 from ..nets.blocks import TimeEmbedding
 from ..nets.wideresnet import NoiseConditionalWRN
 from ..runs import atomic_write_text
+from .classifier_training import (
+    ClassifierTraining,
+    augmented_batches,
+    cosine_lr,
+    held_out_accuracy,
+    shuffled,
+    train_classifier,
+)
 from .common import EvalContext, open_context
 from .features import Stopped, feature_batches
 
@@ -44,11 +50,6 @@ class NoisyHead(nn.Module):
 
 
 WRN_WARM_EPOCHS = 5  # the official noisy_classifier_WRN.py --warm_epoch
-
-
-def cosine_lr(base: float, epoch: int, epochs: int) -> float:
-    """CosineAnnealingLR(T_max=epochs) stepped per epoch, from `base` (the head's schedule)."""
-    return base * (1 + math.cos(math.pi * epoch / epochs)) / 2
 
 
 def wrn_lr(base: float, epoch: int, epochs: int, warm_epochs: int = WRN_WARM_EPOCHS) -> float:
@@ -81,7 +82,7 @@ class NoisyClassifier:
         return self.framework.sigma_equivalent(level)
 
     def order(self, epoch: int) -> torch.Tensor:
-        return torch.randperm(len(self.train), generator=torch.Generator().manual_seed(self.ctx.seed * 7919 + epoch))
+        return shuffled(len(self.train), self.ctx.seed, epoch)
 
     # The DDAE head on frozen features.
     def run_head(self) -> dict[int, float]:
@@ -95,22 +96,15 @@ class NoisyClassifier:
         def random_levels(b: int, gen: torch.Generator) -> torch.Tensor:
             return torch.randint(1, hi + 1, (b,), generator=gen, device=gen.device)
 
-        for epoch in range(self.epochs):
-            for g in opt.param_groups:
-                g["lr"] = cosine_lr(self.lr, epoch, self.epochs)
-            losses = []
-            for i, (index, [(t, feats)]) in enumerate(feature_batches(
+        def batches(epoch: int):
+            for index, [(t, feats)] in feature_batches(
                     self.model, self.train.images, [random_levels], [layer], batch_size=self.batch_size,
                     order=self.order(epoch), flip=True, crop_padding=4, seed=self.ctx.seed * 31 + epoch,
-                    stop=self.ctx.stopped)):
-                loss = F.cross_entropy(head(feats[layer], t), self.train.labels[index].to(self.ctx.device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-                self.ctx.reporter.progress(epoch * self.steps_per_epoch + i + 1, self.epochs * self.steps_per_epoch,
-                                           "train head")
-            self.ctx.reporter.report("noisy/train_loss", sum(losses) / len(losses), epoch + 1)
+                    stop=self.ctx.stopped):
+                yield index, (feats[layer], t)
+
+        train_classifier(self._training(head, opt, lambda base, epoch, step: cosine_lr(base, epoch, self.epochs),
+                                        "train head"), batches)
         head.eval()
         accuracy = {}
         for level in self.levels:
@@ -121,7 +115,7 @@ class NoisyClassifier:
                                                            stop=self.ctx.stopped):
                     pred = head(feats[layer], t).argmax(-1).cpu()
                     correct += int((pred == self.test.labels[index]).sum())
-            accuracy[level] = self._report_level(level, correct)
+            accuracy[level] = self._report_level(level, correct / len(self.test))
         atomic_torch_save({"format": HEAD_FORMAT, "layer": layer, "dim": dim, "classes": list(self.train.classes),
                            "state": {k: v.cpu() for k, v in head.state_dict().items()},
                            "accuracy": {str(k): v for k, v in accuracy.items()}}, self.ctx.run_dir / "noisy_head.pt")
@@ -148,48 +142,33 @@ class NoisyClassifier:
         torch.manual_seed(self.ctx.seed)
         net = NoiseConditionalWRN(self.ctx.opts["depth"], self.ctx.opts["width"], self.classes).to(self.ctx.device)
         opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4)
-        dev = self.ctx.device
-        for epoch in range(self.epochs):
-            for g in opt.param_groups:
-                g["lr"] = wrn_lr(self.lr, epoch, self.epochs)
-            net.train()
-            order, losses = self.order(epoch), []
-            for i, start in enumerate(range(0, len(order), self.batch_size)):
-                if self.ctx.stopped():
-                    raise Stopped
-                index = order[start:start + self.batch_size]
-                gen = torch.Generator(device=dev).manual_seed(self.ctx.seed * 1_000_003 + epoch * 10_007 + i)
-                images = datasets.augment_batch(self.train.images[index].to(dev), flip=True, crop_padding=4,
-                                                generator=gen)
-                x, c = self._noisy_input(images, None, gen)
-                loss = F.cross_entropy(net(x, c), self.train.labels[index].to(dev))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-                self.ctx.reporter.progress(epoch * self.steps_per_epoch + i + 1, self.epochs * self.steps_per_epoch,
-                                           "train WRN")
-            self.ctx.reporter.report("noisy/train_loss", sum(losses) / len(losses), epoch + 1)
+        seed, dev = self.ctx.seed, self.ctx.device
+
+        def batches(epoch: int):
+            return augmented_batches(self.train.images, self.order(epoch), self.batch_size, dev,
+                                     lambda i: seed * 1_000_003 + epoch * 10_007 + i,
+                                     lambda images, gen: self._noisy_input(images, None, gen))
+
+        train_classifier(self._training(net, opt, lambda base, epoch, step: wrn_lr(base, epoch, self.epochs),
+                                        "train WRN"), batches)
         net.eval()
         accuracy = {}
         for level in self.levels:
-            correct = 0
-            for start in range(0, len(self.test), 256):
-                if self.ctx.stopped():
-                    raise Stopped
-                index = torch.arange(start, min(start + 256, len(self.test)))
-                gen = torch.Generator(device=dev).manual_seed(self.ctx.seed * 131 + level * 7 + start)
-                images = datasets.augment_batch(self.test.images[index].to(dev), flip=False)
-                levels = torch.full((len(index),), level, device=dev, dtype=torch.long)
-                with torch.no_grad():
-                    x, c = self._noisy_input(images, levels, gen)
-                    pred = net(x, c).argmax(-1).cpu()
-                correct += int((pred == self.test.labels[index]).sum())
-            accuracy[level] = self._report_level(level, correct)
+            def predict(start: int, images: torch.Tensor, level: int = level) -> torch.Tensor:
+                gen = torch.Generator(device=dev).manual_seed(seed * 131 + level * 7 + start)
+                levels = torch.full((len(images),), level, device=dev, dtype=torch.long)
+                return net(*self._noisy_input(images, levels, gen))
+
+            acc = held_out_accuracy(predict, self.test.images, self.test.labels, dev, self.ctx.stopped)
+            accuracy[level] = self._report_level(level, acc)
         return accuracy
 
-    def _report_level(self, level: int, correct: int) -> float:
-        acc = correct / len(self.test)
+    def _training(self, net: nn.Module, optimizer, lr, stage: str) -> ClassifierTraining:
+        return ClassifierTraining(net, optimizer, self.train.labels, self.ctx.device, self.epochs,
+                                  self.steps_per_epoch, lr, self.ctx.reporter, stage, "noisy/train_loss",
+                                  self.ctx.stopped)
+
+    def _report_level(self, level: int, acc: float) -> float:
         self.ctx.reporter.report("noisy/accuracy", acc, level)
         self.ctx.reporter.report("noisy/sigma", self.sigma_of(level), level)
         print(f"level {level:>4} (sigma {self.sigma_of(level):9.4f}): accuracy {100 * acc:6.2f}%", flush=True)
