@@ -1,7 +1,4 @@
-"""The run directory and workspace contract shared by the engine, the job system, db and the app (torch- and Qt-free).
-
-One-holder file locks of a workspace (ingest.lock, scheduler.lock): flock, with "pid host" inside for others to read.
-"""
+"""One-holder file locks of a workspace (ingest.lock, scheduler.lock): flock, with "pid host" inside."""
 
 from __future__ import annotations
 

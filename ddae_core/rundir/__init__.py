@@ -1,0 +1,59 @@
+"""The run-directory contract shared by the engine, the job system, db and the app (torch- and Qt-free).
+
+docs/run-directory.md describes the workspace and the run directory for people; this package is what
+the code reads: the file names (layout), the statuses, job kinds, artifact kinds and event types
+(vocab), the one atomic write (atomic), the one reader of files that grow by lines (jsonl), and the
+workspace's one-holder locks (locks). db imports this and nothing else of ddae_core.
+"""
+
+from .atomic import atomic_write, atomic_write_bytes, atomic_write_text, fsync_dir
+from .jsonl import NewLines, complete_lines, ends_torn, read_new_lines
+from .layout import (
+    CHECKPOINT_RE,
+    CHECKPOINTS_DIR,
+    CLUSTER_FILE,
+    DAMAGED_SUFFIX,
+    DATA_DIR,
+    DB_NAME,
+    EVENTS,
+    FID_RESULTS,
+    FIGURES_DIR,
+    FINETUNE_RESULTS,
+    GRID,
+    INGEST_LOCK,
+    LOG,
+    META,
+    NOISY_HEAD,
+    NOISY_RESULTS,
+    PROBE_HEADS,
+    RUNS_DIR,
+    SAMPLES_DIR,
+    SAMPLES_KEY,
+    SCHEDULER_LOCK,
+    SLURM,
+    SLURM_DIR,
+    SPEC,
+    STOP,
+    checkpoint_name,
+    run_dir,
+    sample_name,
+)
+from .locks import ProcessLock, lock_holder
+from .vocab import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    MODEL_KINDS,
+    ArtifactKind,
+    EventType,
+    JobKind,
+    RunStatus,
+)
+
+__all__ = [
+    "ACTIVE_STATUSES", "CHECKPOINTS_DIR", "CHECKPOINT_RE", "CLUSTER_FILE", "DAMAGED_SUFFIX", "DATA_DIR", "DB_NAME",
+    "EVENTS", "FID_RESULTS", "FIGURES_DIR", "FINAL_STATUSES", "FINETUNE_RESULTS", "GRID", "INGEST_LOCK", "LOG",
+    "META", "MODEL_KINDS", "NOISY_HEAD", "NOISY_RESULTS", "PROBE_HEADS", "RUNS_DIR", "SAMPLES_DIR", "SAMPLES_KEY",
+    "SCHEDULER_LOCK", "SLURM", "SLURM_DIR", "SPEC", "STOP", "ArtifactKind", "EventType", "JobKind", "NewLines",
+    "ProcessLock", "RunStatus", "atomic_write", "atomic_write_bytes", "atomic_write_text", "checkpoint_name",
+    "complete_lines", "ends_torn", "fsync_dir", "lock_holder", "read_new_lines", "run_dir", "sample_name",
+]
