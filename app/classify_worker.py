@@ -8,27 +8,23 @@ emits plain numpy arrays and strings.
 
 from __future__ import annotations
 
-import threading
-import weakref
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QThread, Signal
 
+from .background import Latest, Worker, running_workers
 from .classify_sources import HeadChoice
 
 THUMB_BATCH = 32            # images per forward pass when classifying the thumbnails
 MAX_CLASSIFIERS = 2         # models kept loaded (each is a full network)
 IDLE_EXIT_S = 20.0          # an idle thread ends after this; caches stay with the object
 
-_threads: weakref.WeakSet = weakref.WeakSet()
 
-
-def running_threads() -> list[QThread]:
+def running_threads() -> list[Worker]:
     """Inference threads still running (tests assert none is left behind)."""
-    return [t for t in list(_threads) if t.isRunning()]
+    return [w for w in running_workers() if isinstance(w, InferenceThread)]
 
 
 @dataclass(frozen=True)
@@ -83,63 +79,49 @@ def _to_uint8(images) -> np.ndarray:
     return (images.clamp(0, 1).mul(255).round().to("cpu").numpy().astype(np.uint8)).transpose(0, 2, 3, 1)
 
 
-class InferenceThread(QThread):
+class InferenceThread(Worker):
     """Runs the newest submitted Request; emits resultReady(Result)."""
 
-    resultReady = Signal(object)
-
     def __init__(self, device: str = "auto", parent=None):
-        super().__init__(parent)
+        super().__init__("ddae-classify", parent=parent)
         self.device = device
-        self._cond = threading.Condition()
-        self._pending: Request | None = None
-        self._stopping = False
-        self._alive = False                 # the loop is running or about to (guarded by _cond)
+        self._requests: Latest[Request] = Latest()
         self._classifiers: dict[tuple, object] = {}
         self._images: dict[tuple, FileOutcome] = {}
         self._top1: dict[tuple, tuple[str, float]] = {}
-        _threads.add(self)
+
+    @property
+    def resultReady(self):
+        """Each Result, on the GUI thread (the Worker's `delivered`)."""
+        return self.delivered
 
     def submit(self, request: Request) -> None:
         """Replace any pending request with this one (the older one is never run)."""
-        with self._cond:
-            self._pending = request
-            self._cond.notify()
-            start = not self._alive and not self._stopping
-            if start:
-                self._alive = True
-        if start:
-            self.wait()             # a loop that just timed out may still be returning
+        if self._requests.put(request):
+            self.wait()             # a loop that just went idle may still be returning
             self.start()
 
     def stop(self, timeout_ms: int = 30000) -> bool:
         """Ask the loop to end after the current forward pass, and wait for it."""
-        with self._cond:
-            self._stopping = True
-            self._pending = None
-            self._cond.notify()
+        self.request_stop()
+        self._requests.close()
         return self.wait(timeout_ms)
 
     def _newer_pending(self, request: Request) -> bool:
-        with self._cond:
-            return self._stopping or (self._pending is not None and self._pending.id > request.id)
+        waiting = self._requests.waiting()
+        return self.stopping or (waiting is not None and waiting.id > request.id)
 
-    def run(self) -> None:
-        while True:
-            with self._cond:
-                while self._pending is None and not self._stopping:
-                    # Idle for a while: end the thread (the next submit starts it again), so no
-                    # thread outlives its use even if the view is dropped without shutdown().
-                    if not self._cond.wait(IDLE_EXIT_S) and self._pending is None:
-                        self._alive = False
-                        return
-                if self._stopping:
-                    self._alive = False
-                    return
-                request, self._pending = self._pending, None
-            result = self._process(request)
-            if result is not None and not self._stopping:
-                self.resultReady.emit(result)
+    def work(self) -> None:
+        # Idle for IDLE_EXIT_S: take() gives None and the thread ends (the next submit starts it
+        # again), so no thread outlives its use even if the view is dropped without shutdown().
+        try:
+            while (request := self._requests.take(IDLE_EXIT_S)) is not None:
+                result = self._process(request)
+                if result is not None:
+                    self.deliver(result)
+        except BaseException:
+            self._requests.abandoned()
+            raise
 
     # Work.
     def _classifier(self, head: HeadChoice):

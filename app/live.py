@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from db import Changes, ChangeToken, Store
+
+from .background import Worker
 
 log = logging.getLogger(__name__)
 
@@ -31,28 +33,6 @@ class _Watcher:
     serial: int
     read: Callable[[Changes], Any]          # on the reader thread; None means "nothing for me"
     apply: Callable[[Any], None]            # on the GUI thread
-
-
-class _Reader(QThread):
-    """Runs hub.cycle() every interval until stopped."""
-
-    def __init__(self, hub: LiveHub, interval_s: float):
-        super().__init__()
-        self.setObjectName("ddae-store-reader")
-        self.hub = hub
-        self.interval_s = interval_s
-        self.stopping = threading.Event()
-        self.wake = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                if self.hub.cycle():
-                    self.hub.delivered.emit()
-            except Exception:  # noqa: BLE001 - never let the loop die; say it once per failure
-                log.exception("Reading the workspace index failed")
-            self.wake.wait(self.interval_s)
-            self.wake.clear()
 
 
 class LiveHub(QObject):
@@ -81,7 +61,9 @@ class LiveHub(QObject):
         self._answers: dict[str, deque[tuple[int, Any]]] = {}                        # per watcher, in order
         self._flush_scheduled: set[str] = set()
         self.delivered.connect(lambda: self._drain(immediate=False))
-        self._reader = _Reader(self, 1.0 / refresh_hz)
+        interval_s = 1.0 / refresh_hz
+        self._reader = Worker("ddae-store-reader", lambda worker: worker.every(
+            interval_s, self._read_once, "Reading the workspace index failed"))
         self.clock = QTimer(self)
         self.clock.setInterval(1000)
         self.clock.timeout.connect(self.second)
@@ -93,9 +75,7 @@ class LiveHub(QObject):
     def stop(self) -> None:
         """Stop the reader thread (waits for its current cycle) and the clock."""
         self.clock.stop()
-        self._reader.stopping.set()
-        self._reader.wake.set()
-        self._reader.wait(10_000)
+        self._reader.stop(10_000)
 
     # Watchers.
     def watch(self, name: str, read: Callable[[Changes], Any], apply: Callable[[Any], None]) -> None:
@@ -109,6 +89,11 @@ class LiveHub(QObject):
             self._watchers.pop(name, None)
 
     # Polling.
+    def _read_once(self) -> None:
+        """The reader thread's tick: one cycle, and the GUI thread told when it queued answers."""
+        if self.cycle():
+            self.delivered.emit()
+
     def cycle(self) -> bool:
         """One poll (any thread): queue the changes and each watcher's answer; False if nothing changed."""
         with self._lock:
@@ -127,7 +112,7 @@ class LiveHub(QObject):
             for name, watcher in list(self._watchers.items()):
                 try:
                     result = watcher.read(changes)
-                except Exception:  # noqa: BLE001 - one failing view must not starve the others
+                except Exception:
                     log.exception("Watcher %s failed to read", name)
                     continue
                 if result is not None:
@@ -143,7 +128,7 @@ class LiveHub(QObject):
 
     def wake(self) -> None:
         """Make the reader poll now instead of at its next interval."""
-        self._reader.wake.set()
+        self._reader.wake()
 
     def _drain(self, immediate: bool) -> None:
         """Show queued answers in read order; watchers a few frames apart unless `immediate`."""
@@ -173,5 +158,5 @@ class LiveHub(QObject):
                 continue                # a late answer for a view that now shows something else
             try:
                 watcher.apply(result)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("Watcher %s failed to apply", name)

@@ -10,14 +10,15 @@ views just poll the Store), and tries to take the scheduler over every few secon
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import Signal
 
 from db import Ingester, Store
+
+from .background import Worker
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,8 @@ def _make_scheduler(workspace: Path, store: Store, cpu_slots: int):
     return Scheduler(workspace, store, cpu_slots=cpu_slots)
 
 
-class SchedulerThread(QThread):
-    """Ticks the scheduler (or, failing the lock, an ingester) every `interval_s` until stop()."""
+class SchedulerThread(Worker):
+    """Ticks the scheduler (or, failing the lock, an ingester) every `interval_s` until stop() (workers keep running)."""
 
     state_changed = Signal(str, str)    # mode, one sentence for the status bar
     ticked = Signal(object)             # the TickReport (or IngestStats when only ingesting)
@@ -42,29 +43,20 @@ class SchedulerThread(QThread):
 
     def __init__(self, workspace: Path, store: Store, *, cpu_slots: int = 1, interval_s: float = 0.5,
                  takeover_s: float = 5.0, factory: Callable | None = None, parent=None):
-        super().__init__(parent)
-        self.setObjectName("ddae-scheduler")
+        super().__init__("ddae-scheduler", parent=parent)
         self.workspace = Path(workspace)
         self.store = store
         self.cpu_slots = cpu_slots
         self.interval_s = interval_s
         self.takeover_s = takeover_s
         self._factory = factory or _make_scheduler
-        self._stop = threading.Event()
-        self._wake = threading.Event()
         self.mode: str | None = None
         self.message = ""
 
     # Called from the GUI thread.
-    def stop(self, timeout_ms: int = 30_000) -> bool:
-        """Ask the loop to end and wait for it; workers keep running."""
-        self._stop.set()
-        self._wake.set()
-        return self.wait(timeout_ms)
-
     def poke(self) -> None:
         """Tick now rather than at the next interval (after a launch, cancel or resume)."""
-        self._wake.set()
+        self.wake()
 
     # The thread.
     def _set_mode(self, mode: str, message: str) -> None:
@@ -72,7 +64,7 @@ class SchedulerThread(QThread):
             self.mode, self.message = mode, message
             self.state_changed.emit(mode, message)
 
-    def run(self) -> None:
+    def work(self) -> None:
         scheduler = None
         ingester: Ingester | None = None
         try:
@@ -84,7 +76,7 @@ class SchedulerThread(QThread):
         held = False
         next_try = 0.0
         try:
-            while not self._stop.is_set():
+            while not self.stopping:
                 if scheduler is not None and not held and time.monotonic() >= next_try:
                     held = self._try_acquire(scheduler)
                     next_try = time.monotonic() + self.takeover_s
@@ -97,18 +89,17 @@ class SchedulerThread(QThread):
                         self.slots_changed.emit(list(scheduler.slots()))
                     else:
                         ingester = self._ingest(ingester, scheduler)
-                except Exception as exc:  # noqa: BLE001 - keep the loop alive; say what failed
+                except Exception as exc:
                     log.exception("Scheduler tick failed")
                     self.problem.emit(f"A scheduler tick failed ({exc.__class__.__name__}: {exc}); retrying.")
-                self._wake.wait(self.interval_s)
-                self._wake.clear()
+                self.sleep(self.interval_s)
         finally:
             if ingester is not None:
                 ingester.release()
             if held and scheduler is not None:
                 try:
                     scheduler.release()
-                except Exception:  # noqa: BLE001 - closing: nothing left to tell
+                except Exception:
                     log.exception("Releasing the scheduler lock failed")
 
     def _try_acquire(self, scheduler) -> bool:
