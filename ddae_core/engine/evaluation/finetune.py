@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ...rundir import FINETUNE_RESULTS, RunStatus, atomic_write_text
 from ..device import grad_scaler_for
 from ..model import DDAEModel
 from ..nets.blocks import ResAttBlock
-from ..runs import atomic_write_text
 from .classifier_training import (
     ClassifierTraining,
     augmented_batches,
@@ -105,10 +105,10 @@ def finetune_run(run_dir: Path, reporter, workspace: Path) -> str:
     try:
         train_classifier(job, batches)
     except Stopped:
-        reporter.status("cancelled")
-        return "cancelled"
-    atomic_write_text(run_dir / "finetune.json", json.dumps({
+        reporter.status(RunStatus.CANCELLED)
+        return RunStatus.CANCELLED
+    atomic_write_text(run_dir / FINETUNE_RESULTS, json.dumps({
         "layer": o["layer"], "timestep": o["timestep"], "scratch": bool(o.get("scratch")),
         "test_accuracy": history}, indent=1))
-    reporter.status("done")
-    return "done"
+    reporter.status(RunStatus.DONE)
+    return RunStatus.DONE

@@ -14,12 +14,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ...rundir import (
+    NOISY_HEAD,
+    NOISY_RESULTS,
+    ArtifactKind,
+    RunStatus,
+    atomic_write_text,
+)
 from ..checkpoint import atomic_torch_save
 from ..diffusion import EDM
 from ..model import to_model_range
 from ..nets.blocks import TimeEmbedding
 from ..nets.wideresnet import NoiseConditionalWRN
-from ..runs import atomic_write_text
 from .classifier_training import (
     ClassifierTraining,
     augmented_batches,
@@ -118,7 +124,7 @@ class NoisyClassifier:
             accuracy[level] = self._report_level(level, correct / len(self.test))
         atomic_torch_save({"format": HEAD_FORMAT, "layer": layer, "dim": dim, "classes": list(self.train.classes),
                            "state": {k: v.cpu() for k, v in head.state_dict().items()},
-                           "accuracy": {str(k): v for k, v in accuracy.items()}}, self.ctx.run_dir / "noisy_head.pt")
+                           "accuracy": {str(k): v for k, v in accuracy.items()}}, self.ctx.run_dir / NOISY_HEAD)
         return accuracy
 
     # The WRN baseline, trained from scratch on noisy images.
@@ -182,12 +188,12 @@ def noisy_run(run_dir: Path, reporter, workspace: Path) -> str:
     try:
         accuracy = job.run_wrn() if ctx.opts.get("baseline") == "wrn" else job.run_head()
     except Stopped:
-        reporter.status("cancelled")
-        return "cancelled"
-    atomic_write_text(run_dir / "noisy.json", json.dumps({
+        reporter.status(RunStatus.CANCELLED)
+        return RunStatus.CANCELLED
+    atomic_write_text(run_dir / NOISY_RESULTS, json.dumps({
         "baseline": ctx.opts.get("baseline"), "layer": ctx.opts.get("layer"),
         "levels": job.levels, "sigmas": [job.sigma_of(t) for t in job.levels],
         "accuracy": [accuracy[t] for t in job.levels]}, indent=1))
-    reporter.artifact("file", run_dir / "noisy.json")
-    reporter.status("done")
-    return "done"
+    reporter.artifact(ArtifactKind.FILE, run_dir / NOISY_RESULTS)
+    reporter.status(RunStatus.DONE)
+    return RunStatus.DONE
