@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,14 @@ from .features import Stopped
 Batch = tuple[torch.Tensor, tuple]      # (indices into the training set, the network's inputs)
 
 EVAL_BATCH = 256
+
+
+class TrainingReporter(Protocol):
+    """What the loop tells its host (the engine's Reporter, or a test's recorder)."""
+
+    def progress(self, done: int, total: int, stage: str = "") -> None: ...
+
+    def report(self, key: str, value: float, step: int) -> None: ...
 
 
 # Learning-rate schedules: lr of a param group from its base lr at 0-based (epoch, step).
@@ -77,12 +86,12 @@ class ClassifierTraining:
     epochs: int
     steps_per_epoch: int                # batches(epoch) yields this many (the last may be short)
     lr: Callable[[float, int, int], float]
-    reporter: object
+    reporter: TrainingReporter
     stage: str                          # the progress bar's label
     loss_key: str                       # metric of the epoch's mean training loss
     stop: Callable[[], bool]
     evaluate: Callable[[int, float], dict[str, float]] | None = None
-    scaler: object | None = None
+    scaler: torch.amp.GradScaler | None = None
 
 
 def train_classifier(job: ClassifierTraining, batches: Callable[[int], Iterable[Batch]]) -> None:
