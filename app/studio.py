@@ -30,7 +30,6 @@ def parse_args(argv: list[str] | None, prog: str | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Start the app; the exit status is Qt's, 1 when Qt cannot start here, 2 when no workspace opens."""
     args = parse_args(argv, prog or os.path.basename(sys.argv[0]) or "ddae-studio")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # A headless install (no `gui` extra) says what to install instead of an ImportError's traceback.
     if importlib.util.find_spec("PySide6") is None or importlib.util.find_spec("pyqtgraph") is None:
         print(NO_QT, file=sys.stderr)
@@ -44,6 +43,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if missing:
         print(missing, file=sys.stderr)
         return 1
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return run_window(args)
 
 
