@@ -1,7 +1,7 @@
 """The app's one way to work off the GUI thread: a Worker runs a function on its own QThread.
 
 In the spirit of Orange's concurrent.py and napari's thread_worker: the work function gets the
-worker as its state (`stopping`, `sleep`, `deliver`) and never touches a widget; what it delivers
+worker as its state (`stopping`, `pause`, `deliver`) and never touches a widget; what it delivers
 reaches receivers on the GUI thread through queued signals, and a stopped worker's late results
 are dropped. `stop()` asks and waits, so no thread outlives its window (the tests fail on a leaked
 QThread). The scheduler, the store reader and the Classify view's inference all run this way.
@@ -49,7 +49,7 @@ class Worker(QThread):
 
     # Called from the GUI thread.
     def wake(self) -> None:
-        """End the current sleep() now (e.g. poll at once rather than at the next interval)."""
+        """End the current pause() now (e.g. poll at once rather than at the next interval)."""
         self._wake.set()
 
     def request_stop(self) -> None:
@@ -67,7 +67,7 @@ class Worker(QThread):
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def sleep(self, seconds: float) -> None:
+    def pause(self, seconds: float) -> None:
         """Wait `seconds`, or less when woken or asked to stop."""
         self._wake.wait(seconds)
         self._wake.clear()
@@ -84,7 +84,7 @@ class Worker(QThread):
                 tick()
             except Exception:
                 log.exception(failure)
-            self.sleep(seconds)
+            self.pause(seconds)
 
     def work(self) -> None:
         if self._work is None:

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db import RunSummary, Store
+from ddae_core.rundir import GRID, SAMPLES_KEY, JobKind, RunStatus
 
 FID_KEY = "fid"
 PROBE_KEY = "probe/accuracy"
 STEP_KEYS = (PROBE_KEY, "probe/baseline/pixels", "probe/baseline/random_init")    # metrics at the probed step
-ACTIVE = ("queued", "running")
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 EMPTY_TEXT = ("No FID yet: `ddae sweep --run {run}` (or Evaluate checkpoints while training, in Launch) queues "
               "FID and probe jobs per checkpoint.")
 
@@ -125,7 +126,7 @@ class CheckpointReader:
             children = self.store.children(self.run_id)
         evaluations, read = [], {}
         for c in children:
-            if c.kind not in ("fid", "probe"):
+            if c.kind not in (JobKind.FID, JobKind.PROBE):
                 continue
             try:
                 read[c.id] = self._child(c)
@@ -155,7 +156,7 @@ class CheckpointReader:
                 samples=fid[3] if fid else None))
         return CheckpointResults(self.run_id, tuple(points),
                                  waiting=sum(c.status in ACTIVE for c in evaluations),
-                                 failed=sum(c.status == "failed" for c in evaluations))
+                                 failed=sum(c.status == RunStatus.FAILED for c in evaluations))
 
     def _spec_of(self, child_id: str) -> tuple[int | None, bool]:
         if child_id not in self._specs:
@@ -168,7 +169,7 @@ class CheckpointReader:
     def _child(self, summary: RunSummary) -> _Child:
         old = self._children.get(summary.id)
         step, sweep = self._spec_of(summary.id)
-        if summary.kind == "fid":
+        if summary.kind == JobKind.FID:
             # Its row does not change with every point, its `fid` summary does: one small query.
             shape = next(((s.count, s.latest_step, s.latest_value) for s in self.store.summaries(summary.id)
                           if s.key == FID_KEY), None)
@@ -180,7 +181,7 @@ class CheckpointReader:
                 h = self.store.metric_history(summary.id, FID_KEY)
                 child.fid = {int(s): float(v) for s, v in zip(h.steps, h.values) if math.isfinite(v)}
                 base = self.store.run_dir(summary.id)
-                child.samples = {int(s): base / path for s, path in self.store.images(summary.id, "samples")
+                child.samples = {int(s): base / path for s, path in self.store.images(summary.id, SAMPLES_KEY)
                                  if s is not None}
             return child
         if old is not None and (old.seen.status, old.seen.best_accuracy) == (summary.status, summary.best_accuracy) \
@@ -216,7 +217,7 @@ class CheckpointReader:
 
     def _grid_json_step(self, child_id: str) -> int | None:
         try:
-            step = json.loads((self.store.run_dir(child_id) / "grid.json").read_text()).get("checkpoint_step")
+            step = json.loads((self.store.run_dir(child_id) / GRID).read_text()).get("checkpoint_step")
         except (OSError, ValueError, AttributeError):
             return None
         return int(step) if isinstance(step, int) else None

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QGridLayout, QHBoxLayout
                                QListWidgetItem, QPushButton, QStyle, QVBoxLayout, QWidget)
 
 from db import ChangeToken, Store
+from ddae_core.rundir import ACTIVE_STATUSES
 
 from .classify_input import ImageInputMixin
 from .classify_sources import HeadChoice, RunChoice, find_classifiers
@@ -134,7 +135,7 @@ class ClassifyView(ImageInputMixin, QWidget):
         self._token = changes.token
         # Heads appear when a probe or noisy-classifier run finishes (it writes its head file last);
         # a running job's metric points change nothing here, and arrive several times a second.
-        if not (changes.full or changes.deleted or any(r.status not in ("running", "queued") for r in changes.runs)):
+        if not (changes.full or changes.deleted or any(r.status not in ACTIVE_STATUSES for r in changes.runs)):
             return
         current = self.run_combo.currentData()
         old_heads = {c.run_id: c.heads for c in self._choices}

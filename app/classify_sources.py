@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db import Store
+from ddae_core.rundir import MODEL_KINDS, NOISY_HEAD, PROBE_HEADS, JobKind
 
-PROBE_FILE = "heads.pt"
-NOISY_FILE = "noisy_head.pt"
+PROBE_FILE, NOISY_FILE = PROBE_HEADS, NOISY_HEAD
 
 
 @dataclass(frozen=True)
@@ -66,16 +66,16 @@ def find_classifiers(store: Store) -> list[RunChoice]:
     Newest first within each group: the model a user just trained and probed comes up by default.
     """
     choices, evaluations = [], []
-    for run in store.list_runs(kind=("train", "import", "probe", "noisy-classifier")):
-        if run.kind == "probe":
+    for run in store.list_runs(kind=(JobKind.TRAIN, JobKind.IMPORT, JobKind.PROBE, JobKind.NOISY_CLASSIFIER)):
+        if run.kind == JobKind.PROBE:
             heads = _probe_heads(store, run.id)
-        elif run.kind == "noisy-classifier":
+        elif run.kind == JobKind.NOISY_CLASSIFIER:
             heads = _noisy_heads(store, run.id)
         else:
             children = store.children(run.id)
             # The newest child with a head file of each kind (children come oldest first).
             heads = []
-            for kind, finder in (("probe", _probe_heads), ("noisy-classifier", _noisy_heads)):
+            for kind, finder in ((JobKind.PROBE, _probe_heads), (JobKind.NOISY_CLASSIFIER, _noisy_heads)):
                 for child in reversed([c for c in children if c.kind == kind]):
                     found = finder(store, child.id)
                     if found:
@@ -83,6 +83,6 @@ def find_classifiers(store: Store) -> list[RunChoice]:
                         break
         if heads:
             label = f"{run.name} ({run.kind})" if run.name != run.id else run.id
-            (choices if run.kind in ("train", "import") else evaluations).append(
+            (choices if run.kind in MODEL_KINDS else evaluations).append(
                 RunChoice(run.id, label, tuple(heads)))
     return choices + evaluations

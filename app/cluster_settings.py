@@ -30,6 +30,7 @@ from ddae_core.jobs.cluster import (
     LOCAL_LABEL, NAME_RE, ClusterProfile, default_cluster, load_cluster_file, profile_from_dict, save_profiles,
 )
 from ddae_core.engine.errors import UserError
+from ddae_core.rundir import CLUSTER_FILE
 
 TEXT_FIELDS = (("partition", "Partition"), ("account", "Account"), ("qos", "QOS"),
                ("time_limit", "Time limit"), ("mem_per_gpu", "Memory per GPU"), ("mem", "Memory (CPU job)"),
@@ -134,7 +135,7 @@ class ClusterProfilesDialog(QDialog):
         row.addWidget(add)
         row.addWidget(remove)
         left.addLayout(row)
-        about = QLabel(f"Slurm targets for the queue, kept in {self.workspace / 'cluster.yaml'}. The workspace must be "
+        about = QLabel(f"Slurm targets for the queue, kept in {self.workspace / CLUSTER_FILE}. The workspace must be "
                        "on a file system the nodes share. Check one with <code>ddae cluster check NAME</code>.")
         about.setWordWrap(True)
         about.setTextFormat(Qt.TextFormat.RichText)
@@ -224,6 +225,6 @@ class ClusterProfilesDialog(QDialog):
         try:
             save_profiles(self.workspace, self.profiles, default=self.default.currentData())
         except OSError as exc:
-            self.error.setText(f"Could not write {self.workspace / 'cluster.yaml'} ({exc.strerror or exc}).")
+            self.error.setText(f"Could not write {self.workspace / CLUSTER_FILE} ({exc.strerror or exc}).")
             return
         self.accept()

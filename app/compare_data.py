@@ -14,8 +14,9 @@ from urllib.parse import parse_qs
 
 from db import GridAxes, GridCell, RunRecord, RunSummary, Store
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, BASELINE_LABELS, protocol_of
+from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
 
-TRAIN_KINDS = ("train", "import")
+TRAIN_KINDS = MODEL_KINDS
 SPEC_IGNORED = ("id", "name", "created")    # always differ between runs; the columns already name them
 
 
@@ -72,7 +73,7 @@ def grid_of(probes: list[RunSummary]) -> RunSummary:
     The same rule as the run's row in the runs table (its best grid, whatever the protocol, labelled), so the
     two never show different numbers for one run; a running grid comes first so that it is seen filling in.
     """
-    running = [p for p in probes if p.status == "running"]
+    running = [p for p in probes if p.status == RunStatus.RUNNING]
     if running:
         return running[-1]                  # children come oldest first
     scored = [p for p in probes if p.best_accuracy is not None]
@@ -82,7 +83,7 @@ def grid_of(probes: list[RunSummary]) -> RunSummary:
 def _newest_child(store: Store, run_id: str, kind: str) -> str | None:
     children = [c for c in store.children(run_id) if c.kind == kind]
     # Prefer the newest finished one; a running one only when nothing has finished.
-    done = [c for c in children if c.status == "done"]
+    done = [c for c in children if c.status == RunStatus.DONE]
     pick = (done or children)
     return pick[-1].id if pick else None
 
@@ -109,23 +110,23 @@ def gather(store: Store, run_id: str) -> RunBundle:
     run = store.get_run(run_id)
     if run.kind in TRAIN_KINDS:
         train_id = run.id
-        probes = [c for c in store.children(run.id) if c.kind == "probe"]
+        probes = [c for c in store.children(run.id) if c.kind == JobKind.PROBE]
         probe_id = grid_of(probes).id if probes else None
-        noisy_id = _newest_child(store, run.id, "noisy-classifier")
+        noisy_id = _newest_child(store, run.id, JobKind.NOISY_CLASSIFIER)
     else:
         train_id = run.parent_run
-        probe_id = run.id if run.kind == "probe" else None
-        noisy_id = run.id if run.kind == "noisy-classifier" else None
+        probe_id = run.id if run.kind == JobKind.PROBE else None
+        noisy_id = run.id if run.kind == JobKind.NOISY_CLASSIFIER else None
     train = store.get_run(train_id) if train_id and train_id != run.id else run
     axes = store.grid_axes(probe_id) if probe_id else None
     cells = tuple(store.grid_cells(probe_id)) if probe_id else ()
     samples: tuple[tuple[int, Path], ...] = ()
     if train_id:
         base = store.run_dir(train_id)
-        samples = tuple((step, base / path) for step, path in store.images(train_id, "samples") if step is not None)
+        samples = tuple((step, base / path) for step, path in store.images(train_id, SAMPLES_KEY) if step is not None)
     metrics: dict[str, float | None] = {}
     sources = [i for i in (train_id, run.id) if i] + (
-        [c.id for c in store.children(train_id) if c.kind == "sample"] if train_id else [])
+        [c.id for c in store.children(train_id) if c.kind == JobKind.SAMPLE] if train_id else [])
     for source in dict.fromkeys(sources):
         for summary in store.summaries(source):
             if summary.key.startswith("sample/"):

@@ -23,6 +23,7 @@ from ddae_core.jobs.examples import DEMO_EXAMPLE, DEMO_PROBE
 from ddae_core.engine.config import preset_path
 from ddae_core.jobs.eval_specs import probe_spec
 from ddae_core.jobs.specs import train_spec
+from ddae_core.rundir import RunStatus
 
 from .launch import Launcher
 from .launch_kinds import gpus_for
@@ -68,7 +69,7 @@ class DemoController(QObject):
         for run_dir in (train_dir, *others):
             # Finished runs: say so now, so the view shows them as they are before the ingester reads their events.
             self.store.register_run(run_dir)
-            self.store.set_status(run_dir.name, "done")
+            self.store.set_status(run_dir.name, RunStatus.DONE)
         spec = probe_spec(train_dir, timesteps=DEMO_TIMESTEPS, layers="all", device=device,
                           name=f"demo: probe grid of the bundled {self.example} model", **self.example_probe_options)
         spec["device"]["gpus"] = gpus_for(device, 1)
@@ -102,7 +103,7 @@ class DemoController(QObject):
                 record = self.store.get_run(run_id)
             except LookupError:
                 continue                        # deleted: forget it
-            if record.status != "done":
+            if record.status != RunStatus.DONE:
                 keep.append(run_id)             # still training, or cancelled and maybe resumed later
                 continue
             try:

@@ -8,6 +8,8 @@ from pathlib import Path
 from PySide6.QtGui import QFont, QFontDatabase, QTextCursor
 from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
+from ddae_core.rundir import read_new_lines
+
 MAX_LINES = 5000
 FIRST_READ_BYTES = 256 << 10    # on opening a long log, show its tail only
 
@@ -25,13 +27,11 @@ class LogTail(QPlainTextEdit):
         self.setFont(font)
         self.path: Path | None = None
         self._offset = 0
-        self._partial = b""
 
     def follow(self, path: Path | None) -> None:
         """Show `path` from its tail on; None shows nothing."""
         self.path = Path(path) if path else None
         self._offset = 0
-        self._partial = b""
         self.clear()
         if self.path is not None:
             try:
@@ -45,25 +45,18 @@ class LogTail(QPlainTextEdit):
         if self.path is None:
             return False
         try:
-            size = os.path.getsize(self.path)
-            if size < self._offset:             # rewritten: start over
-                self._offset, self._partial = 0, b""
-                self.clear()
-            if size == self._offset:
-                return False
-            with open(self.path, "rb") as fh:
-                fh.seek(self._offset)
-                data = fh.read(min(size - self._offset, 4 << 20))
+            found = read_new_lines(self.path, self._offset, 4 << 20)
         except OSError:
             return False
-        self._offset += len(data)
-        data = self._partial + data
-        head, sep, self._partial = data.rpartition(b"\n")
-        if not sep:
-            self._partial = head
+        if found is None:
+            return False
+        if found.rewound:                       # rewritten: start over
+            self.clear()
+        self._offset = found.end
+        if not found.lines:                     # only a line still being written
             return False
         # Progress bars written with \r: keep what the terminal would show last.
-        lines = [line.rsplit("\r", 1)[-1] for line in head.decode("utf-8", "replace").split("\n")]
+        lines = [line.decode("utf-8", "replace").rsplit("\r", 1)[-1] for line in found.lines]
         bar = self.verticalScrollBar()
         at_end = bar.value() >= bar.maximum() - 2
         self.appendPlainText("\n".join(lines))

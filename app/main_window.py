@@ -15,6 +15,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKe
 from PySide6.QtWidgets import QApplication, QCheckBox, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
 from db import Changes, Store
+from ddae_core.rundir import MODEL_KINDS, RunStatus
 
 from . import workspace as workspaces
 from .first_run import DemoBanner, DemoController
@@ -30,8 +31,9 @@ from .scheduler_thread import SCHEDULING, SchedulerThread
 
 log = logging.getLogger(__name__)
 
-PARENT_KINDS = ("train", "import")
-FINISHED = {"done": "finished", "failed": "failed", "cancelled": "was cancelled", "interrupted": "was interrupted"}
+PARENT_KINDS = MODEL_KINDS
+FINISHED = {RunStatus.DONE: "finished", RunStatus.FAILED: "failed", RunStatus.CANCELLED: "was cancelled",
+            RunStatus.INTERRUPTED: "was interrupted"}
 QUIT_NOTICE_KEY = "window/tell_jobs_continue"
 TAB_TITLES = ("Launch", "Queue", "Runs", "Run", "Compare", "Classify")      # Ctrl+1 ... Ctrl+6
 _heap_settled = False
@@ -219,7 +221,7 @@ class MainWindow(QMainWindow):
         self._refresh_parents()
         empty = store.count_runs() == 0
         self.banner.setVisible(empty)
-        running = store.list_runs(status="running", limit=1)
+        running = store.list_runs(status=RunStatus.RUNNING, limit=1)
         if running:
             self.show_run(running[0].id, switch=False)
         self.tabs.setCurrentWidget(self.runs_view)
@@ -275,7 +277,7 @@ class MainWindow(QMainWindow):
         self._refresh_optional()
         if self.banner.isVisible() and (changes.runs or changes.full):
             self.banner.setVisible(self.store.count_runs() == 0)
-        if self.demo is not None and any(r.status == "done" for r in changes.runs) and self.demo.pending():
+        if self.demo is not None and any(r.status == RunStatus.DONE for r in changes.runs) and self.demo.pending():
             self.demo.check()
 
     def _refresh_optional(self, *_) -> None:
@@ -293,7 +295,8 @@ class MainWindow(QMainWindow):
         ended = []
         for r in changes.runs:
             before = self._statuses.get(r.id)
-            if r.status in FINISHED and (before == "running" or (before == "queued" and r.status != "cancelled")):
+            if r.status in FINISHED and (before == RunStatus.RUNNING
+                                         or (before == RunStatus.QUEUED and r.status != RunStatus.CANCELLED)):
                 ended.append(r)
             self._statuses[r.id] = r.status
         if not ended:
@@ -396,7 +399,7 @@ class MainWindow(QMainWindow):
         """What quitting leaves behind, in a few sentences: running jobs continue; queued ones wait."""
         if self.store is None:
             return None
-        running = self.store.list_runs(status="running", limit=50)
+        running = self.store.list_runs(status=RunStatus.RUNNING, limit=50)
         queued = self.store.queued_jobs() if self.scheduler is not None and self.scheduler.mode == SCHEDULING \
             else []
         if not running and not queued:

@@ -15,14 +15,15 @@ from PySide6.QtGui import QBrush, QColor
 
 from db import QueueEntry, RunSummary
 from ddae_core.engine.evaluation.protocols import SHORT_LABELS
+from ddae_core.rundir import RunStatus
 
 ID_ROLE = Qt.ItemDataRole.UserRole + 1        # the run id of a row
 FRACTION_ROLE = Qt.ItemDataRole.UserRole + 2  # progress in 0..1, or None
 SORT_ROLE = Qt.ItemDataRole.UserRole + 3
 
 STATUS_COLORS = {
-    "queued": "#8a8f98", "running": "#1f77b4", "done": "#2ca02c",
-    "failed": "#d62728", "cancelled": "#9467bd", "interrupted": "#ff7f0e",
+    RunStatus.QUEUED: "#8a8f98", RunStatus.RUNNING: "#1f77b4", RunStatus.DONE: "#2ca02c",
+    RunStatus.FAILED: "#d62728", RunStatus.CANCELLED: "#9467bd", RunStatus.INTERRUPTED: "#ff7f0e",
 }
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -168,7 +169,7 @@ class RunTableModel(QAbstractTableModel):
             return run.notes.splitlines()[0] if run.notes else ""
         if column == "created":
             return when(run.created)
-        if column == "status" and run.status == "running" and run.progress_fraction is not None:
+        if column == "status" and run.status == RunStatus.RUNNING and run.progress_fraction is not None:
             return f"running {run.progress_fraction:.0%}"
         value = getattr(run, column)
         return "" if value is None else str(value)
@@ -246,7 +247,7 @@ class QueueModel(QAbstractTableModel):
         now = time.time()
         for row in rows:
             seen = self._rate.get(row.run)
-            if row.status == "running" and row.done is not None and (seen is None or seen[0] != row.stage):
+            if row.status == RunStatus.RUNNING and row.done is not None and (seen is None or seen[0] != row.stage):
                 self._rate[row.run] = (row.stage, now, row.done)
         if [r.run for r in rows] == [r.run for r in self._rows]:
             self._rows = list(rows)     # same rows, new values: no reset, so selection stays
@@ -286,7 +287,7 @@ class QueueModel(QAbstractTableModel):
         return None
 
     def eta(self, row: QueueRow) -> float | None:
-        if row.status != "running" or row.fraction is None or row.total is None:
+        if row.status != RunStatus.RUNNING or row.fraction is None or row.total is None:
             return None
         if row.done is None or row.done <= 0:
             return None
@@ -331,7 +332,7 @@ class QueueModel(QAbstractTableModel):
         if col == 6:
             if row.started is None:
                 return ""
-            end = row.finished if row.status != "running" and row.finished else time.time()
+            end = row.finished if row.status != RunStatus.RUNNING and row.finished else time.time()
             return clock(end - row.started)
         if col == 7:
             return clock(self.eta(row))

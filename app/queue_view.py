@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from db import Store
 from db.records import FINAL_STATUSES
+from ddae_core.rundir import LOG, RunStatus
 
 from .logtail import LogDialog
 from .models import FRACTION_ROLE, ID_ROLE, QueueModel, QueueRow
@@ -44,10 +45,10 @@ class QueueFeed:
         self.after_change = after_change or (lambda: None)
 
     def rows(self) -> list[QueueRow]:
-        running = self.store.list_runs(status="running", order_by="started", descending=False)
+        running = self.store.list_runs(status=RunStatus.RUNNING, order_by="started", descending=False)
         queued = self.store.queued_jobs()
         # Why a queued job waits (e.g. for its parent's checkpoint) is its progress stage.
-        stages = {r.id: r.progress_stage for r in self.store.list_runs(status="queued")}
+        stages = {r.id: r.progress_stage for r in self.store.list_runs(status=RunStatus.QUEUED)}
         recent = self.store.list_runs(status=FINAL_STATUSES, order_by="finished", limit=RECENT)
         rows = ([QueueRow.from_summary(r) for r in running]
                 + [QueueRow.from_entry(q, stages.get(q.run)) for q in queued]
@@ -240,10 +241,10 @@ class QueueView(QWidget):
     def _update_buttons(self, *_) -> None:
         row = self._selected_row()
         status = row.status if row else None
-        self.buttons["cancel"].setEnabled(status in ("queued", "running"))
-        self.buttons["resume"].setEnabled(status in ("cancelled", "failed", "interrupted"))
-        self.buttons["raise"].setEnabled(status == "queued")
-        self.buttons["lower"].setEnabled(status == "queued")
+        self.buttons["cancel"].setEnabled(status in (RunStatus.QUEUED, RunStatus.RUNNING))
+        self.buttons["resume"].setEnabled(status in (RunStatus.CANCELLED, RunStatus.FAILED, RunStatus.INTERRUPTED))
+        self.buttons["raise"].setEnabled(status == RunStatus.QUEUED)
+        self.buttons["lower"].setEnabled(status == RunStatus.QUEUED)
         for key in ("log", "folder", "view"):
             self.buttons[key].setEnabled(row is not None)
 
@@ -274,7 +275,7 @@ class QueueView(QWidget):
         row = self._selected_row()
         if row is None or self.feed is None:
             return
-        dialog = LogDialog(row.name, self.feed.run_dir(row.run) / "log.txt", self)
+        dialog = LogDialog(row.name, self.feed.run_dir(row.run) / LOG, self)
         dialog.show()
         self._logs.append(dialog)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from db import GridAxes, GridCell, History, RunRecord, RunSummary, Store
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, protocol_of
+from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
 
 from .checkpoint_data import CheckpointReader, CheckpointResults
 from .compare_data import grid_of
@@ -67,16 +68,16 @@ class RunFeed:
         update = RunUpdate(record=record, first=self._first)
         self._first = False
         self._poll_metrics(update)
-        images = self.store.images(self.run_id, "samples")
+        images = self.store.images(self.run_id, SAMPLES_KEY)
         if images != self._images:
             self._images = images
             update.images = [(step, self.run_dir / path) for step, path in images if step is not None]
         if children_changed or self._children is None:
-            children = self.store.children(self.run_id) if record.kind in ("train", "import") else []
+            children = self.store.children(self.run_id) if record.kind in MODEL_KINDS else []
             if children != self._children:
                 self._children = children
                 update.children = children
-        if record.kind in ("train", "import") and (children_changed or self._checkpoints is None):
+        if record.kind in MODEL_KINDS and (children_changed or self._checkpoints is None):
             checkpoints = self._checkpoint_reader.read(self._children or [])
             if checkpoints != self._checkpoints:
                 self._checkpoints = update.checkpoints = checkpoints
@@ -114,15 +115,15 @@ class RunFeed:
     @staticmethod
     def _work_of(run: RunRecord | RunSummary | None) -> str:
         """`extract t=51, 62%`: a running grid's stage, since a row's cells come only when the row is done."""
-        if run is None or run.status != "running" or not run.progress_stage:
+        if run is None or run.status != RunStatus.RUNNING or not run.progress_stage:
             return ""
         fraction = run.progress_fraction
         return run.progress_stage + (f", {fraction:.0%}" if fraction is not None else "")
 
     def _poll_grid(self, update: RunUpdate) -> None:
         source = self.run_id
-        if update.record.kind != "probe":
-            probes = [c for c in (self._children or []) if c.kind == "probe"]
+        if update.record.kind != JobKind.PROBE:
+            probes = [c for c in (self._children or []) if c.kind == JobKind.PROBE]
             if not probes:
                 return
             source = grid_of(probes).id

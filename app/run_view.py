@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from db import Changes, RunRecord, Store
 from ddae_core.engine.data.specs import parse_spec
+from ddae_core.rundir import LOG, MODEL_KINDS, JobKind, RunStatus
 
 from .live import LiveHub
 from .logtail import LogTail
@@ -50,9 +51,9 @@ from .unified import UnifiedPanel, fid_panel
 
 log = logging.getLogger(__name__)
 
-EVALUATIONS = (("probe", "Probe grid…"), ("align-uniform", "Alignment and uniformity…"),
-               ("noisy-classifier", "Noise-conditional classifier…"), ("finetune", "Fine-tune…"),
-               ("sample", "Sample images…"), ("fid", "FID of checkpoints…"))
+EVALUATIONS = ((JobKind.PROBE, "Probe grid…"), (JobKind.ALIGN_UNIFORM, "Alignment and uniformity…"),
+               (JobKind.NOISY_CLASSIFIER, "Noise-conditional classifier…"), (JobKind.FINETUNE, "Fine-tune…"),
+               (JobKind.SAMPLE, "Sample images…"), (JobKind.FID, "FID of checkpoints…"))
 TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "tiny-imagenet": 100_000}
 
 
@@ -72,23 +73,23 @@ def steps_per_epoch(spec: dict) -> float | None:
 
 def panels_for(record: RunRecord) -> list[Panel]:
     kind = record.kind
-    if kind in ("train", "import"):
+    if kind in MODEL_KINDS:
         per_epoch = steps_per_epoch(record.spec)
         panels: list[Panel] = [TrainingPanel(per_epoch), SamplesPanel(), GridPanel(), UnifiedPanel(per_epoch)]
         if (record.spec.get("options") or {}).get("monitor_layers"):
             panels.append(AlignPanel())         # the label-free monitor writes align/ and uniform/ keys
         panels.append(ChildrenPanel())
-    elif kind == "probe":
+    elif kind == JobKind.PROBE:
         panels = [GridPanel()]
-    elif kind == "align-uniform":
+    elif kind == JobKind.ALIGN_UNIFORM:
         panels = [AlignPanel()]
-    elif kind == "noisy-classifier":
+    elif kind == JobKind.NOISY_CLASSIFIER:
         panels = [noisy_panel()]
-    elif kind == "finetune":
+    elif kind == JobKind.FINETUNE:
         panels = [finetune_panel()]
-    elif kind == "sample":
+    elif kind == JobKind.SAMPLE:
         panels = [SamplesPanel()]
-    elif kind == "fid":
+    elif kind == JobKind.FID:
         panels = [fid_panel(), SamplesPanel()]      # FID per checkpoint, and each checkpoint's samples
     else:
         panels = []
@@ -156,7 +157,7 @@ class RunHeader(QWidget):
         if r.created:
             parts.append(f"created {when(r.created)}")
         if r.started:
-            end = r.finished if r.finished and r.status != "running" else time.time()
+            end = r.finished if r.finished and r.status != RunStatus.RUNNING else time.time()
             parts.append(f"ran {clock(end - r.started)}")
         self.details.setText("  ·  ".join(parts))
         self.details.setToolTip("\n".join(parts))
@@ -164,21 +165,21 @@ class RunHeader(QWidget):
         self.error.setVisible(bool(r.error))
         fraction = r.progress_fraction
         # A finished run needs no bar; a stopped one shows how far it got.
-        self.progress.setVisible(r.status != "done" and (fraction is not None or r.status == "queued"))
+        self.progress.setVisible(r.status != RunStatus.DONE and (fraction is not None or r.status == RunStatus.QUEUED))
         if fraction is not None:
             self.progress.setValue(int(fraction * 1000))
             eta = self.eta(r)
             self.progress.setFormat(f"{r.progress_stage or ''} {r.progress_done}/{r.progress_total}  {fraction:.0%}"
                                     + (f"  ETA {clock(eta)}" if eta is not None else ""))
-        elif r.status == "queued":
+        elif r.status == RunStatus.QUEUED:
             self.progress.setValue(0)
             self.progress.setFormat(waiting or r.progress_stage or "queued")
-        self.evaluate_button.setVisible(r.kind in ("train", "import"))
+        self.evaluate_button.setVisible(r.kind in MODEL_KINDS)
 
 
     def eta(self, r: RunRecord) -> float | None:
         """Seconds left in the running stage, from the progress seen since it was first shown (or since start)."""
-        if r.status != "running" or not r.progress_total or not r.progress_done:
+        if r.status != RunStatus.RUNNING or not r.progress_total or not r.progress_done:
             self._rate = None
             return None
         now = time.time()
@@ -285,7 +286,7 @@ class RunView(QWidget):
             self.tabs.addTab(panel, panel.title)
             if isinstance(panel, ChildrenPanel):
                 panel.open_run.connect(self.open_run)
-        self.log.follow(self.store.run_dir(run_id) / "log.txt")
+        self.log.follow(self.store.run_dir(run_id) / LOG)
         self._set_empty(False)
         self._apply(update)
         if self.hub is not None:
@@ -327,20 +328,20 @@ class RunView(QWidget):
         if reasons == self._reasons:
             return
         self._reasons = reasons
-        if self.record is not None and self.record.status == "queued":
+        if self.record is not None and self.record.status == RunStatus.QUEUED:
             self._show_waiting(self.record)
 
     def waiting_reason(self) -> str:
         """Why the shown run waits: the scheduler's words, its queue stage, or that no scheduler has said."""
         r = self.record
-        if r is None or r.status != "queued":
+        if r is None or r.status != RunStatus.QUEUED:
             return ""
         return self._reasons.get(r.id) or r.progress_stage or "waiting for the scheduler"
 
     def _show_waiting(self, r: RunRecord) -> None:
         reason = self.waiting_reason()
         self.header.show_record(r, reason)
-        fresh = r.status == "queued" and r.started is None
+        fresh = r.status == RunStatus.QUEUED and r.started is None
         if fresh:
             self.waiting.setText(f"Queued, {reason}.\nIts curves, samples and grids appear here once it starts.")
         self.pages.setCurrentWidget(self.waiting if fresh else self.tabs)
@@ -362,7 +363,7 @@ class RunView(QWidget):
                 panel.apply(update)
             except Exception:  # noqa: BLE001 - one bad panel must not blank the others
                 log.exception("Panel %s failed to update", panel.title)
-        self.system.follow(update.record.pid if update.record.status == "running" else None, update.record.host)
+        self.system.follow(update.record.pid if update.record.status == RunStatus.RUNNING else None, update.record.host)
 
     def tick(self) -> None:
         """Once a second: the log tail, the system strip, the running clock."""
@@ -371,7 +372,7 @@ class RunView(QWidget):
         self.log.poll()
         if self.isVisible():
             self.system.refresh()
-        if self.record.status == "running":
+        if self.record.status == RunStatus.RUNNING:
             self.header.show_record(self.record)
 
     def panel(self, cls: type[Panel]) -> Panel | None:

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from db import Changes, RunSummary, Store
 from db.records import STATUSES
-from ddae_core.engine.runs import KINDS
+from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, JobKind
 
 from .launch import run_named
 from .models import ID_ROLE, RunTableModel
@@ -102,12 +102,12 @@ class RunsView(QWidget):
         self.search.setClearButtonEnabled(True)
         self.kind = QComboBox()
         self.kind.addItem("All kinds", None)
-        for kind in KINDS:
-            self.kind.addItem(kind, kind)
+        for kind in JobKind:
+            self.kind.addItem(kind.value, kind.value)
         self.status = QComboBox()
         self.status.addItem("Any status", None)
         for status in STATUSES:
-            self.status.addItem(status, status)
+            self.status.addItem(status.value, status.value)
         self.tag = QLineEdit()
         self.tag.setPlaceholderText("Tag")
         self.tag.setMaximumWidth(140)
@@ -156,7 +156,7 @@ class RunsView(QWidget):
         self.compare_button.clicked.connect(lambda: self.compare.emit(self.selected()))
         self.probe_button = QPushButton("Probe grid…")
         self.probe_button.setToolTip("Launch a layer x noise probe grid on the selected train run")
-        self.probe_button.clicked.connect(lambda: self._evaluate("probe"))
+        self.probe_button.clicked.connect(lambda: self._evaluate(JobKind.PROBE))
         self.delete_button = QPushButton("Delete…")
         self.delete_button.setToolTip("Delete the selected runs and their folders (Delete; Undo for a few seconds)")
         self.delete_button.clicked.connect(self._delete_selected)
@@ -254,8 +254,8 @@ class RunsView(QWidget):
         runs = [self.model.run_at(r) for r in (self.model.row_of(i) for i in ids) if r is not None]
         self.open_button.setEnabled(len(ids) == 1)
         self.compare_button.setEnabled(len(ids) >= 2)
-        self.probe_button.setEnabled(len(runs) == 1 and runs[0].kind in ("train", "import"))
-        self.delete_button.setEnabled(bool(runs) and all(r.status not in ("running", "queued") for r in runs))
+        self.probe_button.setEnabled(len(runs) == 1 and runs[0].kind in MODEL_KINDS)
+        self.delete_button.setEnabled(bool(runs) and all(r.status not in ACTIVE_STATUSES for r in runs))
 
     # Actions.
     def _filter(self) -> None:
@@ -392,9 +392,9 @@ class RunsView(QWidget):
         menu.addAction("Rename", self._rename_selected).setEnabled(len(ids) == 1)
         menu.addAction("Compare", lambda: self.compare.emit(self.selected())).setEnabled(len(ids) >= 2)
         menu.addSeparator()
-        for kind, text in (("probe", "Probe grid…"), ("align-uniform", "Alignment and uniformity…"),
-                           ("noisy-classifier", "Noise-conditional classifier…"), ("finetune", "Fine-tune…"),
-                           ("sample", "Sample images…")):
+        for kind, text in ((JobKind.PROBE, "Probe grid…"), (JobKind.ALIGN_UNIFORM, "Alignment and uniformity…"),
+                           (JobKind.NOISY_CLASSIFIER, "Noise-conditional classifier…"),
+                           (JobKind.FINETUNE, "Fine-tune…"), (JobKind.SAMPLE, "Sample images…")):
             menu.addAction(text, lambda k=kind: self._evaluate(k)).setEnabled(len(ids) == 1)
         menu.addSeparator()
         menu.addAction("Delete…", self._delete_selected).setEnabled(self.delete_button.isEnabled())

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ddae_core.rundir import LOG, RUNS_DIR, JobKind, RunStatus
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 SIZE = (1360, 860)
@@ -27,10 +29,10 @@ SIZE = (1360, 860)
 
 def run_worker(run_dir: Path) -> str:
     """Run the job in a worker subprocess (its output to log.txt, as the scheduler does); its final status."""
-    with open(run_dir / "log.txt", "ab") as log:
+    with open(run_dir / LOG, "ab") as log:
         code = subprocess.call([sys.executable, "-m", "ddae_core.worker", str(run_dir)], stdout=log,
                                stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1])
-    return {0: "done", 3: "cancelled"}.get(code, "failed")
+    return {0: RunStatus.DONE, 3: RunStatus.CANCELLED}.get(code, RunStatus.FAILED)
 
 
 def make_runs(ws: Path, steps: int, quick: bool) -> dict[str, str]:
@@ -55,8 +57,8 @@ def make_runs(ws: Path, steps: int, quick: bool) -> dict[str, str]:
                       sample_every_steps=every)
     runs = {"train": create_job(ws, spec)}
     print(f"training {runs['train'].name} for {steps} steps…", flush=True)
-    if run_worker(runs["train"]) != "done":
-        raise SystemExit(f"The demo's training failed; see {runs['train'] / 'log.txt'}.")
+    if run_worker(runs["train"]) != RunStatus.DONE:
+        raise SystemExit(f"The demo's training failed; see {runs['train'] / LOG}.")
     steps = [s for s, _ in list_checkpoints(runs["train"])]
     middle = steps[len(steps) // 2 - 1] if len(steps) > 1 else steps[-1]
     jobs = {
@@ -72,8 +74,8 @@ def make_runs(ws: Path, steps: int, quick: bool) -> dict[str, str]:
         job["device"]["gpus"] = 0
         runs[key] = create_job(ws, job)
         print(f"{key}: {runs[key].name}…", flush=True)
-        if run_worker(runs[key]) != "done":
-            print(f"  {key} did not finish; see {runs[key] / 'log.txt'}", flush=True)
+        if run_worker(runs[key]) != RunStatus.DONE:
+            print(f"  {key} did not finish; see {runs[key] / LOG}", flush=True)
     return {key: d.name for key, d in runs.items()}
 
 
@@ -123,14 +125,14 @@ def make_sweep_runs(ws: Path, steps: int, quick: bool) -> dict[str, str]:
                                           device="cpu", **fid)
     train = create_job(ws, spec)
     print(f"training {train.name} for {steps} steps, with a sweep every {every} steps…", flush=True)
-    if run_worker(train) != "done":
-        raise SystemExit(f"The sweep's training failed; see {train / 'log.txt'}.")
-    jobs = sorted((p for p in (ws / "runs").iterdir() if p.name > train.name),
+    if run_worker(train) != RunStatus.DONE:
+        raise SystemExit(f"The sweep's training failed; see {train / LOG}.")
+    jobs = sorted((p for p in (ws / RUNS_DIR).iterdir() if p.name > train.name),
                   key=lambda p: (read_spec(p)["parent"]["checkpoint"], p.name))
     for job in jobs:
         print(f"{job.name}…", flush=True)
-        if run_worker(job) != "done":
-            print(f"  it did not finish; see {job / 'log.txt'}", flush=True)
+        if run_worker(job) != RunStatus.DONE:
+            print(f"  it did not finish; see {job / LOG}", flush=True)
     return {"sweep-train": train.name}
 
 
@@ -218,14 +220,14 @@ def render(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
         window.show_run(runs[key])
         shots.append(shoot(window, app, out, name))
 
-    window.evaluate("probe", runs["train"])
-    form = window.launch_view.form("probe")
+    window.evaluate(JobKind.PROBE, runs["train"])
+    form = window.launch_view.form(JobKind.PROBE)
     form.set_values(timesteps="1,11,21,51", quick=True, device="cpu")
     shots.append(shoot(window, app, out, "launch-probe"))
 
     # The queue with a job running (its worker started here, as the scheduler would) and one waiting.
     running = window.launcher.submit(form.build_spec(), priority=2)
-    sample = window.launch_view.show_kind("sample", runs["train"])
+    sample = window.launch_view.show_kind(JobKind.SAMPLE, runs["train"])
     sample.set_values(device="cpu")
     window.launcher.submit(sample.build_spec(), priority=0)
     shots.append(shoot_queue(window, app, out, store.run_dir(running)))
@@ -256,7 +258,7 @@ def shoot_queue(window, app, out: Path, run_dir: Path) -> Path:
     """Start the queued job's worker, wait for its progress bar to move, grab the Queue, then cancel it."""
     from db import Ingester
 
-    with open(run_dir / "log.txt", "ab") as log:
+    with open(run_dir / LOG, "ab") as log:
         worker = subprocess.Popen([sys.executable, "-m", "ddae_core.worker", str(run_dir)], stdout=log,
                                   stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1])
     try:
@@ -266,7 +268,7 @@ def shoot_queue(window, app, out: Path, run_dir: Path) -> Path:
         while time.monotonic() < deadline and worker.poll() is None:
             ingester.ingest_once()
             record = window.store.get_run(run_dir.name)
-            if record.status == "running" and (record.progress_done or 0) > 0:
+            if record.status == RunStatus.RUNNING and (record.progress_done or 0) > 0:
                 break
             settle(app, 1.0)
         time.sleep(3)                          # a few seconds of progress, for the ETA
@@ -314,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ddae-screenshots-"))
     os.environ["DDAE_STUDIO_SETTINGS"] = str(tmp / "settings.ini")     # never the user's settings
     ws = args.keep or tmp / "ws"
-    (ws / "runs").mkdir(parents=True, exist_ok=True)
+    (ws / RUNS_DIR).mkdir(parents=True, exist_ok=True)
     made = ws / ("screenshot-runs.json" if args.only == "all" else f"screenshot-{args.only}-runs.json")
     make, draw = (make_runs, render) if args.only == "all" else (make_sweep_runs, render_unified)
     try:

@@ -7,12 +7,14 @@ import logging
 import math
 from dataclasses import dataclass, field
 
+from ddae_core.rundir import ArtifactKind, EventType, RunStatus
+
 from .records import FINAL_STATUSES, STATUSES
 
 log = logging.getLogger("db.ingest")
 
 _INT64 = 2**63
-_ARTIFACT_KINDS = ("checkpoint", "figure", "file", "image")
+_ARTIFACT_KINDS = tuple(sorted(ArtifactKind))       # sorted: the order the warning has always named them in
 MAX_WARNINGS_PER_PASS = 5          # per run; the rest are counted, not logged
 _DECODER = json.JSONDecoder()
 
@@ -104,7 +106,7 @@ class RunBatch:
                          _str(ev, "stage", required=False), t)
 
     def _image(self, ev: dict, t: float | None) -> None:
-        self.artifacts[_str(ev, "path")] = ("image", _str(ev, "key"), _int(ev, "step", required=False), t)
+        self.artifacts[_str(ev, "path")] = (ArtifactKind.IMAGE, _str(ev, "key"), _int(ev, "step", required=False), t)
 
     def _artifact(self, ev: dict, t: float | None) -> None:
         kind = _str(ev, "kind")
@@ -140,26 +142,25 @@ class RunBatch:
             update.pid = update.pid if update.pid is not None else old.pid
             update.host = update.host or old.host
             update.device = update.device or old.device
-        if status == "running" and update.first_started is None:
+        if status == RunStatus.RUNNING and update.first_started is None:
             update.first_started = t
         if status in FINAL_STATUSES:
             update.finished = t
         self.status = update
 
     HANDLERS = {
-        "metric": _metric, "progress": _progress, "image": _image, "artifact": _artifact,
-        "grid": _grid, "grid_cell": _grid_cell, "status": _status,
+        EventType.METRIC: _metric, EventType.PROGRESS: _progress, EventType.IMAGE: _image,
+        EventType.ARTIFACT: _artifact, EventType.GRID: _grid, EventType.GRID_CELL: _grid_cell,
+        EventType.STATUS: _status,
     }
 
-    def feed(self, data: bytes, events_path: str) -> None:
-        """Parse complete lines of `data` (read from start_offset); sets end_offset after the last one."""
-        end = data.rfind(b"\n") + 1       # a last line without its newline waits for the next pass
-        self.end_offset = self.start_offset + end
+    def feed(self, lines: list[bytes], events_path: str) -> None:
+        """Parse complete lines (ddae_core.rundir.read_new_lines's, read from start_offset)."""
         pos = self.start_offset
         handlers = self.HANDLERS
         raw_decode = _DECODER.raw_decode   # json.loads less its per-call encoding and whitespace checks
         warned = events = 0
-        for line in data[:end].split(b"\n")[:-1]:
+        for line in lines:
             line_offset, pos = pos, pos + len(line) + 1
             try:
                 text = line.decode("utf-8", "replace")

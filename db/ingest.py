@@ -17,9 +17,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from ddae_core.rundir import JobKind, ProcessLock, RunStatus, read_new_lines
+
 from .curves import update_curves
 from .events import RunBatch
-from ddae_core.rundir import ProcessLock
 from .models import DeletedRun, QueueRow, Run
 from .queries import accuracy_summary_of, last_loss_of
 from .records import IngestStats
@@ -180,32 +181,27 @@ class Ingester:
     def _read_events(self, run_dir: Path, run_id: str, offset: int, limit: int) -> tuple[RunBatch, int, float] | None:
         """The complete new lines of the run's events.jsonl as a batch, or None if it did not grow."""
         path = run_dir / EVENTS
-        stored_offset = offset
         try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return None
-        if st.st_size == offset:
-            return None
-        if st.st_size < offset:           # rewritten: read it all again (idempotent)
-            log.info("%s shrank below the %d bytes already read; reading it again from the start.", path, offset)
-            offset = 0
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(offset)
-                data = fh.read(limit)
+            found = read_new_lines(path, offset, limit)
         except OSError as exc:
             log.warning("Cannot read %s (%s); trying again on the next pass.", path, exc.strerror or exc)
             return None
-        batch = RunBatch(run_id, offset)
-        if b"\n" not in data and len(data) >= self.max_bytes_per_run:   # a "line" longer than any
-            log.warning("Skipping %d bytes at byte %d of %s: no line ends within them.", len(data), offset, path)
-            batch.end_offset = offset + len(data)
-        else:
-            batch.feed(data, str(path))
-        if batch.end_offset == stored_offset:   # only a torn last line so far
+        if found is None:
             return None
-        return batch, st.st_size, st.st_mtime
+        if found.rewound:               # rewritten: read it all again (idempotent)
+            log.info("%s shrank below the %d bytes already read; reading it again from the start.", path, offset)
+        batch = RunBatch(run_id, found.start)
+        batch.end_offset = found.end
+        if not found.overlong:
+            batch.feed(found.lines, str(path))
+        elif found.end - found.start < self.max_bytes_per_run:
+            batch.end_offset = found.start      # this pass's budget was short: a later pass reads the line whole
+        else:                                   # a "line" longer than any
+            log.warning("Skipping %d bytes at byte %d of %s: no line ends within them.", found.end - found.start,
+                        found.start, path)
+        if batch.end_offset == offset:  # only a torn last line so far
+            return None
+        return batch, found.size, found.mtime
 
     def _write(self, session: Session, version: int, batches) -> dict:
         stats = dict(runs_read=0, bytes_read=0, events=0, metric_points=0, grid_cells=0, artifacts=0,
@@ -261,9 +257,9 @@ class Ingester:
         session.execute(update(Run).where(Run.id == b.run).values(**values))
         if b.cells or b.metrics:
             # A probe's new cells can raise its parent's best accuracy (the train run's row shows it).
-            parent = select(Run.parent_run).where(Run.id == b.run, Run.kind == "probe").scalar_subquery()
+            parent = select(Run.parent_run).where(Run.id == b.run, Run.kind == JobKind.PROBE).scalar_subquery()
             # Its version moves too, so views that follow changes redraw the parent's row now, not on a re-sort.
             session.execute(update(Run).where(Run.id == parent)
                             .values(version=version, **accuracy_summary_of(Run.id)))
-        if s is not None and s.status != "queued":
+        if s is not None and s.status != RunStatus.QUEUED:
             session.execute(delete(QueueRow).where(QueueRow.run == b.run))

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import Select, case, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from ddae_core.rundir import JobKind
+
 from .models import GridCellRow, MetricSummaryRow, QueueRow, Run
 from .records import GridAxes, MetricSummary, RunRecord, RunSummary
 
@@ -81,13 +83,13 @@ def best_accuracy_of(run_id) -> Any:
         MetricSummaryRow.run == run_id, MetricSummaryRow.key == PROBE_KEY).scalar_subquery()
     child = aliased(Run)
     children = select(func.max(child.best_accuracy)).where(
-        child.parent_run == run_id, child.kind == "probe").scalar_subquery()
+        child.parent_run == run_id, child.kind == JobKind.PROBE).scalar_subquery()
     return func.coalesce(cells, probe, children)
 
 
 def _best_probe_child(run_id) -> Any:
     child = aliased(Run)
-    return (select(child.id).where(child.parent_run == run_id, child.kind == "probe",
+    return (select(child.id).where(child.parent_run == run_id, child.kind == JobKind.PROBE,
                                    child.best_accuracy.is_not(None))
             .order_by(child.best_accuracy.desc(), child.id.desc()).limit(1).scalar_subquery())
 
@@ -109,7 +111,7 @@ def grid_summary_of(run_id) -> dict[str, Any]:
     standardized = func.coalesce(func.json_extract(me.spec, "$.options.standardize"), 0) != 0
     # Older probes said protocol: fast with standardize: true.
     own_protocol = select(case((standardized, "standardized"), else_=func.coalesce(options, "fast"))).where(
-        me.id == run_id, me.kind == "probe").scalar_subquery()
+        me.id == run_id, me.kind == JobKind.PROBE).scalar_subquery()
     values["best_protocol"] = func.coalesce(own_protocol, _from_best_child(run_id, "best_protocol"))
     return values
 

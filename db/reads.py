@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 from sqlalchemy import select
 
+from ddae_core.rundir import SAMPLES_KEY, ArtifactKind
+
 from . import blocks
 from .models import ArtifactRow, GridCellRow, MetricSummaryRow, Run
 from .queries import to_grid_axes, to_metric_summary
@@ -79,11 +81,11 @@ class ReadsMixin:
             stmt = stmt.order_by(ArtifactRow.kind, ArtifactRow.step.nulls_first(), ArtifactRow.path)
             return [Artifact(a.run, a.kind, a.key, a.step, a.path, a.time) for a in session.scalars(stmt)]
 
-    def images(self, ref: str, key: str = "samples") -> list[tuple[int | None, str]]:
+    def images(self, ref: str, key: str = SAMPLES_KEY) -> list[tuple[int | None, str]]:
         """(step, path relative to the run folder) of the run's images under `key`, by step."""
         with self._read() as session:
             run_id = self._resolve(session, ref)
             stmt = (select(ArtifactRow.step, ArtifactRow.path)
-                    .where(ArtifactRow.run == run_id, ArtifactRow.kind == "image", ArtifactRow.key == key)
+                    .where(ArtifactRow.run == run_id, ArtifactRow.kind == ArtifactKind.IMAGE, ArtifactRow.key == key)
                     .order_by(ArtifactRow.step, ArtifactRow.path))
             return [(step, path) for step, path in session.execute(stmt)]

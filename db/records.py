@@ -6,9 +6,11 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
-FINAL_STATUSES = ("done", "failed", "cancelled", "interrupted")
-ARTIFACT_KINDS = ("checkpoint", "image", "figure", "file")
+from ddae_core.rundir import FINAL_STATUSES as FINAL_STATUSES  # re-exported: db's modules import it from here
+from ddae_core.rundir import ArtifactKind, RunStatus
+
+STATUSES = tuple(RunStatus)             # in the order of the schema's check constraint
+ARTIFACT_KINDS = tuple(ArtifactKind)    # likewise
 DEVICE_REQUESTS = ("auto", "cpu", "cuda")
 # What a queue row may hold. SQLite stops at 64-bit integers; a value past these is a typo, and one
 # that reached the index would make every later write of the workspace fail.

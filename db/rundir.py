@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ddae_core.rundir import DATA_DIR, DB_NAME, EVENTS, INGEST_LOCK, META, RUNS_DIR, SPEC, atomic_write
+
 from .records import DEVICE_REQUESTS, check_gpus, check_priority
 
-log = logging.getLogger(__name__)
+# The file names are the contract's (ddae_core.rundir); db's modules import them from here.
+__all__ = ["DATA_DIR", "DB_NAME", "EVENTS", "INGEST_LOCK", "META", "RUNS_DIR", "SPEC", "RunDirError", "RunFiles",
+           "json_safe", "read_meta", "read_run", "read_yaml_spec", "write_meta"]
 
-DB_NAME = "studio.sqlite"
-RUNS_DIR = "runs"
-DATA_DIR = "data"
-SPEC = "spec.yaml"
-META = "meta.json"
-EVENTS = "events.jsonl"
-INGEST_LOCK = "ingest.lock"
+log = logging.getLogger(__name__)
 
 
 class RunDirError(Exception):
@@ -82,17 +78,7 @@ def write_meta(run_dir: Path, updates: dict[str, Any]) -> None:
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
     meta.update(updates)
-    fd, tmp = tempfile.mkstemp(prefix=f".{META}.", suffix=".tmp", dir=run_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, run_dir / META)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(run_dir / META, lambda fh: fh.write(json.dumps(meta, indent=2, sort_keys=True) + "\n"))
 
 
 def _text(value: Any) -> str | None:

@@ -19,6 +19,8 @@ from pathlib import Path
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from ddae_core.rundir import RunStatus
+
 from . import engine as engines
 from .models import DeletedRun, QueueRow, Run, StudioState
 from .queries import accuracy_summary_of, order_clause, resolve, run_filters, summary_select, to_record, to_summaries
@@ -130,7 +132,7 @@ class Store(ReadsMixin):
             parent = None       # linked when the parent is registered
         session.execute(insert(Run).values(
             id=files.id, name=files.name, kind=files.kind,
-            status="queued" if files.queued else "running",
+            status=RunStatus.QUEUED if files.queued else RunStatus.RUNNING,
             spec=json.dumps(files.spec, sort_keys=True), data=files.data,
             parent_run=parent, parent_ref=files.parent_ref, parent_checkpoint=files.parent_checkpoint,
             created=files.created, host=files.host,
@@ -227,13 +229,13 @@ class Store(ReadsMixin):
             for name, value in (("pid", pid), ("host", host), ("device", device)):
                 if value is not None:
                     values[name] = value
-            if status == "running":
+            if status == RunStatus.RUNNING:
                 values["started"] = func.coalesce(Run.started, when)
                 values["finished"] = None
             elif status in FINAL_STATUSES:
                 values["finished"] = when
             self._touch(session, run_id, version, **values)
-            if status != "queued":
+            if status != RunStatus.QUEUED:
                 session.execute(delete(QueueRow).where(QueueRow.run == run_id))
             return to_record(session.get(Run, run_id))
 
@@ -242,8 +244,8 @@ class Store(ReadsMixin):
         with self._write() as (session, version):
             run_id = self._resolve(session, ref)
             result = session.execute(
-                update(Run).where(Run.id == run_id, Run.status == "running")
-                .values(status="interrupted", finished=time.time() if when is None else when, version=version))
+                update(Run).where(Run.id == run_id, Run.status == RunStatus.RUNNING)
+                .values(status=RunStatus.INTERRUPTED, finished=time.time() if when is None else when, version=version))
             return result.rowcount == 1
 
     def set_tags(self, ref: str, tags: Iterable[str]) -> tuple[str, ...]:
@@ -323,10 +325,10 @@ class Store(ReadsMixin):
         with self._write() as (session, version):
             run_id = self._resolve(session, ref)
             run = session.get(Run, run_id)
-            if run.status == "running" and run.pid is not None:     # a worker said it runs
+            if run.status == RunStatus.RUNNING and run.pid is not None:     # a worker said it runs
                 raise ValueError(f"Run {run_id} is running; cancel it before queueing it again.")
             self._put_in_queue(session, run_id, priority, gpus, device_request, time.time())
-            self._touch(session, run_id, version, status="queued", error=None, finished=None,
+            self._touch(session, run_id, version, status=RunStatus.QUEUED, error=None, finished=None,
                         gpus=int(gpus), device_request=device_request)
             self._mirror_meta(session, run_id, priority=int(priority))
             return self._queue_entries(session, run_id)[0]

@@ -10,15 +10,26 @@ from typing import Any
 
 import yaml
 
-from .rundir import EVENTS, RUNS_DIR, SPEC
+from ddae_core.rundir import (
+    EVENTS,
+    RUNS_DIR,
+    SAMPLES_KEY,
+    SPEC,
+    ArtifactKind,
+    EventType,
+    JobKind,
+    RunStatus,
+    checkpoint_name,
+    sample_name,
+)
 
 
-def run_id(kind: str = "train", n: int = 0, stamp: str = "20261126-130000") -> str:
+def run_id(kind: str = JobKind.TRAIN, n: int = 0, stamp: str = "20261126-130000") -> str:
     """A valid run id; `n` picks the 4 hex digits (and orders ids of one stamp)."""
     return f"{stamp}-{kind}-{n:04x}"
 
 
-def write_run(workspace: Path, rid: str, *, kind: str = "train", name: str | None = None,
+def write_run(workspace: Path, rid: str, *, kind: str = JobKind.TRAIN, name: str | None = None,
               data: Any = "builtin:shapes", parent: dict | None = None, queue: dict | None = None,
               gpus: int = 0, created: float | None = None, events: Iterable[dict] = (),
               options: dict | None = None) -> Path:
@@ -45,42 +56,42 @@ def append(run_dir: Path, events: Iterable[dict | str], torn: str = "") -> None:
 
 
 def metric(key: str, step: int, value: float, t: float = 1000.0) -> dict:
-    return {"type": "metric", "key": key, "step": step, "value": value, "time": t}
+    return {"type": EventType.METRIC, "key": key, "step": step, "value": value, "time": t}
 
 
 def status(value: str, t: float = 1000.0, **fields) -> dict:
-    return {"type": "status", "status": value, "time": t, **fields}
+    return {"type": EventType.STATUS, "status": value, "time": t, **fields}
 
 
 def grid(timesteps: list[int], layers: list[str], t: float = 1000.0) -> dict:
-    return {"type": "grid", "timesteps": timesteps, "layers": layers,
+    return {"type": EventType.GRID, "timesteps": timesteps, "layers": layers,
             "labels": {str(ts): f"t={ts}" for ts in timesteps}, "time": t}
 
 
 def grid_cell(layer: str, timestep: int, accuracy: float, t: float = 1000.0) -> dict:
-    return {"type": "grid_cell", "layer": layer, "timestep": timestep, "accuracy": accuracy, "time": t}
+    return {"type": EventType.GRID_CELL, "layer": layer, "timestep": timestep, "accuracy": accuracy, "time": t}
 
 
-def image(step: int, key: str = "samples", t: float = 1000.0) -> dict:
-    return {"type": "image", "key": key, "step": step, "path": f"samples/step_{step:06d}.png", "time": t}
+def image(step: int, key: str = SAMPLES_KEY, t: float = 1000.0) -> dict:
+    return {"type": EventType.IMAGE, "key": key, "step": step, "path": sample_name(step), "time": t}
 
 
 def artifact(kind: str, path: str, step: int | None = None, t: float = 1000.0) -> dict:
-    return {"type": "artifact", "kind": kind, "step": step, "path": path, "time": t}
+    return {"type": EventType.ARTIFACT, "kind": kind, "step": step, "path": path, "time": t}
 
 
 def progress(done: int, total: int, stage: str = "train", t: float = 1000.0) -> dict:
-    return {"type": "progress", "done": done, "total": total, "stage": stage, "time": t}
+    return {"type": EventType.PROGRESS, "done": done, "total": total, "stage": stage, "time": t}
 
 
 def training_events(steps: int, every: int = 10, t0: float = 1000.0) -> list[dict]:
     """A small complete train run: status, losses, progress, samples, a checkpoint, done."""
-    events = [status("running", t0, pid=4242, host="testhost", device="cpu")]
+    events = [status(RunStatus.RUNNING, t0, pid=4242, host="testhost", device="cpu")]
     for step in range(0, steps, every):
         t = t0 + step
         events.append(metric("loss/train", step, 1.0 / (1 + step), t))
         events.append(metric("lr", step, 2e-4, t))
         events.append(progress(step + every, steps, "train", t))
-    events += [image(steps), artifact("checkpoint", f"checkpoints/step_{steps:06d}.pt", steps),
-               status("done", t0 + steps + 1)]
+    events += [image(steps), artifact(ArtifactKind.CHECKPOINT, checkpoint_name(steps), steps),
+               status(RunStatus.DONE, t0 + steps + 1)]
     return events

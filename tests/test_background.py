@@ -26,13 +26,13 @@ def test_delivered_values_arrive_on_the_gui_thread(qtbot):
     assert worker not in running_workers()
 
 
-def test_stop_wakes_a_sleeping_loop_and_drops_late_results(qtbot):
+def test_stop_wakes_a_pausing_loop_and_drops_late_results(qtbot):
     ticks, got = [], []
     worker = Worker("test-every", lambda w: w.every(60.0, lambda: (ticks.append(1), w.deliver(len(ticks))), "tick"))
     worker.delivered.connect(got.append)
     worker.start()
     qtbot.waitUntil(lambda: bool(ticks), timeout=WAIT_MS)
-    assert worker.stop(WAIT_MS)                     # not 60 s: stop wakes the sleep
+    assert worker.stop(WAIT_MS)                     # not 60 s: stop ends the pause
     worker.deliver("late")
     qtbot.wait(50)
     assert "late" not in got and not worker.isRunning()

@@ -7,6 +7,7 @@ import argparse
 import time
 
 from ..engine.errors import UserError
+from ..rundir import JobKind
 from .common import add_workspace, workspace_of
 
 
@@ -65,7 +66,7 @@ def cmd_check(args) -> int:
         print(f"{what}: ok" + (f" ({result})" if result not in (None, "") else ""))
         return result
 
-    shape = step("job shape", lambda: _shape_text(slurm.job_shape(profile, args.gpus, "train")))
+    shape = step("job shape", lambda: _shape_text(slurm.job_shape(profile, args.gpus, JobKind.TRAIN)))
     if not slurm.available():
         print("slurm commands: FAILED: sbatch, squeue or scancel is not on PATH here")
         return 1

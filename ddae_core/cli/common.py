@@ -24,6 +24,59 @@ def number(text: str) -> int | float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
+def add_options(parser, model, names=None, *, prefix: str = "", dest_prefix: str = "", skip=()) -> None:
+    """argparse arguments for `model`'s fields (ddae_core.jobs.options): flag, type, default and help.
+
+    names: only these fields (default: every field the CLI shows); prefix: put after `--` of each flag
+    (`--sweep-steps`); dest_prefix: before each dest, where two models' options share one parser.
+    """
+    from ..jobs.options import infos
+
+    groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    for info in infos(model):
+        if not info.cli or info.name in skip or (names is not None and info.name not in names):
+            continue
+        target = parser
+        if info.exclusive:
+            if info.exclusive not in groups:
+                groups[info.exclusive] = parser.add_mutually_exclusive_group()
+            target = groups[info.exclusive]
+        flags, kwargs = _flag_and_kwargs(info, prefix, dest_prefix)
+        target.add_argument(*flags, **kwargs)
+
+
+def _flag_and_kwargs(info, prefix: str, dest_prefix: str) -> tuple[list[str], dict]:
+    """One field as argparse.add_argument's flag and keyword arguments."""
+    flag = "--" + prefix + info.flag.removeprefix("--")
+    kwargs: dict = {"dest": dest_prefix + info.dest}
+    if info.kind == "check":
+        if info.default:        # on unless turned off: --no-baselines
+            flag = "--" + prefix + "no-" + info.flag.removeprefix("--")
+            kwargs.update(action="store_false", help=info.help)
+        else:
+            kwargs.update(action="store_true", help=info.help)
+        return [flag], kwargs
+    values = [v for v, _ in info.choices if v not in ("", None)]
+    kwargs["type"] = {"int": number, "float": float}.get(info.kind, type(values[0]) if values else str)
+    if values and info.cli_choices:
+        kwargs["choices"] = values
+    if not values:
+        kwargs["metavar"] = info.metavar or info.name.upper()
+    kwargs["default"] = info.default
+    shown = info.default_text or (None if info.default is None else f"{info.default:g}"
+                                  if isinstance(info.default, float) else str(info.default))
+    kwargs["help"] = f"{info.help} (default: {shown})" if shown is not None else info.help
+    return [flag], kwargs
+
+
+def options_of(args, model, *, dest_prefix: str = "", skip=()) -> dict:
+    """The values argparse parsed for `model`'s CLI fields, by field name (for the spec function)."""
+    from ..jobs.options import infos
+
+    return {i.name: getattr(args, dest_prefix + i.dest) for i in infos(model)
+            if i.cli and i.name not in skip and hasattr(args, dest_prefix + i.dest)}
+
+
 def add_workspace(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", metavar="DIR",
                         help="workspace folder (default: $DDAE_WORKSPACE or ~/ddae-workspace)")
@@ -41,7 +94,10 @@ def add_queue_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda (default auto)")
+    """--device for the commands that run no job of their own (classify, demo, sweep)."""
+    from ..jobs.options import JobOptions
+
+    add_options(parser, JobOptions, ("device",))
 
 
 def workspace_of(args) -> Path:

@@ -5,70 +5,34 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_device, add_queue_options, add_workspace, launch, run_dir_of
+from .common import add_device, add_options, add_queue_options, add_workspace, launch, options_of, run_dir_of
 
 
-def _eval_parser(sub, name: str, help_text: str, checkpoint: bool = True) -> argparse.ArgumentParser:
+def _eval_parser(sub, name: str, help_text: str, model) -> argparse.ArgumentParser:
+    """A subcommand for an evaluation job: --run, then every option of the kind's model."""
     p = sub.add_parser(name, help=help_text)
     p.add_argument("--run", required=True, help="the run to evaluate: id, id prefix or name")
-    if checkpoint:
-        p.add_argument("--checkpoint", default="latest", help="latest or a step (default latest)")
-    p.add_argument("--data", metavar="SPEC", help="dataset (default: the run's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", help="a name for this evaluation run")
-    add_device(p)
+    add_options(p, model)
     add_workspace(p)
     add_queue_options(p)
     return p
 
 
-def _limits(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train-limit", type=int, help="use only this many training images (quick checks)")
-    p.add_argument("--test-limit", type=int, help="use only this many test images")
+# The evaluation subcommands: (command, help, the spec function's name in jobs.eval_specs).
+EVALUATIONS = (
+    ("probe", "linear probes over a layer x noise-level grid", "probe_spec"),
+    ("align-uniform", "alignment and uniformity of layers over checkpoints", "align_spec"),
+    ("noisy-classifier", "a noise-conditional classifier, accuracy per noise level", "noisy_spec"),
+    ("finetune", "fine-tune the network truncated after a layer, on clean images", "finetune_spec"),
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = _eval_parser(sub, "probe", "linear probes over a layer x noise-level grid")
-    p.add_argument("--timesteps", help="DDPM steps or EDM sigma indices, e.g. 1,11,21 (default: the paper's grid)")
-    p.add_argument("--layers", default="all", help="all (decoder taps out_k), every (with enc_k and mid), "
-                                                   "or a list like out_6,out_7")
-    p.add_argument("--protocol", choices=["fast", "official", "standardized"], default="fast",
-                   help="fast (official optimiser on cached features; default), official (the official code's "
-                        "probe), standardized (fast on zero-mean, unit-variance features; MAE-style, not official)")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--views", type=int, default=1, help="fast protocol: augmented views cached per timestep")
-    p.add_argument("--cache-memory-mb", type=int, help="fast protocol: feature cache budget before spilling to disk")
-    p.add_argument("--standardize", action="store_true", help="the same as --protocol standardized")
-    p.add_argument("--no-baselines", dest="baselines", action="store_false",
-                   help="skip the raw-pixel and random-init baselines (each grid trains them by default)")
-    _limits(p)
-    p.set_defaults(func=cmd_probe)
+    from ..jobs.options import MODELS
 
-    p = _eval_parser(sub, "align-uniform", "alignment and uniformity of layers over checkpoints", checkpoint=False)
-    p.add_argument("--checkpoints", default="all", help="all, latest, or steps like 1000,2000")
-    p.add_argument("--layers", help="layers, e.g. out_6,out_7 (default: the config's probe layer)")
-    p.add_argument("--timestep", type=int, help="noise level (default: the config's, 11 or 4)")
-    p.add_argument("--limit", type=int, help="use only this many training images")
-    p.set_defaults(func=cmd_align)
-
-    p = _eval_parser(sub, "noisy-classifier", "a noise-conditional classifier, accuracy per noise level")
-    p.add_argument("--layer", help="feature layer (default: the config's probe layer)")
-    p.add_argument("--baseline", choices=["wrn"], help="train the noise-conditional WRN from scratch instead")
-    p.add_argument("--epochs", type=int, help="default: 15 for the head, 200 for --baseline wrn (the official)")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--width", type=int, default=10, help="WRN widen factor (default 10)")
-    p.add_argument("--depth", type=int, default=28, help="WRN depth (default 28)")
-    _limits(p)
-    p.set_defaults(func=cmd_noisy)
-
-    p = _eval_parser(sub, "finetune", "fine-tune the network truncated after a layer, on clean images")
-    p.add_argument("--layer", help="truncate after this tap (default: the config's probe layer)")
-    p.add_argument("--timestep", type=int, help="fixed time input (default: the config's, 11 or 4)")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--scratch", action="store_true", help="same truncated network from random weights")
-    _limits(p)
-    p.set_defaults(func=cmd_finetune)
+    for kind, help_text, spec_function in EVALUATIONS:
+        p = _eval_parser(sub, kind, help_text, MODELS[kind])
+        p.set_defaults(func=cmd_evaluate, kind=kind, spec_function=spec_function)
 
     p = sub.add_parser("classify", help="top-5 classes of image files from a run's trained head")
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -91,41 +55,13 @@ def _run(args, spec) -> int:
     return _finish(run_dir, status)
 
 
-def cmd_probe(args) -> int:
-    from ..jobs.eval_specs import probe_spec
+def cmd_evaluate(args) -> int:
+    """Run (or queue) the evaluation `args.kind` with the options its model declares."""
+    from ..jobs import eval_specs
+    from ..jobs.options import MODELS
 
-    return _run(args, probe_spec(run_dir_of(args), checkpoint=args.checkpoint, timesteps=args.timesteps,
-                                 layers=args.layers, data=args.data, protocol=args.protocol, epochs=args.epochs,
-                                 views=args.views, device=args.device, seed=args.seed, name=args.name,
-                                 train_limit=args.train_limit, test_limit=args.test_limit,
-                                 cache_memory_mb=args.cache_memory_mb, standardize=args.standardize,
-                                 baselines=args.baselines))
-
-
-def cmd_align(args) -> int:
-    from ..jobs.eval_specs import align_spec
-
-    return _run(args, align_spec(run_dir_of(args), checkpoints=args.checkpoints, layers=args.layers,
-                                 timestep=args.timestep, data=args.data, device=args.device, seed=args.seed,
-                                 limit=args.limit, name=args.name))
-
-
-def cmd_noisy(args) -> int:
-    from ..jobs.eval_specs import noisy_spec
-
-    return _run(args, noisy_spec(run_dir_of(args), checkpoint=args.checkpoint, layer=args.layer,
-                                 baseline=args.baseline, epochs=args.epochs, lr=args.lr, width=args.width,
-                                 depth=args.depth, data=args.data, device=args.device, seed=args.seed,
-                                 train_limit=args.train_limit, test_limit=args.test_limit, name=args.name))
-
-
-def cmd_finetune(args) -> int:
-    from ..jobs.eval_specs import finetune_spec
-
-    return _run(args, finetune_spec(run_dir_of(args), layer=args.layer, timestep=args.timestep,
-                                    checkpoint=args.checkpoint, epochs=args.epochs, lr=args.lr, scratch=args.scratch,
-                                    data=args.data, device=args.device, seed=args.seed, name=args.name,
-                                    train_limit=args.train_limit, test_limit=args.test_limit))
+    spec_function = getattr(eval_specs, args.spec_function)
+    return _run(args, spec_function(run_dir_of(args), **options_of(args, MODELS[args.kind])))
 
 
 def cmd_classify(args) -> int:

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_device, add_workspace, check_priority_option, number, run_dir_of, workspace_of
+from ..jobs.options import FidOptions
+from .common import (add_device, add_options, add_workspace, check_priority_option, number, options_of, run_dir_of,
+                     workspace_of)
 from .evaluate import _eval_parser
 
 
 def _fid_options(p: argparse.ArgumentParser, pre: str = "") -> None:
-    """The sampler and Inception options; `pre` ('sweep-') where they sit beside `ddae train`'s own."""
-    p.add_argument(f"--{pre}sampler", choices=["ddim", "ddpm", "heun"], dest="fid_sampler",
-                   help="default: ddim for DDPM, heun for EDM")
-    p.add_argument(f"--{pre}steps", type=number, dest="fid_steps",
-                   help="sampler steps (default 100 for DDIM, 18 for Heun, as the official FIDs)")
-    p.add_argument(f"--{pre}batch", type=number, default=250, dest="fid_batch",
-                   help="images sampled and scored at once (default 250)")
-    p.add_argument(f"--{pre}dims", type=int, default=2048, dest="fid_dims", choices=[64, 192, 768, 2048],
-                   help="Inception feature size (default 2048, the standard FID; the others are for quick checks)")
-    p.add_argument("--inception", metavar="PATH",
-                   help="the FID Inception weights pt_inception-2015-12-05-6726825d.pth (default: $DDAE_INCEPTION, "
-                        "WORKSPACE/data/fid/, or torch's hub cache)")
+    """FidOptions' sampler and Inception options for a sweep; `pre` ('sweep-') where they sit beside `ddae
+    train`'s own. Their dests are fid_sampler, fid_steps, fid_batch_size, fid_dims and inception."""
+    add_options(p, FidOptions, ("sampler", "steps", "batch_size", "dims"), prefix=pre, dest_prefix="fid_")
+    add_options(p, FidOptions, ("inception",))
 
 
 def add_sweep_options(p: argparse.ArgumentParser, pre: str = "") -> None:
@@ -34,11 +28,7 @@ def add_sweep_options(p: argparse.ArgumentParser, pre: str = "") -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = _eval_parser(sub, "fid", "FID of a run's EMA samples against its training set, per checkpoint",
-                     checkpoint=False)
-    p.add_argument("--checkpoint", default="latest", help="latest, a step, or all (default latest)")
-    p.add_argument("--n", type=number, default=10000, help="samples per checkpoint (default 10000; the official 50000)")
-    _fid_options(p)
+    p = _eval_parser(sub, "fid", "FID of a run's EMA samples against its training set, per checkpoint", FidOptions)
     p.set_defaults(func=cmd_fid)
 
     p = sub.add_parser("sweep", help="queue FID and probe jobs for each checkpoint of a training run")
@@ -59,10 +49,7 @@ def cmd_fid(args) -> int:
     from ..jobs.eval_specs import fid_spec
     from .evaluate import _run
 
-    return _run(args, fid_spec(run_dir_of(args), checkpoint=args.checkpoint, n=args.n, sampler=args.fid_sampler,
-                               steps=args.fid_steps, batch_size=args.fid_batch, dims=args.fid_dims,
-                               inception=args.inception, data=args.data, device=args.device, seed=args.seed,
-                               name=args.name))
+    return _run(args, fid_spec(run_dir_of(args), **options_of(args, FidOptions)))
 
 
 def cmd_sweep(args) -> int:
@@ -80,7 +67,7 @@ def cmd_sweep(args) -> int:
         return 0
     _, model_cfg = parent_config(parent_dir)
     plan = sweep_plan(model_cfg, workspace, checkpoints=args.checkpoints, fid_n=args.fid_n, probe=args.probe,
-                      sampler=args.fid_sampler, steps=args.fid_steps, batch_size=args.fid_batch, dims=args.fid_dims,
+                      sampler=args.fid_sampler, steps=args.fid_steps, batch_size=args.fid_batch_size, dims=args.fid_dims,
                       inception=args.inception, data=args.data, device=args.device, seed=args.seed,
                       priority=check_priority_option(args.priority))
     steps = sweep_steps(parent_dir, plan)
@@ -108,5 +95,5 @@ def train_sweep_plan(args, spec: dict) -> dict | None:
 
     return sweep_plan(parse_model_config(spec["config"]), workspace_of(args), checkpoints=args.sweep or "all",
                       fid_n=args.fid_n, probe=args.probe, sampler=args.fid_sampler, steps=args.fid_steps,
-                      batch_size=args.fid_batch, dims=args.fid_dims, inception=args.inception,
+                      batch_size=args.fid_batch_size, dims=args.fid_dims, inception=args.inception,
                       device=spec["device"]["request"], seed=args.seed)

@@ -11,6 +11,7 @@ import math
 import time
 
 from ..engine.errors import UserError
+from ..rundir import ACTIVE_STATUSES, RUNS_DIR, JobKind, RunStatus
 from .common import add_workspace, check_gpus_option, check_priority_option, workspace_of
 from .runs_cmd import (
     cmd_reindex, cmd_runs_delete, cmd_runs_export, cmd_runs_list, cmd_runs_note, cmd_runs_show, cmd_runs_tag,
@@ -137,7 +138,7 @@ def cmd_serve(args) -> int:
 
         def on_tick(report) -> None:
             _print_report(scheduler, report)
-            failed.update(run for run, status in report.finished if status in ("failed", "interrupted"))
+            failed.update(run for run, status in report.finished if status in (RunStatus.FAILED, RunStatus.INTERRUPTED))
             failed.update(report.interrupted)
             failed.update(run for run, _ in report.refused)
             if args.once and not report.started and not scheduler.running() and not scheduler.cluster.active():
@@ -161,7 +162,7 @@ def cmd_serve(args) -> int:
 
 def _print_report(scheduler, report) -> None:
     for run, status in report.finished:
-        if status in ("failed", "interrupted"):
+        if status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
             record = scheduler.store.get_run(run)
             print(f"finished {run}: {status}: {record.error or 'no error was reported'}", flush=True)
         else:
@@ -179,10 +180,10 @@ def cmd_queue_list(args) -> int:
         order = {entry.run: i for i, entry in enumerate(queue)}
         priority = {entry.run: entry.priority for entry in queue}
         entries = {entry.run: entry for entry in queue}
-        active = store.list_runs(status=["running", "queued", "interrupted"])
-        rank = {"running": 0, "queued": 1, "interrupted": 2}
+        active = store.list_runs(status=[RunStatus.RUNNING, RunStatus.QUEUED, RunStatus.INTERRUPTED])
+        rank = {RunStatus.RUNNING: 0, RunStatus.QUEUED: 1, RunStatus.INTERRUPTED: 2}
         active.sort(key=lambda r: (rank[r.status], order.get(r.id, 0), -(r.started or r.created or 0)))
-        finished = store.list_runs(status=["done", "failed", "cancelled"], order_by="created",
+        finished = store.list_runs(status=[RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED], order_by="created",
                                    limit=20) if args.all else []
         holder = scheduler_holder(workspace)
     from ..jobs.cluster_backend import cluster_jobs
@@ -198,18 +199,19 @@ def cmd_queue_list(args) -> int:
         fraction = run.progress_fraction
         elapsed = eta = None
         if run.started is not None:
-            elapsed = (run.finished or now) - run.started if run.status != "queued" else None
-        if run.status == "running" and fraction and elapsed:
+            elapsed = (run.finished or now) - run.started if run.status != RunStatus.QUEUED else None
+        if run.status == RunStatus.RUNNING and fraction and elapsed:
             eta = elapsed * (1 - fraction) / fraction
-        if run.status == "queued":
+        if run.status == RunStatus.QUEUED:
             entry = entries.get(run.id)
             device = "-" if entry is None else (
                 "cpu" if entry.device_request == "cpu" or (entry.gpus == 0 and entry.device_request != "cuda")
                 else f"{entry.device_request} x{max(entry.gpus, 1)} GPU")
         else:
             device = run.device
-        note = run.error if run.status in ("failed", "interrupted", "cancelled") and run.error else \
-            (run.progress_stage if run.status in ("queued", "running") else None)
+        ended = (RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.CANCELLED)
+        note = run.error if run.status in ended and run.error else \
+            (run.progress_stage if run.status in ACTIVE_STATUSES else None)
         row = (run.id, run.status, "-" if fraction is None else f"{fraction:.0%}", cut(device, 24),
                str(priority.get(run.id, "-")), clock(elapsed), clock(eta), cut(run.name, 30), cut(note, 60))
         if slurm_jobs:
@@ -242,11 +244,11 @@ def cmd_resume(args) -> int:
     with open_store(args) as (workspace, store):
         entry = resume(store, workspace, args.run, priority=args.priority, gpus=args.gpus, cluster=args.cluster)
         checkpoints = list_checkpoints(store.run_dir(entry.run))
-    start = f"from its checkpoint at step {checkpoints[-1][0]}" if checkpoints and entry.kind == "train" \
-        else "from the start" if entry.kind == "train" else "again"
+    start = f"from its checkpoint at step {checkpoints[-1][0]}" if checkpoints and entry.kind == JobKind.TRAIN \
+        else "from the start" if entry.kind == JobKind.TRAIN else "again"
     from ..jobs.cluster import run_cluster
 
-    cluster = run_cluster(workspace / "runs" / entry.run)
+    cluster = run_cluster(workspace / RUNS_DIR / entry.run)
     if cluster:
         print(f"{entry.run}: queued (priority {entry.priority}); the scheduler submits it to cluster {cluster}, "
               f"where it runs {start}")

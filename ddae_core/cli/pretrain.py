@@ -13,13 +13,10 @@ import yaml
 from ..engine import data as datasets
 from ..engine.config import load_config, preset_names, preset_path
 from ..engine.errors import UserError
+from ..jobs.options import SampleOptions, TrainOptions
 from ..jobs.specs import train_spec
-from .common import add_device, add_queue_options, add_workspace, launch, number, run_dir_of
+from .common import add_device, add_options, add_queue_options, add_workspace, launch, options_of, run_dir_of
 from .fid_cmd import add_sweep_options, train_sweep_plan
-
-
-def _layers(text: str | None) -> list[str] | None:
-    return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,22 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", help="a preset name (`ddae presets` lists them)")
     src.add_argument("--config", metavar="FILE", help="a config YAML (the official DDAE format is accepted)")
-    p.add_argument("--data", metavar="SPEC", help="dataset: builtin:shapes, cifar10, cifar100, folder:PATH, "
-                                                  "tiny-imagenet:PATH (default: the config's)")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=number, help="optimizer steps to train")
-    length.add_argument("--epochs", type=number, help="epochs to train")
-    p.add_argument("--minutes", type=float,
-                   help="time budget: stop at the step it allows (with --steps/--epochs: whichever comes first)")
-    p.add_argument("--batch-size", type=number)
-    p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
-    p.add_argument("--name", help="a name for the run")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-limit", type=number, help="use only this many training images (quick tests)")
-    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every_steps", help="steps between checkpoints")
-    p.add_argument("--sample-every", type=int, dest="sample_every_steps", help="steps between sample grids")
-    p.add_argument("--monitor-layers", metavar="L1,L2",
-                   help="compute alignment/uniformity of these layers at every checkpoint (a label-free monitor)")
+    add_options(p, TrainOptions)
     p.add_argument("--init-from", metavar="RUN[@STEP]",
                    help="start from this run's weights and EMA (its latest checkpoint, or STEP) with a fresh "
                         "optimizer and lr schedule: train a model further, or on new data")
@@ -51,20 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--sweep", nargs="*", metavar="all|every K",
                        help="queue FID and probe jobs for each new checkpoint (all) or those at multiples of K steps")
     add_sweep_options(sweep, "sweep-")
-    add_device(p)
     add_workspace(p)
     add_queue_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="draw samples from a trained run into a PNG grid")
     p.add_argument("--run", required=True, help="run id, id prefix or name")
-    p.add_argument("--checkpoint", default="latest", help="latest or a step (default latest)")
-    p.add_argument("--n", type=number, default=64, help="number of images (default 64)")
-    p.add_argument("--sampler", choices=["ddim", "ddpm", "heun"], help="default: ddim for DDPM, heun for EDM")
-    p.add_argument("--steps", type=number, help="sampler steps (default 100 for DDIM, 18 for Heun)")
-    p.add_argument("--seed", type=int, default=0)
+    add_options(p, SampleOptions)
     p.add_argument("--out", metavar="FILE", help="also copy the grid to FILE")
-    add_device(p)
     add_workspace(p)
     add_queue_options(p)
     p.set_defaults(func=cmd_sample)
@@ -96,11 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args) -> int:
-    spec = train_spec(
-        config=preset_path(args.preset) if args.preset else args.config, data=args.data, steps=args.steps,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, name=args.name,
-        seed=args.seed, data_limit=args.data_limit, monitor_layers=_layers(args.monitor_layers), minutes=args.minutes,
-        checkpoint_every_steps=args.checkpoint_every_steps, sample_every_steps=args.sample_every_steps)
+    spec = train_spec(config=preset_path(args.preset) if args.preset else args.config,
+                      **options_of(args, TrainOptions))
     if args.name is None:
         spec["name"] = f"{args.preset or 'config'} on {spec['data']}"
     if args.init_from:
@@ -137,8 +110,7 @@ def _init_from(args, spec: dict) -> None:
 def cmd_sample(args) -> int:
     from ..jobs.eval_specs import sample_spec
 
-    spec = sample_spec(run_dir_of(args), checkpoint=args.checkpoint, n=args.n, sampler=args.sampler,
-                       steps=args.steps, seed=args.seed, device=args.device)
+    spec = sample_spec(run_dir_of(args), **options_of(args, SampleOptions))
     out = _check_out(args.out) if args.out else None
     run_dir, status = launch(args, spec)
     if status == "done":

@@ -6,6 +6,7 @@ import sys
 import time
 
 from ..engine.errors import UserError
+from ..rundir import INGEST_LOCK, JobKind, RunStatus
 from .common import workspace_of
 from .tables import clock, cut, number, open_store, percent, table, when
 
@@ -19,9 +20,7 @@ def _check_choices(values: list[str] | None, allowed, what: str) -> None:
 def cmd_runs_list(args) -> int:
     from db.records import STATUSES
 
-    from ..engine.runs import KINDS
-
-    _check_choices(args.kind, KINDS, "run kind")
+    _check_choices(args.kind, tuple(JobKind), "run kind")
     _check_choices(args.status, STATUSES, "status")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1 (got {args.limit}).")
@@ -71,8 +70,9 @@ def cmd_runs_show(args) -> int:
     print(f"run       {run.id}")
     print(f"name      {run.name}")
     print(f"kind      {run.kind}")
+    running = run.status == RunStatus.RUNNING and run.progress_fraction is not None
     print(f"status    {run.status}" + (f" ({percent(run.progress_fraction)} of {run.progress_stage or 'work'})"
-                                        if run.status == "running" and run.progress_fraction is not None else ""))
+                                        if running else ""))
     if run.error:
         print(f"error     {run.error}")
     print(f"data      {run.data or '-'}")
@@ -158,7 +158,7 @@ def cmd_runs_delete(args) -> int:
 
     with open_store(args) as (_, store):
         run = get_run(store, args.run)
-        if run.status == "running":
+        if run.status == RunStatus.RUNNING:
             raise UserError(f"Run {run.id} is running; cancel it first (`ddae queue cancel {run.id}`).")
         run_dir = store.run_dir(run.id)
         target = run_dir.resolve() if run_dir.is_symlink() else None
@@ -191,7 +191,7 @@ def cmd_reindex(args) -> int:
     try:
         count = reindex(workspace)
     except IngestLockError:
-        holder = (workspace / "ingest.lock").read_text().strip().partition(" ")
+        holder = (workspace / INGEST_LOCK).read_text().strip().partition(" ")
         raise UserError(f"The index of {workspace} is in use by process {holder[0]} on {holder[2]} (the scheduler "
                         "or the app); stop it before reindexing.") from None
     print(f"reindexed {count} run{'s' if count != 1 else ''} of {workspace} from its run folders "

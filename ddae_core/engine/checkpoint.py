@@ -6,7 +6,6 @@ Every read uses torch.load(weights_only=True): a checkpoint may only hold tensor
 from __future__ import annotations
 
 import errno
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -14,10 +13,10 @@ from typing import Any
 
 import torch
 
+from ..rundir import atomic_write, fsync_dir
 from .config import load_config, parse_model_config
 from .errors import CheckpointError, UserError
 from .model import DDAEModel
-from .runs import atomic_write
 
 FORMAT = "ddae-studio-checkpoint"
 FORMAT_VERSION = 1
@@ -26,7 +25,7 @@ _OFFICIAL_PREFIXES = ("module.", "online_model.", "ema_model.", "nn_model.")
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """Write to a temporary name in the same folder, fsync, then rename over `path`.
+    """torch.save through the run directory's one atomic write, then fsync the folder so the rename lasts too.
 
     A failure (a full disk, a kill) leaves any previous file at `path` untouched and no temp file behind.
     """
@@ -38,14 +37,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         # torch's zip writer reports a short write (a full disk, a file size limit) as
         # "[enforce fail at inline_container.cc] unexpected pos"; callers handle OSErrors.
         raise OSError(errno.EIO, "the write was cut short", str(path)) from exc
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    fsync_dir(path.parent)
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -87,7 +87,7 @@ def studio_block(cfg: dict) -> dict:
 
 
 def _number(cfg: dict, dotted: str, default: Any = ..., *, integer: bool = False, low: float | None = None,
-            high: float | None = None, low_open: bool = False, high_open: bool = False) -> float | int:
+            high: float | None = None, low_open: bool = False, high_open: bool = False) -> float:
     value = _get(cfg, dotted, default)
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -101,6 +101,11 @@ def _number(cfg: dict, dotted: str, default: Any = ..., *, integer: bool = False
     if high is not None and (value >= high if high_open else value > high):
         raise ConfigError(dotted, f"must be {'less than' if high_open else 'at most'} {high} (got {value!r})")
     return int(value) if integer else float(value)
+
+
+def _integer(cfg: dict, dotted: str, default: Any = ..., **limits: Any) -> int:
+    """_number(..., integer=True), typed as the int it returns."""
+    return int(_number(cfg, dotted, default, integer=True, **limits))
 
 
 def _bool(cfg: dict, dotted: str, default: Any = ...) -> bool:
@@ -149,12 +154,12 @@ def parse_model_config(cfg: dict) -> ModelConfig:
         raise ConfigError("net_type", f"must be UNet (got {net_type!r}); only the UNet is supported")
 
     if model_type == "DDPM":
-        n_t = _number(cfg, "diffusion.n_T", 1000, integer=True, low=1, high=MAX_N_T)
+        n_t = _integer(cfg, "diffusion.n_T", 1000, low=1, high=MAX_N_T)
         betas = _list(cfg, "diffusion.betas", [1e-4, 0.02])
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas) \
                 or not 0 < betas[0] < betas[1] < 1:
             raise ConfigError("diffusion.betas", f"must be two numbers 0 < start < end < 1 (got {betas!r})")
-        diffusion = {"n_T": n_t, "betas": (float(betas[0]), float(betas[1]))}
+        diffusion: dict[str, Any] = {"n_T": n_t, "betas": (float(betas[0]), float(betas[1]))}
     else:
         diffusion = {
             "sigma_data": _number(cfg, "diffusion.sigma_data", 0.5, low=0, low_open=True),
@@ -176,7 +181,7 @@ def parse_model_config(cfg: dict) -> ModelConfig:
             or shape[0] != 3 or shape[1] != shape[2] or not 1 <= shape[1] <= MAX_IMAGE_SIZE:
         raise ConfigError("network.image_shape", f"must be [3, size, size] with a size from 1 to {MAX_IMAGE_SIZE} "
                                                  f"(images are RGB; got {shape!r})")
-    n_channels = _number(cfg, "network.n_channels", 128, integer=True, low=32, high=MAX_WIDTH)
+    n_channels = _integer(cfg, "network.n_channels", 128, low=32, high=MAX_WIDTH)
     if n_channels % 32:
         raise ConfigError("network.n_channels", f"must be a multiple of 32 for GroupNorm(32) (got {n_channels})")
     ch_mults = _list(cfg, "network.ch_mults", [1, 2, 2, 2])
@@ -187,10 +192,10 @@ def parse_model_config(cfg: dict) -> ModelConfig:
         raise ConfigError("network.is_attn", f"must be {len(ch_mults)} true/false values, one per ch_mults entry")
     if shape[1] % 2 ** (len(ch_mults) - 1):
         raise ConfigError("network.image_shape", f"size {shape[1]} must be divisible by 2^{len(ch_mults) - 1}")
-    augment_dim = _number(cfg, "network.augment_dim", 0, integer=True, low=0)
+    augment_dim = _integer(cfg, "network.augment_dim", 0, low=0)
     channels_per_head = _get(cfg, "network.attn_channels_per_head", None)
     if channels_per_head is not None:   # official: channels // it heads in every attention block
-        channels_per_head = int(_number(cfg, "network.attn_channels_per_head", integer=True, low=1))
+        channels_per_head = _integer(cfg, "network.attn_channels_per_head", low=1)
         narrowest = n_channels * min([m for m, a in zip(ch_mults, is_attn) if a] + [ch_mults[-1]])
         if channels_per_head > narrowest:
             raise ConfigError("network.attn_channels_per_head", f"must be at most {narrowest}, the channels of the "
@@ -203,7 +208,7 @@ def parse_model_config(cfg: dict) -> ModelConfig:
         "ch_mults": tuple(ch_mults),
         "is_attn": tuple(is_attn),
         "dropout": _number(cfg, "network.dropout", 0.1, low=0, high=1, high_open=True),
-        "n_blocks": _number(cfg, "network.n_blocks", 2, integer=True, low=1, high=16),
+        "n_blocks": _integer(cfg, "network.n_blocks", 2, low=1, high=16),
         "use_res_for_updown": _bool(cfg, "network.use_res_for_updown", False),
         "augment_dim": augment_dim,
         "attn_channels_per_head": channels_per_head,
@@ -215,8 +220,8 @@ def parse_model_config(cfg: dict) -> ModelConfig:
         framework=framework,
         diffusion=diffusion,
         network=network,
-        classes=_number(cfg, "classes", 10, integer=True, low=1, high=100_000),
-        feature_timestep=_number(cfg, "linear.timestep", default_t, integer=True, low=0),
+        classes=_integer(cfg, "classes", 10, low=1, high=100_000),
+        feature_timestep=_integer(cfg, "linear.timestep", default_t, low=0),
         feature_layer=str(_get(cfg, "linear.blockname", "out_6" if framework == "ddpm" else "out_7")),
     )
 
@@ -247,29 +252,29 @@ class TrainOptions:
 
 def parse_train_options(cfg: dict) -> TrainOptions:
     studio = studio_block(cfg)
-    warmup_steps = _number(cfg, "studio.warmup_steps", None, integer=True, low=0) \
+    warmup_steps = _integer(cfg, "studio.warmup_steps", None, low=0) \
         if studio.get("warmup_steps") is not None else None
-    steps = _number(cfg, "studio.steps", None, integer=True, low=1) if studio.get("steps") is not None else None
+    steps = _integer(cfg, "studio.steps", None, low=1) if studio.get("steps") is not None else None
     official_lr = _number(cfg, "lrate", 1e-4, low=0, low_open=True)     # checked even when studio.lr wins
     lr_decay = str(studio.get("lr_decay") or "none")
     if lr_decay not in LR_DECAYS:
         raise ConfigError("studio.lr_decay", f"must be one of {', '.join(LR_DECAYS)} (got {lr_decay!r})")
     return TrainOptions(
-        batch_size=_number(cfg, "batch_size", 128, integer=True, low=1),
+        batch_size=_integer(cfg, "batch_size", 128, low=1),
         lr=_number(cfg, "studio.lr", None, low=0, low_open=True) if studio.get("lr") is not None
         else official_lr,
         warmup_steps=warmup_steps,
-        warm_epoch=_number(cfg, "warm_epoch", 0, integer=True, low=0),
+        warm_epoch=_integer(cfg, "warm_epoch", 0, low=0),
         lr_decay=lr_decay,
         ema_decay=_number(cfg, "ema", 0.9999, low=0, high=1, high_open=True),
         ema_warmup=_bool(cfg, "studio.ema_warmup", True),
         flip=_bool(cfg, "flip", True),
-        epochs=_number(cfg, "n_epoch", 2000, integer=True, low=1),
+        epochs=_integer(cfg, "n_epoch", 2000, low=1),
         steps=steps,
         grad_clip=_number(cfg, "studio.grad_clip", 1.0, low=0, low_open=True),
-        checkpoint_every_steps=_number(cfg, "studio.checkpoint_every_steps", 1000, integer=True, low=1),
-        sample_every_steps=_number(cfg, "studio.sample_every_steps", 1000, integer=True, low=1),
-        n_sample=_number(cfg, "n_sample", 30, integer=True, low=1, high=1024),
+        checkpoint_every_steps=_integer(cfg, "studio.checkpoint_every_steps", 1000, low=1),
+        sample_every_steps=_integer(cfg, "studio.sample_every_steps", 1000, low=1),
+        n_sample=_integer(cfg, "n_sample", 30, low=1, high=1024),
         dataset=str(studio.get("dataset") or {"cifar": "cifar10", "tiny": "tiny-imagenet"}.get(
             str(cfg.get("dataset", "")), "builtin:shapes")),
     )

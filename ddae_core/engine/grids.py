@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ..rundir import atomic_write
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -32,15 +33,11 @@ def grid_array(images: torch.Tensor, nrow: int | None = None, padding: int = 2) 
 
 
 def save_png(array: np.ndarray, path: str | Path) -> Path:
+    """A uint8 HWC array as a PNG at `path`; not fsynced: a sample grid lost to a power cut is drawn again."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    try:
-        Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    image = Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
+    atomic_write(path, lambda fh: image.save(fh, format="PNG"), binary=True, fsync=False)
     return path
 
 

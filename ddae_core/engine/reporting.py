@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-STOP_FILE = "STOP"
+from ..rundir import EVENTS, STOP, ArtifactKind, EventType, RunStatus, ends_torn
+
+STOP_FILE = STOP        # the name callers outside the engine know it by
 
 
 class Reporter:
@@ -24,7 +26,7 @@ class Reporter:
         self.run_dir = Path(run_dir)
         self.echo = echo
         self.enabled = enabled
-        self._file = open(self.run_dir / "events.jsonl", "a", encoding="utf-8") if enabled else None
+        self._file = open(self.run_dir / EVENTS, "a", encoding="utf-8") if enabled else None
         if self._file is not None:
             self._end_torn_line()
         self._stop_requested = False
@@ -34,16 +36,7 @@ class Reporter:
     def _end_torn_line(self) -> None:
         """A worker killed mid-line left a last line without its newline: end it, so that the first line
         of this (resumed) run is not glued to it and lost with it."""
-        path = self.run_dir / "events.jsonl"
-        try:
-            with open(path, "rb") as fh:
-                if fh.seek(0, os.SEEK_END) == 0:
-                    return
-                fh.seek(-1, os.SEEK_END)
-                torn = fh.read(1) != b"\n"
-        except OSError:
-            return
-        if torn:
+        if ends_torn(self.run_dir / EVENTS):
             self._file.write("\n")
             self._file.flush()
 
@@ -63,7 +56,7 @@ class Reporter:
         the visible sign that something diverged. JSON itself has no NaN.
         """
         value = float(value)
-        self.event("metric", key=key, step=int(step), value=value if math.isfinite(value) else None)
+        self.event(EventType.METRIC, key=key, step=int(step), value=value if math.isfinite(value) else None)
 
     def progress(self, done: int, total: int, stage: str = "") -> None:
         """Written only when it visibly changes: a new stage, the end, or at most twice a second."""
@@ -72,22 +65,22 @@ class Reporter:
                 and now - self._last_progress_time < 0.5):
             return
         self._last_progress, self._last_progress_time = (stage, done), now
-        self.event("progress", done=int(done), total=int(total), stage=stage)
+        self.event(EventType.PROGRESS, done=int(done), total=int(total), stage=stage)
 
-    def status(self, status: str, **fields) -> None:
-        self.event("status", status=status, **fields)
+    def status(self, status: RunStatus | str, **fields) -> None:
+        self.event(EventType.STATUS, status=status, **fields)
 
     def image(self, key: str, step: int, path: str | Path) -> None:
-        self.event("image", key=key, step=int(step), path=self._relative(path))
+        self.event(EventType.IMAGE, key=key, step=int(step), path=self._relative(path))
 
-    def artifact(self, kind: str, path: str | Path, step: int | None = None) -> None:
-        self.event("artifact", kind=kind, step=step, path=self._relative(path))
+    def artifact(self, kind: ArtifactKind | str, path: str | Path, step: int | None = None) -> None:
+        self.event(EventType.ARTIFACT, kind=kind, step=step, path=self._relative(path))
 
     def grid(self, timesteps: list[int], layers: list[str], labels: dict | None = None) -> None:
-        self.event("grid", timesteps=list(timesteps), layers=list(layers), labels=labels or {})
+        self.event(EventType.GRID, timesteps=list(timesteps), layers=list(layers), labels=labels or {})
 
     def grid_cell(self, layer: str, timestep: int, accuracy: float) -> None:
-        self.event("grid_cell", layer=layer, timestep=int(timestep), accuracy=round(float(accuracy), 6))
+        self.event(EventType.GRID_CELL, layer=layer, timestep=int(timestep), accuracy=round(float(accuracy), 6))
 
     def sync(self) -> None:
         if self._file is not None:

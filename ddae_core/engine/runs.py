@@ -5,20 +5,29 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import secrets
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import yaml
 
+from ..rundir import (
+    CHECKPOINTS_DIR,
+    CHECKPOINT_RE,
+    META,
+    RUNS_DIR,
+    SPEC,
+    JobKind,
+    atomic_write,
+    atomic_write_text,
+    checkpoint_name,
+)
 from .errors import UserError
 
-KINDS = ("train", "probe", "align-uniform", "finetune", "noisy-classifier", "sample", "import", "fid")
-_CHECKPOINT_RE = re.compile(r"step_(\d+)\.pt$")
+# atomic_write and atomic_write_text live in the run-directory contract; the engine's modules import them from here.
+__all__ = ["atomic_write", "atomic_write_text", "checkpoint_path", "create_run", "find_run", "list_checkpoints",
+           "new_run_id", "read_meta", "read_spec", "resolve_checkpoint", "resolve_workspace"]
 
 
 def resolve_workspace(path: str | Path | None = None, create: bool = True) -> Path:
@@ -30,7 +39,7 @@ def resolve_workspace(path: str | Path | None = None, create: bool = True) -> Pa
         read_only = UserError(f"Workspace {ws} is read-only, so no run or index can be written there; make it "
                               "writable or choose another with --workspace.")
         try:
-            (ws / "runs").mkdir(parents=True, exist_ok=True)
+            (ws / RUNS_DIR).mkdir(parents=True, exist_ok=True)
             (ws / "data").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             if ws.is_dir() and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
@@ -45,35 +54,14 @@ def new_run_id(kind: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(2)}"
 
 
-def atomic_write(path: Path, write: Callable[[IO], object], *, binary: bool = False) -> None:
-    """write(file) into a temp file beside `path`, fsync, then rename over `path`.
-
-    A failure (a full disk, a kill) leaves any previous file at `path` untouched and no temp file behind.
-    """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb" if binary else "w") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda fh: fh.write(text))
-
-
 def create_run(workspace: Path, kind: str, *, name: str | None = None, data: str | None = None,
                parent: dict | None = None, device: dict | None = None, queue: dict | None = None,
                config: dict | None = None, options: dict | None = None) -> Path:
     """Make runs/<id>/ with its spec.yaml (written once) and return the directory."""
-    if kind not in KINDS:
+    if kind not in tuple(JobKind):
         raise ValueError(f"unknown run kind {kind!r}")
     run_id = new_run_id(kind)
-    run_dir = workspace / "runs" / run_id
+    run_dir = workspace / RUNS_DIR / run_id
     run_dir.mkdir(parents=True)
     spec = {
         "id": run_id,
@@ -89,16 +77,16 @@ def create_run(workspace: Path, kind: str, *, name: str | None = None, data: str
     }
     if queue is not None:
         spec["queue"] = queue
-    atomic_write_text(run_dir / "spec.yaml", yaml.safe_dump(spec, sort_keys=False))
+    atomic_write_text(run_dir / SPEC, yaml.safe_dump(spec, sort_keys=False))
     return run_dir
 
 
 def read_spec(run_dir: Path) -> dict:
-    path = Path(run_dir) / "spec.yaml"
+    path = Path(run_dir) / SPEC
     try:
         spec = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"{run_dir} is not a run directory (no spec.yaml).") from None
+        raise UserError(f"{run_dir} is not a run directory (no {SPEC}).") from None
     except yaml.YAMLError:
         raise UserError(f"{path} is not valid YAML; the run's spec is damaged.") from None
     if not isinstance(spec, dict):
@@ -108,7 +96,7 @@ def read_spec(run_dir: Path) -> dict:
 
 def read_meta(run_dir: Path) -> dict:
     try:
-        meta = json.loads((Path(run_dir) / "meta.json").read_text())
+        meta = json.loads((Path(run_dir) / META).read_text())
         return meta if isinstance(meta, dict) else {}
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
@@ -116,17 +104,17 @@ def read_meta(run_dir: Path) -> dict:
 
 def find_run(workspace: Path, ref: str) -> Path:
     """A run directory by id, unique id prefix, or exact name (from spec.yaml/meta.json); one sentence if not."""
-    runs = workspace / "runs"
+    runs = workspace / RUNS_DIR
     ref = str(ref).strip()
-    if ref and (runs / ref / "spec.yaml").is_file():
+    if ref and (runs / ref / SPEC).is_file():
         return runs / ref
-    if Path(ref).is_dir() and (Path(ref) / "spec.yaml").is_file():
+    if Path(ref).is_dir() and (Path(ref) / SPEC).is_file():
         return Path(ref).resolve()
     ids = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
     matches = [i for i in ids if i.startswith(ref)] if ref else []
     if not matches:
         for run_id in reversed(ids):
-            spec = (runs / run_id / "spec.yaml")
+            spec = (runs / run_id / SPEC)
             if not spec.is_file():
                 continue
             name = read_meta(runs / run_id).get("name")
@@ -145,16 +133,16 @@ def find_run(workspace: Path, ref: str) -> Path:
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"step_{step:06d}.pt"
+    return Path(run_dir) / checkpoint_name(step)
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, path) of every complete checkpoint, by step."""
-    folder = Path(run_dir) / "checkpoints"
+    folder = Path(run_dir) / CHECKPOINTS_DIR
     found = []
     if folder.is_dir():
         for p in folder.iterdir():
-            m = _CHECKPOINT_RE.match(p.name)
+            m = CHECKPOINT_RE.match(p.name)
             if m:
                 found.append((int(m.group(1)), p))
     return sorted(found)

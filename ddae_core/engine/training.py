@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ..rundir import SAMPLES_KEY, ArtifactKind, RunStatus, sample_name
 from . import data as datasets
 from .checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, read_checkpoint
 from .config import parse_model_config
@@ -194,7 +195,7 @@ class Trainer:
                             f"({exc.strerror or exc}); {kept}, so make room or fix the folder's permissions and "
                             "resume the run.") from None
         self.reporter.sync()
-        self.reporter.artifact("checkpoint", path, step=self.step)
+        self.reporter.artifact(ArtifactKind.CHECKPOINT, path, step=self.step)
         for hook in self.hooks:
             hook(self.step, self.ema.model)
         return path
@@ -204,8 +205,8 @@ class Trainer:
             return
         gen = torch.Generator(device=self.device).manual_seed(self.opts.get("seed", 0))
         images = self.ema.model.sample(self.opts["n_sample"], steps=self.opts.get("sample_steps"), generator=gen)
-        path = save_grid(images, self.run_dir / "samples" / f"step_{self.step:06d}.png")
-        self.reporter.image("samples", self.step, path)
+        path = save_grid(images, self.run_dir / sample_name(self.step))
+        self.reporter.image(SAMPLES_KEY, self.step, path)
 
     # Divergence.
     def stop_if_diverged(self, weights: bool = True) -> None:
@@ -262,7 +263,7 @@ class Trainer:
         resumed = self.restore()
         initialised = self.warm_start() if resumed is None else None
         r = self.reporter
-        r.status("running", pid=os.getpid(), host=socket.gethostname(), device=describe(self.device),
+        r.status(RunStatus.RUNNING, pid=os.getpid(), host=socket.gethostname(), device=describe(self.device),
                  **({"resumed_from": resumed} if resumed is not None else {}),
                  **({"initialised_from": initialised} if initialised is not None else {}))
         if self.data.note:
@@ -277,8 +278,8 @@ class Trainer:
             if self.dist.any_true(r.should_stop(), self.device):
                 self.stop_if_diverged()
                 self.save_checkpoint()
-                r.status("cancelled")
-                return "cancelled"
+                r.status(RunStatus.CANCELLED)
+                return RunStatus.CANCELLED
             started = time.perf_counter()
             loss = self.train_step(self.step)
             self.unchecked_losses.append(loss)
@@ -317,8 +318,8 @@ class Trainer:
                 self.save_checkpoint()
             if samples:
                 self.save_samples()
-        r.status("done")
-        return "done"
+        r.status(RunStatus.DONE)
+        return RunStatus.DONE
 
 
 def train_run(run_dir: Path, reporter: Reporter, workspace: Path, hooks: list[CheckpointHook] | None = None) -> str:

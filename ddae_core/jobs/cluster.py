@@ -9,9 +9,7 @@ or another process must be able to read back. No database, no Qt, no Slurm comma
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,9 +17,8 @@ from pathlib import Path
 import yaml
 
 from ..engine.errors import UserError
+from ..rundir import CLUSTER_FILE, SLURM, atomic_write_text
 
-CLUSTER_FILE = "cluster.yaml"
-SLURM_FILE = "slurm.json"
 LOCAL = "local"                   # the placement "this machine"
 LOCAL_LABEL = "this machine"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -219,14 +216,14 @@ def check_placement(workspace: Path, name: str | None) -> str | None:
 def read_slurm(run_dir: Path) -> dict:
     """The run's slurm.json ({} when it has none or it cannot be read)."""
     try:
-        data = json.loads((Path(run_dir) / SLURM_FILE).read_text())
+        data = json.loads((Path(run_dir) / SLURM).read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
 def write_slurm(run_dir: Path, data: dict) -> None:
-    _write_atomic(Path(run_dir) / SLURM_FILE, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    _write_atomic(Path(run_dir) / SLURM, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def run_cluster(run_dir: Path) -> str | None:
@@ -261,13 +258,4 @@ def current_job(run_dir: Path) -> str | None:
 
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)

@@ -21,10 +21,10 @@ from pathlib import Path
 from db import QueueEntry, RunRecord, Store
 from db.records import FINAL_STATUSES
 
+from ..rundir import RUNS_DIR, STOP, EventType, RunStatus
 from . import slurm
 from .cluster import get_profile, read_slurm, run_cluster
 from ..engine.errors import UserError
-from ..engine.reporting import STOP_FILE
 from .worker_process import append_event
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def cluster_jobs(workspace: Path, run_ids) -> dict[str, ClusterJob]:
     """For each run placed on a cluster: its Slurm job and what squeue says of it (one squeue call)."""
     placed = {}
     for run_id in run_ids:
-        data = read_slurm(Path(workspace) / "runs" / run_id)
+        data = read_slurm(Path(workspace) / RUNS_DIR / run_id)
         if data.get("cluster"):               # a run moved back here keeps its job ids, but is not placed
             placed[run_id] = data
     if not placed:
@@ -118,23 +118,24 @@ class ClusterBackend:
         run_dir = self.store.run_dir(entry.run)
         if not self.store.dequeue(entry.run):
             return False                          # cancelled since the queue was read
-        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        (run_dir / STOP).unlink(missing_ok=True)
         try:
             profile = get_profile(self.workspace, cluster)
             job_id, shape = slurm.submit(run_dir, profile, cluster_gpus(entry, profile), entry.kind)
         except (UserError, OSError) as exc:
             sentence = str(exc) if isinstance(exc, UserError) else \
                 f"Run {entry.run} could not be submitted to cluster {cluster} ({exc})."
-            append_event(run_dir, "status", status="failed", error=sentence)
-            self.store.set_status(entry.run, "failed", error=sentence)
+            append_event(run_dir, EventType.STATUS, status=RunStatus.FAILED, error=sentence)
+            self.store.set_status(entry.run, RunStatus.FAILED, error=sentence)
             t.refused.append((entry.run, sentence))
             return False
         device = f"slurm {cluster} job {job_id}"
         if shape.gpus_per_node:
             device += f" ({shape.nodes}x{shape.gpus_per_node} GPU)"
         # pid 0: no local process to watch until the worker starts and names its own.
-        append_event(run_dir, "status", status="running", pid=0, host=slurm_host(cluster), device=device)
-        self.store.set_status(entry.run, "running", pid=0, host=slurm_host(cluster), device=device)
+        append_event(run_dir, EventType.STATUS, status=RunStatus.RUNNING, pid=0, host=slurm_host(cluster),
+                     device=device)
+        self.store.set_status(entry.run, RunStatus.RUNNING, pid=0, host=slurm_host(cluster), device=device)
         self._submitted[entry.run] = time.time()
         t.started.append((entry.run, device))
         return True
@@ -148,7 +149,7 @@ class ClusterBackend:
                 status = self.store.get_run(run_id).status
             except LookupError:
                 status = None
-            if status != "running":
+            if status != RunStatus.RUNNING:
                 del self._submitted[run_id]
                 self._killed.discard(run_id)
                 self._pending.pop(run_id, None)
@@ -156,7 +157,7 @@ class ClusterBackend:
                         and run_id not in t.interrupted:
                     t.finished.append((run_id, status))
         candidates = []
-        for record in self.store.runs_by_status("running"):
+        for record in self.store.runs_by_status(RunStatus.RUNNING):
             run_dir = self.store.run_dir(record.id)
             placed = read_slurm(run_dir)
             if not placed.get("cluster") or not placed.get("job_id"):
@@ -182,7 +183,7 @@ class ClusterBackend:
                         and record.id not in self._killed:
                     self._scancel(record.id, job_id)
                     if job.state == "PENDING":
-                        self._end(t, record.id, run_dir, "cancelled", None, ingest_run)
+                        self._end(t, record.id, run_dir, RunStatus.CANCELLED, None, ingest_run)
                     else:
                         t.killed.append(record.id)
                 continue
@@ -190,15 +191,15 @@ class ClusterBackend:
                 continue
             ingest_run(record.id)                 # a final status written as it ended counts
             current = self.store.get_run(record.id)
-            if current.status != "running":
+            if current.status != RunStatus.RUNNING:
                 continue                          # it ended on its own: reported at the next tick
             state = job.state if job is not None else "no longer in squeue"
             if stop is not None:
-                self._end(t, record.id, run_dir, "cancelled",
+                self._end(t, record.id, run_dir, RunStatus.CANCELLED,
                           f"Slurm job {job_id} ended ({state}) after the cancel request; resume continues from "
                           "its last checkpoint.", ingest_run)
             else:
-                self.store.set_status(record.id, "interrupted",
+                self.store.set_status(record.id, RunStatus.INTERRUPTED,
                                       error=f"Slurm job {job_id} ended ({state}) without a final status; its log.txt "
                                             "says why, and resume continues from the last checkpoint.")
                 t.interrupted.append(record.id)
@@ -210,7 +211,7 @@ class ClusterBackend:
         Queue view and `ddae queue list` show it. Only while Slurm says PENDING: no worker writes then."""
         stage = f"Slurm: {job.label()}"
         if self._pending.get(record.id) != stage and record.progress_stage != stage:
-            append_event(run_dir, "progress", done=0, total=0, stage=stage)
+            append_event(run_dir, EventType.PROGRESS, done=0, total=0, stage=stage)
         self._pending[record.id] = stage
 
     def _scancel(self, run_id: str, job_id: str) -> None:
@@ -222,15 +223,15 @@ class ClusterBackend:
 
     def _end(self, t, run_id: str, run_dir: Path, status: str, error: str | None, ingest_run) -> None:
         self._submitted.pop(run_id, None)
-        append_event(run_dir, "status", status=status, **({"error": error} if error else {}))
+        append_event(run_dir, EventType.STATUS, status=status, **({"error": error} if error else {}))
         ingest_run(run_id)
-        if self.store.get_run(run_id).status == "running":
+        if self.store.get_run(run_id).status == RunStatus.RUNNING:
             self.store.set_status(run_id, status, error=error)
         t.finished.append((run_id, status))
 
 
 def _stop_time(run_dir: Path) -> float | None:
     try:
-        return (run_dir / STOP_FILE).stat().st_mtime
+        return (run_dir / STOP).stat().st_mtime
     except OSError:
         return None

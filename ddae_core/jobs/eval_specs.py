@@ -7,10 +7,9 @@ from pathlib import Path
 from ..engine import data as datasets
 from ..engine.config import load_config, parse_model_config
 from ..engine.errors import ConfigError, UserError
-from .specs import _positive_float, _positive_int, check_device, check_seed
+from .options import MODELS, parse_options, spec_options
 from ..engine.runs import read_spec
 from ..engine.evaluation.grid_axes import parse_layers, parse_timesteps
-from ..engine.evaluation.protocols import PROTOCOLS
 
 
 def parent_config(parent_dir: Path):
@@ -30,59 +29,49 @@ def _checkpoint(value) -> str | int:
         raise ConfigError("checkpoint", f"must be 'latest' or a step number (got {value!r})") from None
 
 
-def _base(kind: str, parent_dir: Path, checkpoint, device: str, data: str | None, name: str | None,
-          options: dict) -> dict:
-    if data is not None:
-        try:
-            datasets.check_data_spec(data)
-        except UserError as exc:
-            raise ConfigError("data", str(exc)) from None
+def _base(kind: str, parent_dir: Path, opts, options: dict, checkpoint=None) -> dict:
+    """The spec around `options`: the fields every evaluation shares (name, data, parent, device)."""
     parent_spec = read_spec(parent_dir)
     return {
         "kind": kind,
-        "name": name or f"{kind} of {parent_spec.get('name') or parent_dir.name}",
-        "data": data,
-        "parent": {"run": parent_dir.name, "checkpoint": _checkpoint(checkpoint)},
-        "device": {"request": check_device(device), "gpus": 0 if device == "cpu" else 1},
+        "name": opts.name or f"{kind} of {parent_spec.get('name') or parent_dir.name}",
+        "data": opts.data,
+        "parent": {"run": parent_dir.name,
+                   "checkpoint": _checkpoint(getattr(opts, "checkpoint", None) if checkpoint is None else checkpoint)},
+        "device": {"request": opts.device, "gpus": 0 if opts.device == "cpu" else 1},
         "config": None,
         "options": options,
     }
 
 
-def probe_spec(parent_dir: Path, *, checkpoint="latest", timesteps=None, layers="all", data=None,
-               protocol: str = "fast", epochs=15, batch_size=128, lr=1e-3, views=1, device="auto", seed=0,
-               train_limit=None, test_limit=None, cache_memory_mb=None, standardize=False, baselines=True,
-               name=None) -> dict:
-    """A probe grid job; `standardize` is the older spelling of protocol='standardized'."""
+def _parse(kind: str, parent_dir: Path, values: dict):
+    """(options checked by the kind's model, the parent's model config)."""
     _, cfg = parent_config(parent_dir)
-    if protocol not in PROTOCOLS:
-        raise ConfigError("protocol", f"must be one of {', '.join(PROTOCOLS)} (got {protocol!r})")
-    if standardize and protocol == "official":
+    return parse_options(MODELS[kind], values), cfg
+
+
+def probe_spec(parent_dir: Path, **values) -> dict:
+    """A probe grid job (ProbeOptions); `standardize` is the older spelling of protocol='standardized'."""
+    opts, cfg = _parse("probe", parent_dir, values)
+    protocol = opts.protocol
+    if opts.standardize and protocol == "official":
         raise ConfigError("standardize", "works with the fast protocol only; the official protocol probes raw features")
-    if standardize:
+    if opts.standardize:
         protocol = "standardized"
-    return _base("probe", parent_dir, checkpoint, device, data, name, {
+    return _base("probe", parent_dir, opts, {
+        **spec_options(opts),
         "protocol": protocol,
-        "timesteps": parse_timesteps(timesteps, cfg),
-        "layers": parse_layers(layers, cfg),
-        "epochs": _positive_int("epochs", epochs),
-        "batch_size": _positive_int("batch_size", batch_size),
-        "lr": _positive_float("lr", lr),
-        "views": _positive_int("views", views),
-        "seed": check_seed(seed),
-        "train_limit": _positive_int("train_limit", train_limit),
-        "test_limit": _positive_int("test_limit", test_limit),
-        # 0 means: keep no features in memory, spill every timestep's cache to disk.
-        "cache_memory_mb": _positive_int("cache_memory_mb", cache_memory_mb, minimum=0),
+        "timesteps": parse_timesteps(opts.timesteps, cfg),
+        "layers": parse_layers(opts.layers, cfg),
         # Kept beside the protocol so that readers of older runs (and the runs table's rule) see it too.
         "standardize": protocol == "standardized",
-        "baselines": bool(baselines),
     })
 
 
-def align_spec(parent_dir: Path, *, checkpoints="all", layers=None, timestep=None, data=None, device="auto",
-               seed=0, limit=None, batch_size=128, name=None) -> dict:
-    _, cfg = parent_config(parent_dir)
+def align_spec(parent_dir: Path, **values) -> dict:
+    """Alignment and uniformity over checkpoints (AlignOptions)."""
+    opts, cfg = _parse("align-uniform", parent_dir, values)
+    checkpoints = opts.checkpoints
     if checkpoints in (None, "", "all", "latest"):
         which = checkpoints or "all"
     else:
@@ -91,55 +80,41 @@ def align_spec(parent_dir: Path, *, checkpoints="all", layers=None, timestep=Non
             which = [int(str(s).strip()) for s in items]
         except ValueError:
             raise ConfigError("checkpoints", f"must be all, latest or step numbers (got {checkpoints!r})") from None
+    timestep = opts.timestep
     t = parse_timesteps([timestep] if timestep is not None else [cfg.feature_timestep], cfg, "timestep")[0]
-    spec = _base("align-uniform", parent_dir, "latest", device, data, name, {
+    return _base("align-uniform", parent_dir, opts, {
+        **spec_options(opts),
         "checkpoints": which,
-        "layers": parse_layers(layers or [cfg.feature_layer], cfg),
+        "layers": parse_layers(opts.layers or [cfg.feature_layer], cfg),
         "timestep": t,
-        "seed": check_seed(seed),
-        "limit": _positive_int("limit", limit),
-        "batch_size": _positive_int("batch_size", batch_size),
-    })
-    return spec
+    }, checkpoint="latest")
 
 
-def noisy_spec(parent_dir: Path, *, checkpoint="latest", layer=None, baseline=None, epochs=None, batch_size=128,
-               lr=None, width=10, depth=28, data=None, device="auto", seed=0, train_limit=None, test_limit=None,
-               name=None) -> dict:
-    _, cfg = parent_config(parent_dir)
+def noisy_spec(parent_dir: Path, **values) -> dict:
+    """A noise-conditional classifier (NoisyOptions); epochs and lr default to the official ones of each."""
+    opts, cfg = _parse("noisy-classifier", parent_dir, values)
+    baseline = opts.baseline
     if baseline not in (None, "wrn"):
         raise ConfigError("baseline", f"must be wrn or absent (got {baseline!r})")
-    if (depth - 4) % 6 or depth < 10:
-        raise ConfigError("depth", f"must be 6n+4 and at least 10, like 28 (got {depth})")
-    return _base("noisy-classifier", parent_dir, checkpoint, device, data, name, {
-        "layer": parse_layers([layer or cfg.feature_layer], cfg, "layer")[0],
-        "baseline": baseline,
+    if (opts.depth - 4) % 6 or opts.depth < 10:
+        raise ConfigError("depth", f"must be 6n+4 and at least 10, like 28 (got {opts.depth})")
+    return _base("noisy-classifier", parent_dir, opts, {
+        **spec_options(opts),
+        "layer": parse_layers([opts.layer or cfg.feature_layer], cfg, "layer")[0],
         # The official scripts' defaults: 200 epochs for the WRN (noisy_classifier_WRN.py), 15 for the head.
-        "epochs": _positive_int("epochs", epochs) if epochs is not None else (200 if baseline == "wrn" else 15),
-        "batch_size": _positive_int("batch_size", batch_size),
-        "lr": _positive_float("lr", lr) if lr is not None else (0.1 if baseline == "wrn" else 1e-3),
-        "width": _positive_int("width", width),
-        "depth": _positive_int("depth", depth),
-        "seed": check_seed(seed),
-        "train_limit": _positive_int("train_limit", train_limit),
-        "test_limit": _positive_int("test_limit", test_limit),
+        "epochs": opts.epochs if opts.epochs is not None else (200 if baseline == "wrn" else 15),
+        "lr": opts.lr if opts.lr is not None else (0.1 if baseline == "wrn" else 1e-3),
     })
 
 
-def finetune_spec(parent_dir: Path, *, layer=None, timestep=None, checkpoint="latest", epochs=15, batch_size=128,
-                  lr=None, scratch=False, data=None, device="auto", seed=0, train_limit=None, test_limit=None,
-                  name=None) -> dict:
-    _, cfg = parent_config(parent_dir)
-    return _base("finetune", parent_dir, checkpoint, device, data, name, {
-        "layer": parse_layers([layer or cfg.feature_layer], cfg, "layer")[0],
-        "timestep": parse_timesteps([timestep if timestep is not None else cfg.feature_timestep], cfg, "timestep")[0],
-        "epochs": _positive_int("epochs", epochs),
-        "batch_size": _positive_int("batch_size", batch_size),
-        "lr": _positive_float("lr", lr) if lr is not None else 1e-4,
-        "scratch": bool(scratch),
-        "seed": check_seed(seed),
-        "train_limit": _positive_int("train_limit", train_limit),
-        "test_limit": _positive_int("test_limit", test_limit),
+def finetune_spec(parent_dir: Path, **values) -> dict:
+    """Fine-tuning the truncated network (FinetuneOptions)."""
+    opts, cfg = _parse("finetune", parent_dir, values)
+    timestep = opts.timestep if opts.timestep is not None else cfg.feature_timestep
+    return _base("finetune", parent_dir, opts, {
+        **spec_options(opts),
+        "layer": parse_layers([opts.layer or cfg.feature_layer], cfg, "layer")[0],
+        "timestep": parse_timesteps([timestep], cfg, "timestep")[0],
     })
 
 
@@ -150,45 +125,41 @@ def _check_sampler(cfg, sampler: str | None) -> str | None:
     return sampler
 
 
-def sample_spec(parent_dir: Path, *, checkpoint="latest", n=64, sampler=None, steps=None, seed=0, device="auto",
-                name=None) -> dict:
-    _, cfg = parent_config(parent_dir)
-    _check_sampler(cfg, sampler)
-    n = _positive_int("n", n)
-    if n > 4096:
-        raise ConfigError("n", f"must be at most 4096 (got {n})")
-    return _base("sample", parent_dir, checkpoint, device, None, name, {
-        "n": n, "sampler": sampler, "steps": _positive_int("steps", steps), "seed": check_seed(seed)})
+def sample_spec(parent_dir: Path, **values) -> dict:
+    """A grid of samples (SampleOptions)."""
+    opts, cfg = _parse("sample", parent_dir, values)
+    return _base("sample", parent_dir, opts, {**spec_options(opts), "sampler": _check_sampler(cfg, opts.sampler)})
 
 
-def fid_spec(parent_dir: Path, *, checkpoint="latest", n=10000, sampler=None, steps=None, batch_size=250, dims=2048,
-             inception=None, data=None, device="auto", seed=0, name=None) -> dict:
-    """An FID job over one checkpoint (a step, or latest) or all of them.
+def fid_spec(parent_dir: Path, **values) -> dict:
+    """An FID job (FidOptions) over one checkpoint (a step, or latest) or all of them.
 
     Checks that pytorch-fid and the Inception weights are here (in the parent's workspace) before the run
     exists; `inception` (a path) is kept in the spec, otherwise the worker looks for the file itself.
     """
     from ..engine.evaluation.inception import DIMS, find_weights, require_library
 
-    _, cfg = parent_config(parent_dir)
+    opts, cfg = _parse("fid", parent_dir, values)
+    checkpoint = opts.checkpoint
     try:
         which = "all" if str(checkpoint) == "all" else _checkpoint(checkpoint)
     except ConfigError:
         raise ConfigError("checkpoint", f"must be latest, all or a step number (got {checkpoint!r})") from None
-    if int(dims) not in DIMS:
-        raise ConfigError("dims", f"must be one of {', '.join(map(str, DIMS))} (got {dims}); 2048 is the standard FID")
+    if opts.dims not in DIMS:
+        raise ConfigError("dims", f"must be one of {', '.join(map(str, DIMS))} (got {opts.dims}); 2048 is the "
+                                  "standard FID")
     require_library()
-    weights = find_weights(Path(parent_dir).parent.parent, inception)
-    return _base("fid", parent_dir, "latest" if which == "all" else which, device, data, name, {
+    weights = find_weights(Path(parent_dir).parent.parent, opts.inception)
+    return _base("fid", parent_dir, opts, {
         "checkpoints": which if which in ("all", "latest") else [which],
-        "n": _positive_int("n", n, minimum=2),
-        "sampler": _check_sampler(cfg, sampler),
-        "steps": _positive_int("steps", steps),
-        "batch_size": _positive_int("batch_size", batch_size),
-        "dims": int(dims),
-        "inception": str(weights) if inception else None,
-        "seed": check_seed(seed),
-    })
+        "n": opts.n,
+        "sampler": _check_sampler(cfg, opts.sampler),
+        "steps": opts.steps,
+        "batch_size": opts.batch_size,
+        "dims": opts.dims,
+        "inception": str(weights) if opts.inception else None,
+        **spec_options(opts),
+    }, checkpoint="latest" if which == "all" else which)
 
 
 def import_spec(checkpoint: str | Path, config: str | Path, *, name=None, data=None) -> dict:

@@ -19,7 +19,20 @@ from pathlib import Path
 
 from ..engine.checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, read_checkpoint
 from ..engine.errors import UserError
-from ..engine.runs import atomic_write_text, find_run, list_checkpoints, read_spec
+from ..engine.runs import find_run, list_checkpoints, read_spec
+from ..rundir import (
+    EVENTS,
+    GRID,
+    META,
+    PROBE_HEADS,
+    RUNS_DIR,
+    SAMPLES_DIR,
+    SPEC,
+    ArtifactKind,
+    EventType,
+    JobKind,
+    atomic_write_text,
+)
 
 MANIFEST = "example.json"
 BASELINES = "baselines"         # cached baseline results (as <workspace>/data/baselines/)
@@ -63,7 +76,7 @@ def install(workspace: Path, name: str, root: Path | None = None) -> list[Path]:
     installed = []
     # Earlier stages of a run trained further (`--init-from`) first: the train run's parent is indexed before it.
     for run in [*info.get("ancestors", []), *info["runs"]]:
-        dest = workspace / "runs" / run["id"]
+        dest = workspace / RUNS_DIR / run["id"]
         if not dest.exists():
             _install_run(source / run["id"], dest, run.get("name"))
         if run in info["runs"]:
@@ -77,10 +90,10 @@ def _install_run(source: Path, dest: Path, name: str | None) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("events.jsonl.gz"))
-        with gzip.open(source / "events.jsonl.gz", "rb") as packed, open(tmp / "events.jsonl", "wb") as out:
+        with gzip.open(source / "events.jsonl.gz", "rb") as packed, open(tmp / EVENTS, "wb") as out:
             shutil.copyfileobj(packed, out)
         meta = {"tags": EXAMPLE_TAGS, "read_only": True, **({"name": name} if name else {})}
-        atomic_write_text(tmp / "meta.json", json.dumps(meta))
+        atomic_write_text(tmp / META, json.dumps(meta))
         tmp.rename(dest)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -92,7 +105,7 @@ def _install_run(source: Path, dest: Path, name: str | None) -> None:
 def pack(workspace: Path, train_ref: str, probe_ref: str, name: str, title: str, out_root: Path | None = None) -> Path:
     """Write example `name` from a finished train run and a probe of its last checkpoint; returns its folder."""
     train_dir, probe_dir = find_run(workspace, train_ref), find_run(workspace, probe_ref)
-    grid = json.loads((probe_dir / "grid.json").read_text())
+    grid = json.loads((probe_dir / GRID).read_text())
     if grid.get("parent_run") != train_dir.name:
         raise UserError(f"Probe run {probe_dir.name} evaluates {grid.get('parent_run')}, not {train_dir.name}.")
     checkpoints = list_checkpoints(train_dir)
@@ -106,22 +119,22 @@ def pack(workspace: Path, train_ref: str, probe_ref: str, name: str, title: str,
     shutil.rmtree(dest, ignore_errors=True)
     train_out, probe_out = dest / train_dir.name, dest / probe_dir.name
     _pack_checkpoint(path, train_out / path.relative_to(train_dir))
-    for png in sorted((train_dir / "samples").glob("*.png")):
+    for png in sorted((train_dir / SAMPLES_DIR).glob("*.png")):
         _copy(png, train_out / png.relative_to(train_dir))
-    for file in ("grid.json", "heads.pt"):
+    for file in (GRID, PROBE_HEADS):
         _copy(probe_dir / file, probe_out / file)
     cache = (grid.get("baselines") or {}).get("cache")
     if cache and (workspace / "data" / BASELINES / cache).is_file():
         _copy(workspace / "data" / BASELINES / cache, dest / BASELINES / cache)
     for run_dir, out in ((train_dir, train_out), (probe_dir, probe_out)):
-        _copy(run_dir / "spec.yaml", out / "spec.yaml")
-        _pack_events(run_dir / "events.jsonl", out / "events.jsonl.gz", keep_checkpoint=path.relative_to(train_dir))
+        _copy(run_dir / SPEC, out / SPEC)
+        _pack_events(run_dir / EVENTS, out / "events.jsonl.gz", keep_checkpoint=path.relative_to(train_dir))
     ancestors = _pack_ancestors(train_dir, dest, title)
     spec = read_spec(train_dir)
     info = {
         "name": name, "title": title, **({"ancestors": ancestors} if ancestors else {}),
-        "runs": [{"id": train_dir.name, "kind": "train", "name": f"example: {title}"},
-                 {"id": probe_dir.name, "kind": "probe", "name": f"example: {title}, probe grid"}],
+        "runs": [{"id": train_dir.name, "kind": JobKind.TRAIN, "name": f"example: {title}"},
+                 {"id": probe_dir.name, "kind": JobKind.PROBE, "name": f"example: {title}, probe grid"}],
         "data": spec.get("data"), "steps": step, "protocol": grid.get("protocol"),
         "best": grid.get("best"), "baselines": grid.get("baselines"),
         "recipe": "resources/examples/recipe.sh",
@@ -138,11 +151,11 @@ def _pack_ancestors(train_dir: Path, dest: Path, title: str) -> list[dict]:
     while (spec.get("options") or {}).get("init_from") and (spec.get("parent") or {}).get("run"):
         run_dir = train_dir.parent / spec["parent"]["run"]
         out = dest / run_dir.name
-        _copy(run_dir / "spec.yaml", out / "spec.yaml")
-        for png in sorted((run_dir / "samples").glob("*.png")):
+        _copy(run_dir / SPEC, out / SPEC)
+        for png in sorted((run_dir / SAMPLES_DIR).glob("*.png")):
             _copy(png, out / png.relative_to(run_dir))
-        _pack_events(run_dir / "events.jsonl", out / "events.jsonl.gz", keep_checkpoint=None)
-        ancestors.insert(0, {"id": run_dir.name, "kind": "train", "name": f"example: {title}, earlier stage"})
+        _pack_events(run_dir / EVENTS, out / "events.jsonl.gz", keep_checkpoint=None)
+        ancestors.insert(0, {"id": run_dir.name, "kind": JobKind.TRAIN, "name": f"example: {title}, earlier stage"})
         spec = read_spec(run_dir)
     return ancestors
 
@@ -171,7 +184,8 @@ def _pack_events(src: Path, dest: Path, keep_checkpoint: Path | None) -> None:
             event = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if event.get("type") == "artifact" and event.get("kind") == "checkpoint" and event.get("path") != keep:
+        if event.get("type") == EventType.ARTIFACT and event.get("kind") == ArtifactKind.CHECKPOINT \
+                and event.get("path") != keep:
             continue
         lines.append(line)
     dest.parent.mkdir(parents=True, exist_ok=True)

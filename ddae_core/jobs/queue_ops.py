@@ -13,11 +13,11 @@ from pathlib import Path
 
 from db import Ingester, QueueEntry, RunRecord, Store
 
+from ..rundir import RUNS_DIR, SPEC, STOP, EventType, RunStatus
 from . import worklog
 from . import slurm
 from .cluster import check_placement, current_job, run_cluster, set_run_cluster
 from ..engine.errors import UserError
-from ..engine.reporting import STOP_FILE
 from ..engine.runs import read_meta, read_spec
 from .worker_process import (
     append_event, last_status_event, on_this_host, request_stop, run_process, signal_worker,
@@ -25,7 +25,7 @@ from .worker_process import (
 
 log = logging.getLogger(__name__)
 
-RESUMABLE = ("interrupted", "cancelled", "failed")
+RESUMABLE = (RunStatus.INTERRUPTED, RunStatus.CANCELLED, RunStatus.FAILED)
 
 
 def get_run(store: Store, ref: str) -> RunRecord:
@@ -46,7 +46,7 @@ def refresh(store: Store) -> bool:
         return False
     try:
         ingester.ingest_once()
-        for record in store.runs_by_status("running"):
+        for record in store.runs_by_status(RunStatus.RUNNING):
             if not on_this_host(record.host) or not record.pid:
                 continue
             if run_process(store.run_dir(record.id), record.pid, record.host) is None:
@@ -65,24 +65,24 @@ def cancel(store: Store, workspace: Path, ref: str) -> str:
     saves a checkpoint and exits as cancelled, or the scheduler kills it after its timeout.
     """
     record = get_run(store, ref)
-    run_dir = Path(workspace) / "runs" / record.id
-    if record.status in ("queued", "running"):
+    run_dir = Path(workspace) / RUNS_DIR / record.id
+    if record.status in (RunStatus.QUEUED, RunStatus.RUNNING):
         worklog.note(run_dir, f"cancel requested ({record.status})")
-    if record.status == "queued":
+    if record.status == RunStatus.QUEUED:
         if store.dequeue(record.id):
             if run_dir.is_dir():
-                append_event(run_dir, "status", status="cancelled")
-            store.set_status(record.id, "cancelled")
+                append_event(run_dir, EventType.STATUS, status=RunStatus.CANCELLED)
+            store.set_status(record.id, RunStatus.CANCELLED)
             return "cancelled (it had not started)"
         # The scheduler took it from the queue a moment ago: its worker finds the STOP file at once.
         request_stop(run_dir)
         return "stop requested (it was starting)"
     job_id = current_job(run_dir) if run_cluster(run_dir) else None
-    if job_id is not None and record.status in ("running", "interrupted"):
+    if job_id is not None and record.status in (RunStatus.RUNNING, RunStatus.INTERRUPTED):
         answer = _cancel_slurm(store, record, run_dir, job_id)
         if answer is not None:
             return answer
-    if record.status != "running":
+    if record.status != RunStatus.RUNNING:
         raise UserError(f"Run {record.id} is {record.status}, so there is nothing to cancel.")
     request_stop(run_dir)
     if not on_this_host(record.host):
@@ -90,7 +90,7 @@ def cancel(store: Store, workspace: Path, ref: str) -> str:
     # SIGTERM only once the worker has said it runs (its handlers are in place by then; before, SIGTERM
     # would kill it, and the pid may still be torchrun's): until then the STOP file does it.
     event = last_status_event(run_dir)
-    if event is not None and event.get("pid") == record.pid and event.get("status") == "running":
+    if event is not None and event.get("pid") == record.pid and event.get("status") == RunStatus.RUNNING:
         proc = run_process(run_dir, record.pid, record.host)
         if proc is not None:
             signal_worker(proc, signal.SIGTERM, whole_group=False)
@@ -113,8 +113,8 @@ def _cancel_slurm(store: Store, record: RunRecord, run_dir: Path, job_id: str) -
     try:
         if job.state == "PENDING":
             slurm.cancel(job_id)
-            append_event(run_dir, "status", status="cancelled")
-            store.set_status(record.id, "cancelled")
+            append_event(run_dir, EventType.STATUS, status=RunStatus.CANCELLED)
+            store.set_status(record.id, RunStatus.CANCELLED)
             return f"cancelled (Slurm job {job_id} had not started)"
         slurm.cancel(job_id, "TERM")
     except slurm.SlurmError as exc:
@@ -131,11 +131,11 @@ def resume(store: Store, workspace: Path, ref: str, priority: int | None = None,
     """
     record = get_run(store, ref)
     if record.status not in RESUMABLE:
-        hint = {"queued": "it is already queued", "running": "it is running",
-                "done": "it finished; train a new run to go further"}.get(record.status, record.status)
+        hint = {RunStatus.QUEUED: "it is already queued", RunStatus.RUNNING: "it is running",
+                RunStatus.DONE: "it finished; train a new run to go further"}.get(record.status, record.status)
         raise UserError(f"Run {record.id} cannot be resumed: {hint}.")
-    run_dir = Path(workspace) / "runs" / record.id
-    if not (run_dir / "spec.yaml").is_file():
+    run_dir = Path(workspace) / RUNS_DIR / record.id
+    if not (run_dir / SPEC).is_file():
         raise UserError(f"Run {record.id} has no folder {run_dir} any more, so it cannot be resumed.")
     if gpus is not None and gpus < 0:
         raise UserError(f"--gpus must be 0 or more (got {gpus}).")
@@ -156,7 +156,7 @@ def resume(store: Store, workspace: Path, ref: str, priority: int | None = None,
                 log.warning("Could not scancel the ending Slurm job %s of run %s: %s", job_id, record.id, exc)
     if cluster is not None:
         set_run_cluster(run_dir, check_placement(workspace, cluster))
-    (run_dir / STOP_FILE).unlink(missing_ok=True)      # else the worker would stop at once
+    (run_dir / STOP).unlink(missing_ok=True)      # else the worker would stop at once
     if priority is None:
         priority = last_priority(run_dir)
     try:

@@ -22,14 +22,13 @@ from pathlib import Path
 import psutil
 
 from db import Ingester, QueueEntry, RunRecord, Store
-from ..rundir import ProcessLock, lock_holder
 from db.records import FINAL_STATUSES
 
+from ..rundir import SCHEDULER_LOCK, SPEC, STOP, EventType, JobKind, ProcessLock, RunStatus, lock_holder
 from .cluster_backend import ClusterBackend
 from ..engine.cpu_threads import slot_threads, threads_label
 from .gpu_slots import CpuMeter, GpuMeter, NeverFits, SlotState, detect_gpus, slots_needed
 from ..engine.errors import UserError
-from ..engine.reporting import STOP_FILE
 from .tick_report import TickBuilder, TickReport
 from ..engine.runs import list_checkpoints
 from .worker_process import (
@@ -38,9 +37,8 @@ from .worker_process import (
 
 log = logging.getLogger(__name__)
 
-SCHEDULER_LOCK = "scheduler.lock"
 WAITING_FOR_PARENT = "waiting for parent checkpoint"
-DDP_KINDS = ("train",)             # job kinds whose runner trains data-parallel under torchrun
+DDP_KINDS = (JobKind.TRAIN,)             # job kinds whose runner trains data-parallel under torchrun
 
 
 class SchedulerLockError(UserError):
@@ -227,10 +225,10 @@ class Scheduler:
             del self._exited[run_id]
             if status is None:
                 continue                     # deleted meanwhile
-            if status in ("running", "queued"):
+            if status in (RunStatus.RUNNING, RunStatus.QUEUED):
                 # Gone without a final status: a crash, an out-of-memory kill, a kill -9.
                 how = "" if code is None else f" with code {code}" if code >= 0 else f" on signal {-code}"
-                self.store.set_status(run_id, "interrupted",
+                self.store.set_status(run_id, RunStatus.INTERRUPTED,
                                       error=f"The worker exited{how} without a final status; its log.txt says "
                                             "why, and resume continues from the last checkpoint.")
                 t.interrupted.append(run_id)
@@ -244,7 +242,7 @@ class Scheduler:
         """
         live: list[tuple[RunRecord, psutil.Process]] = []
         seen = set()
-        for record in self.store.runs_by_status("running"):
+        for record in self.store.runs_by_status(RunStatus.RUNNING):
             seen.add(record.id)
             if record.id in self._exited:
                 continue                 # our worker, gone: _reap judges it
@@ -299,7 +297,7 @@ class Scheduler:
         now = time.time()
         for record, proc in live:
             try:
-                requested = (self.store.run_dir(record.id) / STOP_FILE).stat().st_mtime
+                requested = (self.store.run_dir(record.id) / STOP).stat().st_mtime
             except OSError:
                 continue
             if now - requested < self.kill_timeout_s:
@@ -326,13 +324,14 @@ class Scheduler:
             self._foreign.pop(record.id, None)
             self._ingest_run(record.id)
             current = self._record(record.id)
-            if current is not None and current.status == "running":
+            if current is not None and current.status == RunStatus.RUNNING:
                 sentence = (f"The job did not stop within {self.kill_timeout_s:g} s of the cancel request, "
                             "so it was killed; resume continues from its last checkpoint.")
-                append_event(self.store.run_dir(record.id), "status", status="cancelled", error=sentence)
+                append_event(self.store.run_dir(record.id), EventType.STATUS, status=RunStatus.CANCELLED,
+                             error=sentence)
                 self._ingest_run(record.id)
-                if self._record(record.id).status == "running":      # nobody ingested the line
-                    self.store.set_status(record.id, "cancelled", error=sentence)
+                if self._record(record.id).status == RunStatus.RUNNING:      # nobody ingested the line
+                    self.store.set_status(record.id, RunStatus.CANCELLED, error=sentence)
             t.killed.append(record.id)
 
     # Starting jobs.
@@ -387,7 +386,7 @@ class Scheduler:
             raise NeverFits(f"Run {record.id} evaluates run {parent}, which was deleted; "
                          "queue the evaluation again on another run.")
         wanted = "a checkpoint" if which == "latest" else f"a checkpoint at step {which}"
-        if parent_record.status in ("done", "failed"):
+        if parent_record.status in (RunStatus.DONE, RunStatus.FAILED):
             raise NeverFits(f"Run {record.id} needs {wanted} of run {parent}, which ended {parent_record.status} "
                          "without it; evaluate another checkpoint or run.")
         return WAITING_FOR_PARENT if which == "latest" else f"{WAITING_FOR_PARENT} {which}"
@@ -398,23 +397,23 @@ class Scheduler:
             return
         record = self._record(run_id)
         if record is not None and record.progress_stage != reason:
-            append_event(self.store.run_dir(run_id), "progress", done=0, total=0, stage=reason)
+            append_event(self.store.run_dir(run_id), EventType.PROGRESS, done=0, total=0, stage=reason)
         self._reasons_written[run_id] = reason
 
     def _refuse(self, t: TickBuilder, run_id: str, sentence: str) -> None:
         if not self.store.dequeue(run_id):
             return                       # cancelled or started meanwhile
         run_dir = self.store.run_dir(run_id)
-        if (run_dir / "spec.yaml").is_file():
-            append_event(run_dir, "status", status="failed", error=sentence)
-        self.store.set_status(run_id, "failed", error=sentence)
+        if (run_dir / SPEC).is_file():
+            append_event(run_dir, EventType.STATUS, status=RunStatus.FAILED, error=sentence)
+        self.store.set_status(run_id, RunStatus.FAILED, error=sentence)
         t.refused.append((run_id, sentence))
 
     def _launch(self, t: TickBuilder, entry: QueueEntry, kind: str, slots: list[str]) -> bool:
         if not self.store.dequeue(entry.run):
             return False                 # cancelled since we read the queue
         run_dir = self.store.run_dir(entry.run)
-        stop = run_dir / STOP_FILE
+        stop = run_dir / STOP
         try:
             if stop.stat().st_mtime < entry.enqueued:
                 stop.unlink()            # left from before the run was queued again
@@ -422,7 +421,7 @@ class Scheduler:
             pass
         gpu_ids = [self._gpu[s] for s in slots] if kind == "gpu" else []
         try:
-            if not (run_dir / "spec.yaml").is_file():
+            if not (run_dir / SPEC).is_file():
                 raise OSError(f"{run_dir} has no spec.yaml")
             # Only training runs data-parallel; another job given several GPUs runs as one process.
             nproc = len(gpu_ids) if entry.kind in DDP_KINDS and gpu_ids else 1
@@ -432,8 +431,8 @@ class Scheduler:
         except OSError as exc:
             sentence = f"The worker of run {entry.run} could not be started ({exc}); check the Python interpreter."
             if run_dir.is_dir():
-                append_event(run_dir, "status", status="failed", error=sentence)
-            self.store.set_status(entry.run, "failed", error=sentence)
+                append_event(run_dir, EventType.STATUS, status=RunStatus.FAILED, error=sentence)
+            self.store.set_status(entry.run, RunStatus.FAILED, error=sentence)
             t.refused.append((entry.run, sentence))
             return False
         try:
@@ -443,7 +442,7 @@ class Scheduler:
         self._workers[entry.run] = _Worker(entry.run, tuple(slots), proc, popen)
         self._reasons_written.pop(entry.run, None)
         device = ",".join(slots) + (f" ({threads_label(threads)})" if threads else "")
-        self.store.set_status(entry.run, "running", pid=popen.pid, host=HOST, device=device)
+        self.store.set_status(entry.run, RunStatus.RUNNING, pid=popen.pid, host=HOST, device=device)
         t.started.append((entry.run, ",".join(slots)))
         return True
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..rundir import SLURM_DIR, JobKind
 from .cluster import ClusterProfile, record_submission
 from ..engine.errors import UserError
 
@@ -24,8 +25,8 @@ SQUEUE_CACHE_S = 3.0
 SQUEUE_FORMAT = "%i|%T|%r|%N|%M|%l"
 LIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
                "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD")
-SUBMITIT_DIR = "slurm"          # submitit's pickles and its own logs, inside the run directory
-DDP_KINDS = ("train",)
+SUBMITIT_DIR = SLURM_DIR        # submitit's pickles and its own logs, inside the run directory
+DDP_KINDS = (JobKind.TRAIN,)
 
 
 class SlurmError(UserError):
@@ -198,7 +199,7 @@ def submit(run_dir: Path, profile: ClusterProfile, gpus: int, kind: str) -> tupl
     return str(job.job_id), shape
 
 
-def test_only(profile: ClusterProfile, gpus: int = 0, kind: str = "train") -> str:
+def test_only(profile: ClusterProfile, gpus: int = 0, kind: str = JobKind.TRAIN) -> str:
     """`sbatch --test-only` with the profile's options: what Slurm says of them, without queueing a job."""
     shape = job_shape(profile, gpus, kind)
     params = sbatch_parameters(profile, shape, "ddae-check")

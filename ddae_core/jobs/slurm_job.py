@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..rundir import EventType, RunStatus
 from .worker_process import LOG, SLOTS_ENV, append_event
 
 MIN_PORT, PORT_SPAN = 20000, 30000
@@ -155,7 +156,7 @@ class SlurmWorker:
             if not _ended(proc.pid, STOP_WAIT_S):
                 proc.kill()
         job = os.environ.get("SLURM_JOB_ID", "?")
-        append_event(run_dir, "status", status="interrupted",
+        append_event(run_dir, EventType.STATUS, status=RunStatus.INTERRUPTED,
                      error=f"Slurm job {job} reached its time limit or was preempted; it is requeued and resumes "
                            "from its last checkpoint when it starts again.")
         return submitit.helpers.DelayedSubmission(SlurmWorker(self.run_dir, self.python, self.distributed))

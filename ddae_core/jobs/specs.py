@@ -7,7 +7,6 @@ refused with the same sentence everywhere and a job behaves the same in the fore
 from __future__ import annotations
 
 import importlib
-import math
 import sys
 import traceback
 from collections.abc import Callable
@@ -21,6 +20,9 @@ from ..engine.errors import ConfigError, UserError
 from ..engine.nets.unet import tap_names
 from ..engine.reporting import Reporter
 from ..engine.runs import create_run, read_spec
+from .options import MAX_COUNT, MAX_SEED, MODELS, check_device, parse_options, positive_number, spec_options, whole_in
+
+__all__ = ["MAX_COUNT", "MAX_SEED", "check_device", "check_seed", "create_job", "execute", "train_spec"]
 
 # kind -> "module:function(run_dir, reporter, workspace) -> status"; imported when a job of that kind runs.
 RUNNERS = {
@@ -35,97 +37,58 @@ RUNNERS = {
 }
 
 
-# Counts (steps, epochs, images) beyond this are typos; it keeps every count an int64 in events and the index.
-MAX_COUNT = 10**12
-MAX_SEED = 2**32 - 1                # numpy's and the data sampler's seeds are 32-bit
-
-
 def _positive_int(field: str, value, allow_none: bool = True, minimum: int = 1,
                   maximum: int = MAX_COUNT) -> int | None:
+    """A whole number from minimum to maximum (None passes where allowed); ConfigError naming `field`."""
     if value is None and allow_none:
         return None
-    try:
-        number = _whole(value)
-    except (TypeError, ValueError):
-        raise ConfigError(field, f"must be a whole number (got {value!r})") from None
-    if number < minimum:
-        raise ConfigError(field, f"must be at least {minimum} (got {value!r})")
-    if number > maximum:
-        raise ConfigError(field, f"must be at most {maximum} (got {value!r})")
-    return number
-
-
-def _whole(value) -> int:
-    """3, 3.0, "3" and "1e23" as ints; ValueError for 2.5, inf, nan or "x", TypeError for None or a list."""
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            value = float(value)    # "1e23" is a whole number, only a large one
-    if isinstance(value, float) and not value.is_integer():
-        raise ValueError(value)
-    return int(value)
+    return whole_in(field, value, minimum, maximum)
 
 
 def _positive_float(field: str, value) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(field, f"must be a number (got {value!r})") from None
-    if not math.isfinite(number):   # an inf learning rate trains to NaN weights without an error
-        raise ConfigError(field, f"must be a finite number (got {value!r})")
-    if not number > 0:
-        raise ConfigError(field, f"must be greater than 0 (got {value!r})")
-    return number
+    return None if value is None else positive_number(field, value)
 
 
 def check_seed(seed) -> int:
     """A random seed from 0 to MAX_SEED; ConfigError naming `seed` otherwise."""
-    return _positive_int("seed", seed, allow_none=False, minimum=0, maximum=MAX_SEED)
+    return whole_in("seed", seed, 0, MAX_SEED)
 
 
-def check_device(request: str | None) -> str:
-    request = (request or "auto").lower()
-    if request not in ("auto", "cpu", "cuda") and not request.startswith("cuda:"):
-        raise ConfigError("device", f"must be auto, cpu or cuda (got {request!r})")
-    return request
-
-
-def train_spec(*, config: str | Path | dict, data: str | None = None, steps=None, epochs=None, batch_size=None,
-               lr=None, device: str = "auto", name: str | None = None, seed: int = 0, gpus: int = 1,
-               data_limit=None, monitor_layers: list[str] | None = None, minutes=None, **studio_overrides) -> dict:
+def train_spec(*, config: str | Path | dict, **values) -> dict:
     """A validated train job spec; raises ConfigError/UserError naming the bad field.
 
+    `values` are TrainOptions' fields (options.py); any other keyword is a `studio:` key of the config.
     `minutes` is a time budget: training ends at the step the remaining time allows (and a linear
     lr decay ends at that step), or at `steps`/`epochs` if that comes first.
     """
+    model = MODELS["train"]
+    studio_overrides = {k: values.pop(k) for k in list(values) if k not in model.model_fields}
     cfg = load_config(config)
     studio = studio_block(cfg)
-    if studio_overrides:
+    opts = parse_options(model, values)
+    studio_overrides.update(checkpoint_every_steps=opts.checkpoint_every_steps,
+                            sample_every_steps=opts.sample_every_steps)
+    if any(v is not None for v in studio_overrides.values()):
         studio.update({k: v for k, v in studio_overrides.items() if v is not None})
         cfg["studio"] = studio
     model_cfg = parse_model_config(cfg)
     train = parse_train_options(cfg)
-    steps = _positive_int("steps", steps)
-    epochs = _positive_int("epochs", epochs)
-    if steps is not None and epochs is not None:
+    if opts.steps is not None and opts.epochs is not None:
         raise ConfigError("steps", "give either steps or epochs, not both")
-    data = data or train.dataset
+    data = opts.data or train.dataset
     try:
         datasets.check_data_spec(data)
     except UserError as exc:
         raise ConfigError("data", str(exc)) from None
-    if monitor_layers:
-        bad = [layer for layer in monitor_layers if layer not in tap_names(model_cfg.network)]
-        if bad:
-            raise ConfigError("monitor_layers", f"{', '.join(bad)} is not a layer of this network")
+    bad = [layer for layer in opts.monitor_layers or [] if layer not in tap_names(model_cfg.network)]
+    if bad:
+        raise ConfigError("monitor_layers", f"{', '.join(bad)} is not a layer of this network")
     options = {
-        "steps": steps if steps is not None else (None if epochs is not None else train.steps),
-        "epochs": epochs or train.epochs,
-        "batch_size": _positive_int("batch_size", batch_size) or train.batch_size,
-        "lr": _positive_float("lr", lr) or train.lr,
+        **spec_options(opts),
+        "steps": opts.steps if opts.steps is not None else (None if opts.epochs is not None else train.steps),
+        "epochs": opts.epochs or train.epochs,
+        "batch_size": opts.batch_size or train.batch_size,
+        "lr": opts.lr or train.lr,
         "warmup_steps": train.warmup_steps,
         "warm_epoch": train.warm_epoch,
         "lr_decay": train.lr_decay,
@@ -138,19 +101,16 @@ def train_spec(*, config: str | Path | dict, data: str | None = None, steps=None
         "sample_steps": _positive_int("studio.sample_steps", studio.get("sample_steps")),
         "n_sample": train.n_sample,
         "log_every_steps": _positive_int("studio.log_every_steps", studio.get("log_every_steps", 10)),
-        "seed": check_seed(seed),
         "amp": studio.get("amp", "auto"),
-        "data_limit": _positive_int("data_limit", data_limit),
-        "monitor_layers": list(monitor_layers or []),
+        "monitor_layers": list(opts.monitor_layers or []),
     }
-    minutes = _positive_float("minutes", minutes)
-    if minutes is not None:
-        options["time_limit_s"] = minutes * 60
+    if opts.minutes is not None:
+        options["time_limit_s"] = opts.minutes * 60
     return {
         "kind": "train",
-        "name": name,
+        "name": opts.name,
         "data": data,
-        "device": {"request": check_device(device), "gpus": _positive_int("gpus", gpus) if gpus else 0},
+        "device": {"request": opts.device, "gpus": opts.gpus},
         "config": cfg,
         "options": options,
     }

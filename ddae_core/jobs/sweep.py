@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..engine.config import ModelConfig
 from ..engine.errors import ConfigError, UserError
+from ..rundir import EVENTS, EventType, JobKind, RunStatus
 from .specs import _positive_int, check_device, check_seed, create_job
 from ..engine.runs import list_checkpoints, read_spec
 from ..engine.evaluation.inception import DIMS, find_weights, require_library
@@ -191,9 +192,9 @@ def children_by_step(parent_dir: Path, sweep_id: str | None = None) -> dict[int,
 
 def _child_result(run_dir: Path, key: str) -> str:
     """The child's value of `key` as text, else its status (queued, running, failed, ...)."""
-    value, status = None, "queued"
+    value, status = None, RunStatus.QUEUED
     try:
-        lines = (run_dir / "events.jsonl").read_text().splitlines()
+        lines = (run_dir / EVENTS).read_text().splitlines()
     except FileNotFoundError:
         lines = []
     for line in lines:
@@ -201,9 +202,9 @@ def _child_result(run_dir: Path, key: str) -> str:
             event = json.loads(line)
         except ValueError:
             continue
-        if event.get("type") == "metric" and event.get("key") == key:
+        if event.get("type") == EventType.METRIC and event.get("key") == key:
             value = event.get("value")
-        elif event.get("type") == "status":
+        elif event.get("type") == EventType.STATUS:
             status = event.get("status", status)
     if value is None:
         return status
@@ -216,9 +217,9 @@ def sweep_table(parent_dir: Path) -> str:
     for step, children in sorted(children_by_step(parent_dir).items()):
         cells = {}
         for child in children:                    # oldest first: the newest job of a kind wins
-            kind = "fid" if "-fid-" in child.name else "probe"
-            cells[kind] = _child_result(child, "fid" if kind == "fid" else "probe/accuracy")
-        rows.append((str(step), cells.get("fid", "-"), cells.get("probe", "-")))
+            kind = JobKind.FID if "-fid-" in child.name else JobKind.PROBE
+            cells[kind] = _child_result(child, "fid" if kind == JobKind.FID else "probe/accuracy")
+        rows.append((str(step), cells.get(JobKind.FID, "-"), cells.get(JobKind.PROBE, "-")))
     if not rows:
         name = Path(parent_dir).name
         return f"Run {name} has no sweep jobs yet; `ddae sweep --run {name}` queues them."

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-LOG = "log.txt"
+from ..rundir import LOG, ArtifactKind, EventType, RunStatus
+
 PROGRESS_EVERY_S = 60.0         # a progress line at most this often (and at every tenth of a stage)
 SUMMARY_KEYS = 12               # metrics named in the summary, at most
 
@@ -62,20 +63,20 @@ class LogEcho:
             return
         kind = event.get("type")
         t = event.get("time")
-        if kind == "status":
+        if kind == EventType.STATUS:
             self._status(event, t)
-        elif kind == "progress":
+        elif kind == EventType.PROGRESS:
             self._progress(event, t)
-        elif kind == "metric":
+        elif kind == EventType.METRIC:
             self.latest[event.get("key", "?")] = (event.get("step", 0), event.get("value"))
-        elif kind == "grid_cell" and event.get("accuracy") is not None:
+        elif kind == EventType.GRID_CELL and event.get("accuracy") is not None:
             self.cells[(int(event.get("timestep", 0)), str(event.get("layer")))] = float(event["accuracy"])
-        elif kind == "artifact" and event.get("kind") == "checkpoint":
+        elif kind == EventType.ARTIFACT and event.get("kind") == ArtifactKind.CHECKPOINT:
             self._line(t, f"checkpoint saved at step {event.get('step')}")
 
     def _status(self, event: dict, t: float | None) -> None:
         status = event.get("status")
-        if status == "running":
+        if status == RunStatus.RUNNING:
             self.started = t or time.time()
             where = ", ".join(f"{k} {event[k]}" for k in ("device", "host", "pid") if event.get(k) is not None)
             resumed = event.get("resumed_from")
@@ -84,10 +85,10 @@ class LogEcho:
             return
         took = f" after {clock((t or time.time()) - self.started)}" if self.started else ""
         where = f" at {self.progress[0]} {self.progress[1]}/{self.progress[2]}" if self.progress else ""
-        if status == "cancelled":
+        if status == RunStatus.CANCELLED:
             self._line(t, f"cancelled{where}{took}; Resume queues it again "
                           "(a train run continues from its last checkpoint)")
-        elif status == "failed":
+        elif status == RunStatus.FAILED:
             self._line(t, f"failed{where}{took}: {event.get('error') or 'see the lines above'}")
         else:
             self._line(t, f"{status}{took}")

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ...rundir import atomic_write, atomic_write_bytes
 
 FORMAT_VERSION = 1
 
@@ -61,7 +62,7 @@ def save_entry(folder: Path, key: str, images: np.ndarray, labels: np.ndarray, m
     try:
         _atomic_npy(folder / f"{key}.images.npy", images)
         _atomic_npy(folder / f"{key}.labels.npy", labels)
-        _atomic_write(folder / f"{key}.json", json.dumps(meta).encode())
+        atomic_write_bytes(folder / f"{key}.json", json.dumps(meta).encode(), fsync=False)
     except OSError:
         pass
 
@@ -69,20 +70,4 @@ def save_entry(folder: Path, key: str, images: np.ndarray, labels: np.ndarray, m
 def _atomic_npy(path: Path, array: np.ndarray) -> None:
     def write(fh) -> None:
         np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
-    _atomic(path, write)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    _atomic(path, lambda fh: fh.write(data))
-
-
-def _atomic(path: Path, write) -> None:
-    # A temp file in the same folder, then os.replace: readers see the old file or the whole new one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, write, binary=True, fsync=False)      # a cache: rebuilt if lost, so no fsync

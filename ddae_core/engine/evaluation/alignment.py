@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ...rundir import RunStatus
 from ..checkpoint import load_model
 from ..model import DDAEModel
 from .common import open_context, parent_checkpoint, select_checkpoints
@@ -77,7 +78,7 @@ def align_run(run_dir: Path, reporter, workspace: Path) -> str:
             for name, (a, u) in values.items():
                 print(f"step {step:>8}  {name:<7} alignment {a:.4f}  uniformity {u:.4f}", flush=True)
     except Stopped:
-        reporter.status("cancelled")
-        return "cancelled"
-    reporter.status("done")
-    return "done"
+        reporter.status(RunStatus.CANCELLED)
+        return RunStatus.CANCELLED
+    reporter.status(RunStatus.DONE)
+    return RunStatus.DONE

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ...rundir import GRID, NOISY_HEAD, PROBE_HEADS, RUNS_DIR, SPEC, JobKind
 from ..checkpoint import load_model, read_checkpoint
 from ..device import resolve_device
 from ..errors import UserError
@@ -60,7 +61,7 @@ class FileResult:
 
 def _children(workspace: Path, run_id: str, kind: str) -> list[Path]:
     found = []
-    for spec_path in sorted((workspace / "runs").glob("*/spec.yaml"), reverse=True):
+    for spec_path in sorted((workspace / RUNS_DIR).glob(f"*/{SPEC}"), reverse=True):
         if f"-{kind}-" not in spec_path.parent.name:
             continue
         spec = read_spec(spec_path.parent)
@@ -71,7 +72,7 @@ def _children(workspace: Path, run_id: str, kind: str) -> list[Path]:
 
 def _grid_best(probe_dir: Path) -> float:
     try:
-        return float(json.loads((probe_dir / "grid.json").read_text())["best"]["accuracy"])
+        return float(json.loads((probe_dir / GRID).read_text())["best"]["accuracy"])
     except (OSError, ValueError, KeyError, TypeError):
         return -1.0
 
@@ -89,8 +90,8 @@ class Classifier:
         run_dir = Path(run_dir)
         workspace = run_dir.parent.parent
         spec = read_spec(run_dir)
-        want = "probe" if head == "probe" else "noisy-classifier"
-        filename = "heads.pt" if head == "probe" else "noisy_head.pt"
+        want = JobKind.PROBE if head == "probe" else JobKind.NOISY_CLASSIFIER
+        filename = PROBE_HEADS if head == "probe" else NOISY_HEAD
         if spec.get("kind") != want:
             candidates = [d for d in _children(workspace, run_dir.name, want) if (d / filename).is_file()]
             if head == "probe":
@@ -98,7 +99,7 @@ class Classifier:
                 candidates.sort(key=_grid_best, reverse=True)
             if not candidates:
                 raise UserError(f"Run {run_dir.name} has no finished {want} run with a trained head; "
-                                f"run `ddae {'probe' if head == 'probe' else 'noisy-classifier'} --run {run_dir.name}` first.")
+                                f"run `ddae {want} --run {run_dir.name}` first.")
             run_dir, spec = candidates[0], read_spec(candidates[0])
         if not (run_dir / filename).is_file():
             raise UserError(f"Run {run_dir.name} has no trained head ({filename}); it may not have finished.")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ...rundir import RunStatus
 from .. import data as datasets
 from ..checkpoint import load_model
 from ..device import amp_dtype_for, describe, resolve_device
@@ -49,8 +50,8 @@ class EvalContext:
         return loaded
 
     def start(self, **fields) -> None:
-        self.reporter.status("running", pid=os.getpid(), host=socket.gethostname(), device=describe(self.device),
-                             **fields)
+        self.reporter.status(RunStatus.RUNNING, pid=os.getpid(), host=socket.gethostname(),
+                             device=describe(self.device), **fields)
 
     def stopped(self) -> bool:
         return self.reporter.should_stop()

@@ -19,12 +19,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...rundir import ProcessLock
-
+from ...rundir import (
+    FID_RESULTS,
+    SAMPLES_KEY,
+    ArtifactKind,
+    ProcessLock,
+    RunStatus,
+    atomic_write,
+    atomic_write_text,
+    sample_name,
+)
 from ..checkpoint import load_model
 from ..device import amp_dtype_for
 from ..grids import save_grid
-from ..runs import atomic_write, atomic_write_text
 from .common import EvalContext, open_context, parent_checkpoint, select_checkpoints
 from .features import Stopped
 from .inception import (
@@ -32,7 +39,7 @@ from .inception import (
     require_library, to_uint8,
 )
 
-RESULTS = "fid.json"
+RESULTS = FID_RESULTS
 STATS_DIR = ("data", "fid-stats")
 GRID_IMAGES = 64                     # the first samples of each checkpoint, kept as a grid to look at
 
@@ -118,8 +125,8 @@ def sample_stats(ctx: EvalContext, model, inception, step: int, index: int, coun
         images = to_uint8(model.sample(size, sampler=ctx.opts.get("sampler"), steps=ctx.opts.get("steps"),
                                        generator=gen, callback=progress))
         if start == 0:
-            path = save_grid(images[:GRID_IMAGES].float() / 255, ctx.run_dir / "samples" / f"step_{step:06d}.png")
-            ctx.reporter.image("samples", step, path)
+            path = save_grid(images[:GRID_IMAGES].float() / 255, ctx.run_dir / sample_name(step))
+            ctx.reporter.image(SAMPLES_KEY, step, path)
         stats.update(activations(inception, images))
     return stats
 
@@ -168,10 +175,10 @@ def fid_run(run_dir: Path, reporter, workspace: Path) -> str:
             atomic_write_text(run_dir / RESULTS, json.dumps(results, indent=1))
             print(f"step {step:>8}  FID {fid:.3f}  ({stats.n} samples)", flush=True)
     except Stopped:
-        reporter.status("cancelled")
-        return "cancelled"
+        reporter.status(RunStatus.CANCELLED)
+        return RunStatus.CANCELLED
     if not todo:
         print("every checkpoint already has its FID", flush=True)
-    reporter.artifact("file", run_dir / RESULTS)
-    reporter.status("done")
-    return "done"
+    reporter.artifact(ArtifactKind.FILE, run_dir / RESULTS)
+    reporter.status(RunStatus.DONE)
+    return RunStatus.DONE

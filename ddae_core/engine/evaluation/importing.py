@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ...rundir import ArtifactKind, RunStatus
 from ..checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, is_official, load_model, read_checkpoint
 from ..model import DDAEModel
 from ..runs import checkpoint_path, read_spec
@@ -28,7 +29,7 @@ def load_import(source: Path, config: dict) -> tuple[dict, DDAEModel, DDAEModel]
 def import_run(run_dir: Path, reporter, workspace: Path) -> str:
     spec = read_spec(run_dir)
     source = Path(spec["options"]["source"])
-    reporter.status("running", pid=os.getpid(), host=socket.gethostname(), device="cpu")
+    reporter.status(RunStatus.RUNNING, pid=os.getpid(), host=socket.gethostname(), device="cpu")
     raw, ema_model, model = load_import(source, spec["config"])
     step_value = (raw.get("EMA") or {}).get("step") if is_official(raw) else raw.get("step")
     step = int(step_value.reshape(-1)[0]) if isinstance(step_value, torch.Tensor) else int(step_value or 0)
@@ -36,6 +37,6 @@ def import_run(run_dir: Path, reporter, workspace: Path) -> str:
     atomic_torch_save({"format": FORMAT, "version": FORMAT_VERSION, "config": spec["config"], "step": step,
                        "model": model.net.state_dict(), "ema": ema_model.net.state_dict(), "ema_updates": step,
                        "imported_from": str(source)}, path)
-    reporter.artifact("checkpoint", path, step=step)
-    reporter.status("done")
-    return "done"
+    reporter.artifact(ArtifactKind.CHECKPOINT, path, step=step)
+    reporter.status(RunStatus.DONE)
+    return RunStatus.DONE

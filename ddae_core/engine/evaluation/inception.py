@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...rundir import DATA_DIR
 from ..errors import UserError
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -39,7 +40,7 @@ def require_library() -> None:
 
 def workspace_weights(workspace: Path) -> Path:
     """Where a workspace keeps the weights file: <workspace>/data/fid/pt_inception-2015-12-05-6726825d.pth."""
-    return Path(workspace) / "data" / "fid" / WEIGHTS_FILE
+    return Path(workspace) / DATA_DIR / "fid" / WEIGHTS_FILE
 
 
 def hub_weights() -> Path:

@@ -28,7 +28,7 @@ import numpy as np
 import psutil
 import torch
 
-from ..runs import atomic_write_text
+from ...rundir import GRID, PROBE_HEADS, ArtifactKind, RunStatus, atomic_write_text
 from .common import EvalContext, open_context
 from .features import Stopped
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
@@ -223,8 +223,8 @@ class ProbeGrid:
             "classes": list(self.train.classes),
             "baselines": baselines,
         }
-        atomic_write_text(self.ctx.run_dir / "grid.json", json.dumps(result, indent=1))
-        self.ctx.reporter.artifact("file", self.ctx.run_dir / "grid.json")
+        atomic_write_text(self.ctx.run_dir / GRID, json.dumps(result, indent=1))
+        self.ctx.reporter.artifact(ArtifactKind.FILE, self.ctx.run_dir / GRID)
         if self.heads:
             from ..checkpoint import atomic_torch_save
 
@@ -232,8 +232,8 @@ class ProbeGrid:
                                "classes": list(self.train.classes), "heads": self.heads,
                                "accuracy": {f"{t}/{k}": v for t, row in self.cells.items() for k, v in row.items()},
                                "parent_run": result["parent_run"], "checkpoint_step": self.ctx.checkpoint_step},
-                              self.ctx.run_dir / "heads.pt")
-            self.ctx.reporter.artifact("file", self.ctx.run_dir / "heads.pt")
+                              self.ctx.run_dir / PROBE_HEADS)
+            self.ctx.reporter.artifact(ArtifactKind.FILE, self.ctx.run_dir / PROBE_HEADS)
         return result
 
 
@@ -330,13 +330,13 @@ def probe_run(run_dir: Path, reporter, workspace: Path) -> str:
     grid = ProbeGrid(ctx)
     labels = timestep_labels(ctx.model, grid.timesteps)
     reporter.grid(grid.timesteps, grid.layers, {str(t): labels[t] for t in grid.timesteps})
-    status, baselines = "done", None
+    status, baselines = RunStatus.DONE, None
     try:
         grid.run()
         if ctx.opts.get("baselines", True):
             baselines = run_baselines(grid)
     except Stopped:
-        status = "cancelled"
+        status = RunStatus.CANCELLED
     result = grid.save(labels, baselines)
     print(format_grid(grid.timesteps, grid.layers, grid.cells, labels), flush=True)
     if grid.standardize:

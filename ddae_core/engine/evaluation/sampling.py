@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ...rundir import SAMPLES_DIR, SAMPLES_KEY, RunStatus
 from ..grids import save_grid
 from .common import open_context
 
@@ -18,15 +19,15 @@ def sample_run(run_dir: Path, reporter, workspace: Path) -> str:
     chunks = []
     for start in range(0, n, batch):
         if ctx.stopped():
-            reporter.status("cancelled")
-            return "cancelled"
+            reporter.status(RunStatus.CANCELLED)
+            return RunStatus.CANCELLED
         size = min(batch, n - start)
 
         def progress(i: int, total: int, start=start, size=size) -> None:
             reporter.progress(start * total + i * size, n * total, "sample")
         chunks.append(ctx.model.sample(size, sampler=ctx.opts.get("sampler"), steps=ctx.opts.get("steps"),
                                        generator=gen, callback=progress).cpu())
-    path = save_grid(torch.cat(chunks), run_dir / "samples" / "grid.png")
-    reporter.image("samples", ctx.checkpoint_step or 0, path)
-    reporter.status("done")
-    return "done"
+    path = save_grid(torch.cat(chunks), run_dir / SAMPLES_DIR / "grid.png")
+    reporter.image(SAMPLES_KEY, ctx.checkpoint_step or 0, path)
+    reporter.status(RunStatus.DONE)
+    return RunStatus.DONE
