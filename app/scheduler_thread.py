@@ -92,7 +92,7 @@ class SchedulerThread(Worker):
                 except Exception as exc:
                     log.exception("Scheduler tick failed")
                     self.problem.emit(f"A scheduler tick failed ({exc.__class__.__name__}: {exc}); retrying.")
-                self.sleep(self.interval_s)
+                self.pause(self.interval_s)
         finally:
             if ingester is not None:
                 ingester.release()
