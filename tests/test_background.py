@@ -39,7 +39,7 @@ def test_stop_wakes_a_pausing_loop_and_drops_late_results(qtbot):
 
 
 def test_a_failing_tick_keeps_the_loop_and_a_failing_work_says_why(qtbot, monkeypatch):
-    import app.background as background
+    from app import background
 
     logged = []     # logging from a QThread would leave a threading._DummyThread behind
     monkeypatch.setattr(background.log, "exception", lambda message, *args: logged.append(message % args))
