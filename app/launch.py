@@ -305,6 +305,7 @@ class LaunchForm(QWidget):
         self.rows["config"].editor.setToolTip(str(studio.get("description", "")))
         hints = {
             "steps": f"preset: {studio['steps']} steps" if studio.get("steps") else f"preset: {cfg.get('n_epoch')} epochs",
+            "epochs": f"preset: {cfg.get('n_epoch')}",
             "batch_size": f"preset: {cfg.get('batch_size')}",
             "lr": f"preset: {studio.get('lr', cfg.get('lrate'))}",
             "checkpoint_every_steps": f"preset: {studio.get('checkpoint_every_steps', 1000)}",

@@ -1,8 +1,10 @@
 """The job kinds the Launch view offers: their fields, and how their values become a spec.
 
-Each build function only calls the engine's spec function for its kind (ddae_core.jobs.specs,
-ddae_core.jobs.eval_specs); the fields they share (device, priority, data, parent) are
-declared once here.
+A kind's options are its model's fields (ddae_core.jobs.options): each form field, its label,
+tooltip, default and placeholder come from there, and the form's values go to the kind's spec
+function as they are. Here is only the layout (which section shows which option) and the few
+fields of the form itself (preset and overrides, parent run, priority, the sweep group, quick).
+An option the layout does not place still appears, in "More options".
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import yaml
 
 from ddae_core.engine.config import load_config, parse_model_config
 from ddae_core.engine.errors import ConfigError, UserError
+from ddae_core.jobs import options as job_options
 from ddae_core.jobs.eval_specs import align_spec, fid_spec, finetune_spec, noisy_spec, probe_spec, sample_spec
+from ddae_core.jobs.options import OptionInfo, infos
 from ddae_core.jobs.sweep import sweep_plan
 from ddae_core.jobs.specs import train_spec
 
@@ -25,8 +29,6 @@ from .launch_fields import Field, parse_number
 
 # The probe form's "quick" box: fewer images to extract features from, the slow part on a CPU.
 QUICK = {"train_limit": 2000, "test_limit": 500}
-
-DEVICES = (("auto", "auto (a GPU if there is one)"), ("cpu", "CPU"), ("cuda", "GPU (CUDA)"))
 
 
 def cuda_available() -> bool:
@@ -73,52 +75,55 @@ def merged_config(preset: str, overrides: str | None) -> dict:
     return deep_merge(cfg, extra)
 
 
-def _time_limit(values: dict) -> float | None:
-    """The budget in minutes, checked here so that the form marks its own field."""
-    minutes = values.get("time_limit_min")
-    if minutes is None:
-        return None
-    if minutes <= 0:
-        raise ConfigError("time_limit_min", f"must be greater than 0 (got {minutes:g})")
-    return float(minutes)
-
-
-# Shared fields.
-def _device() -> Field:
-    return Field("device", "Device", "choice", "auto", DEVICES,
-                 "auto runs on a GPU when the machine has one, else on the CPU")
-
-
+# Fields of the form itself, not options of a job.
 PRIORITY = Field("priority", "Priority", "int", 0, tip="Higher runs first; equal priorities run in order")
 PARENT = Field("parent", "Parent run", "parent", tip="The trained model to evaluate (a train or import run)")
-CHECKPOINT = Field("checkpoint", "Checkpoint", "checkpoint", tip="latest, or a step the parent saved")
-EVAL_DATA = Field("data", "Dataset", "data", tip="Blank: the parent run's dataset")
+MORE = "More options"
 
 
-def _limits(default_train: str = "all", default_test: str = "all") -> list[Field]:
-    return [
-        Field("train_limit", "Train examples", "int", placeholder=default_train,
-              tip="Use at most this many training images (balanced by class); blank for all"),
-        Field("test_limit", "Test examples", "int", placeholder=default_test,
-              tip="Evaluate on at most this many test images; blank for all"),
-    ]
+def option_field(option: OptionInfo) -> Field:
+    """The form field of one job option, as its model declares it."""
+    shown = option.kind in ("choice", "check") or option.filled     # else the default is the placeholder
+    return Field(option.name, option.label, option.kind, option.default if shown else None, option.choices,
+                 option.tip, option.hint)
 
 
-def _resources(gpus: bool = False) -> tuple[str, list[Field]]:
-    fields = [_device()]
-    if gpus:
-        fields.append(Field("gpus", "GPUs", "int", 1, tip="GPUs the job needs (several: DDP with torchrun)"))
-    return "Resources", [*fields, PRIORITY]
+def _resources(gpus: bool = False) -> tuple[str, list]:
+    return "Resources", ["device", *(["gpus"] if gpus else []), PRIORITY]
 
 
 @dataclass(frozen=True)
 class JobKind:
+    """A kind the Launch view offers. `layout`: (section, [option name or form-only Field, ...]) pairs."""
+
     name: str
     title: str
     about: str
-    sections: tuple[tuple[str, list[Field]], ...]
+    layout: tuple[tuple[str, list], ...]
     build: Callable[[dict, Path], dict]
     user_error_field: str = "parent"     # where a field-less UserError is shown
+
+    @property
+    def options(self) -> type:
+        """The kind's options model, looked up when a form is built (a test may add a field to it)."""
+        return job_options.MODELS[self.name]
+
+    @property
+    def sections(self) -> tuple[tuple[str, list[Field]], ...]:
+        """The layout with each option name made its Field; the options it does not place go to MORE,
+        before the last section (Resources)."""
+        fields = {o.name: option_field(o) for o in infos(self.options) if o.gui}
+        placed = {f for _, names in self.layout for f in names if isinstance(f, str)}
+        sections = [(title, [fields[f] if isinstance(f, str) else f for f in names if not isinstance(f, str)
+                             or f in fields]) for title, names in self.layout]
+        rest = [field for name, field in fields.items() if name not in placed]
+        if rest:
+            sections.insert(len(sections) - 1, (MORE, rest))
+        return tuple(sections)
+
+    def values_for_spec(self, values: Mapping[str, Any]) -> dict:
+        """The form's values of the kind's options, by option name (what its spec function takes)."""
+        return {o.name: values[o.name] for o in infos(self.options) if o.gui and o.name in values}
 
     def field_for(self, field: str, rows: Mapping[str, Any]) -> str | None:
         """The form field that shows an error the engine reported for `field`."""
@@ -144,11 +149,8 @@ def _parent_dir(values: dict, workspace: Path) -> Path:
 
 def _build_train(v: dict, workspace: Path) -> dict:
     cfg = merged_config(v["config"], v.get("overrides"))
-    studio = {k: v[k] for k in ("checkpoint_every_steps", "sample_every_steps") if v.get(k) is not None}
     name = v.get("name") or f"{v['config']} on {v.get('data') or 'its dataset'}"
-    spec = train_spec(config=cfg, data=v.get("data"), steps=v.get("steps"), batch_size=v.get("batch_size"),
-                      lr=v.get("lr"), device=v["device"], name=name, seed=v.get("seed") or 0,
-                      gpus=v.get("gpus") or 0, minutes=_time_limit(v), **studio)
+    spec = train_spec(config=cfg, **{**KIND["train"].values_for_spec(v), "name": name})
     if v.get("sweep"):
         spec["options"]["sweep"] = _sweep_plan(v, spec, workspace)
     return spec
@@ -172,74 +174,30 @@ def _sweep_plan(v: dict, spec: dict, workspace: Path) -> dict:
         raise ConfigError("sweep_fid_n", f"{exc} Or set FID samples to 0 for probes only.") from None
 
 
-def _eval_common(v: dict) -> dict:
-    return {"device": v["device"], "name": v.get("name")}
+def _evaluation(kind: str, spec_function: Callable[..., dict]) -> Callable[[dict, Path], dict]:
+    """The build function of an evaluation kind: its spec function on the parent and the form's options."""
+    def build(v: dict, ws: Path) -> dict:
+        return spec_function(_parent_dir(v, ws), **KIND[kind].values_for_spec(v))
+
+    return build
 
 
-def _build_probe(v: dict, ws: Path) -> dict:
-    return probe_spec(_parent_dir(v, ws), checkpoint=v.get("checkpoint"), timesteps=v.get("timesteps"),
-                      layers=v.get("layers") or "all", data=v.get("data"), protocol=v["protocol"],
-                      epochs=v.get("epochs") or 15, batch_size=v.get("batch_size") or 128, lr=v.get("lr") or 1e-3,
-                      seed=v.get("seed") or 0, train_limit=v.get("train_limit"), test_limit=v.get("test_limit"),
-                      standardize=bool(v.get("standardize")), **_eval_common(v))
+EVAL_HEAD = ["name", PARENT, "checkpoint"]
 
-
-def _build_align(v: dict, ws: Path) -> dict:
-    return align_spec(_parent_dir(v, ws), checkpoints=v.get("checkpoints") or "all", layers=v.get("layers"),
-                      timestep=v.get("timestep"), data=v.get("data"), limit=v.get("limit"),
-                      batch_size=v.get("batch_size") or 128, **_eval_common(v))
-
-
-def _build_noisy(v: dict, ws: Path) -> dict:
-    return noisy_spec(_parent_dir(v, ws), checkpoint=v.get("checkpoint"), layer=v.get("layer"),
-                      baseline=v.get("baseline") or None, epochs=v.get("epochs") or None,
-                      batch_size=v.get("batch_size") or 128, lr=v.get("lr"), data=v.get("data"),
-                      train_limit=v.get("train_limit"), test_limit=v.get("test_limit"), **_eval_common(v))
-
-
-def _build_finetune(v: dict, ws: Path) -> dict:
-    return finetune_spec(_parent_dir(v, ws), checkpoint=v.get("checkpoint"), layer=v.get("layer"),
-                         timestep=v.get("timestep"), epochs=v.get("epochs") or 15,
-                         batch_size=v.get("batch_size") or 128, lr=v.get("lr"), scratch=bool(v.get("scratch")),
-                         data=v.get("data"), train_limit=v.get("train_limit"), test_limit=v.get("test_limit"),
-                         **_eval_common(v))
-
-
-def _build_fid(v: dict, ws: Path) -> dict:
-    return fid_spec(_parent_dir(v, ws), checkpoint=v.get("checkpoint"), n=10000 if v.get("n") is None else v["n"],
-                    sampler=v.get("sampler") or None, steps=v.get("steps"), batch_size=v.get("batch_size") or 250,
-                    dims=int(v.get("dims") or 2048), inception=v.get("inception"), data=v.get("data"),
-                    seed=v.get("seed") or 0, **_eval_common(v))
-
-
-def _build_sample(v: dict, ws: Path) -> dict:
-    return sample_spec(_parent_dir(v, ws), checkpoint=v.get("checkpoint"), n=v.get("n") or 64,
-                       sampler=v.get("sampler") or None, steps=v.get("steps"), seed=v.get("seed") or 0,
-                       **_eval_common(v))
-
-
-NAME = Field("name", "Name", placeholder="automatic", tip="A label for the run; editable later in Runs")
-EVAL_HEAD = [NAME, PARENT, CHECKPOINT]
+SAMPLING = ["n", "sampler", "steps"]
 
 KINDS: tuple[JobKind, ...] = (
     JobKind("train", "Pre-train a diffusion model",
             "Train a DDPM or EDM denoiser from a preset. Its loss, samples and checkpoints appear live in "
             "the Run view; evaluations start from its checkpoints.", (
-                ("Model", [NAME,
+                ("Model", ["name",
                            Field("config", "Preset", "choice"),
                            Field("overrides", "Config overrides", "yaml",
                                  placeholder="YAML merged into the preset, e.g.\nnetwork: {n_channels: 64}",
                                  tip="Any key of the preset, in the official DDAE format")]),
-                ("Data", [Field("data", "Dataset", "data")]),
-                ("Schedule", [
-                    Field("steps", "Steps", "int", tip="Optimizer steps; blank for the preset's epochs"),
-                    Field("batch_size", "Batch size", "int"),
-                    Field("lr", "Learning rate", "float"),
-                    Field("time_limit_min", "Time limit (min)", "float", placeholder="none",
-                          tip="Stop early when this many minutes have passed (the run still ends as done)"),
-                    Field("checkpoint_every_steps", "Checkpoint every", "int", tip="Steps between checkpoints"),
-                    Field("sample_every_steps", "Samples every", "int", tip="Steps between sample grids"),
-                    Field("seed", "Seed", "int", 0)]),
+                ("Data", ["data", "data_limit"]),
+                ("Schedule", ["steps", "epochs", "batch_size", "lr", "minutes", "checkpoint_every_steps",
+                              "sample_every_steps", "monitor_layers", "seed"]),
                 ("Evaluate checkpoints while training", [
                     Field("sweep", "Sweep", "check",
                           placeholder="queue an FID and a probe job for each checkpoint as it is saved",
@@ -258,88 +216,47 @@ KINDS: tuple[JobKind, ...] = (
             "A linear probe on the features of every layer at every noise level (the paper's Figure 2). "
             "Cells appear in the heatmap as they finish.", (
                 ("Model", EVAL_HEAD),
-                ("Grid", [Field("timesteps", "Timesteps", placeholder="1,11,21 (the paper's)",
-                                tip="DDPM timesteps 1..n_T, or EDM sigma indices 1..18"),
-                          Field("layers", "Layers", placeholder="all (decoder out_k); every; or out_5,out_6"),
-                          Field("protocol", "Protocol", "choice", "fast",
-                                (("fast", "fast: cached features, many heads"),
-                                 ("official", "official: one head, augmented views"))),
-                          Field("standardize", "Standardise", "check",
-                                placeholder="zero-mean, unit-variance features (fast only; not the official protocol)",
-                                tip="A diagnostic: how much more the features hold than the official probe gets out")]),
+                ("Grid", ["timesteps", "layers", "protocol", "standardize", "baselines"]),
                 ("Probe training", [Field("quick", "Quick", "check", placeholder="2,000 train / 500 test images"),
-                                    Field("epochs", "Epochs", "int", placeholder="15"),
-                                    Field("batch_size", "Batch size", "int", placeholder="128"),
-                                    Field("lr", "Learning rate", "float", placeholder="0.001"),
-                                    *_limits(), Field("seed", "Seed", "int", 0), EVAL_DATA]),
+                                    "epochs", "batch_size", "lr", "views", "train_limit", "test_limit",
+                                    "cache_memory_mb", "seed", "data"]),
                 _resources()),
-            _build_probe),
+            _evaluation("probe", probe_spec)),
     JobKind("align-uniform", "Alignment and uniformity",
             "Label-free quality of the features over the parent's checkpoints (the paper's Figure 3).", (
-                ("Model", [NAME, PARENT,
-                           Field("checkpoints", "Checkpoints", placeholder="all; latest; or 500,1000")]),
-                ("Features", [Field("layers", "Layers", placeholder="the config's feature layer"),
-                              Field("timestep", "Timestep", "int", placeholder="the config's"),
-                              Field("limit", "Images", "int", placeholder="all test images"),
-                              Field("batch_size", "Batch size", "int", placeholder="128"), EVAL_DATA]),
+                ("Model", ["name", PARENT, "checkpoints"]),
+                ("Features", ["layers", "timestep", "limit", "batch_size", "seed", "data"]),
                 _resources()),
-            _build_align),
+            _evaluation("align-uniform", align_spec)),
     JobKind("noisy-classifier", "Noise-conditional classifier",
             "A classifier on one layer's features, tested at every noise level (the paper's Figure 6).", (
                 ("Model", EVAL_HEAD),
-                ("Classifier", [Field("layer", "Layer", placeholder="the config's feature layer"),
-                                Field("baseline", "Baseline", "choice", "",
-                                      (("", "none: DDAE features"), ("wrn", "WideResNet trained on noisy images"))),
-                                Field("epochs", "Epochs", "int", placeholder="15; WRN: 200"),
-                                Field("batch_size", "Batch size", "int", placeholder="128"),
-                                Field("lr", "Learning rate", "float", placeholder="0.001"),
-                                *_limits(), EVAL_DATA]),
+                ("Classifier", ["layer", "baseline", "epochs", "batch_size", "lr", "width", "depth", "train_limit",
+                                "test_limit", "seed", "data"]),
                 _resources()),
-            _build_noisy),
+            _evaluation("noisy-classifier", noisy_spec)),
     JobKind("finetune", "Fine-tune the encoder",
             "Fine-tune the network truncated at one layer, with a linear head, end to end.", (
                 ("Model", EVAL_HEAD),
-                ("Fine-tuning", [Field("layer", "Layer", placeholder="the config's feature layer"),
-                                 Field("timestep", "Timestep", "int", placeholder="the config's"),
-                                 Field("epochs", "Epochs", "int", placeholder="15"),
-                                 Field("batch_size", "Batch size", "int", placeholder="128"),
-                                 Field("lr", "Learning rate", "float", placeholder="0.0001"),
-                                 Field("scratch", "From scratch", "check", placeholder="random weights (baseline)"),
-                                 *_limits(), EVAL_DATA]),
+                ("Fine-tuning", ["layer", "timestep", "epochs", "batch_size", "lr", "scratch", "train_limit",
+                                 "test_limit", "seed", "data"]),
                 _resources()),
-            _build_finetune),
+            _evaluation("finetune", finetune_spec)),
     JobKind("fid", "FID of checkpoints",
             "Sample quality: FID of the EMA model's samples against the training set, for one checkpoint or "
             "all of them (pytorch-fid's Inception network; the official protocol is 50,000 samples).", (
-                ("Model", [NAME, PARENT,
-                           Field("checkpoint", "Checkpoint", "checkpoint",
-                                 tip="latest, all, or a step the parent saved")]),
-                ("Sampling", [Field("n", "Samples", "int", placeholder="10000 (official: 50000)"),
-                              Field("sampler", "Sampler", "choice", "",
-                                    (("", "default (DDIM or Heun)"), ("ddim", "DDIM"), ("ddpm", "DDPM"),
-                                     ("heun", "Heun (EDM)"))),
-                              Field("steps", "Steps", "int", placeholder="100 DDIM, 18 Heun"),
-                              Field("batch_size", "Batch size", "int", placeholder="250"),
-                              Field("dims", "Features", "choice", 2048,
-                                    ((2048, "2048 (the standard FID)"), (768, "768"), (192, "192"), (64, "64"))),
-                              Field("inception", "Inception weights", placeholder="found by itself",
-                                    tip="pt_inception-2015-12-05-6726825d.pth; blank: $DDAE_INCEPTION, the "
-                                        "workspace's data/fid/, or torch's hub cache"),
-                              Field("seed", "Seed", "int", 0), EVAL_DATA]),
+                ("Model", EVAL_HEAD),
+                ("Sampling", [*SAMPLING, "batch_size", "dims", "inception", "seed", "data"]),
                 _resources()),
-            _build_fid, user_error_field="inception"),
+            _evaluation("fid", fid_spec), user_error_field="inception"),
     JobKind("sample", "Sample images",
             "Draw a grid of samples from a checkpoint.", (
                 ("Model", EVAL_HEAD),
-                ("Sampling", [Field("n", "Images", "int", 64),
-                              Field("sampler", "Sampler", "choice", "",
-                                    (("", "default (DDIM or Heun)"), ("ddim", "DDIM"), ("ddpm", "DDPM"),
-                                     ("heun", "Heun (EDM)"))),
-                              Field("steps", "Steps", "int", placeholder="100 DDIM, 18 Heun"),
-                              Field("seed", "Seed", "int", 0)]),
+                ("Sampling", [*SAMPLING, "seed"]),
                 _resources()),
-            _build_sample),
+            _evaluation("sample", sample_spec)),
 )
+KIND = {kind.name: kind for kind in KINDS}
 
-__all__ = ["KINDS", "QUICK", "JobKind", "cuda_available", "deep_merge", "gpus_for", "merged_config",
+__all__ = ["KIND", "KINDS", "QUICK", "JobKind", "option_field", "cuda_available", "deep_merge", "gpus_for", "merged_config",
            "parse_number"]

@@ -1,0 +1,458 @@
+"""Each job kind's options, declared once: a pydantic model per kind, one field per option.
+
+A field holds its default, its range or check, its help text and its form hints. Three things are
+derived from it, so that an option added here appears everywhere at once:
+- the CLI's arguments (`ddae_core.cli.common.add_options`): flag, type, default and help;
+- the spec's validation (`specs.train_spec`, `eval_specs.*_spec` go through `parse_options`), which
+  copies every field into the spec's `options` unless the field says otherwise;
+- the launch form's fields and placeholders (`app.launch_kinds`).
+Checks raise ConfigError naming the field, in the one sentence the CLI, the form and the worker show.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as _Field
+from pydantic_core import core_schema
+
+from ..engine import data as datasets
+from ..engine.errors import ConfigError, UserError
+from ..engine.evaluation.protocols import PROTOCOLS
+
+# Counts (steps, epochs, images) beyond this are typos; it keeps every count an int64 in events and the index.
+MAX_COUNT = 10**12
+MAX_SEED = 2**32 - 1                # numpy's and the data sampler's seeds are 32-bit
+
+
+def whole_in(field: str, value, minimum: int = 1, maximum: int = MAX_COUNT) -> int:
+    """`value` as a whole number from minimum to maximum, or ConfigError naming `field`."""
+    try:
+        number = _whole(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(field, f"must be a whole number (got {value!r})") from None
+    if number < minimum:
+        raise ConfigError(field, f"must be at least {minimum} (got {value!r})")
+    if number > maximum:
+        raise ConfigError(field, f"must be at most {maximum} (got {value!r})")
+    return number
+
+
+def _whole(value) -> int:
+    """3, 3.0, "3" and "1e23" as ints; ValueError for 2.5, inf, nan or "x", TypeError for None or a list."""
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            value = float(value)    # "1e23" is a whole number, only a large one
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(value)
+
+
+def positive_number(field: str, value) -> float:
+    """A finite number above 0, or ConfigError naming `field`."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(field, f"must be a number (got {value!r})") from None
+    if not math.isfinite(number):   # an inf learning rate trains to NaN weights without an error
+        raise ConfigError(field, f"must be a finite number (got {value!r})")
+    if not number > 0:
+        raise ConfigError(field, f"must be greater than 0 (got {value!r})")
+    return number
+
+
+def check_device(request: str | None) -> str:
+    request = (request or "auto").lower()
+    if request not in ("auto", "cpu", "cuda") and not request.startswith("cuda:"):
+        raise ConfigError("device", f"must be auto, cpu or cuda (got {request!r})")
+    return request
+
+
+class _Check:
+    """Field metadata that validates (None passes: it means "not given") and raises ConfigError."""
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        return core_schema.with_info_plain_validator_function(
+            lambda value, info: None if value is None else self.check(info.field_name, value))
+
+    def check(self, field: str, value):
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Whole(_Check):
+    """A whole number in [minimum, maximum]; the form shows an int field, the CLI takes 1e6 too."""
+
+    minimum: int = 1
+    maximum: int = MAX_COUNT
+
+    def check(self, field: str, value):
+        return whole_in(field, value, self.minimum, self.maximum)
+
+
+@dataclass(frozen=True)
+class Positive(_Check):
+    """A finite float above 0 (inf and nan refused)."""
+
+    def check(self, field: str, value):
+        return positive_number(field, value)
+
+
+@dataclass(frozen=True)
+class Text(_Check):
+    """A string (a number typed in a text field stays as typed); blank means not given."""
+
+    def check(self, field: str, value):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        text = str(value).strip()
+        return text or None
+
+
+@dataclass(frozen=True)
+class Flag(_Check):
+    def check(self, field: str, value):
+        return bool(value)
+
+
+@dataclass(frozen=True)
+class Device(_Check):
+    def check(self, field: str, value):
+        return check_device(value)
+
+
+@dataclass(frozen=True)
+class DataSpec(_Check):
+    """A data spec (builtin:shapes, cifar10, folder:PATH, ...); its files are checked at create_job."""
+
+    def check(self, field: str, value):
+        try:
+            datasets.check_data_spec(value)
+        except UserError as exc:
+            raise ConfigError(field, str(exc)) from None
+        return value
+
+
+@dataclass(frozen=True)
+class OneOf(_Check):
+    values: tuple
+
+    def check(self, field: str, value):
+        if value not in self.values:
+            raise ConfigError(field, f"must be one of {', '.join(map(str, self.values))} (got {value!r})")
+        return value
+
+
+@dataclass(frozen=True)
+class Layers(_Check):
+    """Layer names as a list, from a list or "out_6,out_7"."""
+
+    def check(self, field: str, value):
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return [str(s).strip() for s in items if str(s).strip()] or None
+
+
+def option(default: Any = None, help: str = "", *, label: str | None = None, hint: str | None = None,
+           flag: str | None = None, dest: str | None = None, metavar: str | None = None,
+           choices: tuple = (), exclusive: str | None = None, cli: bool = True, gui: bool = True,
+           kind: str | None = None, spec: bool = True, default_text: str | None = None, tip: str | None = None,
+           filled: bool = False, cli_choices: bool = True) -> Any:
+    """A model field with what the CLI and the form need to show it.
+
+    help: the CLI help and the form's tooltip; label: the form's label (default: the name, spelled out);
+    hint: the form's placeholder (default: the default); flag/dest/metavar: the CLI's spelling (default
+    --field-name); choices: (value, text) pairs for the CLI's choices and the form's combo box; exclusive:
+    a CLI group name whose options exclude each other; cli/gui: False keeps the field off the CLI/form
+    (another piece owns it there); kind: the form editor (int, float, check, choice, data, text);
+    spec: False when the spec function places the value itself rather than in `options`;
+    default_text: how the CLI's help names the default, where it is not the value itself; tip: the form's
+    tooltip where it says more than the help; filled: the form shows the default as the field's text, not
+    as its placeholder; cli_choices: False where the CLI takes values beyond the form's (cuda:1).
+    """
+    extra = {"label": label, "hint": hint, "flag": flag, "dest": dest, "metavar": metavar,
+             "choices": tuple(choices), "exclusive": exclusive, "cli": cli, "gui": gui, "kind": kind,
+             "spec": spec, "default_text": default_text, "tip": tip, "filled": filled, "cli_choices": cli_choices}
+    return _Field(default, description=help, json_schema_extra={k: v for k, v in extra.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One field as the CLI and the form see it."""
+
+    name: str
+    default: Any
+    help: str
+    label: str
+    hint: str
+    kind: str                   # int | float | check | choice | data | text
+    choices: tuple
+    flag: str
+    dest: str
+    metavar: str | None
+    exclusive: str | None
+    cli: bool
+    gui: bool
+    spec: bool
+    default_text: str | None
+    tip: str
+    filled: bool
+    cli_choices: bool
+
+
+def _kind_of(field) -> str:
+    for meta in field.metadata:
+        if isinstance(meta, Whole):
+            return "int"
+        if isinstance(meta, Positive):
+            return "float"
+        if isinstance(meta, Flag):
+            return "check"
+        if isinstance(meta, DataSpec):
+            return "data"
+    return "text"
+
+
+def infos(model: type[BaseModel]) -> list[OptionInfo]:
+    """The model's fields in declaration order, with their CLI and form hints."""
+    out = []
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra or {}
+        choices = extra.get("choices", ())
+        kind = extra.get("kind") or ("choice" if choices else _kind_of(field))
+        default = field.default
+        hint = extra.get("hint")
+        if hint is None:
+            hint = "" if default is None or kind in ("check", "choice") else f"{default:g}" \
+                if isinstance(default, float) else str(default)
+        out.append(OptionInfo(
+            name=name, default=default, help=field.description or "",
+            label=extra.get("label") or name.replace("_", " ").capitalize(), hint=hint, kind=kind,
+            choices=choices, flag=extra.get("flag") or "--" + name.replace("_", "-"), dest=extra.get("dest") or name,
+            metavar=extra.get("metavar"), exclusive=extra.get("exclusive"), cli=extra.get("cli", True),
+            gui=extra.get("gui", True), spec=extra.get("spec", True), default_text=extra.get("default_text"),
+            tip=extra.get("tip") or _sentence(field.description or ""), filled=extra.get("filled", False),
+            cli_choices=extra.get("cli_choices", True)))
+    return out
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def info(model: type[BaseModel], name: str) -> OptionInfo:
+    return next(i for i in infos(model) if i.name == name)
+
+
+class JobOptions(BaseModel):
+    """What every job kind takes: a name, a device and a seed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str | None, Text()] = option(None, "a name for the run", hint="automatic", spec=False,
+                                                tip="A label for the run; editable later in Runs")
+    device: Annotated[str, Device()] = option(
+        "auto", "auto (CUDA if present), cpu or cuda", label="Device", spec=False,
+        choices=(("auto", "auto (a GPU if there is one)"), ("cpu", "CPU"), ("cuda", "GPU (CUDA)")),
+        cli_choices=False, tip="auto runs on a GPU when the machine has one, else on the CPU")
+    seed: Annotated[int, Whole(0, MAX_SEED)] = option(0, "random seed")
+
+
+def parse_options(model: type[BaseModel], values: dict) -> BaseModel:
+    """`values` checked by `model`; None (a blank field, an absent flag) means the field's default.
+
+    An unknown option is a TypeError, as an unknown keyword of the spec function was.
+    """
+    unknown = sorted(set(values) - set(model.model_fields))
+    if unknown:
+        raise TypeError(f"unknown job option(s) for {model.__name__}: {', '.join(unknown)}")
+    return model(**{k: v for k, v in values.items() if v is not None})
+
+
+def spec_options(options: BaseModel) -> dict:
+    """The fields that go into the spec's `options` as they are (spec=True), in declaration order."""
+    return {i.name: getattr(options, i.name) for i in infos(type(options)) if i.spec}
+
+
+# The types a field's check comes from (the form's editor and the CLI's type follow from them).
+Count = Annotated[int | None, Whole()]
+Integer = Annotated[int | None, Whole(-MAX_COUNT, MAX_COUNT)]   # a timestep: its schedule checks the range
+Rate = Annotated[float | None, Positive()]
+Words = Annotated[str | list | None, Text()]
+Switch = Annotated[bool, Flag()]
+Data = Annotated[str | None, DataSpec()]
+SAMPLERS = (("", "default (DDIM or Heun)"), ("ddim", "DDIM"), ("ddpm", "DDPM"), ("heun", "Heun (EDM)"))
+
+
+def _checkpoint(help: str = "latest or a step", tip: str = "latest, or a step the parent saved") -> Any:
+    return option("latest", help, label="Checkpoint", kind="checkpoint", spec=False, tip=tip)
+
+
+def _limits() -> tuple[Any, Any]:
+    return (option(None, "use only this many training images (quick checks)", label="Train examples", hint="all",
+                   tip="Use at most this many training images (balanced by class); blank for all"),
+            option(None, "use only this many test images", label="Test examples", hint="all",
+                   tip="Evaluate on at most this many test images; blank for all"))
+
+
+class TrainOptions(JobOptions):
+    """`ddae train`, the train form, `train_spec`: what the preset or config does not fix."""
+
+    data: Data = option(None, "dataset: builtin:shapes, cifar10, cifar100, folder:PATH, tiny-imagenet:PATH",
+                        label="Dataset", metavar="SPEC", default_text="the config's", spec=False, kind="data")
+    steps: Count = option(None, "optimizer steps to train", exclusive="length",
+                          tip="Optimizer steps; blank for the preset's epochs")
+    epochs: Count = option(None, "epochs to train", exclusive="length", tip="Epochs; blank for the preset's")
+    minutes: Rate = option(None, "time budget: stop at the step it allows (with --steps/--epochs: whichever comes "
+                                 "first)", label="Time limit (min)", hint="none", spec=False,
+                           tip="Stop early when this many minutes have passed (the run still ends as done)")
+    batch_size: Count = option(None, "images per optimizer step", default_text="the config's")
+    lr: Rate = option(None, "learning rate", label="Learning rate", default_text="the config's")
+    checkpoint_every_steps: Count = option(None, "steps between checkpoints", label="Checkpoint every",
+                                           flag="--checkpoint-every", spec=False)
+    sample_every_steps: Count = option(None, "steps between sample grids", label="Samples every",
+                                       flag="--sample-every", spec=False)
+    data_limit: Count = option(None, "use only this many training images (quick tests)", label="Train images",
+                               hint="all")
+    monitor_layers: Annotated[list | None, Layers()] = option(
+        None, "compute alignment/uniformity of these layers at every checkpoint (a label-free monitor)",
+        metavar="L1,L2", hint="none; or out_6,out_7")
+    seed: Annotated[int, Whole(0, MAX_SEED)] = option(0, "random seed", filled=True)
+    gpus: Annotated[int, Whole(0)] = option(1, "GPUs the job needs (several: DDP with torchrun)", label="GPUs",
+                                            cli=False, spec=False, filled=True)   # the CLI's is --queue's --gpus
+
+
+class EvalOptions(JobOptions):
+    """What every evaluation takes beside its parent run."""
+
+    name: Annotated[str | None, Text()] = option(None, "a name for this evaluation run", hint="automatic",
+                                                spec=False, tip="A label for the run; editable later in Runs")
+    data: Data = option(None, "dataset", label="Dataset", metavar="SPEC", default_text="the run's", spec=False,
+                        kind="data", tip="Blank: the parent run's dataset")
+    seed: Annotated[int, Whole(0, MAX_SEED)] = option(0, "random seed", filled=True)
+
+
+class ProbeOptions(EvalOptions):
+    """A probe grid: linear heads over layers x noise levels."""
+
+    checkpoint: Words = _checkpoint()
+    protocol: Annotated[str, OneOf(tuple(PROTOCOLS))] = option(
+        "fast", "fast (official optimiser on cached features; default), official (the official code's probe), "
+                "standardized (fast on zero-mean, unit-variance features; MAE-style, not official)",
+        choices=(("fast", "fast: cached features, many heads"), ("official", "official: one head, augmented views"),
+                 ("standardized", "standardized: fast on standardised features")))
+    timesteps: Words = option(None, "DDPM steps or EDM sigma indices, e.g. 1,11,21", hint="1,11,21 (the paper's)",
+                              default_text="the paper's grid", tip="DDPM timesteps 1..n_T, or EDM sigma indices 1..18")
+    layers: Words = option("all", "all (decoder taps out_k), every (with enc_k and mid), or a list like out_6,out_7",
+                           hint="all (decoder out_k); every; or out_5,out_6")
+    epochs: Count = option(15, "epochs of each head")
+    batch_size: Count = option(128, "images per step")
+    lr: Rate = option(1e-3, "learning rate", label="Learning rate")
+    views: Count = option(1, "fast protocol: augmented views cached per timestep")
+    train_limit: Count
+    test_limit: Count
+    train_limit, test_limit = _limits()
+    cache_memory_mb: Annotated[int | None, Whole(0)] = option(
+        None, "fast protocol: feature cache budget before spilling to disk (0: keep none in memory)",
+        label="Feature cache (MB)", hint="automatic")
+    standardize: Switch = option(False, "the same as --protocol standardized", label="Standardise",
+                                 hint="zero-mean, unit-variance features (fast only; not the official protocol)",
+                                 tip="A diagnostic: how much more the features hold than the official probe gets out")
+    baselines: Switch = option(True, "skip the raw-pixel and random-init baselines (each grid trains them by "
+                                     "default)", hint="raw-pixel and random-init baselines",
+                               tip="Train the same heads on raw pixels and on the network at random initialisation")
+
+
+class AlignOptions(EvalOptions):
+    """Alignment and uniformity of layers over the parent's checkpoints."""
+
+    checkpoints: Words = option("all", "all, latest, or steps like 1000,2000", hint="all; latest; or 500,1000",
+                                spec=False)
+    layers: Words = option(None, "layers, e.g. out_6,out_7", default_text="the config's probe layer",
+                           hint="the config's feature layer")
+    timestep: Integer = option(None, "noise level", default_text="the config's, 11 or 4", hint="the config's")
+    limit: Count = option(None, "use only this many training images", label="Images", hint="all")
+    batch_size: Count = option(128, "images per step")
+
+
+class NoisyOptions(EvalOptions):
+    """A noise-conditional classifier on one layer (or the WRN baseline), tested at every noise level."""
+
+    checkpoint: Words = _checkpoint()
+    layer: Words = option(None, "feature layer", default_text="the config's probe layer",
+                          hint="the config's feature layer")
+    baseline: Words = option(None, "train the noise-conditional WRN from scratch instead",
+                             choices=(("", "none: DDAE features"), ("wrn", "WideResNet trained on noisy images")))
+    # The official scripts' defaults: 200 epochs for the WRN (noisy_classifier_WRN.py), 15 for the head.
+    epochs: Count = option(None, "epochs", default_text="15 for the head, 200 for --baseline wrn (the official)",
+                           hint="15; WRN: 200")
+    batch_size: Count = option(128, "images per step")
+    lr: Rate = option(None, "learning rate", label="Learning rate", default_text="0.001; 0.1 for --baseline wrn",
+                      hint="0.001")
+    width: Count = option(10, "WRN widen factor", label="WRN width")
+    depth: Count = option(28, "WRN depth (6n+4)", label="WRN depth")
+    train_limit: Count
+    test_limit: Count
+    train_limit, test_limit = _limits()
+
+
+class FinetuneOptions(EvalOptions):
+    """The network truncated after a layer, fine-tuned with a linear head on clean images."""
+
+    checkpoint: Words = _checkpoint()
+    layer: Words = option(None, "truncate after this tap", default_text="the config's probe layer",
+                          hint="the config's feature layer")
+    timestep: Integer = option(None, "fixed time input", default_text="the config's, 11 or 4", hint="the config's")
+    epochs: Count = option(15, "epochs")
+    batch_size: Count = option(128, "images per step")
+    lr: Rate = option(1e-4, "learning rate", label="Learning rate")
+    scratch: Switch = option(False, "same truncated network from random weights", label="From scratch",
+                             hint="random weights (baseline)")
+    train_limit: Count
+    test_limit: Count
+    train_limit, test_limit = _limits()
+
+
+class SampleOptions(JobOptions):
+    """A grid of samples from one checkpoint."""
+
+    checkpoint: Words = _checkpoint()
+    n: Annotated[int, Whole(1, 4096)] = option(64, "number of images", label="Images", filled=True)
+    sampler: Words = option(None, "sampler", default_text="ddim for DDPM, heun for EDM", choices=SAMPLERS)
+    steps: Count = option(None, "sampler steps", default_text="100 for DDIM, 18 for Heun", hint="100 DDIM, 18 Heun")
+    seed: Annotated[int, Whole(0, MAX_SEED)] = option(0, "random seed", filled=True)
+
+
+class FidOptions(EvalOptions):
+    """FID of the EMA model's samples against the training set, per checkpoint."""
+
+    checkpoint: Words = _checkpoint("latest, a step, or all", "latest, all, or a step the parent saved")
+    n: Annotated[int, Whole(2)] = option(10000, "samples per checkpoint (the official: 50000)", label="Samples",
+                                         hint="10000 (official: 50000)", spec=False)
+    sampler: Words = option(None, "sampler", default_text="ddim for DDPM, heun for EDM", choices=SAMPLERS,
+                            spec=False)
+    steps: Count = option(None, "sampler steps", default_text="100 for DDIM, 18 for Heun, as the official FIDs",
+                          hint="100 DDIM, 18 Heun", spec=False)
+    batch_size: Count = option(250, "images sampled and scored at once", flag="--batch", spec=False)
+    dims: Annotated[int, Whole(1)] = option(
+        2048, "Inception feature size (2048 is the standard FID; the others are for quick checks)",
+        label="Features", spec=False,
+        choices=((2048, "2048 (the standard FID)"), (768, "768"), (192, "192"), (64, "64")))
+    inception: Words = option(None, "the FID Inception weights pt_inception-2015-12-05-6726825d.pth",
+                              label="Inception weights", metavar="PATH", spec=False, hint="found by itself",
+                              default_text="$DDAE_INCEPTION, WORKSPACE/data/fid/, or torch's hub cache",
+                              tip="pt_inception-2015-12-05-6726825d.pth; blank: $DDAE_INCEPTION, the "
+                                  "workspace's data/fid/, or torch's hub cache")
+
+
+# kind -> its options; the CLI, the spec functions and the launch forms look the model up here.
+MODELS: dict[str, type[JobOptions]] = {
+    "train": TrainOptions, "probe": ProbeOptions, "align-uniform": AlignOptions, "noisy-classifier": NoisyOptions,
+    "finetune": FinetuneOptions, "sample": SampleOptions, "fid": FidOptions,
+}
