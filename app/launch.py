@@ -29,11 +29,11 @@ from PySide6.QtWidgets import (
 
 from db import RunSummary, Store
 from ddae_core.engine import data as datasets
-from ddae_core.jobs.cluster import check_placement, set_run_cluster
 from ddae_core.engine.config import load_config, preset_names
 from ddae_core.engine.errors import ConfigError, UserError
-from ddae_core.jobs.specs import create_job
 from ddae_core.engine.runs import list_checkpoints
+from ddae_core.jobs.cluster import check_placement, set_run_cluster
+from ddae_core.jobs.specs import create_job
 
 from .cluster_settings import ClusterProfilesDialog, cluster_choices, workspace_default
 from .launch_fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
@@ -304,7 +304,8 @@ class LaunchForm(QWidget):
         studio = cfg.get("studio") or {}
         self.rows["config"].editor.setToolTip(str(studio.get("description", "")))
         hints = {
-            "steps": f"preset: {studio['steps']} steps" if studio.get("steps") else f"preset: {cfg.get('n_epoch')} epochs",
+            "steps": f"preset: {studio['steps']} steps" if studio.get("steps") else
+                     f"preset: {cfg.get('n_epoch')} epochs",
             "epochs": f"preset: {cfg.get('n_epoch')}",
             "batch_size": f"preset: {cfg.get('batch_size')}",
             "lr": f"preset: {studio.get('lr', cfg.get('lrate'))}",

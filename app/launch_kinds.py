@@ -22,8 +22,8 @@ from ddae_core.engine.errors import ConfigError, UserError
 from ddae_core.jobs import options as job_options
 from ddae_core.jobs.eval_specs import align_spec, fid_spec, finetune_spec, noisy_spec, probe_spec, sample_spec
 from ddae_core.jobs.options import OptionInfo, infos
-from ddae_core.jobs.sweep import sweep_plan
 from ddae_core.jobs.specs import train_spec
+from ddae_core.jobs.sweep import sweep_plan
 
 from .launch_fields import Field, parse_number
 
@@ -258,5 +258,5 @@ KINDS: tuple[JobKind, ...] = (
 )
 KIND = {kind.name: kind for kind in KINDS}
 
-__all__ = ["KIND", "KINDS", "QUICK", "JobKind", "option_field", "cuda_available", "deep_merge", "gpus_for", "merged_config",
-           "parse_number"]
+__all__ = ["KIND", "KINDS", "QUICK", "JobKind", "cuda_available", "deep_merge", "gpus_for", "merged_config",
+           "option_field", "parse_number"]

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from ..jobs.options import FidOptions
+from ..jobs.options import MODELS
 from .common import (add_device, add_options, add_workspace, check_priority_option, number, options_of, run_dir_of,
                      workspace_of)
 from .evaluate import _eval_parser
 
 
+# The FID job's options a sweep passes on to its FID jobs (as --sampler ... or --sweep-sampler ...).
+SWEEP_FID = ("sampler", "steps", "batch_size", "dims")
+
+
 def _fid_options(p: argparse.ArgumentParser, pre: str = "") -> None:
-    """FidOptions' sampler and Inception options for a sweep; `pre` ('sweep-') where they sit beside `ddae
-    train`'s own. Their dests are fid_sampler, fid_steps, fid_batch_size, fid_dims and inception."""
-    add_options(p, FidOptions, ("sampler", "steps", "batch_size", "dims"), prefix=pre, dest_prefix="fid_")
-    add_options(p, FidOptions, ("inception",))
+    """The FID model's sampler and Inception options for a sweep; `pre` ('sweep-') where they sit beside
+    `ddae train`'s own, so their dests are fid_sampler, fid_steps, ... (and inception)."""
+    add_options(p, MODELS["fid"], SWEEP_FID, prefix=pre, dest_prefix="fid_")
+    add_options(p, MODELS["fid"], ("inception",))
+
+
+def _sweep_fid(args) -> dict:
+    """The values of _fid_options, by the FID model's field names (what sweep_plan takes)."""
+    return {**{name: getattr(args, f"fid_{name}") for name in SWEEP_FID}, "inception": args.inception}
 
 
 def add_sweep_options(p: argparse.ArgumentParser, pre: str = "") -> None:
@@ -28,7 +37,7 @@ def add_sweep_options(p: argparse.ArgumentParser, pre: str = "") -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = _eval_parser(sub, "fid", "FID of a run's EMA samples against its training set, per checkpoint", FidOptions)
+    p = _eval_parser(sub, "fid", "FID of a run's EMA samples against its training set, per checkpoint", MODELS["fid"])
     p.set_defaults(func=cmd_fid)
 
     p = sub.add_parser("sweep", help="queue FID and probe jobs for each checkpoint of a training run")
@@ -49,7 +58,7 @@ def cmd_fid(args) -> int:
     from ..jobs.eval_specs import fid_spec
     from .evaluate import _run
 
-    return _run(args, fid_spec(run_dir_of(args), **options_of(args, FidOptions)))
+    return _run(args, fid_spec(run_dir_of(args), **options_of(args, MODELS["fid"])))
 
 
 def cmd_sweep(args) -> int:
@@ -67,8 +76,7 @@ def cmd_sweep(args) -> int:
         return 0
     _, model_cfg = parent_config(parent_dir)
     plan = sweep_plan(model_cfg, workspace, checkpoints=args.checkpoints, fid_n=args.fid_n, probe=args.probe,
-                      sampler=args.fid_sampler, steps=args.fid_steps, batch_size=args.fid_batch_size, dims=args.fid_dims,
-                      inception=args.inception, data=args.data, device=args.device, seed=args.seed,
+                      **_sweep_fid(args), data=args.data, device=args.device, seed=args.seed,
                       priority=check_priority_option(args.priority))
     steps = sweep_steps(parent_dir, plan)
     made = queue_children(parent_dir, steps, plan, new_sweep_id(parent_dir))
@@ -94,6 +102,5 @@ def train_sweep_plan(args, spec: dict) -> dict | None:
     from ..jobs.sweep import sweep_plan
 
     return sweep_plan(parse_model_config(spec["config"]), workspace_of(args), checkpoints=args.sweep or "all",
-                      fid_n=args.fid_n, probe=args.probe, sampler=args.fid_sampler, steps=args.fid_steps,
-                      batch_size=args.fid_batch_size, dims=args.fid_dims, inception=args.inception,
-                      device=spec["device"]["request"], seed=args.seed)
+                      fid_n=args.fid_n, probe=args.probe, **_sweep_fid(args), device=spec["device"]["request"],
+                      seed=args.seed)

@@ -13,7 +13,7 @@ import yaml
 from ..engine import data as datasets
 from ..engine.config import load_config, preset_names, preset_path
 from ..engine.errors import UserError
-from ..jobs.options import SampleOptions, TrainOptions
+from ..jobs.options import MODELS
 from ..jobs.specs import train_spec
 from .common import add_device, add_options, add_queue_options, add_workspace, launch, options_of, run_dir_of
 from .fid_cmd import add_sweep_options, train_sweep_plan
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", help="a preset name (`ddae presets` lists them)")
     src.add_argument("--config", metavar="FILE", help="a config YAML (the official DDAE format is accepted)")
-    add_options(p, TrainOptions)
+    add_options(p, MODELS["train"])
     p.add_argument("--init-from", metavar="RUN[@STEP]",
                    help="start from this run's weights and EMA (its latest checkpoint, or STEP) with a fresh "
                         "optimizer and lr schedule: train a model further, or on new data")
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("sample", help="draw samples from a trained run into a PNG grid")
     p.add_argument("--run", required=True, help="run id, id prefix or name")
-    add_options(p, SampleOptions)
+    add_options(p, MODELS["sample"])
     p.add_argument("--out", metavar="FILE", help="also copy the grid to FILE")
     add_workspace(p)
     add_queue_options(p)
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args) -> int:
     spec = train_spec(config=preset_path(args.preset) if args.preset else args.config,
-                      **options_of(args, TrainOptions))
+                      **options_of(args, MODELS["train"]))
     if args.name is None:
         spec["name"] = f"{args.preset or 'config'} on {spec['data']}"
     if args.init_from:
@@ -110,7 +110,7 @@ def _init_from(args, spec: dict) -> None:
 def cmd_sample(args) -> int:
     from ..jobs.eval_specs import sample_spec
 
-    spec = sample_spec(run_dir_of(args), **options_of(args, SampleOptions))
+    spec = sample_spec(run_dir_of(args), **options_of(args, MODELS["sample"]))
     out = _check_out(args.out) if args.out else None
     run_dir, status = launch(args, spec)
     if status == "done":

@@ -7,9 +7,9 @@ from pathlib import Path
 from ..engine import data as datasets
 from ..engine.config import load_config, parse_model_config
 from ..engine.errors import ConfigError, UserError
-from .options import MODELS, parse_options, spec_options
-from ..engine.runs import read_spec
 from ..engine.evaluation.grid_axes import parse_layers, parse_timesteps
+from ..engine.runs import read_spec
+from .options import MODELS, parse_options, spec_options
 
 
 def parent_config(parent_dir: Path):
