@@ -115,15 +115,23 @@ def train_classifier(job: ClassifierTraining, batches: Callable[[int], Iterable[
 
 
 def _stoppable(batches: Iterable[Batch], count: int, stop: Callable[[], bool]) -> Iterator[Batch]:
-    """The epoch's `count` batches, checking for a stop request before each one is made (not after the last)."""
+    """The epoch's `count` batches, checking for a stop request before each one is made (not after the last).
+
+    A generator of batches is closed at the end, so whatever it holds open is released now.
+    """
     iterator = iter(batches)
-    for _ in range(count):
-        if stop():
-            raise Stopped
-        batch = next(iterator, None)
-        if batch is None:
-            return
-        yield batch
+    try:
+        for _ in range(count):
+            if stop():
+                raise Stopped
+            batch = next(iterator, None)
+            if batch is None:
+                return
+            yield batch
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
 def _step(job: ClassifierTraining, inputs: tuple, labels: torch.Tensor) -> float:
