@@ -48,7 +48,7 @@ def add_options(parser, model, names=None, *, prefix: str = "", dest_prefix: str
 def _flag_and_kwargs(info, prefix: str, dest_prefix: str) -> tuple[list[str], dict]:
     """One field as argparse.add_argument's flag and keyword arguments."""
     flag = "--" + prefix + info.flag.removeprefix("--")
-    kwargs: dict = {"dest": dest_prefix + info.dest}
+    kwargs: dict = {"dest": dest_prefix + info.name}
     if info.kind == "check":
         if info.default:        # on unless turned off: --no-baselines
             flag = "--" + prefix + "no-" + info.flag.removeprefix("--")
@@ -73,8 +73,8 @@ def options_of(args, model, *, dest_prefix: str = "", skip=()) -> dict:
     """The values argparse parsed for `model`'s CLI fields, by field name (for the spec function)."""
     from ..jobs.options import infos
 
-    return {i.name: getattr(args, dest_prefix + i.dest) for i in infos(model)
-            if i.cli and i.name not in skip and hasattr(args, dest_prefix + i.dest)}
+    return {i.name: getattr(args, dest_prefix + i.name) for i in infos(model)
+            if i.cli and i.name not in skip and hasattr(args, dest_prefix + i.name)}
 
 
 def add_workspace(parser: argparse.ArgumentParser) -> None:

@@ -35,7 +35,7 @@ def _base(kind: str, parent_dir: Path, opts, options: dict, checkpoint=None) -> 
     return {
         "kind": kind,
         "name": opts.name or f"{kind} of {parent_spec.get('name') or parent_dir.name}",
-        "data": opts.data,
+        "data": getattr(opts, "data", None),     # a sample job reads no data
         "parent": {"run": parent_dir.name,
                    "checkpoint": _checkpoint(getattr(opts, "checkpoint", None) if checkpoint is None else checkpoint)},
         "device": {"request": opts.device, "gpus": 0 if opts.device == "cpu" else 1},

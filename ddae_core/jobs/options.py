@@ -6,248 +6,23 @@ derived from it, so that an option added here appears everywhere at once:
 - the spec's validation (`specs.train_spec`, `eval_specs.*_spec` go through `parse_options`), which
   copies every field into the spec's `options` unless the field says otherwise;
 - the launch form's fields and placeholders (`app.launch_kinds`).
+How a field is declared and checked (`option()`, Whole, Positive, ...) is option_fields.py.
 Checks raise ConfigError naming the field, in the one sentence the CLI, the form and the worker show.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict
-from pydantic import Field as _Field
-from pydantic_core import core_schema
 
-from ..engine import data as datasets
-from ..engine.errors import ConfigError, UserError
 from ..engine.evaluation.protocols import PROTOCOLS
+from .option_fields import (MAX_COUNT, MAX_SEED, DataSpec, Device, Flag, Layers, OneOf, OptionInfo, Positive, Text,
+                            Whole, check_device, info, infos, option, parse_options, positive_number, spec_options,
+                            whole_in)
 
-# Counts (steps, epochs, images) beyond this are typos; it keeps every count an int64 in events and the index.
-MAX_COUNT = 10**12
-MAX_SEED = 2**32 - 1                # numpy's and the data sampler's seeds are 32-bit
-
-
-def whole_in(field: str, value, minimum: int = 1, maximum: int = MAX_COUNT) -> int:
-    """`value` as a whole number from minimum to maximum, or ConfigError naming `field`."""
-    try:
-        number = _whole(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(field, f"must be a whole number (got {value!r})") from None
-    if number < minimum:
-        raise ConfigError(field, f"must be at least {minimum} (got {value!r})")
-    if number > maximum:
-        raise ConfigError(field, f"must be at most {maximum} (got {value!r})")
-    return number
-
-
-def _whole(value) -> int:
-    """3, 3.0, "3" and "1e23" as ints; ValueError for 2.5, inf, nan or "x", TypeError for None or a list."""
-    if isinstance(value, bool):
-        raise TypeError(value)
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            value = float(value)    # "1e23" is a whole number, only a large one
-    if isinstance(value, float) and not value.is_integer():
-        raise ValueError(value)
-    return int(value)
-
-
-def positive_number(field: str, value) -> float:
-    """A finite number above 0, or ConfigError naming `field`."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(field, f"must be a number (got {value!r})") from None
-    if not math.isfinite(number):   # an inf learning rate trains to NaN weights without an error
-        raise ConfigError(field, f"must be a finite number (got {value!r})")
-    if not number > 0:
-        raise ConfigError(field, f"must be greater than 0 (got {value!r})")
-    return number
-
-
-def check_device(request: str | None) -> str:
-    request = (request or "auto").lower()
-    if request not in ("auto", "cpu", "cuda") and not request.startswith("cuda:"):
-        raise ConfigError("device", f"must be auto, cpu or cuda (got {request!r})")
-    return request
-
-
-class _Check:
-    """Field metadata that validates (None passes: it means "not given") and raises ConfigError."""
-
-    def __get_pydantic_core_schema__(self, source, handler):
-        return core_schema.with_info_plain_validator_function(
-            lambda value, info: None if value is None else self.check(info.field_name, value))
-
-    def check(self, field: str, value):
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class Whole(_Check):
-    """A whole number in [minimum, maximum]; the form shows an int field, the CLI takes 1e6 too."""
-
-    minimum: int = 1
-    maximum: int = MAX_COUNT
-
-    def check(self, field: str, value):
-        return whole_in(field, value, self.minimum, self.maximum)
-
-
-@dataclass(frozen=True)
-class Positive(_Check):
-    """A finite float above 0 (inf and nan refused)."""
-
-    def check(self, field: str, value):
-        return positive_number(field, value)
-
-
-@dataclass(frozen=True)
-class Text(_Check):
-    """A string (a number typed in a text field stays as typed); blank means not given."""
-
-    def check(self, field: str, value):
-        if isinstance(value, (list, tuple)):
-            return list(value)
-        text = str(value).strip()
-        return text or None
-
-
-@dataclass(frozen=True)
-class Flag(_Check):
-    def check(self, field: str, value):
-        return bool(value)
-
-
-@dataclass(frozen=True)
-class Device(_Check):
-    def check(self, field: str, value):
-        return check_device(value)
-
-
-@dataclass(frozen=True)
-class DataSpec(_Check):
-    """A data spec (builtin:shapes, cifar10, folder:PATH, ...); its files are checked at create_job."""
-
-    def check(self, field: str, value):
-        try:
-            datasets.check_data_spec(value)
-        except UserError as exc:
-            raise ConfigError(field, str(exc)) from None
-        return value
-
-
-@dataclass(frozen=True)
-class OneOf(_Check):
-    values: tuple
-
-    def check(self, field: str, value):
-        if value not in self.values:
-            raise ConfigError(field, f"must be one of {', '.join(map(str, self.values))} (got {value!r})")
-        return value
-
-
-@dataclass(frozen=True)
-class Layers(_Check):
-    """Layer names as a list, from a list or "out_6,out_7"."""
-
-    def check(self, field: str, value):
-        items = value.split(",") if isinstance(value, str) else list(value)
-        return [str(s).strip() for s in items if str(s).strip()] or None
-
-
-def option(default: Any = None, help: str = "", *, label: str | None = None, hint: str | None = None,
-           flag: str | None = None, dest: str | None = None, metavar: str | None = None,
-           choices: tuple = (), exclusive: str | None = None, cli: bool = True, gui: bool = True,
-           kind: str | None = None, spec: bool = True, default_text: str | None = None, tip: str | None = None,
-           filled: bool = False, cli_choices: bool = True) -> Any:
-    """A model field with what the CLI and the form need to show it.
-
-    help: the CLI help and the form's tooltip; label: the form's label (default: the name, spelled out);
-    hint: the form's placeholder (default: the default); flag/dest/metavar: the CLI's spelling (default
-    --field-name); choices: (value, text) pairs for the CLI's choices and the form's combo box; exclusive:
-    a CLI group name whose options exclude each other; cli/gui: False keeps the field off the CLI/form
-    (another piece owns it there); kind: the form editor (int, float, check, choice, data, text);
-    spec: False when the spec function places the value itself rather than in `options`;
-    default_text: how the CLI's help names the default, where it is not the value itself; tip: the form's
-    tooltip where it says more than the help; filled: the form shows the default as the field's text, not
-    as its placeholder; cli_choices: False where the CLI takes values beyond the form's (cuda:1).
-    """
-    extra = {"label": label, "hint": hint, "flag": flag, "dest": dest, "metavar": metavar,
-             "choices": tuple(choices), "exclusive": exclusive, "cli": cli, "gui": gui, "kind": kind,
-             "spec": spec, "default_text": default_text, "tip": tip, "filled": filled, "cli_choices": cli_choices}
-    return _Field(default, description=help, json_schema_extra={k: v for k, v in extra.items() if v is not None})
-
-
-@dataclass(frozen=True)
-class OptionInfo:
-    """One field as the CLI and the form see it."""
-
-    name: str
-    default: Any
-    help: str
-    label: str
-    hint: str
-    kind: str                   # int | float | check | choice | data | text
-    choices: tuple
-    flag: str
-    dest: str
-    metavar: str | None
-    exclusive: str | None
-    cli: bool
-    gui: bool
-    spec: bool
-    default_text: str | None
-    tip: str
-    filled: bool
-    cli_choices: bool
-
-
-def _kind_of(field) -> str:
-    for meta in field.metadata:
-        if isinstance(meta, Whole):
-            return "int"
-        if isinstance(meta, Positive):
-            return "float"
-        if isinstance(meta, Flag):
-            return "check"
-        if isinstance(meta, DataSpec):
-            return "data"
-    return "text"
-
-
-def infos(model: type[BaseModel]) -> list[OptionInfo]:
-    """The model's fields in declaration order, with their CLI and form hints."""
-    out = []
-    for name, field in model.model_fields.items():
-        extra = field.json_schema_extra or {}
-        choices = extra.get("choices", ())
-        kind = extra.get("kind") or ("choice" if choices else _kind_of(field))
-        default = field.default
-        hint = extra.get("hint")
-        if hint is None:
-            hint = "" if default is None or kind in ("check", "choice") else f"{default:g}" \
-                if isinstance(default, float) else str(default)
-        out.append(OptionInfo(
-            name=name, default=default, help=field.description or "",
-            label=extra.get("label") or name.replace("_", " ").capitalize(), hint=hint, kind=kind,
-            choices=choices, flag=extra.get("flag") or "--" + name.replace("_", "-"), dest=extra.get("dest") or name,
-            metavar=extra.get("metavar"), exclusive=extra.get("exclusive"), cli=extra.get("cli", True),
-            gui=extra.get("gui", True), spec=extra.get("spec", True), default_text=extra.get("default_text"),
-            tip=extra.get("tip") or _sentence(field.description or ""), filled=extra.get("filled", False),
-            cli_choices=extra.get("cli_choices", True)))
-    return out
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def info(model: type[BaseModel], name: str) -> OptionInfo:
-    return next(i for i in infos(model) if i.name == name)
+__all__ = ["MAX_COUNT", "MAX_SEED", "MODELS", "OptionInfo", "check_device", "info", "infos", "option",
+           "parse_options", "positive_number", "spec_options", "whole_in"]
 
 
 class JobOptions(BaseModel):
@@ -261,23 +36,7 @@ class JobOptions(BaseModel):
         "auto", "auto (CUDA if present), cpu or cuda", label="Device", spec=False,
         choices=(("auto", "auto (a GPU if there is one)"), ("cpu", "CPU"), ("cuda", "GPU (CUDA)")),
         cli_choices=False, tip="auto runs on a GPU when the machine has one, else on the CPU")
-    seed: Annotated[int, Whole(0, MAX_SEED)] = option(0, "random seed")
-
-
-def parse_options(model: type[BaseModel], values: dict) -> BaseModel:
-    """`values` checked by `model`; None (a blank field, an absent flag) means the field's default.
-
-    An unknown option is a TypeError, as an unknown keyword of the spec function was.
-    """
-    unknown = sorted(set(values) - set(model.model_fields))
-    if unknown:
-        raise TypeError(f"unknown job option(s) for {model.__name__}: {', '.join(unknown)}")
-    return model(**{k: v for k, v in values.items() if v is not None})
-
-
-def spec_options(options: BaseModel) -> dict:
-    """The fields that go into the spec's `options` as they are (spec=True), in declaration order."""
-    return {i.name: getattr(options, i.name) for i in infos(type(options)) if i.spec}
+    seed: Annotated[int, Whole(0, MAX_SEED)] = option(0, "random seed", filled=True)
 
 
 # The types a field's check comes from (the form's editor and the CLI's type follow from them).
@@ -323,7 +82,6 @@ class TrainOptions(JobOptions):
     monitor_layers: Annotated[list | None, Layers()] = option(
         None, "compute alignment/uniformity of these layers at every checkpoint (a label-free monitor)",
         metavar="L1,L2", hint="none; or out_6,out_7")
-    seed: Annotated[int, Whole(0, MAX_SEED)] = option(0, "random seed", filled=True)
     gpus: Annotated[int, Whole(0)] = option(1, "GPUs the job needs (several: DDP with torchrun)", label="GPUs",
                                             cli=False, spec=False, filled=True)   # the CLI's is --queue's --gpus
 
@@ -335,7 +93,6 @@ class EvalOptions(JobOptions):
                                                 spec=False, tip="A label for the run; editable later in Runs")
     data: Data = option(None, "dataset", label="Dataset", metavar="SPEC", default_text="the run's", spec=False,
                         kind="data", tip="Blank: the parent run's dataset")
-    seed: Annotated[int, Whole(0, MAX_SEED)] = option(0, "random seed", filled=True)
 
 
 class ProbeOptions(EvalOptions):
@@ -426,7 +183,6 @@ class SampleOptions(JobOptions):
     n: Annotated[int, Whole(1, 4096)] = option(64, "number of images", label="Images", filled=True)
     sampler: Words = option(None, "sampler", default_text="ddim for DDPM, heun for EDM", choices=SAMPLERS)
     steps: Count = option(None, "sampler steps", default_text="100 for DDIM, 18 for Heun", hint="100 DDIM, 18 Heun")
-    seed: Annotated[int, Whole(0, MAX_SEED)] = option(0, "random seed", filled=True)
 
 
 class FidOptions(EvalOptions):
