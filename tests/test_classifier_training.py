@@ -85,3 +85,47 @@ def test_augmented_batches_seed_each_batch_and_accuracy_counts_the_labels():
     labels = torch.tensor([0, 1, 0, 1, 0])
     always_zero = lambda start, batch: torch.tensor([[1.0, 0.0]]).repeat(len(batch), 1)
     assert held_out_accuracy(always_zero, images, labels, "cpu", lambda: False) == pytest.approx(0.6)
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory):
+    """A micro DDPM model trained for 4 steps."""
+    from ddae_core.jobs.specs import create_job, execute, train_spec
+    from tests.conftest import micro_config
+
+    ws = tmp_path_factory.mktemp("loop-ws")
+    cfg = micro_config()
+    cfg["studio"].update({"checkpoint_every_steps": 4, "sample_every_steps": 4, "sample_steps": 2})
+    cfg["n_sample"] = 4
+    run_dir = create_job(ws, train_spec(config=cfg, data="builtin:shapes?n_train=64&n_test=32", steps=4,
+                                        batch_size=16, device="cpu"))
+    assert execute(run_dir, ws, handle_signals=False) == "done"
+    return ws, run_dir
+
+
+@pytest.mark.parametrize("kind", ["head", "wrn", "finetune"])
+def test_a_stop_request_ends_each_job_at_the_next_batch(parent, kind):
+    import json
+
+    from ddae_core.engine.reporting import STOP_FILE
+    from ddae_core.jobs.eval_specs import finetune_spec, noisy_spec
+    from ddae_core.jobs.specs import create_job, execute
+
+    ws, parent_dir = parent
+    common = {"epochs": 2, "train_limit": 32, "test_limit": 16, "batch_size": 16, "device": "cpu"}
+    spec = {"head": lambda: noisy_spec(parent_dir, layer="out_3", **common),
+            "wrn": lambda: noisy_spec(parent_dir, baseline="wrn", width=1, depth=10, **common),
+            "finetune": lambda: finetune_spec(parent_dir, layer="out_2", timestep=11, **common)}[kind]()
+    job = create_job(ws, spec)
+    loss_key = "finetune/train_loss" if kind == "finetune" else "noisy/train_loss"
+
+    def stop_after_the_first_epoch(event):
+        if event["type"] == "metric" and event["key"] == loss_key:
+            (job / STOP_FILE).touch()
+
+    assert execute(job, ws, echo=stop_after_the_first_epoch, handle_signals=False) == "cancelled"
+    lines = [json.loads(line) for line in (job / "events.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in lines if e["type"] == "metric" and e["key"] == loss_key] == [1]
+    progress = [e["done"] for e in lines if e["type"] == "progress"]
+    assert 1 <= max(progress) <= 2                      # progress is throttled; no batch of epoch 2 ran
+    assert not (job / ("finetune.json" if kind == "finetune" else "noisy.json")).exists()
