@@ -33,7 +33,11 @@ INVALID_STYLE = "border: 1px solid #c62828; border-radius: 3px;"
 
 @dataclass(frozen=True)
 class Field:
-    """One form field. `name` is the spec keyword, which is also what ConfigError.field says."""
+    """One form field. `name` is the spec keyword, which is also what ConfigError.field says.
+
+    A job option's Field is made from its model's field (launch_kinds.option_field); the few fields of
+    the form itself (preset, overrides, parent, priority, the sweep group) are written out.
+    """
 
     name: str
     label: str

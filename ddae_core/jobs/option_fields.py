@@ -112,6 +112,14 @@ class Text(_Check):
 
 
 @dataclass(frozen=True)
+class Passed(_Check):
+    """The value as given: the config checks it where it lands (`studio.checkpoint_every_steps: ...`)."""
+
+    def check(self, field: str, value):
+        return value
+
+
+@dataclass(frozen=True)
 class Flag(_Check):
     """On or off (a check box; --x, or --no-x where it is on by default)."""
 

@@ -17,9 +17,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict
 
 from ..engine.evaluation.protocols import PROTOCOLS
-from .option_fields import (MAX_COUNT, MAX_SEED, DataSpec, Device, Flag, Layers, OneOf, OptionInfo, Positive, Text,
-                            Whole, check_device, info, infos, option, parse_options, positive_number, spec_options,
-                            whole_in)
+from .option_fields import (MAX_COUNT, MAX_SEED, DataSpec, Device, Flag, Layers, OneOf, OptionInfo, Passed, Positive,
+                            Text, Whole, check_device, info, infos, option, parse_options, positive_number,
+                            spec_options, whole_in)
 
 __all__ = ["MAX_COUNT", "MAX_SEED", "MODELS", "OptionInfo", "check_device", "info", "infos", "option",
            "parse_options", "positive_number", "spec_options", "whole_in"]
@@ -46,6 +46,7 @@ Rate = Annotated[float | None, Positive()]
 Words = Annotated[str | list | None, Text()]
 Switch = Annotated[bool, Flag()]
 Data = Annotated[str | None, DataSpec()]
+StudioCount = Annotated[Any, Passed()]
 SAMPLERS = (("", "default (DDIM or Heun)"), ("ddim", "DDIM"), ("ddpm", "DDPM"), ("heun", "Heun (EDM)"))
 
 
@@ -73,10 +74,11 @@ class TrainOptions(JobOptions):
                            tip="Stop early when this many minutes have passed (the run still ends as done)")
     batch_size: Count = option(None, "images per optimizer step", default_text="the config's")
     lr: Rate = option(None, "learning rate", label="Learning rate", default_text="the config's")
-    checkpoint_every_steps: Count = option(None, "steps between checkpoints", label="Checkpoint every",
-                                           flag="--checkpoint-every", spec=False)
-    sample_every_steps: Count = option(None, "steps between sample grids", label="Samples every",
-                                       flag="--sample-every", spec=False)
+    # Keys of the config's studio block, checked (and named) there as the preset's own values are.
+    checkpoint_every_steps: StudioCount = option(None, "steps between checkpoints", label="Checkpoint every",
+                                                 flag="--checkpoint-every", spec=False, kind="int")
+    sample_every_steps: StudioCount = option(None, "steps between sample grids", label="Samples every",
+                                             flag="--sample-every", spec=False, kind="int")
     data_limit: Count = option(None, "use only this many training images (quick tests)", label="Train images",
                                hint="all")
     monitor_layers: Annotated[list | None, Layers()] = option(
