@@ -37,6 +37,9 @@ for module in PySide6 pyqtgraph; do
 done
 
 ws=$tmp/ws
+# Package data: the bundled example run (resources/examples) imports into a workspace.
+"$tmp/venv/bin/ddae" import-example shapes --workspace "$ws" > "$tmp/example.out" 2>&1 \
+  || { cat "$tmp/example.out"; fail "ddae import-example shapes failed"; }
 # The engine and the CLI in the foreground (presets and migrations found as package data).
 "$tmp/venv/bin/ddae" train --preset tiny-ddpm --data builtin:shapes --steps 5 --workspace "$ws" --device cpu \
   > "$tmp/train.out" 2>&1 || { cat "$tmp/train.out"; fail "ddae train failed"; }
