@@ -113,9 +113,10 @@ class JobKind:
         """The layout with each option name made its Field; the options it does not place go to MORE,
         before the last section (Resources)."""
         fields = {o.name: option_field(o) for o in infos(self.options) if o.gui}
-        placed = {f for _, names in self.layout for f in names if isinstance(f, str)}
-        sections = [(title, [fields[f] if isinstance(f, str) else f for f in names if not isinstance(f, str)
-                             or f in fields]) for title, names in self.layout]
+        placed = {entry for _, entries in self.layout for entry in entries if isinstance(entry, str)}
+        sections = [(title, [fields[e] if isinstance(e, str) else e for e in entries
+                             if not isinstance(e, str) or e in fields])      # a name the model lacks: none
+                    for title, entries in self.layout]
         rest = [field for name, field in fields.items() if name not in placed]
         if rest:
             sections.insert(len(sections) - 1, (MORE, rest))
