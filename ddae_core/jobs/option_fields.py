@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 from pydantic import Field as _Field
@@ -189,7 +189,8 @@ def option(default: Any = None, help: str = "", *, label: str | None = None, hin
     extra = {"label": label, "hint": hint, "flag": flag, "metavar": metavar,
              "choices": tuple(choices), "exclusive": exclusive, "cli": cli, "gui": gui, "kind": kind,
              "spec": spec, "default_text": default_text, "tip": tip, "filled": filled, "cli_choices": cli_choices}
-    return _Field(default, description=help, json_schema_extra={k: v for k, v in extra.items() if v is not None})
+    hints = {k: v for k, v in extra.items() if v is not None}
+    return _Field(default, description=help, json_schema_extra=cast(Any, hints))     # tuples are fine here
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ def infos(model: type[BaseModel]) -> list[OptionInfo]:
     """The model's fields in declaration order, with their CLI and form hints."""
     out = []
     for name, field in model.model_fields.items():
-        extra = field.json_schema_extra or {}
+        extra = cast(dict[str, Any], field.json_schema_extra or {})
         choices = extra.get("choices", ())
         kind = extra.get("kind") or ("choice" if choices else _kind_of(field))
         default = field.default
