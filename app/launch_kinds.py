@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from ddae_core.engine.config import load_config, parse_model_config
 from ddae_core.engine.errors import ConfigError, UserError
 from ddae_core.jobs import options as job_options
 from ddae_core.jobs.eval_specs import align_spec, fid_spec, finetune_spec, noisy_spec, probe_spec, sample_spec
-from ddae_core.jobs.options import OptionInfo, infos
+from ddae_core.jobs.options import OptionInfo, SweepOptions, infos, parse_options
 from ddae_core.jobs.specs import train_spec
 from ddae_core.jobs.sweep import sweep_plan
 
@@ -158,16 +158,15 @@ def _build_train(v: dict, workspace: Path) -> dict:
 
 
 # The sweep plan's fields as the train form names them (the rest are marked at the group's box).
-SWEEP_FIELDS = {"checkpoints": "sweep_checkpoints", "fid_n": "sweep_fid_n", "probe": "sweep_probe"}
+SWEEP_FIELDS = {name: f"sweep_{name}" for name in SweepOptions.model_fields}
 
 
 def _sweep_plan(v: dict, spec: dict, workspace: Path) -> dict:
     """The plan `ddae train --sweep` makes, from the form's "Evaluate checkpoints while training" group."""
-    fid_n = v.get("sweep_fid_n")
+    sweep = parse_options(SweepOptions, {name: v.get(field) for name, field in SWEEP_FIELDS.items()})
     try:
-        return sweep_plan(parse_model_config(spec["config"]), workspace,
-                          checkpoints=v.get("sweep_checkpoints") or "all", fid_n=10000 if fid_n is None else fid_n,
-                          probe=v.get("sweep_probe"), device=spec["device"]["request"], seed=v.get("seed") or 0)
+        return sweep_plan(parse_model_config(spec["config"]), workspace, **sweep.model_dump(),
+                          device=spec["device"]["request"], seed=v.get("seed") or 0)
     except ConfigError as exc:
         message = str(exc).removeprefix(f"{exc.field}: ")
         raise ConfigError(SWEEP_FIELDS.get(exc.field, "sweep"), message) from None
@@ -186,6 +185,8 @@ def _evaluation(kind: str, spec_function: Callable[..., dict]) -> Callable[[dict
 EVAL_HEAD = ["name", PARENT, "checkpoint"]
 
 SAMPLING = ["n", "sampler", "steps"]
+# The train form's sweep group: SweepOptions' fields, named sweep_<field> beside the train options.
+SWEEP_GROUP = [replace(option_field(o), name=SWEEP_FIELDS[o.name]) for o in infos(SweepOptions)]
 
 KINDS: tuple[JobKind, ...] = (
     JobKind("train", "Pre-train a diffusion model",
@@ -204,13 +205,7 @@ KINDS: tuple[JobKind, ...] = (
                           placeholder="queue an FID and a probe job for each checkpoint as it is saved",
                           tip="As `ddae train --sweep`: the jobs run beside the training on free devices, and the "
                               "run's Accuracy and FID tab fills in as they finish"),
-                    Field("sweep_checkpoints", "Checkpoints", placeholder="all; or every K (steps)",
-                          tip="all checkpoints, or those at multiples of K steps"),
-                    Field("sweep_fid_n", "FID samples", "int", placeholder="10000 (0: no FID)",
-                          tip="Samples per checkpoint; needs pytorch-fid and the Inception weights file"),
-                    Field("sweep_probe", "Probe", placeholder="the config's cell; or 11,out_6; grid; none",
-                          tip="Fast protocol: one cell t,layer, the paper's whole grid (its best cell counts), "
-                              "or none")]),
+                    *SWEEP_GROUP]),
                 _resources(gpus=True)),
             _build_train, user_error_field="config"),
     JobKind("probe", "Probe grid (layer x noise)",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..jobs.options import MODELS
-from .common import (add_device, add_options, add_workspace, check_priority_option, number, options_of, run_dir_of,
-                     workspace_of)
+from ..jobs.options import MODELS, SweepOptions
+from .common import add_device, add_options, add_workspace, check_priority_option, options_of, run_dir_of, workspace_of
 from .evaluate import _eval_parser
 
 
@@ -28,11 +27,7 @@ def _sweep_fid(args) -> dict:
 
 def add_sweep_options(p: argparse.ArgumentParser, pre: str = "") -> None:
     """--fid-n, --probe and the FID options (each --sweep-... for `ddae train`)."""
-    p.add_argument(f"--{pre}fid-n", type=number, default=10000, dest="fid_n",
-                   help="FID samples per checkpoint (default 10000; 0: no FID)")
-    p.add_argument(f"--{pre}probe", metavar="T,LAYER|grid|none", dest="probe",
-                   help="probe per checkpoint, fast protocol: one cell T,LAYER like 11,out_6 (default: the config's), "
-                        "grid (the paper's grid, its best cell), or none")
+    add_options(p, SweepOptions, prefix=pre)
     _fid_options(p, pre)
 
 

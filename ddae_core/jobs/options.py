@@ -209,6 +209,25 @@ class FidOptions(EvalOptions):
                                   "workspace's data/fid/, or torch's hub cache")
 
 
+class SweepOptions(BaseModel):
+    """A checkpoint sweep's own options (`ddae sweep`, `ddae train --sweep-...`, the train form's sweep group);
+    its FID jobs take FidOptions' sampler, steps, batch_size, dims and inception. jobs.sweep.sweep_plan checks
+    them, in its own words."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    checkpoints: StudioCount = option("all", "all checkpoints, or every K: those at multiples of K steps",
+                                      hint="all; or every K (steps)", cli=False)   # the CLI's takes several words
+    fid_n: StudioCount = option(10000, "FID samples per checkpoint (0: no FID)", label="FID samples", kind="int",
+                                hint="10000 (0: no FID)",
+                                tip="Samples per checkpoint; needs pytorch-fid and the Inception weights file")
+    probe: StudioCount = option(None, "probe per checkpoint, fast protocol: one cell T,LAYER like 11,out_6, grid "
+                                      "(the paper's grid, its best cell), or none", label="Probe",
+                                metavar="T,LAYER|grid|none", default_text="the config's", hint="the config's cell; or 11,out_6; grid; none",
+                                tip="Fast protocol: one cell t,layer, the paper's whole grid (its best cell counts), "
+                                    "or none")
+
+
 # kind -> its options; the CLI, the spec functions and the launch forms look the model up here.
 MODELS: dict[str, type[JobOptions]] = {
     "train": TrainOptions, "probe": ProbeOptions, "align-uniform": AlignOptions, "noisy-classifier": NoisyOptions,
