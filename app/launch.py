@@ -380,7 +380,7 @@ class LaunchForm(QWidget):
         except (UserError, ValueError, LookupError, OSError) as exc:
             self.show_message(f"Nothing was queued: {exc}", error=True)
             return None
-        except Exception as exc:  # noqa: BLE001 - never a traceback dialog; the log keeps it
+        except Exception as exc:      # never a traceback dialog; the log keeps it
             log.exception("Queueing failed")
             self.show_message(f"Nothing was queued: {exc.__class__.__name__}: {exc}", error=True)
             return None

@@ -21,7 +21,8 @@ from ddae_core.engine.config import load_config, parse_model_config
 from ddae_core.engine.errors import ConfigError, UserError
 from ddae_core.jobs import options as job_options
 from ddae_core.jobs.eval_specs import align_spec, fid_spec, finetune_spec, noisy_spec, probe_spec, sample_spec
-from ddae_core.jobs.options import OptionInfo, SweepOptions, infos, parse_options
+from ddae_core.jobs.option_fields import OptionInfo, infos, parse_options
+from ddae_core.jobs.options import SweepOptions
 from ddae_core.jobs.specs import train_spec
 from ddae_core.jobs.sweep import sweep_plan
 

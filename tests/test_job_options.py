@@ -9,7 +9,8 @@ from ddae_core.cli import build_parser
 from ddae_core.engine.errors import ConfigError
 from ddae_core.jobs import options
 from ddae_core.jobs.eval_specs import probe_spec
-from ddae_core.jobs.options import Count, ProbeOptions, TrainOptions, option
+from ddae_core.jobs.option_fields import option, parse_options
+from ddae_core.jobs.options import Count, ProbeOptions, TrainOptions
 from ddae_core.jobs.specs import create_job, train_spec
 
 from .conftest import MICRO_DATA, micro_config, micro_train_spec
@@ -95,4 +96,4 @@ def test_every_kind_has_a_model_and_its_defaults_pass_its_own_checks():
     """A default outside its own range would be refused only when someone typed it."""
     for kind, model in options.MODELS.items():
         defaults = {name: field.default for name, field in model.model_fields.items() if field.default is not None}
-        assert options.parse_options(model, defaults) == model(), kind
+        assert parse_options(model, defaults) == model(), kind

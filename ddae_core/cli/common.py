@@ -30,7 +30,7 @@ def add_options(parser, model, names=None, *, prefix: str = "", dest_prefix: str
     names: only these fields (default: every field the CLI shows); prefix: put after `--` of each flag
     (`--sweep-steps`); dest_prefix: before each dest, where two models' options share one parser.
     """
-    from ..jobs.options import infos
+    from ..jobs.option_fields import infos
 
     groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
     for info in infos(model):
@@ -71,7 +71,7 @@ def _flag_and_kwargs(info, prefix: str, dest_prefix: str) -> tuple[list[str], di
 
 def options_of(args, model, *, dest_prefix: str = "", skip=()) -> dict:
     """The values argparse parsed for `model`'s CLI fields, by field name (for the spec function)."""
-    from ..jobs.options import infos
+    from ..jobs.option_fields import infos
 
     return {i.name: getattr(args, dest_prefix + i.name) for i in infos(model)
             if i.cli and i.name not in skip and hasattr(args, dest_prefix + i.name)}

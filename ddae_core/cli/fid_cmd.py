@@ -8,7 +8,6 @@ from ..jobs.options import MODELS, SweepOptions
 from .common import add_device, add_options, add_workspace, check_priority_option, options_of, run_dir_of, workspace_of
 from .evaluate import _eval_parser
 
-
 # The FID job's options a sweep passes on to its FID jobs (as --sampler ... or --sweep-sampler ...).
 SWEEP_FID = ("sampler", "steps", "batch_size", "dims")
 

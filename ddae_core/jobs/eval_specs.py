@@ -9,7 +9,8 @@ from ..engine.config import load_config, parse_model_config
 from ..engine.errors import ConfigError, UserError
 from ..engine.evaluation.grid_axes import parse_layers, parse_timesteps
 from ..engine.runs import read_spec
-from .options import MODELS, parse_options, spec_options
+from .option_fields import parse_options, spec_options
+from .options import MODELS
 
 
 def parent_config(parent_dir: Path):

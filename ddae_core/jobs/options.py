@@ -3,7 +3,7 @@
 A field holds its default, its range or check, its help text and its form hints. Three things are
 derived from it, so that an option added here appears everywhere at once:
 - the CLI's arguments (`ddae_core.cli.common.add_options`): flag, type, default and help;
-- the spec's validation (`specs.train_spec`, `eval_specs.*_spec` go through `parse_options`), which
+- the spec's validation (`specs.train_spec`, `eval_specs.*_spec` go through `option_fields.parse_options`), which
   copies every field into the spec's `options` unless the field says otherwise;
 - the launch form's fields and placeholders (`app.launch_kinds`).
 How a field is declared and checked (`option()`, Whole, Positive, ...) is option_fields.py.
@@ -17,12 +17,20 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict
 
 from ..engine.evaluation.protocols import PROTOCOLS
-from .option_fields import (MAX_COUNT, MAX_SEED, DataSpec, Device, Flag, Layers, OneOf, OptionInfo, Passed, Positive,
-                            Text, Whole, check_device, info, infos, option, parse_options, positive_number,
-                            spec_options, whole_in)
-
-__all__ = ["MAX_COUNT", "MAX_SEED", "MODELS", "OptionInfo", "check_device", "info", "infos", "option",
-           "parse_options", "positive_number", "spec_options", "whole_in"]
+from .option_fields import (
+    MAX_COUNT,
+    MAX_SEED,
+    DataSpec,
+    Device,
+    Flag,
+    Layers,
+    OneOf,
+    Passed,
+    Positive,
+    Text,
+    Whole,
+    option,
+)
 
 
 class JobOptions(BaseModel):
@@ -223,7 +231,8 @@ class SweepOptions(BaseModel):
                                 tip="Samples per checkpoint; needs pytorch-fid and the Inception weights file")
     probe: StudioCount = option(None, "probe per checkpoint, fast protocol: one cell T,LAYER like 11,out_6, grid "
                                       "(the paper's grid, its best cell), or none", label="Probe",
-                                metavar="T,LAYER|grid|none", default_text="the config's", hint="the config's cell; or 11,out_6; grid; none",
+                                metavar="T,LAYER|grid|none", default_text="the config's",
+                                hint="the config's cell; or 11,out_6; grid; none",
                                 tip="Fast protocol: one cell t,layer, the paper's whole grid (its best cell counts), "
                                     "or none")
 

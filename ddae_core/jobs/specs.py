@@ -20,7 +20,8 @@ from ..engine.errors import ConfigError, UserError
 from ..engine.nets.unet import tap_names
 from ..engine.reporting import Reporter
 from ..engine.runs import create_run, read_spec
-from .options import MAX_COUNT, MAX_SEED, MODELS, check_device, parse_options, positive_number, spec_options, whole_in
+from .option_fields import MAX_COUNT, MAX_SEED, check_device, parse_options, positive_number, spec_options, whole_in
+from .options import MODELS
 
 __all__ = ["MAX_COUNT", "MAX_SEED", "check_device", "check_seed", "create_job", "execute", "train_spec"]
 
@@ -166,7 +167,7 @@ def execute(run_dir: Path, workspace: Path, echo: Callable[[dict], None] | None 
         spec = read_spec(run_dir)
         apply_threads(job_threads(spec))     # before the job's first op: jobs sharing the CPU split it
         if spec["kind"] == "train" and (spec.get("options") or {}).get("sweep") and dist.is_main:
-            from .sweep import checkpoint_hook     # FID and probe jobs queued for each new checkpoint
+            from .sweep import checkpoint_hook  # FID and probe jobs queued for each new checkpoint
 
             return _runner("train")(run_dir, reporter, workspace, [checkpoint_hook(run_dir, spec["options"]["sweep"])])
         return _runner(spec["kind"])(run_dir, reporter, workspace)
