@@ -21,10 +21,10 @@ from pathlib import Path
 from db import QueueEntry, RunRecord, Store
 from db.records import FINAL_STATUSES
 
+from ..engine.errors import UserError
 from ..rundir import RUNS_DIR, STOP, EventType, RunStatus
 from . import slurm
 from .cluster import get_profile, read_slurm, run_cluster
-from ..engine.errors import UserError
 from .worker_process import append_event
 
 log = logging.getLogger(__name__)
@@ -95,9 +95,10 @@ def cluster_gpus(entry: QueueEntry, profile) -> int:
 class ClusterBackend:
     """Submits, polls and times out the cluster jobs of one workspace's scheduler."""
 
-    def __init__(self, workspace: Path, store: Store, kill_timeout_s: float = 30.0):
+    def __init__(self, workspace: Path, store: Store, ingest_run, kill_timeout_s: float = 30.0):
         self.workspace = Path(workspace)
         self.store = store
+        self._ingest_run = ingest_run              # the scheduler's: counts what it ingests in the tick's report
         self.kill_timeout_s = kill_timeout_s
         self._submitted: dict[str, float] = {}       # run -> when we submitted it (for the squeue grace)
         self._killed: set[str] = set()
@@ -141,7 +142,7 @@ class ClusterBackend:
         return True
 
     # Polling.
-    def poll(self, t, ingest_run) -> None:
+    def poll(self, t) -> None:
         """Judge running runs with a Slurm job by squeue: gone without a final status -> interrupted
         (or cancelled when a stop was asked); a stop not obeyed within the timeout -> scancel."""
         for run_id in list(self._submitted):          # ours that ended (their events were just ingested)
@@ -181,15 +182,15 @@ class ClusterBackend:
                     self._show_pending(record, run_dir, job)
                 if stop is not None and (job.state == "PENDING" or now - stop >= self.kill_timeout_s) \
                         and record.id not in self._killed:
-                    self._scancel(record.id, job_id)
+                    self.cancel(record.id, job_id)
                     if job.state == "PENDING":
-                        self._end(t, record.id, run_dir, RunStatus.CANCELLED, None, ingest_run)
+                        self._end(t, record.id, run_dir, RunStatus.CANCELLED, None)
                     else:
                         t.killed.append(record.id)
                 continue
             if now - self._submitted.get(record.id, 0) < GONE_GRACE_S:
                 continue
-            ingest_run(record.id)                 # a final status written as it ended counts
+            self._ingest_run(record.id)           # a final status written as it ended counts
             current = self.store.get_run(record.id)
             if current.status != RunStatus.RUNNING:
                 continue                          # it ended on its own: reported at the next tick
@@ -197,7 +198,7 @@ class ClusterBackend:
             if stop is not None:
                 self._end(t, record.id, run_dir, RunStatus.CANCELLED,
                           f"Slurm job {job_id} ended ({state}) after the cancel request; resume continues from "
-                          "its last checkpoint.", ingest_run)
+                          "its last checkpoint.")
             else:
                 self.store.set_status(record.id, RunStatus.INTERRUPTED,
                                       error=f"Slurm job {job_id} ended ({state}) without a final status; its log.txt "
@@ -214,17 +215,18 @@ class ClusterBackend:
             append_event(run_dir, EventType.PROGRESS, done=0, total=0, stage=stage)
         self._pending[record.id] = stage
 
-    def _scancel(self, run_id: str, job_id: str) -> None:
+    def cancel(self, run_id: str, job_id: str) -> None:
+        """scancel the run's Slurm job now (the poll does it once a stop outlives the timeout)."""
         try:
             slurm.cancel(job_id)
             self._killed.add(run_id)
         except slurm.SlurmError as exc:
             log.warning("Could not cancel Slurm job %s of run %s: %s", job_id, run_id, exc)
 
-    def _end(self, t, run_id: str, run_dir: Path, status: str, error: str | None, ingest_run) -> None:
+    def _end(self, t, run_id: str, run_dir: Path, status: str, error: str | None) -> None:
         self._submitted.pop(run_id, None)
         append_event(run_dir, EventType.STATUS, status=status, **({"error": error} if error else {}))
-        ingest_run(run_id)
+        self._ingest_run(run_id)
         if self.store.get_run(run_id).status == RunStatus.RUNNING:
             self.store.set_status(run_id, status, error=error)
         t.finished.append((run_id, status))

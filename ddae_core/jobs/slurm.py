@@ -17,16 +17,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..rundir import SLURM_DIR, JobKind
-from .cluster import ClusterProfile, record_submission
 from ..engine.errors import UserError
+from ..rundir import DDP_KINDS, SLURM_DIR, JobKind
+from .cluster import ClusterProfile, record_submission
 
 SQUEUE_CACHE_S = 3.0
 SQUEUE_FORMAT = "%i|%T|%r|%N|%M|%l"
 LIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
                "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD")
 SUBMITIT_DIR = SLURM_DIR        # submitit's pickles and its own logs, inside the run directory
-DDP_KINDS = (JobKind.TRAIN,)
 
 
 class SlurmError(UserError):

@@ -41,6 +41,7 @@ from .layout import (
 from .locks import ProcessLock, lock_holder
 from .vocab import (
     ACTIVE_STATUSES,
+    DDP_KINDS,
     FINAL_STATUSES,
     MODEL_KINDS,
     ArtifactKind,
@@ -51,6 +52,7 @@ from .vocab import (
 
 __all__ = [
     "ACTIVE_STATUSES", "CHECKPOINTS_DIR", "CHECKPOINT_RE", "CLUSTER_FILE", "DAMAGED_SUFFIX", "DATA_DIR", "DB_NAME",
+    "DDP_KINDS",
     "EVENTS", "FID_RESULTS", "FIGURES_DIR", "FINAL_STATUSES", "FINETUNE_RESULTS", "GRID", "INGEST_LOCK", "LOG",
     "META", "MODEL_KINDS", "NOISY_HEAD", "NOISY_RESULTS", "PROBE_HEADS", "RUNS_DIR", "SAMPLES_DIR", "SAMPLES_KEY",
     "SCHEDULER_LOCK", "SLURM", "SLURM_DIR", "SPEC", "STOP", "ArtifactKind", "EventType", "JobKind", "NewLines",

@@ -40,6 +40,7 @@ class JobKind(StrEnum):
 
 
 MODEL_KINDS = (JobKind.TRAIN, JobKind.IMPORT)   # runs that hold a trained model's checkpoints
+DDP_KINDS = (JobKind.TRAIN,)                    # kinds whose runner trains data-parallel (torchrun, one rank a GPU)
 
 
 class ArtifactKind(StrEnum):
