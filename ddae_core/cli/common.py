@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..engine.errors import UserError
 from ..engine.runs import find_run, resolve_workspace
+from ..rundir import RunStatus
 
 
 def number(text: str) -> int | float:
@@ -153,7 +154,7 @@ class ConsoleProgress:
             self.values[event["key"]] = event["value"]
         elif kind == "progress":
             self._show(event)
-        elif kind == "status" and event.get("status") in ("done", "failed", "cancelled"):
+        elif kind == "status" and event.get("status") in (RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED):
             self._finish_line()
 
     def _show(self, event: dict) -> None:
@@ -232,7 +233,7 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
             store.close()
         where = f" for cluster {cluster}" if cluster else ""
         print(f"queued {run_dir.name}{where} (priority {args.priority}); `ddae queue serve` or the app runs it")
-        return run_dir, "queued"
+        return run_dir, RunStatus.QUEUED
     _check_foreground_gpus(args)
     run_dir = create_job(workspace, spec)
     if not quiet:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..engine.config import preset_path
 from ..jobs.specs import train_spec
+from ..rundir import GRID, SAMPLES_DIR, RunStatus
 from .common import launch, workspace_of
 
 DEMO_TIMESTEPS = "1,11,51,101"
@@ -63,7 +64,7 @@ def _probe(args, parent: Path, name: str) -> Path | None:
                       train_limit=args.probe_images, test_limit=max(1, args.probe_images // 4), name=name,
                       **DEMO_PROBE)
     probe_dir, status = launch(args, spec)
-    return probe_dir if status == "done" else None
+    return probe_dir if status == RunStatus.DONE else None
 
 
 def _train_own(args) -> Path | None:
@@ -72,9 +73,9 @@ def _train_own(args) -> Path | None:
     print(f"\nTraining tiny-ddpm of your own on {args.data} for {args.minutes:g} minutes "
           "(the loss falls; samples are written as it goes).", flush=True)
     train_dir, status = launch(args, spec)
-    if status != "done":
+    if status != RunStatus.DONE:
         return None
-    samples = sorted((train_dir / "samples").glob("step_*.png"))
+    samples = sorted((train_dir / SAMPLES_DIR).glob("step_*.png"))
     if samples:
         print(f"samples: {samples[-1]}")
     return train_dir
@@ -85,7 +86,7 @@ def _print_result(probe_dir: Path, bundled: bool) -> None:
     from ..engine.evaluation.protocols import PROTOCOLS
     from ..engine.evaluation.report import format_grid
 
-    grid = json.loads((probe_dir / "grid.json").read_text())
+    grid = json.loads((probe_dir / GRID).read_text())
     timesteps = grid["timesteps"]
     labels = {t: grid["labels"].get(str(t), f"t={t}") for t in timesteps}
     cells = {int(t): row for t, row in grid["accuracy"].items()}

@@ -15,6 +15,7 @@ from ..engine.config import load_config, preset_names, preset_path
 from ..engine.errors import UserError
 from ..jobs.options import MODELS
 from ..jobs.specs import train_spec
+from ..rundir import SAMPLES_DIR, RunStatus
 from .common import add_device, add_options, add_queue_options, add_workspace, launch, options_of, run_dir_of
 from .fid_cmd import add_sweep_options, train_sweep_plan
 
@@ -113,8 +114,8 @@ def cmd_sample(args) -> int:
     spec = sample_spec(run_dir_of(args), **options_of(args, MODELS["sample"]))
     out = _check_out(args.out) if args.out else None
     run_dir, status = launch(args, spec)
-    if status == "done":
-        grid = run_dir / "samples" / "grid.png"
+    if status == RunStatus.DONE:
+        grid = run_dir / SAMPLES_DIR / "grid.png"
         if out is not None:
             try:
                 shutil.copyfile(grid, out)
@@ -143,7 +144,7 @@ def cmd_import(args) -> int:
 
     spec = import_spec(args.checkpoint, args.config, name=args.name, data=args.data)
     run_dir, status = launch(args, spec, quiet=True)
-    if status == "done":
+    if status == RunStatus.DONE:
         print(f"imported as run {run_dir.name}")
     return _finish(run_dir, status)
 
@@ -171,9 +172,9 @@ def cmd_demo(args) -> int:
 
 
 def _finish(run_dir, status: str) -> int:
-    if status in ("done", "queued"):
+    if status in (RunStatus.DONE, RunStatus.QUEUED):
         return 0
-    if status == "cancelled":
+    if status == RunStatus.CANCELLED:
         print(f"cancelled; resume with `ddae queue resume {run_dir.name}`", file=sys.stderr)
         return 3
     return 1

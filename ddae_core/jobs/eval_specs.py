@@ -9,6 +9,7 @@ from ..engine.config import load_config, parse_model_config
 from ..engine.errors import ConfigError, UserError
 from ..engine.evaluation.grid_axes import parse_layers, parse_timesteps
 from ..engine.runs import read_spec
+from ..rundir import JobKind
 from .option_fields import parse_options, spec_options
 from .options import MODELS
 
@@ -172,7 +173,7 @@ def import_spec(checkpoint: str | Path, config: str | Path, *, name=None, data=N
     if data is not None:
         datasets.check_data_spec(data)
     return {
-        "kind": "import",
+        "kind": JobKind.IMPORT,
         "name": name or path.stem,
         "data": data or {"cifar": "cifar10", "tiny": "tiny-imagenet"}.get(str(cfg.get("dataset")), "cifar10"),
         "parent": None,

@@ -20,6 +20,7 @@ from ..engine.errors import ConfigError, UserError
 from ..engine.nets.unet import tap_names
 from ..engine.reporting import Reporter
 from ..engine.runs import create_run, read_spec
+from ..rundir import JobKind, RunStatus
 from .option_fields import MAX_COUNT, MAX_SEED, check_device, parse_options, positive_number, spec_options, whole_in
 from .options import MODELS
 
@@ -108,7 +109,7 @@ def train_spec(*, config: str | Path | dict, **values) -> dict:
     if opts.minutes is not None:
         options["time_limit_s"] = opts.minutes * 60
     return {
-        "kind": "train",
+        "kind": JobKind.TRAIN,
         "name": opts.name,
         "data": data,
         "device": {"request": opts.device, "gpus": opts.gpus},
@@ -132,7 +133,7 @@ def check_inputs(spec: dict) -> None:
                 datasets.check_data_files(data, split)
             except UserError as exc:
                 raise ConfigError("data", str(exc)) from None
-    if spec["kind"] == "import":
+    if spec["kind"] == JobKind.IMPORT:
         from ..engine.evaluation.importing import load_import
 
         load_import(Path(spec["options"]["source"]), spec["config"])
@@ -166,19 +167,19 @@ def execute(run_dir: Path, workspace: Path, echo: Callable[[dict], None] | None 
     try:
         spec = read_spec(run_dir)
         apply_threads(job_threads(spec))     # before the job's first op: jobs sharing the CPU split it
-        if spec["kind"] == "train" and (spec.get("options") or {}).get("sweep") and dist.is_main:
+        if spec["kind"] == JobKind.TRAIN and (spec.get("options") or {}).get("sweep") and dist.is_main:
             from .sweep import checkpoint_hook  # FID and probe jobs queued for each new checkpoint
 
             return _runner("train")(run_dir, reporter, workspace, [checkpoint_hook(run_dir, spec["options"]["sweep"])])
         return _runner(spec["kind"])(run_dir, reporter, workspace)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        reporter.status("failed", error=str(exc))
-        return "failed"
+        reporter.status(RunStatus.FAILED, error=str(exc))
+        return RunStatus.FAILED
     except Exception as exc:  # noqa: BLE001 - the log keeps the traceback, the status one sentence
         traceback.print_exc()
-        reporter.status("failed", error=f"{exc.__class__.__name__}: {exc}".strip()[:500])
-        return "failed"
+        reporter.status(RunStatus.FAILED, error=f"{exc.__class__.__name__}: {exc}".strip()[:500])
+        return RunStatus.FAILED
     finally:
         reporter.close()
         sys.stdout.flush()
