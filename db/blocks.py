@@ -82,7 +82,8 @@ def load(cursor, run: str, key: str, since_step: int | None = None) -> History:
     if since_step is not None:
         sql, params = sql + " AND last_step > ?", params + (since_step,)
     last = None
-    for step_bytes, value_bytes, time_bytes, last in cursor.execute(sql + " ORDER BY first_step", params):
+    # `last` is read after the loop: the last sealed block's last step.
+    for step_bytes, value_bytes, time_bytes, last in cursor.execute(sql + " ORDER BY first_step", params):  # noqa: B007
         steps.frombytes(step_bytes)
         values.frombytes(value_bytes)
         times.frombytes(time_bytes)

@@ -138,7 +138,8 @@ class Ingester:
             stats = self._write(session, version, batches)
         return IngestStats(runs_registered=registered, seconds=time.perf_counter() - started, **stats)
 
-    def _new_runs(self, runs_root: Path, known: dict[str, int], forgotten: set[str], only: str | None) -> list[RunFiles]:
+    def _new_runs(self, runs_root: Path, known: dict[str, int], forgotten: set[str],
+                  only: str | None) -> list[RunFiles]:
         if only:
             names = [only] if only not in known else []
         else:

@@ -6,8 +6,11 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ddae_core.rundir import FINAL_STATUSES as FINAL_STATUSES  # re-exported: db's modules import it from here
-from ddae_core.rundir import ArtifactKind, RunStatus
+from ddae_core.rundir import (
+    FINAL_STATUSES as FINAL_STATUSES,  # re-exported: db's modules import it from here
+    ArtifactKind,
+    RunStatus,
+)
 
 STATUSES = tuple(RunStatus)             # in the order of the schema's check constraint
 ARTIFACT_KINDS = tuple(ArtifactKind)    # likewise

@@ -91,7 +91,8 @@ def official_state(data: dict, weights: str, path: Path) -> dict[str, torch.Tens
     if weights == "ema":
         ema = data.get("EMA")
         if not isinstance(ema, dict) or not any(k.startswith(_OFFICIAL_EMA_PREFIX) for k in ema):
-            raise CheckpointError(f"Checkpoint {path} has no EMA weights; load its raw weights instead (--weights raw).")
+            raise CheckpointError(f"Checkpoint {path} has no EMA weights; load its raw weights instead "
+                                  "(--weights raw).")
         return _network_state(_strip(ema, _OFFICIAL_EMA_PREFIX))
     model = data.get("MODEL")
     if not isinstance(model, dict):

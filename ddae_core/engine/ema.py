@@ -7,7 +7,6 @@ import copy
 import torch
 from torch import nn
 
-
 # ema-pytorch up to 0.6.5 (the official runs, 2023, used 0.2.x) with update_after_step=0 copies the weights
 # at the first update and again at the second (it initialises, then lerps a copy onto itself); 0.7.0 and
 # later copy at the first only.

@@ -13,8 +13,8 @@ from pathlib import Path
 import yaml
 
 from ..rundir import (
-    CHECKPOINTS_DIR,
     CHECKPOINT_RE,
+    CHECKPOINTS_DIR,
     META,
     RUNS_DIR,
     SPEC,
@@ -44,7 +44,8 @@ def resolve_workspace(path: str | Path | None = None, create: bool = True) -> Pa
         except OSError as exc:
             if ws.is_dir() and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise read_only from None
-            raise UserError(f"Workspace {ws} cannot be created ({exc.strerror}); choose another with --workspace.") from None
+            raise UserError(f"Workspace {ws} cannot be created ({exc.strerror}); "
+                            "choose another with --workspace.") from None
         if not all(os.access(folder, os.W_OK) for folder in (ws, ws / "runs")):
             raise read_only
     return ws

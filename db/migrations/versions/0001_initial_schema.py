@@ -16,7 +16,6 @@ import time
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -63,7 +62,8 @@ def upgrade() -> None:
         sa.Column("events_mtime", sa.Float(), nullable=True),
         sa.Column("version", sa.Integer(), server_default="0", nullable=False),
         sa.CheckConstraint("device_request IN ('auto', 'cpu', 'cuda')", name=op.f("ck_runs_device_request")),
-        sa.CheckConstraint("status IN ('queued', 'running', 'done', 'failed', 'cancelled', 'interrupted')", name=op.f("ck_runs_status")),
+        sa.CheckConstraint("status IN ('queued', 'running', 'done', 'failed', 'cancelled', 'interrupted')",
+                           name=op.f("ck_runs_status")),
         sa.ForeignKeyConstraint(["parent_run"], ["runs.id"], name=op.f("fk_runs_parent_run_runs"), ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_runs"))
     )

@@ -13,8 +13,16 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import ImageData, balanced_subset, check_positive, check_split, join_notes, resize_images, \
-    resolve_data_root, size_text
+from .base import (
+    ImageData,
+    balanced_subset,
+    check_positive,
+    check_split,
+    join_notes,
+    resize_images,
+    resolve_data_root,
+    size_text,
+)
 from .batches import BatchSampler, augment_batch
 from .builtin import SHAPES, generate_shapes
 from .decode import load_files

@@ -70,7 +70,7 @@ def align_run(run_dir: Path, reporter, workspace: Path) -> str:
             if i == 0:
                 images = ctx.data("train", ctx.opts.get("limit")).images
 
-            def progress(done: int, n: int, i=i) -> None:
+            def progress(done: int, n: int, i=i, step=step) -> None:
                 reporter.progress(i * n + done, len(checkpoints) * n, f"checkpoint {step}")
             values = alignment_uniformity(ctx.model, images, t, layers, batch_size=ctx.opts.get("batch_size", 128),
                                           seed=ctx.seed, stop=ctx.stopped, on_progress=progress)

@@ -23,9 +23,9 @@ from ..grids import save_png, to_uint8
 from ..image_files import ImageFileError, load_image
 from ..model import DDAEModel, to_image_range
 from ..runs import find_run, read_spec, resolve_checkpoint
+from .grid_axes import parse_timesteps
 from .noisy import HEAD_FORMAT as NOISY_FORMAT, NoisyHead
 from .probe import HEADS_FORMAT as PROBE_FORMAT
-from .grid_axes import parse_timesteps
 
 
 @dataclass
@@ -85,7 +85,7 @@ class Classifier:
 
     @classmethod
     def from_run(cls, run_dir: Path, head: str = "probe", layer: str | None = None, timestep: int | None = None,
-                 device: str = "auto") -> "Classifier":
+                 device: str = "auto") -> Classifier:
         """From a probe / noisy-classifier run, or from the train run they evaluated (its newest one)."""
         run_dir = Path(run_dir)
         workspace = run_dir.parent.parent
@@ -106,7 +106,8 @@ class Classifier:
         saved = read_checkpoint(run_dir / filename)
         parent_dir = find_run(workspace, spec["parent"]["run"])
         step = saved.get("checkpoint_step") if head == "probe" else None
-        _, path = resolve_checkpoint(parent_dir, step if step is not None else spec["parent"].get("checkpoint", "latest"))
+        _, path = resolve_checkpoint(parent_dir,
+                                     step if step is not None else spec["parent"].get("checkpoint", "latest"))
         model = load_model(path, device=resolve_device(device))
         if timestep is not None:        # 0 is a value too, and 5000 a traceback deep in the network
             timestep = parse_timesteps([timestep], model.config, "timestep")[0]

@@ -35,8 +35,15 @@ from ..grids import save_grid
 from .common import EvalContext, open_context, parent_checkpoint, select_checkpoints
 from .features import Stopped
 from .inception import (
-    WEIGHTS_SHA256, ActivationStats, activations, find_weights, file_sha256, frechet_distance, load_inception,
-    require_library, to_uint8,
+    WEIGHTS_SHA256,
+    ActivationStats,
+    activations,
+    file_sha256,
+    find_weights,
+    frechet_distance,
+    load_inception,
+    require_library,
+    to_uint8,
 )
 
 RESULTS = FID_RESULTS

@@ -31,7 +31,7 @@ DIMS = (64, 192, 768, 2048)          # pytorch-fid's feature blocks; only 2048 i
 def require_library() -> None:
     """UserError in one sentence when pytorch-fid is not installed."""
     try:
-        import pytorch_fid.fid_score  # noqa: F401
+        import pytorch_fid.fid_score
         import pytorch_fid.inception  # noqa: F401
     except ImportError:
         raise UserError("FID needs the pytorch-fid package, which is not installed; install it with "

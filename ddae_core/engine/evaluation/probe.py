@@ -62,7 +62,8 @@ class ProbeGrid:
         self.timesteps: list[int] = [int(t) for t in (o["timesteps"] if timesteps is None else timesteps)]
         self.layers: list[str] = list(self.source.layers)
         self.channels = list(self.source.channels)
-        self.epochs, self.batch_size, self.lr = int(o.get("epochs", 15)), int(o.get("batch_size", 128)), float(o.get("lr", 1e-3))
+        self.epochs, self.batch_size = int(o.get("epochs", 15)), int(o.get("batch_size", 128))
+        self.lr = float(o.get("lr", 1e-3))
         # Forward-only batches: 128 keeps a 2-core CPU's caches warm (15-20% faster than 256 there);
         # a GPU wants more in flight.
         self.extract_batch = int(o.get("extract_batch_size") or (128 if ctx.device.type == "cpu" else 512))

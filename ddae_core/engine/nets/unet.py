@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Downsample, MiddleBlock, ResAttBlock, ResampleRes, TimeEmbedding, Upsample, group_norm
+from .blocks import Downsample, MiddleBlock, ResampleRes, ResAttBlock, TimeEmbedding, Upsample, group_norm
 
 
 def tap_names(network: dict) -> list[str]:
