@@ -26,7 +26,7 @@ def summarize(points: list[tuple[int, float | None, float | None]], higher: bool
     A None value (NaN) counts but is never min, max or best. Ties for best keep the earliest
     step, as recompute() does.
     """
-    s = dict(old) if old else dict.fromkeys(_COLUMNS, None) | {"count": 0}
+    s: dict[str, Any] = dict(old) if old else dict.fromkeys(_COLUMNS, None) | {"count": 0}
     best, best_step, lo, hi = s["best_value"], s["best_step"], s["min"], s["max"]
     for step, value, _ in points:
         if value is None:

@@ -213,7 +213,9 @@ class Ingester:
         alive = set(session.scalars(select(Run.id)))
         batches = [item for item in batches if item[0].run in alive]
         conn = session.connection()
-        points, cells, artifacts = [], [], []
+        points: list[tuple] = []
+        cells: list[tuple] = []
+        artifacts: list[tuple] = []
         for b, _, _ in batches:
             run = b.run
             points.extend((run, k, s, v, t) for (k, s), (v, t) in b.metrics.items())

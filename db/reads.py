@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ddae_core.rundir import SAMPLES_KEY, ArtifactKind
 
@@ -16,6 +19,11 @@ from .records import Artifact, GridAxes, GridCell, History, MetricSummary
 
 class ReadsMixin:
     """Mixed into Store; relies on its _read() session and _resolve()."""
+
+    if TYPE_CHECKING:       # Store's, declared here for the type checker
+        def _read(self) -> AbstractContextManager[Session]: ...
+
+        def _resolve(self, session: Session, ref: str) -> str: ...
 
     def metric_keys(self, ref: str) -> list[str]:
         """The run's metric keys, sorted (read from the summary table, not the points)."""

@@ -36,7 +36,7 @@ class Reporter:
     def _end_torn_line(self) -> None:
         """A worker killed mid-line left a last line without its newline: end it, so that the first line
         of this (resumed) run is not glued to it and lost with it."""
-        if ends_torn(self.run_dir / EVENTS):
+        if self._file is not None and ends_torn(self.run_dir / EVENTS):
             self._file.write("\n")
             self._file.flush()
 

@@ -6,6 +6,7 @@ import fcntl
 import os
 import socket
 from pathlib import Path
+from typing import TextIO
 
 
 class ProcessLock:
@@ -13,7 +14,7 @@ class ProcessLock:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._file = None
+        self._file: TextIO | None = None
 
     @property
     def held(self) -> bool:
