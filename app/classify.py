@@ -13,8 +13,19 @@ from pathlib import Path
 import shiboken6
 from PySide6.QtCore import QCoreApplication, QEventLoop, QSignalBlocker, QSize, Qt, QTemporaryDir, Signal
 from PySide6.QtGui import QIcon, QImage, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QApplication, QComboBox, QGridLayout, QHBoxLayout, QLabel, QListWidget,
-                               QListWidgetItem, QPushButton, QStyle, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
 
 from db import ChangeToken, Store
 from ddae_core.rundir import ACTIVE_STATUSES

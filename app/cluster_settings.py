@@ -26,10 +26,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ddae_core.jobs.cluster import (
-    LOCAL_LABEL, NAME_RE, ClusterProfile, default_cluster, load_cluster_file, profile_from_dict, save_profiles,
-)
 from ddae_core.engine.errors import UserError
+from ddae_core.jobs.cluster import (
+    LOCAL_LABEL,
+    NAME_RE,
+    ClusterProfile,
+    default_cluster,
+    load_cluster_file,
+    profile_from_dict,
+    save_profiles,
+)
 from ddae_core.rundir import CLUSTER_FILE
 
 TEXT_FIELDS = (("partition", "Partition"), ("account", "Account"), ("qos", "QOS"),

@@ -2,7 +2,8 @@
 
 A selected run may be a train run or one of its evaluations; each panel takes its data from the
 run that holds it: loss and samples from the train run, the probe grid from the run itself or its
-probe child the Run view shows (run_feed.grid_of: a running one, else the best), accuracy-vs-noise from the run itself or its newest noisy-classifier child.
+probe child the Run view shows (run_feed.grid_of: a running one, else the best), accuracy-vs-noise from the run
+itself or its newest noisy-classifier child.
 """
 
 from __future__ import annotations

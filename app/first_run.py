@@ -18,10 +18,10 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from db import RunSummary, Store
-from ddae_core.jobs import examples
-from ddae_core.jobs.examples import DEMO_EXAMPLE, DEMO_PROBE
 from ddae_core.engine.config import preset_path
+from ddae_core.jobs import examples
 from ddae_core.jobs.eval_specs import probe_spec
+from ddae_core.jobs.examples import DEMO_EXAMPLE, DEMO_PROBE
 from ddae_core.jobs.specs import train_spec
 from ddae_core.rundir import RunStatus
 

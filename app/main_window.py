@@ -21,13 +21,13 @@ from . import workspace as workspaces
 from .first_run import DemoBanner, DemoController
 from .launch import Launcher, LaunchView
 from .live import LiveHub
-from .widgets import export
 from .models import clock
 from .queue_view import QueueFeed, QueueView
 from .run_panels import GridPanel
 from .run_view import RunView
 from .runs_view import RunsPager, RunsView
 from .scheduler_thread import SCHEDULING, SchedulerThread
+from .widgets import export
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ class MainWindow(QMainWindow):
         if view is not None and view in optional and callable(getattr(view, "refresh", None)):
             try:
                 view.refresh()
-            except Exception:  # noqa: BLE001 - their trouble must not break the window's refresh
+            except Exception:
                 log.exception("%s.refresh failed", type(view).__name__)
 
     def _notice_finished(self, changes: Changes) -> None:

@@ -54,7 +54,8 @@ def gains_text(run: RunSummary) -> str:
 
 
 def accuracy_tooltip(run: RunSummary) -> str:
-    text = f"Best probe cell {percent(run.best_accuracy)}, {SHORT_LABELS.get(run.best_protocol or 'fast', run.best_protocol)} protocol"
+    protocol = SHORT_LABELS.get(run.best_protocol or 'fast', run.best_protocol)
+    text = f"Best probe cell {percent(run.best_accuracy)}, {protocol} protocol"
     if run.baseline_pixels is None or run.baseline_random is None:
         return text + "; no baselines measured for this grid."
     return (f"{text}; the same heads reach {percent(run.baseline_pixels)} on raw pixels and "

@@ -361,7 +361,7 @@ class RunView(QWidget):
         for panel in self.panels:
             try:
                 panel.apply(update)
-            except Exception:  # noqa: BLE001 - one bad panel must not blank the others
+            except Exception:
                 log.exception("Panel %s failed to update", panel.title)
         self.system.follow(update.record.pid if update.record.status == RunStatus.RUNNING else None, update.record.host)
 

@@ -34,7 +34,8 @@ def _make_scheduler(workspace: Path, store: Store, cpu_slots: int):
 
 
 class SchedulerThread(Worker):
-    """Ticks the scheduler (or, failing the lock, an ingester) every `interval_s` until stop() (workers keep running)."""
+    """Ticks the scheduler (or, failing the lock, an ingester) every `interval_s` until stop() (workers keep
+    running)."""
 
     state_changed = Signal(str, str)    # mode, one sentence for the status bar
     ticked = Signal(object)             # the TickReport (or IngestStats when only ingesting)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from db import Store
 from ddae_core.jobs import queue_ops
-from ddae_core.jobs.specs import create_job
 from ddae_core.jobs.scheduler import Scheduler
+from ddae_core.jobs.specs import create_job
 
 FINAL = ("done", "failed", "cancelled", "interrupted")
 

@@ -23,9 +23,9 @@ import torch
 from ddae_core import build_model
 from ddae_core.engine.config import load_config
 from ddae_core.engine.device import amp_dtype_for, grad_scaler_for, resolve_device
-from ddae_core.jobs.specs import create_job, train_spec
 from ddae_core.engine.reporting import Reporter
 from ddae_core.engine.training import Trainer
+from ddae_core.jobs.specs import create_job, train_spec
 
 
 def _sync(device: torch.device) -> None:
@@ -97,7 +97,8 @@ def trainer_loop(config: dict, device: torch.device, batch: int, steps: int, max
             reporter.close()
 
 
-def measure(name: str, config: dict, device: torch.device, batch: int, steps: int, compile_: bool) -> tuple[float, float]:
+def measure(name: str, config: dict, device: torch.device, batch: int, steps: int,
+            compile_: bool) -> tuple[float, float]:
     print(f"\n{name} (batch {batch}, {device}):", flush=True)
     base = plain_loop(config, device, batch, steps)
     print(f"  plain eager fp32        {base:8.1f} img/s  1.00x", flush=True)

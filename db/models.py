@@ -7,17 +7,7 @@ it (INSERT ... ON CONFLICT DO UPDATE) instead of duplicating it.
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    CheckConstraint,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Text,
-)
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .records import ARTIFACT_KINDS, DEVICE_REQUESTS, STATUSES

@@ -13,8 +13,7 @@ from PySide6.QtGui import QColor
 from app.checkpoint_data import CheckpointReader, best_table, gather_checkpoints
 from app.compare import CompareView
 from app.unified import CompareTradeoff, UnifiedPanel
-from db import Ingester, Store
-from db import testing as fake
+from db import Ingester, Store, testing as fake
 from tests.app_support import app_settings, no_leftovers, studio  # noqa: F401 - fixtures
 from tests.test_fid import random_weights  # noqa: F401 - fixture
 
@@ -191,7 +190,7 @@ def test_an_fid_run_shows_its_curve_and_samples_by_step(studio, tmp_path):
     assert viewer.steps() == [s for s, _, _ in SWEEP] and viewer.slider.isEnabled()
 
 
-def test_compare_puts_several_runs_trade_offs_on_one_axis(qtbot, workspace, app_settings):  # noqa: F811
+def test_compare_puts_several_runs_trade_offs_on_one_axis(qtbot, workspace, app_settings):
     a, b = train_run(workspace, 1, "run A"), train_run(workspace, 2, "run B")
     sweep_jobs(workspace, a, SWEEP[:3])
     sweep_jobs(workspace, b, [(s, f + 1.0, acc - 0.05) for s, f, acc in SWEEP[:2]], n0=50)
@@ -328,9 +327,9 @@ def test_fid_form_scores_one_checkpoint_or_all(studio, inception_file):
 def test_a_real_sweep_fills_the_unified_view_as_its_jobs_finish(qtbot, workspace, random_weights):
     from app.run_feed import RunFeed
     from ddae_core.engine.config import parse_model_config
-    from ddae_core.jobs.sweep import sweep_plan
-    from ddae_core.jobs.specs import create_job, execute
     from ddae_core.engine.runs import read_spec
+    from ddae_core.jobs.specs import create_job, execute
+    from ddae_core.jobs.sweep import sweep_plan
     from tests.conftest import micro_config, micro_train_spec
     from tests.gui_fixtures import one_torch_thread
     from tests.test_fid import FID_DATA

@@ -18,8 +18,7 @@ from app.run_panels import AlignPanel, GridPanel, MetricsPanel, SamplesPanel, Tr
 from app.widgets.align_uniform import AlignUniformPlot
 from app.widgets.curves import CurvePlot
 from app.widgets.heatmap import GridHeatmap
-from db import Ingester, Store
-from db import testing as fake
+from db import Ingester, Store, testing as fake
 from ddae_core.jobs import examples
 from ddae_core.jobs.examples import DEMO_EXAMPLE
 from tests.app_support import app_settings, micro_overrides, no_leftovers, studio  # noqa: F401

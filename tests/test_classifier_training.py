@@ -83,7 +83,10 @@ def test_augmented_batches_seed_each_batch_and_accuracy_counts_the_labels():
     assert [len(index) for index, _ in first] == [2, 2, 1]
     assert all(torch.equal(a[1][0], b[1][0]) for a, b in zip(first, again))
     labels = torch.tensor([0, 1, 0, 1, 0])
-    always_zero = lambda start, batch: torch.tensor([[1.0, 0.0]]).repeat(len(batch), 1)
+
+    def always_zero(start, batch):
+        return torch.tensor([[1.0, 0.0]]).repeat(len(batch), 1)
+
     assert held_out_accuracy(always_zero, images, labels, "cpu", lambda: False) == pytest.approx(0.6)
 
 

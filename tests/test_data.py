@@ -13,8 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
-from ddae_core.engine.data import BatchSampler, ImageData, augment_batch, check_data_spec, describe_specs, load_split
-from ddae_core.engine.data import builtin
+from ddae_core.engine.data import (
+    BatchSampler,
+    ImageData,
+    augment_batch,
+    builtin,
+    check_data_spec,
+    describe_specs,
+    load_split,
+)
 from ddae_core.engine.errors import DataError, UserError
 
 CIFAR_MINI = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini"

@@ -15,7 +15,17 @@ import pytest
 
 from db import Ingester, IngestLockError, Store
 from db.testing import (
-    append, artifact, grid, grid_cell, image, metric, progress, run_id, status, training_events, write_run,
+    append,
+    artifact,
+    grid,
+    grid_cell,
+    image,
+    metric,
+    progress,
+    run_id,
+    status,
+    training_events,
+    write_run,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -263,7 +273,7 @@ def test_four_writer_processes_while_ingesting_and_editing(store, ingester):
         passes += 1
         time.sleep(0.01)
     outputs = [p.communicate(timeout=30) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_out, err) in zip(procs, outputs):
         assert p.returncode == 0 and "locked" not in err, err
     ingester.ingest_once()
     assert passes > 5

@@ -11,9 +11,7 @@ import pytest
 
 from db import Ingester, Store, export_run_csv, reindex
 from db.export import csv_name
-from db.testing import (
-    append, artifact, grid, grid_cell, image, metric, run_id, status, training_events, write_run,
-)
+from db.testing import append, artifact, grid, grid_cell, image, metric, run_id, status, training_events, write_run
 
 
 def build_workspace(ws: Path) -> list[str]:

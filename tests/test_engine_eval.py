@@ -18,10 +18,9 @@ from ddae_core.engine.evaluation.heads import ProbeHeads, ProbeTrainer, fold_sta
 from ddae_core.engine.evaluation.probe import BASELINE_KEYS
 from ddae_core.engine.evaluation.protocols import protocol_of
 from ddae_core.engine.evaluation.sources import PIXELS, RANDOM_INIT_SEED, PixelSource, random_init_model
-from ddae_core.jobs.eval_specs import (align_spec, finetune_spec, import_spec, noisy_spec, probe_spec,
-                                        sample_spec)
-from ddae_core.jobs.specs import create_job, execute, train_spec
 from ddae_core.engine.reporting import STOP_FILE
+from ddae_core.jobs.eval_specs import align_spec, finetune_spec, import_spec, noisy_spec, probe_spec, sample_spec
+from ddae_core.jobs.specs import create_job, execute, train_spec
 
 from .conftest import FIXTURES, ROOT, micro_config, need
 
@@ -139,7 +138,7 @@ def test_batched_heads_train_exactly_like_independent_linear_heads():
                 opt.zero_grad()
                 F.cross_entropy(lin(f), labels).backward()
                 opt.step()
-    for i, (lin, state) in enumerate(zip(linears, heads.export())):
+    for lin, state in zip(linears, heads.export()):
         torch.testing.assert_close(state["weight"], lin.weight.detach(), atol=1e-5, rtol=0)
         torch.testing.assert_close(state["bias"], lin.bias.detach(), atol=1e-5, rtol=0)
     assert heads.weight[1, 3:].abs().sum() == 0  # padding rows never move
@@ -217,8 +216,7 @@ def test_random_init_baseline_is_one_fixed_network_not_the_trained_one(trained):
 
     model = load_model(resolve_checkpoint(parent, "latest")[1])
     a, b = random_init_model(model), random_init_model(model)
-    for (name, wa), wb, wt in zip(a.net.state_dict().items(), b.net.state_dict().values(),
-                                  model.net.state_dict().values()):
+    for (name, wa), wb in zip(a.net.state_dict().items(), b.net.state_dict().values()):
         assert torch.equal(wa, wb), name
     assert any(not torch.equal(wa, wt) for wa, wt in zip(a.net.state_dict().values(), model.net.state_dict().values()))
 

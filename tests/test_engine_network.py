@@ -9,10 +9,10 @@ import torch
 from ddae_core import build_model, load_model
 from ddae_core.engine.config import load_config, preset_names
 from ddae_core.engine.diffusion import DDPM, EDM, karras_sigmas
+from ddae_core.engine.evaluation.noisy import NoisyHead
 from ddae_core.engine.nets import UNet
 from ddae_core.engine.nets.unet import tap_names
 from ddae_core.engine.nets.wideresnet import NoiseConditionalWRN
-from ddae_core.engine.evaluation.noisy import NoisyHead
 
 from .conftest import FIXTURES, micro_config, need
 

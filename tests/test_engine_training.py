@@ -10,13 +10,13 @@ import pytest
 import torch
 import yaml
 
-from ddae_core.jobs import examples
 from ddae_core.engine.checkpoint import atomic_torch_save, load_model, read_checkpoint
 from ddae_core.engine.config import load_config, preset_path
 from ddae_core.engine.errors import CheckpointError, ConfigError, UserError
-from ddae_core.jobs.specs import create_job, execute, train_spec
 from ddae_core.engine.reporting import STOP_FILE
 from ddae_core.engine.runs import list_checkpoints
+from ddae_core.jobs import examples
+from ddae_core.jobs.specs import create_job, execute, train_spec
 
 from .conftest import FIXTURES, ROOT, micro_config, need
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from db import Ingester, Store
-from ddae_core.jobs import examples
-from ddae_core.jobs.examples import DEMO_EXAMPLE
 from ddae_core.engine.checkpoint import load_model
 from ddae_core.engine.errors import UserError
-from ddae_core.jobs.eval_specs import probe_spec
-from ddae_core.jobs.specs import create_job, execute, train_spec
 from ddae_core.engine.runs import read_meta, resolve_checkpoint
+from ddae_core.jobs import examples
+from ddae_core.jobs.eval_specs import probe_spec
+from ddae_core.jobs.examples import DEMO_EXAMPLE
+from ddae_core.jobs.specs import create_job, execute, train_spec
 
 from .conftest import micro_config
 

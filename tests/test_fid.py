@@ -17,12 +17,17 @@ from ddae_core.engine.errors import UserError
 from ddae_core.engine.evaluation import inception as fid_inception
 from ddae_core.engine.evaluation.fid import RESULTS, stats_path
 from ddae_core.engine.evaluation.inception import (
-    WEIGHTS_FILE, WEIGHTS_SHA256, ActivationStats, find_weights, frechet_distance, load_inception,
+    WEIGHTS_FILE,
+    WEIGHTS_SHA256,
+    ActivationStats,
+    find_weights,
+    frechet_distance,
+    load_inception,
 )
-from ddae_core.jobs.eval_specs import fid_spec
-from ddae_core.jobs.sweep import checkpoint_hook, sweep_plan
-from ddae_core.jobs.specs import create_job, execute
 from ddae_core.engine.reporting import STOP_FILE
+from ddae_core.jobs.eval_specs import fid_spec
+from ddae_core.jobs.specs import create_job, execute
+from ddae_core.jobs.sweep import checkpoint_hook, sweep_plan
 
 from .conftest import ROOT, micro_config, micro_train_spec
 
@@ -273,9 +278,9 @@ def test_sweep_queues_fid_and_probe_jobs_that_the_queue_runs(trained, random_wei
 
 
 def test_training_with_a_sweep_queues_its_jobs_at_each_chosen_checkpoint(workspace, random_weights):
+    from db import Store
     from ddae_core.engine.config import parse_model_config
     from ddae_core.jobs.queue_ops import refresh
-    from db import Store
 
     spec = micro_train_spec(steps=6, checkpoint_every=2)
     spec["options"]["sweep"] = sweep_plan(parse_model_config(micro_config()), workspace, checkpoints="every 4",

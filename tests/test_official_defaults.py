@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from ddae_core import build_model
-from ddae_core.engine.errors import ConfigError
-from ddae_core.engine.evaluation.noisy import wrn_lr
 from ddae_core.engine.device import amp_dtype_for, cpu_supports_bf16, grad_scaler_for, needs_grad_scaler
 from ddae_core.engine.ema import EMA
+from ddae_core.engine.errors import ConfigError
+from ddae_core.engine.evaluation.noisy import wrn_lr
 from ddae_core.engine.nets.blocks import AttentionBlock
 
 from .conftest import micro_config
@@ -54,9 +54,9 @@ def test_cuda_autocast_defaults_to_fp16_with_a_grad_scaler_as_the_official_runs(
 
 
 def test_an_fp16_training_step_goes_through_the_grad_scaler(workspace):
-    from ddae_core.jobs.specs import create_job
     from ddae_core.engine.reporting import Reporter
     from ddae_core.engine.training import Trainer
+    from ddae_core.jobs.specs import create_job
 
     from .test_engine_training import micro_spec
 

@@ -17,8 +17,8 @@ import yaml
 
 from db import Store
 from db.testing import artifact, grid, grid_cell, metric, status, training_events, write_run
-from ddae_core.jobs import queue_ops
 from ddae_core.cli import main as ddae
+from ddae_core.jobs import queue_ops
 from ddae_core.jobs.scheduler import Scheduler
 
 from .conftest import MICRO_DATA, ROOT, micro_train_spec, queue_job, tick_until

@@ -19,8 +19,8 @@ import pytest
 
 from db import Store, reindex
 from db.testing import write_run
-from ddae_core.jobs import queue_ops
 from ddae_core.engine.cpu_threads import threads_label
+from ddae_core.jobs import queue_ops
 from ddae_core.jobs.gpu_slots import NeverFits, slots_needed
 from ddae_core.jobs.scheduler import WAITING_FOR_PARENT, Scheduler, SchedulerLockError
 from ddae_core.jobs.worker_process import start_worker
@@ -352,8 +352,8 @@ def test_serve_ticks_on_another_thread_until_stopped_and_gives_the_lock_back(sto
 def test_torchrun_trains_with_two_processes_on_the_cpu_and_rank0_alone_reports(workspace, monkeypatch):
     """The K > 1 GPUs launch path, on CPU slots: torchrun, two gloo ranks, one set of events."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    from ddae_core.jobs.specs import create_job
     from ddae_core.engine.training import lr_at
+    from ddae_core.jobs.specs import create_job
 
     steps = 6
     run_dir = create_job(workspace, micro_train_spec(steps=steps, checkpoint_every=3))

@@ -22,15 +22,21 @@ from pathlib import Path
 import pytest
 
 from db import Store
+from ddae_core.engine.errors import UserError
 from ddae_core.jobs import queue_ops, slurm
 from ddae_core.jobs.cluster import (
-    ClusterProfile, check_placement, load_profiles, parse_time_limit, profile_from_dict, read_slurm, save_profiles,
+    ClusterProfile,
+    check_placement,
+    load_profiles,
+    parse_time_limit,
+    profile_from_dict,
+    read_slurm,
+    save_profiles,
     set_run_cluster,
 )
-from ddae_core.engine.errors import UserError
 from ddae_core.jobs.slurm_job import hostnames, rendezvous_env
 
-from .conftest import micro_train_spec, queue_job
+from .conftest import micro_train_spec
 
 TEST_CLUSTER_CONF = Path(os.environ.get("DDAE_SLURM_DIR", "/tmp/ddae-slurm")) / "slurm.conf"
 
@@ -358,8 +364,8 @@ def test_a_run_on_another_node_whose_slurm_job_is_gone_is_interrupted(cluster, m
 def test_ddp_rendezvous_from_slurm_two_ranks_on_the_cpu(cluster, monkeypatch):
     """The multi-GPU path's rendezvous, as far as one CPU node allows: two Slurm tasks, two gloo ranks
     whose RANK/WORLD_SIZE/MASTER_ADDR come from Slurm's environment, rank 0 alone reporting."""
-    from ddae_core.jobs.scheduler import Scheduler
     from ddae_core.engine.training import lr_at
+    from ddae_core.jobs.scheduler import Scheduler
 
     if (os.cpu_count() or 1) < 2:
         pytest.skip("two Slurm tasks of one CPU each need a node with two CPUs")
@@ -381,9 +387,9 @@ def test_ddp_rendezvous_from_slurm_two_ranks_on_the_cpu(cluster, monkeypatch):
 
 @pytest.mark.slurm
 def test_a_cancelled_job_on_another_node_that_does_not_stop_is_scancelled_after_the_timeout(cluster, monkeypatch):
+    from ddae_core.engine.reporting import STOP_FILE
     from ddae_core.jobs import cluster_backend
     from ddae_core.jobs.cluster import record_submission
-    from ddae_core.engine.reporting import STOP_FILE
     from ddae_core.jobs.scheduler import Scheduler
     from ddae_core.jobs.worker_process import append_event
 

@@ -15,8 +15,8 @@ import csv
 import math
 import re
 import sys
-from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyqtgraph as pg

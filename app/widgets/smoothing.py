@@ -54,7 +54,10 @@ def _ema_doubling(x: np.ndarray, w: float, carry: float) -> np.ndarray:
     return out
 
 
-def ema(values: np.ndarray, weight: float, state: EmaState = EmaState()) -> tuple[np.ndarray, EmaState]:
+START = EmaState()
+
+
+def ema(values: np.ndarray, weight: float, state: EmaState = START) -> tuple[np.ndarray, EmaState]:
     """The debiased EMA of `values` continuing from `state`; returns (smoothed, new state).
 
     weight: 0 (no smoothing) .. 0.999. Non-finite values are passed through.

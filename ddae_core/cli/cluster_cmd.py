@@ -40,7 +40,8 @@ def cmd_list(args) -> int:
         print(f"no cluster profiles: write them in {cluster_path(workspace)} (README: 'Running on a Slurm cluster')")
         return 0
     for name, profile in profiles.items():
-        print(profile.summary() + ("  [default: queued jobs go here unless --cluster local]" if name == default else ""))
+        mark = "  [default: queued jobs go here unless --cluster local]" if name == default else ""
+        print(profile.summary() + mark)
     if default is None:
         print("queued jobs run on this machine unless --cluster NAME")
     return 0

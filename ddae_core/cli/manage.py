@@ -1,4 +1,5 @@
-"""`ddae queue serve|list|cancel|resume|priority` here; `ddae runs ...` and `ddae reindex` (runs_cmd.py) registered here.
+"""`ddae queue serve|list|cancel|resume|priority` here; `ddae runs ...` and `ddae reindex` (runs_cmd.py) registered
+here.
 
 Every command that reads the index ingests once first (when the scheduler does not hold the ingest
 lock; it keeps the index current itself), so what it prints is what the run folders say now.
@@ -14,10 +15,15 @@ from ..engine.errors import UserError
 from ..rundir import ACTIVE_STATUSES, RUNS_DIR, JobKind, RunStatus
 from .common import add_workspace, check_gpus_option, check_priority_option, workspace_of
 from .runs_cmd import (
-    cmd_reindex, cmd_runs_delete, cmd_runs_export, cmd_runs_list, cmd_runs_note, cmd_runs_show, cmd_runs_tag,
+    cmd_reindex,
+    cmd_runs_delete,
+    cmd_runs_export,
+    cmd_runs_list,
+    cmd_runs_note,
+    cmd_runs_show,
+    cmd_runs_tag,
 )
 from .tables import clock, cut, open_store, table
-
 
 MAX_CPU_SLOTS = 256
 
@@ -234,8 +240,8 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from ..jobs.queue_ops import resume
     from ..engine.runs import list_checkpoints
+    from ..jobs.queue_ops import resume
 
     if args.priority is not None:
         check_priority_option(args.priority)

@@ -79,7 +79,8 @@ def cmd_runs_show(args) -> int:
     if run.parent_ref:
         print(f"parent    {run.parent_ref}, checkpoint {run.parent_checkpoint or 'latest'}"
               + ("" if run.parent_run else " (deleted)"))
-    print(f"device    {run.device or '-'} (asked for {run.device_request}, {run.gpus} GPU{'s' if run.gpus != 1 else ''})")
+    gpus = f"{run.gpus} GPU{'s' if run.gpus != 1 else ''}"
+    print(f"device    {run.device or '-'} (asked for {run.device_request}, {gpus})")
     took = (run.finished or time.time()) - run.started if run.started else None
     print(f"times     created {when(run.created)}, started {when(run.started)}, finished {when(run.finished)}"
           + (f", {clock(took)}" if took is not None else ""))

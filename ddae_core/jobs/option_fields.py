@@ -10,8 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, cast
 
-from pydantic import BaseModel
-from pydantic import Field as _Field
+from pydantic import BaseModel, Field as _Field
 from pydantic_core import core_schema
 
 from ..engine import data as datasets

@@ -13,15 +13,12 @@ from pathlib import Path
 
 from db import Ingester, QueueEntry, RunRecord, Store
 
-from ..rundir import RUNS_DIR, SPEC, STOP, EventType, RunStatus
-from . import worklog
-from . import slurm
-from .cluster import check_placement, current_job, run_cluster, set_run_cluster
 from ..engine.errors import UserError
 from ..engine.runs import read_meta, read_spec
-from .worker_process import (
-    append_event, last_status_event, on_this_host, request_stop, run_process, signal_worker,
-)
+from ..rundir import RUNS_DIR, SPEC, STOP, EventType, RunStatus
+from . import slurm, worklog
+from .cluster import check_placement, current_job, run_cluster, set_run_cluster
+from .worker_process import append_event, last_status_event, on_this_host, request_stop, run_process, signal_worker
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,7 @@ from .cluster_backend import ClusterBackend
 from .gpu_slots import CpuMeter, GpuMeter, NeverFits, SlotState, detect_gpus, slots_needed
 from .local_backend import LocalBackend
 from .tick_report import TickBuilder, TickReport
-from .worker_process import (
-    append_event,
-)
+from .worker_process import append_event
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from ..engine.config import ModelConfig
 from ..engine.errors import ConfigError, UserError
-from ..rundir import EVENTS, EventType, JobKind, RunStatus
-from .specs import _positive_int, check_device, check_seed, create_job
-from ..engine.runs import list_checkpoints, read_spec
 from ..engine.evaluation.inception import DIMS, find_weights, require_library
+from ..engine.runs import list_checkpoints, read_spec
+from ..rundir import EVENTS, EventType, JobKind, RunStatus
 from .eval_specs import _check_sampler, fid_spec, parse_layers, parse_timesteps, probe_spec
+from .specs import _positive_int, check_device, check_seed, create_job
 
 _EVERY = re.compile(r"^every\s*[: =]?\s*(\d+)$")
 

@@ -39,16 +39,7 @@ from .layout import (
     sample_name,
 )
 from .locks import ProcessLock, lock_holder
-from .vocab import (
-    ACTIVE_STATUSES,
-    DDP_KINDS,
-    FINAL_STATUSES,
-    MODEL_KINDS,
-    ArtifactKind,
-    EventType,
-    JobKind,
-    RunStatus,
-)
+from .vocab import ACTIVE_STATUSES, DDP_KINDS, FINAL_STATUSES, MODEL_KINDS, ArtifactKind, EventType, JobKind, RunStatus
 
 __all__ = [
     "ACTIVE_STATUSES", "CHECKPOINTS_DIR", "CHECKPOINT_RE", "CLUSTER_FILE", "DAMAGED_SUFFIX", "DATA_DIR", "DB_NAME",

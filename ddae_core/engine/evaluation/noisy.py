@@ -14,13 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...rundir import (
-    NOISY_HEAD,
-    NOISY_RESULTS,
-    ArtifactKind,
-    RunStatus,
-    atomic_write_text,
-)
+from ...rundir import NOISY_HEAD, NOISY_RESULTS, ArtifactKind, RunStatus, atomic_write_text
 from ..checkpoint import atomic_torch_save
 from ..diffusion import EDM
 from ..model import to_model_range
