@@ -26,16 +26,12 @@ def setup_logging() -> None:
     `logging.getLogger(__name__).info(...)` in the engine reads in log.txt exactly as a print did.
     Other libraries keep Python's default: their warnings and errors on stderr (also log.txt), no INFO.
     """
-    plain = logging.Formatter("%(message)s")
-    ours = logging.StreamHandler(sys.stdout)
-    ours.setFormatter(plain)
+    from .jobs.worklog import job_logging
+
     for name in PROJECT_LOGGERS:
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [ours]
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+        job_logging(name)
     others = logging.StreamHandler(sys.stderr)
-    others.setFormatter(plain)
+    others.setFormatter(logging.Formatter("%(message)s"))
     others.setLevel(logging.WARNING)
     logging.getLogger().handlers[:] = [others]
 

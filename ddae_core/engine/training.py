@@ -8,6 +8,7 @@ same steps, which the index treats as replacements, so there is no gap and no re
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import time
@@ -29,6 +30,8 @@ from .grids import save_grid
 from .model import DDAEModel
 from .reporting import Reporter
 from .runs import checkpoint_path, list_checkpoints, read_spec, resolve_checkpoint
+
+log = logging.getLogger(__name__)
 
 # Called after each checkpoint with (step, EMA model): the label-free layer monitor hooks in here.
 CheckpointHook = Callable[[int, DDAEModel], None]
@@ -126,8 +129,8 @@ class Trainer:
                 damaged.append((path, str(exc) if isinstance(exc, UserError) else f"{exc.__class__.__name__}"))
                 continue
             for bad, why in damaged:
-                print(f"checkpoint {bad.name} cannot be loaded ({why.rstrip('.')}); resuming from step {step} "
-                      f"instead and keeping it as {bad.name}.damaged", flush=True)
+                log.info(f"checkpoint {bad.name} cannot be loaded ({why.rstrip('.')}); resuming from step {step} "
+                      f"instead and keeping it as {bad.name}.damaged")
                 if self.dist.is_main:
                     bad.replace(bad.with_name(bad.name + ".damaged"))
             return step
@@ -267,7 +270,7 @@ class Trainer:
                  **({"resumed_from": resumed} if resumed is not None else {}),
                  **({"initialised_from": initialised} if initialised is not None else {}))
         if self.data.note:
-            print(f"data: {self.data.note}", flush=True)
+            log.info(f"data: {self.data.note}")
         log_every = max(1, int(self.opts.get("log_every_steps", 10)))
         ckpt_every, sample_every = self.opts["checkpoint_every_steps"], self.opts["sample_every_steps"]
         loss_sum, loss_n, busy, images_done = torch.zeros((), device=self.device), 0, 0.0, 0

@@ -23,6 +23,7 @@ from ..engine.runs import create_run, read_spec
 from ..rundir import JobKind, RunStatus
 from .option_fields import MAX_COUNT, MAX_SEED, check_device, parse_options, positive_number, spec_options, whole_in
 from .options import MODELS
+from .worklog import job_logging
 
 __all__ = ["MAX_COUNT", "MAX_SEED", "check_device", "check_seed", "create_job", "execute", "train_spec"]
 
@@ -164,6 +165,8 @@ def execute(run_dir: Path, workspace: Path, echo: Callable[[dict], None] | None 
     reporter = Reporter(run_dir, echo=echo, enabled=dist.is_main)
     if handle_signals:
         reporter.install_signal_handlers()
+    for name in ("ddae_core.engine", "ddae_core.jobs.sweep"):
+        job_logging(name)                # the job's lines reach stdout also when it runs in-process
     try:
         spec = read_spec(run_dir)
         apply_threads(job_threads(spec))     # before the job's first op: jobs sharing the CPU split it

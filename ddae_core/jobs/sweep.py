@@ -11,6 +11,7 @@ it registers them, so a training worker queues them without opening the database
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ from ..engine.runs import list_checkpoints, read_spec
 from ..rundir import EVENTS, EventType, JobKind, RunStatus
 from .eval_specs import _check_sampler, fid_spec, parse_layers, parse_timesteps, probe_spec
 from .specs import _positive_int, check_device, check_seed, create_job
+
+log = logging.getLogger(__name__)
 
 _EVERY = re.compile(r"^every\s*[: =]?\s*(\d+)$")
 
@@ -158,10 +161,10 @@ def checkpoint_hook(run_dir: Path, plan: dict):
         try:
             made = queue_children(run_dir, [step], plan, sweep_id=run_dir.name)
         except UserError as exc:
-            print(f"sweep: the jobs of step {step} were not queued: {exc}", flush=True)
+            log.info(f"sweep: the jobs of step {step} were not queued: {exc}")
             return
         queued.add(step)
-        print(f"sweep: queued {', '.join(p.name for p in made)} for step {step}", flush=True)
+        log.info(f"sweep: queued {', '.join(p.name for p in made)} for step {step}")
     return hook
 
 

@@ -7,6 +7,7 @@ from outside (the app, the CLI) add their own line with `note()`.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -18,6 +19,34 @@ from ..rundir import LOG, ArtifactKind, EventType, RunStatus
 
 PROGRESS_EVERY_S = 60.0         # a progress line at most this often (and at every tenth of a stage)
 SUMMARY_KEYS = 12               # metrics named in the summary, at most
+
+
+class _Stdout(logging.StreamHandler):
+    """Writes to whatever sys.stdout is when a line comes (log.txt in a worker, a terminal, a test's capture)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
+def job_logging(name: str = "ddae_core") -> logging.Logger:
+    """The job's own lines (`logging.getLogger(__name__).info(...)` in the engine) on stdout, bare, as its
+    print()s were: in a worker that is log.txt, under `ddae train` the terminal. Once per process."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(h, _Stdout) for h in logger.handlers):
+        handler = _Stdout()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
 
 
 def stamp(t: float | None = None) -> str:

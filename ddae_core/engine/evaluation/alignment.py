@@ -7,6 +7,7 @@ reported as (u(x) + u(y)) / 2; batches are weighted by size. Lower is better for
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from ..checkpoint import load_model
 from ..model import DDAEModel
 from .common import open_context, parent_checkpoint, select_checkpoints
 from .features import Stopped, feature_batches
+
+log = logging.getLogger(__name__)
 
 
 def _uniformity(z: torch.Tensor) -> torch.Tensor:
@@ -76,7 +79,7 @@ def align_run(run_dir: Path, reporter, workspace: Path) -> str:
                                           seed=ctx.seed, stop=ctx.stopped, on_progress=progress)
             report_alignment(reporter, values, step)
             for name, (a, u) in values.items():
-                print(f"step {step:>8}  {name:<7} alignment {a:.4f}  uniformity {u:.4f}", flush=True)
+                log.info(f"step {step:>8}  {name:<7} alignment {a:.4f}  uniformity {u:.4f}")
     except Stopped:
         reporter.status(RunStatus.CANCELLED)
         return RunStatus.CANCELLED

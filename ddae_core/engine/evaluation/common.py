@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from ..errors import UserError
 from ..model import DDAEModel
 from ..reporting import Reporter
 from ..runs import find_run, list_checkpoints, read_spec, resolve_checkpoint
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,7 +49,7 @@ class EvalContext:
         loaded = datasets.load_split(spec, split, resolution=self.model.resolution if self.model else None,
                                      data_root=self.workspace / "data", seed=0, limit=limit)
         if loaded.note:
-            print(f"data ({split}): {loaded.note}", flush=True)
+            log.info(f"data ({split}): {loaded.note}")
         return loaded
 
     def start(self, **fields) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -46,6 +47,8 @@ from .inception import (
     to_uint8,
 )
 
+log = logging.getLogger(__name__)
+
 RESULTS = FID_RESULTS
 STATS_DIR = ("data", "fid-stats")
 GRID_IMAGES = 64                     # the first samples of each checkpoint, kept as a grid to look at
@@ -65,7 +68,7 @@ def _read_stats(path: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
     except FileNotFoundError:
         return None
     except (OSError, KeyError, ValueError) as exc:
-        print(f"FID statistics {path} cannot be read ({exc.__class__.__name__}); computing them again", flush=True)
+        log.info(f"FID statistics {path} cannot be read ({exc.__class__.__name__}); computing them again")
         return None
 
 
@@ -86,7 +89,7 @@ def reference_stats(ctx: EvalContext, inception, data: str, resolution: int, dim
     waited = False
     while not lock.acquire():
         if not waited:
-            print(f"reference statistics: another job is computing {path.name}; waiting for it", flush=True)
+            log.info(f"reference statistics: another job is computing {path.name}; waiting for it")
             ctx.reporter.progress(0, 0, "waiting for reference statistics")
             waited = True
         if ctx.stopped():
@@ -102,7 +105,7 @@ def _cached_or_computed(ctx: EvalContext, inception, path: Path, data: str, dims
                         batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     cached = _read_stats(path)
     if cached is not None:
-        print(f"reference statistics: {path} ({cached[2]} images)", flush=True)
+        log.info(f"reference statistics: {path} ({cached[2]} images)")
         return cached[0], cached[1]
     images = ctx.data("train").images
     stats = ActivationStats(dims)
@@ -112,7 +115,7 @@ def _cached_or_computed(ctx: EvalContext, inception, path: Path, data: str, dims
         stats.update(activations(inception, images[start:start + batch_size]))
         ctx.reporter.progress(min(start + batch_size, len(images)), len(images), "reference statistics")
     _write_stats(path, stats.mean, stats.sigma, stats.n, data)
-    print(f"reference statistics: {stats.n} training images -> {path}", flush=True)
+    log.info(f"reference statistics: {stats.n} training images -> {path}")
     return stats.mean, stats.sigma
 
 
@@ -157,8 +160,8 @@ def fid_run(run_dir: Path, reporter, workspace: Path) -> str:
     ctx.start(checkpoints=[s for s, _ in checkpoints], **({"scored_before": sorted(done)} if done else {}))
     sha = file_sha256(weights)
     if sha != WEIGHTS_SHA256:
-        print(f"note: {weights} is not the standard FID Inception file (SHA-256 {sha[:12]}..., expected "
-              f"{WEIGHTS_SHA256[:12]}...), so these FIDs are not comparable with published ones", flush=True)
+        log.info(f"note: {weights} is not the standard FID Inception file (SHA-256 {sha[:12]}..., expected "
+              f"{WEIGHTS_SHA256[:12]}...), so these FIDs are not comparable with published ones")
     dims = int(ctx.opts["dims"])
     inception = load_inception(weights, dims, ctx.device)
     data = ctx.spec.get("data") or ctx.parent_spec.get("data") or "builtin:shapes"
@@ -180,12 +183,12 @@ def fid_run(run_dir: Path, reporter, workspace: Path) -> str:
             reporter.report("fid", fid, step)
             results["fid"][str(step)] = fid
             atomic_write_text(run_dir / RESULTS, json.dumps(results, indent=1))
-            print(f"step {step:>8}  FID {fid:.3f}  ({stats.n} samples)", flush=True)
+            log.info(f"step {step:>8}  FID {fid:.3f}  ({stats.n} samples)")
     except Stopped:
         reporter.status(RunStatus.CANCELLED)
         return RunStatus.CANCELLED
     if not todo:
-        print("every checkpoint already has its FID", flush=True)
+        log.info("every checkpoint already has its FID")
     reporter.artifact(ArtifactKind.FILE, run_dir / RESULTS)
     reporter.status(RunStatus.DONE)
     return RunStatus.DONE

@@ -12,6 +12,7 @@ of linear warm-up then cosine per step, flip + 4-pixel padded crop, batch 128.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from .classifier_training import (
 )
 from .common import open_context
 from .features import Stopped
+
+log = logging.getLogger(__name__)
 
 
 def truncate(model: DDAEModel, layer: str) -> None:
@@ -92,7 +95,7 @@ def finetune_run(run_dir: Path, reporter, workspace: Path) -> str:
         net.eval()
         accuracy = held_out_accuracy(lambda start, images: net(images), test.images, test.labels, dev, ctx.stopped)
         history.append(accuracy)
-        print(f"epoch {epoch + 1:>3}: loss {mean_loss:.4f}, test accuracy {100 * accuracy:.2f}%", flush=True)
+        log.info(f"epoch {epoch + 1:>3}: loss {mean_loss:.4f}, test accuracy {100 * accuracy:.2f}%")
         return {"finetune/test_accuracy": accuracy}
 
     def batches(epoch: int):

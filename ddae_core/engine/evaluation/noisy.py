@@ -8,6 +8,7 @@ steps 1, 51, ..., 951 or the 18 EDM sigmas) as the metric `noisy/accuracy` with 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from .classifier_training import (
 )
 from .common import EvalContext, open_context
 from .features import Stopped, feature_batches
+
+log = logging.getLogger(__name__)
 
 HEAD_FORMAT = "ddae-noisy-head"
 
@@ -171,7 +174,7 @@ class NoisyClassifier:
     def _report_level(self, level: int, acc: float) -> float:
         self.ctx.reporter.report("noisy/accuracy", acc, level)
         self.ctx.reporter.report("noisy/sigma", self.sigma_of(level), level)
-        print(f"level {level:>4} (sigma {self.sigma_of(level):9.4f}): accuracy {100 * acc:6.2f}%", flush=True)
+        log.info(f"level {level:>4} (sigma {self.sigma_of(level):9.4f}): accuracy {100 * acc:6.2f}%")
         return acc
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import shutil
 import tempfile
@@ -35,6 +36,8 @@ from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardizati
 from .protocols import BASELINE_KEYS, PROTOCOLS, is_standardized, protocol_of
 from .report import best_cell, format_grid, timestep_labels
 from .sources import PIXEL_TIMESTEP, PIXELS, RANDOM_INIT_SEED, NetworkSource, PixelSource, random_init_model
+
+log = logging.getLogger(__name__)
 
 HEADS_FORMAT = "ddae-probe-heads"
 
@@ -280,10 +283,10 @@ def run_baselines(grid: ProbeGrid) -> dict:
             cache.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(cache, json.dumps(result))
         except OSError as exc:      # a read-only or full workspace: the grid is still right, only slower next time
-            print(f"note: could not keep the baselines in {cache.parent} ({exc.strerror or exc})", flush=True)
+            log.info(f"note: could not keep the baselines in {cache.parent} ({exc.strerror or exc})")
     else:
         result["cached"] = True
-        print(f"baselines: read from {cache} (the same network, data and options were measured before)", flush=True)
+        log.info(f"baselines: read from {cache} (the same network, data and options were measured before)")
     ctx.reporter.report(BASELINE_KEYS["pixels"], result["pixels"]["accuracy"], step)
     ctx.reporter.report(BASELINE_KEYS["random_init"], result["random_init"]["accuracy"], step)
     return {**result, "cache": cache.name}
@@ -339,14 +342,14 @@ def probe_run(run_dir: Path, reporter, workspace: Path) -> str:
     except Stopped:
         status = RunStatus.CANCELLED
     result = grid.save(labels, baselines)
-    print(format_grid(grid.timesteps, grid.layers, grid.cells, labels), flush=True)
+    log.info(format_grid(grid.timesteps, grid.layers, grid.cells, labels))
     if grid.standardize:
-        print(f"(protocol: {PROTOCOLS['standardized']})", flush=True)
+        log.info(f"(protocol: {PROTOCOLS['standardized']})")
     if result["best"]:
         b = result["best"]
         reporter.report("probe/accuracy", b["accuracy"], ctx.checkpoint_step or 0)
-        print(f"best cell: {labels[b['timestep']]}, {b['layer']}: {100 * b['accuracy']:.2f}%", flush=True)
+        log.info(f"best cell: {labels[b['timestep']]}, {b['layer']}: {100 * b['accuracy']:.2f}%")
         if baselines:
-            print(baseline_summary(b["accuracy"], baselines), flush=True)
+            log.info(baseline_summary(b["accuracy"], baselines))
     reporter.status(status)
     return status
