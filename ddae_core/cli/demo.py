@@ -52,7 +52,7 @@ def run_demo(args) -> int:
     print(f"\nDemo finished in {minutes:.1f} minutes. Your training run: {own.name}.")
     if probe_dir is not None:
         _print_result(probe_dir, bundled=example is not None)
-    print("Open them in the app: python main.py")
+    print("Open them in the app: ddae-studio (or python main.py in a checkout)")
     return 0
 
 
