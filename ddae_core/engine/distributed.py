@@ -44,6 +44,12 @@ class DistContext:
         dist.all_reduce(t)
         return bool(t.item() > 0)
 
+    def barrier(self) -> None:
+        """Wait for every rank (rank 0 saves the last checkpoint and samples alone; the others wait for it
+        before tearing the group down, or gloo's threads can die mid-connection: "terminate called ...")."""
+        if self.enabled and dist.is_initialized():
+            dist.barrier()
+
     def shutdown(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()

@@ -329,6 +329,8 @@ def train_run(run_dir: Path, reporter: Reporter, workspace: Path, hooks: list[Ch
     """Train (or resume) the run in `run_dir` to its end or a stop request; returns the final status."""
     trainer = Trainer(run_dir, reporter, workspace, hooks)
     try:
-        return trainer.run()
+        status = trainer.run()
+        trainer.dist.barrier()
+        return status
     finally:
         trainer.dist.shutdown()
