@@ -339,8 +339,9 @@ def test_demo_probes_the_bundled_example_live_and_trains_a_run_of_ones_own(tmp_p
     info = examples.manifest("shapes")
     train_id, bundled_probe = (r["id"] for r in info["runs"])
     assert f"Imported the bundled example run {train_id}" in out.stdout
-    # The example's two runs, the live probe of it, and the user's own training run.
-    assert _kinds(tmp_path) == ["probe", "probe", "train", "train"]
+    # The example's two runs (and its earlier training stages), the live probe of it, and the user's own run.
+    earlier = ["train"] * len(info.get("ancestors", []))
+    assert _kinds(tmp_path) == sorted(["probe", "probe", "train", "train", *earlier])
     live = [p for p in (tmp_path / "runs").glob("*-probe-*") if p.name != bundled_probe]
     grid = json.loads((live[0] / "grid.json").read_text())
     assert grid["parent_run"] == train_id and grid["protocol"] == "standardized" and grid["baselines"]
