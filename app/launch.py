@@ -33,6 +33,7 @@ from ddae_core.engine.config import load_config, preset_names
 from ddae_core.engine.errors import ConfigError, UserError
 from ddae_core.engine.runs import list_checkpoints
 from ddae_core.jobs.cluster import check_placement, set_run_cluster
+from ddae_core.jobs.queue_ops import queue_created
 from ddae_core.jobs.specs import create_job
 
 from .cluster_settings import ClusterProfilesDialog, cluster_choices, workspace_default
@@ -81,8 +82,7 @@ class Launcher:
         try:
             if cluster is not None:
                 set_run_cluster(run_dir, cluster)
-            self.store.register_run(run_dir)
-            self.store.enqueue(run_dir.name, priority=priority, gpus=gpus, device_request=spec["device"]["request"])
+            queue_created(self.store, run_dir, priority=priority, gpus=gpus, device_request=spec["device"]["request"])
         except Exception:
             # Only the folder made a moment ago goes; nothing stored before is touched.
             try:

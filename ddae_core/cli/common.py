@@ -217,6 +217,7 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
         from db import Store
 
         from ..jobs.cluster import check_placement, set_run_cluster
+        from ..jobs.queue_ops import queue_created
 
         check_priority_option(args.priority)
         cluster = check_placement(workspace, getattr(args, "cluster", None))
@@ -226,8 +227,7 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
             set_run_cluster(run_dir, cluster)        # before it is queued: the scheduler reads it at once
         store = Store.open(workspace)
         try:
-            store.register_run(run_dir)
-            store.enqueue(run_dir.name, priority=args.priority, gpus=spec["device"]["gpus"],
+            queue_created(store, run_dir, priority=args.priority, gpus=spec["device"]["gpus"],
                           device_request=spec["device"]["request"])
         finally:
             store.close()
