@@ -176,7 +176,8 @@ def children_by_step(parent_dir: Path, sweep_id: str | None = None) -> dict[int,
     parent_dir = Path(parent_dir)
     found: dict[int, list[Path]] = {}
     for child in sorted((parent_dir.parent).iterdir()):
-        if child.name <= parent_dir.name or not ("-fid-" in child.name or "-probe-" in child.name):
+        # Compare the ids' times alone: a child made in its parent's second sorts before it ("fid" < "train").
+        if child.name[:15] < parent_dir.name[:15] or not ("-fid-" in child.name or "-probe-" in child.name):
             continue
         try:
             spec = read_spec(child)
