@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
+import lzma
 
 import pytest
 import torch
@@ -43,14 +44,15 @@ def test_pack_keeps_fp16_ema_weights_samples_and_the_curve(packed):
     assert [r["id"] for r in info["runs"]] == [train.name, probe.name]
     assert info["best"] == json.loads((probe / "grid.json").read_text())["best"] and info["baselines"]
     assert (out / "micro" / "baselines" / info["baselines"]["cache"]).is_file()   # measured once, shipped
-    packed_ckpt = out / "micro" / train.name / "checkpoints" / "step_000004.pt"
-    data = torch.load(packed_ckpt, weights_only=True)
+    packed_ckpt = out / "micro" / train.name / "checkpoints" / "step_000004.pt.xz"
+    with lzma.open(packed_ckpt, "rb") as fh:
+        data = torch.load(io.BytesIO(fh.read()), weights_only=True)
     assert "optimizer" not in data and "model" not in data
     assert all(v.dtype == torch.float16 for v in data["ema"].values() if v.is_floating_point())
-    assert not (out / "micro" / train.name / "checkpoints" / "step_000002.pt").exists()
+    assert sorted(p.name for p in (out / "micro" / train.name / "checkpoints").iterdir()) == ["step_000004.pt.xz"]
     assert sorted(p.name for p in (out / "micro" / train.name / "samples").glob("*.png")) == \
         sorted(p.name for p in (train / "samples").glob("*.png"))
-    with gzip.open(out / "micro" / train.name / "events.jsonl.gz", "rt") as fh:
+    with lzma.open(out / "micro" / train.name / "events.jsonl.xz", "rt") as fh:
         events = [json.loads(line) for line in fh]
     losses = [e for e in events if e["type"] == "metric" and e["key"] == "loss/train"]
     assert len(losses) == sum(1 for line in (train / "events.jsonl").read_text().splitlines()
@@ -110,7 +112,7 @@ def test_a_run_trained_further_ships_its_earlier_stage_and_installs_it_first(pac
     info = examples.manifest("further", out)
     assert [r["id"] for r in info["ancestors"]] == [train.name]
     assert not (out / "further" / train.name / "checkpoints").exists()      # its curve and samples, no weights
-    with gzip.open(out / "further" / train.name / "events.jsonl.gz", "rt") as fh:
+    with lzma.open(out / "further" / train.name / "events.jsonl.xz", "rt") as fh:
         events = [json.loads(line) for line in fh]
     assert not [e for e in events if e["type"] == "artifact" and e["kind"] == "checkpoint"]
     assert any(e["type"] == "metric" and e["key"] == "loss/train" for e in events)
@@ -128,6 +130,17 @@ def test_a_run_trained_further_ships_its_earlier_stage_and_installs_it_first(pac
         store.close()
 
 
+def test_pack_ships_the_first_last_and_evenly_spaced_sample_grids(tmp_path):
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    for step in range(0, 7000, 1000):
+        (run / "samples" / f"step_{step:06d}.png").write_bytes(b"png")
+    examples._pack_samples(run, tmp_path / "out")
+    shipped = sorted(p.name for p in (tmp_path / "out" / "samples").iterdir())
+    assert len(shipped) == examples.SAMPLE_GRIDS == 3
+    assert shipped == ["step_000000.png", "step_003000.png", "step_006000.png"]
+
+
 def test_pack_refuses_a_probe_of_another_checkpoint(packed, tmp_path):
     ws, _, train, _ = packed
     early = create_job(ws, probe_spec(train, checkpoint=2, timesteps="11", layers="out_3", epochs=1,
@@ -138,8 +151,7 @@ def test_pack_refuses_a_probe_of_another_checkpoint(packed, tmp_path):
 
 
 def test_bundled_examples_fit_in_10_mb_in_all():
-    folder = examples.examples_dir()
-    assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < 10 * 2**20
+    assert 0 < examples.bundle_size() <= examples.BUNDLE_LIMIT == 10 * 2**20
 
 
 @pytest.mark.parametrize("name", sorted(examples.available()))

@@ -2,9 +2,11 @@
 
 An example is a small family of run directories (a train run and the probe grid of its last checkpoint)
 kept under `resources/examples/<name>/`, packed compactly: the EMA weights of the last checkpoint in fp16
-(no raw weights, no optimizer: an example is for evaluating, not for training on), the full event log
-gzipped (so its loss curve shows), its sample grids, and the probe's grid.json and heads. `install`
-copies the family into a workspace under the same run ids, where the ingester indexes it like any run;
+(no raw weights, no optimizer: an example is for evaluating, not for training on), xz-compressed; the full
+event log, xz-compressed (so its loss curve shows); a few of its sample grids (the first, the last and
+evenly between); and the probe's grid.json and heads. All examples together stay under BUNDLE_LIMIT.
+`install` copies the family into a workspace under the same run ids, decompressing what was compressed,
+where the ingester indexes it like any run;
 its meta.json marks it read-only and tags it `example`. `pack` rebuilds an example from runs trained by
 the recipe beside it (`resources/examples/recipe.sh`).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import lzma
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -38,6 +41,11 @@ MANIFEST = "example.json"
 BASELINES = "baselines"         # cached baseline results (as <workspace>/data/baselines/)
 EXAMPLE_TAGS = ["example", "read-only"]
 DEMO_EXAMPLE = "shapes"         # what `ddae demo` and the app's first-run demo import and probe
+CLASSIFY_EXAMPLE = "cifar10"    # what the demo opens the Classify view on: photos get a meaningful answer
+BUNDLE_LIMIT = 10 * 2**20       # bytes, all bundled examples together (10 MiB)
+SAMPLE_GRIDS = 3                # sample grids shipped per train run
+# Compressed on packing, decompressed on install (gzip: examples packed before xz).
+PACKED = {".xz": lzma.open, ".gz": gzip.open}
 # Standardised heads, 30 epochs: layers' features differ in scale, so this is the protocol that shows what
 # each layer holds within a demo's minutes (labelled as such wherever its numbers appear).
 DEMO_PROBE = {"protocol": "standardized", "epochs": 30}
@@ -89,9 +97,13 @@ def _install_run(source: Path, dest: Path, name: str | None) -> None:
     tmp = dest.with_name(f".{dest.name}.installing")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("events.jsonl.gz"))
-        with gzip.open(source / "events.jsonl.gz", "rb") as packed, open(tmp / EVENTS, "wb") as out:
-            shutil.copyfileobj(packed, out)
+        shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(*(f"*{suffix}" for suffix in PACKED)))
+        for packed in sorted(source.rglob("*")):
+            if packed.suffix in PACKED and packed.is_file():
+                out = tmp / packed.relative_to(source).with_suffix("")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with PACKED[packed.suffix](packed, "rb") as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
         meta = {"tags": EXAMPLE_TAGS, "read_only": True, **({"name": name} if name else {})}
         atomic_write_text(tmp / META, json.dumps(meta))
         tmp.rename(dest)
@@ -118,9 +130,8 @@ def pack(workspace: Path, train_ref: str, probe_ref: str, name: str, title: str,
     dest = (out_root or examples_dir()) / name
     shutil.rmtree(dest, ignore_errors=True)
     train_out, probe_out = dest / train_dir.name, dest / probe_dir.name
-    _pack_checkpoint(path, train_out / path.relative_to(train_dir))
-    for png in sorted((train_dir / SAMPLES_DIR).glob("*.png")):
-        _copy(png, train_out / png.relative_to(train_dir))
+    _pack_checkpoint(path, train_out / f"{path.relative_to(train_dir)}.xz")
+    _pack_samples(train_dir, train_out)
     for file in (GRID, PROBE_HEADS):
         _copy(probe_dir / file, probe_out / file)
     cache = (grid.get("baselines") or {}).get("cache")
@@ -128,7 +139,7 @@ def pack(workspace: Path, train_ref: str, probe_ref: str, name: str, title: str,
         _copy(workspace / "data" / BASELINES / cache, dest / BASELINES / cache)
     for run_dir, out in ((train_dir, train_out), (probe_dir, probe_out)):
         _copy(run_dir / SPEC, out / SPEC)
-        _pack_events(run_dir / EVENTS, out / "events.jsonl.gz", keep_checkpoint=path.relative_to(train_dir))
+        _pack_events(run_dir / EVENTS, out / f"{EVENTS}.xz", keep_checkpoint=path.relative_to(train_dir))
     ancestors = _pack_ancestors(train_dir, dest, title)
     spec = read_spec(train_dir)
     info = {
@@ -152,12 +163,27 @@ def _pack_ancestors(train_dir: Path, dest: Path, title: str) -> list[dict]:
         run_dir = train_dir.parent / spec["parent"]["run"]
         out = dest / run_dir.name
         _copy(run_dir / SPEC, out / SPEC)
-        for png in sorted((run_dir / SAMPLES_DIR).glob("*.png")):
-            _copy(png, out / png.relative_to(run_dir))
-        _pack_events(run_dir / EVENTS, out / "events.jsonl.gz", keep_checkpoint=None)
+        _pack_samples(run_dir, out)
+        _pack_events(run_dir / EVENTS, out / f"{EVENTS}.xz", keep_checkpoint=None)
         ancestors.insert(0, {"id": run_dir.name, "kind": JobKind.TRAIN, "name": f"example: {title}, earlier stage"})
         spec = read_spec(run_dir)
     return ancestors
+
+
+def _pack_samples(run_dir: Path, out: Path) -> None:
+    """SAMPLE_GRIDS of the run's sample grids, first and last included, evenly spaced between."""
+    grids = sorted((run_dir / SAMPLES_DIR).glob("*.png"))
+    if len(grids) > SAMPLE_GRIDS:
+        last = len(grids) - 1
+        grids = [grids[round(i * last / (SAMPLE_GRIDS - 1))] for i in range(SAMPLE_GRIDS)]
+    for png in grids:
+        _copy(png, out / png.relative_to(run_dir))
+
+
+def bundle_size(root: Path | None = None) -> int:
+    """Bytes of every file of the bundled examples."""
+    root = root or examples_dir()
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
 
 
 def _copy(src: Path, dest: Path) -> None:
@@ -171,8 +197,17 @@ def _pack_checkpoint(src: Path, dest: Path) -> None:
     if data.get("format") != FORMAT:
         raise UserError(f"{src} is not a DDAE Studio checkpoint; only runs trained here can be packed.")
     ema = {k: (v.half() if v.is_floating_point() else v) for k, v in data["ema"].items()}
+    plain = dest.with_suffix("")
     atomic_torch_save({"format": FORMAT, "version": FORMAT_VERSION, "config": data["config"], "step": data["step"],
-                       "epoch": data.get("epoch"), "ema": ema, "ema_updates": data.get("ema_updates")}, dest)
+                       "epoch": data.get("epoch"), "ema": ema, "ema_updates": data.get("ema_updates")}, plain)
+    _xz(plain, dest)
+
+
+def _xz(src: Path, dest: Path) -> None:
+    """src compressed into dest (xz, the best ratio the standard library has), src removed."""
+    with open(src, "rb") as fh, lzma.open(dest, "wb", preset=9 | lzma.PRESET_EXTREME) as out:
+        shutil.copyfileobj(fh, out)
+    src.unlink()
 
 
 def _pack_events(src: Path, dest: Path, keep_checkpoint: Path | None) -> None:
@@ -189,6 +224,6 @@ def _pack_events(src: Path, dest: Path, keep_checkpoint: Path | None) -> None:
             continue
         lines.append(line)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(dest, "wt", compresslevel=9) as out:
+    with lzma.open(dest, "wt", preset=9) as out:
         out.write("\n".join(lines) + "\n")
 
