@@ -56,6 +56,7 @@ class ClassifyView(ImageInputMixin, QWidget):
         self._choices: list[RunChoice] = []
         self._paths: list[Path] = []
         self._selected = -1
+        self._preferred: str | None = None        # a run to open on once it can classify
         self._timestep: int | None = None        # wanted; None = the head's own
         self._info: ModelInfo | None = None
         self._next_id = 0
@@ -156,6 +157,9 @@ class ClassifyView(ImageInputMixin, QWidget):
             for choice in self._choices:
                 self.run_combo.addItem(choice.label, choice.run_id)
             index = self.run_combo.findData(current)
+            preferred = self.run_combo.findData(self._preferred) if self._preferred else -1
+            if preferred >= 0:
+                index, self._preferred = preferred, None
             self.run_combo.setCurrentIndex(index if index >= 0 else (0 if self._choices else -1))
         now = self.run_combo.currentData()
         if now != current or old_heads.get(now) != {c.run_id: c.heads for c in self._choices}.get(now):
@@ -172,6 +176,12 @@ class ClassifyView(ImageInputMixin, QWidget):
             self._set_status(f"Run {run_id} has no trained classifier head to use.")
             return
         self.run_combo.setCurrentIndex(index)
+
+    def prefer_run(self, run_id: str) -> None:
+        """Open on this run: now if it can classify, else as soon as the store lists its head."""
+        self._preferred = run_id
+        self._token = None                      # list the runs again now
+        self.refresh()
 
     def set_head(self, index: int) -> None:
         self.head_combo.setCurrentIndex(index)

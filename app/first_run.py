@@ -4,7 +4,8 @@ As `ddae demo` does, the demo imports the bundled example (tiny-ddpm trained for
 builtin:shapes) and queues a probe grid of it first, so the heatmap that fills in shows what a
 diffusion model's layers know, against its raw-pixel and random-init baselines. Then it queues a
 short `tiny-ddpm` run of the user's own (loss curve, samples) and, once that run is done, a probe
-grid on its last checkpoint. The probe is queued at the end
+grid on its last checkpoint. The bundled CIFAR-10 model is imported beside them, and the Classify
+view opens on it, so a dropped photo gets a meaningful answer. The probe is queued at the end
 rather than at once because the scheduler starts an evaluation as soon as its parent has any
 checkpoint, and the demo should probe the trained model, not its first save. The pending probe
 is remembered in the settings, so closing the app mid-demo and reopening it still queues it.
@@ -21,7 +22,7 @@ from db import RunSummary, Store
 from ddae_core.engine.config import preset_path
 from ddae_core.jobs import examples
 from ddae_core.jobs.eval_specs import probe_spec
-from ddae_core.jobs.examples import DEMO_EXAMPLE, DEMO_PROBE
+from ddae_core.jobs.examples import CLASSIFY_EXAMPLE, DEMO_EXAMPLE, DEMO_PROBE
 from ddae_core.jobs.specs import train_spec
 from ddae_core.rundir import RunStatus
 
@@ -56,6 +57,7 @@ class DemoController(QObject):
         self.train_overrides: dict = {}
         self.example: str | None = DEMO_EXAMPLE if DEMO_EXAMPLE in examples.available() else None
         self.example_run: str | None = None
+        self.classify_run: str | None = None   # the bundled CIFAR-10 model, for the Classify view
 
     def start(self, device: str = "auto") -> str:
         """Import and probe the bundled example (when there is one), then queue the user's train run; its id."""
@@ -65,11 +67,9 @@ class DemoController(QObject):
 
     def start_example(self, device: str = "auto") -> str:
         """Copy the bundled example into the workspace and queue a live probe of it ahead of everything."""
-        train_dir, *others = examples.install(self.store.workspace, self.example)
-        for run_dir in (train_dir, *others):
-            # Finished runs: say so now, so the view shows them as they are before the ingester reads their events.
-            self.store.register_run(run_dir)
-            self.store.set_status(run_dir.name, RunStatus.DONE)
+        train_dir, *others = self._install(self.example)
+        if CLASSIFY_EXAMPLE in examples.available():
+            self.classify_run = self._install(CLASSIFY_EXAMPLE)[0].name
         spec = probe_spec(train_dir, timesteps=DEMO_TIMESTEPS, layers="all", device=device,
                           name=f"demo: probe grid of the bundled {self.example} model", **self.example_probe_options)
         spec["device"]["gpus"] = gpus_for(device, 1)
@@ -78,6 +78,15 @@ class DemoController(QObject):
         self.example_run = train_dir.name
         self.example_queued.emit(train_dir.name, probe_id)
         return probe_id
+
+    def _install(self, name: str) -> list:
+        """Copy a bundled example into the workspace; its run dirs, train run first."""
+        installed = examples.install(self.store.workspace, name)
+        for run_dir in installed:
+            # Finished runs: say so now, so the view shows them as they are before the ingester reads their events.
+            self.store.register_run(run_dir)
+            self.store.set_status(run_dir.name, RunStatus.DONE)
+        return installed
 
     def start_training(self, device: str = "auto") -> str:
         """Queue the demo's train run of the user's own; returns its id."""

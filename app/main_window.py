@@ -362,6 +362,8 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Demo", f"The demo could not be queued: {exc}")
             return
         self.banner.hide()
+        if self.demo.classify_run is not None and hasattr(self.classify_view, "prefer_run"):
+            self.classify_view.prefer_run(self.demo.classify_run)
         if self.demo.example_run is not None:
             self.statusBar().showMessage("Demo queued: a probe grid of the bundled model first, then a short "
                                         "training run of your own.", 10000)

@@ -195,6 +195,11 @@ def test_demo_imports_the_bundled_example_and_probes_it_before_training(studio, 
     queue = window.store.queued_jobs()
     assert queue[0].run == probes[0].id                              # ahead of the user's own training
     assert any(r.kind == "train" and r.status == "queued" and DEMO_TAG in r.tags for r in rows.values())
+    if examples.CLASSIFY_EXAMPLE in examples.available():        # Classify opens on the bundled CIFAR-10 model
+        photos = examples.manifest(examples.CLASSIFY_EXAMPLE)["runs"][0]["id"]
+        assert window.demo.classify_run == photos and rows[photos].status == "done"
+        assert window.classify_view.run_combo.currentData() == photos
+        assert window.classify_view.current_head().head == "probe"
 
 
 def test_demo_is_offered_on_an_empty_workspace_and_queues_its_probe_when_trained(studio, qtbot):

@@ -215,3 +215,13 @@ def test_classify_worker_thread_ends_when_idle_and_restarts(view, qtbot, images,
     qtbot.waitUntil(lambda: not view._worker.isRunning(), timeout=30_000)
     view.set_noise_level(60)                          # starts it again, with the model still cached
     assert view.wait_idle(WAIT_MS) and view.noise_level == 60
+
+
+def test_classify_opens_on_a_preferred_run_once_it_can_classify(view, gui_workspace):
+    """The demo asks for the bundled CIFAR-10 model: chosen at once when listed, kept wanted until then."""
+    view.prefer_run("not-indexed-yet")
+    assert view.run_combo.currentData() == gui_workspace.train_a      # nothing to open yet: the choice stays
+    view.prefer_run(gui_workspace.train_b)
+    assert view.run_combo.currentData() == gui_workspace.train_b
+    assert view.current_head() is not None and view.current_head().run_id in {gui_workspace.probe_b,
+                                                                             gui_workspace.noisy_a}

@@ -16,6 +16,7 @@ from ddae_core.engine.errors import CheckpointError, ConfigError, UserError
 from ddae_core.engine.reporting import STOP_FILE
 from ddae_core.engine.runs import list_checkpoints
 from ddae_core.jobs import examples
+from ddae_core.jobs.examples import CLASSIFY_EXAMPLE
 from ddae_core.jobs.specs import create_job, execute, train_spec
 
 from .conftest import FIXTURES, ROOT, micro_config, need
@@ -339,14 +340,22 @@ def test_demo_probes_the_bundled_example_live_and_trains_a_run_of_ones_own(tmp_p
     info = examples.manifest("shapes")
     train_id, bundled_probe = (r["id"] for r in info["runs"])
     assert f"Imported the bundled example run {train_id}" in out.stdout
-    # The example's two runs (and its earlier training stages), the live probe of it, and the user's own run.
+    # The example's two runs (and its earlier training stages), the live probe of it, and the user's own run;
+    # the bundled CIFAR-10 model's two runs too, for the Classify view.
     earlier = ["train"] * len(info.get("ancestors", []))
-    assert _kinds(tmp_path) == sorted(["probe", "probe", "train", "train", *earlier])
-    live = [p for p in (tmp_path / "runs").glob("*-probe-*") if p.name != bundled_probe]
+    photos = ["probe", "train"] if CLASSIFY_EXAMPLE in examples.available() else []
+    assert _kinds(tmp_path) == sorted(["probe", "probe", "train", "train", *earlier, *photos])
+    bundled = {r["id"] for name in examples.available() for r in examples.manifest(name)["runs"]}
+    live = [p for p in (tmp_path / "runs").glob("*-probe-*") if p.name not in bundled]
     grid = json.loads((live[0] / "grid.json").read_text())
     assert grid["parent_run"] == train_id and grid["protocol"] == "standardized" and grid["baselines"]
-    assert out.stdout.rstrip().splitlines()[-2].startswith("raw pixels")  # the last word is the baselines'
+    lines = out.stdout.rstrip().splitlines()
+    app_line = next(i for i, line in enumerate(lines) if line.startswith("Open them in the app"))
+    assert lines[app_line - 2].startswith("raw pixels")          # the result ends with the baselines
     assert "What the layers of the bundled model know" in out.stdout
+    if photos:
+        cifar_train = examples.manifest(CLASSIFY_EXAMPLE)["runs"][0]["id"]
+        assert f"Classify view opens on the bundled CIFAR-10 model ({cifar_train}" in lines[app_line + 1]
 
 
 def test_a_worker_cancelled_while_it_starts_ends_cancelled(workspace):

@@ -5,8 +5,9 @@ A few minutes of a 2-core CPU teach a diffusion model little, so the demo shows 
    into the workspace, then probed live (the heatmap fills in), with its raw-pixel and random-init
    baselines, so the grid says what the layers learned;
 2. a short training run of the user's own, so the live loss curve and sample grids are seen.
-It ends by printing the bundled model's grid with its baselines. Without a bundled example (or with
---no-example) it probes the user's own run instead, as it always did.
+It ends by printing the bundled model's grid with its baselines. The bundled CIFAR-10 model (when this copy
+has it) is imported too, for the app's Classify view, which opens on it. Without a bundled example (or
+with --no-example) it probes the user's own run instead, as it always did.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ DEMO_TIMESTEPS = "1,11,51,101"
 
 def run_demo(args) -> int:
     from ..jobs import examples
-    from ..jobs.examples import DEMO_EXAMPLE
+    from ..jobs.examples import CLASSIFY_EXAMPLE, DEMO_EXAMPLE
 
     started = time.monotonic()
     example = None
@@ -33,6 +34,9 @@ def run_demo(args) -> int:
         example = examples.manifest(DEMO_EXAMPLE)
         train_dir, _ = examples.install(workspace_of(args), DEMO_EXAMPLE)
         print(f"Imported the bundled example run {train_dir.name}: {example['title']}.", flush=True)
+    photos = None
+    if not args.no_example and CLASSIFY_EXAMPLE in examples.available():
+        photos, _ = examples.install(workspace_of(args), CLASSIFY_EXAMPLE)
     probe_dir = None
     if example is not None and not args.no_probe:
         print("\nProbing what its layers know, live: a linear head per layer x noise level, and the same heads on "
@@ -52,7 +56,12 @@ def run_demo(args) -> int:
     print(f"\nDemo finished in {minutes:.1f} minutes. Your training run: {own.name}.")
     if probe_dir is not None:
         _print_result(probe_dir, bundled=example is not None)
-    print("Open them in the app: ddae-studio (or python main.py in a checkout)")
+    print("\nOpen them in the app: ddae-studio (or python main.py in a checkout)")
+    if photos is not None:
+        info = examples.manifest(CLASSIFY_EXAMPLE)
+        print(f"Its Classify view opens on the bundled CIFAR-10 model ({photos.name}, best cell "
+              f"{100 * info['best']['accuracy']:.1f}%): drop a photo of a cat or a truck on it, or run "
+              f"ddae classify --run {photos.name} PHOTO.jpg")
     return 0
 
 
