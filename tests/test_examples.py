@@ -15,10 +15,10 @@ from ddae_core.engine.errors import UserError
 from ddae_core.engine.runs import read_meta, resolve_checkpoint
 from ddae_core.jobs import examples
 from ddae_core.jobs.eval_specs import probe_spec
-from ddae_core.jobs.examples import DEMO_EXAMPLE
+from ddae_core.jobs.examples import CLASSIFY_EXAMPLE, DEMO_EXAMPLE
 from ddae_core.jobs.specs import create_job, execute, train_spec
 
-from .conftest import micro_config
+from .conftest import CIFAR_MINI, micro_config, need
 
 DATA = "builtin:shapes?n_train=64&n_test=32"
 
@@ -185,3 +185,22 @@ def test_the_bundled_shapes_model_classifies_dropped_images_about_as_well_as_its
     correct = sum(r.top[0][0] == classifier.classes[int(labels[i])] for r, i in zip(results, range(1000, 1050)))
     best = examples.manifest(DEMO_EXAMPLE)["best"]["accuracy"]
     assert correct / 50 >= best - 0.2, f"{correct}/50 right; the grid's best cell is {best:.3f}"
+
+
+@pytest.mark.skipif(CLASSIFY_EXAMPLE not in examples.available(), reason="no bundled CIFAR-10 example in this copy")
+def test_the_bundled_cifar10_model_classifies_test_photos_about_as_well_as_its_grid_says(tmp_path):
+    """50 cifar10-mini test JPEGs (5 a class), classified as the Classify view does: top-1 near the best cell."""
+    from ddae_core.engine.evaluation.classify import Classifier, classify_files
+
+    test = need(CIFAR_MINI / "test")
+    train_dir, _ = examples.install(tmp_path / "ws", CLASSIFY_EXAMPLE)
+    classifier = Classifier.from_run(train_dir, device="cpu")
+    photos = [(path, folder.name) for folder in sorted(test.iterdir()) for path in sorted(folder.glob("*.jpg"))[:5]]
+    assert len(photos) == 50
+    results = classify_files(classifier, [path for path, _ in photos])
+    correct = sum(r.top[0][0] == label for r, (_, label) in zip(results, photos))
+    info = examples.manifest(CLASSIFY_EXAMPLE)
+    best, pixels = info["best"]["accuracy"], info["baselines"]["pixels"]["accuracy"]
+    assert correct / 50 >= best - 0.2, f"{correct}/50 right; the grid's best cell is {best:.3f}"
+    assert correct / 50 > 0.1, f"{correct}/50 right: chance"
+    assert best > pixels
