@@ -6,6 +6,8 @@ noise-conditional classifier. Every job runs in a worker subprocess (`python -m 
 never in this process. Then the window opens on the offscreen platform and each view is grabbed.
 `--quick` uses a micro network and a few steps, for checking the script itself. `--only unified` makes
 and renders only the unified view: a training whose sweep queues an FID and a probe job per checkpoint.
+`--only examples` installs the bundled examples and renders their grids, and the Classify view on the
+CIFAR-10 one with cifar10-mini test photos (from the shared folder beside the checkout).
 """
 
 from __future__ import annotations
@@ -171,6 +173,36 @@ def render_unified(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
     return shots
 
 
+def make_example_runs(ws: Path, _steps: int, _quick: bool) -> dict[str, str]:
+    """The bundled examples, installed as `ddae import-example` does: name -> its train run id."""
+    from ddae_core.jobs import examples
+
+    return {name: examples.install(ws, name)[0].name for name in examples.available()}
+
+
+def render_examples(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
+    """Each bundled example's probe grid (baselines on the colour bar), and Classify on the CIFAR-10 one."""
+    from app.run_panels import GridPanel
+    from ddae_core.jobs.examples import CLASSIFY_EXAMPLE, DEMO_EXAMPLE
+
+    app, window = open_window(ws)
+    shots = []
+    for name, train_id in runs.items():
+        window.show_run(train_id)
+        window.run_view.show_tab(GridPanel)
+        window.run_view.panel(GridPanel).set_fit(True)
+        shots.append(shoot(window, app, out, "example-probe-grid" if name == DEMO_EXAMPLE else f"example-{name}-grid"))
+    photos = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini" / "test"
+    if CLASSIFY_EXAMPLE in runs and photos.is_dir() and hasattr(window.classify_view, "load_files"):
+        window.tabs.setCurrentWidget(window.classify_view)
+        window.classify_view.prefer_run(runs[CLASSIFY_EXAMPLE])
+        window.classify_view.load_files([sorted(folder.glob("*.jpg"))[7] for folder in sorted(photos.iterdir())])
+        window.classify_view.wait_idle(120_000)
+        shots.append(shoot(window, app, out, "classify-cifar10"))
+    window.close()
+    return shots
+
+
 def settle(app, seconds: float = 0.6) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -306,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="folder for the PNG files (created)")
     parser.add_argument("--steps", type=int, default=240, help="training steps of the demo run (default 240)")
     parser.add_argument("--quick", action="store_true", help="a micro network and a few steps (checks the script)")
-    parser.add_argument("--only", choices=["all", "unified"], default="all",
-                        help="unified: make and render only the unified view (a training with a checkpoint sweep)")
+    parser.add_argument("--only", choices=["all", "unified", "examples"], default="all",
+                        help="unified: make and render only the unified view (a training with a checkpoint sweep); "
+                             "examples: the bundled examples' grids and Classify on the CIFAR-10 one")
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
                         help="make the workspace here and keep it (default: a temporary one, removed); "
                              "if it already holds the runs of an earlier --keep, only render again")
@@ -318,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     ws = args.keep or tmp / "ws"
     (ws / RUNS_DIR).mkdir(parents=True, exist_ok=True)
     made = ws / ("screenshot-runs.json" if args.only == "all" else f"screenshot-{args.only}-runs.json")
-    make, draw = (make_runs, render) if args.only == "all" else (make_sweep_runs, render_unified)
+    make, draw = {"all": (make_runs, render), "unified": (make_sweep_runs, render_unified),
+                  "examples": (make_example_runs, render_examples)}[args.only]
     try:
         if made.is_file():
             runs = json.loads(made.read_text())
