@@ -169,7 +169,9 @@ class DemoBanner(QFrame):
             "The demo opens a small diffusion model (tiny-ddpm) that comes with the tool, trained for hours on "
             "generated shapes, and probes what each of its layers knows at each noise level: the layer × noise "
             "heatmap fills in cell by cell, against raw pixels and the same network untrained. Then it trains a "
-            f"model of your own for {minutes:g} minutes, so you see the loss curve grow and sample grids appear.")
+            f"model of your own for {minutes:g} minutes, so you see the loss curve grow and sample grids appear."
+            + (" The Classify tab opens on a tiny-ddpm trained on CIFAR-10: drop a photo on it."
+               if CLASSIFY_EXAMPLE in examples.available() else ""))
         text.setWordWrap(True)
         self.button = QPushButton("▶  Run the demo")
         self.button.setMinimumHeight(36)
