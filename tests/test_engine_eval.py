@@ -88,6 +88,25 @@ def test_official_probe_protocol_runs_the_same_grid(trained):
     assert len(events(probe, "grid_cell")) == 1
 
 
+def test_only_the_fast_protocols_extract_at_reduced_precision(trained, monkeypatch):
+    """The official protocol is the reference: it runs the model as the official code, never fast_forward."""
+    from ddae_core.engine.model import DDAEModel
+
+    ws, parent = trained
+    entered, original = [], DDAEModel.fast_forward
+
+    def recording(self, precision="auto"):
+        entered.append(precision)
+        return original(self, precision)
+    monkeypatch.setattr(DDAEModel, "fast_forward", recording)
+    _, status = run(ws, probe_spec(parent, timesteps="11", layers="out_3", protocol="official", train_limit=32,
+                                   test_limit=48, epochs=1, device="cpu", baselines=False))
+    assert status == "done" and entered == []
+    _, status = run(ws, probe_spec(parent, timesteps="11", layers="out_3", train_limit=32, test_limit=48, epochs=1,
+                                   device="cpu", baselines=False))
+    assert status == "done" and entered == ["auto", "auto"]     # the training view, then the test pass
+
+
 def test_cancelled_probe_keeps_the_cells_it_finished(trained):
     ws, parent = trained
     spec = probe_spec(parent, timesteps="1,11,21", layers="out_3", train_limit=48, test_limit=48, epochs=1,

@@ -30,6 +30,7 @@ import psutil
 import torch
 
 from ...rundir import GRID, PROBE_HEADS, ArtifactKind, RunStatus, atomic_write_text
+from ..device import extraction_batch_size
 from .common import EvalContext, open_context
 from .features import Stopped
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
@@ -61,15 +62,20 @@ class ProbeGrid:
         self.ctx = ctx
         o = ctx.opts
         self.model = ctx.model
-        self.source = source or NetworkSource(ctx.model, o["layers"])
+        # The fast protocols extract at the device's fastest precision (the job's `amp`, `auto` unless set);
+        # the official protocol, the reference, runs the model as the job loaded it (fp32 on a CPU).
+        self.precision = None if protocol_of(o) == "official" else str(o.get("amp") or "auto")
+        self.source = source or NetworkSource(ctx.model, o["layers"], self.precision)
         self.timesteps: list[int] = [int(t) for t in (o["timesteps"] if timesteps is None else timesteps)]
         self.layers: list[str] = list(self.source.layers)
         self.channels = list(self.source.channels)
         self.epochs, self.batch_size = int(o.get("epochs", 15)), int(o.get("batch_size", 128))
         self.lr = float(o.get("lr", 1e-3))
-        # Forward-only batches: 128 keeps a 2-core CPU's caches warm (15-20% faster than 256 there);
-        # a GPU wants more in flight.
-        self.extract_batch = int(o.get("extract_batch_size") or (128 if ctx.device.type == "cpu" else 512))
+        # Forward-only batches: the official protocol's test pass keeps 128 on a CPU (its noise is drawn per
+        # batch, so its numbers stay those of earlier runs); the fast protocols take the device's fastest.
+        default_batch = (128 if ctx.device.type == "cpu" else 512) if self.precision is None \
+            else extraction_batch_size(ctx.device)
+        self.extract_batch = int(o.get("extract_batch_size") or default_batch)
         self.train, self.test = data or (ctx.data("train", o.get("train_limit")), ctx.data("test", o.get("test_limit")))
         self.classes = len(self.train.classes)
         self.cells: dict[int, dict[str, float]] = {}
@@ -273,8 +279,8 @@ def run_baselines(grid: ProbeGrid) -> dict:
                            timesteps=[PIXEL_TIMESTEP], emit=False, data=data, stage="baseline: raw pixels, ")
         pixels.run()
         result = {"pixels": {"accuracy": pixels.cells[PIXEL_TIMESTEP][PIXELS]}}
-        random = ProbeGrid(ctx, NetworkSource(random_init_model(ctx.model), grid.layers), emit=False, data=data,
-                           stage="baseline: random init, ")
+        random = ProbeGrid(ctx, NetworkSource(random_init_model(ctx.model), grid.layers, grid.precision), emit=False,
+                           data=data, stage="baseline: random init, ")
         random.run()
         t, layer, acc = random.best()
         result["random_init"] = {"accuracy": acc, "timestep": t, "layer": layer, "seed": RANDOM_INIT_SEED,

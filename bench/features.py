@@ -1,0 +1,131 @@
+"""Feature extraction head to head: the engine's path against the official `get_feature`, in one run.
+
+    python -m bench.features [--preset tiny-ddpm] [--batch-size 128] [--images 1024] [--rounds 3] [--device auto]
+
+Same network (the preset at a fixed random initialisation: speed does not depend on the weights), same
+images, same timestep, same batch, same threads (torch's default unless OMP_NUM_THREADS or --threads says).
+- official-style: as the official `get_feature` does it: forward hooks on the decoder taps, one plain eager
+  fp32 forward of the whole network in contiguous memory, each tap pooled in float32. Its images come
+  pre-augmented (the official DataLoader's workers do that beside the forward pass).
+- engine: `extract_features` under `DDAEModel.fast_forward()`, the fast protocols' path, paying for its own
+  flip + padded crop, noise and pooling: autocast at the device's extraction dtype, GroupNorm in fp32,
+  channels_last where it measured faster.
+Rounds alternate the two, so a machine that gets busier slows both alike; the median round counts.
+Also printed: the engine at its per-device batch size and in fp32, and how far its features lie from fp32.
+Target: engine >= 2x official-style.
+Last line: `features: N img/s vs official-style M img/s: Rx`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from ddae_core import build_model
+from ddae_core.engine.device import describe, extraction_amp_dtype, extraction_batch_size, resolve_device
+from ddae_core.engine.evaluation.features import extract_features
+from ddae_core.engine.model import DDAEModel, to_model_range
+from ddae_core.engine.nets.blocks import ResAttBlock
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def official_style(model: DDAEModel, images: torch.Tensor, timestep: int, batch_size: int) -> dict[str, torch.Tensor]:
+    """Pooled decoder taps as the official get_feature: hooks, a full fp32 forward, float32 pooling."""
+    decoder = [m for m in model.net.up if isinstance(m, ResAttBlock)]
+    acts: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, out, k=k: acts.__setitem__(f"out_{k}", out))
+             for k, m in enumerate(decoder, 1)]
+    pooled: dict[str, list[torch.Tensor]] = {}
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                x = to_model_range(images[start:start + batch_size].to(model.device).float().div_(255))
+                t = torch.full((len(x),), timestep, device=model.device, dtype=torch.long)
+                _, net_in, time_in = model.framework.perturb(x, t, torch.randn_like(x))
+                model.net(net_in, time_in)
+                for name, act in acts.items():
+                    pooled.setdefault(name, []).append(act.float().mean(dim=(2, 3)).cpu())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {name: torch.cat(parts) for name, parts in pooled.items()}
+
+
+def engine(model: DDAEModel, images: torch.Tensor, timestep: int, batch_size: int,
+           precision: str = "auto") -> dict[str, torch.Tensor]:
+    """The fast protocols' extraction of one training view (flip + padded crop, seeded noise)."""
+    with model.fast_forward(precision):
+        return extract_features(model, images, timestep, model.decoder_taps, batch_size=batch_size, flip=True,
+                                crop_padding=4, seed=1)
+
+
+def timed(fn, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def relative_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """The largest over layers of |a - b| / |b| (Frobenius norms over the whole split)."""
+    return max(float((a[k] - b[k]).norm() / b[k].norm()) for k in b)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny-ddpm")
+    parser.add_argument("--batch-size", type=int, default=128, help="both paths (default: the official linear probe's)")
+    parser.add_argument("--images", type=int, default=1024, help="images per timed pass")
+    parser.add_argument("--timestep", type=int, default=11)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own, or OMP_NUM_THREADS)")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    model = build_model(args.preset).to(device).eval()
+    images = torch.randint(0, 256, (args.images, *model.config.network["image_shape"]), dtype=torch.uint8)
+    augmented = images.flip(3)  # the official-style path gets its augmentation for free
+    dtype = extraction_amp_dtype(device)
+    print(f"{args.preset} on {describe(device)}; {args.images} images per pass, t={args.timestep}, "
+          f"{len(model.decoder_taps)} decoder taps; engine autocast {dtype or 'off (fp32)'}", flush=True)
+
+    # Warm up both (allocator, oneDNN primitive caches, cuDNN autotune), then alternate.
+    warm = images[:2 * args.batch_size]
+    official_style(model, warm, args.timestep, args.batch_size)
+    engine(model, warm, args.timestep, args.batch_size)
+    times: dict[str, list[float]] = {"official": [], "engine": []}
+    for _ in range(args.rounds):
+        times["official"].append(timed(lambda: official_style(model, augmented, args.timestep, args.batch_size), device))
+        times["engine"].append(timed(lambda: engine(model, images, args.timestep, args.batch_size), device))
+    rate = {k: args.images / statistics.median(v) for k, v in times.items()}
+    print(f"official-style (fp32 eager, hooks), batch {args.batch_size}: {rate['official']:.1f} img/s", flush=True)
+    print(f"engine (fast_forward), batch {args.batch_size}: {rate['engine']:.1f} img/s", flush=True)
+
+    own = extraction_batch_size(device)
+    if own != args.batch_size:
+        own_rate = args.images / statistics.median(timed(lambda: engine(model, images, args.timestep, own), device)
+                                                   for _ in range(args.rounds))
+        print(f"engine at its own batch size for this device ({own}): {own_rate:.1f} img/s "
+              f"({own_rate / rate['official']:.2f}x official-style at {args.batch_size})", flush=True)
+    if dtype is not None:
+        reference = engine(model, images, args.timestep, args.batch_size, precision="fp32")
+        fast = engine(model, images, args.timestep, args.batch_size)
+        print(f"engine features vs the same pass in fp32: largest relative difference "
+              f"{relative_difference(fast, reference):.2e}", flush=True)
+    print(f"features: {rate['engine']:.1f} img/s vs official-style {rate['official']:.1f} img/s: "
+          f"{rate['engine'] / rate['official']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
