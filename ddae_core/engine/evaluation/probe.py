@@ -231,6 +231,7 @@ class ProbeGrid:
             "best": {"timestep": best[0], "layer": best[1], "accuracy": best[2]} if best else None,
             "complete": len(self.cells) == len(self.timesteps),
             "classes": list(self.train.classes),
+            "train_images": len(self.train), "test_images": len(self.test),
             "baselines": baselines,
         }
         atomic_write_text(self.ctx.run_dir / GRID, json.dumps(result, indent=1))
