@@ -11,9 +11,10 @@ import logging
 import os
 import threading
 import time
+from functools import cache
 from pathlib import Path
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Update, bindparam, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -45,6 +46,28 @@ _UPSERT_ARTIFACTS = (
     "ON CONFLICT (run, path) DO UPDATE SET kind = excluded.kind, key = excluded.key, "
     "step = excluded.step, time = excluded.time"
 )
+
+
+@cache
+def _own_summary() -> dict:
+    """The run row's derived columns (last loss, best accuracy, baselines, protocol) for run :summary_run.
+
+    Built once: SQLAlchemy spends ~20 ms of Python (eight aliases of the runs table) building these
+    expressions, which per run and pass was most of an ingest pass, holding the GIL the window needs.
+    """
+    run = bindparam("summary_run")
+    return {"last_loss": last_loss_of(run), **accuracy_summary_of(run)}
+
+
+@cache
+def _parent_summary_update() -> Update:
+    """A probe's new cells can raise its parent's best accuracy (the train run's row shows it); the parent's
+    version (:summary_version) moves too, so views that follow changes redraw its row now, not on a re-sort.
+    Built once, as _own_summary."""
+    parent = select(Run.parent_run).where(Run.id == bindparam("summary_run"),
+                                          Run.kind == JobKind.PROBE).scalar_subquery()
+    return update(Run).where(Run.id == parent).values(version=bindparam("summary_version"),
+                                                      **accuracy_summary_of(Run.id))
 
 
 class IngestLockError(RuntimeError):
@@ -247,8 +270,10 @@ class Ingester:
                           progress_stage=b.progress[2], progress_time=b.progress[3])
         if b.grid_axes is not None:
             values["grid_axes"] = b.grid_axes
+        params = {}
         if b.metrics or b.cells:
-            values.update(last_loss=last_loss_of(b.run), **accuracy_summary_of(b.run))
+            values.update(_own_summary())
+            params = {"summary_run": b.run}
         s = b.status
         if s is not None:
             values.update(status=s.status, error=s.error, finished=s.finished)
@@ -257,12 +282,8 @@ class Ingester:
                     values[name] = getattr(s, name)
             if s.first_started is not None:
                 values["started"] = func.coalesce(Run.started, s.first_started)
-        session.execute(update(Run).where(Run.id == b.run).values(**values))
+        session.execute(update(Run).where(Run.id == b.run).values(**values), params)
         if b.cells or b.metrics:
-            # A probe's new cells can raise its parent's best accuracy (the train run's row shows it).
-            parent = select(Run.parent_run).where(Run.id == b.run, Run.kind == JobKind.PROBE).scalar_subquery()
-            # Its version moves too, so views that follow changes redraw the parent's row now, not on a re-sort.
-            session.execute(update(Run).where(Run.id == parent)
-                            .values(version=version, **accuracy_summary_of(Run.id)))
+            session.execute(_parent_summary_update(), {"summary_run": b.run, "summary_version": version})
         if s is not None and s.status != RunStatus.QUEUED:
             session.execute(delete(QueueRow).where(QueueRow.run == b.run))
