@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QEvent, QObject
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from app.colors import PALETTE, color_for, colors_for
@@ -163,6 +164,44 @@ def test_curve_redraws_a_million_points_quickly(curve, qtbot):
     # loop per point would take seconds.
     assert best < 0.5
     assert len(curve.series_data("big")[0]) == n
+
+
+class _PaintCounter(QObject):
+    """Counts the paint events a widget receives."""
+
+    def __init__(self, widget):
+        super().__init__(widget)
+        self.count = 0
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj, event):
+        if event.type() == QEvent.Type.Paint:
+            self.count += 1
+        return False
+
+
+def test_an_append_repaints_the_plot_once(curve, qtbot):
+    """pyqtgraph fits the range at the start of a paint, which then asked for a second whole repaint."""
+    curve.set_series("a", np.arange(1000), 1 / (1 + np.arange(1000)))
+    qtbot.wait(50)
+    paints = _PaintCounter(curve.plot_widget.viewport())
+    for i in range(5):
+        curve.append("a", np.arange(1000 + 100 * i, 1100 + 100 * i), np.full(100, 0.5))
+        curve.flush()
+        qtbot.wait(30)
+    assert paints.count == 5
+    assert curve.plot.getViewBox().viewRange()[0][1] >= 1499       # the range followed the new points
+
+
+def test_a_hidden_plot_draws_its_appends_when_shown(curve, qtbot):
+    curve.set_series("a", [0, 1], [1.0, 2.0])
+    curve.hide()
+    curve.append("a", [2, 3], [3.0, 4.0])
+    qtbot.wait(100)                                     # the refresh timer fired while hidden
+    assert len(curve._series["a"].item.getOriginalDataset()[0]) == 2
+    assert curve.series_data("a")[0].tolist() == [0, 1, 2, 3]     # the data is there already
+    curve.show()
+    assert curve._series["a"].item.getOriginalDataset()[0].tolist() == [0, 1, 2, 3]
 
 
 # Heatmap.

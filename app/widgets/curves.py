@@ -85,7 +85,7 @@ class CurvePlot(QWidget):
         self._fixed_x_label: str | None = None
         self._dirty: set[str] = set()
         self._timer = QTimer(self, singleShot=True, interval=REFRESH_MS)
-        self._timer.timeout.connect(self.flush)
+        self._timer.timeout.connect(self._refresh)
 
         self.plot_widget = plot_widget(title)
         self.plot: pg.PlotItem = self.plot_widget.getPlotItem()
@@ -175,6 +175,7 @@ class CurvePlot(QWidget):
         self._dirty.discard(name)
         self._draw(series)
         self._update_empty()
+        self._settle()
 
     def append(self, name: str, steps, values, times=None) -> None:
         """Add points after the series' last step; drawn on the next refresh tick (<= 25 Hz)."""
@@ -423,6 +424,26 @@ class CurvePlot(QWidget):
         self._dirty.clear()
         for series in self._series.values():
             self._draw(series)
+        self._settle()
+
+    def _settle(self) -> None:
+        """Fit the view range to the new data now, so the coming repaint is the only one.
+
+        pyqtgraph defers auto-range to the start of a paint; the range change then marks the axes dirty
+        and the whole plot painted a second time, one event-loop turn later (two paints per update).
+        """
+        if self.isVisible():
+            self.plot_widget.scene().prepareForPaint()
+
+    def _refresh(self) -> None:
+        """The refresh timer: draw pending appends, unless hidden (then showEvent draws them)."""
+        if self.isVisible():
+            self.flush()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._dirty:
+            self.flush()
 
     def flush(self) -> None:
         """Draw pending appends now (otherwise the refresh timer does, at most 25 times a second)."""
@@ -431,6 +452,8 @@ class CurvePlot(QWidget):
         for name in dirty:
             if name in self._series:
                 self._draw(self._series[name])
+        if dirty:
+            self._settle()
 
     # Export.
     def export_png(self, path: str | Path) -> Path:
