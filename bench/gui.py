@@ -4,12 +4,15 @@ Two writer processes append events as a training worker does (a status line, the
 loss/train, lr, images_per_s, ema/decay and progress), at `--steps-per-s` steps a second each.
 The app's scheduler thread ingests them; two run views (the window's and a second one) follow
 one run each on the window's refresh timer. Meanwhile a 10 ms QTimer on the GUI thread records
-when it fires: the gaps beyond 10 ms are how long the GUI could not respond. Then a CurvePlot of
-1,000,000 points (smoothing on, so two curves) is redrawn: the view range changes and a synchronous
-repaint redoes the peak-preserving decimation of all points and paints them. Loading new data
+when it fires: the gaps beyond 10 ms are how long the GUI could not respond, from right after the
+two runs are opened (their first layout and paints included). Opening them (show_run: reading
+each run and building its panels) happens before the timer starts; it is reported on its own line.
+Then a CurvePlot of 1,000,000 points (smoothing on, so two curves) is redrawn: the view range
+changes and a synchronous repaint redoes the peak-preserving decimation of all points and paints them. Loading new data
 (set_series: copy, smoothing, decimation, paint) is reported beside it.
 
-A stall is reported as the whole gap between two ticks (so 10 ms means none). Targets: p99 stall < 50 ms, 1M-point redraw < 30 ms. The last line is the summary:
+A stall is reported as the whole gap between two ticks (so 10 ms means none). Targets: p99 stall < 30 ms,
+max stall < 100 ms, 1M-point redraw < 30 ms. The last line is the summary:
 `gui: p99 stall: T ms, max stall: T ms, 1M-point redraw: T ms`.
 """
 
@@ -26,7 +29,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-TARGET_P99_MS, TARGET_REDRAW_MS = 50.0, 30.0
+TARGET_P99_MS, TARGET_MAX_MS, TARGET_REDRAW_MS = 30.0, 100.0, 30.0
 ROOT = Path(__file__).resolve().parents[1]
 
 WRITER = """
@@ -143,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         while window.store.count_runs() < 2 and time.monotonic() < deadline:
             app.processEvents()
             time.sleep(0.01)
+        started = time.perf_counter()
         window.show_run(runs[0].name)
         second.show_run(runs[1].name)
         window.tabs.setCurrentWidget(window.run_view)
+        show_ms = (time.perf_counter() - started) * 1000
         gaps = measure_stalls(app, args.seconds * 0.9)
     finally:
         for w in writers:
@@ -168,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     # Reported as the whole gap between ticks (10 ms when the GUI thread never waited), not gap - 10 ms.
     p99, worst = percentile(gaps, 99), max(gaps)
     print(f"streamed {events:,} events from 2 writers in {args.seconds:g} s; loss points shown per view: {shown}")
+    print(f"opening the two runs (show_run, before the timer starts): {show_ms:.0f} ms")
     print(f"10 ms timer: {len(gaps) + 1} ticks, gap p50 {statistics.median(gaps):.1f} ms, p99 {p99:.1f} ms, "
-          f"max {worst:.1f} ms (target p99 < {TARGET_P99_MS:g} ms)")
+          f"max {worst:.1f} ms (targets p99 < {TARGET_P99_MS:g} ms, max < {TARGET_MAX_MS:g} ms)")
     print(f"{args.points:,}-point curve: redraw (zoom + repaint) {zoom_ms:.1f} ms (target < {TARGET_REDRAW_MS:g} ms); "
           f"new data (set_series + repaint) {full_ms:.1f} ms")
     print(f"gui: p99 stall: {p99:.1f} ms, max stall: {worst:.1f} ms, 1M-point redraw: {zoom_ms:.1f} ms")

@@ -444,6 +444,7 @@ class CurvePlot(QWidget):
         super().showEvent(event)
         if self._dirty:
             self.flush()
+        self._settle()          # data set while hidden: fit the range before the first paint, not during it
 
     def flush(self) -> None:
         """Draw pending appends now (otherwise the refresh timer does, at most 25 times a second)."""
