@@ -28,12 +28,17 @@ def keep_singletons_alive() -> bool:
     """Raise the reference counts of None, True and False by _HEADROOM (CPython < 3.12); True if done."""
     if sys.implementation.name != "cpython" or sys.version_info >= (3, 12):
         return False
+    done = False
     for obj in (None, True, False):
-        # ob_refcnt is the first field of every CPython object; we hold the GIL, so nothing races us.
+        # ob_refcnt is the first field of a CPython object (not in Py_TRACE_REFS builds: then the
+        # count read there differs from getrefcount's, and nothing is written). We hold the GIL.
         refcount = ctypes.c_ssize_t.from_address(id(obj))
+        if refcount.value != sys.getrefcount(obj) - 1:
+            continue
         if refcount.value < _HEADROOM:
             refcount.value += _HEADROOM
-    return True
+        done = True
+    return done
 
 
 def paint_on_gui_thread() -> None:
