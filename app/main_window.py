@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(self._refresh_optional)
         self.setCentralWidget(self.tabs)
         self._statuses: dict[str, str] = {}     # run -> status last seen, to notice a job finishing
+        self._parents_shown: list[tuple] = []     # (id, name, status) of the parent runs last sent (reader thread)
         self._asked_on_close = False
         self.scheduler_label = QLabel()
         self.statusBar().addPermanentWidget(self.scheduler_label)
@@ -186,6 +187,7 @@ class MainWindow(QMainWindow):
         return True
 
     def _build_views(self, store: Store, hub: LiveHub) -> None:
+        self._parents_shown = []        # another workspace: its parent runs are sent on their first change
         self.launcher = Launcher(store, on_queued=self._queued)
         self.launch_view = LaunchView(self.launcher)
         queue_feed = QueueFeed(store)
@@ -266,9 +268,17 @@ class MainWindow(QMainWindow):
 
     # Updates.
     def _read_parents(self, changes: Changes):
-        """On the reader thread: the runs evaluations can start from, when one of them changed."""
+        """On the reader thread: the runs evaluations can start from, when what the forms show of them changed.
+
+        A training run changes twice a second (its progress); refilling every form's parent list (up to
+        500 entries each) on the GUI thread for that would be wasted work.
+        """
         if changes.full or any(r.kind in PARENT_KINDS for r in changes.runs):
-            return self.store.list_runs(kind=PARENT_KINDS, limit=500)
+            runs = self.store.list_runs(kind=PARENT_KINDS, limit=500)
+            shown = [(r.id, r.name, r.status) for r in runs]
+            if changes.full or shown != self._parents_shown:
+                self._parents_shown = shown
+                return runs
         return None
 
     def _on_changes(self, changes: Changes) -> None:
