@@ -14,7 +14,7 @@ import time
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import Update, bindparam, delete, func, select, update
+from sqlalchemy import BindParameter, Update, bindparam, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -55,7 +55,7 @@ def _own_summary() -> dict:
     Built once: SQLAlchemy spends ~20 ms of Python (eight aliases of the runs table) building these
     expressions, which per run and pass was most of an ingest pass, holding the GIL the window needs.
     """
-    run = bindparam("summary_run")
+    run: BindParameter[str] = bindparam("summary_run")
     return {"last_loss": last_loss_of(run), **accuracy_summary_of(run)}
 
 
