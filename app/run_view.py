@@ -31,6 +31,7 @@ from db import Changes, RunRecord, Store
 from ddae_core.engine.data.specs import parse_spec
 from ddae_core.rundir import LOG, MODEL_KINDS, JobKind, RunStatus
 
+from .deferred_panel import DeferredPanel
 from .live import LiveHub
 from .logtail import LogTail
 from .models import STATUS_COLORS, clock, when
@@ -71,14 +72,17 @@ def steps_per_epoch(spec: dict) -> float | None:
     return n / batch if n and batch else None
 
 
-def panels_for(record: RunRecord) -> list[Panel]:
+def panels_for(record: RunRecord) -> list[Panel | DeferredPanel]:
+    """The run's tabs; a trained model's snapshot panels are built when first shown (app.deferred_panel)."""
     kind = record.kind
     if kind in MODEL_KINDS:
         per_epoch = steps_per_epoch(record.spec)
-        panels: list[Panel] = [TrainingPanel(per_epoch), SamplesPanel(), GridPanel(), UnifiedPanel(per_epoch)]
+        panels: list[Panel | DeferredPanel] = [
+            TrainingPanel(per_epoch), DeferredPanel(SamplesPanel, SamplesPanel), DeferredPanel(GridPanel, GridPanel),
+            DeferredPanel(UnifiedPanel, lambda: UnifiedPanel(per_epoch))]
         if (record.spec.get("options") or {}).get("monitor_layers"):
             panels.append(AlignPanel())         # the label-free monitor writes align/ and uniform/ keys
-        panels.append(ChildrenPanel())
+        panels.append(DeferredPanel(ChildrenPanel, ChildrenPanel))
     elif kind == JobKind.PROBE:
         panels = [GridPanel()]
     elif kind == JobKind.ALIGN_UNIFORM:
@@ -212,7 +216,7 @@ class RunView(QWidget):
         self.watch_name = f"run-view-{id(self)}"
         self.feed: RunFeed | None = None
         self.record: RunRecord | None = None
-        self.panels: list[Panel] = []
+        self.panels: list[Panel | DeferredPanel] = []
 
         self.header = RunHeader()
         self.header.folder_button.clicked.connect(self._open_folder)
@@ -284,7 +288,9 @@ class RunView(QWidget):
         self.panels = panels_for(update.record)
         for panel in self.panels:
             self.tabs.addTab(panel, panel.title)
-            if isinstance(panel, ChildrenPanel):
+            if isinstance(panel, DeferredPanel):
+                panel.build_me = self._build
+            elif isinstance(panel, ChildrenPanel):
                 panel.open_run.connect(self.open_run)
         self.log.follow(self.store.run_dir(run_id) / LOG)
         self._set_empty(False)
@@ -376,7 +382,36 @@ class RunView(QWidget):
             self.header.show_record(self.record)
 
     def panel(self, cls: type[Panel]) -> Panel | None:
-        return next((p for p in self.panels if isinstance(p, cls)), None)
+        """The run's panel of that class (built now if its tab has not been shown yet), or None."""
+        for p in self.panels:
+            if isinstance(p, cls):
+                return p
+            if isinstance(p, DeferredPanel) and issubclass(p.cls, cls):
+                return self._build(p)
+        return None
+
+    def _build(self, deferred: DeferredPanel) -> Panel | None:
+        """Build a deferred panel and put it in its tab's place (the tab stays current if it was)."""
+        if deferred not in self.panels:
+            return None                 # a late request for a run no longer shown
+        panel = deferred.build()
+        self.panels[self.panels.index(deferred)] = panel
+        if isinstance(panel, ChildrenPanel):
+            panel.open_run.connect(self.open_run)
+        index, current = self.tabs.indexOf(deferred), self.tabs.currentWidget() is deferred
+        held = [p for p in self.panels if isinstance(p, DeferredPanel)]
+        for p in held:
+            p.holding = True            # removing the current tab shows its neighbour for a moment
+        try:
+            self.tabs.removeTab(index)
+            self.tabs.insertTab(index, panel, panel.title)
+            if current:
+                self.tabs.setCurrentIndex(index)
+        finally:
+            for p in held:
+                p.holding = False
+        deferred.deleteLater()
+        return panel
 
     def show_tab(self, cls: type[Panel]) -> None:
         panel = self.panel(cls)
