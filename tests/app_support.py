@@ -127,3 +127,18 @@ def wait_status(qtbot, window, run_id: str, statuses: tuple[str, ...], timeout_s
 
     qtbot.waitUntil(reached, timeout=int(timeout_s * 1000))
     return seen["status"]
+
+
+def trained_run_with_samples(ws: Path, side: int = 64) -> Path:
+    """A fake finished-looking train run (100 steps of curves) with one side x side sample grid at step 100."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QImage
+
+    from db import testing as fake
+
+    train = fake.write_run(ws, fake.run_id("train", 1), name="trained", events=fake.training_events(100))
+    img = QImage(side, side, QImage.Format.Format_RGB888)
+    img.fill(Qt.GlobalColor.darkCyan)
+    (train / "samples").mkdir()
+    assert img.save(str(train / "samples" / "step_000100.png"))
+    return train

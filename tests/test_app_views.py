@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent, QImage
+from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QLabel
 
 from app import workspace as workspaces
@@ -21,7 +21,13 @@ from app.widgets.heatmap import GridHeatmap
 from db import Ingester, Store, testing as fake
 from ddae_core.jobs import examples
 from ddae_core.jobs.examples import DEMO_EXAMPLE
-from tests.app_support import app_settings, micro_overrides, no_leftovers, studio  # noqa: F401
+from tests.app_support import (  # noqa: F401
+    app_settings,
+    micro_overrides,
+    no_leftovers,
+    studio,
+    trained_run_with_samples,
+)
 
 
 def ingest(ws: Path) -> None:
@@ -105,11 +111,7 @@ def test_run_feed_reads_only_new_points(tmp_path):
 
 def test_run_view_fills_in_live_and_every_plot_exports(studio, qtbot, tmp_path):
     ws = tmp_path / "ws"
-    train = fake.write_run(ws, fake.run_id("train", 1), name="trained", events=fake.training_events(100))
-    img = QImage(64, 64, QImage.Format.Format_RGB888)
-    img.fill(Qt.GlobalColor.darkCyan)
-    (train / "samples").mkdir()
-    assert img.save(str(train / "samples" / "step_000100.png"))
+    train = trained_run_with_samples(ws, side=64)
     probe = fake.write_run(ws, fake.run_id("probe", 2), kind="probe", name="grid",
                            parent={"run": train.name, "checkpoint": "latest"}, events=probe_events())
     align = fake.write_run(ws, fake.run_id("align-uniform", 3), kind="align-uniform",

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage
-
 from app.deferred_panel import DeferredPanel
 from app.run_feed import RunUpdate
 from app.run_panels import ChildrenPanel, GridPanel, Panel, SamplesPanel, TrainingPanel
 from db import Ingester, Store, testing as fake
-from tests.app_support import app_settings, no_leftovers, studio  # noqa: F401
+from tests.app_support import app_settings, no_leftovers, studio, trained_run_with_samples  # noqa: F401
 
 
 def ingest(ws: Path) -> None:
@@ -49,11 +46,7 @@ def test_a_deferred_panel_gets_the_newest_of_each_snapshot_field_once(qtbot):
 
 def test_train_run_tabs_are_built_when_shown_with_what_they_missed(studio, qtbot, tmp_path):
     ws = tmp_path / "ws"
-    train = fake.write_run(ws, fake.run_id("train", 1), name="trained", events=fake.training_events(100))
-    img = QImage(32, 32, QImage.Format.Format_RGB888)
-    img.fill(Qt.GlobalColor.darkCyan)
-    (train / "samples").mkdir()
-    assert img.save(str(train / "samples" / "step_000100.png"))
+    train = trained_run_with_samples(ws, side=32)
     ingest(ws)
     window = studio(ws)
     window.show_run(train.name)
