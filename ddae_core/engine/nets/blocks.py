@@ -13,6 +13,25 @@ def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels, eps=1e-5)
 
 
+# Longest token sequence attended with explicit matmuls (below); past it the (L, L) scores grow too large.
+MATMUL_ATTENTION_MAX_TOKENS = 1024
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v over (B, heads, L, d).
+
+    SDPA everywhere except bf16 forward-only passes on a CPU: there the flash kernel runs at half the speed
+    of two bf16 matmuls and a softmax (6.8 vs 3.5 ms for 64 x 256 tokens x 64 channels on an AVX512-BF16
+    core, the tiny UNet's 16x16 level; same error against fp32, 4e-3), which is 7% of a feature
+    extraction. Training keeps SDPA, whose backward does not store the (L, L) probabilities.
+    """
+    if (q.device.type == "cpu" and q.dtype == torch.bfloat16 and not torch.is_grad_enabled()
+            and q.shape[-2] <= MATMUL_ATTENTION_MAX_TOKENS):
+        scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))
+        return torch.matmul(scores.softmax(-1), v)
+    return F.scaled_dot_product_attention(q, k, v)
+
+
 class TimeEmbedding(nn.Module):
     """Sinusoidal embedding of a float time input, optional augmentation label, then a 2-layer MLP.
 
@@ -101,7 +120,7 @@ class AttentionBlock(nn.Module):
         qkv = self.projection(tokens).view(b, h * w, self.heads, 3 * self.head_channels).transpose(1, 2)
         q, k, v = qkv.chunk(3, dim=-1)
         # The official code scales q and k by d^-1/4 each; SDPA's 1/sqrt(d) on the logits is the same product.
-        attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, h * w, -1)
+        attended = attention(q, k, v).transpose(1, 2).reshape(b, h * w, -1)
         out = self.output(attended).transpose(1, 2).reshape(b, c, h, w)
         return out + x
 
