@@ -81,3 +81,59 @@ def test_extraction_precision_per_device(monkeypatch):
     assert devices.extraction_amp_dtype(cuda) == torch.float16
     assert devices.extraction_amp_dtype(cuda, "fp16") == torch.float16
     assert devices.extraction_batch_size(cpu) < devices.extraction_batch_size(cuda)
+    assert devices.extraction_streams(cuda) == 1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_streams_give_the_features_of_one_stream_in_image_order(precision):
+    """Two extraction threads of one torch thread each: every batch keeps its own seeded augmentation and
+    noise, so the split comes out as one stream computes it, row for row (a mixed-up batch would not)."""
+    torch.manual_seed(0)
+    model = build_model(micro_config()).eval()
+    images = torch.randint(0, 256, (70, 3, 32, 32), dtype=torch.uint8)
+    kw = dict(batch_size=16, flip=True, crop_padding=4, seed=5)
+    threads = torch.get_num_threads()
+    seen: list[int] = []
+    with model.fast_forward(precision):
+        one = extract_features(model, images, 11, model.decoder_taps, **kw)
+        three = extract_features(model, images, 11, model.decoder_taps, streams=3,
+                                 on_progress=lambda done, _n: seen.append(done), **kw)
+    assert torch.get_num_threads() == threads                  # the budget comes back after the streams
+    assert len(seen) == 5 and seen == sorted(seen) and seen[-1] == 70   # a count per batch, as each ends
+    for tap in model.decoder_taps:
+        torch.testing.assert_close(three[tap], one[tap], atol=1e-6, rtol=1e-5)
+        assert not torch.equal(three[tap][:16], three[tap][16:32])
+
+
+def test_a_stop_ends_a_streamed_extraction():
+    from ddae_core.engine.evaluation.features import Stopped
+
+    model = build_model(micro_config()).eval()
+    images = torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8)
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 3
+    threads = torch.get_num_threads()
+    with pytest.raises(Stopped):
+        extract_features(model, images, 11, model.decoder_taps, batch_size=8, streams=2, stop=stop)
+    assert len(calls) == 4 and torch.get_num_threads() == threads
+
+
+def test_matmul_attention_matches_sdpa_where_it_replaces_it():
+    """bf16 forward-only passes on the CPU attend with explicit matmuls; anywhere else it is SDPA itself."""
+    import torch.nn.functional as F
+
+    from ddae_core.engine.nets.blocks import attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(4, 2, 64, 32) for _ in range(3))
+    exact = F.scaled_dot_product_attention(q, k, v)
+    with torch.no_grad():
+        fast = attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+        assert torch.equal(attention(q, k, v), exact)           # fp32: SDPA, bit for bit
+    assert fast.dtype == torch.bfloat16 and _relative(fast.float(), exact) < 1e-2
+    q.requires_grad_(True)
+    trained = attention(q.bfloat16(), k.bfloat16(), v.bfloat16())  # with gradients: SDPA's backward
+    assert "ScaledDotProduct" in type(trained.grad_fn).__name__

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from .. import data as datasets
+from ..device import extraction_streams
 from ..model import DDAEModel, build_model, to_model_range
 from .features import Stopped, extract_features, feature_batches
 
@@ -53,7 +54,8 @@ class NetworkSource:
         if self.precision is None:
             return extract_features(self.model, images, timestep, self.layers, **kw)
         with self.model.fast_forward(self.precision):
-            return extract_features(self.model, images, timestep, self.layers, **kw)
+            return extract_features(self.model, images, timestep, self.layers,
+                                    streams=extraction_streams(self.device), **kw)
 
     def batches(self, images: torch.Tensor, timesteps: Sequence[int], **kw) -> Batches:
         return feature_batches(self.model, images, timesteps, self.layers, **kw)
