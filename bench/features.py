@@ -7,11 +7,12 @@ images, same timestep, same batch, same threads (torch's default unless OMP_NUM_
 - official-style: as the official `get_feature` does it: forward hooks on the decoder taps, one plain eager
   fp32 forward of the whole network in contiguous memory, each tap pooled in float32. Its images come
   pre-augmented (the official DataLoader's workers do that beside the forward pass).
-- engine: `extract_features` under `DDAEModel.fast_forward()`, the fast protocols' path, paying for its own
-  flip + padded crop, noise and pooling: autocast at the device's extraction dtype, GroupNorm in fp32,
-  channels_last where it measured faster.
+- engine: `extract_features` under `DDAEModel.fast_forward()` exactly as the fast protocols call it, paying
+  for its own flip + padded crop, noise and pooling: autocast at the device's extraction dtype, GroupNorm in
+  fp32, channels_last where it measured faster, the device's batch size, and on a CPU one stream of one
+  torch thread per thread of the budget (device.extraction_streams).
 Rounds alternate the two, so a machine that gets busier slows both alike; the median round counts.
-Also printed: the engine at its per-device batch size and in fp32, and how far its features lie from fp32.
+Also printed: the engine at the official batch size in one stream, and how far its features lie from fp32.
 Target: engine >= 2x official-style.
 Last line: `features: N img/s vs official-style M img/s: Rx`.
 """
@@ -25,7 +26,13 @@ import time
 import torch
 
 from ddae_core import build_model
-from ddae_core.engine.device import describe, extraction_amp_dtype, extraction_batch_size, resolve_device
+from ddae_core.engine.device import (
+    describe,
+    extraction_amp_dtype,
+    extraction_batch_size,
+    extraction_streams,
+    resolve_device,
+)
 from ddae_core.engine.evaluation.features import extract_features
 from ddae_core.engine.model import DDAEModel, to_model_range
 from ddae_core.engine.nets.blocks import ResAttBlock
@@ -58,12 +65,14 @@ def official_style(model: DDAEModel, images: torch.Tensor, timestep: int, batch_
     return {name: torch.cat(parts) for name, parts in pooled.items()}
 
 
-def engine(model: DDAEModel, images: torch.Tensor, timestep: int, batch_size: int,
-           precision: str = "auto") -> dict[str, torch.Tensor]:
-    """The fast protocols' extraction of one training view (flip + padded crop, seeded noise)."""
+def engine(model: DDAEModel, images: torch.Tensor, timestep: int, batch_size: int | None = None,
+           streams: int | None = None, precision: str = "auto") -> dict[str, torch.Tensor]:
+    """The fast protocols' extraction of one training view (flip + padded crop, seeded noise); batch size
+    and streams default to the device's, as NetworkSource.extract runs it."""
     with model.fast_forward(precision):
-        return extract_features(model, images, timestep, model.decoder_taps, batch_size=batch_size, flip=True,
-                                crop_padding=4, seed=1)
+        return extract_features(model, images, timestep, model.decoder_taps,
+                                batch_size=batch_size or extraction_batch_size(model.device), flip=True,
+                                crop_padding=4, seed=1, streams=streams or extraction_streams(model.device))
 
 
 def timed(fn, device: torch.device) -> float:
@@ -82,7 +91,8 @@ def relative_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny-ddpm")
-    parser.add_argument("--batch-size", type=int, default=128, help="both paths (default: the official linear probe's)")
+    parser.add_argument("--batch-size", type=int, default=128,
+                        help="the official-style path's (default: the official linear probe's)")
     parser.add_argument("--images", type=int, default=1024, help="images per timed pass")
     parser.add_argument("--timestep", type=int, default=11)
     parser.add_argument("--rounds", type=int, default=3)
@@ -97,30 +107,34 @@ def main() -> None:
     images = torch.randint(0, 256, (args.images, *model.config.network["image_shape"]), dtype=torch.uint8)
     augmented = images.flip(3)  # the official-style path gets its augmentation for free
     dtype = extraction_amp_dtype(device)
+    batch, streams = extraction_batch_size(device), extraction_streams(device)
     print(f"{args.preset} on {describe(device)}; {args.images} images per pass, t={args.timestep}, "
-          f"{len(model.decoder_taps)} decoder taps; engine autocast {dtype or 'off (fp32)'}", flush=True)
+          f"{len(model.decoder_taps)} decoder taps; engine autocast {dtype or 'off (fp32)'}, batch {batch}, "
+          f"{streams} stream(s)", flush=True)
 
-    # Warm up both (allocator, oneDNN primitive caches, cuDNN autotune), then alternate.
+    # Warm up all three (allocator, oneDNN primitive caches, cuDNN autotune), then alternate.
     warm = images[:2 * args.batch_size]
-    official_style(model, warm, args.timestep, args.batch_size)
-    engine(model, warm, args.timestep, args.batch_size)
-    times: dict[str, list[float]] = {"official": [], "engine": []}
+    runs = {
+        "official": lambda imgs: official_style(model, imgs, args.timestep, args.batch_size),
+        "engine": lambda imgs: engine(model, imgs, args.timestep),
+        "same batch": lambda imgs: engine(model, imgs, args.timestep, args.batch_size, streams=1),
+    }
+    inputs = {"official": augmented, "engine": images, "same batch": images}
+    for run in runs.values():
+        run(warm)
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.rounds):
-        times["official"].append(timed(lambda: official_style(model, augmented, args.timestep, args.batch_size), device))
-        times["engine"].append(timed(lambda: engine(model, images, args.timestep, args.batch_size), device))
+        for name, run in runs.items():
+            times[name].append(timed(lambda run=run, name=name: run(inputs[name]), device))
     rate = {k: args.images / statistics.median(v) for k, v in times.items()}
     print(f"official-style (fp32 eager, hooks), batch {args.batch_size}: {rate['official']:.1f} img/s", flush=True)
-    print(f"engine (fast_forward), batch {args.batch_size}: {rate['engine']:.1f} img/s", flush=True)
-
-    own = extraction_batch_size(device)
-    if own != args.batch_size:
-        own_rate = args.images / statistics.median(timed(lambda: engine(model, images, args.timestep, own), device)
-                                                   for _ in range(args.rounds))
-        print(f"engine at its own batch size for this device ({own}): {own_rate:.1f} img/s "
-              f"({own_rate / rate['official']:.2f}x official-style at {args.batch_size})", flush=True)
+    print(f"engine at the official batch size ({args.batch_size}), one stream: {rate['same batch']:.1f} img/s "
+          f"({rate['same batch'] / rate['official']:.2f}x)", flush=True)
+    print(f"engine as the fast protocols run it (batch {batch}, {streams} stream(s)): {rate['engine']:.1f} img/s",
+          flush=True)
     if dtype is not None:
-        reference = engine(model, images, args.timestep, args.batch_size, precision="fp32")
-        fast = engine(model, images, args.timestep, args.batch_size)
+        reference = engine(model, images, args.timestep, precision="fp32")
+        fast = engine(model, images, args.timestep)
         print(f"engine features vs the same pass in fp32: largest relative difference "
               f"{relative_difference(fast, reference):.2e}", flush=True)
     print(f"features: {rate['engine']:.1f} img/s vs official-style {rate['official']:.1f} img/s: "
