@@ -58,9 +58,9 @@ def amp_dtype_for(device: torch.device, request: str = "auto", *, cuda_bf16: boo
 def extraction_amp_dtype(device: torch.device, request: str | None = "auto") -> torch.dtype | None:
     """The autocast dtype for forward-only feature extraction (no gradients, no scaler), or None for fp32.
 
-    `auto`: bf16 on CPUs with bf16 kernels (with channels_last and GroupNorm in fp32, 1.6x an eager fp32
-    forward at the same batch on one AVX512-BF16 core for tiny-ddpm: `python -m bench.features`), bf16 on
-    CUDA where supported, else fp16.
+    `auto`: bf16 on CPUs with bf16 kernels (with channels_last and GroupNorm in fp32, 1.4x an eager fp32
+    forward at the same batch on two AVX512-BF16 cores for tiny-ddpm, 2.3x with the extraction batch size and
+    streams below: `python -m bench.features`), bf16 on CUDA where supported, else fp16.
     Pooled features move by 2e-3 to 1e-2 relative; `off`/`fp32` extracts in fp32.
     """
     request = (request or "auto").lower()
@@ -82,8 +82,8 @@ def extraction_channels_last(device: torch.device) -> bool:
 
 
 def extraction_batch_size(device: torch.device) -> int:
-    """Images per forward-only batch: 32 keeps a CPU core's caches warm (1.6x 128 for tiny-ddpm, 1.03x 64,
-    one stream per core); a GPU wants more in flight."""
+    """Images per forward-only batch: 32 keeps a CPU core's caches warm (tiny-ddpm in two streams of one
+    thread: 1.3x batches of 128, 1.03x batches of 64); a GPU wants more in flight."""
     return 32 if device.type == "cpu" else 512
 
 
