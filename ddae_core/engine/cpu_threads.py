@@ -16,8 +16,9 @@ No torch import at module level: the scheduler and worker import this before tor
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from .errors import UserError
 
@@ -98,6 +99,25 @@ def apply_threads(threads: int | None) -> None:
             torch.set_num_interop_threads(threads)
         except RuntimeError:
             pass
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch ops single-threaded for a while, then restore the thread count; Python threads started
+    inside inherit the one thread.
+
+    With two intra-op threads on two cores, every small op ends in an OpenMP barrier: a small network's
+    many small ops (and builtin-data generation, 10-50x slower when another process is busy) keep both
+    cores busier as two Python threads of one torch thread each over independent work.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def threads_label(threads: int) -> str:

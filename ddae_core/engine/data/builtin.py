@@ -13,7 +13,6 @@ bytes with the same library versions.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -22,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..cpu_threads import one_torch_thread
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring", "diamond", "hexagon", "crescent", "heart")
 SIZE = 32
@@ -190,22 +191,6 @@ def _draw_parameters(n: int, seed: int, split: str) -> dict[str, np.ndarray]:
     return p
 
 
-@contextlib.contextmanager
-def _one_torch_thread():
-    """Run torch ops single-threaded for a while, then restore the thread count.
-
-    With two intra-op threads on two cores, every small op ends in an OpenMP barrier; when any other process
-    is busy the threads spin-wait for each other and generation measured 10-50x slower. Two Python threads
-    over independent chunks, each running single-threaded ops, use both cores and degrade gracefully.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _render(n: int, seed: int, split: str, texture: bool = True) -> tuple[np.ndarray, np.ndarray]:
     p = _draw_parameters(n, seed, split)
     labels = p["labels"]
@@ -236,7 +221,7 @@ def _render(n: int, seed: int, split: str, texture: bool = True) -> tuple[np.nda
     by_class = [(label, index[start:start + _CHUNK]) for label in range(len(SHAPES))
                 for index in [np.flatnonzero(labels == label)] for start in range(0, len(index), _CHUNK)]
     chunks = [slice(start, min(start + _CHUNK, n)) for start in range(0, n, _CHUNK)]
-    with _one_torch_thread(), ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+    with one_torch_thread(), ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         list(pool.map(lambda job: cover(*job), by_class))  # list() re-raises any error from a worker
         list(pool.map(lambda job: composite(*job), enumerate(chunks)))
     return images, labels

@@ -9,7 +9,6 @@ way than split across both (8-12% more images/s for tiny-ddpm: `python -m bench.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from .. import data as datasets
+from ..cpu_threads import one_torch_thread
 from ..model import DDAEModel
 
 
@@ -75,17 +75,6 @@ def feature_batches(model: DDAEModel, images: torch.Tensor, timesteps: Sequence[
                                      crop_padding=crop_padding, seed=seed, normalize=normalize)
 
 
-@contextlib.contextmanager
-def _one_thread_each():
-    """torch's intra-op threads set to 1 for the streams' duration (threads started inside inherit it)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
 def _stream_batches(model: DDAEModel, images: torch.Tensor, timestep: int, layers: Sequence[str], *,
                     batch_size: int, streams: int, stop: Callable[[], bool] | None, **kw
                     ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
@@ -105,7 +94,7 @@ def _stream_batches(model: DDAEModel, images: torch.Tensor, timestep: int, layer
             index = torch.arange(start, min(start + batch_size, len(images)))
             pending[pool.submit(_batch_features, model, images, index, batch_index, [timestep], layers, **kw)] = index
 
-    with _one_thread_each(), ThreadPoolExecutor(streams, thread_name_prefix="extract") as pool:
+    with one_torch_thread(), ThreadPoolExecutor(streams, thread_name_prefix="extract") as pool:
         try:
             for _ in range(2 * streams):
                 submit_next(pool)
