@@ -106,9 +106,9 @@ def one_torch_thread() -> Iterator[None]:
     """Run torch ops single-threaded for a while, then restore the thread count; Python threads started
     inside inherit the one thread.
 
-    With two intra-op threads on two cores, every small op ends in an OpenMP barrier: a small network's
-    many small ops (and builtin-data generation, 10-50x slower when another process is busy) keep both
-    cores busier as two Python threads of one torch thread each over independent work.
+    With several intra-op threads every small op ends in an OpenMP barrier, where the threads spin-wait
+    for each other (builtin-data generation measured 10-50x slower when another process was busy). Many
+    small ops keep the cores busier as Python threads of one torch thread each, over independent work.
     """
     import torch
 
