@@ -1,0 +1,30 @@
+"""How a stored fraction reads: one rounding for the CLI, the app, the benches and the README.
+
+Accuracies are stored as float32 fractions of a test set (807 of 2,000 is 0.4035, stored as
+0.40349999...). Printing `100 * x` with `:.1f` made that 40.3% in one place and, after float64
+arithmetic, 40.4% in another. Here a fraction is first snapped to six decimals (finer than any test
+set we score, coarser than float32's noise), then rounded half up, in decimal: 0.4035 reads 40.4%
+everywhere, and 0.3225 reads 32.3%.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+
+def _in_points(fraction: float, places: int) -> Decimal:
+    snapped = Decimal(repr(round(float(fraction), 6)))
+    return (100 * snapped).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def percent(fraction: float | None, places: int = 1, missing: str = "-") -> str:
+    """0.4035 -> '40.4%'; None -> `missing`."""
+    return missing if fraction is None else f"{_in_points(fraction, places)}%"
+
+
+def points(difference: float | None, places: int = 1, missing: str = "-") -> str:
+    """A difference of two fractions in percentage points, signed: 0.0815 -> '+8.2', -0.058 -> '-5.8'."""
+    if difference is None:
+        return missing
+    value = _in_points(difference, places)
+    return f"{'-' if value < 0 else '+'}{value.copy_abs()}"
