@@ -385,3 +385,30 @@ def test_batch_sampler_covers_each_epoch_and_resumes():
     batch = sampler.batch(0)
     batch[:] = -1
     assert (sampler.batch(0) >= 0).all()
+
+
+def test_a_stored_folder_spec_is_absolute_or_relative_to_the_workspace_data(tmp_path, monkeypatch):
+    """Workers run in their run folder: a path typed relative to the shell's folder is stored absolute, one inside
+    the workspace's data folder relative to it, so a moved workspace (the bundled CIFAR-10 example) finds it."""
+    from ddae_core.engine.data import load_split, stored_spec
+
+    data_root = tmp_path / "ws" / "data"
+    inside = data_root / "pets"
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            (inside / split / cls).mkdir(parents=True)
+            Image.new("RGB", (8, 8), (200, 10, 10) if cls == "cat" else (10, 10, 200)).save(inside / split / cls / "a.png")
+    monkeypatch.chdir(data_root)
+    assert stored_spec("folder:pets", data_root) == "folder:pets"
+    monkeypatch.chdir(tmp_path)
+    assert stored_spec("folder:ws/data/pets", data_root) == "folder:pets"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert stored_spec("folder:elsewhere", data_root) == f"folder:{elsewhere}"
+    assert stored_spec("builtin:shapes?n_train=10", data_root) == "builtin:shapes?n_train=10"
+    # The workspace moved: its stored relative spec still reads the same images, from any working folder.
+    moved = tmp_path / "moved"
+    (tmp_path / "ws").rename(moved)
+    monkeypatch.chdir(elsewhere)
+    loaded = load_split("folder:pets", "train", data_root=moved / "data")
+    assert loaded.classes == ["cat", "dog"] and len(loaded.labels) == 2

@@ -410,3 +410,45 @@ def test_init_from_refuses_another_network_and_a_missing_step_in_one_sentence(wo
     same.write_text(yaml.safe_dump(micro_config()))
     out = train("--config", str(same), "--init-from", f"{source.name}@99")
     assert out.returncode != 0 and "has no checkpoint at step 99; it has 3" in out.stderr
+
+
+def test_a_time_budget_fixes_its_schedule_once_so_a_stall_cannot_cut_the_lr(tmp_path):
+    """The schedule's end is estimated while the budget's first share passes, then fixed: a stall afterwards
+    (20 minutes of a 120-minute budget once cut the lr by 36% at one step) changes nothing; far behind the
+    budget the run stops where it is."""
+    from ddae_core.engine.distributed import DistContext
+    from ddae_core.engine.reporting import Reporter
+    from ddae_core.engine.training import Trainer, budget_calibration_s
+
+    trainer = Trainer.__new__(Trainer)       # the budget logic alone: no model needed to follow a clock
+    trainer.step, trainer.total_steps, trainer.schedule_steps = 0, 10**6, None
+    trainer.dist, trainer.reporter = DistContext(), Reporter(tmp_path)
+    budget = 7200.0
+    assert budget_calibration_s(budget) == 120.0
+    for second in range(1, 121):             # 10 steps a second while calibrating
+        trainer.step = 10 * second
+        trainer.follow_time_budget(budget, float(second), 0, 10**6)
+    fixed = trainer.schedule_steps
+    assert fixed == trainer.total_steps == 72000
+    trainer.step += 1
+    trainer.follow_time_budget(budget, 120.0 + 1200.0, 0, 10**6)     # a 20-minute stall
+    assert trainer.total_steps == fixed
+    trainer.follow_time_budget(budget, budget * 1.2, 0, 10**6)        # hopelessly behind: stop here
+    assert trainer.total_steps == trainer.step < fixed
+    reported = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["value"] for e in reported if e.get("key") == "schedule/total_steps"] == [fixed]
+
+
+def test_a_time_budget_run_reports_its_schedule_and_ends_its_lr_there(workspace):
+    spec = micro_spec(steps=10**6, checkpoint_every_steps=10**6, sample_every_steps=10**6, log_every_steps=1,
+                      lr_decay="linear", warmup_steps=2)
+    spec["options"]["time_limit_s"] = 6.0
+    run = create_job(workspace, spec)
+    assert execute(run, workspace, handle_signals=False) == "done"
+    metrics = events(run, "metric")
+    fixed = [int(e["value"]) for e in metrics if e["key"] == "schedule/total_steps"]
+    last_step = max(e["step"] for e in metrics if e["key"] == "loss/train")
+    assert len(fixed) == 1 and last_step == fixed[0]
+    lrs = [e["value"] for e in metrics if e["key"] == "lr"]
+    assert lrs[-1] < 0.1 * max(lrs)          # the linear decay reached (nearly) zero at the fixed last step
+    assert read_checkpoint(list_checkpoints(run)[-1][1])["schedule_steps"] == fixed[0]

@@ -10,6 +10,7 @@ import pytest
 
 from bench import readme
 from bench.results import Result, load_all
+from ddae_core.engine.training import BUDGET_CALIBRATION
 from ddae_core.rundir.figures import percent, points
 
 # Figures in README.md outside the generated blocks, each quoted from a named source (not measured here).
@@ -17,6 +18,8 @@ QUOTED = {
     "90.05%": "the official repository's README: DDPM_ddpm best-probe checkpoint (epoch 800)",
     "88.23%": "the official repository's README: DDPM_ddpm best-FID checkpoint (epoch 1999)",
 }
+# Figures in README.md outside the generated blocks that state a setting of the code, kept equal to it here.
+SETTINGS = {"5%": 100 * BUDGET_CALIBRATION}
 FIGURE = re.compile(r"\b\d+(?:\.\d+)?%")
 
 
@@ -28,8 +31,10 @@ def test_readme_generated_blocks_equal_what_the_files_give():
 
 def test_readme_has_no_typed_figure_outside_generated_blocks():
     outside = readme.BLOCK.sub("", readme.README.read_text())
-    typed = [f for f in FIGURE.findall(outside) if f not in QUOTED]
+    typed = [f for f in FIGURE.findall(outside) if f not in QUOTED and f not in SETTINGS]
     assert typed == [], f"figures typed by hand in README.md (generate them with bench.readme): {typed}"
+    for shown, value in SETTINGS.items():
+        assert float(shown.rstrip("%")) == pytest.approx(value)
 
 
 def test_readme_quotes_every_bundled_grid_with_its_protocol_and_baselines():

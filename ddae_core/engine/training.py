@@ -37,6 +37,18 @@ log = logging.getLogger(__name__)
 CheckpointHook = Callable[[int, DDAEModel], None]
 
 
+# A time budget's schedule is fixed after this share of it (within these bounds), and a run this share (or at
+# least these seconds) behind its budget stops early.
+BUDGET_CALIBRATION, BUDGET_CALIBRATION_S = 0.05, (10.0, 120.0)
+BUDGET_GRACE, BUDGET_GRACE_S = 0.10, 30.0
+
+
+def budget_calibration_s(budget_s: float) -> float:
+    """Seconds of a time budget spent measuring the step rate before the schedule is fixed."""
+    low, high = BUDGET_CALIBRATION_S
+    return min(max(BUDGET_CALIBRATION * budget_s, low), high, budget_s / 2)
+
+
 class TrainingDiverged(UserError):
     """The loss or the weights became NaN or infinite; the run fails, its last good checkpoint kept."""
 
@@ -98,6 +110,7 @@ class Trainer:
             self.train_net = DistributedDataParallel(
                 self.train_net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.step = 0
+        self.schedule_steps: int | None = None     # under a time budget: the schedule's end, once fixed
         self.unchecked_losses: list[torch.Tensor] = []    # this rank's per-step losses since the last check
         if self.opts.get("monitor_layers") and self.dist.is_main:
             self.hooks.append(self._layer_monitor())
@@ -111,6 +124,30 @@ class Trainer:
         timestep = self.opts.get("monitor_timestep") or self.model_config.feature_timestep
         return make_monitor(self.reporter, self.data.images[subset], self.opts["monitor_layers"], timestep,
                             seed=self.opts.get("seed", 0))
+
+    # The time budget.
+    def follow_time_budget(self, budget_s: float, elapsed_s: float, first_step: int, step_limit: int) -> None:
+        """Under `--minutes`: the schedule's last step is estimated once, then fixed.
+
+        Until `budget_calibration_s` has passed, the end is estimated from the rate so far (the lr decay
+        follows it); then it is fixed and reported as `schedule/total_steps`, so a stall of the machine later
+        cannot cut the lr (re-estimating every step once cut it by 36% at one step), and `--steps N` trains the
+        same schedule. A run that falls more than BUDGET_GRACE (or BUDGET_GRACE_S) behind its budget stops where
+        it is.
+        """
+        if self.schedule_steps is None:
+            rate = (self.step - first_step) / max(elapsed_s, 1e-9)
+            self.total_steps = min(step_limit, max(self.step, self.step + int((budget_s - elapsed_s) * rate)))
+            if elapsed_s >= budget_calibration_s(budget_s):
+                self.schedule_steps = self.total_steps
+                if self.dist.is_main:
+                    self.reporter.report("schedule/total_steps", self.schedule_steps, self.step)
+                log.info(f"time budget: the schedule ends at step {self.schedule_steps} (measured over "
+                         f"{elapsed_s:.0f} s); `--steps {self.schedule_steps}` trains the same schedule")
+        elif elapsed_s > budget_s + max(BUDGET_GRACE * budget_s, BUDGET_GRACE_S) and self.step < self.total_steps:
+            log.info(f"time budget: {elapsed_s / 60:.1f} minutes of a {budget_s / 60:.1f}-minute budget have passed "
+                     f"at step {self.step} of {self.total_steps}; stopping here, before the lr reaches its end")
+            self.total_steps = self.step
 
     # Checkpoints.
     def restore(self) -> int | None:
@@ -171,6 +208,8 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
         self.step = int(state["step"])
+        if state.get("schedule_steps") and self.opts.get("time_limit_s"):
+            self.schedule_steps = self.total_steps = int(state["schedule_steps"])
 
     def save_checkpoint(self) -> Path | None:
         if not self.dist.is_main:
@@ -184,6 +223,7 @@ class Trainer:
             "model": self.model.net.state_dict(), "ema": self.ema.state_dict(), "ema_updates": self.ema.updates,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None, "rng": rng,
+            "schedule_steps": self.schedule_steps,
         }
         path = checkpoint_path(self.run_dir, self.step)
         try:
@@ -294,11 +334,7 @@ class Trainer:
                 torch.cuda.synchronize(self.device)
             busy += time.perf_counter() - started
             if time_limit:
-                # A time budget (the demo): end at the step the remaining time allows.
-                elapsed = time.monotonic() - started_at
-                rate = (self.step - first_step) / max(elapsed, 1e-9)
-                # Re-estimated every step from the whole run's rate, so slow first steps do not end it early.
-                self.total_steps = min(step_limit, max(self.step, self.step + int((time_limit - elapsed) * rate)))
+                self.follow_time_budget(time_limit, time.monotonic() - started_at, first_step, step_limit)
 
             ends = self.step == self.total_steps
             saves = self.step % ckpt_every == 0 or ends

@@ -77,9 +77,11 @@ class TrainOptions(JobOptions):
     steps: Count = option(None, "optimizer steps to train", exclusive="length",
                           tip="Optimizer steps; blank for the preset's epochs")
     epochs: Count = option(None, "epochs to train", exclusive="length", tip="Epochs; blank for the preset's")
-    minutes: Rate = option(None, "time budget: stop at the step it allows (with --steps/--epochs: whichever comes "
-                                 "first)", label="Time limit (min)", hint="none", spec=False,
-                           tip="Stop early when this many minutes have passed (the run still ends as done)")
+    minutes: Rate = option(None, "time budget: the step it allows, estimated once in its first minutes and then fixed "
+                                 "(with --steps/--epochs: whichever comes first)", label="Time limit (min)",
+                           hint="none", spec=False,
+                           tip="Train the steps this many minutes allow, as measured in the first minutes (the run "
+                               "still ends as done)")
     batch_size: Count = option(None, "images per optimizer step", default_text="the config's")
     lr: Rate = option(None, "learning rate", label="Learning rate", default_text="the config's")
     # Keys of the config's studio block, checked (and named) there as the preset's own values are.

@@ -20,7 +20,7 @@ from ..engine.errors import ConfigError, UserError
 from ..engine.nets.unet import tap_names
 from ..engine.reporting import Reporter
 from ..engine.runs import create_run, read_spec
-from ..rundir import JobKind, RunStatus
+from ..rundir import DATA_DIR, JobKind, RunStatus
 from .option_fields import MAX_COUNT, MAX_SEED, check_device, parse_options, positive_number, spec_options, whole_in
 from .options import MODELS
 from .worklog import job_logging
@@ -144,7 +144,10 @@ def create_job(workspace: Path, spec: dict, queue: dict | None = None) -> Path:
     """Write the run directory for a validated spec (check_inputs first); `queue` ({priority, gpus}) marks
     it as enqueued."""
     check_inputs(spec)
-    return create_run(workspace, spec["kind"], name=spec.get("name"), data=spec.get("data"),
+    data = spec.get("data")
+    if isinstance(data, str):
+        data = datasets.stored_spec(data, Path(workspace) / DATA_DIR)
+    return create_run(workspace, spec["kind"], name=spec.get("name"), data=data,
                       parent=spec.get("parent"), device=spec.get("device"), queue=queue,
                       config=spec.get("config"), options=spec.get("options"))
 

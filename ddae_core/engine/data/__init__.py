@@ -27,10 +27,10 @@ from .batches import BatchSampler, augment_batch
 from .builtin import SHAPES, generate_shapes
 from .decode import load_files
 from .folder import list_folder, list_tiny_imagenet, tiny_imagenet_root
-from .specs import DataSpec, parse_spec
+from .specs import DataSpec, parse_spec, stored_spec
 
 __all__ = ["BatchSampler", "ImageData", "augment_batch", "check_data_files", "check_data_spec", "describe_specs",
-           "load_split"]
+           "load_split", "stored_spec"]
 
 
 def describe_specs() -> list[tuple[str, str]]:
@@ -50,20 +50,20 @@ def describe_specs() -> list[tuple[str, str]]:
     ]
 
 
-def check_data_spec(spec: str) -> None:
+def check_data_spec(spec: str, data_root: str | Path | None = None) -> None:
     """Raise DataError if `spec` is malformed, or names a folder that does not exist; reads no images."""
-    parsed = parse_spec(spec)
+    parsed = parse_spec(spec, resolve_data_root(data_root) if data_root is not None else None)
     if parsed.kind == "folder" and not parsed.path.is_dir():
         raise DataError(f"Folder {parsed.path} does not exist; check the path in folder:{parsed.path}.")
     if parsed.kind == "tiny-imagenet":
         tiny_imagenet_root(parsed.path)
 
 
-def check_data_files(spec: str, split: str) -> None:
+def check_data_files(spec: str, split: str, data_root: str | Path | None = None) -> None:
     """check_data_spec, and for folder:PATH that `split` has image files in class folders (listed, not
     decoded), so that an empty folder is refused before a run exists rather than failing it."""
-    check_data_spec(spec)
-    parsed = parse_spec(spec)
+    check_data_spec(spec, data_root)
+    parsed = parse_spec(spec, resolve_data_root(data_root) if data_root is not None else None)
     if parsed.kind == "folder":
         list_folder(parsed.path, split, 0)
 
@@ -80,13 +80,13 @@ def load_split(spec: str, split: str, *, resolution: int | None = None, data_roo
         dataset's own seed is part of its spec, so that a spec always names the same images.
     limit: keep only the first `limit` images of a seeded class-balanced shuffle (kept in dataset order).
     """
-    parsed = parse_spec(spec)
+    root = resolve_data_root(data_root)
+    parsed = parse_spec(spec, root)
     check_split(split)
     check_positive("resolution", resolution, "pixels")
     check_positive("limit", limit, "images")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DataError(f"Data seed must be a whole number, 0 or more (got {seed!r}).")
-    root = resolve_data_root(data_root)
 
     if parsed.kind in ("folder", "tiny-imagenet"):
         images, labels, classes, notes = _load_files(parsed, split, resolution, root, seed, limit)

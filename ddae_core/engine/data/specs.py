@@ -25,8 +25,14 @@ class DataSpec:
     params: dict[str, int] = field(default_factory=dict)
 
 
-def parse_spec(spec: str) -> DataSpec:
-    """Syntax only: no file is opened and no folder is looked at."""
+def parse_spec(spec: str, data_root: Path | None = None) -> DataSpec:
+    """Syntax only: no file is opened and no folder is looked at (but the one choice below).
+
+    A relative folder is relative to the working directory where a person types it; in a stored spec
+    (`stored_spec`) it is relative to the workspace's data folder `data_root`, so a workspace moved to another
+    machine (the bundled CIFAR-10 example) finds its data. Specs stored before that rule wrote the path as
+    typed: when it names no folder under `data_root` but does from the working directory, that one is meant.
+    """
     if not isinstance(spec, str) or not spec.strip():
         raise DataError(f"No dataset was given; use {KNOWN}.")
     text = spec.strip()
@@ -43,8 +49,30 @@ def parse_spec(spec: str) -> DataSpec:
     if scheme in ("folder", "tiny-imagenet"):
         if not rest.strip():
             raise DataError(f"Dataset {scheme}: needs a folder after the colon, e.g. {scheme}:/data/images.")
-        return DataSpec(scheme, path=Path(rest.strip()).expanduser().absolute())
+        return DataSpec(scheme, path=_folder(rest.strip(), data_root))
     raise DataError(f"Unknown dataset {text!r}; use {KNOWN}.")
+
+
+def _folder(text: str, data_root: Path | None) -> Path:
+    path = Path(text).expanduser()
+    if path.is_absolute() or data_root is None:
+        return path.absolute()
+    under_root = Path(data_root).expanduser().absolute() / path
+    return under_root if under_root.exists() or not path.absolute().exists() else path.absolute()
+
+
+def stored_spec(spec: str, data_root: Path) -> str:
+    """`spec` as a run's spec.yaml keeps it: a folder absolute, or relative to `data_root` when it lies inside
+    (workers run in their run folder, not where the command was typed)."""
+    parsed = parse_spec(spec)
+    if parsed.path is None:
+        return spec.strip()
+    scheme = spec.strip().partition(":")[0].lower()
+    try:
+        inside = parsed.path.resolve().relative_to(Path(data_root).expanduser().resolve())
+    except ValueError:
+        return f"{scheme}:{parsed.path}"
+    return f"{scheme}:{inside}"
 
 
 def _parse_builtin(rest: str) -> dict[str, int]:
