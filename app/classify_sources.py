@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from db import Store
+from db import RunSummary, Store
+from ddae_core.engine.evaluation.protocols import accuracy_text
 from ddae_core.rundir import MODEL_KINDS, NOISY_HEAD, PROBE_HEADS, JobKind
 
 PROBE_FILE, NOISY_FILE = PROBE_HEADS, NOISY_HEAD
@@ -34,15 +35,16 @@ class RunChoice:
     heads: tuple[HeadChoice, ...]
 
 
-def _probe_heads(store: Store, run_id: str) -> list[HeadChoice]:
-    run_dir = store.run_dir(run_id)
+def _probe_heads(store: Store, probe: RunSummary) -> list[HeadChoice]:
+    run_id, run_dir = probe.id, store.run_dir(probe.id)
     if not (run_dir / PROBE_FILE).is_file():
         return []
     cells = [c for c in store.grid_cells(run_id) if c.accuracy is not None and math.isfinite(c.accuracy)]
     axes = store.grid_axes(run_id)
     layers = list(axes.layers) if axes else list(dict.fromkeys(c.layer for c in cells))
     best = max(cells, key=lambda c: c.accuracy, default=None)
-    best_text = f" ({best.layer} at t={best.timestep}, {100 * best.accuracy:.1f}%)" if best else ""
+    best_text = f" ({best.layer} at t={best.timestep}, {accuracy_text(best.accuracy, probe.best_protocol)})" \
+        if best else ""
     heads = [HeadChoice(f"probe: best cell{best_text}", run_id, run_dir, "probe", None)]
     for layer in layers:
         layer_cells = [c for c in cells if c.layer == layer]
@@ -52,8 +54,8 @@ def _probe_heads(store: Store, run_id: str) -> list[HeadChoice]:
     return heads
 
 
-def _noisy_heads(store: Store, run_id: str) -> list[HeadChoice]:
-    run_dir = store.run_dir(run_id)
+def _noisy_heads(store: Store, noisy: RunSummary) -> list[HeadChoice]:
+    run_id, run_dir = noisy.id, store.run_dir(noisy.id)
     if not (run_dir / NOISY_FILE).is_file():
         return []
     layer = ((store.get_run(run_id).spec.get("options") or {}).get("layer")) or "?"
@@ -68,16 +70,18 @@ def find_classifiers(store: Store) -> list[RunChoice]:
     choices, evaluations = [], []
     for run in store.list_runs(kind=(JobKind.TRAIN, JobKind.IMPORT, JobKind.PROBE, JobKind.NOISY_CLASSIFIER)):
         if run.kind == JobKind.PROBE:
-            heads = _probe_heads(store, run.id)
+            heads = _probe_heads(store, run)
         elif run.kind == JobKind.NOISY_CLASSIFIER:
-            heads = _noisy_heads(store, run.id)
+            heads = _noisy_heads(store, run)
         else:
             children = store.children(run.id)
-            # The newest child with a head file of each kind (children come oldest first).
+            # Of each kind, the child with a head file that the run's row quotes (its headline grid), else the
+            # newest (children come oldest first).
             heads = []
             for kind, finder in ((JobKind.PROBE, _probe_heads), (JobKind.NOISY_CLASSIFIER, _noisy_heads)):
-                for child in reversed([c for c in children if c.kind == kind]):
-                    found = finder(store, child.id)
+                of_kind = reversed([c for c in children if c.kind == kind])
+                for child in sorted(of_kind, key=lambda c: c.id != run.best_grid):
+                    found = finder(store, child)
                     if found:
                         heads += found
                         break

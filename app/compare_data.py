@@ -68,17 +68,16 @@ def distinct_names(bundles: list[RunBundle]) -> list[RunBundle]:
     return [replace(b, label=f"{b.run.name} [{b.id}]") if counts[b.run.name] > 1 else b for b in bundles]
 
 
-def grid_of(probes: list[RunSummary]) -> RunSummary:
-    """The probe grid a train run shows: one still filling in (the newest), else its best, as the runs table.
+def grid_of(probes: list[RunSummary], best_grid: str | None) -> RunSummary:
+    """The probe grid a train run shows: one still filling in (the newest), else its headline grid.
 
-    The same rule as the run's row in the runs table (its best grid, whatever the protocol, labelled), so the
-    two never show different numbers for one run; a running grid comes first so that it is seen filling in.
+    best_grid is the train run's own (db/queries.py headline_of, the rule of the runs table), so the two never
+    show different grids for one run; a running grid comes first so that it is seen filling in.
     """
     running = [p for p in probes if p.status == RunStatus.RUNNING]
     if running:
         return running[-1]                  # children come oldest first
-    scored = [p for p in probes if p.best_accuracy is not None]
-    return max(scored, key=lambda p: (p.best_accuracy, p.created or 0)) if scored else probes[-1]
+    return next((p for p in probes if p.id == best_grid), probes[-1])
 
 
 def _newest_child(store: Store, run_id: str, kind: str) -> str | None:
@@ -112,7 +111,7 @@ def gather(store: Store, run_id: str) -> RunBundle:
     if run.kind in TRAIN_KINDS:
         train_id = run.id
         probes = [c for c in store.children(run.id) if c.kind == JobKind.PROBE]
-        probe_id = grid_of(probes).id if probes else None
+        probe_id = grid_of(probes, run.best_grid).id if probes else None
         noisy_id = _newest_child(store, run.id, JobKind.NOISY_CLASSIFIER)
     else:
         train_id = run.parent_run

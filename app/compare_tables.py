@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QColor
 
-from ddae_core.engine.evaluation.protocols import SHORT_LABELS
+from ddae_core.engine.evaluation.protocols import NO_BASELINES, SHORT_LABELS
 
 from .compare_data import MISSING, RunBundle
 
@@ -92,9 +92,16 @@ def summary_table(bundles: Sequence[RunBundle], final_loss: dict[str, float | No
                      Percent(best[2]) if best else None,
                      final_loss.get(b.id), _percent(noisy_best.get(b.id)),
                      SHORT_LABELS.get(b.protocol, b.protocol) if b.protocol else None,
-                     _percent(b.baselines.get("raw pixels")), _percent(b.baselines.get("random init")),
+                     *_baselines(b, best is not None),
                      *(b.sample_metrics.get(k) for k in metric_keys)))
     return headers, rows
+
+
+def _baselines(b: RunBundle, has_best: bool) -> tuple:
+    """The grid's raw-pixel and random-init accuracies; 'no baselines' where that grid measured none."""
+    if has_best and not b.baselines:
+        return NO_BASELINES, NO_BASELINES
+    return _percent(b.baselines.get("raw pixels")), _percent(b.baselines.get("random init"))
 
 
 def _percent(value: float | None) -> Percent | None:

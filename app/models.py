@@ -14,7 +14,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor
 
 from db import QueueEntry, RunSummary
-from ddae_core.engine.evaluation.protocols import SHORT_LABELS
+from ddae_core.engine.evaluation import protocols
 from ddae_core.rundir import RunStatus
 
 ID_ROLE = Qt.ItemDataRole.UserRole + 1        # the run id of a row
@@ -46,20 +46,13 @@ def percent(value: float | None) -> str:
 
 
 def gains_text(run: RunSummary) -> str:
-    """`+60.1 / +41.0`: points over raw pixels / over random init; '' when the grid has no baselines."""
-    pixels, random = run.gains
-    if pixels is None or random is None:
-        return ""
-    return f"{100 * pixels:+.1f} / {100 * random:+.1f}"
+    """`+60.1 / +41.0` over raw pixels / random init of the run's headline grid, or 'no baselines'."""
+    return protocols.gains_text(run.best_accuracy, run.baseline_pixels, run.baseline_random)
 
 
 def accuracy_tooltip(run: RunSummary) -> str:
-    protocol = SHORT_LABELS.get(run.best_protocol or 'fast', run.best_protocol)
-    text = f"Best probe cell {percent(run.best_accuracy)}, {protocol} protocol"
-    if run.baseline_pixels is None or run.baseline_random is None:
-        return text + "; no baselines measured for this grid."
-    return (f"{text}; the same heads reach {percent(run.baseline_pixels)} on raw pixels and "
-            f"{percent(run.baseline_random)} on the network at random initialisation.")
+    return protocols.headline_tooltip(run.best_accuracy, run.best_protocol, run.baseline_pixels,
+                                      run.baseline_random, run.best_grid if run.best_grid != run.id else None)
 
 
 class RunTableModel(QAbstractTableModel):
@@ -158,8 +151,7 @@ class RunTableModel(QAbstractTableModel):
     @staticmethod
     def _text(run: RunSummary, column: str) -> str:
         if column == "best_accuracy":
-            label = {"standardized": " (std)", "official": " (official)"}.get(run.best_protocol or "", "")
-            return percent(run.best_accuracy) + (label if run.best_accuracy is not None else "")
+            return protocols.accuracy_text(run.best_accuracy, run.best_protocol)
         if column == "gains":
             return gains_text(run)
         if column == "last_loss":

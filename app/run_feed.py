@@ -126,7 +126,7 @@ class RunFeed:
             probes = [c for c in (self._children or []) if c.kind == JobKind.PROBE]
             if not probes:
                 return
-            source = grid_of(probes).id
+            source = grid_of(probes, update.record.best_grid).id
         if source != self._grid_source:
             self._grid_source, self._axes, self._cells, self._baselines = source, None, None, None
             self._grid_work = None

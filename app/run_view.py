@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from db import Changes, RunRecord, Store
 from ddae_core.engine.data.specs import parse_spec
+from ddae_core.engine.evaluation.protocols import headline_line
 from ddae_core.rundir import LOG, MODEL_KINDS, JobKind, RunStatus
 
 from .deferred_panel import DeferredPanel
@@ -163,6 +164,8 @@ class RunHeader(QWidget):
         if r.started:
             end = r.finished if r.finished and r.status != RunStatus.RUNNING else time.time()
             parts.append(f"ran {clock(end - r.started)}")
+        if r.best_accuracy is not None:
+            parts.append(headline_line(r.best_accuracy, r.best_protocol, r.baseline_pixels, r.baseline_random))
         self.details.setText("  ·  ".join(parts))
         self.details.setToolTip("\n".join(parts))
         self.error.setText(r.error or "")

@@ -5,8 +5,10 @@
 Runs the README's main job (`ddae demo`, its defaults) as a subprocess on an empty temporary workspace,
 as a fresh clone would after ./bootstrap.sh, and reads the grid it probed live on the bundled shapes
 example: the best cell against the same heads on raw pixels and on the network at random
-initialisation, measured in the same run (read from the example's cache when it ships them).
-Last line: `demo quality: best B% at (t, layer), raw pixels P%, random init R%, demo M min`.
+initialisation, measured in the same run unless a cache entry measured for exactly this grid (same network, data,
+protocol, precision, batch, device and probe code) exists; the last line says which, and from when.
+Last line: `demo quality: best B% at (t, layer), raw pixels P%, random init R%, demo M min, baselines measured in
+this run` (or `..., baselines read from the cache (NAME), measured YYYY-MM-DD HH:MM UTC`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ddae_core.engine.evaluation.baselines import provenance
 from ddae_core.jobs import examples
 from ddae_core.jobs.examples import DEMO_EXAMPLE
 
@@ -55,7 +58,7 @@ def main() -> None:
         shutil.rmtree(ws, ignore_errors=True)
     print(f"demo quality: best {100 * best['accuracy']:.1f}% at (t={best['timestep']}, {best['layer']}), "
           f"raw pixels {100 * base['pixels']['accuracy']:.1f}%, "
-          f"random init {100 * base['random_init']['accuracy']:.1f}%, demo {minutes:.1f} min")
+          f"random init {100 * base['random_init']['accuracy']:.1f}%, demo {minutes:.1f} min, {provenance(base)}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from ddae_core.rundir import JobKind, ProcessLock, RunStatus, read_new_lines
 from .curves import update_curves
 from .events import RunBatch
 from .models import DeletedRun, QueueRow, Run
-from .queries import accuracy_summary_of, last_loss_of
+from .queries import headline_of, last_loss_of
 from .records import IngestStats
 from .rundir import EVENTS, INGEST_LOCK, RUNS_DIR, SPEC, RunDirError, RunFiles, read_run
 from .store import Store
@@ -56,7 +56,7 @@ def _own_summary() -> dict:
     expressions, which per run and pass was most of an ingest pass, holding the GIL the window needs.
     """
     run: BindParameter[str] = bindparam("summary_run")
-    return {"last_loss": last_loss_of(run), **accuracy_summary_of(run)}
+    return {"last_loss": last_loss_of(run), **headline_of(run)}
 
 
 @cache
@@ -67,7 +67,7 @@ def _parent_summary_update() -> Update:
     parent = select(Run.parent_run).where(Run.id == bindparam("summary_run"),
                                           Run.kind == JobKind.PROBE).scalar_subquery()
     return update(Run).where(Run.id == parent).values(version=bindparam("summary_version"),
-                                                      **accuracy_summary_of(Run.id))
+                                                      **headline_of(Run.id))
 
 
 class IngestLockError(RuntimeError):

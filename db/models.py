@@ -75,10 +75,12 @@ class Run(Base):
     # Copied from grid_cells and metric_summary by the ingester, so the run list reads one table.
     best_accuracy: Mapped[float | None] = mapped_column(Float)          # max cell, else best probe/accuracy
     last_loss: Mapped[float | None] = mapped_column(Float)              # latest loss/train
-    # The baselines and protocol of the grid best_accuracy comes from (a train run: its best probe's).
+    # The baselines and protocol of the grid best_accuracy comes from (a train run: its best probe's), and
+    # that grid run's id: all from one grid (db/queries.py headline_of), never mixed.
     baseline_pixels: Mapped[float | None] = mapped_column(Float)        # probe/baseline/pixels
     baseline_random: Mapped[float | None] = mapped_column(Float)        # probe/baseline/random_init
     best_protocol: Mapped[str | None] = mapped_column(String)           # fast | official | standardized
+    best_grid: Mapped[str | None] = mapped_column(String)               # the run id of that grid
     events_offset: Mapped[int] = mapped_column(Integer, server_default="0")   # bytes ingested
     events_size: Mapped[int] = mapped_column(Integer, server_default="0")     # file size last seen
     events_mtime: Mapped[float | None] = mapped_column(Float)

@@ -24,7 +24,7 @@ SUMMARY_COLUMNS = (
     Run.id, Run.name, Run.kind, Run.status, Run.data, Run.created, Run.started, Run.finished,
     Run.best_accuracy, Run.last_loss, Run.tags, Run.notes, Run.error, Run.device, Run.parent_run,
     Run.progress_done, Run.progress_total, Run.progress_stage, QueueRow.priority,
-    Run.baseline_pixels, Run.baseline_random, Run.best_protocol,
+    Run.baseline_pixels, Run.baseline_random, Run.best_protocol, Run.best_grid,
 )
 
 ORDER_COLUMNS: dict[str, Any] = {
@@ -74,51 +74,48 @@ def summary_select() -> Select:
     return select(*SUMMARY_COLUMNS).outerjoin(QueueRow, QueueRow.run == Run.id)
 
 
-def best_accuracy_of(run_id) -> Any:
-    """SQL for a run's best probe accuracy: its best grid cell, else its best probe/accuracy point, else
-    the best of its probe runs, whatever their protocol (so a train run's row shows what its layers
-    reached; best_protocol_of names the protocol beside it)."""
+def _own_best(run_id) -> Any:
+    """SQL for the best accuracy of a run's own grid: its best cell, else its best probe/accuracy point."""
     cells = select(func.max(GridCellRow.accuracy)).where(GridCellRow.run == run_id).scalar_subquery()
     probe = select(MetricSummaryRow.best_value).where(
         MetricSummaryRow.run == run_id, MetricSummaryRow.key == PROBE_KEY).scalar_subquery()
-    child = aliased(Run)
-    children = select(func.max(child.best_accuracy)).where(
-        child.parent_run == run_id, child.kind == JobKind.PROBE).scalar_subquery()
-    return func.coalesce(cells, probe, children)
+    return func.coalesce(cells, probe)
 
 
-def _best_probe_child(run_id) -> Any:
-    child = aliased(Run)
-    return (select(child.id).where(child.parent_run == run_id, child.kind == JobKind.PROBE,
-                                   child.best_accuracy.is_not(None))
-            .order_by(child.best_accuracy.desc(), child.id.desc()).limit(1).scalar_subquery())
-
-
-def _from_best_child(run_id, column: str) -> Any:
-    child = aliased(Run)
-    return select(getattr(child, column)).where(child.id == _best_probe_child(run_id)).scalar_subquery()
-
-
-def grid_summary_of(run_id) -> dict[str, Any]:
-    """SQL for the baselines and protocol beside best_accuracy: a probe's own, else its best probe child's."""
-    values = {}
-    for column, key in BASELINE_KEYS.items():
-        own = select(MetricSummaryRow.latest_value).where(
-            MetricSummaryRow.run == run_id, MetricSummaryRow.key == key).scalar_subquery()
-        values[column] = func.coalesce(own, _from_best_child(run_id, column))
+def _own_protocol(run_id) -> Any:
     me = aliased(Run)
     options = func.json_extract(me.spec, "$.options.protocol")
     standardized = func.coalesce(func.json_extract(me.spec, "$.options.standardize"), 0) != 0
     # Older probes said protocol: fast with standardize: true.
-    own_protocol = select(case((standardized, "standardized"), else_=func.coalesce(options, "fast"))).where(
+    return select(case((standardized, "standardized"), else_=func.coalesce(options, "fast"))).where(
         me.id == run_id, me.kind == JobKind.PROBE).scalar_subquery()
-    values["best_protocol"] = func.coalesce(own_protocol, _from_best_child(run_id, "best_protocol"))
-    return values
 
 
-def accuracy_summary_of(run_id) -> dict[str, Any]:
-    """Every run-row column the run list derives from grids: best_accuracy, its baselines and protocol."""
-    return {"best_accuracy": best_accuracy_of(run_id), **grid_summary_of(run_id)}
+def _of_headline_child(run_id, column: str) -> Any:
+    """SQL for one column of the probe child that speaks for run_id: the highest best accuracy, ties the newest.
+
+    One level of subquery, so it correlates with an UPDATE of runs as well as with a bound run id (a
+    nested "child.id = (SELECT ... )" did not, and picked the best probe of the whole workspace)."""
+    child = aliased(Run)
+    return (select(getattr(child, column))
+            .where(child.parent_run == run_id, child.kind == JobKind.PROBE, child.best_accuracy.is_not(None))
+            .order_by(child.best_accuracy.desc(), child.id.desc()).limit(1).scalar_subquery())
+
+
+def headline_of(run_id) -> dict[str, Any]:
+    """SQL for the run row's headline columns, all from ONE grid run (the rule every view shows):
+
+    a run with a grid of its own (cells, or a probe/accuracy point) speaks for itself, with its own
+    baselines (NULL: none measured) and its protocol; any other run (a train run) shows the probe child
+    with the highest best accuracy (ties: the newest), copying that child's columns whole. best_grid
+    names the grid run the numbers come from."""
+    own_best = _own_best(run_id)
+    own: dict[str, Any] = {"best_accuracy": own_best, "best_grid": run_id, "best_protocol": _own_protocol(run_id)}
+    for column, key in BASELINE_KEYS.items():
+        own[column] = select(MetricSummaryRow.latest_value).where(
+            MetricSummaryRow.run == run_id, MetricSummaryRow.key == key).scalar_subquery()
+    child = {column: _of_headline_child(run_id, "id" if column == "best_grid" else column) for column in own}
+    return {column: case((own_best.is_not(None), own[column]), else_=child[column]) for column in own}
 
 
 def last_loss_of(run_id) -> Any:
@@ -150,7 +147,7 @@ def tags_of(text: str | None) -> tuple[str, ...]:
 def to_summaries(rows: Sequence) -> list[RunSummary]:
     return [RunSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
                        tags_of(r[10]), r[11], r[12], r[13], r[14], r[15], r[16], r[17], r[18],
-                       r[19], r[20], r[21]) for r in rows]
+                       r[19], r[20], r[21], r[22]) for r in rows]
 
 
 def to_record(run: Run) -> RunRecord:
@@ -165,6 +162,8 @@ def to_record(run: Run) -> RunRecord:
         progress_done=run.progress_done, progress_total=run.progress_total,
         progress_stage=run.progress_stage, progress_time=run.progress_time,
         events_offset=run.events_offset,
+        best_accuracy=run.best_accuracy, baseline_pixels=run.baseline_pixels, baseline_random=run.baseline_random,
+        best_protocol=run.best_protocol, best_grid=run.best_grid,
     )
 
 

@@ -77,6 +77,12 @@ class RunRecord:
     progress_stage: str | None
     progress_time: float | None
     events_offset: int              # bytes of events.jsonl ingested
+    # The run's headline, as RunSummary has it: all from the one grid run best_grid (db/queries.py headline_of).
+    best_accuracy: float | None = None
+    baseline_pixels: float | None = None
+    baseline_random: float | None = None
+    best_protocol: str | None = None
+    best_grid: str | None = None
 
     @property
     def progress_fraction(self) -> float | None:
@@ -95,7 +101,7 @@ class RunSummary:
     created: float | None
     started: float | None
     finished: float | None
-    best_accuracy: float | None     # max over grid cells, else best of probe/accuracy
+    best_accuracy: float | None     # of best_grid: its max grid cell, else its best probe/accuracy
     last_loss: float | None         # latest value of loss/train
     tags: tuple[str, ...]
     notes: str
@@ -109,6 +115,7 @@ class RunSummary:
     baseline_pixels: float | None = None    # the best grid's raw-pixel baseline (0..1)
     baseline_random: float | None = None    # ... and its random-init baseline
     best_protocol: str | None = None        # ... and its protocol: fast | official | standardized
+    best_grid: str | None = None            # ... and its run id (the run itself, or its best probe child)
 
     @property
     def progress_fraction(self) -> float | None:

@@ -23,7 +23,7 @@ from ddae_core.rundir import RunStatus
 
 from . import engine as engines
 from .models import DeletedRun, QueueRow, Run, StudioState
-from .queries import accuracy_summary_of, order_clause, resolve, run_filters, summary_select, to_record, to_summaries
+from .queries import headline_of, order_clause, resolve, run_filters, summary_select, to_record, to_summaries
 from .reads import ReadsMixin
 from .records import (
     DEVICE_REQUESTS,
@@ -305,7 +305,7 @@ class Store(ReadsMixin):
             if parent is not None:
                 # A deleted probe no longer speaks for its train run's best accuracy.
                 session.execute(update(Run).where(Run.id == parent)
-                                .values(version=version, **accuracy_summary_of(Run.id)))
+                                .values(version=version, **headline_of(Run.id)))
         run_dir = self.run_dir(run_id)
         if remove_files and run_dir.is_symlink():
             run_dir.unlink()           # the link only: where it points may hold anything, or someone else's run

@@ -318,9 +318,49 @@ def test_runs_table_shows_the_protocol_and_how_far_the_best_cell_stands_above_it
     assert model.data(model.index(0, gains)) == "+62.4 / +41.4"
     tip = model.data(model.index(0, gains), Qt.ItemDataRole.ToolTipRole)
     assert "10.0% on raw pixels" in tip and "31.0%" in tip and "standardised" in tip
-    assert model.data(model.index(1, best)) == "40.0%" and model.data(model.index(1, gains)) == ""
+    assert model.data(model.index(1, best)) == "40.0% (fast)" and model.data(model.index(1, gains)) == "no baselines"
     assert "no baselines" in model.data(model.index(1, gains), Qt.ItemDataRole.ToolTipRole)
     assert model.data(model.index(2, best)) == "" and model.data(model.index(2, gains)) == ""
+
+
+def test_runs_table_and_run_view_quote_each_train_runs_own_grid_never_another_models(studio, qtbot, tmp_path):
+    """Two models in one workspace (as the shapes and CIFAR-10 examples): each train row's text and tooltip, and its
+    Run view header, name its own best grid's protocol and baselines; a grid without baselines says so."""
+    ws = tmp_path / "ws"
+    pixels, random = "probe/baseline/pixels", "probe/baseline/random_init"
+    shapes, cifar = fake.run_id("train", 1), fake.run_id("train", 2)
+    for n, train in enumerate((shapes, cifar)):
+        fake.write_run(ws, train, created=1000.0 + n, events=fake.training_events(5))
+    fake.write_run(ws, fake.run_id("probe", 3), kind="probe", parent={"run": shapes}, created=1002.0,
+                   options={"protocol": "standardized"},
+                   events=[fake.grid_cell("out_7", 51, 0.909), fake.metric(pixels, 0, 0.101),
+                           fake.metric(random, 0, 0.168)])
+    cifar_grid = fake.run_id("probe", 4)
+    fake.write_run(ws, cifar_grid, kind="probe", parent={"run": cifar}, created=1003.0,
+                   options={"protocol": "standardized"},
+                   events=[fake.grid_cell("out_5", 101, 0.4035), fake.metric(pixels, 0, 0.3225),
+                           fake.metric(random, 0, 0.322)])
+    fast = fake.run_id("probe", 5)
+    fake.write_run(ws, fast, kind="probe", parent={"run": cifar}, created=1004.0, options={"protocol": "fast"},
+                   events=[fake.grid_cell("out_5", 11, 0.11)])
+    ingest(ws)
+    window = studio(ws, run_scheduler=False)
+    model = window.runs_view.model
+    best, gains = RunTableModel.COLUMNS.index("best_accuracy"), RunTableModel.COLUMNS.index("gains")
+
+    def shown(rid, column, role=Qt.ItemDataRole.DisplayRole):
+        return model.data(model.index(model.row_of(rid), column), role)
+
+    assert (shown(cifar, best), shown(cifar, gains)) == ("40.4% (std)", "+8.1 / +8.2")    # not +30.2 / +23.6
+    tip = shown(cifar, gains, Qt.ItemDataRole.ToolTipRole)
+    assert "32.2% on raw pixels" in tip and "10.1%" not in tip and cifar_grid in tip
+    assert (shown(shapes, best), shown(shapes, gains)) == ("90.9% (std)", "+80.8 / +74.1")
+    assert (shown(fast, best), shown(fast, gains)) == ("11.0% (fast)", "no baselines")
+    assert "measured no baselines" in shown(fast, best, Qt.ItemDataRole.ToolTipRole)
+    window.show_run(cifar)
+    qtbot.waitUntil(lambda: "best probe cell" in window.run_view.header.details.text(), timeout=5000)
+    assert "best probe cell 40.4% (std), +8.1 / +8.2 over raw pixels / random init" in \
+        window.run_view.header.details.text()
 
 
 def test_runs_keys_open_and_delete_with_a_named_question_and_undo(studio, qtbot, tmp_path, monkeypatch):

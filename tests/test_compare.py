@@ -290,6 +290,7 @@ def test_a_train_run_shows_its_running_grid_else_its_best_one_as_its_row_does():
                           "train", None, None, None, None)
 
     old_best, newer = probe("a", "done", 0.7, 1.0), probe("b", "done", 0.4, 2.0)
-    assert grid_of([old_best, newer]).id == "a"                       # the best, as the runs table's number
-    assert grid_of([old_best, newer, probe("c", "running", None, 3.0)]).id == "c"   # one filling in is seen
-    assert grid_of([probe("d", "failed", None, 1.0), probe("e", "queued", None, 2.0)]).id == "e"
+    assert grid_of([old_best, newer], "a").id == "a"          # the train row's headline grid, as the runs table
+    assert grid_of([old_best, newer], "b").id == "b"          # whichever grid the row's rule named
+    assert grid_of([old_best, newer, probe("c", "running", None, 3.0)], "a").id == "c"   # one filling in is seen
+    assert grid_of([probe("d", "failed", None, 1.0), probe("e", "queued", None, 2.0)], None).id == "e"

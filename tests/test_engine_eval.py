@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -211,20 +212,35 @@ def test_every_grid_carries_its_raw_pixel_and_random_init_baselines(trained, cap
     assert not metrics(bare, BASELINE_KEYS["pixels"])
 
 
-def test_baselines_are_measured_once_per_network_data_and_options(trained):
+def test_baselines_are_measured_once_per_network_data_and_options(trained, capfd):
     ws, parent = trained
     options = dict(timesteps="21", layers="out_2", train_limit=48, test_limit=32, epochs=1, device="cpu")
     first, _ = run(ws, probe_spec(parent, **options))
+    assert "baselines measured in this run" in capfd.readouterr().out
     second, _ = run(ws, probe_spec(parent, checkpoint=4, **options))      # other weights, same baselines
     a, b = (json.loads((p / "grid.json").read_text())["baselines"] for p in (first, second))
-    assert "cached" not in a and b["cached"] is True and b["random_init"] == a["random_init"]
+    assert a["cached"] is False and b["cached"] is True and b["random_init"] == a["random_init"]
+    assert b["measured"] == a["measured"] and a["measured"] > 1.7e9      # when, kept in the cache entry
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(a["measured"]))
+    assert f"baselines read from the cache ({a['cache']}), measured {when}" in capfd.readouterr().out
     assert metrics(second, BASELINE_KEYS["pixels"]) == {4: a["pixels"]["accuracy"]}
     third, _ = run(ws, probe_spec(parent, **{**options, "epochs": 2}))     # other options: measured anew
-    assert "cached" not in json.loads((third / "grid.json").read_text())["baselines"]
+    assert json.loads((third / "grid.json").read_text())["baselines"]["cached"] is False
+    # Another extraction batch: the features (so the baselines) may differ; measured anew, not read.
+    spec = probe_spec(parent, **options)
+    spec["options"]["extract_batch_size"] = 7                              # as bench/ and GPU runs set it
+    batch, _ = run(ws, spec)
+    assert json.loads((batch / "grid.json").read_text())["baselines"]["cached"] is False
     cache = ws / "data" / "baselines" / a["cache"]
+    entry = json.loads(cache.read_text())
+    assert entry["key"]["extract_batch_size"] != 7 and entry["key"]["precision"] in ("fp32", "bfloat16")
+    assert {"probe_code", "train_data", "test_data", "device", "protocol", "batch_size"} <= set(entry["key"])
+    cache.write_text(json.dumps({k: v for k, v in entry.items() if k != "key"}))   # as entries of the old layout
+    old_layout, _ = run(ws, probe_spec(parent, **options))
+    assert json.loads((old_layout / "grid.json").read_text())["baselines"]["cached"] is False
     cache.write_text("{not json")                                          # damaged: measured again
     fourth, _ = run(ws, probe_spec(parent, **options))
-    assert "cached" not in json.loads((fourth / "grid.json").read_text())["baselines"]
+    assert json.loads((fourth / "grid.json").read_text())["baselines"]["cached"] is False
     assert json.loads(cache.read_text())["random_init"]["accuracy"] == a["random_init"]["accuracy"]
 
 

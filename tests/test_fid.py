@@ -16,6 +16,7 @@ import yaml
 from ddae_core.engine.errors import UserError
 from ddae_core.engine.evaluation import inception as fid_inception
 from ddae_core.engine.evaluation.fid import RESULTS, stats_path
+from ddae_core.engine.evaluation.fid_label import NONSTANDARD_KEY, describe, fid_name, is_standard
 from ddae_core.engine.evaluation.inception import (
     WEIGHTS_FILE,
     WEIGHTS_SHA256,
@@ -172,6 +173,13 @@ def test_the_standard_network_gives_2048_features_of_8_bit_images(random_weights
     assert feats.shape == (2, 2048) and feats.dtype == np.float64 and np.isfinite(feats).all()
 
 
+def test_only_the_standard_weights_at_2048_dims_make_a_standard_fid():
+    assert is_standard(WEIGHTS_SHA256, 2048) and describe(WEIGHTS_SHA256, 2048) == ""
+    assert describe(WEIGHTS_SHA256, 768).startswith("non-standard FID (the standard Inception, 768 dims")
+    assert describe("0" * 64, 2048).startswith("non-standard FID (Inception SHA-256 000000000000..., 2048 dims")
+    assert (fid_name(True), fid_name(False)) == ("FID", "FID (non-standard)")
+
+
 # The job.
 def test_fid_job_caches_reference_statistics_and_reports_each_checkpoint(trained, random_weights, capfd):
     ws, parent = trained
@@ -188,6 +196,13 @@ def test_fid_job_caches_reference_statistics_and_reports_each_checkpoint(trained
     assert results["reference"] == str(cached) and cached.is_file()
     out = capfd.readouterr().out
     assert "not the standard FID Inception file" in out and "12 training images" in out
+    # Labelled by what computed it: every fid point carries the weights' hash and dims, and this random
+    # network at 64 dims is marked non-standard, in the log, the results and the index's metrics.
+    sha = results["inception_sha256"]
+    points = [e for e in events(run_dir, "metric") if e["key"] == "fid"]
+    assert [(e["inception_sha256"], e["dims"]) for e in points] == [(sha, 64)] * 3
+    assert metrics(run_dir, NONSTANDARD_KEY) == {2: 1.0, 4: 1.0, 6: 1.0} and results["standard"] is False
+    assert f"FID {fids[6]:.3f}  (4 samples)  non-standard FID (Inception SHA-256 {sha[:12]}..., 64 dims" in out
 
     # A second job reuses the cached statistics (the file is not written again) and, with the same seed,
     # scores the same samples the same.
@@ -236,7 +251,7 @@ def test_cancelled_fid_job_keeps_finished_checkpoints_and_resumes_with_the_rest(
     (run_dir / STOP_FILE).unlink()
     seen = []
     assert execute(run_dir, ws, echo=seen.append, handle_signals=False) == "done"
-    assert [e["step"] for e in seen if e["type"] == "metric"] == [4, 6]      # step 2 is not sampled again
+    assert [e["step"] for e in seen if e["type"] == "metric" and e["key"] == "fid"] == [4, 6]   # 2 is not sampled again
     assert [e.get("scored_before") for e in seen if e["type"] == "status"][0] == [2]
     assert sorted(metrics(run_dir, "fid")) == [2, 4, 6]
 

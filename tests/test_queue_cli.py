@@ -60,8 +60,8 @@ def test_runs_list_filters_and_reads_new_folders_first(scripted, capsys):
     assert lines[0].split() == ["ID", "NAME", "KIND", "STATUS", "DATASET", "BEST", "ACC", "OVER", "PIXELS/RANDOM",
                                 "LAST", "LOSS"]
     assert [line.split()[0] for line in lines[1:]] == [BROKEN, PROBE, TRAIN]     # newest first
-    assert lines[2].split()[-3:] == ["87.4%", "+77.4/+57.4", "-"]
-    assert lines[3].split()[-3:] == ["87.4%", "+77.4/+57.4", "0.02439"]   # a train run shows its probe's best
+    assert lines[2].split()[-6:] == ["87.4%", "(fast)", "+77.4", "/", "+57.4", "-"]    # the texts of the app's table
+    assert lines[3].split()[-6:] == ["87.4%", "(fast)", "+77.4", "/", "+57.4", "0.02439"]   # its probe's headline
     assert ddae(["runs", "list", "--kind", "probe", *ws]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == [PROBE]
     assert ddae(["runs", "list", "--status", "failed", "--status", "done", *ws]) == 0

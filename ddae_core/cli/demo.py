@@ -40,7 +40,8 @@ def run_demo(args) -> int:
     probe_dir = None
     if example is not None and not args.no_probe:
         print("\nProbing what its layers know, live: a linear head per layer x noise level, and the same heads on "
-              "raw pixels and on the network at random initialisation.", flush=True)
+              "raw pixels and on the network at random initialisation, measured now (the result says if a cache "
+              "measured for exactly this grid was read instead).", flush=True)
         probe_dir = _probe(args, train_dir, f"demo: probe grid of the bundled {DEMO_EXAMPLE} model")
         if probe_dir is None:
             return 1

@@ -6,6 +6,7 @@ import sys
 import time
 
 from ..engine.errors import UserError
+from ..engine.evaluation.protocols import accuracy_text, gains_text
 from ..rundir import INGEST_LOCK, JobKind, RunStatus
 from .common import workspace_of
 from .tables import clock, cut, number, open_store, percent, table, when
@@ -29,19 +30,10 @@ def cmd_runs_list(args) -> int:
     if not runs:
         print("no runs match" if (args.kind or args.status or args.tag) else "no runs yet")
         return 0
-    rows = [(r.id, cut(r.name, 32), r.kind, r.status, cut(r.data, 28), percent(r.best_accuracy),
-             _over_baselines(r), number(r.last_loss)) for r in runs]
+    rows = [(r.id, cut(r.name, 32), r.kind, r.status, cut(r.data, 28), accuracy_text(r.best_accuracy, r.best_protocol),
+             gains_text(r.best_accuracy, r.baseline_pixels, r.baseline_random), number(r.last_loss)) for r in runs]
     table(("ID", "NAME", "KIND", "STATUS", "DATASET", "BEST ACC", "OVER PIXELS/RANDOM", "LAST LOSS"), rows)
     return 0
-
-
-def _over_baselines(run) -> str:
-    """`+60.1/+41.0 std`: points over raw pixels and random init, and the grid's protocol when not fast."""
-    pixels, random = run.gains
-    if pixels is None or random is None:
-        return ""
-    protocol = {"standardized": " std", "official": " official"}.get(run.best_protocol or "", "")
-    return f"{100 * pixels:+.1f}/{100 * random:+.1f}{protocol}"
 
 
 def _spec_lines(spec: dict) -> list[str]:

@@ -75,10 +75,12 @@ def manifest(name: str, root: Path | None = None) -> dict:
 def install(workspace: Path, name: str, root: Path | None = None) -> list[Path]:
     """Copy example `name` into the workspace (once; a second call finds it there); its run dirs, train run first."""
     info, source = manifest(name, root), (root or examples_dir()) / name
-    # Baselines measured for the example's grid: a probe with the same options reads them, not a second grid.
+    # Baselines measured for the example's grid: a later probe for which they were measured exactly (same options,
+    # precision, batch, device and probe code; evaluation/baselines.py) reads them, not a second grid. Entries
+    # packed before the cache kept its key can match no grid, and are left out.
     for cached in sorted((source / BASELINES).glob("*.json")):
         dest = workspace / "data" / BASELINES / cached.name
-        if not dest.exists():
+        if not dest.exists() and "key" in json.loads(cached.read_text()):
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cached, dest)
     installed = []

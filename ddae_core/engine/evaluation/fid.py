@@ -24,6 +24,7 @@ from ...rundir import (
     FID_RESULTS,
     SAMPLES_KEY,
     ArtifactKind,
+    EventType,
     ProcessLock,
     RunStatus,
     atomic_write,
@@ -35,6 +36,7 @@ from ..device import amp_dtype_for
 from ..grids import save_grid
 from .common import EvalContext, open_context, parent_checkpoint, select_checkpoints
 from .features import Stopped
+from .fid_label import FID_KEY, NONSTANDARD_KEY, describe, is_standard
 from .inception import (
     WEIGHTS_SHA256,
     ActivationStats,
@@ -148,6 +150,15 @@ def _results(run_dir: Path) -> dict:
         return {}
 
 
+def report_fid(reporter, fid: float, step: int, weights_sha256: str, dims: int) -> None:
+    """The `fid` point with what computed it (the weights' SHA-256, dims), and the non-standard mark when it is."""
+    value = float(fid)
+    reporter.event(EventType.METRIC, key=FID_KEY, step=int(step), value=value if np.isfinite(value) else None,
+                   inception_sha256=weights_sha256, dims=int(dims))
+    if not is_standard(weights_sha256, dims):
+        reporter.report(NONSTANDARD_KEY, 1.0, step)
+
+
 def fid_run(run_dir: Path, reporter, workspace: Path) -> str:
     require_library()
     ctx = open_context(run_dir, reporter, workspace, load_parent=False)
@@ -163,11 +174,13 @@ def fid_run(run_dir: Path, reporter, workspace: Path) -> str:
         log.info(f"note: {weights} is not the standard FID Inception file (SHA-256 {sha[:12]}..., expected "
               f"{WEIGHTS_SHA256[:12]}...), so these FIDs are not comparable with published ones")
     dims = int(ctx.opts["dims"])
+    standard, label = is_standard(sha, dims), describe(sha, dims)
     inception = load_inception(weights, dims, ctx.device)
     data = ctx.spec.get("data") or ctx.parent_spec.get("data") or "builtin:shapes"
     results.update({"data": data, "n": ctx.opts["n"], "sampler": ctx.opts.get("sampler"),
                     "steps": ctx.opts.get("steps"), "dims": dims, "inception": str(weights),
-                    "inception_sha256": sha, "fid": {str(s): v for s, v in sorted(done.items())}})
+                    "inception_sha256": sha, "standard": standard,
+                    "fid": {str(s): v for s, v in sorted(done.items())}})
     try:
         ref = None
         for i, (step, path) in enumerate(todo):
@@ -180,10 +193,10 @@ def fid_run(run_dir: Path, reporter, workspace: Path) -> str:
                 results["reference"] = str(stats_path(workspace, data, ctx.model.resolution, dims, sha))
             stats = sample_stats(ctx, ctx.model, inception, step, i, len(todo))
             fid = frechet_distance(stats.mean, stats.sigma, *ref)
-            reporter.report("fid", fid, step)
+            report_fid(reporter, fid, step, sha, dims)
             results["fid"][str(step)] = fid
             atomic_write_text(run_dir / RESULTS, json.dumps(results, indent=1))
-            log.info(f"step {step:>8}  FID {fid:.3f}  ({stats.n} samples)")
+            log.info(f"step {step:>8}  FID {fid:.3f}  ({stats.n} samples)" + (f"  {label}" if label else ""))
     except Stopped:
         reporter.status(RunStatus.CANCELLED)
         return RunStatus.CANCELLED

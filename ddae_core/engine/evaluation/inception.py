@@ -20,9 +20,9 @@ from torch import nn
 
 from ...rundir import DATA_DIR
 from ..errors import UserError
+from .fid_label import WEIGHTS_SHA256
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
-WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILE}"
 WEIGHTS_ENV = "DDAE_INCEPTION"
 DIMS = (64, 192, 768, 2048)          # pytorch-fid's feature blocks; only 2048 is the standard FID

@@ -17,7 +17,6 @@ they stand above those two.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -31,6 +30,7 @@ import torch
 
 from ...rundir import GRID, PROBE_HEADS, ArtifactKind, RunStatus, atomic_write_text
 from ..device import extraction_batch_size
+from . import baselines as baseline_cache
 from .common import EvalContext, open_context
 from .features import Stopped
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
@@ -269,74 +269,49 @@ def run_baselines(grid: ProbeGrid) -> dict:
 
     raw pixels: one head on the flattened (augmented) images; random init: the whole grid again on the same
     network at a fixed random initialisation (its best cell). Neither depends on the trained weights, so the
-    result is kept in the workspace (data/baselines/) and every later grid of the same network, data and
-    options reads it instead of paying for a second grid. Reported as metrics either way.
+    result is kept in the workspace (data/baselines/, baselines.py) and a later grid for which they were measured
+    exactly reads it instead of paying for a second grid; the result says which (`cached`, `measured`).
+    Reported as metrics either way.
     """
     ctx, data, step = grid.ctx, (grid.train, grid.test), grid.ctx.checkpoint_step or 0
-    cache = baseline_cache_path(ctx, grid)
-    result = _read_cached(cache)
-    if result is None:
+    key = baseline_cache.cache_key(grid)
+    cache = baseline_cache.cache_path(ctx.workspace, key)
+    entry = baseline_cache.read_cached(cache, key)
+    if entry is None:
         pixels = ProbeGrid(ctx, PixelSource(ctx.model.config.network["image_shape"], ctx.device),
                            timesteps=[PIXEL_TIMESTEP], emit=False, data=data, stage="baseline: raw pixels, ")
         pixels.run()
-        result = {"pixels": {"accuracy": pixels.cells[PIXEL_TIMESTEP][PIXELS]}}
         random = ProbeGrid(ctx, NetworkSource(random_init_model(ctx.model), grid.layers, grid.precision), emit=False,
                            data=data, stage="baseline: random init, ")
         random.run()
         t, layer, acc = random.best()
-        result["random_init"] = {"accuracy": acc, "timestep": t, "layer": layer, "seed": RANDOM_INIT_SEED,
-                                 "cells": {str(t): row for t, row in random.cells.items()}}
+        entry = baseline_cache.new_entry({"accuracy": pixels.cells[PIXEL_TIMESTEP][PIXELS]},
+                                    {"accuracy": acc, "timestep": t, "layer": layer, "seed": RANDOM_INIT_SEED,
+                                     "cells": {str(t): row for t, row in random.cells.items()}}, key)
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(cache, json.dumps(result))
+            atomic_write_text(cache, json.dumps(entry))
         except OSError as exc:      # a read-only or full workspace: the grid is still right, only slower next time
             log.info(f"note: could not keep the baselines in {cache.parent} ({exc.strerror or exc})")
+        result = {"pixels": entry["pixels"], "random_init": entry["random_init"], "cached": False}
     else:
-        result["cached"] = True
-        log.info(f"baselines: read from {cache} (the same network, data and options were measured before)")
+        result = {"pixels": entry["pixels"], "random_init": entry["random_init"], "cached": True}
+    result.update(measured=entry.get("measured"), cache=cache.name)
+    log.info(baseline_cache.provenance(result))
     ctx.reporter.report(BASELINE_KEYS["pixels"], result["pixels"]["accuracy"], step)
     ctx.reporter.report(BASELINE_KEYS["random_init"], result["random_init"]["accuracy"], step)
-    return {**result, "cache": cache.name}
-
-
-BASELINE_CACHE_VERSION = 1
-
-
-def baseline_cache_path(ctx: EvalContext, grid: ProbeGrid) -> Path:
-    """<workspace>/data/baselines/<key>.json, keyed by what the baselines depend on (not the weights).
-
-    Left out on purpose: the extraction precision and batch size. bf16 and fp32 baselines agree within
-    the probe's noise, and the bundled examples' baselines (measured in fp32) stay the ones a demo reads.
-    """
-    o = ctx.opts
-    key = {
-        "version": BASELINE_CACHE_VERSION, "framework": ctx.model.config.framework,
-        "network": ctx.model.config.network, "diffusion": ctx.model.config.diffusion,
-        "data": grid.train.spec, "train": len(grid.train), "test": len(grid.test),
-        "timesteps": grid.timesteps, "layers": grid.layers, "protocol": protocol_of(o),
-        "epochs": grid.epochs, "batch_size": grid.batch_size, "lr": grid.lr, "views": int(o.get("views", 1)),
-        "seed": ctx.seed, "random_init_seed": RANDOM_INIT_SEED,
-    }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    return ctx.workspace / "data" / "baselines" / f"{digest}.json"
-
-
-def _read_cached(path: Path) -> dict | None:
-    try:
-        result = json.loads(path.read_text())
-        float(result["pixels"]["accuracy"]), float(result["random_init"]["accuracy"])
-        return result
-    except (OSError, ValueError, KeyError, TypeError):
-        return None         # none yet, or damaged: measure again
+    return result
 
 
 def baseline_summary(best: float, baselines: dict | None) -> str:
-    """`raw pixels P%, random init R%` (and how far the best cell stands above each), or '' without them."""
+    """`raw pixels P%, random init R%` (how far the best cell stands above each; measured in this run, or read from
+    the cache and from when), or '' without them."""
     if not baselines:
         return ""
     p, r = baselines["pixels"]["accuracy"], baselines["random_init"]["accuracy"]
     return (f"raw pixels {100 * p:.1f}%, random init {100 * r:.1f}% "
-            f"(best cell {100 * (best - p):+.1f} over pixels, {100 * (best - r):+.1f} over random init)")
+            f"(best cell {100 * (best - p):+.1f} over pixels, {100 * (best - r):+.1f} over random init; "
+            f"{baseline_cache.provenance(baselines)})")
 
 
 def probe_run(run_dir: Path, reporter, workspace: Path) -> str:

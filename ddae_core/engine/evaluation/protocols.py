@@ -33,3 +33,48 @@ def protocol_of(options: Mapping) -> str:
 
 def is_standardized(options: Mapping) -> bool:
     return protocol_of(options) == "standardized"
+
+
+# A run's headline: its grid's best accuracy, named by that grid's protocol, against that grid's own baselines
+# (db/queries.py headline_of picks the grid). The runs table, its tooltip, Compare and `ddae runs list` all
+# write it with these, so one run reads the same everywhere.
+PROTOCOL_TAGS = {"fast": "fast", "official": "official", "standardized": "std"}
+NO_BASELINES = "no baselines"
+
+
+def accuracy_text(accuracy: float | None, protocol: str | None) -> str:
+    """`40.4% (std)`: a grid's best accuracy and its protocol; '' before the grid has a cell."""
+    if accuracy is None:
+        return ""
+    return f"{100 * accuracy:.1f}% ({PROTOCOL_TAGS.get(protocol or 'fast', protocol)})"
+
+
+def gains_text(accuracy: float | None, pixels: float | None, random: float | None) -> str:
+    """`+8.1 / +8.2`: points over that grid's raw pixels / random init; 'no baselines' when it measured none."""
+    if accuracy is None:
+        return ""
+    if pixels is None or random is None:
+        return NO_BASELINES
+    return f"{100 * (accuracy - pixels):+.1f} / {100 * (accuracy - random):+.1f}"
+
+
+def headline_tooltip(accuracy: float | None, protocol: str | None, pixels: float | None, random: float | None,
+                     grid: str | None = None) -> str:
+    """One sentence on where the headline comes from: the grid run, its protocol, its baselines or none."""
+    if accuracy is None:
+        return ""
+    label = SHORT_LABELS.get(protocol or "fast", protocol)
+    text = f"Best probe cell {100 * accuracy:.1f}%, {label} protocol" + (f", of grid run {grid}" if grid else "")
+    if pixels is None or random is None:
+        return text + "; that grid measured no baselines."
+    return (f"{text}; the same heads of that grid reach {100 * pixels:.1f}% on raw pixels and "
+            f"{100 * random:.1f}% on the network at random initialisation.")
+
+
+def headline_line(accuracy: float | None, protocol: str | None, pixels: float | None, random: float | None) -> str:
+    """`best probe cell 40.4% (std), +8.1 / +8.2 over raw pixels / random init` (or `, no baselines`)."""
+    if accuracy is None:
+        return ""
+    gains = gains_text(accuracy, pixels, random)
+    over = "" if gains == NO_BASELINES else " over raw pixels / random init"
+    return f"best probe cell {accuracy_text(accuracy, protocol)}, {gains}{over}"
