@@ -1,11 +1,16 @@
 """Settings > Cluster profiles: edit the workspace's cluster.yaml (Slurm targets for the queue).
 
 A profile's fields are checked by the engine's own profile_from_dict, so a bad value is refused here in
-the same sentence `ddae` would print, and nothing is written until every profile is valid.
+the same sentence `ddae` would print, and nothing is written until every profile is valid. A profile with
+no partition or no GPUs is legal (a CPU-only cluster's default partition) but more often a field left
+empty, so Save says so once and saves on the second press. Check saves, then runs `ddae cluster check NAME`
+in a subprocess on a background Worker and shows what it prints.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -38,6 +43,8 @@ from ddae_core.jobs.cluster import (
 )
 from ddae_core.rundir import CLUSTER_FILE
 
+from .background import Worker
+
 TEXT_FIELDS = (("partition", "Partition"), ("account", "Account"), ("qos", "QOS"),
                ("time_limit", "Time limit"), ("mem_per_gpu", "Memory per GPU"), ("mem", "Memory (CPU job)"),
                ("constraint", "Constraint"), ("python", "Python on the nodes"))
@@ -62,6 +69,24 @@ def workspace_default(workspace: Path) -> str | None:
         return default_cluster(workspace)
     except UserError:
         return None
+
+
+def doubtful(profiles: dict[str, ClusterProfile], saved: dict[str, ClusterProfile]) -> str | None:
+    """A sentence on the first profile new or changed since `saved` whose empty fields are more likely
+    forgotten than meant, or None."""
+    for name, profile in profiles.items():
+        if saved.get(name) == profile:
+            continue
+        gaps = ([] if profile.partition else ["no partition (jobs go to Slurm's default one)"]) + \
+               ([] if profile.gpus_per_node else ["0 GPUs per node (CPU-only jobs)"])
+        if gaps:
+            return f"Profile {name} has {' and '.join(gaps)}; set them, or press Save again to keep them."
+    return None
+
+
+def check_command(workspace: Path, name: str) -> list[str]:
+    """`ddae cluster check NAME` for the workspace, run by this interpreter."""
+    return [sys.executable, "-m", "ddae_core.cli", "cluster", "check", name, "--workspace", str(workspace)]
 
 
 class ProfileEditor(QWidget):
@@ -125,6 +150,7 @@ class ClusterProfilesDialog(QDialog):
         except UserError as exc:
             self.profiles = {}
             self.error.setText(f"{exc} Saving replaces the file.")
+        self.saved = dict(self.profiles)          # as cluster.yaml holds them
         # Where a new job runs unless its launch form says otherwise (cluster.yaml's `default`).
         self.default = QComboBox()
         self._fill_default(default)
@@ -132,6 +158,16 @@ class ClusterProfilesDialog(QDialog):
         self.names.addItems(list(self.profiles))
         self.editor = ProfileEditor()
         self._shown: str | None = None
+        self._doubt_shown: str | None = None     # the doubt Save showed last: a second Save keeps the values
+        self._check_proc: subprocess.Popen | None = None
+        self.check_worker: Worker | None = None
+        self.check_button = QPushButton("Check")
+        self.check_button.setToolTip("Save, then run `ddae cluster check NAME` on the shown profile")
+        self.check_button.clicked.connect(self.check_profile)
+        self.check_output = QPlainTextEdit()
+        self.check_output.setReadOnly(True)
+        self.check_output.setMaximumHeight(120)
+        self.check_output.hide()
         add, remove = QPushButton("Add…"), QPushButton("Remove")
         add.clicked.connect(self.add_profile)
         remove.clicked.connect(self.remove_profile)
@@ -140,6 +176,7 @@ class ClusterProfilesDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(add)
         row.addWidget(remove)
+        row.addWidget(self.check_button)
         left.addLayout(row)
         about = QLabel(f"Slurm targets for the queue, kept in {self.workspace / CLUSTER_FILE}. The workspace must be "
                        "on a file system the nodes share. Check one with <code>ddae cluster check NAME</code>.")
@@ -159,6 +196,7 @@ class ClusterProfilesDialog(QDialog):
         layout.addLayout(default_row)
         layout.addLayout(body, 1)
         layout.addWidget(self.error)
+        layout.addWidget(self.check_output)
         layout.addWidget(buttons)
         self.names.currentTextChanged.connect(self._select)
         self.editor.setEnabled(bool(self.profiles))
@@ -226,11 +264,61 @@ class ClusterProfilesDialog(QDialog):
         self.error.clear()
 
     def save(self) -> None:
+        if self._write():
+            self.accept()
+
+    def _write(self) -> bool:
+        """Write cluster.yaml when every profile is valid and its doubts were shown once; False otherwise."""
         if not self._keep_shown():
-            return
+            return False
+        doubt = doubtful(self.profiles, self.saved)
+        if doubt is not None and doubt != self._doubt_shown:
+            self._doubt_shown = doubt
+            self.error.setText(doubt)
+            return False
         try:
             save_profiles(self.workspace, self.profiles, default=self.default.currentData())
-        except OSError as exc:
-            self.error.setText(f"Could not write {self.workspace / CLUSTER_FILE} ({exc.strerror or exc}).")
+        except (OSError, UserError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            self.error.setText(f"Could not write {self.workspace / CLUSTER_FILE} ({reason}).")
+            return False
+        self.saved = dict(self.profiles)
+        self.error.clear()
+        return True
+
+    def check_profile(self) -> None:
+        """Save, then run `ddae cluster check` on the shown profile off the GUI thread, its output below."""
+        name = self._shown
+        if name is None or (self.check_worker is not None and self.check_worker.isRunning()):
             return
-        self.accept()
+        if not self._write():
+            return
+        command = check_command(self.workspace, name)
+        self.check_output.show()
+        self.check_output.setPlainText(f"ddae cluster check {name}")
+        self.check_button.setEnabled(False)
+
+        def run(worker: Worker) -> None:
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            self._check_proc = proc
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                worker.deliver(line.rstrip("\n"))
+            code = proc.wait()
+            worker.deliver("(the check passed)" if code == 0 else f"(the check failed: exit {code})")
+
+        self.check_worker = Worker("cluster check", run, self)
+        self.check_worker.delivered.connect(self.check_output.appendPlainText)
+        self.check_worker.failed.connect(self.check_output.appendPlainText)
+        self.check_worker.finished.connect(lambda: self.check_button.setEnabled(True))
+        self.check_worker.start()
+
+    def done(self, result: int) -> None:
+        """Closing ends a check still running (its subprocess too): no thread outlives the dialog."""
+        if self.check_worker is not None and self.check_worker.isRunning():
+            self.check_worker.request_stop()
+            if self._check_proc is not None and self._check_proc.poll() is None:
+                self._check_proc.kill()
+            self.check_worker.stop()
+        super().done(result)

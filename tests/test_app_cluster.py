@@ -105,3 +105,31 @@ def test_app_trains_on_slurm_with_a_live_curve_and_the_job_in_the_queue(studio, 
     assert wait_status(qtbot, window, probe_id, ("done", "failed", "interrupted"), 180) == "done"
     qtbot.waitUntil(lambda: len(heatmap.cells()) == 8, timeout=10_000)
     assert read_slurm(window.store.run_dir(probe_id))["cluster"] == "test"
+
+
+def test_profiles_dialog_doubts_empty_fields_once_and_checks_a_profile(qtbot, tmp_path, no_leftovers):
+    from app.cluster_settings import ClusterProfilesDialog
+
+    dialog = ClusterProfilesDialog(tmp_path)
+    qtbot.addWidget(dialog)
+    dialog.add_profile("a100")
+    dialog.editor.ints["gpus_per_node"].setValue(0)
+    dialog.save()
+    assert dialog.error.text() == ("Profile a100 has no partition (jobs go to Slurm's default one) and 0 GPUs per "
+                                   "node (CPU-only jobs); set them, or press Save again to keep them.")
+    assert load_profiles(tmp_path) == {}                          # not saved
+    dialog.editor.text["python"].setText("conda run python")
+    dialog.save()
+    assert "python 'conda run python' must be one program" in dialog.error.text() and load_profiles(tmp_path) == {}
+    dialog.editor.text["python"].setText("")
+    dialog.editor.text["partition"].setText("gpu")
+    dialog.editor.ints["gpus_per_node"].setValue(4)
+
+    # Check saves, then runs `ddae cluster check a100` off the GUI thread; without Slurm here it says so.
+    dialog.check_profile()
+    assert load_profiles(tmp_path)["a100"].partition == "gpu"
+    qtbot.waitUntil(lambda: "(the check failed: exit 1)" in dialog.check_output.toPlainText(), timeout=60_000)
+    shown = dialog.check_output.toPlainText()
+    assert "slurm commands: FAILED: sbatch, squeue or scancel is not on PATH here" in shown, shown
+    assert "Traceback" not in shown
+    qtbot.waitUntil(dialog.check_button.isEnabled, timeout=5_000)      # the worker ended: Check again

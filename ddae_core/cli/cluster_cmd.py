@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--submit", action="store_true",
                    help="also run a one-minute job that reports the node's Python, torch and whether it sees "
                         "the workspace (the file system the nodes must share)")
-    p.add_argument("--timeout", type=float, default=300.0, metavar="S",
-                   help="seconds to wait for the --submit job (default 300)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="seconds to wait for the --submit job to report; then it is cancelled (default 60)")
     add_workspace(p)
     p.set_defaults(func=cmd_check)
 
@@ -87,16 +87,17 @@ def _shape_text(shape) -> str:
 
 def _submit_probe(workspace, profile, timeout_s: float) -> str:
     """Run node_report on a node through submitit (its folder in the workspace, so the answer needs the
-    shared file system too)."""
-    import submitit
+    shared file system too); SlurmError after timeout_s, saying what became of the job."""
     from submitit.core.utils import pickle_load
 
     from ..jobs import slurm
     from ..jobs.slurm import Shape, SlurmError, sbatch_parameters
     from ..jobs.slurm_job import node_report
 
+    if timeout_s <= 0:
+        raise SlurmError(f"--timeout must be a positive number of seconds (got {timeout_s:g}).")
     folder = workspace / ".cluster-check" / profile.name
-    executor = submitit.SlurmExecutor(folder=folder, python=profile.python or None)
+    executor = slurm.executor(folder, profile)
     params = sbatch_parameters(profile, Shape(1, 1, 0, False), "ddae-check")
     params["time"] = min(params["time"], 5)
     params["additional_parameters"].pop("requeue", None)
@@ -107,14 +108,16 @@ def _submit_probe(workspace, profile, timeout_s: float) -> str:
         raise SlurmError(f"sbatch refused the check job: {str(exc).strip().splitlines()[-1]}") from None
     # The result file, not job.done(): submitit asks sacct, which clusters without accounting lack.
     deadline = time.monotonic() + timeout_s
+    seen = None                     # the job's last state in squeue, if it ever showed there
     while not job.paths.result_pickle.exists():
+        try:
+            seen = slurm.query(fresh=True).get(str(job.job_id)) or seen
+        except SlurmError:
+            pass
         if time.monotonic() > deadline:
-            state = slurm.query(fresh=True).get(str(job.job_id))
             job.cancel(check=False)
-            raise SlurmError(f"job {job.job_id} did not finish within {timeout_s:g} s "
-                             f"({state.label() if state else 'not in squeue'}); a busy partition, or nodes that "
-                             "do not see the workspace")
-        time.sleep(1)
+            raise SlurmError(_late_probe(job.job_id, profile, timeout_s, seen, folder))
+        time.sleep(min(2.0, max(deadline - time.monotonic(), 0.1)))
     outcome, info = pickle_load(job.paths.result_pickle)
     if outcome != "success":
         raise SlurmError(f"job {job.job_id} failed on its node: {str(info).strip().splitlines()[-1]}")
@@ -122,3 +125,15 @@ def _submit_probe(workspace, profile, timeout_s: float) -> str:
         raise SlurmError(f"node {info['host']} does not see {workspace}; put the workspace on a shared file system")
     return f"job {job.job_id} on {info['host']}: python {info['python']}, torch {info['torch']}, " \
            f"{info.get('cuda_devices', 0)} CUDA device(s), workspace visible"
+
+
+def _late_probe(job_id, profile, timeout_s: float, seen, folder) -> str:
+    """One sentence for a check job that did not report in time: what was sent, its id, what to look at."""
+    sent = f"the check job {job_id} (a one-task node report on profile {profile.name}) did not report within " \
+           f"{timeout_s:g} s and was cancelled"
+    if seen is None:
+        return f"{sent}; it never appeared in squeue, so look at `scontrol show job {job_id}` and slurmctld's log"
+    if seen.state == "PENDING":
+        return f"{sent} while {seen.label()}; the partition is busy, so try again with a longer --timeout"
+    return f"{sent} after squeue showed it {seen.label()}; its log in {folder} says why, and nodes that do " \
+           "not see the workspace never write their report"

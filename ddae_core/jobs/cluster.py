@@ -22,6 +22,17 @@ from ..rundir import CLUSTER_FILE, SLURM, atomic_write_text
 LOCAL = "local"                   # the placement "this machine"
 LOCAL_LABEL = "this machine"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MEMORY_RE = re.compile(r"^[0-9]+[KMGT]?$", re.IGNORECASE)      # sbatch --mem: 8000, 64G
+# sbatch options the queue sets itself, by long and short name, and what a profile's own would break.
+QUEUE_SBATCH = {
+    "output": "the job's log stays in the run folder, where the queue streams it",
+    "error": "the job's log stays in the run folder, where the queue streams it",
+    "wrap": "the job runs the queue's worker script",
+    "job-name": "the queue names each job after its run",
+    "signal": "the queue's worker needs Slurm's USR2 warning to save before a time limit",
+    "open-mode": "a requeued job appends to its log",
+}
+QUEUE_SBATCH_SHORT = {"o": "output", "e": "error", "J": "job-name"}
 
 
 @dataclass
@@ -115,6 +126,11 @@ def profile_from_dict(name: str, data) -> ClusterProfile:
             if "\n" in value:
                 raise UserError(f"Cluster profile {name}: {key} must be one line.")
             value = value or None
+            if value and key == "python":
+                _check_python(name, value)
+            if value and key in ("mem", "mem_per_gpu") and not MEMORY_RE.match(value):
+                raise UserError(f"Cluster profile {name}: {key} {value!r} is not a Slurm memory size "
+                                "(megabytes, or a number with K, M, G or T such as 64G).")
         elif key in _LIST_FIELDS:
             if isinstance(value, str):
                 value = [line for line in value.splitlines() if line.strip()]
@@ -123,6 +139,8 @@ def profile_from_dict(name: str, data) -> ClusterProfile:
             value = [v.strip() for v in value if v.strip()]
             if key == "sbatch":
                 value = [v[len("#SBATCH"):].strip() if v.startswith("#SBATCH") else v for v in value]
+                for line in value:
+                    _refuse_queue_option(name, line)
                 bad = next((v for v in value if not v.startswith("--") or " " in v.split("=", 1)[0]), None)
                 if bad is not None:
                     raise UserError(f"Cluster profile {name}: sbatch line {bad!r} must be a long option such as "
@@ -133,6 +151,32 @@ def profile_from_dict(name: str, data) -> ClusterProfile:
     profile = ClusterProfile(**values)
     profile.time_limit_min                  # noqa: B018 - validates the time limit
     return profile
+
+
+def _check_python(profile: str, value: str) -> None:
+    """`python:` is one program, an absolute path or a name on the nodes' PATH; it is quoted in the job's
+    script and started as the worker's argv[0], so a command line (a wrapper, an activation) cannot work."""
+    if any(ch.isspace() for ch in value) or not (value.startswith("/") or "/" not in value) \
+            or value.startswith(("-", "~")):
+        raise UserError(f"Cluster profile {profile}: python {value!r} must be one program, an absolute path such "
+                        "as /opt/venv/bin/python or a name on the nodes' PATH such as python3; put module loads, "
+                        "activations and wrappers in setup.")
+
+
+def _refuse_queue_option(profile: str, line: str) -> None:
+    """UserError when an extra sbatch line sets one of the queue's own options (long, short or abbreviated)."""
+    option = line.split("=", 1)[0].split(None, 1)[0] if line.strip() else ""
+    if option.startswith("--"):
+        key = option[2:]
+        # sbatch (getopt_long) takes any unambiguous abbreviation, so --out is --output.
+        full = next((k for k in QUEUE_SBATCH if k == key or (len(key) >= 3 and k.startswith(key))), None)
+    elif option.startswith("-") and len(option) >= 2:
+        full = QUEUE_SBATCH_SHORT.get(option[1])
+    else:
+        full = None
+    if full is not None:
+        raise UserError(f"Cluster profile {profile}: sbatch line {line!r} sets --{full}, which the queue sets "
+                        f"itself ({QUEUE_SBATCH[full]}); remove it.")
 
 
 def cluster_path(workspace: Path) -> Path:

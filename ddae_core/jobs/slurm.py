@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import math
+import shlex
 import shutil
 import subprocess
 import sys
@@ -106,6 +107,25 @@ def cancel(job_id: str, signal_name: str | None = None) -> None:
 
 
 # Submitting.
+def node_python(profile: ClusterProfile) -> str:
+    """The interpreter the job starts on its node: the profile's `python`, else the one running the queue."""
+    return profile.python or sys.executable
+
+
+def executor(folder: Path, profile: ClusterProfile, **options):
+    """submitit's SlurmExecutor writing into `folder`, its interpreter quoted: submitit puts `python` into the
+    job's shell script as it is (one program, checked by the profile; a path with a space or `$` stays one)."""
+    try:
+        import submitit
+    except ImportError:
+        raise UserError("Running on a cluster needs submitit: pip install -e '.[slurm]'.") from None
+    try:
+        return submitit.SlurmExecutor(folder=folder, python=shlex.quote(node_python(profile)), **options)
+    except RuntimeError as exc:     # submitit's own check that this is a Slurm machine (srun on PATH)
+        raise SlurmError(f"submitit cannot use Slurm here ({exc}); run the queue on a machine with Slurm's "
+                         "commands.") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Shape:
     """How a job is laid out on the cluster."""
@@ -174,20 +194,14 @@ def sbatch_parameters(profile: ClusterProfile, shape: Shape, job_name: str) -> d
 
 def submit(run_dir: Path, profile: ClusterProfile, gpus: int, kind: str) -> tuple[str, Shape]:
     """Submit the run's worker to Slurm through submitit; its job id is noted in the run's slurm.json."""
-    try:
-        import submitit
-    except ImportError:
-        raise UserError("Running on a cluster needs submitit: pip install -e '.[slurm]'.") from None
     from .slurm_job import SlurmWorker
 
     run_dir = Path(run_dir)
     shape = job_shape(profile, gpus, kind)
-    python = profile.python or sys.executable
-    executor = submitit.SlurmExecutor(folder=run_dir / SUBMITIT_DIR, max_num_timeout=profile.max_requeues,
-                                      python=python)
-    executor.update_parameters(**sbatch_parameters(profile, shape, f"ddae-{run_dir.name}"))
+    jobs = executor(run_dir / SUBMITIT_DIR, profile, max_num_timeout=profile.max_requeues)
+    jobs.update_parameters(**sbatch_parameters(profile, shape, f"ddae-{run_dir.name}"))
     try:
-        job = executor.submit(SlurmWorker(str(run_dir), python=python, distributed=shape.distributed))
+        job = jobs.submit(SlurmWorker(str(run_dir), python=node_python(profile), distributed=shape.distributed))
     except Exception as exc:  # noqa: BLE001 - sbatch's refusal, in one sentence
         lines = str(exc).strip().splitlines()
         detail = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else "")
