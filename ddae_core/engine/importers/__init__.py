@@ -44,19 +44,35 @@ def source_config(path: Path, fmt: str) -> dict:
     return config
 
 
-def check_size(config: dict, weights: Path) -> None:
-    """Refuse a config whose network needs more bytes (at 2 bytes a weight, fp16) than its weights file holds."""
+def expected_shapes(config: dict, weights: Path) -> dict[str, torch.Size]:
+    """The Studio network's state dict shapes for a config, from a network built on the meta device (nothing
+    is allocated, so an absurd config costs nothing)."""
     try:
         network = parse_model_config(config).network
     except ConfigError as exc:
         raise CheckpointError(f"The config of {weights.parent} does not fit Studio's network ({exc}).") from None
-    with torch.device("meta"):     # shapes only: nothing is allocated
+    with torch.device("meta"):
         net = UNet(**network)
-    count = sum(p.numel() for p in net.state_dict().values())
+    return {k: v.shape for k, v in net.state_dict().items()}
+
+
+def check_size(config: dict, weights: Path) -> None:
+    """Refuse a config whose network needs more bytes (at 2 bytes a weight, fp16) than its weights file holds."""
+    count = sum(shape.numel() for shape in expected_shapes(config, weights).values())
     if 2 * count > weights.stat().st_size:
         raise CheckpointError(f"The config of {weights.parent} describes a network of {count:,} weights, more than "
                               f"its {weights.stat().st_size:,}-byte weights file {weights.name} can hold; the config "
                               "or the file is wrong.")
+
+
+def check_shapes(state: dict[str, torch.Tensor], origin: dict[str, str], expected: dict[str, torch.Size],
+                 weights: Path) -> None:
+    """One sentence naming the source's own key when a weight's shape is not the one its config implies."""
+    for key, shape in expected.items():
+        if key in state and state[key].shape != shape:
+            raise CheckpointError(f"Weights file {weights}: {origin.get(key, key)} is {tuple(state[key].shape)} but "
+                                  f"its config needs {tuple(shape)}; the weights and the config do not belong "
+                                  "together.")
 
 
 def source_state(path: Path, fmt: str, config: dict) -> dict[str, torch.Tensor]:
@@ -64,7 +80,10 @@ def source_state(path: Path, fmt: str, config: dict) -> dict[str, torch.Tensor]:
     if fmt == "diffusers":
         files = diffusers_ddpm.find_files(path)
         network = parse_model_config(config).network
-        return diffusers_ddpm.convert_state(diffusers_ddpm.read_weights(files.weights), network, files.weights)
+        state, origin = diffusers_ddpm.convert_state(diffusers_ddpm.read_weights(files.weights), network,
+                                                     files.weights)
+        check_shapes(state, origin, expected_shapes(config, files.weights), files.weights)
+        return state
     raise UserError(f"Format {fmt!r} is read by engine.checkpoint, not here.")
 
 

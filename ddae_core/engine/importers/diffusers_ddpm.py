@@ -203,16 +203,20 @@ def block_pairs(network: dict) -> Iterator[tuple[str, str, str]]:
     yield "conv", "final", "conv_out"
 
 
-def convert_state(source: dict[str, torch.Tensor], network: dict, path: Path) -> dict[str, torch.Tensor]:
-    """diffusers keys -> Studio keys; every source key must be used (CheckpointError names one that is not)."""
+def convert_state(source: dict[str, torch.Tensor], network: dict, path: Path
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """diffusers keys -> (Studio state dict, the diffusers key each Studio key came from); every source key must
+    be used (CheckpointError names one that is not)."""
     left = dict(source)
     out: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
 
     def take(studio: str, names: tuple[str, ...], required: bool = True) -> None:
         for name in names:
             for leaf in ("weight", "bias"):
                 if f"{name}.{leaf}" in left:
                     out[f"{studio}.{leaf}"] = left.pop(f"{name}.{leaf}")
+                    origin[f"{studio}.{leaf}"] = f"{name}.{leaf}"
             if f"{name}.weight" in source:
                 return
         if required:
@@ -237,10 +241,12 @@ def convert_state(source: dict[str, torch.Tensor], network: dict, path: Path) ->
                 take(f"_{part}", tuple(f"{name}.{n}" for n in names))
                 parts[f"{part}.weight"], parts[f"{part}.bias"] = out.pop(f"_{part}.weight"), out.pop(f"_{part}.bias")
             out[f"{studio}.projection.weight"], out[f"{studio}.projection.bias"] = fuse_qkv(parts, network)
+            origin[f"{studio}.projection.weight"] = f"{name}.to_q.weight"
+            origin[f"{studio}.projection.bias"] = f"{name}.to_q.bias"
     if left:
         raise CheckpointError(f"Weights file {path} holds {len(left)} weights the DDPM layout does not have "
                               f"(e.g. {next(iter(left))}); it is not a model of this layout.")
-    return out
+    return out, origin
 
 
 def fuse_qkv(parts: dict[str, torch.Tensor], network: dict) -> tuple[torch.Tensor, torch.Tensor]:
