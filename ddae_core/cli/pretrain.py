@@ -46,9 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_queue_options(p)
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("import", help="import a checkpoint in the official DDAE format as a run")
-    p.add_argument("checkpoint", help="path to model_<epoch>.pth")
-    p.add_argument("--config", required=True, metavar="FILE", help="the official YAML config it was trained with")
+    p = sub.add_parser("import", help="import a trained model as a run: an official DDAE checkpoint, a diffusers "
+                                      "DDPM folder or an NVlabs EDM pickle")
+    p.add_argument("checkpoint", help="model_<epoch>.pth, a diffusers model folder, or an EDM network .pkl")
+    p.add_argument("--format", choices=("official", "diffusers", "edm"),
+                   help="the source's format (default: detected; a folder is diffusers, a .pkl EDM)")
+    p.add_argument("--config", metavar="FILE",
+                   help="the official YAML config it was trained with (official checkpoints only)")
     p.add_argument("--name")
     p.add_argument("--data", metavar="SPEC", help="dataset its evaluations use (default: the config's)")
     add_workspace(p)
@@ -142,7 +146,7 @@ def _check_out(text: str) -> Path:
 def cmd_import(args) -> int:
     from ..jobs.eval_specs import import_spec
 
-    spec = import_spec(args.checkpoint, args.config, name=args.name, data=args.data)
+    spec = import_spec(args.checkpoint, args.config, name=args.name, data=args.data, fmt=args.format)
     run_dir, status = launch(args, spec, quiet=True)
     if status == RunStatus.DONE:
         print(f"imported as run {run_dir.name}")

@@ -128,6 +128,14 @@ MAX_N_T = 100_000
 MAX_IMAGE_SIZE = 1024
 MAX_WIDTH = 1024
 
+# What a DDPM network sees as its time input for the 1-indexed step t: t / n_T (the official code), or t - 1,
+# the 0-indexed integer step of Ho et al.'s code and diffusers (whose step k has Studio's noise level t = k + 1).
+TIME_INPUTS = ("fraction", "index")
+# The DDPM network's strided-conv padding (nets.blocks.Downsample); listed here so that config stays torch-free.
+DOWNSAMPLE_PADDINGS = ("symmetric", "asymmetric")
+NORM_EPS = 1e-5    # GroupNorm's eps in the official networks
+OFFICIAL_VARIANTS = {"norm_eps": NORM_EPS, "out_norm_groups": 8, "downsample_padding": "symmetric"}
+
 
 # Validated views.
 @dataclass(frozen=True)
@@ -159,7 +167,12 @@ def parse_model_config(cfg: dict) -> ModelConfig:
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas) \
                 or not 0 < betas[0] < betas[1] < 1:
             raise ConfigError("diffusion.betas", f"must be two numbers 0 < start < end < 1 (got {betas!r})")
+        time_input = _get(cfg, "diffusion.time_input", TIME_INPUTS[0])
+        if time_input not in TIME_INPUTS:
+            raise ConfigError("diffusion.time_input", f"must be one of {', '.join(TIME_INPUTS)} (got {time_input!r})")
         diffusion: dict[str, Any] = {"n_T": n_t, "betas": (float(betas[0]), float(betas[1]))}
+        if time_input != TIME_INPUTS[0]:     # absent in the official configs, so their parsed form stays as it was
+            diffusion["time_input"] = time_input
     else:
         diffusion = {
             "sigma_data": _number(cfg, "diffusion.sigma_data", 0.5, low=0, low_open=True),
@@ -200,6 +213,14 @@ def parse_model_config(cfg: dict) -> ModelConfig:
         if channels_per_head > narrowest:
             raise ConfigError("network.attn_channels_per_head", f"must be at most {narrowest}, the channels of the "
                               f"narrowest attention block, or absent for one head (got {channels_per_head})")
+    out_norm_groups = _integer(cfg, "network.out_norm_groups", OFFICIAL_VARIANTS["out_norm_groups"], low=1)
+    if (n_channels * ch_mults[0]) % out_norm_groups:
+        raise ConfigError("network.out_norm_groups", f"must divide the last block's {n_channels * ch_mults[0]} "
+                                                     f"channels (got {out_norm_groups})")
+    downsample_padding = _get(cfg, "network.downsample_padding", OFFICIAL_VARIANTS["downsample_padding"])
+    if downsample_padding not in DOWNSAMPLE_PADDINGS:
+        raise ConfigError("network.downsample_padding", f"must be one of {', '.join(DOWNSAMPLE_PADDINGS)} "
+                                                        f"(got {downsample_padding!r})")
     if model_type == "EDM" and diffusion["augment_prob"] > 0 and augment_dim != 9:
         raise ConfigError("network.augment_dim", "must be 9 when diffusion.augment_prob is above 0")
     network = {
@@ -213,6 +234,11 @@ def parse_model_config(cfg: dict) -> ModelConfig:
         "augment_dim": augment_dim,
         "attn_channels_per_head": channels_per_head,
     }
+    # Other codebases' variants of the layout (diffusers' DDPM), kept out of the parsed network where they are
+    # the official values, so that an official config parses (and keys its caches) as it always did.
+    variants = {"norm_eps": _number(cfg, "network.norm_eps", NORM_EPS, low=0, low_open=True, high=0.1),
+                "out_norm_groups": out_norm_groups, "downsample_padding": downsample_padding}
+    network.update({k: v for k, v in variants.items() if v != OFFICIAL_VARIANTS[k]})
     framework = model_type.lower()
     default_t = 11 if framework == "ddpm" else 4
     return ModelConfig(

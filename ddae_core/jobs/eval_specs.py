@@ -164,20 +164,38 @@ def fid_spec(parent_dir: Path, **values) -> dict:
     }, checkpoint="latest" if which == "all" else which)
 
 
-def import_spec(checkpoint: str | Path, config: str | Path, *, name=None, data=None) -> dict:
-    cfg = load_config(config)
-    parse_model_config(cfg)
+def import_spec(checkpoint: str | Path, config: str | Path | None = None, *, name=None, data=None,
+                fmt: str | None = None) -> dict:
+    """An import of an official checkpoint (with its `config`), a diffusers folder or an EDM pickle (`fmt`
+    None: detected from the path), which carry their own config."""
+    from ..engine import importers
+
     path = Path(checkpoint).expanduser().resolve()
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError("checkpoint", f"{path} does not exist")
+    fmt = fmt or importers.detect_format(path)
+    if fmt not in importers.FORMATS:
+        raise ConfigError("format", f"must be one of {', '.join(importers.FORMATS)} (got {fmt!r})")
+    if fmt == "official":
+        if config is None:
+            raise ConfigError("config", f"{path.name} is an official DDAE checkpoint, which carries no config; pass "
+                                        "the YAML config it was trained with")
+        if not path.is_file():
+            raise ConfigError("checkpoint", f"{path} is a folder, not an official checkpoint file")
+        cfg = load_config(config)
+    else:
+        cfg = importers.source_config(path, fmt)
+    parse_model_config(cfg)
     if data is not None:
         datasets.check_data_spec(data)
+    weights = importers.weights_file(path, fmt)
     return {
         "kind": JobKind.IMPORT,
-        "name": name or path.stem,
+        "name": name or (path.name if path.is_dir() else path.stem),
         "data": data or {"cifar": "cifar10", "tiny": "tiny-imagenet"}.get(str(cfg.get("dataset")), "cifar10"),
         "parent": None,
         "device": {"request": "cpu", "gpus": 0},
         "config": cfg,
-        "options": {"source": str(path)},
+        "options": {"source": str(path), "format": fmt, "sha256": importers.sha256(weights),
+                    "licence": importers.licence(path)},
     }

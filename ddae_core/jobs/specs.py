@@ -137,7 +137,7 @@ def check_inputs(spec: dict) -> None:
     if spec["kind"] == JobKind.IMPORT:
         from ..engine.evaluation.importing import load_import
 
-        load_import(Path(spec["options"]["source"]), spec["config"])
+        load_import(Path(spec["options"]["source"]), spec["config"], spec["options"].get("format", "official"))
 
 
 def create_job(workspace: Path, spec: dict, queue: dict | None = None) -> Path:

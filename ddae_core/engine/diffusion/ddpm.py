@@ -31,8 +31,9 @@ class DDPM(Framework):
     default_sampler = "ddim"
     samplers = ("ddim", "ddpm")
 
-    def __init__(self, n_T: int = 1000, betas: tuple[float, float] = (1e-4, 0.02)):
+    def __init__(self, n_T: int = 1000, betas: tuple[float, float] = (1e-4, 0.02), time_input: str = "fraction"):
         self.n_T = int(n_T)
+        self.step_index_input = time_input == "index"    # config.TIME_INPUTS: the network sees t - 1, not t / T
         beta_lo, beta_hi = float(betas[0]), float(betas[1])
         train_betas = torch.cat([torch.zeros(1), torch.linspace(beta_lo, beta_hi, self.n_T)])
         self.train = _schedule(train_betas)
@@ -63,7 +64,13 @@ class DDPM(Framework):
         return f"t={timestep}"
 
     def time_input(self, timestep: torch.Tensor) -> torch.Tensor:
+        if self.step_index_input:
+            return timestep.float() - 1
         return timestep.float() / self.n_T
+
+    def _time_input_at(self, step: int, n: int, device) -> torch.Tensor:
+        """The (n,) time input of the samplers' step (t / T rounded once, as the official samplers)."""
+        return torch.full((n,), step - 1.0 if self.step_index_input else step / self.n_T, device=device)
 
     def sample_training_timesteps(self, n: int, device) -> torch.Tensor:
         return torch.randint(1, self.n_T + 1, (n,), device=device)
@@ -105,7 +112,7 @@ class DDPM(Framework):
         if sampler == "ddpm":
             s = self.on(device, self.train)
             for done, i in enumerate(range(self.n_T, 0, -1)):
-                time_in = torch.full((n,), i / self.n_T, device=device)
+                time_in = self._time_input_at(i, n, device)
                 eps, _ = self._eps_and_x0(net, x, time_in, s["alphabar"][i])
                 mean = s["one_over_sqrt_alpha"][i] * (x - s["beta_over_sqrt_one_minus_alphabar"][i] * eps)
                 z = torch.randn(shape, device=device, generator=generator) if i > 1 else 0
@@ -119,7 +126,7 @@ class DDPM(Framework):
         s = self.on(device, self.ddim)
         grid = list(range(1, self.n_T + 1, max(1, self.n_T // steps)))[::-1] + [0]
         for done, (t, t_next) in enumerate(zip(grid[:-1], grid[1:])):
-            time_in = torch.full((n,), t / self.n_T, device=device)
+            time_in = self._time_input_at(t, n, device)
             a, a_next = s["alphabar"][t], s["alphabar"][t_next]
             eps, x0 = self._eps_and_x0(net, x, time_in, a)
             c1 = eta * ((1 - a / a_next) * (1 - a_next) / (1 - a)).sqrt()

@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import DOWNSAMPLE_PADDINGS, NORM_EPS
 
-def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
-    return nn.GroupNorm(groups, channels, eps=1e-5)
+
+def group_norm(channels: int, groups: int = 32, eps: float = NORM_EPS) -> nn.GroupNorm:
+    return nn.GroupNorm(groups, channels, eps=eps)
 
 
 # Longest token sequence attended with explicit matmuls (below); past it the (L, L) scores grow too large.
@@ -75,11 +77,11 @@ class ResidualBlock(nn.Module):
     """GN-SiLU-conv, + time bias, GN-SiLU-dropout-conv, + shortcut; optionally resampling (BigGAN style)."""
 
     def __init__(self, in_channels: int, out_channels: int, time_channels: int, dropout: float,
-                 resample: str | None = None):
+                 resample: str | None = None, norm_eps: float = NORM_EPS):
         super().__init__()
-        self.norm1 = group_norm(in_channels)
+        self.norm1 = group_norm(in_channels, eps=norm_eps)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = group_norm(out_channels)
+        self.norm2 = group_norm(out_channels, eps=norm_eps)
         self.conv2 = nn.Sequential(nn.Dropout(dropout), nn.Conv2d(out_channels, out_channels, 3, padding=1))
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
         self.time_emb = nn.Sequential(nn.SiLU(), nn.Linear(time_channels, out_channels))
@@ -103,14 +105,14 @@ class AttentionBlock(nn.Module):
     each head's [q|k|v] in turn, and the heads' outputs (heads * channels_per_head wide) project back to C.
     """
 
-    def __init__(self, channels: int, channels_per_head: int | None = None):
+    def __init__(self, channels: int, channels_per_head: int | None = None, norm_eps: float = NORM_EPS):
         super().__init__()
         self.head_channels = channels if channels_per_head is None else int(channels_per_head)
         self.heads = channels // self.head_channels
         if self.heads < 1:
             raise ValueError(f"{self.head_channels} channels per head is more than the block's {channels} channels")
         inner = self.heads * self.head_channels
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, eps=norm_eps)
         self.projection = nn.Linear(channels, 3 * inner)
         self.output = nn.Linear(inner, channels)
 
@@ -129,34 +131,45 @@ class ResAttBlock(nn.Module):
     """A residual block followed by attention where this resolution has it; the unit that feature taps read."""
 
     def __init__(self, in_channels: int, out_channels: int, time_channels: int, has_attn: bool, dropout: float,
-                 attn_channels_per_head: int | None = None):
+                 attn_channels_per_head: int | None = None, norm_eps: float = NORM_EPS):
         super().__init__()
-        self.res = ResidualBlock(in_channels, out_channels, time_channels, dropout)
-        self.attn = AttentionBlock(out_channels, attn_channels_per_head) if has_attn else nn.Identity()
+        self.res = ResidualBlock(in_channels, out_channels, time_channels, dropout, norm_eps=norm_eps)
+        self.attn = AttentionBlock(out_channels, attn_channels_per_head, norm_eps) if has_attn else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         return self.attn(self.res(x, emb))
 
 
 class MiddleBlock(nn.Module):
-    def __init__(self, channels: int, time_channels: int, dropout: float, attn_channels_per_head: int | None = None):
+    def __init__(self, channels: int, time_channels: int, dropout: float, attn_channels_per_head: int | None = None,
+                 norm_eps: float = NORM_EPS):
         super().__init__()
-        self.res1 = ResidualBlock(channels, channels, time_channels, dropout)
-        self.attn = AttentionBlock(channels, attn_channels_per_head)
-        self.res2 = ResidualBlock(channels, channels, time_channels, dropout)
+        self.res1 = ResidualBlock(channels, channels, time_channels, dropout, norm_eps=norm_eps)
+        self.attn = AttentionBlock(channels, attn_channels_per_head, norm_eps)
+        self.res2 = ResidualBlock(channels, channels, time_channels, dropout, norm_eps=norm_eps)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         return self.res2(self.attn(self.res1(x, emb)), emb)
 
 
 class Downsample(nn.Module):
-    """Strided 3x3 convolution (the DDPM network)."""
+    """Strided 3x3 convolution (the DDPM network).
 
-    def __init__(self, channels: int):
+    `padding` symmetric: one zero pixel on every side (the official code); asymmetric: one after each row and
+    column only (Ho et al.'s TensorFlow code, as diffusers' `downsample_padding: 0`), which shifts every output
+    pixel's window by one input pixel.
+    """
+
+    def __init__(self, channels: int, padding: str = "symmetric"):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        if padding not in DOWNSAMPLE_PADDINGS:
+            raise ValueError(f"downsample padding must be one of {DOWNSAMPLE_PADDINGS} (got {padding!r})")
+        self.pad_after = padding == "asymmetric"
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0 if self.pad_after else 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pad_after:
+            x = F.pad(x, (0, 1, 0, 1))
         return self.conv(x)
 
 
@@ -174,9 +187,10 @@ class Upsample(nn.Module):
 class ResampleRes(nn.Module):
     """BigGAN-style resampling residual block (the DDPM++ network); state dict keys live under `op.`."""
 
-    def __init__(self, channels: int, time_channels: int, dropout: float, up: bool):
+    def __init__(self, channels: int, time_channels: int, dropout: float, up: bool, norm_eps: float = NORM_EPS):
         super().__init__()
-        self.op = ResidualBlock(channels, channels, time_channels, dropout, resample="up" if up else "down")
+        self.op = ResidualBlock(channels, channels, time_channels, dropout, resample="up" if up else "down",
+                                norm_eps=norm_eps)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         return self.op(x, emb)

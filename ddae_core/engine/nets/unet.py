@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Downsample, MiddleBlock, ResampleRes, ResAttBlock, TimeEmbedding, Upsample, group_norm
+from .blocks import NORM_EPS, Downsample, MiddleBlock, ResampleRes, ResAttBlock, TimeEmbedding, Upsample, group_norm
 
 
 def tap_names(network: dict) -> list[str]:
@@ -26,10 +26,14 @@ def tap_names(network: dict) -> list[str]:
 
 
 class UNet(nn.Module):
+    """The official UNet; `norm_eps`, `out_norm_groups` and `downsample_padding` switch it to other codebases'
+    variants of the same layout (diffusers' DDPM: 1e-6, 32, asymmetric), with the same state dict keys."""
+
     def __init__(self, image_shape: Sequence[int] = (3, 32, 32), n_channels: int = 128,
                  ch_mults: Sequence[int] = (1, 2, 2, 2), is_attn: Sequence[bool] = (False, True, False, False),
                  dropout: float = 0.1, n_blocks: int = 2, use_res_for_updown: bool = False, augment_dim: int = 0,
-                 attn_channels_per_head: int | None = None):
+                 attn_channels_per_head: int | None = None, norm_eps: float = NORM_EPS, out_norm_groups: int = 8,
+                 downsample_padding: str = "symmetric"):
         super().__init__()
         in_ch = image_shape[0]
         time_channels = 4 * n_channels
@@ -38,8 +42,8 @@ class UNet(nn.Module):
 
         def resampler(channels: int, up: bool) -> nn.Module:
             if use_res_for_updown:
-                return ResampleRes(channels, time_channels, dropout, up=up)
-            return Upsample(channels) if up else Downsample(channels)
+                return ResampleRes(channels, time_channels, dropout, up=up, norm_eps=norm_eps)
+            return Upsample(channels) if up else Downsample(channels, downsample_padding)
 
         # Encoder: every module's output goes on the skip stack, resamplers included.
         down: list[nn.Module] = []
@@ -50,14 +54,14 @@ class UNet(nn.Module):
             out_channels = n_channels * mult
             for _ in range(n_blocks):
                 down.append(ResAttBlock(channels, out_channels, time_channels, is_attn[level], dropout,
-                                        attn_channels_per_head))
+                                        attn_channels_per_head, norm_eps))
                 channels = out_channels
                 skip_channels.append(channels)
             if level < levels - 1:
                 down.append(resampler(channels, up=False))
                 skip_channels.append(channels)
         self.down = nn.ModuleList(down)
-        self.middle = MiddleBlock(channels, time_channels, dropout, attn_channels_per_head)
+        self.middle = MiddleBlock(channels, time_channels, dropout, attn_channels_per_head, norm_eps)
 
         # Decoder: n_blocks + 1 blocks per level, each concatenating one skip (current first, skip second).
         up: list[nn.Module] = []
@@ -65,14 +69,14 @@ class UNet(nn.Module):
             out_channels = n_channels * ch_mults[level]
             for _ in range(n_blocks + 1):
                 up.append(ResAttBlock(channels + skip_channels.pop(), out_channels, time_channels,
-                                      is_attn[level], dropout, attn_channels_per_head))
+                                      is_attn[level], dropout, attn_channels_per_head, norm_eps))
                 channels = out_channels
             if level > 0:
                 up.append(resampler(channels, up=True))
         assert not skip_channels
         self.up = nn.ModuleList(up)
 
-        self.norm = group_norm(channels, groups=8)
+        self.norm = group_norm(channels, groups=out_norm_groups, eps=norm_eps)
         self.final = nn.Conv2d(channels, in_ch, 3, padding=1)
 
         self.tap_names, self.tap_channels = self._name_taps()
