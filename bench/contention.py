@@ -24,6 +24,7 @@ from ddae_core.engine.cpu_threads import THREADS_ENV, cpu_cores
 from ddae_core.jobs.specs import train_spec
 
 from .queued import TrainTrace, group_rates, queue_spec, serve
+from .results import record
 
 
 def training_spec(args, name: str) -> dict:
@@ -74,7 +75,7 @@ def main() -> None:
     if not alone_rate or None in rates:
         raise SystemExit("contention: a job trained too briefly to measure; give it more --seconds.")
     total, slowest = sum(rates) / alone_rate, min(rates) / alone_rate
-    print(f"contention: together {100 * total:.0f}% of alone, slowest {100 * slowest:.0f}%")
+    record("contention", f"contention: together {100 * total:.0f}% of alone, slowest {100 * slowest:.0f}%")
 
 
 def _rate(rate: float | None) -> str:

@@ -25,8 +25,10 @@ from pathlib import Path
 from ddae_core.engine.evaluation.baselines import provenance
 from ddae_core.jobs import examples
 from ddae_core.jobs.examples import DEMO_EXAMPLE
+from ddae_core.rundir.figures import percent
 
 from .common import ROOT
+from .results import record
 
 
 def main() -> None:
@@ -56,9 +58,10 @@ def main() -> None:
         print(f"workspace: {ws}")
     else:
         shutil.rmtree(ws, ignore_errors=True)
-    print(f"demo quality: best {100 * best['accuracy']:.1f}% at (t={best['timestep']}, {best['layer']}), "
-          f"raw pixels {100 * base['pixels']['accuracy']:.1f}%, "
-          f"random init {100 * base['random_init']['accuracy']:.1f}%, demo {minutes:.1f} min, {provenance(base)}")
+    record("demo_quality",
+           f"demo quality ({grid.get('protocol', 'fast')} protocol): best {percent(best['accuracy'])} at "
+           f"(t={best['timestep']}, {best['layer']}), raw pixels {percent(base['pixels']['accuracy'])}, "
+           f"random init {percent(base['random_init']['accuracy'])}, demo {minutes:.1f} min, {provenance(base)}")
 
 
 if __name__ == "__main__":

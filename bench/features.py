@@ -38,6 +38,8 @@ from ddae_core.engine.evaluation.features import extract_features
 from ddae_core.engine.model import DDAEModel, to_model_range
 from ddae_core.engine.nets.blocks import ResAttBlock
 
+from .results import record
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -137,8 +139,10 @@ def main() -> None:
         fast = engine(model, images, args.timestep)
         print(f"engine features vs the same pass in fp32: largest relative difference "
               f"{relative_difference(fast, reference):.2e}", flush=True)
-    print(f"features: {rate['engine']:.1f} img/s vs official-style {rate['official']:.1f} img/s: "
-          f"{rate['engine'] / rate['official']:.2f}x")
+    record("features", f"features: {rate['engine']:.1f} img/s vs official-style {rate['official']:.1f} img/s: "
+                       f"{rate['engine'] / rate['official']:.2f}x   (batch {batch}, {streams} stream(s); at the "
+                       f"official batch of {args.batch_size} in one stream: {rate['same batch']:.1f} img/s, "
+                       f"{rate['same batch'] / rate['official']:.2f}x)")
 
 
 if __name__ == "__main__":

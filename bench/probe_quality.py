@@ -17,8 +17,10 @@ import argparse
 from ddae_core.engine.evaluation.report import format_grid
 from ddae_core.jobs.eval_specs import probe_spec
 from ddae_core.jobs.specs import create_job, execute
+from ddae_core.rundir.figures import percent
 
 from .common import cifar_mini_spec, existing_run, grid_result, train_tiny, workspace
+from .results import record
 
 TIMESTEPS = "1,11,21,51,101,201"
 
@@ -52,12 +54,13 @@ def main() -> None:
                      protocol="standardized")
     best, base = trained["best"], trained["baselines"]
     sbest, sbase = standard["best"], standard["baselines"]
-    print(f"\nstandardized protocol (diagnostic, not the official one): best {100 * sbest['accuracy']:.1f}% "
-          f"at (t={sbest['timestep']}, {sbest['layer']}), raw pixels {100 * sbase['pixels']['accuracy']:.1f}%, "
-          f"random init {100 * sbase['random_init']['accuracy']:.1f}%")
-    print(f"\nprobe quality: best {100 * best['accuracy']:.1f}% at (t={best['timestep']}, {best['layer']}), "
-          f"raw pixels {100 * base['pixels']['accuracy']:.1f}%, "
-          f"random init {100 * base['random_init']['accuracy']:.1f}%")
+    print(f"\nstandardized protocol (diagnostic, not the official one): best {percent(sbest['accuracy'])} "
+          f"at (t={sbest['timestep']}, {sbest['layer']}), raw pixels {percent(sbase['pixels']['accuracy'])}, "
+          f"random init {percent(sbase['random_init']['accuracy'])}")
+    record("probe_quality",
+           f"probe quality (fast protocol): best {percent(best['accuracy'])} at (t={best['timestep']}, "
+           f"{best['layer']}), raw pixels {percent(base['pixels']['accuracy'])}, random init "
+           f"{percent(base['random_init']['accuracy'])}  (standardised heads: {percent(sbest['accuracy'])})")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from db import Ingester, Store
 from db.models import GridCellRow, MetricPoint, MetricSummaryRow, Run
 from db.testing import run_id, write_run
 
+from .results import record
+
 TARGET_EVENTS_S, TARGET_HISTORY_MS, TARGET_LIST_MS = 50_000, 100.0, 200.0
 
 
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"run list: {args.runs:,} runs ({cells:,} grid cells): all {full:.1f} ms, first page of 200 {page:.1f} ms, "
               f"median of {args.repeat} (target < {TARGET_LIST_MS:.0f} ms); "
               f"N+1 queries: {naive_list:.0f} ms -> {naive_list / full:.1f}x")
-    print(f"store: ingest: {rate:.0f} events/s, history: {hist:.1f} ms, run list: {full:.1f} ms")
+    record("store", f"store: ingest: {rate:.0f} events/s, history: {hist:.1f} ms, run list: {full:.1f} ms")
 
 
 if __name__ == "__main__":

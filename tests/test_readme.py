@@ -103,3 +103,16 @@ def test_points_are_signed_and_never_minus_zero():
     assert points(float(np.float32(807 / 2000)) - float(np.float32(645 / 2000))) == "+8.1"
     assert points(-0.058) == "-5.8"
     assert points(-0.0004) == "+0.0"
+
+
+def test_a_benchmark_records_its_last_line_where_the_readme_reads_it(tmp_path, monkeypatch, capsys):
+    from bench import results
+
+    monkeypatch.setattr(results, "RESULTS", tmp_path)
+    kept = results.record("store", "store: ingest: 1 events/s, history: 2.0 ms, run list: 3.0 ms")
+    assert capsys.readouterr().out.strip() == kept.line
+    assert results.load("store") == kept and results.load_all() == [kept]
+    assert kept.machine and re.fullmatch(r"\d{4}-\d{2}-\d{2}", kept.date)
+    monkeypatch.setenv("DDAE_BENCH_NO_RECORD", "1")
+    results.record("gui", "gui: p99 stall: 1.0 ms")
+    assert results.load("gui") is None
