@@ -284,7 +284,7 @@ def test_sweep_queues_fid_and_probe_jobs_that_the_queue_runs(trained, random_wei
 
     out = cli("sweep", "--run", parent.name, "--show")
     fid, acc = metrics(fid_dir, "fid")[6], metrics(probe_dir, "probe/accuracy")[6]
-    assert out.stdout.splitlines()[1].split() == ["6", f"{fid:.3f}", f"{100 * acc:.2f}%"]
+    assert out.stdout.splitlines()[1].split() == ["6", f"{fid:.3f}", "(non-standard)", f"{100 * acc:.2f}%"]
 
     out = cli("sweep", "--run", parent.name, "--checkpoints", "every", "5", "--fid-n", "0")
     assert out.returncode == 2
