@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db import RunSummary, Store
+from ddae_core.engine.evaluation.fid_label import FID_KEY, NONSTANDARD_KEY, fid_name
 from ddae_core.rundir import GRID, SAMPLES_KEY, JobKind, RunStatus
 
-FID_KEY = "fid"
 PROBE_KEY = "probe/accuracy"
 STEP_KEYS = (PROBE_KEY, "probe/baseline/pixels", "probe/baseline/random_init")    # metrics at the probed step
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -38,6 +38,7 @@ class CheckpointPoint:
     fid_run: str | None = None
     probe_run: str | None = None
     samples: Path | None = None         # the grid of the first samples the FID job scored here
+    fid_standard: bool = True           # False: not pytorch-fid's Inception weights at 2048 dims (fid_label.py)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ class CheckpointResults:
 
     def with_fid(self) -> list[CheckpointPoint]:
         return [p for p in self.points if p.fid is not None]
+
+    @property
+    def fid_standard(self) -> bool:
+        """True unless one of its FIDs was computed with other Inception weights or dims than the standard's."""
+        return all(p.fid_standard for p in self.with_fid())
 
     def with_accuracy(self) -> list[CheckpointPoint]:
         return [p for p in self.points if p.accuracy is not None]
@@ -88,7 +94,7 @@ def best_table(results: CheckpointResults, steps_per_epoch: float | None = None)
 
     Columns: checkpoint, step, epoch (None when unknown), FID, accuracy (0..1), probe cell.
     """
-    headers = ["checkpoint", "step", "epoch", "FID", "probe accuracy", "probe cell"]
+    headers = ["checkpoint", "step", "epoch", fid_name(results.fid_standard), "probe accuracy", "probe cell"]
     rows = []
     for label, point in (("best linear probe", results.best_probe()), ("best FID", results.best_fid())):
         if point is None:
@@ -106,6 +112,7 @@ class _Child:
     seen: RunSummary
     sweep: bool = False
     fid: dict[int, float] = field(default_factory=dict)                  # step -> FID
+    nonstandard: set[int] = field(default_factory=set)                   # steps whose FID is non-standard
     samples: dict[int, Path] = field(default_factory=dict)               # step -> its sample grid
     accuracy: tuple[int, float, str | None, bool] | None = None          # step, accuracy, cell, final
     fid_shape: tuple | None = None
@@ -134,13 +141,13 @@ class CheckpointReader:
                 continue
             evaluations.append(c)
         self._children = read
-        fids: dict[int, tuple[bool, float, str, Path | None]] = {}
+        fids: dict[int, tuple[bool, float, str, Path | None, bool]] = {}
         accuracies: dict[int, tuple[bool, tuple, str]] = {}
         for c in evaluations:               # oldest first: a newer job of the same rank replaces an older one
             child = self._children[c.id]
             for step, value in child.fid.items():
                 if step not in fids or child.sweep >= fids[step][0]:
-                    fids[step] = (child.sweep, value, c.id, child.samples.get(step))
+                    fids[step] = (child.sweep, value, c.id, child.samples.get(step), step not in child.nonstandard)
             if child.accuracy is not None:
                 step = child.accuracy[0]
                 if step not in accuracies or child.sweep >= accuracies[step][0]:
@@ -153,7 +160,7 @@ class CheckpointReader:
                 step, fid=fid[1] if fid else None, accuracy=acc[1][1] if acc else None,
                 cell=acc[1][2] if acc else None, accuracy_final=acc[1][3] if acc else True,
                 fid_run=fid[2] if fid else None, probe_run=acc[2] if acc else None,
-                samples=fid[3] if fid else None))
+                samples=fid[3] if fid else None, fid_standard=fid[4] if fid else True))
         return CheckpointResults(self.run_id, tuple(points),
                                  waiting=sum(c.status in ACTIVE for c in evaluations),
                                  failed=sum(c.status == RunStatus.FAILED for c in evaluations))
@@ -171,8 +178,8 @@ class CheckpointReader:
         step, sweep = self._spec_of(summary.id)
         if summary.kind == JobKind.FID:
             # Its row does not change with every point, its `fid` summary does: one small query.
-            shape = next(((s.count, s.latest_step, s.latest_value) for s in self.store.summaries(summary.id)
-                          if s.key == FID_KEY), None)
+            summaries = {s.key: (s.count, s.latest_step, s.latest_value) for s in self.store.summaries(summary.id)}
+            shape = (summaries[FID_KEY], summaries.get(NONSTANDARD_KEY)) if FID_KEY in summaries else None
             if old is not None and old.fid_shape == shape:
                 old.seen = summary
                 return old
@@ -180,6 +187,8 @@ class CheckpointReader:
             if shape is not None:
                 h = self.store.metric_history(summary.id, FID_KEY)
                 child.fid = {int(s): float(v) for s, v in zip(h.steps, h.values) if math.isfinite(v)}
+                if shape[1] is not None:
+                    child.nonstandard = {int(s) for s in self.store.metric_history(summary.id, NONSTANDARD_KEY).steps}
                 base = self.store.run_dir(summary.id)
                 child.samples = {int(s): base / path for s, path in self.store.images(summary.id, SAMPLES_KEY)
                                  if s is not None}

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from db import Store
+from ddae_core.engine.evaluation.fid_label import FID_KEY, NONSTANDARD, NONSTANDARD_KEY, fid_name
 
 from .checkpoint_data import CheckpointReader, CheckpointResults, best_table
 from .compare_tables import Percent, RowsModel
@@ -139,7 +140,8 @@ class UnifiedPanel(Panel):
         for plot, name, points, value in ((self.accuracy_plot, ACCURACY, accuracy, lambda p: 100 * p.accuracy),
                                           (self.fid_plot, FID, fid, lambda p: p.fid)):
             if points:
-                plot.set_series(name, [p.step for p in points], [value(p) for p in points], label=name)
+                label = fid_name(results.fid_standard) if plot is self.fid_plot else name
+                plot.set_series(name, [p.step for p in points], [value(p) for p in points], label=label)
                 _mark_points(plot)
             else:
                 plot.remove_series(name)
@@ -147,7 +149,7 @@ class UnifiedPanel(Panel):
         self.fid_plot.set_empty_text("No FID yet." if not fid else "")
         if paired:
             self.tradeoff.set_series("checkpoints", [p.step for p in paired], [p.fid for p in paired],
-                                     [p.accuracy for p in paired], label=run_name)
+                                     [p.accuracy for p in paired], label=tradeoff_label(run_name, results))
         else:
             self.tradeoff.remove_series("checkpoints")
         self.tradeoff.set_empty_text("A point appears for each checkpoint with both an FID and a probe accuracy.")
@@ -220,7 +222,7 @@ class CompareTradeoff(QWidget):
             except LookupError:
                 continue
             self.results[train_id] = results
-            label = b.name if b.id == train_id else (b.train_name or train_id)
+            label = tradeoff_label(b.name if b.id == train_id else (b.train_name or train_id), results)
             paired = results.paired()
             if paired:
                 self.plot.set_series(train_id, [p.step for p in paired], [p.fid for p in paired],
@@ -243,6 +245,29 @@ class CompareTradeoff(QWidget):
                 export.write_csv(Path(folder) / "best_checkpoints.csv", self.model.headers(), self.model.rows())]
 
 
+def tradeoff_label(name: str, results: CheckpointResults) -> str:
+    """A run's name in a legend or table of FIDs, with `(non-standard FID)` when one of its FIDs is."""
+    return name if results.fid_standard else f"{name} ({NONSTANDARD} FID)"
+
+
+class FidPanel(CurvesPanel):
+    """An fid run's own tab: its FID at each checkpoint it scored, titled non-standard when it is (fid_label.py)."""
+
+    def __init__(self, parent=None):
+        super().__init__("FID", [("FID by checkpoint", "FID (lower is better)", "checkpoint step",
+                                  [(FID_KEY, "FID")])], parent)
+        self.standard = True
+
+    def keys(self) -> set[str]:
+        return super().keys() | {NONSTANDARD_KEY}
+
+    def apply(self, update: RunUpdate) -> None:
+        marked = update.replaced.get(NONSTANDARD_KEY) or update.appended.get(NONSTANDARD_KEY)
+        if marked is not None and len(marked.steps) and self.standard:
+            self.standard = False
+            self.plots[0][0].set_title(f"{fid_name(False)} by checkpoint")
+        super().apply(update)
+
+
 def fid_panel() -> CurvesPanel:
-    """An fid run's own tab: its FID at each checkpoint it scored."""
-    return CurvesPanel("FID", [("FID by checkpoint", "FID (lower is better)", "checkpoint step", [("fid", "FID")])])
+    return FidPanel()

@@ -186,8 +186,16 @@ def test_an_fid_run_shows_its_curve_and_samples_by_step(studio, tmp_path):
     window.show_run(fid.name)
     curve = window.run_view.panel(CurvesPanel).plots[0][0]
     assert curve.series_data("fid")[0].tolist() == [s for s, _, _ in SWEEP]
+    assert curve.title() == "FID by checkpoint"                     # the standard pair: no mark
     viewer = window.run_view.panel(SamplesPanel).viewer
     assert viewer.steps() == [s for s, _, _ in SWEEP] and viewer.slider.isEnabled()
+    # Another fid run, of other Inception weights or dims: its curve is titled non-standard.
+    other = fake.write_run(ws, fake.run_id("fid", 4), kind="fid", parent={"run": train.name, "checkpoint": "latest"},
+                           events=[fake.metric("fid", 200, 9.5), fake.metric("fid/nonstandard", 200, 1.0)])
+    ingest(ws)
+    window.show_run(other.name)
+    curve = window.run_view.panel(CurvesPanel).plots[0][0]
+    assert curve.title() == "FID (non-standard) by checkpoint"
 
 
 def test_compare_puts_several_runs_trade_offs_on_one_axis(qtbot, workspace, app_settings):
@@ -361,5 +369,10 @@ def test_a_real_sweep_fills_the_unified_view_as_its_jobs_finish(qtbot, workspace
     assert all(p.fid > 0 and 0 <= p.accuracy <= 1 and p.cell == "out_3 at t=11" for p in results.paired())
     assert [s for s, _, _ in panel.tradeoff.points("checkpoints")] == [2, 4, 6]
     assert panel.samples.steps() == [2, 4, 6] and panel.samples.message() == ""      # the FID jobs' grids
-    best_probe, best_fid = panel.table_rows()[1]
+    headers, rows = panel.table_rows()
+    best_probe, best_fid = rows
     assert best_probe[1] == results.best_probe().step and best_fid[3] == min(p.fid for p in results.paired())
+    # A random Inception at 64 dims: every place the FIDs show says they are not the standard FID.
+    assert not results.fid_standard and "FID (non-standard)" in headers
+    assert panel.tradeoff.label("checkpoints").endswith("(non-standard FID)")
+    assert panel.fid_plot.series_label("FID") == "FID (non-standard)"

@@ -352,6 +352,8 @@ def test_demo_probes_the_bundled_example_live_and_trains_a_run_of_ones_own(tmp_p
     lines = out.stdout.rstrip().splitlines()
     app_line = next(i for i, line in enumerate(lines) if line.startswith("Open them in the app"))
     assert lines[app_line - 2].startswith("raw pixels")          # the result ends with the baselines
+    # ... measured by this demo, not the example's shipped cache (measured by older code), and it says so.
+    assert grid["baselines"]["cached"] is False and lines[app_line - 2].endswith("baselines measured in this run)")
     assert "What the layers of the bundled model know" in out.stdout
     if photos:
         cifar_train = examples.manifest(CLASSIFY_EXAMPLE)["runs"][0]["id"]

@@ -165,6 +165,16 @@ def test_bundled_examples_say_what_their_grid_says_and_know_more_than_their_base
         f"{name}: best cell {best:.3f} does not stand above its baselines"
 
 
+@pytest.mark.parametrize("name", sorted(examples.available()))
+def test_installed_baselines_carry_the_key_they_were_measured_under(name, tmp_path):
+    """A shipped cache entry from before the cache kept its key (measured by older code, at another precision)
+    is not installed, so no probe reads it as if measured now; one packed with its key is."""
+    examples.install(tmp_path, name)
+    for shipped in sorted((examples.examples_dir() / name / examples.BASELINES).glob("*.json")):
+        keyed = "key" in json.loads(shipped.read_text())
+        assert (tmp_path / "data" / "baselines" / shipped.name).is_file() == keyed, shipped.name
+
+
 @pytest.mark.skipif(DEMO_EXAMPLE not in examples.available(), reason="no bundled shapes example in this copy")
 def test_the_bundled_shapes_model_classifies_dropped_images_about_as_well_as_its_grid_says(tmp_path):
     """50 test images as PNG files, classified as the Classify view does: top-1 near the grid's best cell."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 import scipy.linalg
 import torch
 import yaml
+from PIL import Image
 
 from ddae_core.engine.errors import UserError
 from ddae_core.engine.evaluation import inception as fid_inception
@@ -21,6 +23,7 @@ from ddae_core.engine.evaluation.inception import (
     WEIGHTS_FILE,
     WEIGHTS_SHA256,
     ActivationStats,
+    activations,
     find_weights,
     frechet_distance,
     load_inception,
@@ -181,15 +184,31 @@ def test_only_the_standard_weights_at_2048_dims_make_a_standard_fid():
 
 
 # The job.
+def _grid_tiles(png, n: int, size: int, padding: int = 2) -> torch.Tensor:
+    """The first n uint8 (3, size, size) images of a sample grid (engine/grids.py's layout)."""
+    grid, nrow = np.asarray(Image.open(png).convert("RGB")), math.ceil(math.sqrt(n))
+    tiles = [grid[padding + r * (size + padding):][:size, padding + c * (size + padding):][:, :size]
+             for r, c in (divmod(i, nrow) for i in range(n))]
+    return torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2).contiguous()
+
+
 def test_fid_job_caches_reference_statistics_and_reports_each_checkpoint(trained, random_weights, capfd):
     ws, parent = trained
     run_dir = create_job(ws, fid_spec(parent, checkpoint="all", inception=random_weights, **TINY))
     assert execute(run_dir, ws, handle_signals=False) == "done"
     fids = metrics(run_dir, "fid")
-    assert sorted(fids) == [2, 4, 6] and all(v >= 0 for v in fids.values())
+    assert sorted(fids) == [2, 4, 6]
     assert [e["step"] for e in events(run_dir, "image")] == [2, 4, 6]
     assert (run_dir / "samples" / "step_000006.png").is_file()
     results = json.loads((run_dir / RESULTS).read_text())
+    # Each value is the Frechet distance of the samples it scored (kept exactly in its 8-bit grid) to the
+    # reference statistics: recomputed here from those two files.
+    net, reference = load_inception(random_weights, 64), np.load(results["reference"])
+    for step, fid in fids.items():
+        stats = ActivationStats(64)
+        stats.update(activations(net, _grid_tiles(run_dir / "samples" / f"step_{step:06d}.png", TINY["n"], 32)))
+        assert fid == pytest.approx(frechet_distance(stats.mean, stats.sigma, reference["mu"], reference["sigma"]),
+                                    rel=1e-6), step
     assert results["fid"] == {str(s): v for s, v in fids.items()}
     assert results["inception_sha256"] != WEIGHTS_SHA256
     cached = stats_path(ws, FID_DATA, 32, 64, results["inception_sha256"])
@@ -284,7 +303,7 @@ def test_sweep_queues_fid_and_probe_jobs_that_the_queue_runs(trained, random_wei
 
     out = cli("sweep", "--run", parent.name, "--show")
     fid, acc = metrics(fid_dir, "fid")[6], metrics(probe_dir, "probe/accuracy")[6]
-    assert out.stdout.splitlines()[1].split() == ["6", f"{fid:.3f}", f"{100 * acc:.2f}%"]
+    assert out.stdout.splitlines()[1].split() == ["6", f"{fid:.3f}", "(non-standard)", f"{100 * acc:.2f}%"]
 
     out = cli("sweep", "--run", parent.name, "--checkpoints", "every", "5", "--fid-n", "0")
     assert out.returncode == 2

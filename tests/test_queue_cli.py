@@ -89,6 +89,9 @@ def test_runs_show_export_tag_note(scripted, tmp_path, capsys):
     shown = capsys.readouterr().out
     assert ["checkpoint", "50", "checkpoints/step_000050.pt"] in [line.split() for line in shown.splitlines()]
     assert f"  {PROBE}  probe  done  its probe" in shown
+    # The train run's headline is its probe's grid, protocol and baselines, and names that grid.
+    assert f"headline  best probe cell 87.4% (fast), +77.4 / +57.4 over raw pixels / random init (grid {PROBE})" \
+        in shown
 
     assert ddae(["runs", "export", TRAIN, "--csv", str(tmp_path / "out"), *ws]) == 0
     assert capsys.readouterr().out.split() == [str(tmp_path / "out" / "loss_train.csv"), str(tmp_path / "out" / "lr.csv")]

@@ -241,6 +241,9 @@ class CurvePlot(QWidget):
     def series_names(self) -> list[str]:
         return list(self._series)
 
+    def series_label(self, name: str) -> str:
+        return self._series[name].label
+
     def series_data(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(steps, values, times) of a series: the full data, read-only views."""
         s = self._series[name]
@@ -362,6 +365,9 @@ class CurvePlot(QWidget):
                 text += f" (raw {s.values[i]:.4g})"
             parts.append(f"{name} {xs[i]:.6g}: {text}")
         return " · ".join(parts)
+
+    def title(self) -> str:
+        return self._title
 
     def set_title(self, title: str) -> None:
         self._title = title

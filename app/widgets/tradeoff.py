@@ -132,6 +132,10 @@ class TradeoffPlot(QWidget):
     def series_names(self) -> list[str]:
         return list(self._runs)
 
+    def label(self, name: str) -> str:
+        """The legend label of a run's series (its name, marked when its FIDs are non-standard)."""
+        return self._runs[name].label
+
     def points(self, name: str) -> list[tuple[int, float, float]]:
         """(step, FID, accuracy 0..1) of a run's points, by step."""
         run = self._runs[name]

@@ -6,7 +6,8 @@ import sys
 import time
 
 from ..engine.errors import UserError
-from ..engine.evaluation.protocols import accuracy_text, gains_text
+from ..engine.evaluation.fid_label import NONSTANDARD, NONSTANDARD_KEY
+from ..engine.evaluation.protocols import accuracy_text, gains_text, headline_line
 from ..rundir import INGEST_LOCK, JobKind, RunStatus
 from .common import workspace_of
 from .tables import clock, cut, number, open_store, percent, table, when
@@ -68,6 +69,10 @@ def cmd_runs_show(args) -> int:
     if run.error:
         print(f"error     {run.error}")
     print(f"data      {run.data or '-'}")
+    if run.best_accuracy is not None:
+        grid = f" (grid {run.best_grid})" if run.best_grid and run.best_grid != run.id else ""
+        line = headline_line(run.best_accuracy, run.best_protocol, run.baseline_pixels, run.baseline_random)
+        print(f"headline  {line}{grid}")
     if run.parent_ref:
         print(f"parent    {run.parent_ref}, checkpoint {run.parent_checkpoint or 'latest'}"
               + ("" if run.parent_run else " (deleted)"))
@@ -82,6 +87,9 @@ def cmd_runs_show(args) -> int:
     for line in _spec_lines(run.spec):
         print(line)
     print(f"folder    {run_dir}")
+    if any(s.key == NONSTANDARD_KEY for s in summaries):
+        print(f"FID       {NONSTANDARD}: computed with other Inception weights or dims than pytorch-fid's "
+              "pt_inception-2015-12-05 at 2048 dims; not comparable with published FIDs")
     if summaries:
         print("\nmetrics:")
         table(("  KEY", "POINTS", "LATEST", "AT STEP", "BEST", "AT STEP"),

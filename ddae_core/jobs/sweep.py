@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..engine.config import ModelConfig
 from ..engine.errors import ConfigError, UserError
+from ..engine.evaluation.fid_label import NONSTANDARD, NONSTANDARD_KEY
 from ..engine.evaluation.inception import DIMS, find_weights, require_library
 from ..engine.runs import list_checkpoints, read_spec
 from ..rundir import EVENTS, EventType, JobKind, RunStatus
@@ -196,7 +197,7 @@ def children_by_step(parent_dir: Path, sweep_id: str | None = None) -> dict[int,
 
 def _child_result(run_dir: Path, key: str) -> str:
     """The child's value of `key` as text, else its status (queued, running, failed, ...)."""
-    value, status = None, RunStatus.QUEUED
+    value, status, mark = None, RunStatus.QUEUED, ""
     try:
         lines = (run_dir / EVENTS).read_text().splitlines()
     except FileNotFoundError:
@@ -208,11 +209,13 @@ def _child_result(run_dir: Path, key: str) -> str:
             continue
         if event.get("type") == EventType.METRIC and event.get("key") == key:
             value = event.get("value")
+        elif event.get("type") == EventType.METRIC and event.get("key") == NONSTANDARD_KEY:
+            mark = f" ({NONSTANDARD})"
         elif event.get("type") == EventType.STATUS:
             status = event.get("status", status)
     if value is None:
         return status
-    return f"{100 * value:.2f}%" if key == "probe/accuracy" else f"{value:.3f}"
+    return f"{100 * value:.2f}%" if key == "probe/accuracy" else f"{value:.3f}{mark}"
 
 
 def sweep_table(parent_dir: Path) -> str:
