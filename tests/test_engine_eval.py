@@ -73,11 +73,27 @@ def test_fast_probe_grid_reports_cells_table_json_and_heads(trained, capfd):
     assert all(0 <= c["accuracy"] <= 1 for c in cells)
     grid = json.loads((probe / "grid.json").read_text())
     assert grid["complete"] and grid["best"]["accuracy"] == pytest.approx(max(c["accuracy"] for c in cells), abs=1e-6)
+    assert grid["selection"] == {"on": "test"}      # 64 training images leave none to choose on: said so
     out = capfd.readouterr().out
     assert "out_1" in out and "t=51" in out and "best cell:" in out
     heads = torch.load(probe / "heads.pt", weights_only=True)
     assert heads["heads"]["11/out_3"]["weight"].shape == (10, 32)  # out_3 is a 32-channel tap
     assert events(probe, "status")[-1]["status"] == "done"
+
+
+def test_best_cell_is_chosen_on_held_out_training_images_and_quoted_on_test(trained):
+    ws, parent = trained
+    probe, status = run(ws, probe_spec(parent, timesteps="11,51", layers="out_1,out_3", train_limit=64, holdout=24,
+                                       test_limit=48, epochs=2, device="cpu", baselines=False))
+    assert status == "done"
+    grid = json.loads((probe / "grid.json").read_text())
+    assert grid["train_images"] == 40 and grid["selection"]["on"] == "held-out" and grid["selection"]["images"] == 24
+    held = {(int(t), layer): acc for t, row in grid["held_out_accuracy"].items() for layer, acc in row.items()}
+    (t, layer), chosen = max(held.items(), key=lambda kv: (kv[1], -kv[0][0]))
+    best = grid["best"]
+    assert (best["timestep"], best["layer"]) == (t, layer) and grid["selection"]["accuracy"] == chosen
+    assert best["accuracy"] == grid["accuracy"][str(t)][layer]      # the test accuracy of the chosen cell
+    assert grid["timestep_range"] == [1, 1000]
 
 
 def test_official_probe_protocol_runs_the_same_grid(trained):
