@@ -11,6 +11,7 @@ from ddae_core.engine.evaluation.certainty import (
     edge_note,
     edge_of_range,
     fitted_levels,
+    held_out_choice,
     next_timesteps,
     selection_holdout,
     selection_of,
@@ -78,3 +79,5 @@ def test_held_out_selection_where_the_split_allows():
     assert selection_of(old) == "test" and selection_words(old) == "best on test"
     new = {"selection": {"on": "held-out", "images": 1000, "accuracy": 0.41}}
     assert selection_of(new) == "held-out" and selection_words(new) == "chosen on 1,000 held-out training images"
+    assert held_out_choice(old) is None and held_out_choice(None) is None
+    assert held_out_choice({**old, **new}) == (11, "out_3")

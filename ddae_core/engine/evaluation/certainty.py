@@ -8,8 +8,12 @@ second draw of n images could plausibly have measured.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ...rundir import GRID
 
 Z95 = 1.959964          # two-sided 95% normal quantile
 CHANCE_SIGMAS = 2.0     # a cell within chance + 2 sigma is indistinguishable from guessing
@@ -73,6 +77,23 @@ def fitted_levels(values: Iterable[float], n: int | None, marks: Iterable[float]
     return max(0.0, lo), min(1.0, hi)
 
 
+def read_grid(run_dir: Path) -> dict | None:
+    """A probe run's grid.json, or None before the grid is saved (or when it cannot be read)."""
+    try:
+        grid = json.loads((Path(run_dir) / GRID).read_text())
+    except (OSError, ValueError):
+        return None
+    return grid if isinstance(grid, dict) else None
+
+
+def grid_sample(grid: dict | None) -> tuple[int | None, int | None]:
+    """(test images, classes) a grid.json's cells were measured with; None for what it does not say."""
+    grid = grid or {}
+    n, classes = grid.get("test_images"), grid.get("classes")
+    return (int(n) if isinstance(n, int) and n > 0 else None,
+            len(classes) if isinstance(classes, list) and classes else None)
+
+
 # Which cell speaks for the grid.
 def selection_holdout(train_images: int, requested: int | None) -> int:
     """How many training images to hold out for choosing the best cell (0: choose on the test images).
@@ -90,6 +111,14 @@ def selection_of(grid: dict) -> str:
     """How a grid.json chose its best cell: 'held-out' or 'test' (files from before the field: on test)."""
     selection = grid.get("selection") or {}
     return SELECTED_ON_HELD_OUT if selection.get("on") == SELECTED_ON_HELD_OUT else SELECTED_ON_TEST
+
+
+def held_out_choice(grid: dict | None) -> tuple[int, str] | None:
+    """(timestep, layer) a grid.json chose on held-out images, or None when its best is simply the test maximum."""
+    best = (grid or {}).get("best") or {}
+    if grid is None or selection_of(grid) != SELECTED_ON_HELD_OUT or "timestep" not in best:
+        return None
+    return int(best["timestep"]), str(best["layer"])
 
 
 def selection_words(grid: dict) -> str:
