@@ -75,7 +75,7 @@ def test_fast_probe_grid_reports_cells_table_json_and_heads(trained, capfd):
     assert grid["complete"] and grid["best"]["accuracy"] == pytest.approx(max(c["accuracy"] for c in cells), abs=1e-6)
     assert grid["selection"] == {"on": "test"}      # 64 training images leave none to choose on: said so
     out = capfd.readouterr().out
-    assert "out_1" in out and "t=51" in out and "best cell:" in out
+    assert "out_1" in out and "t=51" in out and "best cell:" in out and "(best on test)" in out
     heads = torch.load(probe / "heads.pt", weights_only=True)
     assert heads["heads"]["11/out_3"]["weight"].shape == (10, 32)  # out_3 is a 32-channel tap
     assert events(probe, "status")[-1]["status"] == "done"

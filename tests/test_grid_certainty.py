@@ -81,3 +81,17 @@ def test_held_out_selection_where_the_split_allows():
     assert selection_of(new) == "held-out" and selection_words(new) == "chosen on 1,000 held-out training images"
     assert held_out_choice(old) is None and held_out_choice(None) is None
     assert held_out_choice({**old, **new}) == (11, "out_3")
+
+
+def test_classify_knows_its_heads_range_and_a_labelled_folder():
+    from ddae_core.engine.evaluation.certainty import head_range_note, tally, true_class
+
+    heads = [1, 11, 21, 101]
+    assert head_range_note(heads, 900).startswith("t=900 is outside the heads' range (t=1..101)")
+    assert "nearest head, t=101" in head_range_note(heads, 900)
+    assert head_range_note(heads, 50) == "" and head_range_note(heads, 101) == "" and head_range_note([], 900) == ""
+    assert "nearest head, t=1" in head_range_note([1, 11], 0)
+    classes = ["airplane", "cat", "truck"]
+    assert true_class("data/test/Cat/0001.png", classes) == "cat"
+    assert true_class("photos/holiday.png", classes) is None
+    assert tally([("cat", "cat"), ("truck", "cat"), ("cat", None), (None, "truck")]) == (1, 3)

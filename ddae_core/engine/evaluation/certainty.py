@@ -170,3 +170,28 @@ def edge_note(timesteps: Sequence[int], best: int, high: int | None = None) -> s
     if more:
         return words + f"; add t={','.join(str(t) for t in more)} to see past it."
     return words + f" (t={best} is the {'highest' if edge == 'largest' else 'lowest'} the model has)."
+
+
+# Classify inside what it knows.
+def head_range_note(head_timesteps: Sequence[int], t: int) -> str:
+    """A plain warning when t lies outside the probed heads' timesteps (naming the head used), else ''."""
+    if not head_timesteps:
+        return ""
+    lo, hi = min(head_timesteps), max(head_timesteps)
+    if lo <= int(t) <= hi:
+        return ""
+    nearest = lo if int(t) < lo else hi
+    return (f"t={int(t)} is outside the heads' range (t={lo}..{hi}): the answer comes from the nearest head, "
+            f"t={nearest}, which was never trained at this noise level; do not trust it.")
+
+
+def true_class(path: str | Path, classes: Sequence[str]) -> str | None:
+    """The class a file's folder names (e.g. test/cat/001.png -> 'cat'), or None when it names none."""
+    folder = Path(path).parent.name.casefold()
+    return next((c for c in classes if c.casefold() == folder), None)
+
+
+def tally(answers: Iterable[tuple[str | None, str | None]]) -> tuple[int, int]:
+    """(right, N) over (answer, true class) pairs whose true class is known."""
+    known = [(a, truth) for a, truth in answers if truth is not None]
+    return sum(a == truth for a, truth in known), len(known)

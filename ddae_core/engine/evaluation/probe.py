@@ -36,7 +36,7 @@ import torch
 from ...rundir import GRID, PROBE_HEADS, ArtifactKind, RunStatus, atomic_write_text
 from ..data import ImageData
 from ..device import extraction_batch_size
-from .certainty import SELECTED_ON_HELD_OUT, SELECTED_ON_TEST, selection_holdout
+from .certainty import SELECTED_ON_HELD_OUT, SELECTED_ON_TEST, edge_note, selection_holdout, selection_words
 from .common import EvalContext, open_context
 from .features import Stopped
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
@@ -402,7 +402,10 @@ def probe_run(run_dir: Path, reporter, workspace: Path) -> str:
     if result["best"]:
         b = result["best"]
         reporter.report("probe/accuracy", b["accuracy"], ctx.checkpoint_step or 0)
-        log.info(f"best cell: {labels[b['timestep']]}, {b['layer']}: {100 * b['accuracy']:.2f}%")
+        log.info(f"best cell: {labels[b['timestep']]}, {b['layer']}: {100 * b['accuracy']:.2f}% "
+                 f"({selection_words(result)})")
+        if result["complete"] and (note := edge_note(grid.timesteps, b["timestep"], result["timestep_range"][1])):
+            log.info(note)
         if baselines:
             log.info(baseline_summary(b["accuracy"], baselines))
     reporter.status(status)
