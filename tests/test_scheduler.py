@@ -25,7 +25,7 @@ from ddae_core.jobs.gpu_slots import NeverFits, slots_needed
 from ddae_core.jobs.scheduler import WAITING_FOR_PARENT, Scheduler, SchedulerLockError
 from ddae_core.jobs.worker_process import start_worker
 
-from .conftest import micro_train_spec, tick_until
+from .conftest import ROOT, micro_train_spec, tick_until
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -347,6 +347,54 @@ def test_serve_ticks_on_another_thread_until_stopped_and_gives_the_lock_back(sto
     assert (run, "cpu0") in [started for r in reports for started in r.started]
     assert scheduler.holder() is None                  # serve took the lock and gave it back
     scheduler.close()
+
+
+TWO_RANKS = """
+import sys
+from pathlib import Path
+
+import torch
+
+from ddae_core.engine.distributed import DistContext
+from ddae_core.engine.reporting import Reporter
+from ddae_core.engine.training import Trainer
+
+run_dir = Path(sys.argv[1])
+rank = DistContext.from_env().rank
+trainer = Trainer(run_dir, Reporter(run_dir, enabled=rank == 0), run_dir.parent.parent)
+start = {k: v.clone() for k, v in trainer.model.net.state_dict().items()}
+batches = [trainer.sampler.batch(s)[rank::2].tolist() for s in range(trainer.total_steps)]
+try:
+    trainer.run()
+    trainer.dist.barrier()
+finally:
+    trainer.dist.shutdown()
+torch.save({"start": start, "end": trainer.model.net.state_dict(), "batches": batches}, run_dir / f"rank{rank}.pt")
+"""
+
+
+def test_two_ranks_hold_identical_weights_after_steps_on_different_data(workspace, tmp_path):
+    """DDP as the engine sets it up: each rank draws its own images and its own init seed, and gradients
+    averaged across ranks keep the two copies of the network equal, value for value."""
+    import torch
+
+    from ddae_core.jobs.specs import create_job
+
+    run_dir = create_job(workspace, micro_train_spec(steps=3, checkpoint_every=3))
+    script = tmp_path / "two_ranks.py"
+    script.write_text(TWO_RANKS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script), str(run_dir)], env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rank0, rank1 = (torch.load(run_dir / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for step, (a, b) in enumerate(zip(rank0["batches"], rank1["batches"])):
+        assert a and b and not set(a) & set(b), f"step {step}: the ranks read the same images"
+    assert rank0["end"].keys() == rank1["end"].keys()
+    for name, weight in rank0["end"].items():
+        assert torch.equal(weight, rank1["end"][name]), f"{name} differs between the ranks"
+    moved = [name for name, w in rank0["end"].items() if w.is_floating_point() and not torch.equal(w, rank0["start"][name])]
+    assert len(moved) > len(rank0["end"]) // 2                       # they trained, not merely stood still
 
 
 def test_torchrun_trains_with_two_processes_on_the_cpu_and_rank0_alone_reports(workspace, monkeypatch):
