@@ -142,6 +142,34 @@ def test_gpu_jobs_get_their_own_gpus_and_several_gpus_run_under_torchrun(store, 
     assert started["argv"] == ["-m", "ddae_core.worker", str(store.run_dir(sampling))] and started["cuda"] == "0,1"
 
 
+def test_a_cuda_error_is_logged_once_and_a_gpu_job_sent_to_the_cpu_says_why(store, fake_python, monkeypatch,
+                                                                             caplog):
+    import torch
+
+    from ddae_core.jobs import gpu_slots
+
+    def broken():
+        raise RuntimeError("CUDA error: unknown error\nCUDA kernel errors might be asynchronously reported")
+
+    monkeypatch.setattr(torch.cuda, "device_count", broken)
+    monkeypatch.setattr(gpu_slots, "_problems_logged", set())
+    with caplog.at_level("WARNING", logger="ddae_core.jobs.gpu_slots"):
+        assert gpu_slots.detect_gpus() == [] and gpu_slots.detect_gpus() == []
+    cause = "CUDA failed: RuntimeError: CUDA error: unknown error"
+    assert gpu_slots.gpu_problem() == cause
+    assert [r.getMessage() for r in caplog.records] == [
+        f"no GPU slots: {cause}; GPU jobs that allow it run on the CPU"]           # once, with its cause
+    one_gpu = fake_job(store, "one gpu", device="auto", gpus=1, seconds=0)
+    on_cpu = fake_job(store, "cpu job", device="auto", gpus=0, seconds=0)
+    with Scheduler(store.workspace, store, cpu_slots=2, gpus=None, python=fake_python) as scheduler:
+        assert dict(scheduler.tick().started) == {one_gpu: "cpu0", on_cpu: "cpu1"}
+        tick_until(scheduler, lambda: status(store, one_gpu) == status(store, on_cpu) == "done", 20)
+    log_text = (store.run_dir(one_gpu) / "log.txt").read_text()
+    assert f"asked for 1 GPU with --device auto, but this machine has none usable ({cause}): running on the CPU" \
+        in log_text
+    assert not (store.run_dir(on_cpu) / "log.txt").exists() or "GPU" not in (store.run_dir(on_cpu) / "log.txt").read_text()
+
+
 def test_jobs_that_can_never_fit_fail_with_one_sentence(store, fake_python):
     cuda = fake_job(store, "cuda", device="cuda", gpus=1)
     auto = fake_job(store, "auto", device="auto", gpus=1, seconds=0)
