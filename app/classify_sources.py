@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db import Store
+from ddae_core.engine.evaluation.certainty import held_out_choice, read_grid
 from ddae_core.rundir import MODEL_KINDS, NOISY_HEAD, PROBE_HEADS, JobKind
 
 PROBE_FILE, NOISY_FILE = PROBE_HEADS, NOISY_HEAD
@@ -43,6 +44,10 @@ def _probe_heads(store: Store, run_id: str) -> list[HeadChoice]:
     layers = list(axes.layers) if axes else list(dict.fromkeys(c.layer for c in cells))
     best = max(cells, key=lambda c: c.accuracy, default=None)
     best_text = f" ({best.layer} at t={best.timestep}, {100 * best.accuracy:.1f}%)" if best else ""
+    grid = read_grid(run_dir)
+    if held_out_choice(grid):           # the grid chose on held-out images: that cell, with its test accuracy
+        chosen = grid["best"]
+        best_text = f" ({chosen['layer']} at t={chosen['timestep']}, {100 * chosen['accuracy']:.1f}%, held-out choice)"
     heads = [HeadChoice(f"probe: best cell{best_text}", run_id, run_dir, "probe", None)]
     for layer in layers:
         layer_cells = [c for c in cells if c.layer == layer]

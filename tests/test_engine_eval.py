@@ -96,6 +96,8 @@ def test_best_cell_is_chosen_on_held_out_training_images_and_quoted_on_test(trai
     assert (best["timestep"], best["layer"]) == (t, layer) and grid["selection"]["accuracy"] == chosen
     assert best["accuracy"] == grid["accuracy"][str(t)][layer]      # the test accuracy of the chosen cell
     assert grid["timestep_range"] == [1, 1000]
+    classifier = Classifier.from_run(probe, device="cpu")          # Classify answers with the chosen cell's head
+    assert (classifier.default_timestep, classifier.layer) == (t, layer)
 
 
 def test_official_probe_protocol_runs_the_same_grid(trained):

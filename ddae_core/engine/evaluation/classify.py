@@ -27,7 +27,7 @@ from ..grids import save_png, to_uint8
 from ..image_files import ImageFileError, load_image
 from ..model import DDAEModel, to_image_range
 from ..runs import find_run, read_spec, resolve_checkpoint
-from .certainty import head_range_note, tally, true_class
+from .certainty import head_range_note, read_grid, tally, true_class
 from .grid_axes import parse_timesteps
 from .noisy import HEAD_FORMAT as NOISY_FORMAT, NoisyHead
 from .probe import HEADS_FORMAT as PROBE_FORMAT
@@ -122,7 +122,9 @@ class Classifier:
         if head == "probe":
             if saved.get("format") != PROBE_FORMAT:
                 raise UserError(f"{run_dir / filename} is not a probe-heads file.")
-            accuracy = saved["accuracy"]
+            # The cell the grid chose on its held-out images where it has them, else the best on test.
+            held = (read_grid(run_dir) or {}).get("held_out_accuracy") or {}
+            accuracy = {f"{t}/{k}": v for t, row in held.items() for k, v in row.items()} or saved["accuracy"]
             if layer is not None:
                 cells = {k: v for k, v in accuracy.items() if k.split("/")[1] == layer}
                 if not cells:
