@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from db import ChangeToken, Store
+from ddae_core.engine.evaluation.certainty import tally, true_class
 from ddae_core.rundir import ACTIVE_STATUSES
 
 from .classify_input import ImageInputMixin
@@ -210,13 +211,10 @@ class ClassifyView(ImageInputMixin, QWidget):
 
     # Files.
     def load_files(self, paths) -> None:
-        """Add image files (folders add the files inside them); the first new one is selected."""
-        added = []
-        for path in map(Path, paths):
-            candidates = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-            for p in candidates:
-                if p not in self._paths and p not in added:
-                    added.append(p)
+        """Add image files (folders add the files inside them and their class subfolders); the first is selected."""
+        from ddae_core.engine.evaluation.classify import expand_images
+
+        added = [p for p in expand_images(list(paths)) if p not in self._paths]
         room = MAX_FILES - len(self._paths)
         if not added:
             return
@@ -295,6 +293,7 @@ class ClassifyView(ImageInputMixin, QWidget):
             info = self._info = result.info
             t = info.default_timestep if self._timestep is None else self._timestep
             self.noise.configure(info.framework, info.min_timestep, info.max_timestep, info.sigmas, t)
+            self.noise.set_head_timesteps(info.head_timesteps)
             self._timestep = self.noise.timestep()
         self._update_thumbnails(result)
         self._show_result(result)
@@ -310,10 +309,25 @@ class ClassifyView(ImageInputMixin, QWidget):
                 continue
             item.setIcon(QIcon(scaled_nearest(array_to_qimage(outcome.image), 64, 64)))
             label = f"{outcome.top1[0]} {100 * outcome.top1[1]:.0f}%" if outcome.top1 else ""
+            truth = self._truth(outcome.path)
+            if truth is not None and outcome.top1:
+                label += " ✓" if outcome.top1[0] == truth else f" ✗ ({truth})"
             item.setText(f"{outcome.path.name}\n{label}")
             item.setToolTip(f"{outcome.path}\n{label} at the head's noise level")
         if self._info is not None:
-            self.thumb_label.setText(f"Files ({len(result.files)}), labels at t={self._info.default_timestep}")
+            right, n = self.folder_tally(result)
+            score = f": {right} of {n} right ({100 * right / n:.0f}%)" if n else ""
+            self.thumb_label.setText(f"Files ({len(result.files)}), labels at t={self._info.default_timestep}{score}")
+
+    def _truth(self, path: Path) -> str | None:
+        """The class the file's folder names, if the model knows it."""
+        return true_class(path, self._info.classes) if self._info is not None else None
+
+    def folder_tally(self, result: Result | None = None) -> tuple[int, int]:
+        """(right, N) of the head's top-1 over the files whose folder names their class."""
+        result = result or self._shown
+        files = result.files if result else []
+        return tally((o.top1[0] if o.top1 else None, self._truth(o.path)) for o in files if o.error is None)
 
     def _show_result(self, result: Result | None) -> None:
         self._shown = result
@@ -335,6 +349,13 @@ class ClassifyView(ImageInputMixin, QWidget):
         else:
             status = f"{chosen.path.name}: " + ("; ".join(chosen.notes) + "." if chosen.notes else
                                                 "classified as it is.")
+            truth = self._truth(chosen.path)
+            if truth is not None:
+                answer = result.top5[0][0] if result.top5 else None
+                status += f" True class (its folder): {truth}, " + ("right." if answer == truth else
+                                                                      f"not the answer ({answer}).")
+            if self.noise.warning_text():
+                status += " " + self.noise.warning_text()
         others = [o for o in problems if o is not chosen]
         if others:
             status += f" ({len(others)} other file(s) could not be read; click one to see why.)"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db import RunSummary, Store
+from ddae_core.engine.evaluation.certainty import held_out_choice, read_grid
 from ddae_core.engine.evaluation.protocols import accuracy_text
 from ddae_core.rundir import MODEL_KINDS, NOISY_HEAD, PROBE_HEADS, JobKind
 
@@ -45,6 +46,11 @@ def _probe_heads(store: Store, probe: RunSummary) -> list[HeadChoice]:
     best = max(cells, key=lambda c: c.accuracy, default=None)
     best_text = f" ({best.layer} at t={best.timestep}, {accuracy_text(best.accuracy, probe.best_protocol)})" \
         if best else ""
+    grid = read_grid(run_dir)
+    if held_out_choice(grid):           # the grid chose on held-out images: that cell, with its test accuracy
+        chosen = grid["best"]
+        best_text = (f" ({chosen['layer']} at t={chosen['timestep']}, "
+                     f"{accuracy_text(chosen['accuracy'], probe.best_protocol)}, held-out choice)")
     heads = [HeadChoice(f"probe: best cell{best_text}", run_id, run_dir, "probe", None)]
     for layer in layers:
         layer_cells = [c for c in cells if c.layer == layer]

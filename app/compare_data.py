@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from db import GridAxes, GridCell, RunRecord, RunSummary, Store
+from ddae_core.engine.evaluation.certainty import read_grid
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, BASELINE_LABELS, protocol_of
 from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
 
@@ -36,6 +37,7 @@ class RunBundle:
     protocol: str | None = None                                 # the grid's protocol
     label: str | None = None                                    # the name shown, when the name is not unique
     train_name: str | None = None                               # the name of the run behind train_id
+    grid_file: dict | None = None                               # the grid's grid.json, once saved
 
     @property
     def id(self) -> str:
@@ -134,7 +136,8 @@ def gather(store: Store, run_id: str) -> RunBundle:
     baselines, protocol = grid_context(store, probe_id) if probe_id else ({}, None)
     return RunBundle(run, train_id, probe_id, noisy_id, axes, cells, samples, metrics,
                      steps_per_epoch(train) if train.kind in TRAIN_KINDS else None, baselines, protocol,
-                     train_name=train.name if train_id else None)
+                     train_name=train.name if train_id else None,
+                     grid_file=read_grid(store.run_dir(probe_id)) if probe_id else None)
 
 
 def grid_context(store: Store, probe_id: str) -> tuple[dict[str, float], str]:

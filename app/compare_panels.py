@@ -8,6 +8,8 @@ from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSlider, QVBoxLayout, QWidget
 
+from ddae_core.engine.evaluation.certainty import chance_level, fitted_levels, grid_sample, held_out_choice
+
 from .compare_data import RunBundle, grid_difference
 from .widgets.export import safe_filename
 from .widgets.heatmap import GridHeatmap
@@ -86,11 +88,14 @@ class GridsPanel(QWidget):
         """New cells for the same runs: redraw in place, one shared scale."""
         by_id = {b.id: b for b in bundles}
         self._bundles = [by_id.get(b.id, b) for b in self._bundles]
-        # One scale for every grid, reaching down to their baselines, which each heatmap marks.
-        values = [v for b in self._bundles for v in (*b.finished_cells().values(), *b.baselines.values())]
-        lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-        if hi <= lo:
-            lo, hi = lo - 0.005, hi + 0.005
+        # One scale for every grid, reaching down to their baselines and chance, which each heatmap marks, and
+        # never narrower than a cell's interval on the fewest test images among them.
+        samples = {b.id: grid_sample(b.grid_file) for b in self._bundles}
+        values = [v for b in self._bundles for v in b.finished_cells().values()]
+        marks = [v for b in self._bundles for v in b.baselines.values()] + \
+            [chance_level(k) for _, k in samples.values() if k]
+        least = min((n for n, _ in samples.values() if n), default=None)
+        lo, hi = fitted_levels(values, least, marks) if values or marks else (0.0, 1.0)
         for b in self._bundles:
             heatmap = self.heatmaps[b.id]
             axes = b.axes
@@ -101,6 +106,8 @@ class GridsPanel(QWidget):
                 heatmap.set_axes(timesteps, layers, labels)
             heatmap.set_levels(lo, hi)
             heatmap.set_baselines(b.baselines)
+            heatmap.set_certainty(*samples[b.id])
+            heatmap.set_selected(held_out_choice(b.grid_file))
             heatmap.set_cells((t, layer, acc) for (t, layer), acc in b.finished_cells().items())
         if not self._bundles:
             self.message.setText("None of these runs has a probe grid yet; run a probe grid on them to compare.")

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import QWidget
 from .run_feed import RunUpdate
 from .run_panels import Panel
 
-SNAPSHOT_FIELDS = ("axes", "cells", "grid_source", "grid_protocol", "baselines", "grid_work", "images", "children",
-                   "checkpoints")
+SNAPSHOT_FIELDS = ("axes", "cells", "grid_source", "grid_protocol", "baselines", "grid_work", "grid_file", "images",
+                   "children", "checkpoints")
 
 
 class DeferredPanel(QWidget):

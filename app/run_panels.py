@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from db import History, RunSummary
+from ddae_core.engine.evaluation.certainty import edge_note, grid_sample, held_out_choice, selection_words
 from ddae_core.engine.evaluation.protocols import BASELINE_LABELS, SHORT_LABELS
 
 from .colors import colors_for
@@ -138,12 +139,18 @@ class GridPanel(Panel):
         self.fit.setToolTip("Spread the colour scale over the cells' own range instead of 0-100%, to see which "
                             "layer and noise level stand out")
         self.fit.toggled.connect(self.set_fit)
+        self.grey = QCheckBox("Grey out cells within chance")
+        self.grey.setToolTip("Blank the cells no further above chance (1 / classes) than 2 standard deviations of "
+                             "guessing on the grid's test images: what a guesser could have scored")
+        self.grey.toggled.connect(self.heatmap.set_grey_chance)
         self.source: str | None = None
         self.protocol = "fast"
         self.work = ""
+        self.grid: dict | None = None          # the grid's grid.json, once saved
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 0, 4, 0)
         bar.addStretch(1)
+        bar.addWidget(self.grey)
         bar.addWidget(self.fit)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -165,8 +172,10 @@ class GridPanel(Panel):
         if update.grid_source is None:
             return
         if update.grid_source != self.source:
-            self.source = update.grid_source
+            self.source, self.grid = update.grid_source, None
             self.heatmap.clear_cells()
+            self.heatmap.set_certainty(None, None)
+            self.heatmap.set_selected(None)
         if update.axes is not None:
             labels = {int(k): v for k, v in update.axes.labels.items() if str(k).lstrip("-").isdigit()}
             self.heatmap.set_axes(list(update.axes.timesteps), list(update.axes.layers), labels)
@@ -178,13 +187,21 @@ class GridPanel(Panel):
             self.protocol = update.grid_protocol
         if update.grid_work is not None:
             self.work = update.grid_work
-        self.heatmap.set_status(grid_status(self.heatmap, self.source, update.record.id, self.protocol, self.work))
+        if update.grid_file is not None:
+            self.grid = update.grid_file
+            self.heatmap.set_certainty(*grid_sample(self.grid))
+            self.heatmap.set_selected(held_out_choice(self.grid))
+        self.heatmap.set_status(grid_status(self.heatmap, self.source, update.record.id, self.protocol, self.work,
+                                            self.grid))
 
 
-def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol: str, work: str = "") -> str:
+def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol: str, work: str = "",
+                grid: dict | None = None) -> str:
     """`n of N cells (protocol). Best: out_6 at t=11, 72.4% = +60.1 over raw pixels, +41.0 over random init.`
 
     While the grid runs, what it is doing now (`Now: extract t=51, 62%.`): a row's cells all come at once.
+    Once its grid.json is saved (`grid`), how the best cell was chosen, and whether the grid brackets its
+    best noise level.
     """
     best = heatmap.best_cell()
     where = "" if source == run_id else f" from probe run {source}"
@@ -197,12 +214,21 @@ def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol:
     if best is None:
         return text
     text += f" Best: {best[1]} at t={best[0]}, {100 * best[2]:.1f}%"
+    if grid is not None:
+        text += f" ({selection_words(grid)})"
     baselines = heatmap.baselines()
     if baselines:
         text += " = " + ", ".join(f"{100 * (best[2] - v):+.1f} over {label}" for label, v in baselines.items())
+    elif grid is not None:
+        text += " (run without baselines)"
     else:
         text += " (no baselines yet)"
-    return text + "."
+    text += "."
+    if grid is not None and grid.get("complete"):
+        high = (grid.get("timestep_range") or [None, None])[1]
+        note = edge_note(heatmap.axes()[0], best[0], high)
+        text += f" {note}" if note else ""
+    return text
 
 
 class AlignPanel(Panel):

@@ -5,6 +5,7 @@ and one sweep of real micro runs end to end."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from app.checkpoint_data import CheckpointReader, best_table, gather_checkpoints
 from app.compare import CompareView
 from app.unified import CompareTradeoff, UnifiedPanel
 from db import Ingester, Store, testing as fake
+from ddae_core.rundir import FID_RESULTS, GRID
 from tests.app_support import app_settings, no_leftovers, studio  # noqa: F401 - fixtures
 from tests.test_fid import random_weights  # noqa: F401 - fixture
 
@@ -366,7 +368,13 @@ def test_a_real_sweep_fills_the_unified_view_as_its_jobs_finish(qtbot, workspace
             assert len(panel.results.paired()) == (i + 1) // 2
     results = panel.results
     assert [p.step for p in results.paired()] == [2, 4, 6] and results.waiting == 0
-    assert all(p.fid > 0 and 0 <= p.accuracy <= 1 and p.cell == "out_3 at t=11" for p in results.paired())
+    # Each point carries its own jobs' numbers, as their result files hold them.
+    job_of = {(int(specs[p]["parent"]["checkpoint"]), specs[p]["kind"]): p for p in jobs}
+    for point in results.paired():
+        fid = json.loads((job_of[(point.step, "fid")] / FID_RESULTS).read_text())["fid"][str(point.step)]
+        best = json.loads((job_of[(point.step, "probe")] / GRID).read_text())["best"]
+        assert (point.fid, point.accuracy) == pytest.approx((fid, best["accuracy"]))
+        assert point.cell == f"{best['layer']} at t={best['timestep']}" == "out_3 at t=11"
     assert [s for s, _, _ in panel.tradeoff.points("checkpoints")] == [2, 4, 6]
     assert panel.samples.steps() == [2, 4, 6] and panel.samples.message() == ""      # the FID jobs' grids
     headers, rows = panel.table_rows()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -39,6 +40,29 @@ def probe_events(t0: float = 1000.0) -> list[dict]:
     cells = [fake.grid_cell(layer, t, 0.5 + 0.01 * i + 0.1 * (layer == "out_6"), t0)
              for i, (t, layer) in enumerate((t, layer) for t in (1, 11) for layer in ("out_5", "out_6", "out_7"))]
     return [fake.status("running", t0), fake.grid([1, 11], ["out_5", "out_6", "out_7"], t0), *cells[:4]]
+
+
+def test_a_finished_grid_says_how_it_chose_its_best_cell_and_whether_it_brackets_it(studio, qtbot, tmp_path):
+    ws = tmp_path / "ws"
+    probe = fake.write_run(ws, fake.run_id("probe", 2), kind="probe", name="grid",
+                           events=[*probe_events(), fake.status("done")])
+    grid = {"timesteps": [1, 11], "layers": ["out_5", "out_6", "out_7"], "test_images": 200,
+            "classes": [f"c{i}" for i in range(10)], "complete": True, "timestep_range": [1, 1000],
+            "best": {"timestep": 11, "layer": "out_5", "accuracy": 0.53},
+            "selection": {"on": "held-out", "images": 1000, "accuracy": 0.55}}
+    (probe / "grid.json").write_text(json.dumps(grid))
+    ingest(ws)
+    window = studio(ws, run_scheduler=False)
+    window.show_run(probe.name)
+    panel = window.run_view.panel(GridPanel)
+    qtbot.waitUntil(lambda: "held-out" in panel.heatmap.status.text(), timeout=10_000)
+    text = panel.heatmap.status.text()
+    assert "Best: out_5 at t=11, 53.0% (chosen on 1,000 held-out training images) (run without baselines)." in text
+    assert "t=11, is the largest probed" in text and "add t=31,51" in text
+    assert panel.heatmap.outlined_cell() == (11, "out_5")            # the held-out choice, not the test maximum
+    assert "95% interval" in panel.heatmap.readout_at(0.5, 0.5)      # 200 test images, from grid.json
+    panel.grey.setChecked(True)
+    assert panel.heatmap.greyed_cells() == set()                     # 50-60% of 10 classes: far above chance
 
 
 def test_runs_table_pages_filters_sorts_and_edits_in_place(studio, qtbot, tmp_path):

@@ -134,6 +134,30 @@ def test_classify_slider_changes_noise_level_and_prediction(view, qtbot, images)
     assert view.top5 != clean_probabilities
     assert view.noise.label.text().startswith(f"t = {view.noise_level} (σ ≈")
     assert "head of t=51" in view.noise.label.text()   # the nearest probed timestep's head answers
+    # Past the heads (t=11..51), said plainly beside the slider and in the status line.
+    assert view.noise.warning_text().startswith(f"t={view.noise_level} is outside the heads' range (t=11..51)")
+    assert "nearest head, t=51" in view.noise.warning_text() and view.noise.warning_text() in view.status_message
+    view.set_noise_level(11)
+    assert view.wait_idle(WAIT_MS)
+    assert view.noise.warning_text() == "" and "outside" not in view.status_message
+
+
+def test_classify_a_dropped_labelled_folder_shows_true_classes_and_the_accuracy(view, qtbot, tmp_path):
+    folder = tmp_path / "labelled"
+    for shape, colour in (("circle", (200, 30, 30)), ("square", (30, 200, 30)), ("star", (30, 30, 200))):
+        (folder / shape).mkdir(parents=True)
+        Image.new("RGB", (32, 32), colour).save(folder / shape / f"{shape}.png")
+    drop(view, [folder])
+    assert view.wait_idle(WAIT_MS)
+    assert [p.parent.name for p in view.files()] == ["circle", "square", "star"]
+    qtbot.waitUntil(lambda: "right" in view.thumb_label.text(), timeout=WAIT_MS)
+    right, n = view.folder_tally()
+    assert n == 3 and view.thumb_label.text().endswith(f": {right} of 3 right ({100 * right / 3:.0f}%)")
+    texts = [view.thumbnails.item(i).text() for i in range(3)]
+    assert sum(text.endswith("✓") for text in texts) == right
+    assert all(text.endswith("✓") or text.endswith(f"✗ ({shape})") for text, shape in
+               zip(texts, ("circle", "square", "star")))
+    assert "True class (its folder): circle, " in view.status_message
 
 
 def test_classify_shows_only_the_latest_request(view, qtbot, images):

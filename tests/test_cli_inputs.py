@@ -57,6 +57,38 @@ def test_classify_refuses_a_timestep_outside_the_schedule(probed, timestep, mess
     assert capsys.readouterr().err == message
 
 
+def test_classify_past_the_heads_range_says_so_and_names_the_head_it_uses(probed, capsys):
+    ws, train, image = probed
+    assert ddae(["classify", "--run", train.name, str(image), "--timestep", "900", "--device", "cpu",
+                 "--workspace", str(ws)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == ("warning: t=900 is outside the heads' range (t=11..11): the answer comes from the nearest "
+                        "head, t=11, which was never trained at this noise level; do not trust it.")
+    assert ddae(["classify", "--run", train.name, str(image), "--timestep", "11", "--device", "cpu",
+                 "--workspace", str(ws)]) == 0
+    assert "warning" not in capsys.readouterr().out                  # at a head's own level: no warning
+
+
+def test_classify_a_labelled_folder_shows_each_true_class_and_the_accuracy(probed, tmp_path, capsys):
+    ws, train, image = probed
+    for shape, colour in (("circle", (200, 30, 30)), ("square", (30, 200, 30)), ("square", (30, 30, 200))):
+        (tmp_path / "photos" / shape).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32), colour).save(tmp_path / "photos" / shape / f"{colour[0]}_{colour[2]}.png")
+    (tmp_path / "photos" / "unlabelled.png").write_bytes(image.read_bytes())
+    assert ddae(["classify", "--run", train.name, str(tmp_path / "photos"), "--device", "cpu",
+                 "--workspace", str(ws)]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split(":")[0] for line in lines[:4]] == ["unlabelled.png", "200_30.png", "30_200.png", "30_30.png"]
+    assert "[true class" not in lines[0]
+    right = 0
+    for line, truth in zip(lines[1:4], ("circle", "square", "square")):
+        top1 = line.split(": ")[1].split(" ")[0]
+        assert f"[true class {truth}: {'right' if top1 == truth else 'wrong'}]" in line
+        right += top1 == truth
+    assert lines[4] == (f"accuracy: {right} of 3 right ({100 * right / 3:.1f}%) on the files whose folder names "
+                        "their class")
+
+
 def test_classify_save_onto_a_file_is_refused_before_classifying(probed, tmp_path, capsys):
     ws, train, image = probed
     taken = tmp_path / "out.png"

@@ -45,6 +45,13 @@ def test_compare_two_runs_with_different_grids_shows_their_difference(compare, g
     assert set(grids.heatmaps) == {ws.probe_a, ws.probe_b}
     # One colour scale for both grids.
     assert grids.heatmaps[ws.probe_a].levels() == grids.heatmaps[ws.probe_b].levels()
+    # How sure each grid is, from its grid.json: 64 test images, 10 classes, chance marked, no scale finer
+    # than a cell's 95% interval on 64 images (over 13 points wide for any cell between 10% and 90%).
+    heatmap = grids.heatmaps[ws.probe_a]
+    assert "on 64 test images" in heatmap.readout_at(0.5, 0.5)
+    assert heatmap.baseline_mark("chance") == pytest.approx(0.1, abs=1e-6)
+    lo, hi = heatmap.levels()
+    assert hi - lo >= 0.13
     a = {(c.timestep, c.layer): c.accuracy for c in gui_store.grid_cells(ws.probe_a)}
     b = {(c.timestep, c.layer): c.accuracy for c in gui_store.grid_cells(ws.probe_b)}
     assert {t for t, _ in a} == {11, 51} and {t for t, _ in b} == {11, 101}

@@ -330,7 +330,12 @@ def test_augment_range_dtype_device(device):
     generator = torch.Generator(device=device).manual_seed(0)
     out = augment_batch(images, flip=True, crop_padding=2, generator=generator)
     assert out.dtype == torch.float32 and out.device.type == device and out.shape == images.shape
-    assert out.is_contiguous() and 0 <= out.min() and out.max() <= 1
+    assert out.is_contiguous()
+    # Each image is its uint8 self / 255, padded with zeros, cropped and maybe flipped: every value is one of
+    # the image's own (or the zero padding), exactly.
+    assert torch.equal(out * 255, (out * 255).round())
+    for image, augmented in zip(images.float() / 255, out):
+        assert set((augmented * 255).round().unique().tolist()) <= set((image * 255).unique().tolist()) | {0.0}
 
 
 def test_augment_flip_mirrors_about_half_deterministically():

@@ -19,6 +19,7 @@ from ddae_core.engine.evaluation.heads import ProbeHeads, ProbeTrainer, fold_sta
 from ddae_core.engine.evaluation.probe import BASELINE_KEYS
 from ddae_core.engine.evaluation.protocols import protocol_of
 from ddae_core.engine.evaluation.sources import PIXELS, RANDOM_INIT_SEED, PixelSource, random_init_model
+from ddae_core.engine.image_files import load_image
 from ddae_core.engine.reporting import STOP_FILE
 from ddae_core.jobs.eval_specs import align_spec, finetune_spec, import_spec, noisy_spec, probe_spec, sample_spec
 from ddae_core.jobs.specs import create_job, execute, train_spec
@@ -71,14 +72,33 @@ def test_fast_probe_grid_reports_cells_table_json_and_heads(trained, capfd):
     assert grid_event["timesteps"] == [11, 51] and grid_event["layers"] == ["out_1", "out_3"]
     cells = events(probe, "grid_cell")
     assert {(c["timestep"], c["layer"]) for c in cells} == {(11, "out_1"), (11, "out_3"), (51, "out_1"), (51, "out_3")}
-    assert all(0 <= c["accuracy"] <= 1 for c in cells)
+    # Each cell is k right of the 48 test images (events keep 5 digits), not just a number in 0..1.
+    assert [c["accuracy"] * 48 for c in cells] == [pytest.approx(round(c["accuracy"] * 48), abs=1e-3) for c in cells]
     grid = json.loads((probe / "grid.json").read_text())
     assert grid["complete"] and grid["best"]["accuracy"] == pytest.approx(max(c["accuracy"] for c in cells), abs=1e-6)
+    assert grid["selection"] == {"on": "test"}      # 64 training images leave none to choose on: said so
     out = capfd.readouterr().out
-    assert "out_1" in out and "t=51" in out and "best cell:" in out
+    assert "out_1" in out and "t=51" in out and "best cell:" in out and "(best on test)" in out
     heads = torch.load(probe / "heads.pt", weights_only=True)
     assert heads["heads"]["11/out_3"]["weight"].shape == (10, 32)  # out_3 is a 32-channel tap
     assert events(probe, "status")[-1]["status"] == "done"
+
+
+def test_best_cell_is_chosen_on_held_out_training_images_and_quoted_on_test(trained):
+    ws, parent = trained
+    probe, status = run(ws, probe_spec(parent, timesteps="11,51", layers="out_1,out_3", train_limit=64, holdout=24,
+                                       test_limit=48, epochs=2, device="cpu", baselines=False))
+    assert status == "done"
+    grid = json.loads((probe / "grid.json").read_text())
+    assert grid["train_images"] == 40 and grid["selection"]["on"] == "held-out" and grid["selection"]["images"] == 24
+    held = {(int(t), layer): acc for t, row in grid["held_out_accuracy"].items() for layer, acc in row.items()}
+    (t, layer), chosen = max(held.items(), key=lambda kv: (kv[1], -kv[0][0]))
+    best = grid["best"]
+    assert (best["timestep"], best["layer"]) == (t, layer) and grid["selection"]["accuracy"] == chosen
+    assert best["accuracy"] == grid["accuracy"][str(t)][layer]      # the test accuracy of the chosen cell
+    assert grid["timestep_range"] == [1, 1000]
+    classifier = Classifier.from_run(probe, device="cpu")          # Classify answers with the chosen cell's head
+    assert (classifier.default_timestep, classifier.layer) == (t, layer)
 
 
 def test_official_probe_protocol_runs_the_same_grid(trained):
@@ -195,7 +215,7 @@ def test_every_grid_carries_its_raw_pixel_and_random_init_baselines(trained, cap
     assert status == "done"
     grid = json.loads((probe / "grid.json").read_text())
     base = grid["baselines"]
-    assert 0 <= base["pixels"]["accuracy"] <= 1
+    assert base["pixels"]["accuracy"] * 48 == pytest.approx(round(base["pixels"]["accuracy"] * 48), abs=1e-3)  # k/48
     random = base["random_init"]
     assert random["seed"] == RANDOM_INIT_SEED and set(random["cells"]) == {"11", "51"}
     assert set(random["cells"]["11"]) == {"out_1", "out_3"}
@@ -343,7 +363,13 @@ def test_classify_files_with_the_best_probe_head(trained, tmp_path):
     results = classify_files(classifier, [good, junk, gray, truncated], save_dir=tmp_path / "out")
     ok = {r.path.name: r for r in results}
     assert ok["photo.png"].ok and len(ok["photo.png"].top) == 5
-    assert abs(sum(p for _, p in ok["photo.png"].top) - 1) < 1e-3 or sum(p for _, p in ok["photo.png"].top) < 1
+    # The top 5 are the five largest of the head's softmax over every class, for the same image and noise.
+    image = load_image(good, classifier.model.resolution).image
+    probs = classifier.predict(image[None], noise=torch.randn((1, 3, 32, 32), generator=torch.Generator().manual_seed(0)))
+    assert probs.probabilities[0].sum().item() == pytest.approx(1.0, abs=1e-5)
+    expected, index = probs.probabilities[0].topk(5)
+    assert ok["photo.png"].top == [(classifier.classes[i], pytest.approx(p, abs=1e-6))
+                                   for p, i in zip(expected.tolist(), index.tolist())]
     assert any("resized" in n for n in ok["photo.png"].notes)
     assert ok["gray.png"].ok and any("grayscale" in n for n in ok["gray.png"].notes)
     assert not ok["notes.png"].ok and ok["notes.png"].error.count(".") >= 1 and "notes.png" in ok["notes.png"].error

@@ -192,12 +192,31 @@ def _grid_tiles(png, n: int, size: int, padding: int = 2) -> torch.Tensor:
     return torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2).contiguous()
 
 
+def _fid_from_scratch(ws, parent, step: int, weights) -> float:
+    """The FID of TINY's samples at `step`, recomputed outside the job: same seed, numpy statistics, eigh roots."""
+    from ddae_core.engine.checkpoint import load_model
+    from ddae_core.engine.evaluation.inception import activations, to_uint8
+    from ddae_core.engine.runs import resolve_checkpoint
+
+    model = load_model(resolve_checkpoint(parent, step)[1], device=torch.device("cpu"))
+    images = to_uint8(model.sample(TINY["n"], steps=TINY["steps"], generator=torch.Generator().manual_seed(0)))
+    feats = activations(load_inception(weights, TINY["dims"]), images)
+    with np.load(next((ws / "data").rglob("*.npz"))) as ref:
+        mu2, s2 = ref["mu"], ref["sigma"]
+    mu1, s1 = feats.mean(0), np.cov(feats, rowvar=False)
+    root2 = _psd_sqrt(s2)
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * _psd_sqrt(root2 @ s1 @ root2)))
+
+
 def test_fid_job_caches_reference_statistics_and_reports_each_checkpoint(trained, random_weights, capfd):
     ws, parent = trained
     run_dir = create_job(ws, fid_spec(parent, checkpoint="all", inception=random_weights, **TINY))
     assert execute(run_dir, ws, handle_signals=False) == "done"
     fids = metrics(run_dir, "fid")
     assert sorted(fids) == [2, 4, 6]
+
+
+    assert fids[4] == pytest.approx(_fid_from_scratch(ws, parent, 4, random_weights), rel=1e-4, abs=1e-6)
     assert [e["step"] for e in events(run_dir, "image")] == [2, 4, 6]
     assert (run_dir / "samples" / "step_000006.png").is_file()
     results = json.loads((run_dir / RESULTS).read_text())

@@ -25,7 +25,7 @@ from ddae_core.jobs.gpu_slots import NeverFits, slots_needed
 from ddae_core.jobs.scheduler import WAITING_FOR_PARENT, Scheduler, SchedulerLockError
 from ddae_core.jobs.worker_process import start_worker
 
-from .conftest import micro_train_spec, tick_until
+from .conftest import ROOT, micro_train_spec, tick_until
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -140,6 +140,34 @@ def test_gpu_jobs_get_their_own_gpus_and_several_gpus_run_under_torchrun(store, 
         tick_until(scheduler, lambda: status(store, sampling) == "done", 20)
     (started,) = starts(store, sampling)
     assert started["argv"] == ["-m", "ddae_core.worker", str(store.run_dir(sampling))] and started["cuda"] == "0,1"
+
+
+def test_a_cuda_error_is_logged_once_and_a_gpu_job_sent_to_the_cpu_says_why(store, fake_python, monkeypatch,
+                                                                             caplog):
+    import torch
+
+    from ddae_core.jobs import gpu_slots
+
+    def broken():
+        raise RuntimeError("CUDA error: unknown error\nCUDA kernel errors might be asynchronously reported")
+
+    monkeypatch.setattr(torch.cuda, "device_count", broken)
+    monkeypatch.setattr(gpu_slots, "_problems_logged", set())
+    with caplog.at_level("WARNING", logger="ddae_core.jobs.gpu_slots"):
+        assert gpu_slots.detect_gpus() == [] and gpu_slots.detect_gpus() == []
+    cause = "CUDA failed: RuntimeError: CUDA error: unknown error"
+    assert gpu_slots.gpu_problem() == cause
+    assert [r.getMessage() for r in caplog.records] == [
+        f"no GPU slots: {cause}; GPU jobs that allow it run on the CPU"]           # once, with its cause
+    one_gpu = fake_job(store, "one gpu", device="auto", gpus=1, seconds=0)
+    on_cpu = fake_job(store, "cpu job", device="auto", gpus=0, seconds=0)
+    with Scheduler(store.workspace, store, cpu_slots=2, gpus=None, python=fake_python) as scheduler:
+        assert dict(scheduler.tick().started) == {one_gpu: "cpu0", on_cpu: "cpu1"}
+        tick_until(scheduler, lambda: status(store, one_gpu) == status(store, on_cpu) == "done", 20)
+    log_text = (store.run_dir(one_gpu) / "log.txt").read_text()
+    assert f"asked for 1 GPU with --device auto, but this machine has none usable ({cause}): running on the CPU" \
+        in log_text
+    assert not (store.run_dir(on_cpu) / "log.txt").exists() or "GPU" not in (store.run_dir(on_cpu) / "log.txt").read_text()
 
 
 def test_jobs_that_can_never_fit_fail_with_one_sentence(store, fake_python):
@@ -347,6 +375,54 @@ def test_serve_ticks_on_another_thread_until_stopped_and_gives_the_lock_back(sto
     assert (run, "cpu0") in [started for r in reports for started in r.started]
     assert scheduler.holder() is None                  # serve took the lock and gave it back
     scheduler.close()
+
+
+TWO_RANKS = """
+import sys
+from pathlib import Path
+
+import torch
+
+from ddae_core.engine.distributed import DistContext
+from ddae_core.engine.reporting import Reporter
+from ddae_core.engine.training import Trainer
+
+run_dir = Path(sys.argv[1])
+rank = DistContext.from_env().rank
+trainer = Trainer(run_dir, Reporter(run_dir, enabled=rank == 0), run_dir.parent.parent)
+start = {k: v.clone() for k, v in trainer.model.net.state_dict().items()}
+batches = [trainer.sampler.batch(s)[rank::2].tolist() for s in range(trainer.total_steps)]
+try:
+    trainer.run()
+    trainer.dist.barrier()
+finally:
+    trainer.dist.shutdown()
+torch.save({"start": start, "end": trainer.model.net.state_dict(), "batches": batches}, run_dir / f"rank{rank}.pt")
+"""
+
+
+def test_two_ranks_hold_identical_weights_after_steps_on_different_data(workspace, tmp_path):
+    """DDP as the engine sets it up: each rank draws its own images and its own init seed, and gradients
+    averaged across ranks keep the two copies of the network equal, value for value."""
+    import torch
+
+    from ddae_core.jobs.specs import create_job
+
+    run_dir = create_job(workspace, micro_train_spec(steps=3, checkpoint_every=3))
+    script = tmp_path / "two_ranks.py"
+    script.write_text(TWO_RANKS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script), str(run_dir)], env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rank0, rank1 = (torch.load(run_dir / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for step, (a, b) in enumerate(zip(rank0["batches"], rank1["batches"])):
+        assert a and b and not set(a) & set(b), f"step {step}: the ranks read the same images"
+    assert rank0["end"].keys() == rank1["end"].keys()
+    for name, weight in rank0["end"].items():
+        assert torch.equal(weight, rank1["end"][name]), f"{name} differs between the ranks"
+    moved = [name for name, w in rank0["end"].items() if w.is_floating_point() and not torch.equal(w, rank0["start"][name])]
+    assert len(moved) > len(rank0["end"]) // 2                       # they trained, not merely stood still
 
 
 def test_torchrun_trains_with_two_processes_on_the_cpu_and_rank0_alone_reports(workspace, monkeypatch):

@@ -344,6 +344,35 @@ def test_heatmap_marks_baselines_on_the_colour_bar_and_a_fitted_scale_spans_them
     assert heatmap.baselines() == {} and heatmap.baseline_mark("random init") is None
 
 
+def test_heatmap_says_how_sure_each_cell_is(heatmap):
+    from ddae_core.engine.evaluation.certainty import wilson_interval
+
+    heatmap.set_levels()
+    heatmap.set_cells([(11, "out_1", 0.095), (11, "out_2", 0.11), (51, "out_1", 0.105), (51, "out_2", 0.30)])
+    assert heatmap.levels() == pytest.approx((0.095, 0.30))
+    heatmap.set_certainty(200, 10)
+    assert heatmap.baseline_mark("chance") == pytest.approx(0.1, abs=1e-6)        # chance marked on the bar
+    assert "dotted: chance 10.0" in heatmap.colorbar.axis.labelText
+    assert heatmap.readout_at(0.5, 0.5).startswith("out_1 at t=11: 9.5% (95% interval 6.2-14.4% on 200 test images)")
+    assert heatmap.readout_at(0.5, 0.5).endswith("within chance + 2 sigma")
+    assert "within chance" not in heatmap.readout_at(1.5, 1.5)                    # 30% on 200: well above 14.2%
+    # Grey out: the cells within chance + 2 sigma are left undrawn, their text grey; the rest keep colour.
+    assert heatmap.greyed_cells() == set()
+    heatmap.set_grey_chance(True)
+    assert heatmap.greyed_cells() == {(11, "out_1"), (11, "out_2"), (51, "out_1")}
+    drawn = heatmap.image.image
+    assert np.isnan(drawn[0, 0]) and np.isnan(drawn[0, 1]) and drawn[1, 1] == pytest.approx(0.30)
+    assert heatmap.text_of(11, "out_1") == "9.5"                                  # still readable
+    # A near-chance grid fitted: never narrower than a cell's interval, so 9.5-11% stays one quiet colour band.
+    heatmap.clear_cells()
+    heatmap.set_cells([(11, "out_1", 0.095), (11, "out_2", 0.11)])
+    lo, hi = heatmap.levels()
+    assert hi - lo == pytest.approx(wilson_interval(0.11, 200)[1] - wilson_interval(0.11, 200)[0], abs=1e-6)
+    # The grid's own choice (held-out selection) is outlined, even when another cell reads higher on test.
+    heatmap.set_selected((11, "out_1"))
+    assert heatmap.outlined_cell() == (11, "out_1") and heatmap.best_cell() == (11, "out_1", 0.095)
+
+
 # One export route: named after what the plot belongs to, in a remembered folder, confirmed.
 def test_export_dialog_starts_in_the_workspace_exports_names_the_run_and_confirms(qtbot, tmp_path, monkeypatch,
                                                                                     app_settings):

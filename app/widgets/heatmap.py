@@ -3,7 +3,12 @@
 One float32 ImageItem (rows = timesteps, columns = layers in network order) with fixed levels and a
 256-entry colour map shared with a ColorBarItem; unfinished cells are NaN, which ImageItem draws
 transparent (blank), never a colour. Each finished cell carries its value as text; the best cell is
-outlined. A new cell costs one setImage of a tiny array and one text update.
+outlined (or the cell the grid chose on held-out images, set_selected). A new cell costs one setImage of a
+tiny array and one text update.
+
+Given the grid's test images and classes (set_certainty), the heatmap says how sure each cell is: its 95%
+binomial interval on hover, the chance level marked on the colour bar, a fitted scale never narrower than a
+cell's interval, and (set_grey_chance) cells within chance + 2 sigma drawn blank with grey text.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QGraphicsRectItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from ddae_core.engine.evaluation.certainty import chance_level, fitted_levels, wilson_interval, within_chance
+
 from ..colors import text_color_on
 from . import export
 from .common import BACKGROUND, FOREGROUND, follow_mouse, set_axis_label, style_plot
@@ -24,6 +31,8 @@ from .common import BACKGROUND, FOREGROUND, follow_mouse, set_axis_label, style_
 SEQUENTIAL_MAP = "viridis"
 DIVERGING_MAP = "CET-D1A"       # blue - white - red, symmetric around its middle
 BLANK_CELL = QColor("#f0f0f0")
+GREYED_TEXT = QColor("#9a9a9a")
+CHANCE = "chance"               # the chance level's mark on the colour bar
 _BAR_PIXELS = 256               # the colour bar's own y range for its colour map
 
 
@@ -43,6 +52,10 @@ class GridHeatmap(QWidget):
         self._diverging = False
         self._baselines: dict[str, float] = {}       # label -> value, marked on the colour bar
         self._marks: dict[str, pg.InfiniteLine] = {}
+        self._test_images: int | None = None         # what each cell was measured on (None: not known)
+        self._classes: int | None = None
+        self._grey_chance = False
+        self._selected: tuple[int, str] | None = None  # the cell the grid chose, when not simply the highest
         self.value_name = "accuracy"         # what the cells hold: colour bar label (in %), CSV column
 
         self.layout_widget = pg.GraphicsLayoutWidget()
@@ -78,6 +91,7 @@ class GridHeatmap(QWidget):
 
         self.status = QLabel("")
         self.status.setStyleSheet("color: #606060;")
+        self.status.setWordWrap(True)          # a finished grid's headline can run to two lines
         self.export_button = export.make_export_button(
             self, lambda: self._title or "probe_grid",
             {"png": self.export_png, "svg": self.export_svg, "csv": self.export_csv}, views=[self.layout_widget])
@@ -133,7 +147,45 @@ class GridHeatmap(QWidget):
         value = self._values[row, col]
         if not np.isfinite(value):
             return f"{where}: not measured yet"
-        return f"{where}: {100 * value:+.1f} points" if self._diverging else f"{where}: {100 * value:.1f}%"
+        if self._diverging:
+            return f"{where}: {100 * value:+.1f} points"
+        text = f"{where}: {100 * value:.1f}%"
+        if self._test_images:
+            lo, hi = wilson_interval(value, self._test_images)
+            text += f" (95% interval {100 * lo:.1f}-{100 * hi:.1f}% on {self._test_images:,} test images)"
+            if self._is_chance(value):
+                text += ", within chance + 2 sigma"
+        return text
+
+    def _is_chance(self, value: float) -> bool:
+        return bool(self._test_images and self._classes) and not self._diverging and \
+            within_chance(value, self._classes or 0, self._test_images or 0)
+
+    # How sure the cells are.
+    def set_certainty(self, test_images: int | None, classes: int | None) -> None:
+        """The number of test images each cell was measured on and of classes (None: unknown, nothing shown)."""
+        test_images, classes = (int(test_images) if test_images else None), (int(classes) if classes else None)
+        if (test_images, classes) == (self._test_images, self._classes):
+            return
+        self._test_images, self._classes = test_images, classes
+        self._sync_marks()
+        self.set_value_name(self.value_name)
+
+    def set_grey_chance(self, on: bool) -> None:
+        """Draw cells within chance + 2 sigma blank, their text grey: what guessing could have scored."""
+        self._grey_chance = bool(on)
+        self._refresh(all_texts=True)
+
+    def greyed_cells(self) -> set[tuple[int, str]]:
+        """The cells drawn as within chance (empty unless set_grey_chance and set_certainty)."""
+        if not self._grey_chance:
+            return set()
+        return {cell for cell, value in self.cells().items() if self._is_chance(value)}
+
+    def set_selected(self, cell: tuple[int, str] | None) -> None:
+        """Outline this cell (the grid's choice on held-out images) instead of the highest; None: the highest."""
+        self._selected = (int(cell[0]), str(cell[1])) if cell else None
+        self._update_outline()
 
 
     def axes(self) -> tuple[list[int], list[str]]:
@@ -175,9 +227,12 @@ class GridHeatmap(QWidget):
         return self._values.copy()
 
     def best_cell(self) -> tuple[int, str, float] | None:
-        """(timestep, layer, value) of the highest finished cell, or None."""
+        """(timestep, layer, value) of the selected cell (set_selected) or else the highest finished one, or None."""
         if not np.isfinite(self._values).any():
             return None
+        if self._selected in self.cells():
+            t, layer = self._selected
+            return t, layer, self.cells()[(t, layer)]
         r, c = np.unravel_index(np.nanargmax(self._values), self._values.shape)
         return self._timesteps[r], self._layers[c], float(self._values[r, c])
 
@@ -203,20 +258,31 @@ class GridHeatmap(QWidget):
         if clean == self._baselines:
             return
         self._baselines = clean
+        self._sync_marks()
+        self.set_value_name(self.value_name)
+
+    def _mark_values(self) -> dict[str, float]:
+        """Baselines, and the chance level once the number of classes is known."""
+        chance = {CHANCE: chance_level(self._classes)} if self._classes else {}
+        return {**self._baselines, **chance}
+
+    def _sync_marks(self) -> None:
+        clean = self._mark_values()
         for label in [k for k in self._marks if k not in clean]:
             self.colorbar.removeItem(self._marks.pop(label))
         for label in clean:
             if label not in self._marks:
                 # The bar is too narrow for words on it: the axis label names the dashes.
-                pen = pg.mkPen(FOREGROUND, width=2, style=Qt.PenStyle.DashLine)
+                style = Qt.PenStyle.DotLine if label == CHANCE else Qt.PenStyle.DashLine
+                pen = pg.mkPen(FOREGROUND, width=2, style=style)
                 line = pg.InfiniteLine(angle=0, movable=False, pen=pen)
                 line.setZValue(20)
                 self.colorbar.addItem(line)
                 self._marks[label] = line
-        self.set_value_name(self.value_name)
         self._refresh(all_texts=True)
 
     def baselines(self) -> dict[str, float]:
+        """The baselines marked (the chance level, marked too, is not one of them)."""
         return dict(self._baselines)
 
     def baseline_mark(self, label: str) -> float | None:
@@ -237,7 +303,9 @@ class GridHeatmap(QWidget):
         """What the cells hold (colour bar label, CSV column), e.g. 'accuracy difference'."""
         self.value_name = name
         dashes = ", ".join(f"{label} {100 * value:.1f}" for label, value in self._baselines.items())
-        self.colorbar.axis.setLabel(f"{name} (%)" + (f"; dashed: {dashes}" if dashes else ""), color=FOREGROUND)
+        chance = f"; dotted: chance {100 * chance_level(self._classes):.1f}" if self._classes else ""
+        self.colorbar.axis.setLabel(f"{name} (%)" + (f"; dashed: {dashes}" if dashes else "") + chance,
+                                    color=FOREGROUND)
 
     def set_title(self, title: str) -> None:
         self._title = title
@@ -259,16 +327,17 @@ class GridHeatmap(QWidget):
             return self._levels
         if self._levels is None or not len(finite):
             return 0.0, 1.0
-        spanned = [float(finite.min()), float(finite.max()), *self._baselines.values()]
-        lo, hi = min(spanned), max(spanned)
-        return (lo, hi) if hi > lo else (lo - 0.005, hi + 0.005)
+        return fitted_levels(finite, self._test_images, self._mark_values().values())
 
     # Drawing.
     def _refresh(self, all_texts: bool, changed: list[tuple[int, str]] | None = None) -> None:
         levels = self._current_levels()
         old_levels = tuple(self.colorbar.levels())
         if self._values.size:
-            self.image.setImage(self._values.astype(np.float32), autoLevels=False, levels=levels)
+            drawn = self._values.astype(np.float32)
+            for t, layer in self.greyed_cells():
+                drawn[self._timesteps.index(t), self._layers.index(layer)] = np.nan
+            self.image.setImage(drawn, autoLevels=False, levels=levels)
             self.image.setRect(QRectF(0, 0, len(self._layers), len(self._timesteps)))
         else:
             self.image.clear()
@@ -287,8 +356,9 @@ class GridHeatmap(QWidget):
     def _place_marks(self, levels: tuple[float, float]) -> None:
         # The colour bar draws its 256-entry map over 0..256 in its own coordinates, lo at the bottom.
         lo, hi = levels
+        values = self._mark_values()
         for label, line in self._marks.items():
-            value = self._baselines[label]
+            value = values[label]
             inside = not self._diverging and hi > lo and lo <= value <= hi
             line.setVisible(inside)
             if inside:
@@ -312,7 +382,10 @@ class GridHeatmap(QWidget):
         item.setText(f"{100 * value:+.1f}" if self._diverging else f"{100 * value:.1f}")
         lo, hi = levels
         fraction = 0.5 if hi <= lo else min(1.0, max(0.0, (value - lo) / (hi - lo)))
-        item.setColor(text_color_on(self.colorbar.colorMap().map(fraction, mode="qcolor")))
+        if self._grey_chance and self._is_chance(value):
+            item.setColor(GREYED_TEXT)
+        else:
+            item.setColor(text_color_on(self.colorbar.colorMap().map(fraction, mode="qcolor")))
         item.show()
 
     def _update_outline(self) -> None:

@@ -1,4 +1,8 @@
-"""NoiseSlider: choose a noise level, DDPM timestep 0..min(n_T, 1000) or EDM sigma index, with its sigma shown."""
+"""NoiseSlider: choose a noise level, DDPM timestep 0..min(n_T, 1000) or EDM sigma index, with its sigma shown.
+
+The slider covers the model's whole range; past the probed heads' timesteps (set_head_timesteps) its label
+says plainly that the answer comes from the nearest head, which never saw that much noise.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QWidget
+
+from ddae_core.engine.evaluation.certainty import head_range_note
 
 DDPM_POSITIONS = 1000   # t = t_max * (position / 1000)^2: half the travel covers t <= t_max / 4
 
@@ -22,16 +28,22 @@ class NoiseSlider(QWidget):
         self._lo, self._hi = 0, 0
         self._sigmas: Sequence[float] = ()
         self._t = 0
+        self._heads: tuple[int, ...] = ()       # probe heads' timesteps; () for heads that take any
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setEnabled(False)
         self.slider.valueChanged.connect(self._on_slider)
         self.label = QLabel("noise: —")
         self.label.setMinimumWidth(230)
+        self.warning = QLabel("")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("color: #b00020;")
+        self.warning.hide()
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QLabel("Noise"))
         layout.addWidget(self.slider, 1)
         layout.addWidget(self.label)
+        layout.addWidget(self.warning, 1)
 
     def configure(self, framework: str, lo: int, hi: int, sigmas: Sequence[float], t: int) -> None:
         """Range lo..hi of `framework` ("ddpm" | "edm"); sigmas[t] is the noise's standard deviation."""
@@ -44,9 +56,15 @@ class NoiseSlider(QWidget):
         self.slider.setEnabled(True)
         self.set_timestep(t)
 
+    def set_head_timesteps(self, timesteps: Sequence[int]) -> None:
+        """The timesteps probe heads exist at (warned about outside their range); () for any-t heads."""
+        self._heads = tuple(int(t) for t in timesteps)
+        self.set_timestep(self._t)
+
     def disable(self) -> None:
         self.slider.setEnabled(False)
         self.label.setText("noise: —")
+        self.warning.hide()
 
     def clamp(self, t: int) -> int:
         return max(self._lo, min(self._hi, int(t)))
@@ -65,6 +83,13 @@ class NoiseSlider(QWidget):
         if head_timestep is not None and head_timestep != self._t:
             text += f", head of t={head_timestep}"
         self.label.setText(text)
+        note = head_range_note(self._heads, self._t)
+        self.warning.setText(note)
+        self.warning.setVisible(bool(note))
+
+    def warning_text(self) -> str:
+        """The out-of-range warning on show ('' when none)."""
+        return self.warning.text() if not self.warning.isHidden() else ""
 
     def _position_of(self, t: int) -> int:
         if self._framework == "edm":

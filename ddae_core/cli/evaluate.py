@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from .common import add_device, add_options, add_queue_options, add_workspace, launch, options_of, run_dir_of
 
@@ -35,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=cmd_evaluate, kind=kind, spec_function=spec_function)
 
     p = sub.add_parser("classify", help="top-5 classes of image files from a run's trained head")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files or folders (a folder's class subfolders too: their names are the true class)")
     p.add_argument("--run", required=True, help="a probe or noisy-classifier run, or the train run they evaluated")
     p.add_argument("--timestep", type=int, help="noise level (default: the head's)")
     p.add_argument("--head", choices=["probe", "noisy"], default="probe")
@@ -65,15 +67,23 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_classify(args) -> int:
-    from ..engine.evaluation.classify import Classifier, classify_files
+    from ..engine.evaluation.classify import Classifier, accuracy_line, classify_files, expand_images
 
     classifier = Classifier.from_run(run_dir_of(args), head=args.head, layer=args.layer, timestep=args.timestep,
                                      device=args.device)
-    results = classify_files(classifier, args.images, save_dir=args.save, seed=args.seed)
+    results = classify_files(classifier, expand_images(args.images), save_dir=args.save, seed=args.seed)
+    note, tally_line = classifier.range_note(), accuracy_line(results)
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=1))
+        for line in (note, tally_line):          # JSON stays parseable on stdout
+            if line:
+                print(f"note: {line}", file=sys.stderr)
     else:
         print(f"head: {classifier.describe()}")
+        if note:
+            print(f"warning: {note}")
         for r in results:
             print(r.as_text())
+        if tally_line:
+            print(tally_line)
     return 0 if any(r.ok for r in results) else 2

@@ -5,10 +5,15 @@ A slot is one CPU job ('cpu0', 'cpu1', ...) or one GPU ('gpu0', ...). No databas
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 import psutil
+
+log = logging.getLogger(__name__)
+_problems_logged: set[str] = set()      # each cause is logged once per process, not once per scheduler
+_gpu_problem: str | None = None         # why the last detect_gpus found none (None: it found some)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +57,57 @@ def slots_needed(run_id: str, device_request: str, gpus: int, n_gpu: int, n_cpu:
 
 
 def detect_gpus() -> list[str]:
-    """CUDA devices as CUDA_VISIBLE_DEVICES tokens for the workers (within our own CUDA_VISIBLE_DEVICES)."""
+    """CUDA devices as CUDA_VISIBLE_DEVICES tokens for the workers (within our own CUDA_VISIBLE_DEVICES).
+
+    None usable: no GPU slots, and the cause (a CUDA error, no driver, a CPU-only PyTorch) is logged once
+    and kept for gpu_problem(), so a GPU job sent to the CPU can say why.
+    """
+    global _gpu_problem
+    level = logging.INFO        # a machine without a GPU or driver is ordinary; a CUDA that raises is not
     try:
         import torch
 
         count = torch.cuda.device_count()
-    except Exception:  # noqa: BLE001 - no usable CUDA means no GPU slots
+        if count == 0:
+            _gpu_problem = _why_no_cuda(torch)
+    except Exception as exc:  # noqa: BLE001 - no usable CUDA means no GPU slots, said once with its cause
+        count, _gpu_problem, level = 0, f"CUDA failed: {_first_line(exc)}", logging.WARNING
+    if count == 0:
+        if _gpu_problem not in _problems_logged:
+            _problems_logged.add(_gpu_problem)
+            log.log(level, f"no GPU slots: {_gpu_problem}; GPU jobs that allow it run on the CPU")
         return []
+    _gpu_problem = None
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [t.strip() for t in visible.split(",") if t.strip()][:count]
     return [str(i) for i in range(count)]
+
+
+def gpu_problem() -> str | None:
+    """Why the last detect_gpus() found no GPU (one phrase), or None when it found some."""
+    return _gpu_problem
+
+
+def cpu_fallback_note(gpus: int, problem: str | None) -> str:
+    """The line a GPU job's log gets when the queue runs it on the CPU instead."""
+    return (f"asked for {gpus} GPU{'s' if gpus > 1 else ''} with --device auto, but this machine has none usable "
+            f"({problem or 'no GPU was found'}): running on the CPU")
+
+
+def _why_no_cuda(torch) -> str:
+    if torch.version.cuda is None:
+        return "this PyTorch was built without CUDA"
+    try:
+        torch.cuda.init()           # raises with the cause that device_count() swallows
+    except Exception as exc:  # noqa: BLE001 - the cause is the point
+        return f"CUDA failed: {_first_line(exc)}"
+    return "CUDA found no device"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
 
 
 class GpuMeter:

@@ -133,6 +133,10 @@ class ProbeOptions(EvalOptions):
     standardize: Switch = option(False, "the same as --protocol standardized", label="Standardise",
                                  hint="zero-mean, unit-variance features (fast only; not the official protocol)",
                                  tip="A diagnostic: how much more the features hold than the official probe gets out")
+    holdout: Annotated[int | None, Whole(0)] = option(
+        None, "training images held out to choose the best cell (0: choose on the test images, and say so)",
+        label="Held out to choose", hint="automatic: 10% of 5,000+ training images",
+        tip="The headline cell is chosen on these, then quoted with its test accuracy")
     baselines: Switch = option(True, "skip the raw-pixel and random-init baselines (each grid trains them by "
                                      "default)", hint="raw-pixel and random-init baselines",
                                tip="Train the same heads on raw pixels and on the network at random initialisation")

@@ -23,8 +23,18 @@ from ..engine.cpu_threads import slot_threads
 from ..engine.errors import UserError
 from ..engine.runs import list_checkpoints
 from ..rundir import SCHEDULER_LOCK, SPEC, EventType, ProcessLock, RunStatus, lock_holder
+from . import worklog
 from .cluster_backend import ClusterBackend
-from .gpu_slots import CpuMeter, GpuMeter, NeverFits, SlotState, detect_gpus, slots_needed
+from .gpu_slots import (
+    CpuMeter,
+    GpuMeter,
+    NeverFits,
+    SlotState,
+    cpu_fallback_note,
+    detect_gpus,
+    gpu_problem,
+    slots_needed,
+)
 from .local_backend import LocalBackend
 from .tick_report import TickBuilder, TickReport
 from .worker_process import append_event
@@ -62,6 +72,8 @@ class Scheduler:
         self.kill_timeout_s = float(kill_timeout_s)
         self.python = python
         tokens = detect_gpus() if gpus is None else [str(g) for g in gpus]
+        self._gpu_problem = (gpu_problem() if gpus is None else "the scheduler was started without GPUs") \
+            if not tokens else None
         self._cpu = [f"cpu{i}" for i in range(cpu_slots)]
         # Detected GPUs are named by position, given ones by their id; the value is what the worker sees.
         names = [f"gpu{i}" for i in range(len(tokens))] if gpus is None else [f"gpu{g}" for g in gpus]
@@ -211,6 +223,8 @@ class Scheduler:
                 t.waiting.append((entry.run, f"waiting for {what}"))
                 continue
             slots = pool[:count]
+            if need_kind == "cpu" and entry.gpus > 0 and entry.device_request != "cpu":
+                worklog.note(self.store.run_dir(entry.run), cpu_fallback_note(entry.gpus, self._gpu_problem))
             if self.local.submit(t, entry, need_kind, slots):
                 self._reasons_written.pop(entry.run, None)
                 del pool[:count]

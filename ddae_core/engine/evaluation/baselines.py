@@ -56,6 +56,8 @@ def cache_key(grid) -> dict:
         "seed": ctx.seed, "random_init_seed": RANDOM_INIT_SEED,
         "precision": extraction_precision(grid), "extract_batch_size": grid.extract_batch,
         "device": grid.ctx.device.type,
+        # The best cell's held-out images are drawn from the training split (their count, 0 without).
+        "held_out": len(grid.held) if getattr(grid, "held", None) is not None else 0,
     }
 
 

@@ -3,6 +3,10 @@
 A head is a probe cell (a linear classifier on one layer at one timestep, from a probe run's heads.pt)
 or a noisy classifier (noise-conditional MLP, from noisy_head.pt). One forward pass at noise level t
 gives both the features the head reads and the network's clean-image estimate.
+
+A probe head answers only where it was trained: a noise level outside the heads' timesteps is said so
+(range_note). A file inside a folder named after a class carries that class beside the answer, and a
+labelled folder's files add up to an accuracy (certainty.tally).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from ..grids import save_png, to_uint8
 from ..image_files import ImageFileError, load_image
 from ..model import DDAEModel, to_image_range
 from ..runs import find_run, read_spec, resolve_checkpoint
+from .certainty import head_range_note, read_grid, tally, true_class
 from .grid_axes import parse_timesteps
 from .noisy import HEAD_FORMAT as NOISY_FORMAT, NoisyHead
 from .probe import HEADS_FORMAT as PROBE_FORMAT
@@ -42,6 +47,7 @@ class FileResult:
     top: list[tuple[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    truth: str | None = None            # the class its folder names, if any
 
     @property
     def ok(self) -> bool:
@@ -49,14 +55,16 @@ class FileResult:
 
     def as_dict(self) -> dict:
         return {"file": str(self.path), "top5": [{"class": c, "probability": p} for c, p in self.top],
-                "notes": self.notes, "error": self.error}
+                "true_class": self.truth, "notes": self.notes, "error": self.error}
 
     def as_text(self) -> str:
         if self.error:
             return f"{self.path.name}: {self.error}"
         ranked = ", ".join(f"{c} {100 * p:.1f}%" for c, p in self.top)
         notes = f"  ({'; '.join(self.notes)})" if self.notes else ""
-        return f"{self.path.name}: {ranked}{notes}"
+        truth = "" if self.truth is None else \
+            f"  [true class {self.truth}: {'right' if self.top and self.top[0][0] == self.truth else 'wrong'}]"
+        return f"{self.path.name}: {ranked}{truth}{notes}"
 
 
 def _children(workspace: Path, run_id: str, kind: str) -> list[Path]:
@@ -114,7 +122,9 @@ class Classifier:
         if head == "probe":
             if saved.get("format") != PROBE_FORMAT:
                 raise UserError(f"{run_dir / filename} is not a probe-heads file.")
-            accuracy = saved["accuracy"]
+            # The cell the grid chose on its held-out images where it has them, else the best on test.
+            held = (read_grid(run_dir) or {}).get("held_out_accuracy") or {}
+            accuracy = {f"{t}/{k}": v for t, row in held.items() for k, v in row.items()} or saved["accuracy"]
             if layer is not None:
                 cells = {k: v for k, v in accuracy.items() if k.split("/")[1] == layer}
                 if not cells:
@@ -139,6 +149,11 @@ class Classifier:
         if self.kind == "probe":
             return f"probe head on {self.layer} (run {self.source.name}), timesteps {sorted(self.heads)}"
         return f"noisy classifier on {self.layer} (run {self.source.name})"
+
+    def range_note(self, t: int | None = None) -> str:
+        """A warning when t (default: the classifier's own) is outside the probed heads' timesteps, else ''."""
+        t = self.default_timestep if t is None else t
+        return head_range_note(sorted(self.heads), t) if self.kind == "probe" else ""
 
     def head_timestep(self, t: int) -> int:
         """The probed timestep whose head applies at t (the nearest one; noisy heads take any t)."""
@@ -175,6 +190,7 @@ def classify_files(classifier: Classifier, paths: list[str | Path], save_dir: st
             results.append(result)
             continue
         result.notes = loaded.notes
+        result.truth = true_class(path, classifier.classes)
         gen = torch.Generator().manual_seed(seed)
         noise = torch.randn((1, 3, res, res), generator=gen)
         pred = classifier.predict(loaded.image[None], timestep, noise=noise)
@@ -185,6 +201,29 @@ def classify_files(classifier: Classifier, paths: list[str | Path], save_dir: st
             save_png(to_uint8(pred.denoised[0]), out / f"{path.stem}_denoised_t{pred.timestep}.png")
         results.append(result)
     return results
+
+
+def expand_images(paths: list[str | Path]) -> list[Path]:
+    """Files as given; a folder gives its files and those of its subfolders (a labelled folder's class folders)."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            out.append(path)
+            continue
+        inside = sorted(path.iterdir())
+        found = [p for p in inside if p.is_file() and not p.name.startswith(".")]
+        for sub in (p for p in inside if p.is_dir()):
+            found += sorted(p for p in sub.iterdir() if p.is_file() and not p.name.startswith("."))
+        out += found or [path]          # an empty folder is named for what it is, not skipped in silence
+    return list(dict.fromkeys(out))
+
+
+def accuracy_line(results: list[FileResult]) -> str:
+    """'7 of 10 right (70.0%) ...' over the files whose folder names a class, or '' when none does."""
+    right, n = tally((r.top[0][0] if r.top else None, r.truth) for r in results if r.ok)
+    if not n:
+        return ""
+    return f"accuracy: {right} of {n} right ({100 * right / n:.1f}%) on the files whose folder names their class"
 
 
 def _save_folder(save_dir: str | Path) -> Path:

@@ -10,6 +10,9 @@
   unit variance over the cached training views, as MAE-style probes do with a non-affine BatchNorm; the
   statistics are folded into the saved head, so the head still applies to raw features.
 
+The best cell, the grid's headline, is chosen on a held-out part of the training images where the split
+allows (certainty.selection_holdout), and quoted with its test accuracy; grid.json says which selection was made.
+
 Unless the job says `baselines: false`, the same heads with the same protocol are also trained on raw
 pixels and on the network at a fixed random initialisation (sources.py): a grid's numbers mean what
 they stand above those two.
@@ -22,6 +25,7 @@ import logging
 import math
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +33,10 @@ import psutil
 import torch
 
 from ...rundir import GRID, PROBE_HEADS, ArtifactKind, RunStatus, atomic_write_text
+from ..data import ImageData
 from ..device import extraction_batch_size
 from . import baselines as baseline_cache
+from .certainty import SELECTED_ON_HELD_OUT, SELECTED_ON_TEST, edge_note, selection_holdout, selection_words
 from .common import EvalContext, open_context
 from .features import Stopped
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
@@ -54,7 +60,7 @@ class ProbeGrid:
     """One layer x noise grid of probe heads over a feature source (the network, or a baseline's).
 
     `emit`: report cells as grid_cell events (the grid itself); a baseline's grid keeps its cells to itself.
-    `data`: (train, test) splits already loaded by another grid of the same job.
+    `data`: (train, test, held-out or None) splits already loaded (and split) by another grid of the same job.
     """
 
     def __init__(self, ctx: EvalContext, source=None, timesteps: list[int] | None = None, emit: bool = True,
@@ -76,31 +82,43 @@ class ProbeGrid:
         default_batch = (128 if ctx.device.type == "cpu" else 512) if self.precision is None \
             else extraction_batch_size(ctx.device)
         self.extract_batch = int(o.get("extract_batch_size") or default_batch)
-        self.train, self.test = data or (ctx.data("train", o.get("train_limit")), ctx.data("test", o.get("test_limit")))
+        self.train, self.test, self.held = data or self._load_data()
         self.classes = len(self.train.classes)
         self.cells: dict[int, dict[str, float]] = {}
+        self.held_cells: dict[int, dict[str, float]] = {}      # accuracy on the held-out training images
         self.heads: dict[str, dict[str, torch.Tensor]] = {}
         self.work_device = ctx.device
         self.standardize = is_standardized(o)
         self.emit, self.stage = emit, stage
 
+    def _load_data(self) -> tuple[ImageData, ImageData, ImageData | None]:
+        """(train, test, held-out): the held-out images, a fixed draw from the training split, train no head."""
+        o = self.ctx.opts
+        train, test = self.ctx.data("train", o.get("train_limit")), self.ctx.data("test", o.get("test_limit"))
+        held = selection_holdout(len(train), o.get("holdout"))
+        if not held:
+            return train, test, None
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+        return _subset(train, order[held:]), test, _subset(train, order[:held])
+
     # Shared steps.
     def _progress(self, done: int, total: int, stage: str) -> None:
         self.ctx.reporter.progress(done, total, self.stage + stage)
 
-    def test_features(self, t: int) -> torch.Tensor:
-        """Stacked test features at t (one seeded noise draw, no augmentation), the same for both protocols."""
-        feats = self.source.extract(self.test.images, t, batch_size=self.extract_batch,
-                                    seed=_seed(self.ctx.seed, 17, t), stop=self.ctx.stopped)
-        return ProbeHeads(self.channels, self.classes).stack([feats[name] for name in self.layers])
-
-    def finish_row(self, t: int, heads: ProbeHeads) -> None:
-        stacked = self.test_features(t).to(self.work_device)
-        labels = self.test.labels.to(self.work_device)
+    def accuracy(self, heads: ProbeHeads, data: ImageData, t: int, seed: int) -> list[float]:
+        """Each head's accuracy on `data` at t (one seeded noise draw, no augmentation)."""
+        feats = self.source.extract(data.images, t, batch_size=self.extract_batch, seed=seed, stop=self.ctx.stopped)
+        stacked = heads.stack([feats[name] for name in self.layers]).to(self.work_device)
+        labels = data.labels.to(self.work_device)
         correct = torch.zeros(len(self.layers), dtype=torch.long, device=self.work_device)
         for start in range(0, stacked.shape[1], 4096):
             correct += heads.correct(stacked[:, start:start + 4096], labels[start:start + 4096])
-        accuracy = (correct.float() / len(labels)).tolist()
+        return (correct.float() / len(labels)).tolist()
+
+    def finish_row(self, t: int, heads: ProbeHeads) -> None:
+        accuracy = self.accuracy(heads, self.test, t, _seed(self.ctx.seed, 17, t))
+        if self.held is not None:
+            self.held_cells[t] = dict(zip(self.layers, self.accuracy(heads, self.held, t, _seed(self.ctx.seed, 19, t))))
         self.cells[t] = {}
         for name, acc, state in zip(self.layers, accuracy, heads.export()):
             self.cells[t][name] = acc
@@ -213,7 +231,19 @@ class ProbeGrid:
 
     # Results.
     def best(self) -> tuple[int, str, float] | None:
-        return best_cell(self.timesteps, self.layers, self.cells)
+        """(t, layer, test accuracy) of the cell chosen on the held-out images, or of the best on test without."""
+        if self.held is None:
+            return best_cell(self.timesteps, self.layers, self.cells)
+        chosen = best_cell(self.timesteps, self.layers, self.held_cells)
+        return None if chosen is None else (chosen[0], chosen[1], self.cells[chosen[0]][chosen[1]])
+
+    def selection(self) -> dict:
+        """grid.json's account of how the best cell was chosen."""
+        if self.held is None:
+            return {"on": SELECTED_ON_TEST}
+        best = self.best()
+        held = self.held_cells[best[0]][best[1]] if best else None
+        return {"on": SELECTED_ON_HELD_OUT, "images": len(self.held), "accuracy": held}
 
     def save(self, labels: dict[int, str], baselines: dict | None = None) -> dict:
         best = self.best()
@@ -232,6 +262,9 @@ class ProbeGrid:
             "complete": len(self.cells) == len(self.timesteps),
             "classes": list(self.train.classes),
             "train_images": len(self.train), "test_images": len(self.test),
+            "selection": self.selection(),
+            "held_out_accuracy": {str(t): row for t, row in self.held_cells.items()} if self.held else None,
+            "timestep_range": [1, self.model.config.diffusion["n_T"] if self.model.config.framework == "ddpm" else 18],
             "baselines": baselines,
         }
         atomic_write_text(self.ctx.run_dir / GRID, json.dumps(result, indent=1))
@@ -246,6 +279,14 @@ class ProbeGrid:
                               self.ctx.run_dir / PROBE_HEADS)
             self.ctx.reporter.artifact(ArtifactKind.FILE, self.ctx.run_dir / PROBE_HEADS)
         return result
+
+
+HOLDOUT_SEED = 20_231_107    # fixed, like the data seed: the held-out draw is the same for every run
+
+
+def _subset(data: ImageData, index: torch.Tensor) -> ImageData:
+    index = index.sort().values
+    return replace(data, images=data.images[index].contiguous(), labels=data.labels[index])
 
 
 def _concat_heads(groups: list[ProbeHeads], channels: list[int], classes: int) -> ProbeHeads:
@@ -273,7 +314,7 @@ def run_baselines(grid: ProbeGrid) -> dict:
     exactly reads it instead of paying for a second grid; the result says which (`cached`, `measured`).
     Reported as metrics either way.
     """
-    ctx, data, step = grid.ctx, (grid.train, grid.test), grid.ctx.checkpoint_step or 0
+    ctx, data, step = grid.ctx, (grid.train, grid.test, grid.held), grid.ctx.checkpoint_step or 0
     key = baseline_cache.cache_key(grid)
     cache = baseline_cache.cache_path(ctx.workspace, key)
     entry = baseline_cache.read_cached(cache, key)
@@ -334,7 +375,10 @@ def probe_run(run_dir: Path, reporter, workspace: Path) -> str:
     if result["best"]:
         b = result["best"]
         reporter.report("probe/accuracy", b["accuracy"], ctx.checkpoint_step or 0)
-        log.info(f"best cell: {labels[b['timestep']]}, {b['layer']}: {100 * b['accuracy']:.2f}%")
+        log.info(f"best cell: {labels[b['timestep']]}, {b['layer']}: {100 * b['accuracy']:.2f}% "
+                 f"({selection_words(result)})")
+        if result["complete"] and (note := edge_note(grid.timesteps, b["timestep"], result["timestep_range"][1])):
+            log.info(note)
         if baselines:
             log.info(baseline_summary(b["accuracy"], baselines))
     reporter.status(status)
