@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from pathlib import Path
@@ -103,6 +104,28 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 def workspace_of(args) -> Path:
     return resolve_workspace(getattr(args, "workspace", None))
+
+
+def storage_error(exc: BaseException, workspace: Path) -> UserError | None:
+    """One sentence for a failure of the index or the disk that the user can act on; None for anything else."""
+    from sqlalchemy.exc import DatabaseError
+
+    index = Path(workspace) / "studio.sqlite"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"The disk holding {exc.filename or workspace} is full ({exc.strerror}); "
+                         "free some space and try again (nothing half-written was kept).")
+    if not isinstance(exc, DatabaseError):
+        return None
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    if "full" in reason:
+        return UserError(f"The disk holding {index} is full ({reason}); free some space and try again.")
+    if "malformed" in reason or "not a database" in reason:
+        return UserError(f"The index {index} is damaged ({reason}); rebuild it from the run folders with "
+                         f"`ddae reindex --workspace {workspace}`.")
+    if "locked" in reason:
+        return UserError(f"The index {index} stayed busy ({reason}); try again in a moment.")
+    return UserError(f"The index {index} cannot be used ({reason}); check the disk and the folder's permissions, "
+                     f"or rebuild it with `ddae reindex --workspace {workspace}`.")
 
 
 def run_dir_of(args, ref: str | None = None) -> Path:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
+import time
 from pathlib import Path
 
 from db import Ingester, QueueEntry, RunRecord, Store
@@ -64,6 +66,23 @@ def refresh(store: Store) -> bool:
     finally:
         ingester.release()
     return True
+
+
+def wait_for_rebuild(store: Store, timeout_s: float = 60.0) -> None:
+    """Wait while the index was never written although run folders exist: its file was deleted or replaced,
+    and the process that keeps it (holding the ingest lock: a scheduler, the app) fills the new one on its
+    next pass. So a command shows every run, never an empty workspace; UserError if that takes too long."""
+    if store.data_version().version or not any((store.workspace / RUNS_DIR).glob(f"*/{SPEC}")):
+        return
+    holder = Ingester(store).holder() or "the process that keeps the index"
+    print(f"note: the index of {store.workspace} is new and empty; waiting for {holder}, which keeps it, "
+          "to fill it from the run folders", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + timeout_s
+    while not store.data_version().version:
+        if time.monotonic() > deadline:
+            raise UserError(f"The index of {store.workspace} is still empty after {timeout_s:g} s although runs/ "
+                            f"holds run folders, and {holder} keeps it; stop that process, then run `ddae reindex`.")
+        time.sleep(0.1)
 
 
 def cancel(store: Store, workspace: Path, ref: str) -> str:
