@@ -36,7 +36,7 @@ def remove_dead_temps(folder: str | Path) -> list[Path]:
     Only those written on this host by a pid that no longer exists: a live writer's, or another host's,
     are left alone. Returns what was removed.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
