@@ -218,6 +218,20 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _withdraw(workspace: Path, run_dir: Path) -> None:
+    """Take back a run that could not be queued (a full disk): else it would start once space is freed."""
+    import shutil
+
+    from db import Store
+
+    try:
+        with Store.open(workspace) as store:
+            store.delete_run(run_dir.name)
+    except Exception:  # noqa: BLE001 - the index may be what failed; the folder goes either way
+        pass
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def _check_foreground_gpus(args) -> None:
     """A job run here uses one device; only the scheduler starts multi-GPU (torchrun) jobs."""
     gpus = getattr(args, "gpus", None)
@@ -237,6 +251,8 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
     if getattr(args, "cluster", None) is not None and not getattr(args, "queue", False):
         raise UserError("--cluster needs --queue: a cluster runs queued jobs (add --queue).")
     if getattr(args, "queue", False):
+        from sqlalchemy.exc import DatabaseError
+
         from db import Store
 
         from ..jobs.cluster import check_placement, set_run_cluster
@@ -245,15 +261,22 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
         check_priority_option(args.priority)
         cluster = check_placement(workspace, getattr(args, "cluster", None))
         spec["device"]["gpus"] = gpus_for(args)
-        run_dir = create_job(workspace, spec, queue={"priority": args.priority, "gpus": spec["device"]["gpus"]})
-        if cluster is not None:
-            set_run_cluster(run_dir, cluster)        # before it is queued: the scheduler reads it at once
-        store = Store.open(workspace)
         try:
-            queue_created(store, run_dir, priority=args.priority, gpus=spec["device"]["gpus"],
-                          device_request=spec["device"]["request"])
-        finally:
-            store.close()
+            run_dir = create_job(workspace, spec, queue={"priority": args.priority, "gpus": spec["device"]["gpus"]})
+        except OSError as exc:
+            raise storage_error(exc, workspace) or exc from None
+        try:
+            if cluster is not None:
+                set_run_cluster(run_dir, cluster)        # before it is queued: the scheduler reads it at once
+            with Store.open(workspace) as store:
+                queue_created(store, run_dir, priority=args.priority, gpus=spec["device"]["gpus"],
+                              device_request=spec["device"]["request"])
+        except (OSError, DatabaseError) as exc:
+            error = storage_error(exc, workspace)
+            if error is None:
+                raise
+            _withdraw(workspace, run_dir)
+            raise error from None
         where = f" for cluster {cluster}" if cluster else ""
         print(f"queued {run_dir.name}{where} (priority {args.priority}); `ddae queue serve` or the app runs it")
         return run_dir, RunStatus.QUEUED
