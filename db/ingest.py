@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MAX_BYTES_PER_RUN = 32 << 20       # read per run and pass; a longer backlog continues on the next pass
 MAX_BYTES_PER_PASS = 128 << 20     # read per pass over all runs (bounds memory when reindexing)
+SPEC_GRACE_S = 10.0                # a run folder is made, then its spec.yaml written at once: warn after this
 
 _UPSERT_POINTS = (
     "INSERT INTO metric_points (run, key, step, value, time) VALUES (?, ?, ?, ?, ?) "
@@ -69,6 +70,13 @@ def _parent_summary_update() -> Update:
                                           Run.kind == JobKind.PROBE).scalar_subquery()
     return update(Run).where(Run.id == parent).values(version=bindparam("summary_version"),
                                                       **accuracy_summary_of(Run.id))
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
 
 
 class IngestLockError(RuntimeError):
@@ -211,7 +219,10 @@ class Ingester:
             if not (run_dir / SPEC).is_file():
                 if only:
                     raise RunDirError(f"{run_dir} is not a run folder: it has no {SPEC}.")
-                continue                  # still being created, or not a run
+                if _older_than(run_dir, SPEC_GRACE_S):          # else still being created
+                    self._skip(name, f"its folder has no {SPEC} (not a run folder, or its creation failed); "
+                                     f"restore its {SPEC} or move the folder out of {runs_root}")
+                continue
             try:
                 found.append(read_run(run_dir))
             except RunDirError as exc:

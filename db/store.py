@@ -41,6 +41,14 @@ from .rundir import DATA_DIR, DB_NAME, RUNS_DIR, RunFiles, read_meta, read_run, 
 
 log = logging.getLogger(__name__)
 
+STARTING_S = 60.0          # a run folder younger than this without events.jsonl is still starting
+NEVER_STARTED = ("it never started: its folder has no events.jsonl (its worker was killed before its first line, "
+                 "or the folder was copied without it)")
+
+
+def _starting(created: float | None) -> bool:
+    return created is not None and time.time() - created < STARTING_S
+
 
 class Store(ReadsMixin):
     """The index of one workspace. Open with Store.open(workspace); thread-safe; close() when done."""
@@ -171,9 +179,11 @@ class Store(ReadsMixin):
         parent = files.parent_ref
         if parent and session.get(Run, parent) is None:
             parent = None       # linked when the parent is registered
+        status, error = RunStatus.QUEUED if files.queued else RunStatus.RUNNING, None
+        if not files.queued and not files.has_events and not _starting(files.created):
+            status, error = RunStatus.INTERRUPTED, NEVER_STARTED
         session.execute(insert(Run).values(
-            id=files.id, name=files.name, kind=files.kind,
-            status=RunStatus.QUEUED if files.queued else RunStatus.RUNNING,
+            id=files.id, name=files.name, kind=files.kind, status=status, error=error,
             spec=json.dumps(files.spec, sort_keys=True), data=files.data,
             parent_run=parent, parent_ref=files.parent_ref, parent_checkpoint=files.parent_checkpoint,
             created=files.created, host=files.host,

@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 from db import Ingester, QueueEntry, RunRecord, Store
+from db.store import NEVER_STARTED, STARTING_S
 
 from ..engine.errors import UserError
 from ..engine.runs import read_meta, read_spec
-from ..rundir import RUNS_DIR, SPEC, STOP, EventType, RunStatus
+from ..rundir import EVENTS, RUNS_DIR, SPEC, STOP, EventType, RunStatus
 from . import slurm, worklog
 from .cluster import check_placement, current_job, run_cluster, set_run_cluster
 from .worker_process import append_event, last_status_event, on_this_host, request_stop, run_process, signal_worker
@@ -58,6 +59,9 @@ def refresh(store: Store) -> bool:
     try:
         ingester.ingest_once()
         for record in store.runs_by_status(RunStatus.RUNNING):
+            if not record.pid and never_started(store.run_dir(record.id), record.created):
+                store.set_status(record.id, RunStatus.INTERRUPTED, error=NEVER_STARTED)
+                continue
             if not on_this_host(record.host) or not record.pid:
                 continue
             if run_process(store.run_dir(record.id), record.pid, record.host) is None:
@@ -83,6 +87,11 @@ def wait_for_rebuild(store: Store, timeout_s: float = 60.0) -> None:
             raise UserError(f"The index of {store.workspace} is still empty after {timeout_s:g} s although runs/ "
                             f"holds run folders, and {holder} keeps it; stop that process, then run `ddae reindex`.")
         time.sleep(0.1)
+
+
+def never_started(run_dir: Path, created: float | None) -> bool:
+    """A run folder no worker ever wrote to (no events.jsonl) and older than a start takes."""
+    return not (run_dir / EVENTS).exists() and created is not None and time.time() - created > STARTING_S
 
 
 def cancel(store: Store, workspace: Path, ref: str) -> str:
