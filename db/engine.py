@@ -8,6 +8,7 @@ committed in between (busy_timeout cannot help it); IMMEDIATE never does.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
@@ -178,9 +179,13 @@ def migrate(engine: Engine, path: Path) -> None:
     heads = set(script.get_heads())
     try:
         current = schema_revision(engine)
-    except Exception as exc:   # not a database at all, or a corrupt one
+    except Exception as exc:   # not a database at all, a corrupt one, or no room for its WAL
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        if "full" in reason or "I/O" in reason:
+            # A full disk is no fault of the file; a rebuild would not fit either (see ddae_core/cli storage_error).
+            raise OSError(errno.ENOSPC if "full" in reason else errno.EIO, reason, str(path)) from exc
         raise SchemaError(
-            f"studio.sqlite at {path} cannot be read ({exc.__class__.__name__}); "
+            f"studio.sqlite at {path} cannot be read ({reason}); "
             "rebuild it from the run folders with `ddae reindex`."
         ) from exc
     _check_known(path, current, script)

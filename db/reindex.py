@@ -39,7 +39,11 @@ def reindex(workspace: str | Path) -> int:
             _remove_leftovers(workspace)        # of a reindex killed before its swap: we hold the lock now
             _remove_dead_temps(workspace / RUNS_DIR)
             fresh = workspace / f"{_FRESH}-{os.getpid()}"
-            store = Store.open(workspace, db_path=fresh)
+            try:
+                store = Store.open(workspace, db_path=fresh)
+            except BaseException:
+                _remove(fresh)
+                raise
             try:
                 ingester = Ingester(store, lock=lock)
                 # meta.json is applied as each folder registers; each pass reads up to its byte limit per run.

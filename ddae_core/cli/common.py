@@ -114,11 +114,14 @@ def storage_error(exc: BaseException, workspace: Path) -> UserError | None:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return UserError(f"The disk holding {exc.filename or workspace} is full ({exc.strerror}); "
                          "free some space and try again (nothing half-written was kept).")
+    if isinstance(exc, OSError) and exc.errno == errno.EIO:
+        return UserError(f"The disk holding {exc.filename or workspace} failed a write ({exc.strerror}; a full disk "
+                         "often does that); free some space or check the disk, then try again.")
     if not isinstance(exc, DatabaseError):
         return None
     reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
     if "full" in reason:
-        return UserError(f"The disk holding {index} is full ({reason}); free some space and try again.")
+        return UserError(f"The disk holding {workspace} is full ({reason}); free some space and try again.")
     if "malformed" in reason or "not a database" in reason:
         return UserError(f"The index {index} is damaged ({reason}); rebuild it from the run folders with "
                          f"`ddae reindex --workspace {workspace}`.")

@@ -186,9 +186,13 @@ def cmd_runs_delete(args) -> int:
 
 
 def cmd_reindex(args) -> int:
+    from db import SchemaError
+
     workspace = workspace_of(args)
     try:
         count, by = _reindex(workspace)
+    except SchemaError as exc:
+        raise UserError(str(exc)) from None
     except Exception as exc:
         error = storage_error(exc, workspace)
         if error is None:
