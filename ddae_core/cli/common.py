@@ -284,7 +284,10 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
         print(f"queued {run_dir.name}{where} (priority {args.priority}); `ddae queue serve` or the app runs it")
         return run_dir, RunStatus.QUEUED
     _check_foreground_gpus(args)
-    run_dir = create_job(workspace, spec)
+    try:
+        run_dir = create_job(workspace, spec)
+    except OSError as exc:
+        raise storage_error(exc, workspace) or exc from None
     if not quiet:
         print(f"run {run_dir.name} in {run_dir}", flush=True)
     status = execute(run_dir, workspace, echo=None if quiet else ConsoleProgress())
