@@ -180,7 +180,7 @@ def migrate(engine: Engine, path: Path) -> None:
     try:
         current = schema_revision(engine)
     except Exception as exc:   # not a database at all, a corrupt one, or no room for its WAL
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        reason = (str(getattr(exc, "orig", None) or exc).splitlines() or [exc.__class__.__name__])[0]
         if "full" in reason or "I/O" in reason:
             # A full disk is no fault of the file; a rebuild would not fit either (see ddae_core/cli storage_error).
             raise OSError(errno.ENOSPC if "full" in reason else errno.EIO, reason, str(path)) from exc

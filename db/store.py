@@ -119,7 +119,7 @@ class Store(ReadsMixin):
         """The workspace's meta.lock: held while a meta.json is merged and while a reindex swaps the index."""
         return waiting_lock(self.workspace / META_LOCK, what=f"The run metadata of {self.workspace}")
 
-    def _edit_meta(self, ref: str, change, **extra) -> dict:
+    def _edit_meta(self, ref: str, change) -> dict:
         """Apply change(fields) to the run's tags, notes and name, merged into meta.json under meta.lock.
 
         meta.json, read under the lock, is what the edit starts from (the index may be older: a reindex may
@@ -143,7 +143,7 @@ class Store(ReadsMixin):
             change(fields)
             if run_dir.is_dir():
                 try:
-                    write_meta(run_dir, {**fields, **extra})
+                    write_meta(run_dir, fields)
                 except OSError as exc:
                     log.warning("Could not write %s/meta.json (%s); the change is kept in the index only.",
                                 run_dir, exc.strerror or exc)
@@ -152,7 +152,7 @@ class Store(ReadsMixin):
                             name=fields["name"])
         return fields
 
-    def _mirror_meta(self, session: Session, run_id: str, **extra) -> None:
+    def _merge_meta(self, run_id: str, **extra) -> None:
         """Merge `extra` (a queued run's priority) into meta.json; the caller holds meta.lock."""
         run_dir = self.run_dir(run_id)
         if not run_dir.is_dir():
@@ -365,7 +365,7 @@ class Store(ReadsMixin):
             self._put_in_queue(session, run_id, priority, gpus, device_request, time.time())
             self._touch(session, run_id, version, status=RunStatus.QUEUED, error=None, finished=None,
                         gpus=int(gpus), device_request=device_request)
-            self._mirror_meta(session, run_id, priority=int(priority))
+            self._merge_meta(run_id, priority=int(priority))
             return self._queue_entries(session, run_id)[0]
 
     def queued_jobs(self) -> list[QueueEntry]:
@@ -391,7 +391,7 @@ class Store(ReadsMixin):
             if result.rowcount != 1:
                 raise LookupError(f"Run {run_id} is not in the queue; only queued runs have a priority.")
             self._touch(session, run_id, version)
-            self._mirror_meta(session, run_id, priority=int(priority))
+            self._merge_meta(run_id, priority=int(priority))
 
     def dequeue(self, ref: str) -> bool:
         """Take the run out of the queue (its status is left to the caller); False if it was not queued."""
