@@ -235,6 +235,8 @@ def _reindex(workspace, patience_s: float = 3.0) -> tuple[int, str]:
     print(f"the index is kept by {holder} (a scheduler or the app); it rebuilds it", file=sys.stderr, flush=True)
     try:
         return rebuild_by_ingester(workspace), holder
+    except LockTimeout as exc:                  # nothing was moved
+        raise UserError(str(exc)) from None
     except TimeoutError as exc:
         raise UserError(f"The index of {workspace} was moved aside, but {exc}; stop that process (Ctrl-C in "
                         "`ddae queue serve`, or quit the app), then run `ddae reindex` again.") from None
