@@ -19,12 +19,12 @@ from .records import (
     RunRecord,
     RunSummary,
 )
-from .reindex import reindex
+from .reindex import rebuild_by_ingester, reindex
 from .rundir import RunDirError
 from .store import Store
 
 __all__ = [
     "Artifact", "ChangeToken", "Changes", "GridAxes", "GridCell", "History", "IngestLockError",
     "IngestStats", "Ingester", "MetricSummary", "QueueEntry", "RunDirError", "RunRecord", "RunSummary",
-    "SchemaError", "Store", "export_run_csv", "reindex",
+    "SchemaError", "Store", "export_run_csv", "rebuild_by_ingester", "reindex",
 ]

@@ -8,6 +8,7 @@ committed in between (busy_timeout cannot help it); IMMEDIATE never does.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
@@ -64,6 +65,16 @@ class _Shared:
     engine: Engine
     sessions: sessionmaker[Session]
     users: int
+    identity: tuple[int, int] | None      # (device, inode) of the file the engine's connections opened
+    replaced: int = 0                     # how often the file was found deleted or replaced
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 _lock = threading.Lock()
@@ -82,7 +93,7 @@ def acquire(path: Path) -> tuple[Engine, sessionmaker[Session]]:
             except BaseException:
                 engine.dispose()
                 raise
-            shared = _Shared(engine, sessionmaker(engine, expire_on_commit=False), 0)
+            shared = _Shared(engine, sessionmaker(engine, expire_on_commit=False), 0, _identity(Path(key[1])))
             _shared[key] = shared
         shared.users += 1
         return shared.engine, shared.sessions
@@ -105,8 +116,29 @@ def reconnect(path: Path) -> None:
     """Close this process's pooled connections to `path` (replaced on disk); new ones open the new file."""
     with _lock:
         shared = _shared.get((os.getpid(), str(Path(path).resolve())))
-    if shared is not None:
-        shared.engine.dispose()
+        if shared is not None:
+            shared.engine.dispose()
+            shared.identity = _identity(Path(path))
+
+
+def follow(path: Path) -> int:
+    """Reopen `path` if its file was deleted or replaced since this process opened it; how often that happened.
+
+    A connection keeps reading and writing the file it opened, even once another process deleted it or
+    renamed a new one over it: without this, a process would go on with an index nobody else sees. A
+    deleted file is created again, empty and migrated; the ingester (see Ingester) fills it from the runs.
+    """
+    key = (os.getpid(), str(Path(path).resolve()))
+    with _lock:
+        shared = _shared.get(key)
+        if shared is None:
+            return 0
+        if _identity(Path(key[1])) != shared.identity:
+            shared.engine.dispose()            # checked-out connections close when they are given back
+            migrate(shared.engine, Path(key[1]))
+            shared.identity = _identity(Path(key[1]))
+            shared.replaced += 1
+        return shared.replaced
 
 
 def immediate(session: Session) -> Connection:
@@ -147,9 +179,13 @@ def migrate(engine: Engine, path: Path) -> None:
     heads = set(script.get_heads())
     try:
         current = schema_revision(engine)
-    except Exception as exc:   # not a database at all, or a corrupt one
+    except Exception as exc:   # not a database at all, a corrupt one, or no room for its WAL
+        reason = (str(getattr(exc, "orig", None) or exc).splitlines() or [exc.__class__.__name__])[0]
+        if "full" in reason or "I/O" in reason:
+            # A full disk is no fault of the file; a rebuild would not fit either (see ddae_core/cli storage_error).
+            raise OSError(errno.ENOSPC if "full" in reason else errno.EIO, reason, str(path)) from exc
         raise SchemaError(
-            f"studio.sqlite at {path} cannot be read ({exc.__class__.__name__}); "
+            f"studio.sqlite at {path} cannot be read ({reason}); "
             "rebuild it from the run folders with `ddae reindex`."
         ) from exc
     _check_known(path, current, script)

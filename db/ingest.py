@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import nullcontext
 from functools import cache
 from pathlib import Path
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MAX_BYTES_PER_RUN = 32 << 20       # read per run and pass; a longer backlog continues on the next pass
 MAX_BYTES_PER_PASS = 128 << 20     # read per pass over all runs (bounds memory when reindexing)
+SPEC_GRACE_S = 10.0                # a run folder is made, then its spec.yaml written at once: warn after this
 
 _UPSERT_POINTS = (
     "INSERT INTO metric_points (run, key, step, value, time) VALUES (?, ?, ?, ?, ?) "
@@ -70,6 +72,13 @@ def _parent_summary_update() -> Update:
                                                       **headline_of(Run.id))
 
 
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
+
+
 class IngestLockError(RuntimeError):
     """Another process is already the ingester of this workspace."""
 
@@ -78,12 +87,15 @@ class Ingester:
     """Reads runs/*/events.jsonl into the Store; one per workspace (a lock on ingest.lock)."""
 
     def __init__(self, store: Store, workspace: str | Path | None = None,
-                 max_bytes_per_run: int = MAX_BYTES_PER_RUN, max_bytes_per_pass: int = MAX_BYTES_PER_PASS):
+                 max_bytes_per_run: int = MAX_BYTES_PER_RUN, max_bytes_per_pass: int = MAX_BYTES_PER_PASS,
+                 lock: ProcessLock | None = None):
+        """lock: the workspace's ingest lock when the caller took it already (a reindex, before it writes)."""
         self.store = store
         self.workspace = Path(workspace).resolve() if workspace else store.workspace
         self.max_bytes_per_run = max_bytes_per_run
         self.max_bytes_per_pass = max_bytes_per_pass
-        self._lock = ProcessLock(self.workspace / INGEST_LOCK)
+        self._lock = lock if lock is not None else ProcessLock(self.workspace / INGEST_LOCK)
+        self._replaced = store.follow_file()    # how often the index file was replaced, as last seen
         self._resume_at: str | None = None     # the run a pass that ran out of budget stopped at
         self._skipped: dict[str, str] = {}     # run id -> why it is not indexed (warned once per reason)
 
@@ -114,8 +126,22 @@ class Ingester:
 
     # Passes.
     def ingest_once(self) -> IngestStats:
-        """Register new run folders and ingest what every events.jsonl gained, in one transaction."""
-        return self._pass(only=None)
+        """Register new run folders and ingest what every events.jsonl gained, in one transaction.
+
+        If studio.sqlite was deleted or replaced since the last pass, the new file is filled from the run
+        folders before this returns (passes until every events.jsonl is read), so nobody sees it half-built
+        for longer than that.
+        """
+        self.require()
+        replaced = self.store.follow_file()
+        if replaced == self._replaced:
+            return self._pass(only=None)
+        self._replaced = replaced
+        log.warning("%s was deleted or replaced; rebuilding the index from the run folders.", self.store.db_path)
+        total = self._pass(only=None)
+        while (more := self._pass(only=None)).runs_read:
+            total = total.plus(more)
+        return total
 
     def ingest_run(self, run_id: str) -> IngestStats:
         """The same for one run folder (registered first if needed)."""
@@ -138,6 +164,22 @@ class Ingester:
         with self.store._read() as session:
             known = {rid: offset for rid, offset in session.execute(select(Run.id, Run.events_offset))}
             forgotten = set(session.scalars(select(DeletedRun.id)))
+        # A new run's meta.json is read and its row written under meta.lock, so that a tag given meanwhile
+        # lands either in the file read here or in the row written here.
+        with self.store.meta_lock() if self._has_new(runs_root, known, forgotten, only) else nullcontext():
+            return self._pass_locked(only, started, runs_root, known, forgotten)
+
+    @staticmethod
+    def _has_new(runs_root: Path, known: dict[str, int], forgotten: set[str], only: str | None) -> bool:
+        if only:
+            return only not in known
+        try:
+            return any(e.name not in known and e.name not in forgotten and e.is_dir() for e in os.scandir(runs_root))
+        except FileNotFoundError:
+            return False
+
+    def _pass_locked(self, only: str | None, started: float, runs_root: Path, known: dict[str, int],
+                     forgotten: set[str]) -> IngestStats:
         new_runs = self._new_runs(runs_root, known, forgotten, only)
         batches: list[tuple[RunBatch, int, float]] = []
         candidates = [only] if only else sorted([*known, *(f.id for f in new_runs)])
@@ -177,7 +219,10 @@ class Ingester:
             if not (run_dir / SPEC).is_file():
                 if only:
                     raise RunDirError(f"{run_dir} is not a run folder: it has no {SPEC}.")
-                continue                  # still being created, or not a run
+                if _older_than(run_dir, SPEC_GRACE_S):          # else still being created
+                    self._skip(name, f"its folder has no {SPEC} (not a run folder, or its creation failed); "
+                                     f"restore its {SPEC} or move the folder out of {runs_root}")
+                continue
             try:
                 found.append(read_run(run_dir))
             except RunDirError as exc:

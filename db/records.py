@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from ddae_core.rundir import (
@@ -227,6 +227,10 @@ class IngestStats:
     status_changes: int = 0
     skipped_lines: int = 0          # not JSON or missing required fields
     seconds: float = 0.0
+
+    def plus(self, other: IngestStats) -> IngestStats:
+        """Both passes' counts together."""
+        return IngestStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
     @property
     def events_per_second(self) -> float:

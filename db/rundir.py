@@ -45,6 +45,7 @@ class RunFiles:
     priority: int
     tags: list[str]
     notes: str
+    has_events: bool = True         # events.jsonl exists and is not empty: its worker started at least
 
 
 def read_yaml_spec(run_dir: Path) -> dict[str, Any]:
@@ -167,4 +168,12 @@ def read_run(run_dir: Path) -> RunFiles:
                           run_dir / (META if "priority" in meta else SPEC)),
         tags=list(dict.fromkeys(tags)),
         notes=str(meta.get("notes") or ""),
+        has_events=_has_events(run_dir),
     )
+
+
+def _has_events(run_dir: Path) -> bool:
+    try:
+        return (run_dir / EVENTS).stat().st_size > 0
+    except OSError:
+        return False

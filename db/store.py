@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from ddae_core.rundir import RunStatus
+from ddae_core.rundir import META_LOCK, RunStatus, waiting_lock
 
 from . import engine as engines
 from .models import DeletedRun, QueueRow, Run, StudioState
@@ -37,9 +37,17 @@ from .records import (
     check_gpus,
     check_priority,
 )
-from .rundir import DATA_DIR, DB_NAME, RUNS_DIR, RunFiles, read_run, write_meta
+from .rundir import DATA_DIR, DB_NAME, RUNS_DIR, RunFiles, read_meta, read_run, write_meta
 
 log = logging.getLogger(__name__)
+
+STARTING_S = 60.0          # a run folder younger than this without events.jsonl is still starting
+NEVER_STARTED = ("it never started: its folder has no events.jsonl (its worker was killed before its first line, "
+                 "or the folder was copied without it)")
+
+
+def _starting(created: float | None) -> bool:
+    return created is not None and time.time() - created < STARTING_S
 
 
 class Store(ReadsMixin):
@@ -79,14 +87,20 @@ class Store(ReadsMixin):
         return self.workspace / RUNS_DIR / run_id
 
     # Sessions.
+    def follow_file(self) -> int:
+        """Reopen studio.sqlite if it was deleted or replaced (db.engine.follow); how often that happened."""
+        return engines.follow(self.db_path)
+
     @contextmanager
     def _read(self) -> Iterator[Session]:
+        self.follow_file()
         with self._sessions() as session, session.begin():
             yield session
 
     @contextmanager
     def _write(self) -> Iterator[tuple[Session, int]]:
         """A write transaction (BEGIN IMMEDIATE) and the change version it stamps on what it touches."""
+        self.follow_file()
         with self._sessions() as session, session.begin():
             engines.immediate(session)
             version = session.execute(
@@ -101,15 +115,50 @@ class Store(ReadsMixin):
     def _touch(self, session: Session, run_id: str, version: int, **values) -> None:
         session.execute(update(Run).where(Run.id == run_id).values(version=version, **values))
 
-    def _mirror_meta(self, session: Session, run_id: str, **extra) -> None:
-        """Write the run's user-editable fields to meta.json, inside the write lock so edits serialize."""
-        run = session.get(Run, run_id)
+    def meta_lock(self):
+        """The workspace's meta.lock: held while a meta.json is merged and while a reindex swaps the index."""
+        return waiting_lock(self.workspace / META_LOCK, what=f"The run metadata of {self.workspace}")
+
+    def _edit_meta(self, ref: str, change) -> dict:
+        """Apply change(fields) to the run's tags, notes and name, merged into meta.json under meta.lock.
+
+        meta.json, read under the lock, is what the edit starts from (the index may be older: a reindex may
+        have built it before the last edit); the index row gets what meta.json now holds. Returns the fields.
+        """
+        with self._read() as session:
+            run_id = self._resolve(session, ref)
         run_dir = self.run_dir(run_id)
-        if run is None or not run_dir.is_dir():
+        with self.meta_lock():
+            with self._read() as session:        # after the lock: a reindex swapped in by now is the one read
+                run = session.get(Run, run_id)
+                if run is None:
+                    raise LookupError(f"Run {run_id} left the index meanwhile; refresh and try again.")
+                fields = {"tags": json.loads(run.tags), "notes": run.notes, "name": run.name}
+            meta = read_meta(run_dir) if run_dir.is_dir() else {}
+            if isinstance(meta.get("tags"), list):
+                fields["tags"] = [str(t) for t in meta["tags"]]
+            for key in ("notes", "name"):
+                if isinstance(meta.get(key), str) and (meta[key] or key == "notes"):
+                    fields[key] = meta[key]
+            change(fields)
+            if run_dir.is_dir():
+                try:
+                    write_meta(run_dir, fields)
+                except OSError as exc:
+                    log.warning("Could not write %s/meta.json (%s); the change is kept in the index only.",
+                                run_dir, exc.strerror or exc)
+            with self._write() as (session, version):
+                self._touch(session, run_id, version, tags=json.dumps(fields["tags"]), notes=fields["notes"],
+                            name=fields["name"])
+        return fields
+
+    def _merge_meta(self, run_id: str, **extra) -> None:
+        """Merge `extra` (a queued run's priority) into meta.json; the caller holds meta.lock."""
+        run_dir = self.run_dir(run_id)
+        if not run_dir.is_dir():
             return
-        updates = {"tags": json.loads(run.tags), "notes": run.notes, "name": run.name, **extra}
         try:
-            write_meta(run_dir, updates)
+            write_meta(run_dir, extra)
         except OSError as exc:
             log.warning("Could not write %s/meta.json (%s); the change is kept in the index only.",
                         run_dir, exc.strerror or exc)
@@ -130,9 +179,11 @@ class Store(ReadsMixin):
         parent = files.parent_ref
         if parent and session.get(Run, parent) is None:
             parent = None       # linked when the parent is registered
+        status, error = RunStatus.QUEUED if files.queued else RunStatus.RUNNING, None
+        if not files.queued and not files.has_events and not _starting(files.created):
+            status, error = RunStatus.INTERRUPTED, NEVER_STARTED
         session.execute(insert(Run).values(
-            id=files.id, name=files.name, kind=files.kind,
-            status=RunStatus.QUEUED if files.queued else RunStatus.RUNNING,
+            id=files.id, name=files.name, kind=files.kind, status=status, error=error,
             spec=json.dumps(files.spec, sort_keys=True), data=files.data,
             parent_run=parent, parent_ref=files.parent_ref, parent_checkpoint=files.parent_checkpoint,
             created=files.created, host=files.host,
@@ -249,46 +300,30 @@ class Store(ReadsMixin):
             return result.rowcount == 1
 
     def set_tags(self, ref: str, tags: Iterable[str]) -> tuple[str, ...]:
-        """Replace the run's tags (blank ones dropped, duplicates once); mirrored to meta.json."""
+        """Replace the run's tags (blank ones dropped, duplicates once); merged into meta.json."""
         clean = list(dict.fromkeys(t.strip() for t in tags if t and t.strip()))
-        with self._write() as (session, version):
-            run_id = self._resolve(session, ref)
-            self._touch(session, run_id, version, tags=json.dumps(clean))
-            self._mirror_meta(session, run_id)
+        self._edit_meta(ref, lambda fields: fields.update(tags=clean))
         return tuple(clean)
 
     def add_tag(self, ref: str, tag: str) -> tuple[str, ...]:
-        with self._write() as (session, version):
-            run_id = self._resolve(session, ref)
-            tags = json.loads(session.get(Run, run_id).tags)
-            if tag.strip() and tag.strip() not in tags:
-                tags.append(tag.strip())
-            self._touch(session, run_id, version, tags=json.dumps(tags))
-            self._mirror_meta(session, run_id)
-        return tuple(tags)
+        def add(fields: dict) -> None:
+            if tag.strip() and tag.strip() not in fields["tags"]:
+                fields["tags"].append(tag.strip())
+        return tuple(self._edit_meta(ref, add)["tags"])
 
     def remove_tag(self, ref: str, tag: str) -> tuple[str, ...]:
-        with self._write() as (session, version):
-            run_id = self._resolve(session, ref)
-            tags = [t for t in json.loads(session.get(Run, run_id).tags) if t != tag.strip()]
-            self._touch(session, run_id, version, tags=json.dumps(tags))
-            self._mirror_meta(session, run_id)
-        return tuple(tags)
+        def remove(fields: dict) -> None:
+            fields["tags"] = [t for t in fields["tags"] if t != tag.strip()]
+        return tuple(self._edit_meta(ref, remove)["tags"])
 
     def set_notes(self, ref: str, text: str) -> None:
-        with self._write() as (session, version):
-            run_id = self._resolve(session, ref)
-            self._touch(session, run_id, version, notes=text or "")
-            self._mirror_meta(session, run_id)
+        self._edit_meta(ref, lambda fields: fields.update(notes=text or ""))
 
     def rename(self, ref: str, name: str) -> None:
         name = (name or "").strip()
         if not name:
             raise ValueError("A run's name cannot be empty; type a few characters.")
-        with self._write() as (session, version):
-            run_id = self._resolve(session, ref)
-            self._touch(session, run_id, version, name=name)
-            self._mirror_meta(session, run_id)
+        self._edit_meta(ref, lambda fields: fields.update(name=name))
 
     def delete_run(self, ref: str, remove_files: bool = False) -> str:
         """Remove the run's rows (children keep theirs, unlinked); with remove_files also its folder
@@ -322,7 +357,7 @@ class Store(ReadsMixin):
         if device_request not in DEVICE_REQUESTS:
             raise ValueError(f"Unknown device request {device_request!r}; use one of {', '.join(DEVICE_REQUESTS)}.")
         priority, gpus = check_priority(priority), check_gpus(gpus)
-        with self._write() as (session, version):
+        with self.meta_lock(), self._write() as (session, version):     # meta.lock first, as every edit
             run_id = self._resolve(session, ref)
             run = session.get(Run, run_id)
             if run.status == RunStatus.RUNNING and run.pid is not None:     # a worker said it runs
@@ -330,7 +365,7 @@ class Store(ReadsMixin):
             self._put_in_queue(session, run_id, priority, gpus, device_request, time.time())
             self._touch(session, run_id, version, status=RunStatus.QUEUED, error=None, finished=None,
                         gpus=int(gpus), device_request=device_request)
-            self._mirror_meta(session, run_id, priority=int(priority))
+            self._merge_meta(run_id, priority=int(priority))
             return self._queue_entries(session, run_id)[0]
 
     def queued_jobs(self) -> list[QueueEntry]:
@@ -350,13 +385,13 @@ class Store(ReadsMixin):
     def set_priority(self, ref: str, priority: int) -> None:
         """Change a queued run's priority (higher runs first); mirrored to meta.json."""
         priority = check_priority(priority)
-        with self._write() as (session, version):
+        with self.meta_lock(), self._write() as (session, version):
             run_id = self._resolve(session, ref)
             result = session.execute(update(QueueRow).where(QueueRow.run == run_id).values(priority=int(priority)))
             if result.rowcount != 1:
                 raise LookupError(f"Run {run_id} is not in the queue; only queued runs have a priority.")
             self._touch(session, run_id, version)
-            self._mirror_meta(session, run_id, priority=int(priority))
+            self._merge_meta(run_id, priority=int(priority))
 
     def dequeue(self, ref: str) -> bool:
         """Take the run out of the queue (its status is left to the caller); False if it was not queued."""

@@ -121,3 +121,40 @@ def test_export_csv_format(tmp_path):
         fid = (export_run_csv(store, ids[3], tmp_path / "fid")[0]).read_text().splitlines()
         assert fid == ["step,value,time", "1,29.0,1000.0", "2,28.0,1000.0"]
     assert csv_name("align/out_6") == "align_out_6.csv" and csv_name("a b:c/d") == "a_b_c_d.csv"
+
+
+def test_an_edit_starts_from_meta_json_not_from_an_older_index(tmp_path):
+    """A tag written to meta.json after the index was built (as by a tag given during a reindex) is kept."""
+    ws = tmp_path / "ws"
+    rid = run_id("train", 1)
+    run_dir = write_run(ws, rid, events=[status("done")])
+    with Store.open(ws) as store, Ingester(store) as ingester:
+        ingester.ingest_once()
+        store.add_tag(rid, "a")
+        meta = json.loads((run_dir / "meta.json").read_text())
+        (run_dir / "meta.json").write_text(json.dumps({**meta, "tags": ["a", "b"], "notes": "kept"}))
+        assert store.add_tag(rid, "c") == ("a", "b", "c")
+        assert store.get_run(rid).tags == ("a", "b", "c") and store.get_run(rid).notes == "kept"
+        store.rename(rid, "renamed")
+    assert json.loads((run_dir / "meta.json").read_text()) == {"tags": ["a", "b", "c"], "notes": "kept",
+                                                                "name": "renamed"}
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_an_ingester_whose_index_file_was_deleted_or_replaced_rebuilds_it(tmp_path, how):
+    ws = tmp_path / "ws"
+    ids = [run_id("train", n) for n in range(3)]
+    for rid in ids:
+        write_run(ws, rid, events=[status("running"), metric("loss/train", 1, 0.5), status("done")])
+    with Store.open(ws) as store, Ingester(store) as ingester:
+        ingester.ingest_once()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{ws / 'studio.sqlite'}{suffix}").unlink(missing_ok=True)
+        if how == "replaced":                           # an empty index of another process, renamed over it
+            with Store.open(tmp_path / "other", db_path=tmp_path / "other.sqlite"):
+                pass
+            os.replace(tmp_path / "other.sqlite", ws / "studio.sqlite")
+        stats = ingester.ingest_once()
+        assert stats.runs_registered == 3 and store.count_runs() == 3
+        assert [s.count for s in store.summaries(ids[0])] == [1]
+        assert ingester.ingest_once().runs_registered == 0          # once only

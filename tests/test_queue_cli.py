@@ -193,12 +193,26 @@ def test_queue_list_priority_cancel_resume(workspace, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 4
 
 
-def test_reindex_refuses_while_the_scheduler_indexes(workspace, capsys):
+def test_reindex_while_the_scheduler_indexes_is_done_by_the_scheduler(workspace, capsys):
+    import threading
+
+    rid = "20261126-130000-train-0001"
+    write_run(workspace, rid, events=[status("done")])
+    stop = threading.Event()
     with Scheduler(workspace, gpus=[]) as scheduler:
-        scheduler.tick()
-        assert ddae(["reindex", "--workspace", str(workspace)]) == 2
-    assert capsys.readouterr().err == (f"error: The index of {workspace} is in use by process {os.getpid()} on "
-                                       f"{socket.gethostname()} (the scheduler or the app); stop it before reindexing.\n")
+        serving = threading.Thread(target=scheduler.serve, args=(stop, 0.05))
+        serving.start()
+        try:
+            assert ddae(["reindex", "--workspace", str(workspace)]) == 0
+        finally:
+            stop.set()
+            serving.join(10)
+    holder = f"pid {os.getpid()} on {socket.gethostname()}"
+    assert capsys.readouterr().out == (f"{holder} rebuilt the index of {workspace} from its run folders: 1 run "
+                                       "(the old index is kept as studio.sqlite.old)\n")
+    assert (workspace / "studio.sqlite.old").is_file()
+    with Store.open(workspace) as store:
+        assert store.get_run(rid).status == "done"
 
 
 def test_train_queue_then_serve_once_runs_a_tiny_ddpm_job_headless(workspace, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from pathlib import Path
@@ -105,6 +106,31 @@ def workspace_of(args) -> Path:
     return resolve_workspace(getattr(args, "workspace", None))
 
 
+def storage_error(exc: BaseException, workspace: Path) -> UserError | None:
+    """One sentence for a failure of the index or the disk that the user can act on; None for anything else."""
+    from sqlalchemy.exc import DatabaseError
+
+    index = Path(workspace) / "studio.sqlite"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"The disk holding {exc.filename or workspace} is full ({exc.strerror}); "
+                         "free some space and try again (nothing half-written was kept).")
+    if isinstance(exc, OSError) and exc.errno == errno.EIO:
+        return UserError(f"The disk holding {exc.filename or workspace} failed a write ({exc.strerror}; a full disk "
+                         "often does that); free some space or check the disk, then try again.")
+    if not isinstance(exc, DatabaseError):
+        return None
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    if "full" in reason:
+        return UserError(f"The disk holding {workspace} is full ({reason}); free some space and try again.")
+    if "malformed" in reason or "not a database" in reason:
+        return UserError(f"The index {index} is damaged ({reason}); rebuild it from the run folders with "
+                         f"`ddae reindex --workspace {workspace}`.")
+    if "locked" in reason:
+        return UserError(f"The index {index} stayed busy ({reason}); try again in a moment.")
+    return UserError(f"The index {index} cannot be used ({reason}); check the disk and the folder's permissions, "
+                     f"or rebuild it with `ddae reindex --workspace {workspace}`.")
+
+
 def run_dir_of(args, ref: str | None = None) -> Path:
     """The run folder `ref` (default --run) names; finding it writes nothing, so a read-only workspace
     can still be classified from (a job launched from it is refused by launch)."""
@@ -195,6 +221,20 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _withdraw(workspace: Path, run_dir: Path) -> None:
+    """Take back a run that could not be queued (a full disk): else it would start once space is freed."""
+    import shutil
+
+    from db import Store
+
+    try:
+        with Store.open(workspace) as store:
+            store.delete_run(run_dir.name)
+    except Exception:  # noqa: BLE001 - the index may be what failed; the folder goes either way
+        pass
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def _check_foreground_gpus(args) -> None:
     """A job run here uses one device; only the scheduler starts multi-GPU (torchrun) jobs."""
     gpus = getattr(args, "gpus", None)
@@ -214,6 +254,8 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
     if getattr(args, "cluster", None) is not None and not getattr(args, "queue", False):
         raise UserError("--cluster needs --queue: a cluster runs queued jobs (add --queue).")
     if getattr(args, "queue", False):
+        from sqlalchemy.exc import DatabaseError
+
         from db import Store
 
         from ..jobs.cluster import check_placement, set_run_cluster
@@ -222,20 +264,30 @@ def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
         check_priority_option(args.priority)
         cluster = check_placement(workspace, getattr(args, "cluster", None))
         spec["device"]["gpus"] = gpus_for(args)
-        run_dir = create_job(workspace, spec, queue={"priority": args.priority, "gpus": spec["device"]["gpus"]})
-        if cluster is not None:
-            set_run_cluster(run_dir, cluster)        # before it is queued: the scheduler reads it at once
-        store = Store.open(workspace)
         try:
-            queue_created(store, run_dir, priority=args.priority, gpus=spec["device"]["gpus"],
-                          device_request=spec["device"]["request"])
-        finally:
-            store.close()
+            run_dir = create_job(workspace, spec, queue={"priority": args.priority, "gpus": spec["device"]["gpus"]})
+        except OSError as exc:
+            raise storage_error(exc, workspace) or exc from None
+        try:
+            if cluster is not None:
+                set_run_cluster(run_dir, cluster)        # before it is queued: the scheduler reads it at once
+            with Store.open(workspace) as store:
+                queue_created(store, run_dir, priority=args.priority, gpus=spec["device"]["gpus"],
+                              device_request=spec["device"]["request"])
+        except (OSError, DatabaseError) as exc:
+            error = storage_error(exc, workspace)
+            if error is None:
+                raise
+            _withdraw(workspace, run_dir)
+            raise error from None
         where = f" for cluster {cluster}" if cluster else ""
         print(f"queued {run_dir.name}{where} (priority {args.priority}); `ddae queue serve` or the app runs it")
         return run_dir, RunStatus.QUEUED
     _check_foreground_gpus(args)
-    run_dir = create_job(workspace, spec)
+    try:
+        run_dir = create_job(workspace, spec)
+    except OSError as exc:
+        raise storage_error(exc, workspace) or exc from None
     if not quiet:
         print(f"run {run_dir.name} in {run_dir}", flush=True)
     status = execute(run_dir, workspace, echo=None if quiet else ConsoleProgress())

@@ -9,7 +9,7 @@ from ..engine.errors import UserError
 from ..engine.evaluation.fid_label import NONSTANDARD, NONSTANDARD_KEY
 from ..engine.evaluation.protocols import accuracy_text, gains_text, headline_line
 from ..rundir import INGEST_LOCK, JobKind, RunStatus
-from .common import workspace_of
+from .common import storage_error, workspace_of
 from .tables import clock, cut, number, open_store, percent, table, when
 
 
@@ -186,15 +186,57 @@ def cmd_runs_delete(args) -> int:
 
 
 def cmd_reindex(args) -> int:
-    from db import IngestLockError, reindex
+    from db import SchemaError
 
     workspace = workspace_of(args)
     try:
-        count = reindex(workspace)
-    except IngestLockError:
-        holder = (workspace / INGEST_LOCK).read_text().strip().partition(" ")
-        raise UserError(f"The index of {workspace} is in use by process {holder[0]} on {holder[2]} (the scheduler "
-                        "or the app); stop it before reindexing.") from None
-    print(f"reindexed {count} run{'s' if count != 1 else ''} of {workspace} from its run folders "
-          "(the old index is kept as studio.sqlite.old)")
+        count, by = _reindex(workspace)
+    except SchemaError as exc:
+        raise UserError(str(exc)) from None
+    except Exception as exc:
+        error = storage_error(exc, workspace)
+        if error is None:
+            raise
+        raise UserError(f"Reindexing {workspace} failed, so the index was left as it was. {error}") from None
+    if by:
+        print(f"{by} rebuilt the index of {workspace} from its run folders: {count} run{'s' if count != 1 else ''} "
+              "(the old index is kept as studio.sqlite.old)")
+    else:
+        print(f"reindexed {count} run{'s' if count != 1 else ''} of {workspace} from its run folders "
+              "(the old index is kept as studio.sqlite.old)")
     return 0
+
+
+def _reindex(workspace, patience_s: float = 3.0) -> tuple[int, str]:
+    """reindex() here, or by the process that keeps the index (a scheduler, the app); (runs, who else did it).
+
+    Another reindex refuses at once with nothing changed; a command that ingests for a moment is waited for.
+    """
+    from db import IngestLockError, rebuild_by_ingester, reindex
+    from db.reindex import REINDEX_ROLE
+
+    from ..rundir import LockTimeout, lock_holder, lock_role
+
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return reindex(workspace), ""
+        except LockTimeout as exc:
+            raise UserError(str(exc)) from None
+        except IngestLockError:
+            holder = lock_holder(workspace / INGEST_LOCK) or "another process"
+            if lock_role(workspace / INGEST_LOCK) == REINDEX_ROLE:
+                raise UserError(f"{workspace} is being reindexed by {holder} already; this reindex changed nothing "
+                                "(run it again after that one has finished, if you still need to).") from None
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    # A scheduler or the app keeps the index: it rebuilds the index itself once the live file is moved aside.
+    print(f"the index is kept by {holder} (a scheduler or the app); it rebuilds it", file=sys.stderr, flush=True)
+    try:
+        return rebuild_by_ingester(workspace), holder
+    except LockTimeout as exc:                  # nothing was moved
+        raise UserError(str(exc)) from None
+    except TimeoutError as exc:
+        raise UserError(f"The index of {workspace} was moved aside, but {exc}; stop that process (Ctrl-C in "
+                        "`ddae queue serve`, or quit the app), then run `ddae reindex` again.") from None

@@ -8,28 +8,40 @@ import time
 from contextlib import contextmanager
 
 from ..engine.errors import UserError
-from .common import workspace_of
+from .common import storage_error, workspace_of
 
 
 @contextmanager
 def open_store(args, refresh: bool = True):
-    """The workspace's Store, ingested once first (unless the scheduler holds the ingest lock)."""
+    """The workspace's Store, ingested once first (unless the scheduler holds the ingest lock: then it
+    waits for an index that lost its file to be rebuilt by that process). A damaged index or a full disk
+    is one sentence (storage_error)."""
+    from sqlalchemy.exc import DatabaseError
+
     from db import RunDirError, SchemaError, Store
 
-    from ..jobs.queue_ops import refresh as refresh_index
+    from ..jobs.queue_ops import refresh as refresh_index, wait_for_rebuild
 
     workspace = workspace_of(args)
     try:
         store = Store.open(workspace)
     except SchemaError as exc:
         raise UserError(str(exc)) from None
+    except (OSError, DatabaseError) as exc:
+        raise storage_error(exc, workspace) or exc from None
     try:
         if refresh:
             try:
-                refresh_index(store)
+                if not refresh_index(store):
+                    wait_for_rebuild(store)
             except RunDirError as exc:
                 print(f"warning: {exc}", file=sys.stderr)
         yield workspace, store
+    except (OSError, DatabaseError) as exc:
+        error = storage_error(exc, workspace)
+        if error is None:
+            raise
+        raise error from None
     finally:
         store.close()
 

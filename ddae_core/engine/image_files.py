@@ -24,6 +24,11 @@ class ImageFileError(UserError):
     pass
 
 
+def printable(text: str | Path) -> str:
+    """`text` as it can be shown on one line: control characters (a newline in a file name) escaped as \\n."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+
+
 @dataclass
 class LoadedImage:
     path: Path
@@ -51,10 +56,19 @@ def to_8bit(img: Image.Image) -> Image.Image:
 
 
 def _open(path: Path) -> Image.Image:
+    try:
+        return _read(path)
+    except ImageFileError as exc:       # one line, whatever the file's name holds
+        raise ImageFileError(printable(str(exc))) from None
+
+
+def _read(path: Path) -> Image.Image:
     if path.is_dir():
         raise ImageFileError(f"{path} is a folder, not an image file; give the image files in it.")
-    if not path.is_file():
+    if not path.exists():
         raise ImageFileError(f"{path} does not exist.")
+    if not path.is_file():      # a FIFO would block the read for ever, /dev/zero never end
+        raise ImageFileError(f"{path} is not a regular file (a pipe, a device or a socket); give an image file.")
     too_large = ImageFileError(f"{path.name} is too large to classify (over {MAX_PIXELS // 1_000_000} megapixels); "
                                "use a smaller image.")
     try:

@@ -78,7 +78,11 @@ def create_run(workspace: Path, kind: str, *, name: str | None = None, data: str
     }
     if queue is not None:
         spec["queue"] = queue
-    atomic_write_text(run_dir / SPEC, yaml.safe_dump(spec, sort_keys=False))
+    try:
+        atomic_write_text(run_dir / SPEC, yaml.safe_dump(spec, sort_keys=False))
+    except BaseException:
+        run_dir.rmdir()                 # a full disk, say: no empty run folder left behind
+        raise
     return run_dir
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..rundir import SAMPLES_KEY, ArtifactKind, RunStatus, sample_name
+from ..rundir import CHECKPOINTS_DIR, SAMPLES_KEY, ArtifactKind, RunStatus, remove_dead_temps, sample_name
 from . import data as datasets
 from .checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, read_checkpoint
 from .config import parse_model_config
@@ -158,6 +158,8 @@ class Trainer:
         none loads (a config that no longer fits them, say) nothing is set aside and the newest one's
         error stops the run.
         """
+        if self.dist.is_main:           # the half-written checkpoint of a worker killed while saving
+            remove_dead_temps(self.run_dir / CHECKPOINTS_DIR)
         damaged: list[tuple[Path, str]] = []
         for step, path in reversed(list_checkpoints(self.run_dir)):
             try:

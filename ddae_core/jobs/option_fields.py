@@ -19,6 +19,8 @@ from ..engine.errors import ConfigError, UserError
 # Counts (steps, epochs, images) beyond this are typos; it keeps every count an int64 in events and the index.
 MAX_COUNT = 10**12
 MAX_SEED = 2**32 - 1                # numpy's and the data sampler's seeds are 32-bit
+MAX_RATE = 1e9                      # a float option's bound: finite in every product it enters (minutes * 60)
+MAX_LR = 10.0                       # above it every optimizer here diverges (1e308 overflowed Adam's state)
 
 
 def whole_in(field: str, value, minimum: int = 1, maximum: int = MAX_COUNT) -> int:
@@ -48,8 +50,8 @@ def _whole(value) -> int:
     return int(value)
 
 
-def positive_number(field: str, value) -> float:
-    """A finite number above 0, or ConfigError naming `field`."""
+def positive_number(field: str, value, maximum: float = MAX_RATE) -> float:
+    """A finite number above 0 and at most `maximum`, or ConfigError naming `field`."""
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
@@ -58,6 +60,8 @@ def positive_number(field: str, value) -> float:
         raise ConfigError(field, f"must be a finite number (got {value!r})")
     if not number > 0:
         raise ConfigError(field, f"must be greater than 0 (got {value!r})")
+    if number > maximum:
+        raise ConfigError(field, f"must be at most {maximum:g} (got {value!r})")
     return number
 
 
@@ -93,10 +97,12 @@ class Whole(_Check):
 
 @dataclass(frozen=True)
 class Positive(_Check):
-    """A finite float above 0 (inf and nan refused)."""
+    """A finite float above 0 and at most `maximum` (inf and nan refused)."""
+
+    maximum: float = MAX_RATE
 
     def check(self, field: str, value):
-        return positive_number(field, value)
+        return positive_number(field, value, self.maximum)
 
 
 @dataclass(frozen=True)

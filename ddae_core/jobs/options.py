@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from ..engine.evaluation.protocols import PROTOCOLS
 from .option_fields import (
     MAX_COUNT,
+    MAX_LR,
     MAX_SEED,
     DataSpec,
     Device,
@@ -51,6 +52,7 @@ class JobOptions(BaseModel):
 Count = Annotated[int | None, Whole()]
 Integer = Annotated[int | None, Whole(-MAX_COUNT, MAX_COUNT)]   # a timestep: its schedule checks the range
 Rate = Annotated[float | None, Positive()]
+LearningRate = Annotated[float | None, Positive(MAX_LR)]
 Words = Annotated[str | list | None, Text()]
 Switch = Annotated[bool, Flag()]
 Data = Annotated[str | None, DataSpec()]
@@ -83,7 +85,7 @@ class TrainOptions(JobOptions):
                            tip="Train the steps this many minutes allow, as measured in the first minutes (the run "
                                "still ends as done)")
     batch_size: Count = option(None, "images per optimizer step", default_text="the config's")
-    lr: Rate = option(None, "learning rate", label="Learning rate", default_text="the config's")
+    lr: LearningRate = option(None, "learning rate", label="Learning rate", default_text="the config's")
     # Keys of the config's studio block, checked (and named) there as the preset's own values are.
     checkpoint_every_steps: StudioCount = option(None, "steps between checkpoints", label="Checkpoint every",
                                                  flag="--checkpoint-every", spec=False, kind="int")
@@ -122,7 +124,7 @@ class ProbeOptions(EvalOptions):
                            hint="all (decoder out_k); every; or out_5,out_6")
     epochs: Count = option(15, "epochs of each head")
     batch_size: Count = option(128, "images per step")
-    lr: Rate = option(1e-3, "learning rate", label="Learning rate")
+    lr: LearningRate = option(1e-3, "learning rate", label="Learning rate")
     views: Count = option(1, "fast protocol: augmented views cached per timestep")
     train_limit: Count
     test_limit: Count
@@ -166,8 +168,8 @@ class NoisyOptions(EvalOptions):
     epochs: Count = option(None, "epochs", default_text="15 for the head, 200 for --baseline wrn (the official)",
                            hint="15; WRN: 200")
     batch_size: Count = option(128, "images per step")
-    lr: Rate = option(None, "learning rate", label="Learning rate", default_text="0.001; 0.1 for --baseline wrn",
-                      hint="0.001")
+    lr: LearningRate = option(None, "learning rate", label="Learning rate",
+                              default_text="0.001; 0.1 for --baseline wrn", hint="0.001")
     width: Count = option(10, "WRN widen factor", label="WRN width")
     depth: Count = option(28, "WRN depth (6n+4)", label="WRN depth")
     train_limit: Count
@@ -184,7 +186,7 @@ class FinetuneOptions(EvalOptions):
     timestep: Integer = option(None, "fixed time input", default_text="the config's, 11 or 4", hint="the config's")
     epochs: Count = option(15, "epochs")
     batch_size: Count = option(128, "images per step")
-    lr: Rate = option(1e-4, "learning rate", label="Learning rate")
+    lr: LearningRate = option(1e-4, "learning rate", label="Learning rate")
     scratch: Switch = option(False, "same truncated network from random weights", label="From scratch",
                              hint="random weights (baseline)")
     train_limit: Count

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
+import time
 from pathlib import Path
 
 from db import Ingester, QueueEntry, RunRecord, Store
+from db.store import NEVER_STARTED, STARTING_S
 
 from ..engine.errors import UserError
 from ..engine.runs import read_meta, read_spec
-from ..rundir import RUNS_DIR, SPEC, STOP, EventType, RunStatus
+from ..rundir import EVENTS, RUNS_DIR, SPEC, STOP, EventType, RunStatus
 from . import slurm, worklog
 from .cluster import check_placement, current_job, run_cluster, set_run_cluster
 from .worker_process import append_event, last_status_event, on_this_host, request_stop, run_process, signal_worker
@@ -56,6 +59,9 @@ def refresh(store: Store) -> bool:
     try:
         ingester.ingest_once()
         for record in store.runs_by_status(RunStatus.RUNNING):
+            if not record.pid and never_started(store.run_dir(record.id), record.created):
+                store.set_status(record.id, RunStatus.INTERRUPTED, error=NEVER_STARTED)
+                continue
             if not on_this_host(record.host) or not record.pid:
                 continue
             if run_process(store.run_dir(record.id), record.pid, record.host) is None:
@@ -64,6 +70,28 @@ def refresh(store: Store) -> bool:
     finally:
         ingester.release()
     return True
+
+
+def wait_for_rebuild(store: Store, timeout_s: float = 60.0) -> None:
+    """Wait while the index was never written although run folders exist: its file was deleted or replaced,
+    and the process that keeps it (holding the ingest lock: a scheduler, the app) fills the new one on its
+    next pass. So a command shows every run, never an empty workspace; UserError if that takes too long."""
+    if store.data_version().version or not any((store.workspace / RUNS_DIR).glob(f"*/{SPEC}")):
+        return
+    holder = Ingester(store).holder() or "the process that keeps the index"
+    print(f"note: the index of {store.workspace} is new and empty; waiting for {holder}, which keeps it, "
+          "to fill it from the run folders", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + timeout_s
+    while not store.data_version().version:
+        if time.monotonic() > deadline:
+            raise UserError(f"The index of {store.workspace} is still empty after {timeout_s:g} s although runs/ "
+                            f"holds run folders, and {holder} keeps it; stop that process, then run `ddae reindex`.")
+        time.sleep(0.1)
+
+
+def never_started(run_dir: Path, created: float | None) -> bool:
+    """A run folder no worker ever wrote to (no events.jsonl) and older than a start takes."""
+    return not (run_dir / EVENTS).exists() and created is not None and time.time() - created > STARTING_S
 
 
 def cancel(store: Store, workspace: Path, ref: str) -> str:

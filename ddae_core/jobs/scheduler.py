@@ -196,7 +196,13 @@ class Scheduler:
         busy = self.local.busy()
         free_cpu = [s for s in self._cpu if s not in busy]
         free_gpu = [s for s in self._gpu if s not in busy]
+        started = self.local.running()
         for entry in self.store.queued_jobs():
+            if entry.run in started:
+                # An index rebuilt from the run folders before this worker wrote its first status line
+                # says queued again; it runs, once.
+                self.store.dequeue(entry.run)
+                continue
             record = self._record(entry.run)
             if record is None:
                 continue                 # deleted since we read the queue

@@ -6,7 +6,7 @@ the code reads: the file names (layout), the statuses, job kinds, artifact kinds
 workspace's one-holder locks (locks). db imports this and nothing else of ddae_core.
 """
 
-from .atomic import atomic_write, atomic_write_bytes, atomic_write_text, fsync_dir
+from .atomic import atomic_write, atomic_write_bytes, atomic_write_text, fsync_dir, remove_dead_temps
 from .jsonl import NewLines, complete_lines, ends_torn, read_new_lines
 from .layout import (
     CHECKPOINT_RE,
@@ -23,6 +23,7 @@ from .layout import (
     INGEST_LOCK,
     LOG,
     META,
+    META_LOCK,
     NOISY_HEAD,
     NOISY_RESULTS,
     PROBE_HEADS,
@@ -38,15 +39,17 @@ from .layout import (
     run_dir,
     sample_name,
 )
-from .locks import ProcessLock, lock_holder
+from .locks import LockTimeout, ProcessLock, lock_holder, lock_role, waiting_lock
 from .vocab import ACTIVE_STATUSES, DDP_KINDS, FINAL_STATUSES, MODEL_KINDS, ArtifactKind, EventType, JobKind, RunStatus
 
 __all__ = [
     "ACTIVE_STATUSES", "CHECKPOINTS_DIR", "CHECKPOINT_RE", "CLUSTER_FILE", "DAMAGED_SUFFIX", "DATA_DIR", "DB_NAME",
     "DDP_KINDS",
     "EVENTS", "FID_RESULTS", "FIGURES_DIR", "FINAL_STATUSES", "FINETUNE_RESULTS", "GRID", "INGEST_LOCK", "LOG",
-    "META", "MODEL_KINDS", "NOISY_HEAD", "NOISY_RESULTS", "PROBE_HEADS", "RUNS_DIR", "SAMPLES_DIR", "SAMPLES_KEY",
+    "LockTimeout", "META", "META_LOCK",
+    "MODEL_KINDS", "NOISY_HEAD", "NOISY_RESULTS", "PROBE_HEADS", "RUNS_DIR", "SAMPLES_DIR", "SAMPLES_KEY",
     "SCHEDULER_LOCK", "SLURM", "SLURM_DIR", "SPEC", "STOP", "ArtifactKind", "EventType", "JobKind", "NewLines",
     "ProcessLock", "RunStatus", "atomic_write", "atomic_write_bytes", "atomic_write_text", "checkpoint_name",
     "complete_lines", "ends_torn", "fsync_dir", "lock_holder", "read_new_lines", "run_dir", "sample_name",
+    "lock_role", "remove_dead_temps", "waiting_lock",
 ]

@@ -14,6 +14,7 @@ RUNS_DIR = "runs"
 DATA_DIR = "data"
 INGEST_LOCK = "ingest.lock"         # held by the one ingester of the workspace
 SCHEDULER_LOCK = "scheduler.lock"   # held by the one scheduler of the workspace
+META_LOCK = "meta.lock"             # held briefly to merge a meta.json, and by a reindex until its swap
 CLUSTER_FILE = "cluster.yaml"       # Slurm cluster profiles, optional
 
 # Every run directory.

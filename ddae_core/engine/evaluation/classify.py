@@ -24,7 +24,7 @@ from ..checkpoint import load_model, read_checkpoint
 from ..device import resolve_device
 from ..errors import UserError
 from ..grids import save_png, to_uint8
-from ..image_files import ImageFileError, load_image
+from ..image_files import ImageFileError, load_image, printable
 from ..model import DDAEModel, to_image_range
 from ..runs import find_run, read_spec, resolve_checkpoint
 from .certainty import head_range_note, read_grid, tally, true_class
@@ -58,13 +58,14 @@ class FileResult:
                 "true_class": self.truth, "notes": self.notes, "error": self.error}
 
     def as_text(self) -> str:
+        """One line, even for a file whose name holds a newline (escaped, so it cannot forge a result line)."""
         if self.error:
-            return f"{self.path.name}: {self.error}"
+            return f"{printable(self.path.name)}: {printable(self.error)}"
         ranked = ", ".join(f"{c} {100 * p:.1f}%" for c, p in self.top)
         notes = f"  ({'; '.join(self.notes)})" if self.notes else ""
         truth = "" if self.truth is None else \
             f"  [true class {self.truth}: {'right' if self.top and self.top[0][0] == self.truth else 'wrong'}]"
-        return f"{self.path.name}: {ranked}{truth}{notes}"
+        return f"{printable(self.path.name)}: {ranked}{truth}{notes}"
 
 
 def _children(workspace: Path, run_id: str, kind: str) -> list[Path]:
