@@ -44,6 +44,7 @@ class GridsPanel(QWidget):
         self.difference.set_value_name("accuracy difference")
         self.message = QLabel("")
         self.message.setStyleSheet("color: #606060;")
+        self.message.setWordWrap(True)
         pick = QHBoxLayout()
         pick.addWidget(QLabel("Difference  B:"))
         pick.addWidget(self.combo_b, 1)

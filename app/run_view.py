@@ -12,7 +12,7 @@ import logging
 import time
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -49,6 +49,7 @@ from .run_panels import (
 )
 from .system import SystemStrip
 from .unified import UnifiedPanel, fid_panel
+from .widgets.elided import ElidedLabel
 
 log = logging.getLogger(__name__)
 
@@ -105,21 +106,20 @@ class RunHeader(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.title = QLabel()
-        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Long names and specs elide (the whole text in the tooltip) rather than widening the window.
+        self.title = ElidedLabel()
+        font = self.title.font()
+        font.setPointSize(15)
+        font.setWeight(QFont.Weight.DemiBold)
+        self.title.setFont(font)
         self.status = QLabel()
-        self.details = QLabel()
+        self.details = ElidedLabel()
         self.details.setStyleSheet("color: #555;")
-        self.details.setTextFormat(Qt.TextFormat.PlainText)
         self.error = QLabel()
         self.error.setStyleSheet("color: #c62828;")
         self.error.setWordWrap(True)
         self.error.setTextFormat(Qt.TextFormat.PlainText)
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        # Long names and specs are clipped rather than widening the window.
-        for label in (self.title, self.details):
-            label.setMinimumWidth(60)
-        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setFixedWidth(300)
@@ -146,7 +146,8 @@ class RunHeader(QWidget):
         layout.addWidget(self.error)
 
     def show_record(self, r: RunRecord, waiting: str = "") -> None:
-        self.title.setText(f"<span style='font-size:15pt; font-weight:600'>{_escape(r.name)}</span>")
+        self.title.setText(r.name)
+        self.title.setToolTip(f"{r.name}\n{r.id}")
         color = STATUS_COLORS.get(r.status, "#444")
         self.status.setText(f"<span style='color:white; background:{color}; padding:2px 8px;"
                             f" border-radius:6px'>&nbsp;{r.status}&nbsp;</span>")
@@ -197,10 +198,6 @@ class RunHeader(QWidget):
         else:
             return None
         return max(0.0, (r.progress_total - r.progress_done) / rate)
-
-
-def _escape(text: str) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class RunView(QWidget):
