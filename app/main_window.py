@@ -18,6 +18,7 @@ from db import Changes, Store
 from ddae_core.rundir import MODEL_KINDS, RunStatus
 
 from . import workspace as workspaces
+from .eta import RemainingTime
 from .first_run import DemoBanner, DemoController
 from .launch import Launcher, LaunchView
 from .live import LiveHub
@@ -215,9 +216,10 @@ class MainWindow(QMainWindow):
         self.launcher = Launcher(store, on_queued=self._queued)
         self.launch_view = LaunchView(self.launcher)
         queue_feed = QueueFeed(store)
-        self.queue_view = QueueView(queue_feed)
+        remaining = RemainingTime()         # one time-left estimate for Queue and the Run header
+        self.queue_view = QueueView(queue_feed, remaining=remaining)
         self.runs_view = RunsView(RunsPager(store))
-        self.run_view = RunView(store, hub)
+        self.run_view = RunView(store, hub, remaining=remaining)
         # The heavier reads after a change run on the hub's reader thread; widgets change on this one.
         hub.watch("queue", lambda changes: queue_feed.rows(), self.queue_view.set_rows)
         hub.watch("parents", self._read_parents, self.launch_view.set_parent_runs)

@@ -32,6 +32,7 @@ from ddae_core.engine.data.specs import parse_spec
 from ddae_core.rundir import LOG, MODEL_KINDS, JobKind, RunStatus
 
 from .deferred_panel import DeferredPanel
+from .eta import RemainingTime, left_text
 from .live import LiveHub
 from .logtail import LogTail
 from .models import STATUS_COLORS, clock, when
@@ -104,8 +105,9 @@ def panels_for(record: RunRecord) -> list[Panel | DeferredPanel]:
 class RunHeader(QWidget):
     """Name, status, what ran where, progress and the run's actions."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, remaining: RemainingTime | None = None):
         super().__init__(parent)
+        self.remaining = remaining or RemainingTime()       # shared with the Queue view: one time left
         # Long names and specs elide (the whole text in the tooltip) rather than widening the window.
         self.title = ElidedLabel()
         font = self.title.font()
@@ -123,7 +125,6 @@ class RunHeader(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setFixedWidth(300)
-        self._rate: tuple[str, str | None, float, int] | None = None     # run, stage, first seen, done then
         self.progress.setTextVisible(True)
         self.folder_button = QPushButton("Open folder")
         self.evaluate_button = QToolButton()
@@ -173,31 +174,22 @@ class RunHeader(QWidget):
         self.progress.setVisible(r.status != RunStatus.DONE and (fraction is not None or r.status == RunStatus.QUEUED))
         if fraction is not None:
             self.progress.setValue(int(fraction * 1000))
-            eta = self.eta(r)
+            left = left_text(self.time_left(r))
             self.progress.setFormat(f"{r.progress_stage or ''} {r.progress_done}/{r.progress_total}  {fraction:.0%}"
-                                    + (f"  ETA {clock(eta)}" if eta is not None else ""))
+                                    + (f"  ·  {left}" if left else ""))
         elif r.status == RunStatus.QUEUED:
             self.progress.setValue(0)
             self.progress.setFormat(waiting or r.progress_stage or "queued")
         self.evaluate_button.setVisible(r.kind in MODEL_KINDS)
 
 
-    def eta(self, r: RunRecord) -> float | None:
-        """Seconds left in the running stage, from the progress seen since it was first shown (or since start)."""
-        if r.status != RunStatus.RUNNING or not r.progress_total or not r.progress_done:
-            self._rate = None
+    def time_left(self, r: RunRecord) -> float | None:
+        """Seconds left in the running stage, from the estimate the Queue view shows too."""
+        if r.status != RunStatus.RUNNING:
             return None
         now = time.time()
-        if self._rate is None or self._rate[:2] != (r.id, r.progress_stage):
-            self._rate = (r.id, r.progress_stage, now, r.progress_done)
-        _, _, first_seen, done_then = self._rate
-        if r.progress_done > done_then:
-            rate = (r.progress_done - done_then) / max(now - first_seen, 1e-6)
-        elif r.started is not None:
-            rate = r.progress_done / max(now - r.started, 1e-6)
-        else:
-            return None
-        return max(0.0, (r.progress_total - r.progress_done) / rate)
+        self.remaining.observe(r.id, r.progress_stage, r.progress_done, r.progress_total, now)
+        return self.remaining.seconds_left(r.id, now)
 
 
 class RunView(QWidget):
@@ -206,7 +198,8 @@ class RunView(QWidget):
     open_run = Signal(str)
     evaluate = Signal(str, str)     # job kind, parent run id
 
-    def __init__(self, store: Store | None, hub: LiveHub | None = None, parent=None):
+    def __init__(self, store: Store | None, hub: LiveHub | None = None, parent=None,
+                 remaining: RemainingTime | None = None):
         super().__init__(parent)
         self.store = store
         self.hub = hub
@@ -215,7 +208,7 @@ class RunView(QWidget):
         self.record: RunRecord | None = None
         self.panels: list[Panel | DeferredPanel] = []
 
-        self.header = RunHeader()
+        self.header = RunHeader(remaining=remaining)
         self.header.folder_button.clicked.connect(self._open_folder)
         for kind, text in EVALUATIONS:
             self.header.menu.addAction(text, lambda k=kind: self.record and self.evaluate.emit(k, self.record.id))

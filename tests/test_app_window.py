@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
 
 from app.widgets.curves import CurvePlot
 from db import testing as fake
-from tests.app_support import app_settings, no_leftovers, studio  # noqa: F401
+from tests.app_support import answer_next_box, app_settings, no_leftovers, press, studio  # noqa: F401
 
 LONG = "a run whose name goes on and on " * 8
 
@@ -38,6 +37,9 @@ def test_the_window_never_grows_past_the_screen(studio, qtbot, tmp_path):
         plot.readout.setText("step 12345: " + ", ".join(f"loss/train {i}.0" for i in range(40)))
     assert _fits(window)
 
+    # Queue and the Run header show one time left: they read one estimate.
+    assert window.queue_view.model.remaining is window.run_view.header.remaining
+
     window.compare_runs([a.name, b.name])
     assert window.tabs.currentWidget() is window.compare_view
     tabs = window.compare_view.findChild(type(window.tabs))
@@ -63,22 +65,6 @@ def test_a_saved_geometry_larger_than_the_screen_is_restored_within_it(qtbot, ap
     assert window.width() <= area.width()
 
 
-def _answer_quit_box(window, qtbot, answer) -> list:
-    """Open File > Quit's notice through quit() and answer it with `answer` (a callable given the box)."""
-    shown = []
-
-    def respond():
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(50, respond)
-            return
-        shown.append(box.text())
-        answer(box)
-
-    QTimer.singleShot(50, respond)
-    return shown
-
-
 def test_cancel_and_escape_in_the_quit_dialog_keep_the_app_open(studio, qtbot, tmp_path, monkeypatch):
     from PySide6.QtCore import Qt
 
@@ -89,11 +75,11 @@ def test_cancel_and_escape_in_the_quit_dialog_keep_the_app_open(studio, qtbot, t
     closed = []
     QApplication.instance().lastWindowClosed.connect(lambda: closed.append(True))
 
-    shown = _answer_quit_box(window, qtbot, lambda box: box.button(QMessageBox.StandardButton.Cancel).click())
+    shown = answer_next_box(qtbot, press(QMessageBox.StandardButton.Cancel))
     assert window.quit() is False
     assert shown == ["1 job keeps running after you quit (“x”)."] and window.isVisible()
 
-    shown = _answer_quit_box(window, qtbot, lambda box: qtbot.keyClick(box, Qt.Key.Key_Escape))
+    shown = answer_next_box(qtbot, lambda box: qtbot.keyClick(box, Qt.Key.Key_Escape))
     assert window.quit() is False and shown and window.isVisible()
 
     # The window manager's close button asks the same question, after its close event (never inside it).
@@ -101,7 +87,7 @@ def test_cancel_and_escape_in_the_quit_dialog_keep_the_app_open(studio, qtbot, t
         def spontaneous(self):
             return True
 
-    shown = _answer_quit_box(window, qtbot, lambda box: box.button(QMessageBox.StandardButton.Cancel).click())
+    shown = answer_next_box(qtbot, press(QMessageBox.StandardButton.Cancel))
     event = FromWindowManager()
     window.closeEvent(event)
     assert not event.isAccepted()
@@ -109,7 +95,7 @@ def test_cancel_and_escape_in_the_quit_dialog_keep_the_app_open(studio, qtbot, t
     qtbot.wait(100)
     assert window.isVisible() and not closed
 
-    shown = _answer_quit_box(window, qtbot, lambda box: box.button(QMessageBox.StandardButton.Ok).click())
+    shown = answer_next_box(qtbot, press(QMessageBox.StandardButton.Ok))
     assert window.quit() is True and not window.isVisible()
 
 
