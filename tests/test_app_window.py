@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
 from app.widgets.curves import CurvePlot
 from db import testing as fake
 from tests.app_support import answer_next_box, app_settings, no_leftovers, press, studio  # noqa: F401
+from tests.gui_fixtures import gui_store, gui_workspace  # noqa: F401 - fixtures
 
 LONG = "a run whose name goes on and on " * 8
 
@@ -103,3 +104,21 @@ def _close_event():
     from PySide6.QtGui import QCloseEvent
 
     return QCloseEvent()
+
+
+def test_compares_grids_scroll_in_a_small_window(qtbot, gui_workspace, gui_store, app_settings):
+    from app.compare import CompareView
+
+    view = CompareView(gui_store)
+    qtbot.addWidget(view)
+    view.resize(460, 520)
+    view.show()
+    ws = gui_workspace
+    view.set_runs([ws.probe_a, ws.probe_b, ws.train_a, ws.train_b])
+    for panel in (view.grids, view.samples):
+        view.tabs.setCurrentWidget(panel)
+        QApplication.processEvents()
+        holder = panel.scroll.widget()
+        assert holder.minimumSizeHint().width() > panel.scroll.viewport().width()     # more than fits ...
+        assert panel.scroll.horizontalScrollBar().maximum() > 0                        # ... scrolls to it
+        assert holder.width() >= holder.minimumSizeHint().width()                      # nothing squeezed
