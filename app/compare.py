@@ -89,6 +89,7 @@ class CompareView(QWidget):
         self.summary_table = self._table(self.summary_model)
         self.spec_table = self._table(self.spec_model)
         self.spec_label = QLabel("Spec keys that differ")
+        self.spec_label.setWordWrap(True)
         tables = QSplitter(Qt.Orientation.Vertical)
         for title, table in (("Best cells, final loss and sample quality", self.summary_table),
                              (None, self.spec_table)):

@@ -33,7 +33,7 @@ class GridsPanel(QWidget):
         self._grid.setSpacing(6)
         holder = QWidget()
         holder.setLayout(self._grid)
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(holder)
 
@@ -44,8 +44,10 @@ class GridsPanel(QWidget):
         self.difference = GridHeatmap("B − A")
         self.difference.set_diverging(True)
         self.difference.set_value_name("accuracy difference")
+        self.difference.setMinimumSize(320, 200)
         self.message = QLabel("")
         self.message.setStyleSheet("color: #606060;")
+        self.message.setWordWrap(True)
         pick = QHBoxLayout()
         pick.addWidget(QLabel("Difference  B:"))
         pick.addWidget(self.combo_b, 1)
@@ -165,9 +167,15 @@ class SamplesPanel(QWidget):
         row.addWidget(QLabel("Step"))
         row.addWidget(self.slider, 1)
         row.addWidget(self.step_label)
+        # The grids scroll rather than squeeze or clip when many runs share a small window.
+        holder = QWidget()
+        holder.setLayout(self._grid)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(holder)
         layout = QVBoxLayout(self)
         layout.addWidget(self.message)
-        layout.addLayout(self._grid, 1)
+        layout.addWidget(self.scroll, 1)
         layout.addLayout(row)
 
     def set_bundles(self, bundles: list[RunBundle], colors: dict[str, QColor]) -> None:
@@ -183,6 +191,7 @@ class SamplesPanel(QWidget):
             viewer = SampleViewer(name)
             viewer.title_label.setText(_title_html(name, colors[b.id]))
             viewer.set_slider_visible(False)
+            viewer.setMinimumSize(240, 240)
             self.viewers[b.id] = viewer
             self._grid.addWidget(viewer, i // COLUMNS, i % COLUMNS)
         self.message.setText("" if with_samples else "None of these runs has sample grids yet.")

@@ -10,14 +10,15 @@ import gc
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QApplication, QCheckBox, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
 from db import Changes, Store
 from ddae_core.rundir import MODEL_KINDS, RunStatus
 
 from . import workspace as workspaces
+from .eta import RemainingTime
 from .first_run import DemoBanner, DemoController
 from .launch import Launcher, LaunchView
 from .live import LiveHub
@@ -92,6 +93,7 @@ class MainWindow(QMainWindow):
         collect_in_gui_thread()
         self.setWindowTitle("DDAE Studio")
         self.resize(1400, 900)
+        self._fit_screen()
         self.setAcceptDrops(True)
         self.run_scheduler = run_scheduler
         self.cpu_slots = cpu_slots
@@ -112,8 +114,31 @@ class MainWindow(QMainWindow):
         geometry = workspaces.settings().value("window/geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
+            self._fit_screen()      # saved on a larger screen, or with a window that had grown past it
         if workspace is not None:
             self.open_workspace(workspace)
+
+    def _fit_screen(self, *_) -> None:
+        """Keep the window within its screen's available area: no larger (its maximum), and on it."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        area = screen.availableGeometry()
+        self.setMaximumSize(area.size())
+        frame = self.geometry()
+        if not self.isMaximized() and not self.isFullScreen() and not area.contains(frame):
+            frame.setSize(frame.size().boundedTo(area.size()))
+            frame.moveLeft(min(max(frame.left(), area.left()), area.right() + 1 - frame.width()))
+            frame.moveTop(min(max(frame.top(), area.top()), area.bottom() + 1 - frame.height()))
+            self.setGeometry(frame)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        handle = self.windowHandle()
+        if handle is not None and not getattr(self, "_follows_screen", False):
+            self._follows_screen = True
+            handle.screenChanged.connect(self._fit_screen)      # moved to another monitor
+        self._fit_screen()
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -191,9 +216,10 @@ class MainWindow(QMainWindow):
         self.launcher = Launcher(store, on_queued=self._queued)
         self.launch_view = LaunchView(self.launcher)
         queue_feed = QueueFeed(store)
-        self.queue_view = QueueView(queue_feed)
+        remaining = RemainingTime()         # one time-left estimate for Queue and the Run header
+        self.queue_view = QueueView(queue_feed, remaining=remaining)
         self.runs_view = RunsView(RunsPager(store))
-        self.run_view = RunView(store, hub)
+        self.run_view = RunView(store, hub, remaining=remaining)
         # The heavier reads after a change run on the hub's reader thread; widgets change on this one.
         hub.watch("queue", lambda changes: queue_feed.rows(), self.queue_view.set_rows)
         hub.watch("parents", self._read_parents, self.launch_view.set_parent_runs)
@@ -432,7 +458,10 @@ class MainWindow(QMainWindow):
         box = QMessageBox(QMessageBox.Icon.Information, "Quit DDAE Studio", text,
                           QMessageBox.StandardButton.Ok | QMessageBox.StandardButton.Cancel, self)
         box.setDefaultButton(QMessageBox.StandardButton.Ok)
-        box.setCheckBox(QCheckBox("Do not tell me again"))
+        box.setEscapeButton(QMessageBox.StandardButton.Cancel)
+        # Held here too: asking the box for its checkbox after Escape crashes PySide6 (a freed wrapper).
+        box.do_not_tell = QCheckBox("Do not tell me again")
+        box.setCheckBox(box.do_not_tell)
         return box
 
     def quit(self) -> bool:
@@ -448,16 +477,22 @@ class MainWindow(QMainWindow):
         if text is None:
             return True
         box = self.quit_box(text)
-        answer = box.exec()
-        if box.checkBox() is not None and box.checkBox().isChecked():
+        answer = box.exec()         # OK quits; Cancel, Escape and the box's close button stay
+        check = getattr(box, "do_not_tell", None)
+        if check is not None and check.isChecked():
             settings.setValue(QUIT_NOTICE_KEY, "false")
-        return answer != QMessageBox.StandardButton.Cancel
+        if isinstance(box, QMessageBox):
+            box.deleteLater()
+        return int(getattr(answer, "value", answer)) == QMessageBox.StandardButton.Ok.value
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Stop the timer and the scheduler thread; running jobs keep running and show again on reopening."""
-        # The window's close button asks as File > Quit does (a close from code, e.g. a test, does not).
-        if event.spontaneous() and not self._asked_on_close and not self._confirm_quit():
+        # The window's close button asks as File > Quit does (a close from code, e.g. a test, does not),
+        # but after this event: a dialog run inside a close event lets Qt take the window as closed and
+        # quit the app when the dialog closes, whatever was answered.
+        if event.spontaneous() and not self._asked_on_close:
             event.ignore()
+            QTimer.singleShot(0, self.quit)
             return
         workspaces.settings().setValue("window/geometry", self.saveGeometry())
         self._close_workspace()

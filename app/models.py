@@ -17,6 +17,8 @@ from db import QueueEntry, RunSummary
 from ddae_core.engine.evaluation import protocols
 from ddae_core.rundir import RunStatus
 
+from .eta import RemainingTime, clock, left_text
+
 ID_ROLE = Qt.ItemDataRole.UserRole + 1        # the run id of a row
 FRACTION_ROLE = Qt.ItemDataRole.UserRole + 2  # progress in 0..1, or None
 SORT_ROLE = Qt.ItemDataRole.UserRole + 3
@@ -27,14 +29,6 @@ STATUS_COLORS = {
 }
 
 _Index = QModelIndex | QPersistentModelIndex
-
-
-def clock(seconds: float | None) -> str:
-    """Seconds as 1:02:03 or 2:03; '' for None."""
-    if seconds is None or seconds < 0:
-        return ""
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def when(stamp: float | None) -> str:
@@ -139,7 +133,7 @@ class RunTableModel(QAbstractTableModel):
             if column == "status" and run.error:
                 return run.error
             if column == "name":
-                return run.id
+                return f"{run.name}\n{run.id}"
             if column == "notes" and run.notes:
                 return run.notes
             if column in ("best_accuracy", "gains") and run.best_accuracy is not None:
@@ -225,23 +219,22 @@ class QueueRow:
 
 
 class QueueModel(QAbstractTableModel):
-    """The queue table; elapsed and ETA are computed here from progress seen over time."""
+    """The queue table; elapsed and time left move with the clock (time left from the shared estimate)."""
 
-    HEADERS = ("Run", "Kind", "Status", "Progress", "Device", "Priority", "Elapsed", "ETA")
+    HEADERS = ("Run", "Kind", "Status", "Progress", "Device", "Priority", "Elapsed", "Time left")
     PROGRESS_COLUMN = 3
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, remaining: RemainingTime | None = None):
         super().__init__(parent)
         self._rows: list[QueueRow] = []
-        self._rate: dict[str, tuple[str | None, float, int]] = {}   # run -> (stage, first seen, done then)
+        self.remaining = remaining or RemainingTime()               # shared with the Run header
         self._waiting: dict[str, str] = {}                          # run -> why the scheduler holds it back
 
     def set_rows(self, rows: Sequence[QueueRow]) -> None:
         now = time.time()
         for row in rows:
-            seen = self._rate.get(row.run)
-            if row.status == RunStatus.RUNNING and row.done is not None and (seen is None or seen[0] != row.stage):
-                self._rate[row.run] = (row.stage, now, row.done)
+            if row.status == RunStatus.RUNNING:
+                self.remaining.observe(row.run, row.stage, row.done, row.total, now)
         if [r.run for r in rows] == [r.run for r in self._rows]:
             self._rows = list(rows)     # same rows, new values: no reset, so selection stays
             self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(self.HEADERS) - 1))
@@ -279,20 +272,6 @@ class QueueModel(QAbstractTableModel):
             return self.HEADERS[section]
         return None
 
-    def eta(self, row: QueueRow) -> float | None:
-        if row.status != RunStatus.RUNNING or row.fraction is None or row.total is None:
-            return None
-        if row.done is None or row.done <= 0:
-            return None
-        seen = self._rate.get(row.run)
-        if seen is not None and seen[0] == row.stage and row.done > seen[2]:
-            rate = (row.done - seen[2]) / max(time.time() - seen[1], 1e-6)     # progress seen here
-        elif row.started is not None:
-            rate = row.done / max(time.time() - row.started, 1e-6)             # since the job started
-        else:
-            return None
-        return (row.total - row.done) / rate
-
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
@@ -305,7 +284,7 @@ class QueueModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole and col == 2:
             return QBrush(QColor(STATUS_COLORS.get(row.status, "#444444")))
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.error if row.error else f"{row.run}\n{row.stage or ''}"
+            return row.error if row.error else f"{row.name}\n{row.run}" + (f"\n{row.stage}" if row.stage else "")
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         if col == 0:
@@ -328,5 +307,6 @@ class QueueModel(QAbstractTableModel):
             end = row.finished if row.status != RunStatus.RUNNING and row.finished else time.time()
             return clock(end - row.started)
         if col == 7:
-            return clock(self.eta(row))
+            running = row.status == RunStatus.RUNNING
+            return left_text(self.remaining.seconds_left(row.run, time.time()) if running else None)
         return None

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QUrl, Signal
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
-    QHBoxLayout,
+    QCheckBox,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QPushButton,
     QStyle,
     QStyledItemDelegate,
@@ -29,12 +31,15 @@ from db import Store
 from db.records import FINAL_STATUSES
 from ddae_core.rundir import LOG, RunStatus
 
+from .eta import RemainingTime
 from .logtail import LogDialog
 from .models import FRACTION_ROLE, ID_ROLE, QueueModel, QueueRow
+from .widgets.flow import FlowLayout
 
 log = logging.getLogger(__name__)
 
-RECENT = 15     # finished runs kept in the table, for a look at how they ended and to resume them
+RECENT = 15     # finished runs the feed reads, for a look at how they ended and to resume them
+FINISHED_LINGER_S = 600     # a finished run stays this long unless "Show finished" is ticked
 
 
 class QueueFeed:
@@ -112,10 +117,10 @@ class QueueView(QWidget):
 
     open_run = Signal(str)      # run id, on double-click
 
-    def __init__(self, feed: QueueFeed | None, parent=None):
+    def __init__(self, feed: QueueFeed | None, parent=None, remaining: RemainingTime | None = None):
         super().__init__(parent)
         self.feed = feed
-        self.model = QueueModel(self)
+        self.model = QueueModel(self, remaining)
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setItemDelegateForColumn(QueueModel.PROGRESS_COLUMN, ProgressDelegate(self.table))
@@ -124,6 +129,9 @@ class QueueView(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().hide()
         self.table.setShowGrid(False)
+        # Names that share a long beginning (the bundled examples') differ at their end: keep both ends.
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         # Device is wide enough for a cluster job's "test job 99: RUNNING on vm, 0:44 of 10:00".
@@ -134,7 +142,7 @@ class QueueView(QWidget):
         self.model.modelReset.connect(self._update_buttons)
 
         self.buttons: dict[str, QPushButton] = {}
-        bar = QHBoxLayout()
+        bar = FlowLayout()          # wraps in a narrow window rather than widening it
         for key, text, tip, slot in (
             ("cancel", "Cancel", "Stop the job (it saves a checkpoint) or take it out of the queue", self.cancel),
             ("resume", "Resume", "Queue a cancelled, failed or interrupted run again (train runs continue "
@@ -150,7 +158,12 @@ class QueueView(QWidget):
             button.clicked.connect(slot)
             self.buttons[key] = button
             bar.addWidget(button)
-        bar.addStretch(1)
+        self.show_finished = QCheckBox("Show finished")
+        self.show_finished.setToolTip(f"Keep the last {RECENT} finished runs in the table; otherwise a run leaves "
+                                      f"it {FINISHED_LINGER_S // 60} minutes after it ends")
+        self.show_finished.toggled.connect(lambda _: self._show(self._rows))
+        bar.addWidget(self.show_finished)
+        self._rows: list[QueueRow] = []        # as the feed read them; the table shows _shown() of them
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.slots = QLabel()
@@ -180,9 +193,23 @@ class QueueView(QWidget):
 
     def set_rows(self, rows: list[QueueRow]) -> None:
         """Show these rows (read by the feed, on any thread), keeping the selection."""
+        self._rows = list(rows)
+        self._show(self._rows)
+
+    def _shown(self, rows: list[QueueRow], now: float) -> list[QueueRow]:
+        """The rows the table shows: live ones, and finished ones while recent or asked for."""
+        if self.show_finished.isChecked():
+            return rows
+        return [r for r in rows if r.status not in FINAL_STATUSES or r.finished is None
+                or now - r.finished < FINISHED_LINGER_S]
+
+    def _show(self, rows: list[QueueRow]) -> None:
+        shown = self._shown(rows, time.time())
+        if shown == [self.model.row_at(i) for i in range(self.model.rowCount())]:
+            return          # nothing changed (the clock's tick): the model's clocks refresh on their own
         selected = self.selected()
-        self.model.set_rows(rows)
-        self.empty.setVisible(not rows)
+        self.model.set_rows(shown)
+        self.empty.setVisible(not shown)
         if selected:
             self.select(selected)
         self._update_buttons()
@@ -212,7 +239,8 @@ class QueueView(QWidget):
         self.slots.setText("Slots: " + " · ".join(parts))
 
     def tick(self) -> None:
-        """Once a second: clocks move and open logs follow their files."""
+        """Once a second: clocks move, finished runs leave after a while, open logs follow their files."""
+        self._show(self._rows)
         self.model.refresh_clock()
         for dialog in list(self._logs):
             if dialog.isVisible():
@@ -261,7 +289,25 @@ class QueueView(QWidget):
         self.say(f"{what.capitalize()}: {run_id}.")
         self.refresh()
 
+    def cancel_box(self, row: QueueRow) -> QMessageBox:
+        """Asked before cancelling a running job: it names the run; No is the default."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Cancel a running job",
+                          f"Cancel “{row.name}” ({row.run})? It saves a checkpoint and stops; Resume continues "
+                          "it later.", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.setEscapeButton(QMessageBox.StandardButton.No)
+        return box
+
     def cancel(self) -> None:
+        row = self._selected_row()
+        if row is not None and row.status == RunStatus.RUNNING:
+            box = self.cancel_box(row)
+            answer = box.exec()
+            if isinstance(box, QMessageBox):
+                box.deleteLater()
+            if int(getattr(answer, "value", answer)) != QMessageBox.StandardButton.Yes.value:
+                self.say(f"Kept running: {row.name}.")
+                return
         self._act("cancel", self.feed.cancel)
 
     def resume(self) -> None:

@@ -12,7 +12,7 @@ import logging
 import time
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -33,6 +33,7 @@ from ddae_core.engine.evaluation.protocols import headline_line
 from ddae_core.rundir import LOG, MODEL_KINDS, JobKind, RunStatus
 
 from .deferred_panel import DeferredPanel
+from .eta import RemainingTime, left_text
 from .live import LiveHub
 from .logtail import LogTail
 from .models import STATUS_COLORS, clock, when
@@ -50,6 +51,7 @@ from .run_panels import (
 )
 from .system import SystemStrip
 from .unified import UnifiedPanel, fid_panel
+from .widgets.elided import ElidedLabel
 
 log = logging.getLogger(__name__)
 
@@ -104,27 +106,26 @@ def panels_for(record: RunRecord) -> list[Panel | DeferredPanel]:
 class RunHeader(QWidget):
     """Name, status, what ran where, progress and the run's actions."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, remaining: RemainingTime | None = None):
         super().__init__(parent)
-        self.title = QLabel()
-        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.remaining = remaining or RemainingTime()       # shared with the Queue view: one time left
+        # Long names and specs elide (the whole text in the tooltip) rather than widening the window.
+        self.title = ElidedLabel()
+        font = self.title.font()
+        font.setPointSize(15)
+        font.setWeight(QFont.Weight.DemiBold)
+        self.title.setFont(font)
         self.status = QLabel()
-        self.details = QLabel()
+        self.details = ElidedLabel()
         self.details.setStyleSheet("color: #555;")
-        self.details.setTextFormat(Qt.TextFormat.PlainText)
         self.error = QLabel()
         self.error.setStyleSheet("color: #c62828;")
         self.error.setWordWrap(True)
         self.error.setTextFormat(Qt.TextFormat.PlainText)
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        # Long names and specs are clipped rather than widening the window.
-        for label in (self.title, self.details):
-            label.setMinimumWidth(60)
-        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setFixedWidth(300)
-        self._rate: tuple[str, str | None, float, int] | None = None     # run, stage, first seen, done then
         self.progress.setTextVisible(True)
         self.folder_button = QPushButton("Open folder")
         self.evaluate_button = QToolButton()
@@ -147,7 +148,8 @@ class RunHeader(QWidget):
         layout.addWidget(self.error)
 
     def show_record(self, r: RunRecord, waiting: str = "") -> None:
-        self.title.setText(f"<span style='font-size:15pt; font-weight:600'>{_escape(r.name)}</span>")
+        self.title.setText(r.name)
+        self.title.setToolTip(f"{r.name}\n{r.id}")
         color = STATUS_COLORS.get(r.status, "#444")
         self.status.setText(f"<span style='color:white; background:{color}; padding:2px 8px;"
                             f" border-radius:6px'>&nbsp;{r.status}&nbsp;</span>")
@@ -175,35 +177,22 @@ class RunHeader(QWidget):
         self.progress.setVisible(r.status != RunStatus.DONE and (fraction is not None or r.status == RunStatus.QUEUED))
         if fraction is not None:
             self.progress.setValue(int(fraction * 1000))
-            eta = self.eta(r)
+            left = left_text(self.time_left(r))
             self.progress.setFormat(f"{r.progress_stage or ''} {r.progress_done}/{r.progress_total}  {fraction:.0%}"
-                                    + (f"  ETA {clock(eta)}" if eta is not None else ""))
+                                    + (f"  ·  {left}" if left else ""))
         elif r.status == RunStatus.QUEUED:
             self.progress.setValue(0)
             self.progress.setFormat(waiting or r.progress_stage or "queued")
         self.evaluate_button.setVisible(r.kind in MODEL_KINDS)
 
 
-    def eta(self, r: RunRecord) -> float | None:
-        """Seconds left in the running stage, from the progress seen since it was first shown (or since start)."""
-        if r.status != RunStatus.RUNNING or not r.progress_total or not r.progress_done:
-            self._rate = None
+    def time_left(self, r: RunRecord) -> float | None:
+        """Seconds left in the running stage, from the estimate the Queue view shows too."""
+        if r.status != RunStatus.RUNNING:
             return None
         now = time.time()
-        if self._rate is None or self._rate[:2] != (r.id, r.progress_stage):
-            self._rate = (r.id, r.progress_stage, now, r.progress_done)
-        _, _, first_seen, done_then = self._rate
-        if r.progress_done > done_then:
-            rate = (r.progress_done - done_then) / max(now - first_seen, 1e-6)
-        elif r.started is not None:
-            rate = r.progress_done / max(now - r.started, 1e-6)
-        else:
-            return None
-        return max(0.0, (r.progress_total - r.progress_done) / rate)
-
-
-def _escape(text: str) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        self.remaining.observe(r.id, r.progress_stage, r.progress_done, r.progress_total, now)
+        return self.remaining.seconds_left(r.id, now)
 
 
 class RunView(QWidget):
@@ -212,7 +201,8 @@ class RunView(QWidget):
     open_run = Signal(str)
     evaluate = Signal(str, str)     # job kind, parent run id
 
-    def __init__(self, store: Store | None, hub: LiveHub | None = None, parent=None):
+    def __init__(self, store: Store | None, hub: LiveHub | None = None, parent=None,
+                 remaining: RemainingTime | None = None):
         super().__init__(parent)
         self.store = store
         self.hub = hub
@@ -221,7 +211,7 @@ class RunView(QWidget):
         self.record: RunRecord | None = None
         self.panels: list[Panel | DeferredPanel] = []
 
-        self.header = RunHeader()
+        self.header = RunHeader(remaining=remaining)
         self.header.folder_button.clicked.connect(self._open_folder)
         for kind, text in EVALUATIONS:
             self.header.menu.addAction(text, lambda k=kind: self.record and self.evaluate.emit(k, self.record.id))

@@ -142,3 +142,27 @@ def trained_run_with_samples(ws: Path, side: int = 64) -> Path:
     (train / "samples").mkdir()
     assert img.save(str(train / "samples" / "step_000100.png"))
     return train
+
+
+def answer_next_box(qtbot, answer) -> list[str]:
+    """Answer the next modal QMessageBox with `answer(box)` once it shows; the list gets the box's text."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    shown: list[str] = []
+
+    def respond():
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(50, respond)
+            return
+        shown.append(box.text())
+        answer(box)
+
+    QTimer.singleShot(50, respond)
+    return shown
+
+
+def press(button):
+    """An answer for answer_next_box: click the box's standard `button`."""
+    return lambda box: box.button(button).click()

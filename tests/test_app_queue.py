@@ -10,11 +10,21 @@ from pathlib import Path
 
 import psutil
 import pytest
+from PySide6.QtWidgets import QMessageBox
 
 from app import workspace as workspaces
 from app.run_panels import TrainingPanel
 from db import testing as fake
-from tests.app_support import MICRO_DATA, app_settings, micro_overrides, no_leftovers, studio, wait_status  # noqa: F401
+from tests.app_support import (  # noqa: F401
+    MICRO_DATA,
+    answer_next_box,
+    app_settings,
+    micro_overrides,
+    no_leftovers,
+    press,
+    studio,
+    wait_status,
+)
 
 WRITER = """
 import os, socket, sys, time
@@ -70,7 +80,9 @@ def test_cancel_works_from_the_queue(studio, qtbot):
     # A running job is asked to stop once it trains (a loss point is in), saves and ends cancelled.
     qtbot.waitUntil(lambda: bool(window.store.summaries(running)), timeout=60_000)
     assert view.select(running)
+    asked = answer_next_box(qtbot, press(QMessageBox.StandardButton.Yes))     # it asks, naming the run
     view.buttons["cancel"].click()
+    assert asked and asked[0].startswith(f"Cancel “long A” ({running})?")
     assert "Cancel" in view.message.text()
     assert wait_status(qtbot, window, running, ("cancelled", "interrupted", "failed"), 60) == "cancelled"
     qtbot.waitUntil(lambda: view.model.row_at(view.model.row_of(running)).status == "cancelled", timeout=5000)
@@ -127,7 +139,7 @@ def test_reopening_shows_the_runs_and_a_running_job_live_again(studio, qtbot, tm
         assert second.run_view.run_id == live_dir.name      # a running run is shown on opening
         loss = second.run_view.panel(TrainingPanel).loss
         header = second.run_view.header
-        qtbot.waitUntil(lambda: "ETA" in header.progress.format(), timeout=10_000)      # the Run header's ETA
+        qtbot.waitUntil(lambda: " left" in header.progress.format(), timeout=10_000)      # the time left
         assert wait_status(qtbot, second, live_dir.name, ("done",), 30) == "done"
         # The window says a job it saw running has finished.
         qtbot.waitUntil(lambda: "“still training” finished" in second.statusBar().currentMessage(), timeout=10_000)

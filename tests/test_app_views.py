@@ -184,15 +184,17 @@ def test_run_view_fills_in_live_and_every_plot_exports(studio, qtbot, tmp_path):
     assert exported >= 6
 
 
-def test_queue_model_shows_elapsed_and_eta():
+def test_queue_model_shows_elapsed_and_time_left():
     model = QueueModel()
     now = time.time()
     row = QueueRow("r1", "run", "train", "running", None, "cpu0", now - 65, None, 10, 100, "train")
     model.set_rows([row])
     assert model.data(model.index(0, 6)).startswith("1:0")
-    assert model.data(model.index(0, 7)) in ("9:45", "9:44", "9:46")   # 10 steps in 65 s so far, 90 to go
-    model._rate["r1"] = ("train", now - 10, 0)
-    assert model.data(model.index(0, 7)) in ("1:30", "1:29", "1:31")  # 10 steps in 10 s, 90 to go
+    assert model.data(model.index(0, 7)) == ""          # one report seen: no rate yet (the start never counts)
+    model.remaining.observe("r1", "train", 0, 100, now - 10)   # as if seen 10 s ago at step 0
+    model.remaining.observe("r1", "train", 10, 100, now)
+    assert model.data(model.index(0, 7)) in ("1:30 left", "1:29 left")  # 10 steps in 10 s, 90 to go
+    assert model.headerData(7, Qt.Orientation.Horizontal) == "Time left"
     waiting = QueueRow.from_entry(fake_entry(), "waiting for parent checkpoint")
     model.set_rows([row, waiting])
     assert model.data(model.index(1, 3)) == "waiting for parent checkpoint"

@@ -14,11 +14,13 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer
 from PySide6.QtGui import QColor, QStandardItemModel
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
 from ..colors import color_for, faded
 from . import export
 from .common import FOREGROUND, GRID_ALPHA, follow_mouse, plot_widget, set_axis_label
+from .elided import ElidedLabel
+from .flow import FlowLayout
 from .smoothing import EmaState, ema
 
 X_MODES = ("step", "epoch", "time")
@@ -112,7 +114,8 @@ class CurvePlot(QWidget):
         layout.addWidget(self.empty_label, 1)
 
     def _build_toolbar(self) -> None:
-        bar = self._toolbar = QHBoxLayout()
+        # A flow, not a row: a narrow plot wraps its controls rather than widening the window.
+        bar = self._toolbar = FlowLayout()
         bar.setContentsMargins(4, 2, 4, 0)
         self.smoothing_slider = QSlider(Qt.Orientation.Horizontal)
         self.smoothing_slider.setRange(0, int(MAX_SMOOTHING * 1000))
@@ -135,15 +138,15 @@ class CurvePlot(QWidget):
         self.export_button = export.make_export_button(
             self, lambda: self._title or "curves",
             {"png": self.export_png, "svg": self.export_svg, "csv": self.export_csv}, views=[self.plot_widget])
-        self.readout = QLabel("")            # the points nearest the mouse
+        self.readout = ElidedLabel("")       # the points nearest the mouse, on the rest of the line
+        self.readout.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.readout.setStyleSheet("color: #303030;")
         follow_mouse(self.plot_widget.scene(), self.plot, self.readout, lambda x, _y: self.readout_at(x))
         for w in (QLabel("Smoothing"), self.smoothing_slider, self.smoothing_label, self.log_y_box,
                   self.log_x_box, self.x_label, self.x_combo):
             bar.addWidget(w)
-        bar.addStretch(1)
-        bar.addWidget(self.readout)
         bar.addWidget(self.export_button)
+        bar.addWidget(self.readout)
 
     def _enable_epoch_mode(self, enabled: bool) -> None:
         model = self.x_combo.model()
@@ -338,8 +341,8 @@ class CurvePlot(QWidget):
         set_axis_label(self.plot, "bottom", label)
 
     def add_tool(self, widget: QWidget) -> None:
-        """Put a caller's control (e.g. a checkbox) in the toolbar, before the stretch and the Export button."""
-        self._toolbar.insertWidget(self._toolbar.count() - 3, widget)
+        """Put a caller's control (e.g. a checkbox) in the toolbar, before the Export button and the readout."""
+        self._toolbar.insertWidget(self._toolbar.count() - 2, widget)
 
     # Hover readout.
     def readout_at(self, x: float) -> str:

@@ -66,6 +66,7 @@ class SampleViewer(QWidget):
 
         self.title_label = QLabel(title)
         self.title_label.setStyleSheet("font-weight: 600;")
+        self.title_label.setWordWrap(True)          # a long run name wraps rather than widening the window
         self.title_label.setVisible(bool(title))
         self.picture = ScaledPicture()
         self.slider = QSlider(Qt.Orientation.Horizontal)

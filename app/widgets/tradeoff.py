@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from . import export
 from .common import BACKGROUND, FOREGROUND, GRID_ALPHA, follow_mouse, set_axis_label, style_plot
+from .elided import ElidedLabel
 
 STEP_MAP = "viridis"
 LINE_GREY = QColor("#9a9a9a")
@@ -67,7 +68,8 @@ class TradeoffPlot(QWidget):
         self.ring.setZValue(20)
         self.plot.addItem(self.ring)
 
-        self.readout = QLabel("")
+        self.readout = ElidedLabel("")       # a long hover text elides instead of widening the window
+        self.readout.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.readout.setStyleSheet("color: #303030;")
         follow_mouse(self.layout_widget.scene(), self.plot, self.readout, self.readout_at)
         self.export_button = export.make_export_button(
@@ -80,8 +82,7 @@ class TradeoffPlot(QWidget):
         self.empty_label.hide()
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 2, 4, 0)
-        bar.addStretch(1)
-        bar.addWidget(self.readout)
+        bar.addWidget(self.readout, 1)
         bar.addWidget(self.export_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -1,0 +1,90 @@
+"""A toolbar layout that wraps onto another line instead of widening its window (Qt's flow-layout example).
+
+Items keep their size hint, in order, left to right; one that does not fit starts a new line. An item
+whose widget's horizontal policy is Expanding (a hover readout) takes the rest of its line, or a line of
+its own when less than its minimum is left. Its minimum width is its widest item's, so a window holding
+two plots side by side still fits a small screen.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, QRect, QSize, Qt
+from PySide6.QtWidgets import QLayout, QLayoutItem, QSizePolicy, QWidgetItem
+
+
+class FlowLayout(QLayout):
+    def __init__(self, parent=None, spacing: int = 6):
+        super().__init__(parent)
+        self._items: list[QLayoutItem] = []
+        self.setSpacing(spacing)
+
+    def addItem(self, item: QLayoutItem) -> None:
+        self._items.append(item)
+
+    def insertWidget(self, index: int, widget) -> None:
+        """Put `widget` before the item at `index`."""
+        self.addChildWidget(widget)
+        self._items.insert(index, QWidgetItem(widget))
+        self.invalidate()
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, index: int) -> QLayoutItem | None:
+        return self._items[index] if 0 <= index < len(self._items) else None
+
+    def takeAt(self, index: int) -> QLayoutItem | None:
+        return self._items.pop(index) if 0 <= index < len(self._items) else None
+
+    def expandingDirections(self) -> Qt.Orientation:
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        return self._place(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect: QRect) -> None:
+        super().setGeometry(rect)
+        self._place(rect, move=True)
+
+    def sizeHint(self) -> QSize:
+        margins = self.contentsMargins()
+        width = sum(i.sizeHint().width() for i in self._visible()) + self.spacing() * max(len(self._visible()) - 1, 0)
+        height = max((i.sizeHint().height() for i in self._visible()), default=0)
+        return QSize(width + margins.left() + margins.right(), height + margins.top() + margins.bottom())
+
+    def minimumSize(self) -> QSize:
+        size = QSize()
+        for item in self._visible():
+            size = size.expandedTo(item.minimumSize())
+        margins = self.contentsMargins()
+        return size + QSize(margins.left() + margins.right(), margins.top() + margins.bottom())
+
+    def _visible(self) -> list[QLayoutItem]:
+        return [i for i in self._items if not (i.widget() is not None and i.widget().isHidden())]
+
+    def _place(self, rect: QRect, move: bool) -> int:
+        """Lay the items out in `rect` (when `move`); the height they take."""
+        margins = self.contentsMargins()
+        area = rect.adjusted(margins.left(), margins.top(), -margins.right(), -margins.bottom())
+        x, y, line_height, gap = area.x(), area.y(), 0, self.spacing()
+        for item in self._visible():
+            hint = item.sizeHint()
+            widget = item.widget()
+            expanding = widget is not None and \
+                widget.sizePolicy().horizontalPolicy() == QSizePolicy.Policy.Expanding
+            width = min(hint.width(), area.width())
+            if expanding:
+                width = max(area.right() + 1 - x, 0)
+                if width < item.minimumSize().width() and x > area.x():
+                    x, y, line_height = area.x(), y + line_height + gap, 0
+                    width = area.width()
+            elif x + width > area.right() + 1 and x > area.x():
+                x, y, line_height = area.x(), y + line_height + gap, 0
+            if move:
+                item.setGeometry(QRect(QPoint(x, y), QSize(width, hint.height())))
+            x += width + gap
+            line_height = max(line_height, hint.height())
+        return y + line_height - rect.y() + margins.bottom()
