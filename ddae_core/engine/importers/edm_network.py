@@ -80,8 +80,9 @@ def studio_config(path: Path) -> dict:
                               "be imported.")
     kwargs = {**SONG_UNET_DEFAULTS, **given}
     for key, wanted in DDPMPP.items():
-        if kwargs.get(key, wanted) != wanted and list(kwargs.get(key) or []) != wanted:
-            raise CheckpointError(f"EDM pickle {path}: its SongUNet has {key}={kwargs.get(key)!r}, but only the "
+        value = kwargs.get(key, wanted)
+        if (list(value) if isinstance(value, tuple) else value) != wanted:
+            raise CheckpointError(f"EDM pickle {path}: its SongUNet has {key}={value!r}, but only the "
                                   f"unconditional DDPM++ architecture ({key}={wanted!r}) can be imported.")
     channels, mults = kwargs["model_channels"], kwargs["channel_mult"]
     size, blocks = kwargs.get("img_resolution"), kwargs["num_blocks"]
