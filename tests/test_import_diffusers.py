@@ -140,9 +140,11 @@ def test_unsupported_schedule_is_one_sentence(tmp_path, field, value, words):
 def test_imported_folder_probes_and_classifies_like_a_trained_run(workspace, tmp_path):
     folder = tmp_path / "ddpm-small"
     make_folder(folder, {**SMALL, "sample_size": 32})
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\ntags:\n- pytorch\n---\n# A model card\n")
     assert detect_format(folder) == "diffusers"
     spec = import_spec(folder, data=DATA)
     assert spec["options"]["format"] == "diffusers" and len(spec["options"]["sha256"]) == 64
+    assert spec["options"]["licence"] == "apache-2.0" and spec["name"] == "ddpm-small"
     assert spec["config"]["diffusion"] == {"n_T": 1000, "betas": [0.0001, 0.02], "time_input": "index"}
     job = create_job(workspace, spec)
     assert execute(job, workspace, handle_signals=False) == "done"

@@ -116,5 +116,4 @@ def licence(path: Path) -> str | None:
     return None
 
 
-__all__ = ["FORMATS", "CheckpointError", "detect_format", "licence", "sha256", "source_config", "source_state",
-           "weights_file"]
+__all__ = ["FORMATS", "detect_format", "licence", "sha256", "source_config", "source_state", "weights_file"]
