@@ -108,6 +108,24 @@ def test_schedule_is_diffusers_shifted_by_one_step(tmp_path):
     assert model.framework.time_input(torch.tensor([11])).item() == 10
 
 
+def test_samplers_feed_the_zero_based_step(tmp_path):
+    """DDIM and ancestral sampling hand a diffusers network t - 1 where an official one gets t / T."""
+    make_folder(tmp_path, SMALL)
+    framework = studio_model(tmp_path).framework
+    seen: list[float] = []
+
+    def net(x, time_in, aug_label):
+        seen.append(float(time_in[0]))
+        return torch.zeros_like(x)
+
+    framework.sample(net, (1, 3, 16, 16), "cpu", sampler="ddim", steps=4)
+    assert seen == [750.0, 500.0, 250.0, 0.0]
+    seen.clear()
+    framework.n_T = 3        # a short ancestral chain
+    framework.sample(net, (1, 3, 16, 16), "cpu", sampler="ddpm")
+    assert seen == [2.0, 1.0, 0.0]
+
+
 def test_old_attention_key_names_are_read(tmp_path):
     """Folders saved by diffusers before 0.14 name the attention's parts query/key/value/proj_attn."""
     unet = make_folder(tmp_path, SMALL)

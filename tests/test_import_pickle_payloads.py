@@ -138,6 +138,7 @@ def test_weights_that_do_not_fit_the_records(workspace, tmp_path):
     ("embedding_type", "fourier", "DDPM++"),
     ("label_dim", 10, "unconditional"),
     ("model_channels", 64, "128"),
+    ("channel_mult", [16, 16], "more than"),        # 0.5 billion weights, refused before any is allocated
 ])
 def test_other_edm_architectures_are_one_sentence(tmp_path, key, value, words):
     def edit(path, state):
@@ -146,7 +147,7 @@ def test_other_edm_architectures_are_one_sentence(tmp_path, key, value, words):
     path = edm_pickles.write(tmp_path / "other.pkl", edm_pickles.build("raise RuntimeError", edit=edit))
     with pytest.raises(UserError, match=words) as err:
         import_spec(path)
-    assert key in str(err.value) or "channels" in str(err.value)
+    assert key in str(err.value) or "channels" in str(err.value) or "weights" in str(err.value)
 
 
 def test_not_a_network_pickle(tmp_path):
