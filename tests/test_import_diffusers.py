@@ -108,6 +108,24 @@ def test_schedule_is_diffusers_shifted_by_one_step(tmp_path):
     assert model.framework.time_input(torch.tensor([11])).item() == 10
 
 
+def test_samplers_feed_the_zero_based_step(tmp_path):
+    """DDIM and ancestral sampling hand a diffusers network t - 1 where an official one gets t / T."""
+    make_folder(tmp_path, SMALL)
+    framework = studio_model(tmp_path).framework
+    seen: list[float] = []
+
+    def net(x, time_in, aug_label):
+        seen.append(float(time_in[0]))
+        return torch.zeros_like(x)
+
+    framework.sample(net, (1, 3, 16, 16), "cpu", sampler="ddim", steps=4)
+    assert seen == [750.0, 500.0, 250.0, 0.0]
+    seen.clear()
+    framework.n_T = 3        # a short ancestral chain
+    framework.sample(net, (1, 3, 16, 16), "cpu", sampler="ddpm")
+    assert seen == [2.0, 1.0, 0.0]
+
+
 def test_old_attention_key_names_are_read(tmp_path):
     """Folders saved by diffusers before 0.14 name the attention's parts query/key/value/proj_attn."""
     unet = make_folder(tmp_path, SMALL)
@@ -140,9 +158,11 @@ def test_unsupported_schedule_is_one_sentence(tmp_path, field, value, words):
 def test_imported_folder_probes_and_classifies_like_a_trained_run(workspace, tmp_path):
     folder = tmp_path / "ddpm-small"
     make_folder(folder, {**SMALL, "sample_size": 32})
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\ntags:\n- pytorch\n---\n# A model card\n")
     assert detect_format(folder) == "diffusers"
     spec = import_spec(folder, data=DATA)
     assert spec["options"]["format"] == "diffusers" and len(spec["options"]["sha256"]) == 64
+    assert spec["options"]["licence"] == "apache-2.0" and spec["name"] == "ddpm-small"
     assert spec["config"]["diffusion"] == {"n_T": 1000, "betas": [0.0001, 0.02], "time_input": "index"}
     job = create_job(workspace, spec)
     assert execute(job, workspace, handle_signals=False) == "done"

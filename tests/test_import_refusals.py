@@ -146,3 +146,23 @@ def test_cli_detects_the_format_and_refuses_in_one_line(workspace, folder):
     out = cli(folder)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "truncated" in out.stderr
     assert len(list((workspace / "runs").iterdir())) == 1
+
+
+def test_hub_source_uses_the_workspace_folder_and_never_downloads_offline(workspace, tmp_path):
+    import os
+
+    def cli(source):
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        return subprocess.run([sys.executable, "-m", "ddae_core.cli", "import", source, "--workspace", str(workspace),
+                               "--data", "builtin:shapes"], capture_output=True, text=True, cwd=ROOT, env=env)
+
+    folder = workspace / "data" / "models" / "google--ddpm-cifar10-32"
+    out = cli("hf:google/ddpm-cifar10-32")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert str(folder) in out.stderr and "could not be fetched" in out.stderr
+    assert not list((workspace / "runs").iterdir())
+    make_folder(folder, SMALL)
+    out = cli("hf:google/ddpm-cifar10-32")
+    assert out.returncode == 0, out.stderr
+    out = cli("hf:not a repo")
+    assert out.returncode == 2 and "hf:OWNER/NAME" in out.stderr

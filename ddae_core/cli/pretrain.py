@@ -16,7 +16,16 @@ from ..engine.errors import UserError
 from ..jobs.options import MODELS
 from ..jobs.specs import train_spec
 from ..rundir import SAMPLES_DIR, RunStatus
-from .common import add_device, add_options, add_queue_options, add_workspace, launch, options_of, run_dir_of
+from .common import (
+    add_device,
+    add_options,
+    add_queue_options,
+    add_workspace,
+    launch,
+    options_of,
+    run_dir_of,
+    workspace_of,
+)
 from .fid_cmd import add_sweep_options, train_sweep_plan
 
 
@@ -48,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("import", help="import a trained model as a run: an official DDAE checkpoint, a diffusers "
                                       "DDPM folder or an NVlabs EDM pickle")
-    p.add_argument("checkpoint", help="model_<epoch>.pth, a diffusers model folder, or an EDM network .pkl")
+    p.add_argument("checkpoint", help="model_<epoch>.pth, a diffusers model folder (or hf:OWNER/NAME, fetched into "
+                                      "the workspace's data/models/), or an EDM network .pkl")
     p.add_argument("--format", choices=("official", "diffusers", "edm"),
                    help="the source's format (default: detected; a folder is diffusers, a .pkl EDM)")
     p.add_argument("--config", metavar="FILE",
@@ -144,9 +154,11 @@ def _check_out(text: str) -> Path:
 
 
 def cmd_import(args) -> int:
+    from ..engine.importers.hub import fetch, is_hub_source
     from ..jobs.eval_specs import import_spec
 
-    spec = import_spec(args.checkpoint, args.config, name=args.name, data=args.data, fmt=args.format)
+    source = fetch(args.checkpoint, workspace_of(args)) if is_hub_source(args.checkpoint) else args.checkpoint
+    spec = import_spec(source, args.config, name=args.name, data=args.data, fmt=args.format)
     run_dir, status = launch(args, spec, quiet=True)
     if status == RunStatus.DONE:
         print(f"imported as run {run_dir.name}")

@@ -134,7 +134,9 @@ TIME_INPUTS = ("fraction", "index")
 # The DDPM network's strided-conv padding (nets.blocks.Downsample); listed here so that config stays torch-free.
 DOWNSAMPLE_PADDINGS = ("symmetric", "asymmetric")
 NORM_EPS = 1e-5    # GroupNorm's eps in the official networks
-OFFICIAL_VARIANTS = {"norm_eps": NORM_EPS, "out_norm_groups": 8, "downsample_padding": "symmetric"}
+DECODER_ATTNS = ("all", "last")   # attention in every decoder block of a level that has it, or in its last only
+OFFICIAL_VARIANTS = {"norm_eps": NORM_EPS, "out_norm_groups": 8, "downsample_padding": "symmetric",
+                     "skip_scale": 1.0, "resample_shortcut": False, "decoder_attn": "all"}
 
 
 # Validated views.
@@ -234,11 +236,18 @@ def parse_model_config(cfg: dict) -> ModelConfig:
         "augment_dim": augment_dim,
         "attn_channels_per_head": channels_per_head,
     }
-    # Other codebases' variants of the layout (diffusers' DDPM), kept out of the parsed network where they are
-    # the official values, so that an official config parses (and keys its caches) as it always did.
-    variants = {"norm_eps": _number(cfg, "network.norm_eps", NORM_EPS, low=0, low_open=True, high=0.1),
-                "out_norm_groups": out_norm_groups, "downsample_padding": downsample_padding}
-    network.update({k: v for k, v in variants.items() if v != OFFICIAL_VARIANTS[k]})
+    # Other codebases' variants of the layout (diffusers' DDPM, EDM's DDPM++), kept out of the parsed network where
+    # they are the official values, so that an official config parses (and keys its caches) as it always did.
+    decoder_attn = _get(cfg, "network.decoder_attn", OFFICIAL_VARIANTS["decoder_attn"])
+    if decoder_attn not in DECODER_ATTNS:
+        raise ConfigError("network.decoder_attn", f"must be one of {', '.join(DECODER_ATTNS)} (got {decoder_attn!r})")
+    official = OFFICIAL_VARIANTS
+    variants = {"norm_eps": _number(cfg, "network.norm_eps", official["norm_eps"], low=0, low_open=True, high=0.1),
+                "out_norm_groups": out_norm_groups, "downsample_padding": downsample_padding,
+                "skip_scale": _number(cfg, "network.skip_scale", official["skip_scale"], low=0, low_open=True, high=1),
+                "resample_shortcut": _bool(cfg, "network.resample_shortcut", official["resample_shortcut"]),
+                "decoder_attn": decoder_attn}
+    network.update({k: v for k, v in variants.items() if v != official[k]})
     framework = model_type.lower()
     default_t = 11 if framework == "ddpm" else 4
     return ModelConfig(

@@ -14,7 +14,7 @@ import torch
 from ..config import parse_model_config
 from ..errors import CheckpointError, ConfigError, UserError
 from ..nets import UNet
-from . import diffusers_ddpm
+from . import diffusers_ddpm, edm_network
 
 FORMATS = ("official", "diffusers", "edm")
 
@@ -38,6 +38,8 @@ def source_config(path: Path, fmt: str) -> dict:
     before anything is allocated."""
     if fmt == "diffusers":
         config = diffusers_ddpm.studio_config(diffusers_ddpm.find_files(path))
+    elif fmt == "edm":
+        config = edm_network.studio_config(path)
     else:
         raise UserError(f"Format {fmt!r} carries no config of its own; pass --config.")
     check_size(config, weights_file(path, fmt))
@@ -65,6 +67,10 @@ def check_size(config: dict, weights: Path) -> None:
                               "or the file is wrong.")
 
 
+def network_of(config: dict) -> dict:
+    return parse_model_config(config).network
+
+
 def check_shapes(state: dict[str, torch.Tensor], origin: dict[str, str], expected: dict[str, torch.Size],
                  weights: Path) -> None:
     """One sentence naming the source's own key when a weight's shape is not the one its config implies."""
@@ -79,10 +85,14 @@ def source_state(path: Path, fmt: str, config: dict) -> dict[str, torch.Tensor]:
     """The network's weights under Studio's state dict keys."""
     if fmt == "diffusers":
         files = diffusers_ddpm.find_files(path)
-        network = parse_model_config(config).network
+        network = network_of(config)
         state, origin = diffusers_ddpm.convert_state(diffusers_ddpm.read_weights(files.weights), network,
                                                      files.weights)
         check_shapes(state, origin, expected_shapes(config, files.weights), files.weights)
+        return state
+    if fmt == "edm":
+        state, origin = edm_network.convert_state(edm_network.read_network(path), network_of(config), path)
+        check_shapes(state, origin, expected_shapes(config, path), path)
         return state
     raise UserError(f"Format {fmt!r} is read by engine.checkpoint, not here.")
 
@@ -106,5 +116,4 @@ def licence(path: Path) -> str | None:
     return None
 
 
-__all__ = ["FORMATS", "CheckpointError", "detect_format", "licence", "sha256", "source_config", "source_state",
-           "weights_file"]
+__all__ = ["FORMATS", "detect_format", "licence", "sha256", "source_config", "source_state", "weights_file"]

@@ -74,16 +74,23 @@ class Resample(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """GN-SiLU-conv, + time bias, GN-SiLU-dropout-conv, + shortcut; optionally resampling (BigGAN style)."""
+    """GN-SiLU-conv, + time bias, GN-SiLU-dropout-conv, + shortcut; optionally resampling (BigGAN style).
+
+    EDM's DDPM++ (SongUNet) variant: the sum is scaled by `skip_scale` (sqrt(1/2)), and with `resample_shortcut`
+    a resampling block's shortcut is a 1x1 convolution of the resampled input even where channels are equal.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, time_channels: int, dropout: float,
-                 resample: str | None = None, norm_eps: float = NORM_EPS):
+                 resample: str | None = None, norm_eps: float = NORM_EPS, skip_scale: float = 1.0,
+                 resample_shortcut: bool = False):
         super().__init__()
+        self.skip_scale = skip_scale
         self.norm1 = group_norm(in_channels, eps=norm_eps)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.norm2 = group_norm(out_channels, eps=norm_eps)
         self.conv2 = nn.Sequential(nn.Dropout(dropout), nn.Conv2d(out_channels, out_channels, 3, padding=1))
-        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        project = in_channels != out_channels or (resample is not None and resample_shortcut)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if project else nn.Identity()
         self.time_emb = nn.Sequential(nn.SiLU(), nn.Linear(time_channels, out_channels))
         self.resample = Resample(up=resample == "up") if resample else None
 
@@ -94,7 +101,8 @@ class ResidualBlock(nn.Module):
         h = self.conv1(h)
         h = h + self.time_emb(emb)[:, :, None, None]
         h = self.conv2(F.silu(self.norm2(h)))
-        return h + self.shortcut(x)
+        out = h + self.shortcut(x)
+        return out * self.skip_scale if self.skip_scale != 1 else out
 
 
 class AttentionBlock(nn.Module):
@@ -105,8 +113,10 @@ class AttentionBlock(nn.Module):
     each head's [q|k|v] in turn, and the heads' outputs (heads * channels_per_head wide) project back to C.
     """
 
-    def __init__(self, channels: int, channels_per_head: int | None = None, norm_eps: float = NORM_EPS):
+    def __init__(self, channels: int, channels_per_head: int | None = None, norm_eps: float = NORM_EPS,
+                 skip_scale: float = 1.0):
         super().__init__()
+        self.skip_scale = skip_scale
         self.head_channels = channels if channels_per_head is None else int(channels_per_head)
         self.heads = channels // self.head_channels
         if self.heads < 1:
@@ -123,18 +133,20 @@ class AttentionBlock(nn.Module):
         q, k, v = qkv.chunk(3, dim=-1)
         # The official code scales q and k by d^-1/4 each; SDPA's 1/sqrt(d) on the logits is the same product.
         attended = attention(q, k, v).transpose(1, 2).reshape(b, h * w, -1)
-        out = self.output(attended).transpose(1, 2).reshape(b, c, h, w)
-        return out + x
+        out = self.output(attended).transpose(1, 2).reshape(b, c, h, w) + x
+        return out * self.skip_scale if self.skip_scale != 1 else out
 
 
 class ResAttBlock(nn.Module):
     """A residual block followed by attention where this resolution has it; the unit that feature taps read."""
 
     def __init__(self, in_channels: int, out_channels: int, time_channels: int, has_attn: bool, dropout: float,
-                 attn_channels_per_head: int | None = None, norm_eps: float = NORM_EPS):
+                 attn_channels_per_head: int | None = None, norm_eps: float = NORM_EPS, skip_scale: float = 1.0):
         super().__init__()
-        self.res = ResidualBlock(in_channels, out_channels, time_channels, dropout, norm_eps=norm_eps)
-        self.attn = AttentionBlock(out_channels, attn_channels_per_head, norm_eps) if has_attn else nn.Identity()
+        self.res = ResidualBlock(in_channels, out_channels, time_channels, dropout, norm_eps=norm_eps,
+                                 skip_scale=skip_scale)
+        self.attn = AttentionBlock(out_channels, attn_channels_per_head, norm_eps, skip_scale) if has_attn \
+            else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         return self.attn(self.res(x, emb))
@@ -142,11 +154,11 @@ class ResAttBlock(nn.Module):
 
 class MiddleBlock(nn.Module):
     def __init__(self, channels: int, time_channels: int, dropout: float, attn_channels_per_head: int | None = None,
-                 norm_eps: float = NORM_EPS):
+                 norm_eps: float = NORM_EPS, skip_scale: float = 1.0):
         super().__init__()
-        self.res1 = ResidualBlock(channels, channels, time_channels, dropout, norm_eps=norm_eps)
-        self.attn = AttentionBlock(channels, attn_channels_per_head, norm_eps)
-        self.res2 = ResidualBlock(channels, channels, time_channels, dropout, norm_eps=norm_eps)
+        self.res1 = ResidualBlock(channels, channels, time_channels, dropout, norm_eps=norm_eps, skip_scale=skip_scale)
+        self.attn = AttentionBlock(channels, attn_channels_per_head, norm_eps, skip_scale)
+        self.res2 = ResidualBlock(channels, channels, time_channels, dropout, norm_eps=norm_eps, skip_scale=skip_scale)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         return self.res2(self.attn(self.res1(x, emb)), emb)
@@ -187,10 +199,11 @@ class Upsample(nn.Module):
 class ResampleRes(nn.Module):
     """BigGAN-style resampling residual block (the DDPM++ network); state dict keys live under `op.`."""
 
-    def __init__(self, channels: int, time_channels: int, dropout: float, up: bool, norm_eps: float = NORM_EPS):
+    def __init__(self, channels: int, time_channels: int, dropout: float, up: bool, norm_eps: float = NORM_EPS,
+                 skip_scale: float = 1.0, resample_shortcut: bool = False):
         super().__init__()
         self.op = ResidualBlock(channels, channels, time_channels, dropout, resample="up" if up else "down",
-                                norm_eps=norm_eps)
+                                norm_eps=norm_eps, skip_scale=skip_scale, resample_shortcut=resample_shortcut)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         return self.op(x, emb)

@@ -26,14 +26,17 @@ def tap_names(network: dict) -> list[str]:
 
 
 class UNet(nn.Module):
-    """The official UNet; `norm_eps`, `out_norm_groups` and `downsample_padding` switch it to other codebases'
-    variants of the same layout (diffusers' DDPM: 1e-6, 32, asymmetric), with the same state dict keys."""
+    """The official UNet; the arguments after `attn_channels_per_head` switch it to other codebases' variants
+    of the same layout: diffusers' DDPM (norm_eps 1e-6, out_norm_groups 32, downsample_padding asymmetric) and
+    EDM's DDPM++ (those eps and groups, skip_scale sqrt(1/2), resample_shortcut, decoder_attn `last`: only
+    the last decoder block of a level with attention has it)."""
 
     def __init__(self, image_shape: Sequence[int] = (3, 32, 32), n_channels: int = 128,
                  ch_mults: Sequence[int] = (1, 2, 2, 2), is_attn: Sequence[bool] = (False, True, False, False),
                  dropout: float = 0.1, n_blocks: int = 2, use_res_for_updown: bool = False, augment_dim: int = 0,
                  attn_channels_per_head: int | None = None, norm_eps: float = NORM_EPS, out_norm_groups: int = 8,
-                 downsample_padding: str = "symmetric"):
+                 downsample_padding: str = "symmetric", skip_scale: float = 1.0, resample_shortcut: bool = False,
+                 decoder_attn: str = "all"):
         super().__init__()
         in_ch = image_shape[0]
         time_channels = 4 * n_channels
@@ -42,7 +45,8 @@ class UNet(nn.Module):
 
         def resampler(channels: int, up: bool) -> nn.Module:
             if use_res_for_updown:
-                return ResampleRes(channels, time_channels, dropout, up=up, norm_eps=norm_eps)
+                return ResampleRes(channels, time_channels, dropout, up=up, norm_eps=norm_eps, skip_scale=skip_scale,
+                                   resample_shortcut=resample_shortcut)
             return Upsample(channels) if up else Downsample(channels, downsample_padding)
 
         # Encoder: every module's output goes on the skip stack, resamplers included.
@@ -54,22 +58,23 @@ class UNet(nn.Module):
             out_channels = n_channels * mult
             for _ in range(n_blocks):
                 down.append(ResAttBlock(channels, out_channels, time_channels, is_attn[level], dropout,
-                                        attn_channels_per_head, norm_eps))
+                                        attn_channels_per_head, norm_eps, skip_scale))
                 channels = out_channels
                 skip_channels.append(channels)
             if level < levels - 1:
                 down.append(resampler(channels, up=False))
                 skip_channels.append(channels)
         self.down = nn.ModuleList(down)
-        self.middle = MiddleBlock(channels, time_channels, dropout, attn_channels_per_head, norm_eps)
+        self.middle = MiddleBlock(channels, time_channels, dropout, attn_channels_per_head, norm_eps, skip_scale)
 
         # Decoder: n_blocks + 1 blocks per level, each concatenating one skip (current first, skip second).
         up: list[nn.Module] = []
         for level in reversed(range(levels)):
             out_channels = n_channels * ch_mults[level]
-            for _ in range(n_blocks + 1):
+            for block in range(n_blocks + 1):
+                has_attn = is_attn[level] and (decoder_attn == "all" or block == n_blocks)
                 up.append(ResAttBlock(channels + skip_channels.pop(), out_channels, time_channels,
-                                      is_attn[level], dropout, attn_channels_per_head, norm_eps))
+                                      has_attn, dropout, attn_channels_per_head, norm_eps, skip_scale))
                 channels = out_channels
             if level > 0:
                 up.append(resampler(channels, up=True))
