@@ -10,6 +10,7 @@ from db import RunSummary, Store
 from ddae_core.engine.evaluation.certainty import held_out_choice, read_grid
 from ddae_core.engine.evaluation.protocols import accuracy_text
 from ddae_core.rundir import MODEL_KINDS, NOISY_HEAD, PROBE_HEADS, JobKind
+from ddae_core.rundir.figures import percent
 
 PROBE_FILE, NOISY_FILE = PROBE_HEADS, NOISY_HEAD
 
@@ -55,7 +56,7 @@ def _probe_heads(store: Store, probe: RunSummary) -> list[HeadChoice]:
     for layer in layers:
         layer_cells = [c for c in cells if c.layer == layer]
         top = max((c.accuracy for c in layer_cells), default=None)
-        note = f" (best {100 * top:.1f}%)" if top is not None else ""
+        note = f" (best {percent(top)})" if top is not None else ""
         heads.append(HeadChoice(f"probe: {layer}{note}", run_id, run_dir, "probe", layer))
     return heads
 

@@ -9,6 +9,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QColor
 
 from ddae_core.engine.evaluation.protocols import NO_BASELINES, SHORT_LABELS
+from ddae_core.rundir.figures import percent
 
 from .compare_data import MISSING, RunBundle
 
@@ -69,7 +70,7 @@ def format_value(value) -> str:
     if value is None or value is MISSING:
         return "—"
     if isinstance(value, Percent):
-        return "—" if math.isnan(value) else f"{100 * value:.1f}%"
+        return "—" if math.isnan(value) else percent(value)
     if isinstance(value, float):
         return "—" if math.isnan(value) else f"{value:.6g}"
     if isinstance(value, (list, tuple)):

@@ -15,7 +15,7 @@ from PySide6.QtGui import QBrush, QColor
 
 from db import QueueEntry, RunSummary
 from ddae_core.engine.evaluation import protocols
-from ddae_core.rundir import RunStatus
+from ddae_core.rundir import RunStatus, figures
 
 from .eta import RemainingTime, clock, left_text
 
@@ -36,7 +36,7 @@ def when(stamp: float | None) -> str:
 
 
 def percent(value: float | None) -> str:
-    return f"{100 * value:.1f}%" if value is not None else ""
+    return figures.percent(value, missing="")
 
 
 def gains_text(run: RunSummary) -> str:

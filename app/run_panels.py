@@ -213,7 +213,7 @@ def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol:
         text += f" Now: {work}."
     if best is None:
         return text
-    text += f" Best: {best[1]} at t={best[0]}, {100 * best[2]:.1f}%"
+    text += f" Best: {best[1]} at t={best[0]}, {percent(best[2])}"
     if grid is not None:
         text += f" ({selection_words(grid)})"
     baselines = heatmap.baselines()

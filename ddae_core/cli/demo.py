@@ -19,6 +19,7 @@ from pathlib import Path
 from ..engine.config import preset_path
 from ..jobs.specs import train_spec
 from ..rundir import GRID, SAMPLES_DIR, RunStatus
+from ..rundir.figures import percent
 from .common import launch, workspace_of
 
 DEMO_TIMESTEPS = "1,11,51,101"
@@ -61,7 +62,7 @@ def run_demo(args) -> int:
     if photos is not None:
         info = examples.manifest(CLASSIFY_EXAMPLE)
         print(f"Its Classify view opens on the bundled CIFAR-10 model ({photos.name}, best cell "
-              f"{100 * info['best']['accuracy']:.1f}%): drop a photo of a cat or a truck on it, or run "
+              f"{percent(info['best']['accuracy'])}): drop a photo of a cat or a truck on it, or run "
               f"ddae classify --run {photos.name} PHOTO.jpg")
     return 0
 
@@ -105,7 +106,7 @@ def _print_result(probe_dir: Path, bundled: bool) -> None:
     print(format_grid(timesteps, grid["layers"], cells, labels))
     best = grid["best"]
     classes = len(grid["classes"])
-    print(f"Best layer x noise cell: {best['layer']} at {labels[best['timestep']]}: {100 * best['accuracy']:.1f}% "
+    print(f"Best layer x noise cell: {best['layer']} at {labels[best['timestep']]}: {percent(best['accuracy'])} "
           f"on {classes} classes (chance {100 / classes:.0f}%).")
     if grid.get("baselines"):
         print(baseline_summary(best["accuracy"], grid["baselines"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..rundir.figures import percent
 from .common import add_workspace, workspace_of
 
 
@@ -48,8 +49,8 @@ def _quality(info: dict) -> str:
     best, base = info.get("best"), info.get("baselines")
     if not best:
         return ""
-    text = f" (best cell {100 * best['accuracy']:.1f}% at t={best['timestep']}, {best['layer']}"
+    text = f" (best cell {percent(best['accuracy'])} at t={best['timestep']}, {best['layer']}"
     if base:
-        text += (f"; raw pixels {100 * base['pixels']['accuracy']:.1f}%, "
-                 f"random init {100 * base['random_init']['accuracy']:.1f}%")
+        text += (f"; raw pixels {percent(base['pixels']['accuracy'])}, "
+                 f"random init {percent(base['random_init']['accuracy'])}")
     return text + ")"

@@ -57,10 +57,6 @@ def when(stamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"
 
 
-def percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
 def number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 

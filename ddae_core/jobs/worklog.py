@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..rundir import LOG, ArtifactKind, EventType, RunStatus
+from ..rundir.figures import percent
 
 PROGRESS_EVERY_S = 60.0         # a progress line at most this often (and at every tenth of a stage)
 SUMMARY_KEYS = 12               # metrics named in the summary, at most
@@ -143,7 +144,7 @@ class LogEcho:
             parts.append(f"{key} {_number(value)} (step {step})")
         if self.cells:
             (timestep, layer), best = max(self.cells.items(), key=lambda kv: kv[1])
-            parts.append(f"{len(self.cells)} grid cells, best {layer} at t={timestep} {100 * best:.1f}%")
+            parts.append(f"{len(self.cells)} grid cells, best {layer} at t={timestep} {percent(best)}")
         self._line(t, "summary: " + ("; ".join(parts) if parts else "nothing was measured"))
 
     def _line(self, t: float | None, text: str) -> None:

@@ -33,6 +33,7 @@ import psutil
 import torch
 
 from ...rundir import GRID, PROBE_HEADS, ArtifactKind, RunStatus, atomic_write_text
+from ...rundir.figures import percent
 from ..data import ImageData
 from ..device import extraction_batch_size
 from . import baselines as baseline_cache
@@ -350,7 +351,7 @@ def baseline_summary(best: float, baselines: dict | None) -> str:
     if not baselines:
         return ""
     p, r = baselines["pixels"]["accuracy"], baselines["random_init"]["accuracy"]
-    return (f"raw pixels {100 * p:.1f}%, random init {100 * r:.1f}% "
+    return (f"raw pixels {percent(p)}, random init {percent(r)} "
             f"(best cell {100 * (best - p):+.1f} over pixels, {100 * (best - r):+.1f} over random init; "
             f"{baseline_cache.provenance(baselines)})")
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ...rundir.figures import percent, points
+
 PROTOCOLS = {
     "fast": "fast (official optimiser on cached features)",
     "official": "official",
@@ -46,7 +48,7 @@ def accuracy_text(accuracy: float | None, protocol: str | None) -> str:
     """`40.4% (std)`: a grid's best accuracy and its protocol; '' before the grid has a cell."""
     if accuracy is None:
         return ""
-    return f"{100 * accuracy:.1f}% ({PROTOCOL_TAGS.get(protocol or 'fast', protocol)})"
+    return f"{percent(accuracy)} ({PROTOCOL_TAGS.get(protocol or 'fast', protocol)})"
 
 
 def gains_text(accuracy: float | None, pixels: float | None, random: float | None) -> str:
@@ -55,7 +57,7 @@ def gains_text(accuracy: float | None, pixels: float | None, random: float | Non
         return ""
     if pixels is None or random is None:
         return NO_BASELINES
-    return f"{100 * (accuracy - pixels):+.1f} / {100 * (accuracy - random):+.1f}"
+    return f"{points(accuracy - pixels)} / {points(accuracy - random)}"
 
 
 def headline_tooltip(accuracy: float | None, protocol: str | None, pixels: float | None, random: float | None,
@@ -64,11 +66,11 @@ def headline_tooltip(accuracy: float | None, protocol: str | None, pixels: float
     if accuracy is None:
         return ""
     label = SHORT_LABELS.get(protocol or "fast", protocol)
-    text = f"Best probe cell {100 * accuracy:.1f}%, {label} protocol" + (f", of grid run {grid}" if grid else "")
+    text = f"Best probe cell {percent(accuracy)}, {label} protocol" + (f", of grid run {grid}" if grid else "")
     if pixels is None or random is None:
         return text + "; that grid measured no baselines."
-    return (f"{text}; the same heads of that grid reach {100 * pixels:.1f}% on raw pixels and "
-            f"{100 * random:.1f}% on the network at random initialisation.")
+    return (f"{text}; the same heads of that grid reach {percent(pixels)} on raw pixels and "
+            f"{percent(random)} on the network at random initialisation.")
 
 
 def headline_line(accuracy: float | None, protocol: str | None, pixels: float | None, random: float | None) -> str:
