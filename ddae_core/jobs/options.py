@@ -138,6 +138,7 @@ class ProbeOptions(EvalOptions):
     holdout: Annotated[int | None, Whole(0)] = option(
         None, "training images held out to choose the best cell (0: choose on the test images, and say so)",
         label="Held out to choose", hint="automatic: 10% of 5,000+ training images",
+        default_text="a tenth of the training split where it has 5,000+ images",
         tip="The headline cell is chosen on these, then quoted with its test accuracy")
     baselines: Switch = option(True, "skip the raw-pixel and random-init baselines (each grid trains them by "
                                      "default)", hint="raw-pixel and random-init baselines",
