@@ -73,7 +73,7 @@ class Run(Base):
     progress_time: Mapped[float | None] = mapped_column(Float)
     grid_axes: Mapped[str | None] = mapped_column(Text)                 # JSON {timesteps, layers, labels}
     # Copied from grid_cells and metric_summary by the ingester, so the run list reads one table.
-    best_accuracy: Mapped[float | None] = mapped_column(Float)          # max cell, else best probe/accuracy
+    best_accuracy: Mapped[float | None] = mapped_column(Float)          # probe/accuracy, else max cell
     last_loss: Mapped[float | None] = mapped_column(Float)              # latest loss/train
     # The baselines and protocol of the grid best_accuracy comes from (a train run: its best probe's), and
     # that grid run's id: all from one grid (db/queries.py headline_of), never mixed.

@@ -75,11 +75,13 @@ def summary_select() -> Select:
 
 
 def _own_best(run_id) -> Any:
-    """SQL for the best accuracy of a run's own grid: its best cell, else its best probe/accuracy point."""
+    """SQL for the headline accuracy of a run's own grid: what the finished grid reported as its headline
+    (probe/accuracy: the test accuracy of the cell chosen on held-out training images, or of the best on test),
+    and while it fills in, its best cell so far. The best cell alone overstated a held-out grid's headline."""
     cells = select(func.max(GridCellRow.accuracy)).where(GridCellRow.run == run_id).scalar_subquery()
-    probe = select(MetricSummaryRow.best_value).where(
+    probe = select(MetricSummaryRow.latest_value).where(
         MetricSummaryRow.run == run_id, MetricSummaryRow.key == PROBE_KEY).scalar_subquery()
-    return func.coalesce(cells, probe)
+    return func.coalesce(probe, cells)
 
 
 def _own_protocol(run_id) -> Any:

@@ -101,7 +101,7 @@ class RunSummary:
     created: float | None
     started: float | None
     finished: float | None
-    best_accuracy: float | None     # of best_grid: its max grid cell, else its best probe/accuracy
+    best_accuracy: float | None     # of best_grid: its reported headline (probe/accuracy), else its max cell
     last_loss: float | None         # latest value of loss/train
     tags: tuple[str, ...]
     notes: str

@@ -127,7 +127,7 @@ def test_the_headline_texts_name_that_grids_protocol_and_say_when_it_has_no_base
     assert gains_text(0.11, None, None) == "no baselines"
     assert headline_line(0.11, "fast", None, None) == "best probe cell 11.0% (fast), no baselines"
     assert "measured no baselines" in headline_tooltip(0.11, "fast", None, None, "g")
-    assert "32.2% on raw pixels" in headline_tooltip(0.4035, "standardized", 0.3225, 0.322)
+    assert "32.3% on raw pixels" in headline_tooltip(0.4035, "standardized", 0.3225, 0.322)   # 0.3225 half up
 
 
 def test_an_index_from_before_the_rule_is_mended_when_opened(tmp_path):
@@ -156,3 +156,22 @@ def test_an_index_from_before_the_rule_is_mended_when_opened(tmp_path):
         row = {r.id: r for r in store.list_runs()}[train]
         assert (row.best_grid, row.best_accuracy, row.best_protocol, row.baseline_pixels, row.baseline_random) == \
             (probe, 0.4, "official", 0.3, 0.25)
+
+
+def test_a_finished_grid_speaks_with_the_headline_it_reported_not_its_highest_cell(tmp_path):
+    """A grid that chose its best cell on held-out training images reports that cell's test accuracy as
+    probe/accuracy; the row quotes it once reported (its highest test cell only while the grid fills in)."""
+    ws = tmp_path
+    train, probe = run_id("train", 1), run_id("probe", 2)
+    write_run(ws, train, events=[status("running"), metric("loss/train", 1, 0.5), status("done")])
+    write_run(ws, probe, kind="probe", parent={"run": train, "checkpoint": "latest"},
+              events=[grid_cell("out_6", 11, 0.62), grid_cell("out_7", 11, 0.66)])
+    with Store.open(ws) as store:
+        ingester = Ingester(store, ws)
+        ingester.ingest_once()
+        assert {r.id: r for r in store.list_runs()}[probe].best_accuracy == 0.66     # filling in: the best so far
+        append(ws / "runs" / probe, [metric("probe/accuracy", 0, 0.62), status("done")])
+        ingester.ingest_once()
+        rows = {r.id: r for r in store.list_runs()}
+        assert rows[probe].best_accuracy == 0.62 and rows[train].best_accuracy == 0.62
+        ingester.release()
