@@ -76,22 +76,29 @@ class FlowLayout(QLayout):
         return [i for i in self._items if not (i.widget() is not None and i.widget().isHidden())]
 
     def _place(self, rect: QRect, move: bool) -> int:
-        """Lay the items out in `rect` (when `move`); the height they take."""
+        """Lay the items out in `rect` (when `move`), each centred on its line; the height they take."""
         margins = self.contentsMargins()
         area = rect.adjusted(margins.left(), margins.top(), -margins.right(), -margins.bottom())
-        x, y, line_height, gap = area.x(), area.y(), 0, self.spacing()
+        lines: list[list[tuple[QLayoutItem, int, int]]] = [[]]         # (item, x, width) per line
+        x, gap = area.x(), self.spacing()
         for item in self._visible():
-            hint = item.sizeHint()
-            width = min(hint.width(), area.width())
+            width = min(item.sizeHint().width(), area.width())
             if id(item) in self._fillers:
                 width = max(area.right() + 1 - x, 0)
                 if width < item.minimumSize().width() and x > area.x():
-                    x, y, line_height = area.x(), y + line_height + gap, 0
-                    width = area.width()
+                    x, width = area.x(), area.width()
+                    lines.append([])
             elif x + width > area.right() + 1 and x > area.x():
-                x, y, line_height = area.x(), y + line_height + gap, 0
-            if move:
-                item.setGeometry(QRect(QPoint(x, y), QSize(width, hint.height())))
+                x = area.x()
+                lines.append([])
+            lines[-1].append((item, x, width))
             x += width + gap
-            line_height = max(line_height, hint.height())
-        return y + line_height - rect.y() + margins.bottom()
+        y = area.y()
+        for line in lines:
+            height = max((item.sizeHint().height() for item, _, _ in line), default=0)
+            if move:
+                for item, left, width in line:
+                    h = item.sizeHint().height()
+                    item.setGeometry(QRect(QPoint(left, y + (height - h) // 2), QSize(width, h)))
+            y += height + gap
+        return max(y - gap, area.y()) - rect.y() + margins.bottom()
