@@ -29,6 +29,7 @@ from .run_view import RunView
 from .runs_view import RunsPager, RunsView
 from .scheduler_thread import SCHEDULING, SchedulerThread
 from .widgets import export
+from .widgets.elided import ElidedLabel
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class MainWindow(QMainWindow):
         self._statuses: dict[str, str] = {}     # run -> status last seen, to notice a job finishing
         self._parents_shown: list[tuple] = []     # (id, name, status) of the parent runs last sent (reader thread)
         self._asked_on_close = False
-        self.scheduler_label = QLabel()
+        self.scheduler_label = ElidedLabel()     # "held by HOST pid N since ..." never widens the window
         self.statusBar().addPermanentWidget(self.scheduler_label)
         self._build_menus()
         geometry = workspaces.settings().value("window/geometry")

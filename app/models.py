@@ -14,6 +14,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor
 
 from db import QueueEntry, RunSummary
+from db.records import FINAL_STATUSES
 from ddae_core.engine.evaluation import protocols
 from ddae_core.rundir import RunStatus, figures
 
@@ -235,6 +236,8 @@ class QueueModel(QAbstractTableModel):
         for row in rows:
             if row.status == RunStatus.RUNNING:
                 self.remaining.observe(row.run, row.stage, row.done, row.total, now)
+            elif row.status in FINAL_STATUSES:
+                self.remaining.forget(row.run)
         if [r.run for r in rows] == [r.run for r in self._rows]:
             self._rows = list(rows)     # same rows, new values: no reset, so selection stays
             self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(self.HEADERS) - 1))

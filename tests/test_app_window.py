@@ -122,3 +122,22 @@ def test_compares_grids_scroll_in_a_small_window(qtbot, gui_workspace, gui_store
         assert holder.minimumSizeHint().width() > panel.scroll.viewport().width()     # more than fits ...
         assert panel.scroll.horizontalScrollBar().maximum() > 0                        # ... scrolls to it
         assert holder.width() >= holder.minimumSizeHint().width()                      # nothing squeezed
+
+
+def test_a_narrow_curve_plot_wraps_its_toolbar_inside_its_width(qtbot):
+    plot = CurvePlot()
+    qtbot.addWidget(plot)
+    plot.set_series("loss/train", [1, 2, 3], [1.0, 0.5, 0.3])
+    plot.readout.setText("step 3: loss/train 0.3000, smoothed 0.3100, and a good deal more text besides")
+    heights = {}
+    for width in (700, 260):
+        plot.resize(width, 260)
+        plot.show()
+        QApplication.processEvents()
+        bar = plot._toolbar
+        items = [bar.itemAt(i).geometry() for i in range(bar.count())]
+        assert all(0 <= g.left() and g.right() < width for g in items), (width, items)
+        heights[width] = bar.geometry().height()
+        assert plot.plot_widget.geometry().top() >= max(g.bottom() for g in items)     # no overlap with the plot
+    assert heights[260] > heights[700]                                                # it wrapped
+    assert plot.minimumSizeHint().width() < 260

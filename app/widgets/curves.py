@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer
 from PySide6.QtGui import QColor, QStandardItemModel
-from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSlider, QVBoxLayout, QWidget
 
 from ..colors import color_for, faded
 from . import export
@@ -139,14 +139,13 @@ class CurvePlot(QWidget):
             self, lambda: self._title or "curves",
             {"png": self.export_png, "svg": self.export_svg, "csv": self.export_csv}, views=[self.plot_widget])
         self.readout = ElidedLabel("")       # the points nearest the mouse, on the rest of the line
-        self.readout.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.readout.setStyleSheet("color: #303030;")
         follow_mouse(self.plot_widget.scene(), self.plot, self.readout, lambda x, _y: self.readout_at(x))
         for w in (QLabel("Smoothing"), self.smoothing_slider, self.smoothing_label, self.log_y_box,
                   self.log_x_box, self.x_label, self.x_combo):
             bar.addWidget(w)
         bar.addWidget(self.export_button)
-        bar.addWidget(self.readout)
+        bar.addFiller(self.readout)
 
     def _enable_epoch_mode(self, enabled: bool) -> None:
         model = self.x_combo.model()

@@ -1,22 +1,28 @@
 """A toolbar layout that wraps onto another line instead of widening its window (Qt's flow-layout example).
 
-Items keep their size hint, in order, left to right; one that does not fit starts a new line. An item
-whose widget's horizontal policy is Expanding (a hover readout) takes the rest of its line, or a line of
-its own when less than its minimum is left. Its minimum width is its widest item's, so a window holding
+Items keep their size hint, in order, left to right; one that does not fit starts a new line. A filler
+(addFiller: a hover readout) takes the rest of its line, or a line of its own when less than its minimum
+is left. Its minimum width is its widest item's, so a window holding
 two plots side by side still fits a small screen.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt
-from PySide6.QtWidgets import QLayout, QLayoutItem, QSizePolicy, QWidgetItem
+from PySide6.QtWidgets import QLayout, QLayoutItem, QWidgetItem
 
 
 class FlowLayout(QLayout):
     def __init__(self, parent=None, spacing: int = 6):
         super().__init__(parent)
         self._items: list[QLayoutItem] = []
+        self._fillers: set[int] = set()         # id() of the items that take the rest of their line
         self.setSpacing(spacing)
+
+    def addFiller(self, widget) -> None:
+        """Add `widget` to take the rest of its line (a line of its own when less than its minimum is left)."""
+        self.addWidget(widget)
+        self._fillers.add(id(self._items[-1]))
 
     def addItem(self, item: QLayoutItem) -> None:
         self._items.append(item)
@@ -34,7 +40,11 @@ class FlowLayout(QLayout):
         return self._items[index] if 0 <= index < len(self._items) else None
 
     def takeAt(self, index: int) -> QLayoutItem | None:
-        return self._items.pop(index) if 0 <= index < len(self._items) else None
+        if not 0 <= index < len(self._items):
+            return None
+        item = self._items.pop(index)
+        self._fillers.discard(id(item))
+        return item
 
     def expandingDirections(self) -> Qt.Orientation:
         return Qt.Orientation(0)
@@ -66,25 +76,29 @@ class FlowLayout(QLayout):
         return [i for i in self._items if not (i.widget() is not None and i.widget().isHidden())]
 
     def _place(self, rect: QRect, move: bool) -> int:
-        """Lay the items out in `rect` (when `move`); the height they take."""
+        """Lay the items out in `rect` (when `move`), each centred on its line; the height they take."""
         margins = self.contentsMargins()
         area = rect.adjusted(margins.left(), margins.top(), -margins.right(), -margins.bottom())
-        x, y, line_height, gap = area.x(), area.y(), 0, self.spacing()
+        lines: list[list[tuple[QLayoutItem, int, int]]] = [[]]         # (item, x, width) per line
+        x, gap = area.x(), self.spacing()
         for item in self._visible():
-            hint = item.sizeHint()
-            widget = item.widget()
-            expanding = widget is not None and \
-                widget.sizePolicy().horizontalPolicy() == QSizePolicy.Policy.Expanding
-            width = min(hint.width(), area.width())
-            if expanding:
+            width = min(item.sizeHint().width(), area.width())
+            if id(item) in self._fillers:
                 width = max(area.right() + 1 - x, 0)
                 if width < item.minimumSize().width() and x > area.x():
-                    x, y, line_height = area.x(), y + line_height + gap, 0
-                    width = area.width()
+                    x, width = area.x(), area.width()
+                    lines.append([])
             elif x + width > area.right() + 1 and x > area.x():
-                x, y, line_height = area.x(), y + line_height + gap, 0
-            if move:
-                item.setGeometry(QRect(QPoint(x, y), QSize(width, hint.height())))
+                x = area.x()
+                lines.append([])
+            lines[-1].append((item, x, width))
             x += width + gap
-            line_height = max(line_height, hint.height())
-        return y + line_height - rect.y() + margins.bottom()
+        y = area.y()
+        for line in lines:
+            height = max((item.sizeHint().height() for item, _, _ in line), default=0)
+            if move:
+                for item, left, width in line:
+                    h = item.sizeHint().height()
+                    item.setGeometry(QRect(QPoint(left, y + (height - h) // 2), QSize(width, h)))
+            y += height + gap
+        return max(y - gap, area.y()) - rect.y() + margins.bottom()
