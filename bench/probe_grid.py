@@ -55,10 +55,12 @@ def import_example(ws: Path, name: str) -> tuple[Path, list[int]]:
 
 
 def timed_probe(ws, parent, protocol: str, args) -> tuple[float, dict]:
+    # The heads' batch and lr: the probe's own defaults (the official 128 and 1e-3) unless set.
+    head = {key: getattr(args, key) for key in ("batch_size", "lr") if getattr(args, key, None) is not None}
     spec = probe_spec(parent, timesteps=args.timesteps, layers=args.layers, data=args.data, protocol=protocol,
                       epochs=args.epochs, views=args.views, train_limit=args.train_limit,
                       test_limit=args.test_limit, device=args.device, baselines=args.baselines,
-                      name=f"bench {protocol}")
+                      name=f"bench {protocol}", **head)
     run_dir = create_job(ws, spec)
     started = time.perf_counter()
     status = execute(run_dir, ws, handle_signals=False)
