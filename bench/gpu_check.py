@@ -216,7 +216,7 @@ def stage_features(results: Results, args) -> None:
     grid_args = argparse.Namespace(timesteps="11", layers="all", data=sizes.data, epochs=sizes.grid_epochs, views=1,
                                    train_limit=sizes.feature_images, test_limit=sizes.grid_test, device=args.device,
                                    baselines=False)
-    elapsed, grid = timed_probe(ws, parent, "fast", grid_args)
+    elapsed, _, grid = timed_probe(ws, parent, "fast", grid_args)
     results["grid s"] = elapsed
     best = grid["best"]
     print(f"fast probe grid: {elapsed:.1f} s (t=11 x {len(grid['layers'])} layers, {sizes.grid_epochs} epochs, "

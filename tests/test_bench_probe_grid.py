@@ -73,7 +73,7 @@ def test_fast_protocol_agrees_with_the_official_one_on_the_bundled_shapes_model(
         timesteps="11,101", layers="out_1,out_3,out_4,out_6,out_7,out_9", data="builtin:shapes", epochs=4, views=1,
         train_limit=512, test_limit=500, device="cpu", baselines=False, batch_size=32, lr=3e-3)
     results = both_protocols(ws, parent, args, verbose=False)
-    official, fast = results["official"][1], results["fast"][1]
+    official, fast = results["official"].grid, results["fast"].grid
     a = grid_agreement(official["timesteps"], official["layers"], cells_of(official), cells_of(fast))
     # Features that know something: the best cell far above raw pixels (shipped beside the model, ~10%).
     pixels = examples.manifest("shapes")["baselines"]["pixels"]["accuracy"]
