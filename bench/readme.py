@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from ddae_core.engine.evaluation import certainty
 from ddae_core.rundir.figures import percent, points
 
 from .results import load, load_all
@@ -67,6 +68,7 @@ class ExampleFacts:
     train_images: int
     test_images: int
     probe_data: str
+    selection: str      # how the best of the cells was chosen, and what that means for its accuracy
 
     @property
     def steps(self) -> int:
@@ -122,7 +124,15 @@ def example_facts(name: str, root: Path = EXAMPLES) -> ExampleFacts:
         pixels=base["pixels"]["accuracy"], random_init=base["random_init"]["accuracy"],
         train_images=int(grid.get("train_images") or options["train_limit"]),
         test_images=int(grid.get("test_images") or options["test_limit"]),
-        probe_data=probe_data)
+        probe_data=probe_data, selection=_selection(grid))
+
+
+def _selection(grid: dict) -> str:
+    cells = sum(len(row) for row in grid["accuracy"].values())
+    if certainty.selection_of(grid) == certainty.SELECTED_ON_HELD_OUT:
+        return f"the best of the {cells} cells is {certainty.selection_words(grid)}, and quoted on the test images"
+    return f"the best of the {cells} cells is picked on those test images ({certainty.selection_words(grid)}), so it " \
+           "reads a little high"
 
 
 def _minutes(value: float) -> str:
@@ -130,16 +140,15 @@ def _minutes(value: float) -> str:
 
 
 def _edge(facts: ExampleFacts) -> str:
-    """Where the best noise level sits in the probed range, and what to probe next when it is at an edge."""
-    ts = facts.timesteps
-    if facts.best_timestep == max(ts):
-        step = ts[-1] - ts[-2] if len(ts) > 1 else ts[-1]
-        nxt = ", ".join(f"t={ts[-1] + k * step}" for k in (1, 2))
-        return (f"its best noise level is the largest one probed (t={ts[-1]}), so this grid does not bracket the "
-                f"optimum ({nxt} would)")
-    if facts.best_timestep == min(ts) and len(ts) > 1:
-        return f"its best noise level is the smallest one probed (t={ts[0]}), so this grid does not bracket the optimum"
-    return f"its best noise level, t={facts.best_timestep}, lies inside the probed range (t={ts[0]}..{ts[-1]})"
+    """Where the best noise level sits in the probed range, and what to probe next when it is at an edge (the
+    rule the Run view and the probe's own output use)."""
+    ts, best = facts.timesteps, facts.best_timestep
+    edge = certainty.edge_of_range(ts, best)
+    if edge is None:
+        return f"its best noise level, t={best}, lies inside the probed range (t={ts[0]}..{ts[-1]})"
+    more = ", ".join(f"t={t}" for t in certainty.next_timesteps(ts, best))
+    return (f"its best noise level is the {edge} one probed (t={best}), so this grid does not bracket the "
+            f"optimum" + (f" ({more} would)" if more else ""))
 
 
 def _grid_sentence(facts: ExampleFacts) -> str:
@@ -147,8 +156,7 @@ def _grid_sentence(facts: ExampleFacts) -> str:
             f"pixels {percent(facts.pixels)} ({points(facts.best_accuracy - facts.pixels)}) and random init "
             f"{percent(facts.random_init)} ({points(facts.best_accuracy - facts.random_init)}), "
             f"{facts.protocol_label}, heads trained on {facts.train_images:,} images and scored on "
-            f"{facts.test_images:,} test images; the best of the {facts.n_cells} cells is picked on those test "
-            f"images, so it reads a little high")
+            f"{facts.test_images:,} test images; {facts.selection}")
 
 
 def _stages_sentence(facts: ExampleFacts) -> str:
