@@ -1,8 +1,8 @@
 """Model and training configs: the official DDAE YAML format, as-is, plus an optional `studio:` block.
 
 A config is kept as the plain dict the user wrote (so it round-trips into spec.yaml and checkpoints);
-`ModelConfig` and `TrainOptions` are validated views of it. Every bad value raises ConfigError naming
-the field, before any work starts.
+`ModelConfig` and `Hyperparameters` (the preset's training values) are validated views of it. Every bad
+value raises ConfigError naming the field, before any work starts.
 """
 
 from __future__ import annotations
@@ -265,8 +265,9 @@ LR_DECAYS = ("none", "linear")
 
 
 @dataclass(frozen=True)
-class TrainOptions:
-    """Pre-training hyper-parameters, from the official keys with `studio:` overrides."""
+class Hyperparameters:
+    """A preset's (or config's) pre-training hyper-parameters, from the official keys with `studio:` overrides;
+    `jobs.specs.train_spec` merges the form's values over them into the run's TrainSettings."""
 
     batch_size: int
     lr: float
@@ -285,7 +286,7 @@ class TrainOptions:
     dataset: str
 
 
-def parse_train_options(cfg: dict) -> TrainOptions:
+def parse_hyperparameters(cfg: dict) -> Hyperparameters:
     studio = studio_block(cfg)
     warmup_steps = _integer(cfg, "studio.warmup_steps", None, low=0) \
         if studio.get("warmup_steps") is not None else None
@@ -294,7 +295,7 @@ def parse_train_options(cfg: dict) -> TrainOptions:
     lr_decay = str(studio.get("lr_decay") or "none")
     if lr_decay not in LR_DECAYS:
         raise ConfigError("studio.lr_decay", f"must be one of {', '.join(LR_DECAYS)} (got {lr_decay!r})")
-    return TrainOptions(
+    return Hyperparameters(
         batch_size=_integer(cfg, "batch_size", 128, low=1),
         lr=_number(cfg, "studio.lr", None, low=0, low_open=True) if studio.get("lr") is not None
         else official_lr,
