@@ -66,3 +66,24 @@ def test_v1_train_and_probe_specs_run_and_the_train_resumes(tmp_path):
     assert execute(probe, tmp_path, handle_signals=False) == "done"
     grid = json.loads((probe / "grid.json").read_text())
     assert grid["timesteps"] == [1, 11] and grid["layers"] == ["out_2", "out_3"]
+
+
+def test_an_older_probe_spelling_and_a_blank_noisy_option_take_their_models_rules():
+    from ddae_core.engine.spec.options import NoisyOptions, ProbeOptions
+
+    assert ProbeOptions.model_validate({"protocol": "fast", "standardize": True}).protocol == "standardized"
+    assert ProbeOptions.model_validate({"protocol": "official"}).protocol == "official"
+    wrn, head = NoisyOptions.model_validate({"baseline": "wrn"}), NoisyOptions.model_validate({"epochs": None})
+    assert (wrn.epochs, wrn.lr, head.epochs, head.lr) == (200, 0.1, 15, 1e-3)
+
+
+def test_nothing_in_the_engine_reads_options_by_string_key():
+    import re
+
+    engine = Path(__file__).parents[1] / "ddae_core" / "engine"
+    lookup = re.compile(r"opts\[|opts\.get\(|options\.get\(|options\[")
+    # engine/spec is where spec.yaml's mapping becomes the typed model (the preset merge reads it there).
+    found = [f"{path.relative_to(engine)}:{i}" for path in sorted(engine.rglob("*.py")) if path.parent.name != "spec"
+             for i, line in enumerate(path.read_text().splitlines(), 1) if lookup.search(line)]
+    # protocol_of reads a finished grid.json or a stored spec for the views, not a runner's options.
+    assert found == ["evaluation/protocols.py:30", "evaluation/protocols.py:31"]

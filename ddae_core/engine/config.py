@@ -283,6 +283,9 @@ class Hyperparameters:
     checkpoint_every_steps: int
     sample_every_steps: int
     n_sample: int
+    sample_steps: int | None      # the sampler's steps for the training grids; None: the framework's
+    log_every_steps: int
+    amp: str                      # device.amp_dtype_for's request: auto, bf16, fp16, fp32
     dataset: str
 
 
@@ -311,6 +314,9 @@ def parse_hyperparameters(cfg: dict) -> Hyperparameters:
         checkpoint_every_steps=_integer(cfg, "studio.checkpoint_every_steps", 1000, low=1),
         sample_every_steps=_integer(cfg, "studio.sample_every_steps", 1000, low=1),
         n_sample=_integer(cfg, "n_sample", 30, low=1, high=1024),
+        sample_steps=_integer(cfg, "studio.sample_steps", low=1) if studio.get("sample_steps") is not None else None,
+        log_every_steps=_integer(cfg, "studio.log_every_steps", 10, low=1),
+        amp=str(studio.get("amp") or "auto"),
         dataset=str(studio.get("dataset") or {"cifar": "cifar10", "tiny": "tiny-imagenet"}.get(
             str(cfg.get("dataset", "")), "builtin:shapes")),
     )

@@ -53,16 +53,13 @@ def _parse(kind: str, parent_dir: Path, values: dict):
 
 
 def probe_spec(parent_dir: Path, **values) -> dict:
-    """A probe grid job (ProbeOptions); `standardize` is the older spelling of protocol='standardized'."""
+    """A probe grid job (ProbeOptions, which reads `standardize` as the older spelling of protocol='standardized')."""
     opts, cfg = _parse("probe", parent_dir, values)
     protocol = opts.protocol
     if opts.standardize and protocol == "official":
         raise ConfigError("standardize", "works with the fast protocol only; the official protocol probes raw features")
-    if opts.standardize:
-        protocol = "standardized"
     return _base("probe", parent_dir, opts, {
         **spec_options(opts),
-        "protocol": protocol,
         "timesteps": parse_timesteps(opts.timesteps, cfg),
         "layers": parse_layers(opts.layers, cfg),
         # Kept beside the protocol so that readers of older runs (and the runs table's rule) see it too.

@@ -29,7 +29,7 @@ from ..engine.spec.fields import (
     whole_in,
 )
 from ..engine.spec.options import MODELS
-from ..engine.spec.run_spec import TrainSpec, load_spec
+from ..engine.spec.run_spec import TrainSpec, load_spec, with_preset
 from ..rundir import DATA_DIR, JobKind, RunStatus
 from .worklog import job_logging
 
@@ -101,30 +101,8 @@ def train_spec(*, config: str | Path | dict, **values) -> dict:
     bad = [layer for layer in opts.monitor_layers or [] if layer not in tap_names(model_cfg.network)]
     if bad:
         raise ConfigError("monitor_layers", f"{', '.join(bad)} is not a layer of this network")
-    options = {
-        **spec_options(opts),
-        "steps": opts.steps if opts.steps is not None else (None if opts.epochs is not None else train.steps),
-        "epochs": opts.epochs or train.epochs,
-        "batch_size": opts.batch_size or train.batch_size,
-        "lr": opts.lr or train.lr,
-        "warmup_steps": train.warmup_steps,
-        "warm_epoch": train.warm_epoch,
-        "lr_decay": train.lr_decay,
-        "ema_decay": train.ema_decay,
-        "ema_warmup": train.ema_warmup,
-        "flip": train.flip,
-        "grad_clip": train.grad_clip,
-        "checkpoint_every_steps": train.checkpoint_every_steps,
-        "sample_every_steps": train.sample_every_steps,
-        "sample_steps": _positive_int("studio.sample_steps", studio.get("sample_steps")),
-        "n_sample": train.n_sample,
-        "monitor_layers": list(opts.monitor_layers or []),
-    }
-    # Absent, these take TrainSettings' defaults (every 10 steps, automatic precision).
-    if studio.get("log_every_steps") is not None:
-        options["log_every_steps"] = _positive_int("studio.log_every_steps", studio["log_every_steps"])
-    if studio.get("amp") is not None:
-        options["amp"] = studio["amp"]
+    # The form's values, and the config's hyper-parameters (the preset's) where they are blank.
+    options = with_preset(cfg, {**spec_options(opts), "monitor_layers": list(opts.monitor_layers or [])})
     if opts.minutes is not None:
         options["time_limit_s"] = opts.minutes * 60
     return {

@@ -9,16 +9,18 @@ parse_hyperparameters`, merged by `train_spec`) or, for the keys only the engine
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from ...rundir import JobKind
+from ..config import parse_hyperparameters
 from ..errors import ConfigError, UserError
 from ..runs import read_spec
 from .fields import Flag, OneOf, Passed, Positive, Whole
-from .options import AlignOptions, FidOptions, FinetuneOptions, NoisyOptions, ProbeOptions, SampleOptions
+from .options import AlignOptions, FidOptions, FinetuneOptions, NoisyOptions, ProbeOptions, SampleOptions, TrainOptions
 
 Steps = Annotated[int, Whole()]
 Rate = Annotated[float, Positive()]
@@ -26,19 +28,19 @@ Switch = Annotated[bool, Flag()]
 LR_DECAYS = ("none", "linear")
 
 
-class TrainSettings(BaseModel):
-    """A train run's `options`: the train form's values (options.TrainOptions) over the preset's
-    hyper-parameters (config.Hyperparameters), merged by `jobs.specs.train_spec`; the last keys
-    are the engine's own, set by the CLI (`--init-from`, `--sweep-...`) or by hand."""
+class TrainSettings(TrainOptions):
+    """A train run's `options`: the train form's fields (TrainOptions: a field added there is one here too)
+    over the preset's hyper-parameters (config.Hyperparameters, filled in by `with_preset`), and the
+    engine's own keys, set by the CLI (`--init-from`, `--sweep-...`) or by hand.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The form's fields placed elsewhere (spec=False: name, device, data, minutes, gpus) are read from the
+    run spec (TrainSpec), not here."""
 
-    # Always written by train_spec, so without a default here: the form's (options.TrainOptions) or the preset's.
-    seed: Annotated[int, Whole(0)]
+    # Without a default here: the form's value, else the preset's (with_preset).
     steps: Annotated[int | None, Whole()]        # overrides epochs when given
     epochs: Steps
     batch_size: Steps
-    lr: float                      # checked by train_spec (the form's range); a hand-written spec keeps its own
+    lr: float                      # checked by the form's field; a hand-written spec keeps its own
     warmup_steps: Annotated[int | None, Whole(0)]   # None: the official per-epoch warm-up
     warm_epoch: Annotated[int, Whole(0)]
     lr_decay: Annotated[str, OneOf(LR_DECAYS)]
@@ -50,12 +52,10 @@ class TrainSettings(BaseModel):
     sample_every_steps: Steps
     sample_steps: Annotated[int | None, Whole()]
     n_sample: Steps
-    # Written where the config's studio block sets them.
-    log_every_steps: Steps = 10
-    amp: Annotated[str, Passed()] = "auto"
-    data_limit: Annotated[int | None, Whole()] = None
+    log_every_steps: Steps
+    amp: Annotated[str, Passed()]
     monitor_layers: list[str] = []
-    time_limit_s: Annotated[float | None, Positive()] = None
+    time_limit_s: Annotated[float | None, Positive()] = None      # the form's `minutes`
     # The engine's own: not on the form.
     init_from: Switch = False          # warm start from the parent's checkpoint
     sweep: dict | None = None          # FID and probe jobs per new checkpoint (jobs.sweep)
@@ -114,6 +114,23 @@ class TrainSpec(RunSpec):
     kind: Literal["train"]
     config: dict
     options: TrainSettings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, values: Any) -> Any:
+        if not isinstance(values, dict) or not isinstance(values.get("config"), dict):
+            return values
+        return {**values, "options": with_preset(values["config"], values.get("options") or {})}
+
+
+def with_preset(config: dict, options: dict) -> dict:
+    """`options` with the config's hyper-parameters (config.Hyperparameters) where they are blank: the
+    preset's steps only where neither steps nor epochs are given."""
+    preset = asdict(parse_hyperparameters(config))
+    filled = {k: v for k, v in preset.items() if k in TrainSettings.model_fields and options.get(k) is None}
+    if options.get("epochs") is not None:
+        filled.pop("steps", None)
+    return {**options, **filled}
 
 
 class ImportSpec(RunSpec):
