@@ -4,7 +4,7 @@ spec.yaml is written once by `runs.create_run` from a spec function's dict (jobs
 jobs/eval_specs.py); `load_spec` reads it back as `TrainSpec`, `ProbeSpec`, ... whose `options`
 is the kind's model, so that the engine reads `spec.options.lr`, never a key with a default of its
 own. A default lives once: on the kind's options model (options.py), in the preset (`config.
-parse_hyperparameters`, merged by `train_spec`) or, for the keys only the engine reads, here.
+parse_hyperparameters`, merged by `with_preset`) or, for the keys only the engine reads, here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from ...rundir import JobKind
-from ..config import parse_hyperparameters
+from ..config import LR_DECAYS, parse_hyperparameters
 from ..errors import ConfigError, UserError
 from ..runs import read_spec
 from .fields import Flag, OneOf, Passed, Positive, Whole
@@ -25,7 +25,6 @@ from .options import AlignOptions, FidOptions, FinetuneOptions, NoisyOptions, Pr
 Steps = Annotated[int, Whole()]
 Rate = Annotated[float, Positive()]
 Switch = Annotated[bool, Flag()]
-LR_DECAYS = ("none", "linear")
 
 
 class TrainSettings(TrainOptions):
