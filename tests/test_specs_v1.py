@@ -32,6 +32,13 @@ def test_a_v1_spec_validates_into_its_kinds_model_with_every_value_kept(kind):
     assert spec.device.request == raw(kind)["device"]["request"]
 
 
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "resources" / "examples").glob("*/*/spec.yaml")),
+                         ids=lambda p: p.parent.name)
+def test_the_bundled_example_runs_specs_from_an_older_release_validate(path):
+    spec = parse_spec(yaml.safe_load(path.read_text()))
+    assert type(spec) is SPECS[spec.kind] and spec.options.seed is not None
+
+
 def test_a_v1_spec_of_another_kind_is_refused_in_one_sentence():
     from ddae_core.engine.errors import UserError
 
