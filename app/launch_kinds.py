@@ -1,6 +1,6 @@
 """The job kinds the Launch view offers: their fields, and how their values become a spec.
 
-A kind's options are its model's fields (ddae_core.jobs.options): each form field, its label,
+A kind's options are its model's fields (ddae_core.engine.spec.options): each form field, its label,
 tooltip, default and placeholder come from there, and the form's values go to the kind's spec
 function as they are. Here is only the layout (which section shows which option) and the few
 fields of the form itself (preset and overrides, parent run, priority, the sweep group, quick).
@@ -19,10 +19,10 @@ import yaml
 
 from ddae_core.engine.config import load_config, parse_model_config
 from ddae_core.engine.errors import ConfigError, UserError
-from ddae_core.jobs import options as job_options
+from ddae_core.engine.spec import options as job_options
+from ddae_core.engine.spec.fields import OptionInfo, infos, parse_options
+from ddae_core.engine.spec.options import SweepOptions
 from ddae_core.jobs.eval_specs import align_spec, fid_spec, finetune_spec, noisy_spec, probe_spec, sample_spec
-from ddae_core.jobs.option_fields import OptionInfo, infos, parse_options
-from ddae_core.jobs.options import SweepOptions
 from ddae_core.jobs.specs import train_spec
 from ddae_core.jobs.sweep import sweep_plan
 

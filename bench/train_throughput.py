@@ -24,6 +24,7 @@ from ddae_core import build_model
 from ddae_core.engine.config import load_config
 from ddae_core.engine.device import amp_dtype_for, grad_scaler_for, resolve_device
 from ddae_core.engine.reporting import Reporter
+from ddae_core.engine.spec.run_spec import load_spec
 from ddae_core.engine.training import Trainer
 from ddae_core.jobs.specs import create_job, train_spec
 
@@ -95,7 +96,7 @@ def trainer_loop(config: dict, device: torch.device, batch: int, steps: int, max
                           batch_size=batch, device=device.type)
         run_dir = create_job(ws, spec)
         reporter = Reporter(run_dir)
-        trainer = Trainer(run_dir, reporter, ws)
+        trainer = Trainer(load_spec(run_dir), run_dir, reporter, ws)
         try:
             return timed_steps(trainer.train_step, device, batch, steps, max_seconds)
         finally:

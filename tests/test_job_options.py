@@ -7,10 +7,10 @@ import pytest
 
 from ddae_core.cli import build_parser
 from ddae_core.engine.errors import ConfigError
-from ddae_core.jobs import options
+from ddae_core.engine.spec import options
+from ddae_core.engine.spec.fields import option, parse_options
+from ddae_core.engine.spec.options import Count, ProbeOptions, TrainOptions
 from ddae_core.jobs.eval_specs import probe_spec
-from ddae_core.jobs.option_fields import option, parse_options
-from ddae_core.jobs.options import Count, ProbeOptions, TrainOptions
 from ddae_core.jobs.specs import create_job, train_spec
 
 from .conftest import MICRO_DATA, micro_config, micro_train_spec

@@ -55,13 +55,14 @@ def test_cuda_autocast_defaults_to_fp16_with_a_grad_scaler_as_the_official_runs(
 
 def test_an_fp16_training_step_goes_through_the_grad_scaler(workspace):
     from ddae_core.engine.reporting import Reporter
+    from ddae_core.engine.spec.run_spec import load_spec
     from ddae_core.engine.training import Trainer
     from ddae_core.jobs.specs import create_job
 
     from .test_engine_training import micro_spec
 
     run = create_job(workspace, micro_spec())
-    trainer = Trainer(run, Reporter(run, enabled=False), workspace)
+    trainer = Trainer(load_spec(run), run, Reporter(run, enabled=False), workspace)
     # The CUDA default, on the CPU's fp16 autocast: the same scale, unscale, clip, step, update sequence.
     trainer.model.amp_dtype = torch.float16
     trainer.scaler = grad_scaler_for(trainer.device, trainer.model.amp_dtype)

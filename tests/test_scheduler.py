@@ -385,11 +385,12 @@ import torch
 
 from ddae_core.engine.distributed import DistContext
 from ddae_core.engine.reporting import Reporter
+from ddae_core.engine.spec.run_spec import load_spec
 from ddae_core.engine.training import Trainer
 
 run_dir = Path(sys.argv[1])
 rank = DistContext.from_env().rank
-trainer = Trainer(run_dir, Reporter(run_dir, enabled=rank == 0), run_dir.parent.parent)
+trainer = Trainer(load_spec(run_dir), run_dir, Reporter(run_dir, enabled=rank == 0), run_dir.parent.parent)
 start = {k: v.clone() for k, v in trainer.model.net.state_dict().items()}
 batches = [trainer.sampler.batch(s)[rank::2].tolist() for s in range(trainer.total_steps)]
 try:
@@ -428,6 +429,7 @@ def test_two_ranks_hold_identical_weights_after_steps_on_different_data(workspac
 def test_torchrun_trains_with_two_processes_on_the_cpu_and_rank0_alone_reports(workspace, monkeypatch):
     """The K > 1 GPUs launch path, on CPU slots: torchrun, two gloo ranks, one set of events."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    from ddae_core.engine.spec.run_spec import TrainSettings
     from ddae_core.engine.training import lr_at
     from ddae_core.jobs.specs import create_job
 
@@ -446,7 +448,7 @@ def test_torchrun_trains_with_two_processes_on_the_cpu_and_rank0_alone_reports(w
     assert loss_steps == list(range(1, steps + 1))             # once per step: only rank 0 reports
     # Two ranks ran: the official scripts scale the learning rate by the world size.
     lr = [e["value"] for e in lines if e.get("key") == "lr"][-1]
-    opts = json.loads(json.dumps(micro_train_spec(steps=steps)["options"]))
+    opts = TrainSettings.model_validate(json.loads(json.dumps(micro_train_spec(steps=steps)["options"])))
     assert lr == pytest.approx(2 * lr_at(steps - 1, 0, opts, steps))
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000003.pt", "step_000006.pt"]
     assert "torch.distributed.run" in (run_dir / "log.txt").read_text()

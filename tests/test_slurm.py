@@ -364,6 +364,7 @@ def test_a_run_on_another_node_whose_slurm_job_is_gone_is_interrupted(cluster, m
 def test_ddp_rendezvous_from_slurm_two_ranks_on_the_cpu(cluster, monkeypatch):
     """The multi-GPU path's rendezvous, as far as one CPU node allows: two Slurm tasks, two gloo ranks
     whose RANK/WORLD_SIZE/MASTER_ADDR come from Slurm's environment, rank 0 alone reporting."""
+    from ddae_core.engine.spec.run_spec import TrainSettings
     from ddae_core.engine.training import lr_at
     from ddae_core.jobs.scheduler import Scheduler
 
@@ -379,7 +380,7 @@ def test_ddp_rendezvous_from_slurm_two_ranks_on_the_cpu(cluster, monkeypatch):
     assert _status(store, run) == "done", (run_dir / "log.txt").read_text()[-3000:]
     assert list(store.metric_history(run, "loss/train").steps) == list(range(1, steps + 1))
     lr = store.metric_history(run, "lr").values[-1]
-    opts = json.loads(json.dumps(micro_train_spec(steps=steps)["options"]))
+    opts = TrainSettings.model_validate(json.loads(json.dumps(micro_train_spec(steps=steps)["options"])))
     assert lr == pytest.approx(2 * lr_at(steps - 1, 0, opts, steps))      # two ranks: the lr scales by 2
     assert "(rank 0 of 2)" in (run_dir / "log.txt").read_text()
     assert "(rank 1 of 2)" in (run_dir / "log.rank1.txt").read_text()

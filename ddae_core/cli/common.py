@@ -27,12 +27,12 @@ def number(text: str) -> int | float:
 
 
 def add_options(parser, model, names=None, *, prefix: str = "", dest_prefix: str = "", skip=()) -> None:
-    """argparse arguments for `model`'s fields (ddae_core.jobs.options): flag, type, default and help.
+    """argparse arguments for `model`'s fields (ddae_core.engine.spec.options): flag, type, default and help.
 
     names: only these fields (default: every field the CLI shows); prefix: put after `--` of each flag
     (`--sweep-steps`); dest_prefix: before each dest, where two models' options share one parser.
     """
-    from ..jobs.option_fields import infos
+    from ..engine.spec.fields import infos
 
     groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
     for info in infos(model):
@@ -73,7 +73,7 @@ def _flag_and_kwargs(info, prefix: str, dest_prefix: str) -> tuple[list[str], di
 
 def options_of(args, model, *, dest_prefix: str = "", skip=()) -> dict:
     """The values argparse parsed for `model`'s CLI fields, by field name (for the spec function)."""
-    from ..jobs.option_fields import infos
+    from ..engine.spec.fields import infos
 
     return {i.name: getattr(args, dest_prefix + i.name) for i in infos(model)
             if i.cli and i.name not in skip and hasattr(args, dest_prefix + i.name)}
@@ -97,7 +97,7 @@ def add_queue_options(parser: argparse.ArgumentParser) -> None:
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     """--device for the commands that run no job of their own (classify, demo, sweep)."""
-    from ..jobs.options import JobOptions
+    from ..engine.spec.options import JobOptions
 
     add_options(parser, JobOptions, ("device",))
 

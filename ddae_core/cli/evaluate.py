@@ -29,7 +29,7 @@ EVALUATIONS = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..jobs.options import MODELS
+    from ..engine.spec.options import MODELS
 
     for kind, help_text, spec_function in EVALUATIONS:
         p = _eval_parser(sub, kind, help_text, MODELS[kind])
@@ -59,8 +59,8 @@ def _run(args, spec) -> int:
 
 def cmd_evaluate(args) -> int:
     """Run (or queue) the evaluation `args.kind` with the options its model declares."""
+    from ..engine.spec.options import MODELS
     from ..jobs import eval_specs
-    from ..jobs.options import MODELS
 
     spec_function = getattr(eval_specs, args.spec_function)
     return _run(args, spec_function(run_dir_of(args), **options_of(args, MODELS[args.kind])))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..jobs.options import MODELS, SweepOptions
+from ..engine.spec.options import MODELS, SweepOptions
 from .common import add_device, add_options, add_workspace, check_priority_option, options_of, run_dir_of, workspace_of
 from .evaluate import _eval_parser
 

@@ -13,7 +13,7 @@ import yaml
 from ..engine import data as datasets
 from ..engine.config import load_config, preset_names, preset_path
 from ..engine.errors import UserError
-from ..jobs.options import MODELS
+from ..engine.spec.options import MODELS
 from ..jobs.specs import train_spec
 from ..rundir import SAMPLES_DIR, RunStatus
 from .common import (

@@ -1,8 +1,8 @@
 """Model and training configs: the official DDAE YAML format, as-is, plus an optional `studio:` block.
 
 A config is kept as the plain dict the user wrote (so it round-trips into spec.yaml and checkpoints);
-`ModelConfig` and `TrainOptions` are validated views of it. Every bad value raises ConfigError naming
-the field, before any work starts.
+`ModelConfig` and `Hyperparameters` (the preset's training values) are validated views of it. Every bad
+value raises ConfigError naming the field, before any work starts.
 """
 
 from __future__ import annotations
@@ -265,8 +265,9 @@ LR_DECAYS = ("none", "linear")
 
 
 @dataclass(frozen=True)
-class TrainOptions:
-    """Pre-training hyper-parameters, from the official keys with `studio:` overrides."""
+class Hyperparameters:
+    """A preset's (or config's) pre-training hyper-parameters, from the official keys with `studio:` overrides;
+    `jobs.specs.train_spec` merges the form's values over them into the run's TrainSettings."""
 
     batch_size: int
     lr: float
@@ -282,10 +283,13 @@ class TrainOptions:
     checkpoint_every_steps: int
     sample_every_steps: int
     n_sample: int
+    sample_steps: int | None      # the sampler's steps for the training grids; None: the framework's
+    log_every_steps: int
+    amp: str                      # device.amp_dtype_for's request: auto, bf16, fp16, fp32
     dataset: str
 
 
-def parse_train_options(cfg: dict) -> TrainOptions:
+def parse_hyperparameters(cfg: dict) -> Hyperparameters:
     studio = studio_block(cfg)
     warmup_steps = _integer(cfg, "studio.warmup_steps", None, low=0) \
         if studio.get("warmup_steps") is not None else None
@@ -294,7 +298,7 @@ def parse_train_options(cfg: dict) -> TrainOptions:
     lr_decay = str(studio.get("lr_decay") or "none")
     if lr_decay not in LR_DECAYS:
         raise ConfigError("studio.lr_decay", f"must be one of {', '.join(LR_DECAYS)} (got {lr_decay!r})")
-    return TrainOptions(
+    return Hyperparameters(
         batch_size=_integer(cfg, "batch_size", 128, low=1),
         lr=_number(cfg, "studio.lr", None, low=0, low_open=True) if studio.get("lr") is not None
         else official_lr,
@@ -310,6 +314,9 @@ def parse_train_options(cfg: dict) -> TrainOptions:
         checkpoint_every_steps=_integer(cfg, "studio.checkpoint_every_steps", 1000, low=1),
         sample_every_steps=_integer(cfg, "studio.sample_every_steps", 1000, low=1),
         n_sample=_integer(cfg, "n_sample", 30, low=1, high=1024),
+        sample_steps=_integer(cfg, "studio.sample_steps", low=1) if studio.get("sample_steps") is not None else None,
+        log_every_steps=_integer(cfg, "studio.log_every_steps", 10, low=1),
+        amp=str(studio.get("amp") or "auto"),
         dataset=str(studio.get("dataset") or {"cifar": "cifar10", "tiny": "tiny-imagenet"}.get(
             str(cfg.get("dataset", "")), "builtin:shapes")),
     )

@@ -29,7 +29,8 @@ from .errors import CheckpointError, UserError
 from .grids import save_grid
 from .model import DDAEModel
 from .reporting import Reporter
-from .runs import checkpoint_path, list_checkpoints, read_spec, resolve_checkpoint
+from .runs import checkpoint_path, list_checkpoints, resolve_checkpoint
+from .spec.run_spec import TrainSettings, TrainSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,58 +54,60 @@ class TrainingDiverged(UserError):
     """The loss or the weights became NaN or infinite; the run fails, its last good checkpoint kept."""
 
 
-def lr_at(step: int, epoch: int, opts: dict, total_steps: int | None = None) -> float:
+def lr_at(step: int, epoch: int, opts: TrainSettings, total_steps: int | None = None) -> float:
     """Warm-up: linear per step (`warmup_steps`, ours) or the official per-epoch step function.
 
     With `lr_decay: linear` the lr then falls linearly to 0 at `total_steps` (under a time budget,
     the step the budget is estimated to end at): a short run ends at a minimum, not mid-stride.
     """
-    lr = opts["lr"]
-    if opts.get("lr_decay", "none") == "linear" and total_steps:
-        start = opts.get("warmup_steps") or 0
+    lr = opts.lr
+    if opts.lr_decay == "linear" and total_steps:
+        start = opts.warmup_steps or 0
         if step >= start:
             lr *= max(total_steps - step, 0) / max(total_steps - start, 1)
-    if opts.get("warmup_steps"):
-        return lr * min((step + 1) / opts["warmup_steps"], 1.0)
-    if opts.get("warm_epoch"):
-        return lr * min((epoch + 1) / opts["warm_epoch"], 1.0)
+    if opts.warmup_steps:
+        return lr * min((step + 1) / opts.warmup_steps, 1.0)
+    if opts.warm_epoch:
+        return lr * min((epoch + 1) / opts.warm_epoch, 1.0)
     return lr
 
 
 class Trainer:
-    def __init__(self, run_dir: Path, reporter: Reporter, workspace: Path, hooks: list[CheckpointHook] | None = None):
+    def __init__(self, spec: TrainSpec, run_dir: Path, reporter: Reporter, workspace: Path,
+                 hooks: list[CheckpointHook] | None = None):
         self.run_dir = Path(run_dir)
         self.reporter = reporter
-        self.spec = read_spec(self.run_dir)
-        self.opts = dict(self.spec["options"])
+        self.spec = spec
+        self.opts = spec.options
         self.hooks = hooks or []
         self.dist = DistContext.from_env()
-        self.device = resolve_device((self.spec.get("device") or {}).get("request", "auto"))
+        self.device = resolve_device(spec.device.request)
         if self.dist.enabled and self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", self.dist.local_rank)   # `auto` under torchrun: one GPU per rank
         self.dist.init(self.device)
-        self.model_config = parse_model_config(self.spec["config"])
+        self.model_config = parse_model_config(spec.config)
 
         # Data.
-        self.data = datasets.load_split(self.spec["data"], "train", resolution=self.model_config.resolution,
-                                        data_root=workspace / "data", seed=0, limit=self.opts.get("data_limit"))
-        per_rank = self.opts["batch_size"]
-        self.sampler = datasets.BatchSampler(len(self.data), per_rank * self.dist.world_size, self.opts.get("seed", 0))
-        self.total_steps = self.opts.get("steps") or self.opts["epochs"] * self.sampler.steps_per_epoch
+        self.data = datasets.load_split(spec.data, "train", resolution=self.model_config.resolution,
+                                        data_root=workspace / "data", seed=0, limit=self.opts.data_limit)
+        per_rank = self.opts.batch_size
+        self.sampler = datasets.BatchSampler(len(self.data), per_rank * self.dist.world_size, self.opts.seed)
+        self.total_steps = self.opts.steps or self.opts.epochs * self.sampler.steps_per_epoch
         self.images = self.data.images.to(self.device) if self.device.type == "cuda" else self.data.images
 
         # Model, EMA, optimizer. The official scripts scale the lr by the number of GPUs.
-        torch.manual_seed(self.opts.get("seed", 0) + self.dist.rank)
+        torch.manual_seed(self.opts.seed + self.dist.rank)
         self.model = DDAEModel(self.model_config).to(self.device)
-        self.model.amp_dtype = amp_dtype_for(self.device, self.opts.get("amp", "auto"))
-        if self.opts.get("channels_last", self.device.type == "cuda"):
+        self.model.amp_dtype = amp_dtype_for(self.device, self.opts.amp)
+        self.channels_last = self.device.type == "cuda" if self.opts.channels_last is None else self.opts.channels_last
+        if self.channels_last:
             self.model.net.to(memory_format=torch.channels_last)
-        self.ema = EMA(self.model, self.opts["ema_decay"], warmup=self.opts.get("ema_warmup", True))
+        self.ema = EMA(self.model, self.opts.ema_decay, warmup=self.opts.ema_warmup)
         self.lr_scale = self.dist.world_size
-        self.optimizer = torch.optim.Adam(self.model.net.parameters(), lr=self.opts["lr"] * self.lr_scale)
+        self.optimizer = torch.optim.Adam(self.model.net.parameters(), lr=self.opts.lr * self.lr_scale)
         self.scaler = grad_scaler_for(self.device, self.model.amp_dtype)
         self.train_net = self.model.net
-        if self.opts.get("compile"):
+        if self.opts.compile:
             self.train_net = torch.compile(self.model.net)
         if self.dist.enabled:
             self.train_net = DistributedDataParallel(
@@ -112,18 +115,18 @@ class Trainer:
         self.step = 0
         self.schedule_steps: int | None = None     # under a time budget: the schedule's end, once fixed
         self.unchecked_losses: list[torch.Tensor] = []    # this rank's per-step losses since the last check
-        if self.opts.get("monitor_layers") and self.dist.is_main:
+        if self.opts.monitor_layers and self.dist.is_main:
             self.hooks.append(self._layer_monitor())
 
     def _layer_monitor(self) -> CheckpointHook:
         """Alignment/uniformity of the chosen layers on a fixed, seeded subset of training images."""
         from .evaluation.alignment import make_monitor
 
-        gen = torch.Generator().manual_seed(self.opts.get("seed", 0))
-        subset = torch.randperm(len(self.data), generator=gen)[: int(self.opts.get("monitor_images", 512))]
-        timestep = self.opts.get("monitor_timestep") or self.model_config.feature_timestep
-        return make_monitor(self.reporter, self.data.images[subset], self.opts["monitor_layers"], timestep,
-                            seed=self.opts.get("seed", 0))
+        gen = torch.Generator().manual_seed(self.opts.seed)
+        subset = torch.randperm(len(self.data), generator=gen)[: self.opts.monitor_images]
+        timestep = self.opts.monitor_timestep or self.model_config.feature_timestep
+        return make_monitor(self.reporter, self.data.images[subset], self.opts.monitor_layers, timestep,
+                            seed=self.opts.seed)
 
     # The time budget.
     def follow_time_budget(self, budget_s: float, elapsed_s: float, first_step: int, step_limit: int) -> None:
@@ -183,11 +186,11 @@ class Trainer:
     def warm_start(self) -> int | None:
         """A run started `--init-from` another: that checkpoint's weights and EMA, a fresh optimizer and
         schedule from step 0 (the source's own warm-up and decay do not carry over). None without one."""
-        parent = self.spec.get("parent") or {}
-        if not self.opts.get("init_from") or not parent.get("run"):
+        parent = self.spec.parent
+        if not self.opts.init_from or parent is None:
             return None
-        source = self.run_dir.parent / parent["run"]
-        step, path = resolve_checkpoint(source, parent.get("checkpoint", "latest"))
+        source = self.run_dir.parent / parent.run
+        step, path = resolve_checkpoint(source, parent.checkpoint)
         state = read_checkpoint(path, map_location=self.device)
         try:
             self.model.net.load_state_dict(state["model"])
@@ -210,7 +213,7 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
         self.step = int(state["step"])
-        if state.get("schedule_steps") and self.opts.get("time_limit_s"):
+        if state.get("schedule_steps") and self.opts.time_limit_s:
             self.schedule_steps = self.total_steps = int(state["schedule_steps"])
 
     def save_checkpoint(self) -> Path | None:
@@ -220,7 +223,7 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         state = {
-            "format": FORMAT, "version": FORMAT_VERSION, "config": self.spec["config"],
+            "format": FORMAT, "version": FORMAT_VERSION, "config": self.spec.config,
             "step": self.step, "epoch": self.sampler.epoch_of(max(self.step - 1, 0)),
             "model": self.model.net.state_dict(), "ema": self.ema.state_dict(), "ema_updates": self.ema.updates,
             "optimizer": self.optimizer.state_dict(),
@@ -248,8 +251,8 @@ class Trainer:
     def save_samples(self) -> None:
         if not self.dist.is_main:
             return
-        gen = torch.Generator(device=self.device).manual_seed(self.opts.get("seed", 0))
-        images = self.ema.model.sample(self.opts["n_sample"], steps=self.opts.get("sample_steps"), generator=gen)
+        gen = torch.Generator(device=self.device).manual_seed(self.opts.seed)
+        images = self.ema.model.sample(self.opts.n_sample, steps=self.opts.sample_steps, generator=gen)
         path = save_grid(images, self.run_dir / sample_name(self.step))
         self.reporter.image(SAMPLES_KEY, self.step, path)
 
@@ -283,10 +286,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         index = self.sampler.batch(step)[self.dist.rank::self.dist.world_size]
-        gen = torch.Generator(device=self.device).manual_seed(hash((self.opts.get("seed", 0), step)) & 0x7FFFFFFF)
+        gen = torch.Generator(device=self.device).manual_seed(hash((self.opts.seed, step)) & 0x7FFFFFFF)
         batch = datasets.augment_batch(self.images[index.to(self.images.device)].to(self.device, non_blocking=True),
-                                       flip=self.opts.get("flip", True), generator=gen)
-        if self.opts.get("channels_last", self.device.type == "cuda"):
+                                       flip=self.opts.flip, generator=gen)
+        if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         loss = self.model.loss(batch, net=self.train_net)
         if self.scaler is not None:
@@ -294,7 +297,7 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.net.parameters(), self.opts.get("grad_clip", 1.0))
+        torch.nn.utils.clip_grad_norm_(self.model.net.parameters(), self.opts.grad_clip)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -313,10 +316,10 @@ class Trainer:
                  **({"initialised_from": initialised} if initialised is not None else {}))
         if self.data.note:
             log.info(f"data: {self.data.note}")
-        log_every = max(1, int(self.opts.get("log_every_steps", 10)))
-        ckpt_every, sample_every = self.opts["checkpoint_every_steps"], self.opts["sample_every_steps"]
+        log_every = self.opts.log_every_steps
+        ckpt_every, sample_every = self.opts.checkpoint_every_steps, self.opts.sample_every_steps
         loss_sum, loss_n, busy, images_done = torch.zeros((), device=self.device), 0, 0.0, 0
-        time_limit = self.opts.get("time_limit_s")
+        time_limit = self.opts.time_limit_s
         started_at, first_step, step_limit = time.monotonic(), self.step, self.total_steps
         r.progress(self.step, self.total_steps, "train")
         while self.step < self.total_steps:
@@ -331,7 +334,7 @@ class Trainer:
             loss_sum += loss
             loss_n += 1
             self.step += 1
-            images_done += self.opts["batch_size"] * self.dist.world_size
+            images_done += self.opts.batch_size * self.dist.world_size
             if self.device.type == "cuda" and self.step % log_every == 0:
                 torch.cuda.synchronize(self.device)
             busy += time.perf_counter() - started
@@ -363,9 +366,10 @@ class Trainer:
         return RunStatus.DONE
 
 
-def train_run(run_dir: Path, reporter: Reporter, workspace: Path, hooks: list[CheckpointHook] | None = None) -> str:
+def train_run(spec: TrainSpec, run_dir: Path, reporter: Reporter, workspace: Path,
+              hooks: list[CheckpointHook] | None = None) -> str:
     """Train (or resume) the run in `run_dir` to its end or a stop request; returns the final status."""
-    trainer = Trainer(run_dir, reporter, workspace, hooks)
+    trainer = Trainer(spec, run_dir, reporter, workspace, hooks)
     try:
         status = trainer.run()
         trainer.dist.barrier()

@@ -9,9 +9,9 @@ from ..engine.config import load_config, parse_model_config
 from ..engine.errors import ConfigError, UserError
 from ..engine.evaluation.grid_axes import parse_layers, parse_timesteps
 from ..engine.runs import read_spec
+from ..engine.spec.fields import parse_options, spec_options
+from ..engine.spec.options import MODELS
 from ..rundir import JobKind
-from .option_fields import parse_options, spec_options
-from .options import MODELS
 
 
 def parent_config(parent_dir: Path):
@@ -53,16 +53,13 @@ def _parse(kind: str, parent_dir: Path, values: dict):
 
 
 def probe_spec(parent_dir: Path, **values) -> dict:
-    """A probe grid job (ProbeOptions); `standardize` is the older spelling of protocol='standardized'."""
+    """A probe grid job (ProbeOptions, which reads `standardize` as the older spelling of protocol='standardized')."""
     opts, cfg = _parse("probe", parent_dir, values)
     protocol = opts.protocol
     if opts.standardize and protocol == "official":
         raise ConfigError("standardize", "works with the fast protocol only; the official protocol probes raw features")
-    if opts.standardize:
-        protocol = "standardized"
     return _base("probe", parent_dir, opts, {
         **spec_options(opts),
-        "protocol": protocol,
         "timesteps": parse_timesteps(opts.timesteps, cfg),
         "layers": parse_layers(opts.layers, cfg),
         # Kept beside the protocol so that readers of older runs (and the runs table's rule) see it too.
@@ -93,7 +90,7 @@ def align_spec(parent_dir: Path, **values) -> dict:
 
 
 def noisy_spec(parent_dir: Path, **values) -> dict:
-    """A noise-conditional classifier (NoisyOptions); epochs and lr default to the official ones of each."""
+    """A noise-conditional classifier (NoisyOptions, which fills in the official epochs and lr of each)."""
     opts, cfg = _parse("noisy-classifier", parent_dir, values)
     baseline = opts.baseline
     if baseline not in (None, "wrn"):
@@ -103,9 +100,6 @@ def noisy_spec(parent_dir: Path, **values) -> dict:
     return _base("noisy-classifier", parent_dir, opts, {
         **spec_options(opts),
         "layer": parse_layers([opts.layer or cfg.feature_layer], cfg, "layer")[0],
-        # The official scripts' defaults: 200 epochs for the WRN (noisy_classifier_WRN.py), 15 for the head.
-        "epochs": opts.epochs if opts.epochs is not None else (200 if baseline == "wrn" else 15),
-        "lr": opts.lr if opts.lr is not None else (0.1 if baseline == "wrn" else 1e-3),
     })
 
 

@@ -16,6 +16,7 @@ import torch
 from ...rundir import RunStatus
 from ..checkpoint import load_model
 from ..model import DDAEModel
+from ..spec.run_spec import AlignSpec
 from .common import open_context, parent_checkpoint, select_checkpoints
 from .features import Stopped, feature_batches
 
@@ -61,21 +62,22 @@ def make_monitor(reporter, images: torch.Tensor, layers: Sequence[str], timestep
     return monitor
 
 
-def align_run(run_dir: Path, reporter, workspace: Path) -> str:
-    ctx = open_context(run_dir, reporter, workspace, load_parent=False)
-    ctx.parent_dir, ctx.parent_spec, _, _ = parent_checkpoint(workspace, ctx.spec)
-    checkpoints = select_checkpoints(ctx.parent_dir, ctx.opts["checkpoints"])
+def align_run(spec: AlignSpec, run_dir: Path, reporter, workspace: Path) -> str:
+    ctx = open_context(spec, run_dir, reporter, workspace, load_parent=False)
+    ctx.parent_dir, ctx.parent_spec, _, _ = parent_checkpoint(workspace, spec)
+    o = spec.options
+    checkpoints = select_checkpoints(ctx.parent_dir, o.checkpoints)
     ctx.start(checkpoints=[s for s, _ in checkpoints])
-    layers, t = ctx.opts["layers"], ctx.opts["timestep"]
+    layers, t = list(o.layers or []), int(o.timestep or 0)    # align_spec wrote both: the config's when blank
     try:
         for i, (step, path) in enumerate(checkpoints):
             ctx.model = load_model(path, device=ctx.device)
             if i == 0:
-                images = ctx.data("train", ctx.opts.get("limit")).images
+                images = ctx.data("train", o.limit).images
 
             def progress(done: int, n: int, i=i, step=step) -> None:
                 reporter.progress(i * n + done, len(checkpoints) * n, f"checkpoint {step}")
-            values = alignment_uniformity(ctx.model, images, t, layers, batch_size=ctx.opts.get("batch_size", 128),
+            values = alignment_uniformity(ctx.model, images, t, layers, batch_size=o.batch_size,
                                           seed=ctx.seed, stop=ctx.stopped, on_progress=progress)
             report_alignment(reporter, values, step)
             for name, (a, u) in values.items():

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from ..device import extraction_amp_dtype
-from .protocols import protocol_of
 from .sources import RANDOM_INIT_SEED
 
 # Bump when a change to the probe's heads, their training, the extraction or the baselines moves their numbers:
@@ -44,15 +43,15 @@ def extraction_precision(grid) -> str:
 
 def cache_key(grid) -> dict:
     """Everything a grid's baselines depend on (not the trained weights)."""
-    ctx, o = grid.ctx, grid.ctx.opts
+    ctx, o = grid.ctx, grid.options
     return {
         "version": BASELINE_CACHE_VERSION, "probe_code": PROBE_CODE_VERSION,
         "framework": ctx.model.config.framework, "network": ctx.model.config.network,
         "diffusion": ctx.model.config.diffusion,
         "data": grid.train.spec, "train": len(grid.train), "test": len(grid.test),
         "train_data": data_fingerprint(grid.train), "test_data": data_fingerprint(grid.test),
-        "timesteps": grid.timesteps, "layers": grid.layers, "protocol": protocol_of(o),
-        "epochs": grid.epochs, "batch_size": grid.batch_size, "lr": grid.lr, "views": int(o.get("views", 1)),
+        "timesteps": grid.timesteps, "layers": grid.layers, "protocol": o.protocol,
+        "epochs": grid.epochs, "batch_size": grid.batch_size, "lr": grid.lr, "views": o.views,
         "seed": ctx.seed, "random_init_seed": RANDOM_INIT_SEED,
         "precision": extraction_precision(grid), "extract_batch_size": grid.extract_batch,
         "device": grid.ctx.device.type,

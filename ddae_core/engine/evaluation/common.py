@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,32 +19,37 @@ from ..errors import UserError
 from ..model import DDAEModel
 from ..reporting import Reporter
 from ..runs import find_run, list_checkpoints, read_spec, resolve_checkpoint
+from ..spec.run_spec import RunSpec
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class EvalContext:
-    """An evaluation job's run directory, options, device, and (once loaded) its parent's EMA model."""
+    """An evaluation job's run directory, typed spec, device, and (once loaded) its parent's EMA model."""
 
     run_dir: Path
     reporter: Reporter
     workspace: Path
-    spec: dict
+    spec: RunSpec
     device: torch.device
-    opts: dict = field(default_factory=dict)
     parent_dir: Path | None = None
-    parent_spec: dict | None = None
+    parent_spec: dict | None = None     # the parent's spec.yaml as it is: a train or an import run's
     checkpoint_step: int | None = None
     model: DDAEModel | None = None
 
     @property
+    def opts(self) -> Any:
+        """The kind's options model (options.py): ProbeOptions for a probe, ..."""
+        return self.spec.options
+
+    @property
     def seed(self) -> int:
-        return int(self.opts.get("seed", 0))
+        return int(self.spec.options.seed)
 
     def data(self, split: str, limit: int | None = None) -> datasets.ImageData:
         """The evaluation's dataset split (its own data spec, else the parent's), at the model's resolution."""
-        spec = self.spec.get("data") or (self.parent_spec or {}).get("data") or "builtin:shapes"
+        spec = self.spec.data or (self.parent_spec or {}).get("data") or "builtin:shapes"
         # The data seed is fixed, not the run's seed: a folder without train/test folders is split by it,
         # and a test image must never be another evaluation's training image.
         loaded = datasets.load_split(spec, split, resolution=self.model.resolution if self.model else None,
@@ -60,13 +66,12 @@ class EvalContext:
         return self.reporter.should_stop()
 
 
-def parent_checkpoint(workspace: Path, spec: dict) -> tuple[Path, dict, int, Path]:
+def parent_checkpoint(workspace: Path, spec: RunSpec) -> tuple[Path, dict, int, Path]:
     """(parent run dir, parent spec, checkpoint step, checkpoint path) named by an evaluation spec."""
-    parent = spec.get("parent") or {}
-    if not parent.get("run"):
-        raise UserError(f"Run {spec.get('id')} names no parent run to evaluate.")
-    parent_dir = find_run(workspace, parent["run"])
-    step, path = resolve_checkpoint(parent_dir, parent.get("checkpoint", "latest"))
+    if spec.parent is None:
+        raise UserError(f"Run {spec.id} names no parent run to evaluate.")
+    parent_dir = find_run(workspace, spec.parent.run)
+    step, path = resolve_checkpoint(parent_dir, spec.parent.checkpoint)
     return parent_dir, read_spec(parent_dir), step, path
 
 
@@ -85,15 +90,14 @@ def select_checkpoints(parent_dir: Path, which) -> list[tuple[int, Path]]:
     return [(s, p) for s, p in checkpoints if s in wanted]
 
 
-def open_context(run_dir: Path, reporter: Reporter, workspace: Path, load_parent: bool = True) -> EvalContext:
-    """Read the spec, pick the device, and load the parent's EMA model in eval mode."""
-    spec = read_spec(run_dir)
-    device = resolve_device((spec.get("device") or {}).get("request", "auto"))
-    ctx = EvalContext(run_dir=Path(run_dir), reporter=reporter, workspace=workspace, spec=spec, device=device,
-                      opts=dict(spec.get("options") or {}))
+def open_context(spec: RunSpec, run_dir: Path, reporter: Reporter, workspace: Path,
+                 load_parent: bool = True) -> EvalContext:
+    """Pick the device and load the parent's EMA model in eval mode."""
+    device = resolve_device(spec.device.request)
+    ctx = EvalContext(run_dir=Path(run_dir), reporter=reporter, workspace=workspace, spec=spec, device=device)
     torch.manual_seed(ctx.seed)
     if load_parent:
         ctx.parent_dir, ctx.parent_spec, ctx.checkpoint_step, path = parent_checkpoint(workspace, spec)
-        ctx.model = load_model(path, weights=ctx.opts.get("weights", "ema"), device=device)
-        ctx.model.amp_dtype = amp_dtype_for(device, ctx.opts.get("amp", "auto"))
+        ctx.model = load_model(path, device=device)
+        ctx.model.amp_dtype = amp_dtype_for(device, spec.options.amp)
     return ctx

@@ -34,6 +34,8 @@ from ...rundir import (
 from ..checkpoint import load_model
 from ..device import amp_dtype_for
 from ..grids import save_grid
+from ..spec.options import FidOptions
+from ..spec.run_spec import FidSpec
 from .common import EvalContext, open_context, parent_checkpoint, select_checkpoints
 from .features import Stopped
 from .fid_label import FID_KEY, NONSTANDARD_KEY, describe, is_standard
@@ -123,8 +125,9 @@ def _cached_or_computed(ctx: EvalContext, inception, path: Path, data: str, dims
 
 def sample_stats(ctx: EvalContext, model, inception, step: int, index: int, count: int) -> ActivationStats:
     """Inception statistics of n samples of `model` (the same noise at every checkpoint); raises Stopped."""
-    n, batch = int(ctx.opts["n"]), int(ctx.opts["batch_size"])
-    stats = ActivationStats(int(ctx.opts["dims"]))
+    o: FidOptions = ctx.opts
+    n, batch = o.n, o.batch_size
+    stats = ActivationStats(o.dims)
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
     for start in range(0, n, batch):
         if ctx.stopped():
@@ -134,7 +137,7 @@ def sample_stats(ctx: EvalContext, model, inception, step: int, index: int, coun
         def progress(i: int, total: int, start=start, size=size) -> None:
             done = start * total + i * size
             ctx.reporter.progress(index * n * total + done, count * n * total, f"checkpoint {step}")
-        images = to_uint8(model.sample(size, sampler=ctx.opts.get("sampler"), steps=ctx.opts.get("steps"),
+        images = to_uint8(model.sample(size, sampler=o.sampler, steps=o.steps,
                                        generator=gen, callback=progress))
         if start == 0:
             path = save_grid(images[:GRID_IMAGES].float() / 255, ctx.run_dir / sample_name(step))
@@ -159,12 +162,13 @@ def report_fid(reporter, fid: float, step: int, weights_sha256: str, dims: int) 
         reporter.report(NONSTANDARD_KEY, 1.0, step)
 
 
-def fid_run(run_dir: Path, reporter, workspace: Path) -> str:
+def fid_run(spec: FidSpec, run_dir: Path, reporter, workspace: Path) -> str:
     require_library()
-    ctx = open_context(run_dir, reporter, workspace, load_parent=False)
-    weights = find_weights(workspace, ctx.opts.get("inception"))   # before any sampling: one sentence if missing
-    ctx.parent_dir, ctx.parent_spec, _, _ = parent_checkpoint(workspace, ctx.spec)
-    checkpoints = select_checkpoints(ctx.parent_dir, ctx.opts["checkpoints"])
+    o = spec.options
+    ctx = open_context(spec, run_dir, reporter, workspace, load_parent=False)
+    weights = find_weights(workspace, o.inception)   # before any sampling: one sentence if missing
+    ctx.parent_dir, ctx.parent_spec, _, _ = parent_checkpoint(workspace, spec)
+    checkpoints = select_checkpoints(ctx.parent_dir, o.checkpoints)
     results = _results(run_dir)
     done = {int(s): v for s, v in (results.get("fid") or {}).items()}
     todo = [(s, p) for s, p in checkpoints if s not in done]
@@ -173,23 +177,22 @@ def fid_run(run_dir: Path, reporter, workspace: Path) -> str:
     if sha != WEIGHTS_SHA256:
         log.info(f"note: {weights} is not the standard FID Inception file (SHA-256 {sha[:12]}..., expected "
               f"{WEIGHTS_SHA256[:12]}...), so these FIDs are not comparable with published ones")
-    dims = int(ctx.opts["dims"])
+    dims = o.dims
     standard, label = is_standard(sha, dims), describe(sha, dims)
     inception = load_inception(weights, dims, ctx.device)
-    data = ctx.spec.get("data") or ctx.parent_spec.get("data") or "builtin:shapes"
-    results.update({"data": data, "n": ctx.opts["n"], "sampler": ctx.opts.get("sampler"),
-                    "steps": ctx.opts.get("steps"), "dims": dims, "inception": str(weights),
+    data = spec.data or ctx.parent_spec.get("data") or "builtin:shapes"
+    results.update({"data": data, "n": o.n, "sampler": o.sampler, "steps": o.steps, "dims": dims,
+                    "inception": str(weights),
                     "inception_sha256": sha, "standard": standard,
                     "fid": {str(s): v for s, v in sorted(done.items())}})
     try:
         ref = None
         for i, (step, path) in enumerate(todo):
             ctx.model = load_model(path, device=ctx.device)
-            ctx.model.amp_dtype = amp_dtype_for(ctx.device, ctx.opts.get("amp", "auto"))
+            ctx.model.amp_dtype = amp_dtype_for(ctx.device, o.amp)
             if ref is None:
-                results["sampler"] = ctx.opts.get("sampler") or getattr(ctx.model.framework, "default_sampler", "heun")
-                ref = reference_stats(ctx, inception, data, ctx.model.resolution, dims, sha,
-                                      int(ctx.opts["batch_size"]))
+                results["sampler"] = o.sampler or getattr(ctx.model.framework, "default_sampler", "heun")
+                ref = reference_stats(ctx, inception, data, ctx.model.resolution, dims, sha, o.batch_size)
                 results["reference"] = str(stats_path(workspace, data, ctx.model.resolution, dims, sha))
             stats = sample_stats(ctx, ctx.model, inception, step, i, len(todo))
             fid = frechet_distance(stats.mean, stats.sigma, *ref)

@@ -23,6 +23,7 @@ from ...rundir import FINETUNE_RESULTS, RunStatus, atomic_write_text
 from ..device import grad_scaler_for
 from ..model import DDAEModel
 from ..nets.blocks import ResAttBlock
+from ..spec.run_spec import FinetuneSpec
 from .classifier_training import (
     ClassifierTraining,
     augmented_batches,
@@ -70,20 +71,21 @@ class FinetuneModel(nn.Module):
         return self.head(acts[self.layer].float().mean(dim=(2, 3)))
 
 
-def finetune_run(run_dir: Path, reporter, workspace: Path) -> str:
-    ctx = open_context(run_dir, reporter, workspace)
+def finetune_run(spec: FinetuneSpec, run_dir: Path, reporter, workspace: Path) -> str:
+    ctx = open_context(spec, run_dir, reporter, workspace)
     ctx.start(checkpoint=ctx.checkpoint_step)
-    o, dev = ctx.opts, ctx.device
-    if o.get("scratch"):
+    o, dev = spec.options, ctx.device
+    layer, timestep = str(o.layer), int(o.timestep or 0)       # finetune_spec wrote both: the config's when blank
+    if o.scratch:
         torch.manual_seed(ctx.seed)
         fresh = DDAEModel(ctx.model.config).to(dev)
         fresh.amp_dtype = ctx.model.amp_dtype
         ctx.model = fresh
-    train = ctx.data("train", o.get("train_limit"))
-    test = ctx.data("test", o.get("test_limit"))
-    net = FinetuneModel(ctx.model, o["layer"], o["timestep"], len(train.classes)).to(dev)
+    train = ctx.data("train", o.train_limit)
+    test = ctx.data("test", o.test_limit)
+    net = FinetuneModel(ctx.model, layer, timestep, len(train.classes)).to(dev)
     reporter.report("finetune/parameters", sum(p.numel() for p in net.parameters()), 0)
-    lr, epochs, batch = float(o["lr"]), int(o["epochs"]), int(o["batch_size"])
+    lr, epochs, batch = o.lr, o.epochs, o.batch_size
     optimizer = torch.optim.AdamW([{"params": net.model.parameters(), "lr": lr},
                                    {"params": net.head.parameters(), "lr": lr * 10}], weight_decay=0.05)
     scaler = grad_scaler_for(dev, ctx.model.amp_dtype)  # fp16 autocast (the CUDA default) needs loss scaling
@@ -111,7 +113,7 @@ def finetune_run(run_dir: Path, reporter, workspace: Path) -> str:
         reporter.status(RunStatus.CANCELLED)
         return RunStatus.CANCELLED
     atomic_write_text(run_dir / FINETUNE_RESULTS, json.dumps({
-        "layer": o["layer"], "timestep": o["timestep"], "scratch": bool(o.get("scratch")),
+        "layer": layer, "timestep": timestep, "scratch": o.scratch,
         "test_accuracy": history}, indent=1))
     reporter.status(RunStatus.DONE)
     return RunStatus.DONE

@@ -23,7 +23,8 @@ from ..checkpoint import (
 from ..config import parse_model_config
 from ..importers import source_state
 from ..model import DDAEModel
-from ..runs import checkpoint_path, read_spec
+from ..runs import checkpoint_path
+from ..spec.run_spec import ImportSpec
 
 
 def load_import(source: Path, config: dict, fmt: str = "official") -> tuple[dict, DDAEModel, DDAEModel]:
@@ -44,15 +45,14 @@ def load_import(source: Path, config: dict, fmt: str = "official") -> tuple[dict
     return raw, ema_model, model
 
 
-def import_run(run_dir: Path, reporter, workspace: Path) -> str:
-    spec = read_spec(run_dir)
-    source = Path(spec["options"]["source"])
+def import_run(spec: ImportSpec, run_dir: Path, reporter, workspace: Path) -> str:
+    source = Path(spec.options.source)
     reporter.status(RunStatus.RUNNING, pid=os.getpid(), host=socket.gethostname(), device="cpu")
-    raw, ema_model, model = load_import(source, spec["config"], spec["options"].get("format", "official"))
+    raw, ema_model, model = load_import(source, spec.config, spec.options.format)
     step_value = (raw.get("EMA") or {}).get("step") if is_official(raw) else raw.get("step")
     step = int(step_value.reshape(-1)[0]) if isinstance(step_value, torch.Tensor) else int(step_value or 0)
     path = checkpoint_path(run_dir, step)
-    atomic_torch_save({"format": FORMAT, "version": FORMAT_VERSION, "config": spec["config"], "step": step,
+    atomic_torch_save({"format": FORMAT, "version": FORMAT_VERSION, "config": spec.config, "step": step,
                        "model": model.net.state_dict(), "ema": ema_model.net.state_dict(), "ema_updates": step,
                        "imported_from": str(source)}, path)
     reporter.artifact(ArtifactKind.CHECKPOINT, path, step=step)

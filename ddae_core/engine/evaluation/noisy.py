@@ -21,6 +21,8 @@ from ..diffusion import EDM
 from ..model import to_model_range
 from ..nets.blocks import TimeEmbedding
 from ..nets.wideresnet import NoiseConditionalWRN
+from ..spec.options import NoisyOptions
+from ..spec.run_spec import NoisySpec
 from .classifier_training import (
     ClassifierTraining,
     augmented_batches,
@@ -71,14 +73,15 @@ def wrn_lr(base: float, epoch: int, epochs: int, warm_epochs: int = WRN_WARM_EPO
 class NoisyClassifier:
     def __init__(self, ctx: EvalContext):
         self.ctx = ctx
-        o = ctx.opts
+        self.options: NoisyOptions = ctx.opts
+        o = self.options
         self.model = ctx.model
         self.framework = self.model.framework
-        self.train = ctx.data("train", o.get("train_limit"))
-        self.test = ctx.data("test", o.get("test_limit"))
+        self.train = ctx.data("train", o.train_limit)
+        self.test = ctx.data("test", o.test_limit)
         self.classes = len(self.train.classes)
         self.levels = self.framework.classifier_levels()
-        self.epochs, self.batch_size, self.lr = int(o["epochs"]), int(o["batch_size"]), float(o["lr"])
+        self.epochs, self.batch_size, self.lr = o.epochs, o.batch_size, o.lr
         self.steps_per_epoch = math.ceil(len(self.train) / self.batch_size)
 
     def sigma_of(self, level: int) -> float:
@@ -89,7 +92,7 @@ class NoisyClassifier:
 
     # The DDAE head on frozen features.
     def run_head(self) -> dict[int, float]:
-        layer = self.ctx.opts["layer"]
+        layer = str(self.options.layer)     # noisy_spec wrote it: the config's when blank
         dim = self.model.net.tap_channels[layer]
         torch.manual_seed(self.ctx.seed)
         head = NoisyHead(dim, self.classes).to(self.ctx.device)
@@ -143,7 +146,7 @@ class NoisyClassifier:
 
     def run_wrn(self) -> dict[int, float]:
         torch.manual_seed(self.ctx.seed)
-        net = NoiseConditionalWRN(self.ctx.opts["depth"], self.ctx.opts["width"], self.classes).to(self.ctx.device)
+        net = NoiseConditionalWRN(self.options.depth, self.options.width, self.classes).to(self.ctx.device)
         opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4)
         seed, dev = self.ctx.seed, self.ctx.device
 
@@ -178,17 +181,17 @@ class NoisyClassifier:
         return acc
 
 
-def noisy_run(run_dir: Path, reporter, workspace: Path) -> str:
-    ctx = open_context(run_dir, reporter, workspace)
+def noisy_run(spec: NoisySpec, run_dir: Path, reporter, workspace: Path) -> str:
+    ctx = open_context(spec, run_dir, reporter, workspace)
     ctx.start(checkpoint=ctx.checkpoint_step)
     job = NoisyClassifier(ctx)
     try:
-        accuracy = job.run_wrn() if ctx.opts.get("baseline") == "wrn" else job.run_head()
+        accuracy = job.run_wrn() if spec.options.baseline == "wrn" else job.run_head()
     except Stopped:
         reporter.status(RunStatus.CANCELLED)
         return RunStatus.CANCELLED
     atomic_write_text(run_dir / NOISY_RESULTS, json.dumps({
-        "baseline": ctx.opts.get("baseline"), "layer": ctx.opts.get("layer"),
+        "baseline": spec.options.baseline, "layer": spec.options.layer,
         "levels": job.levels, "sigmas": [job.sigma_of(t) for t in job.levels],
         "accuracy": [accuracy[t] for t in job.levels]}, indent=1))
     reporter.artifact(ArtifactKind.FILE, run_dir / NOISY_RESULTS)

@@ -36,12 +36,14 @@ from ...rundir import GRID, PROBE_HEADS, ArtifactKind, RunStatus, atomic_write_t
 from ...rundir.figures import percent
 from ..data import ImageData
 from ..device import extraction_batch_size
+from ..spec.options import ProbeOptions
+from ..spec.run_spec import ProbeSpec
 from . import baselines as baseline_cache
 from .certainty import SELECTED_ON_HELD_OUT, SELECTED_ON_TEST, edge_note, selection_holdout, selection_words
 from .common import EvalContext, open_context
 from .features import Stopped
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
-from .protocols import BASELINE_KEYS, PROTOCOLS, is_standardized, protocol_of
+from .protocols import BASELINE_KEYS, PROTOCOLS
 from .report import best_cell, format_grid, timestep_labels
 from .sources import PIXEL_TIMESTEP, PIXELS, RANDOM_INIT_SEED, NetworkSource, PixelSource, random_init_model
 
@@ -67,36 +69,36 @@ class ProbeGrid:
     def __init__(self, ctx: EvalContext, source=None, timesteps: list[int] | None = None, emit: bool = True,
                  data=None, stage: str = ""):
         self.ctx = ctx
-        o = ctx.opts
+        self.options: ProbeOptions = ctx.opts
+        o = self.options
         self.model = ctx.model
         # The fast protocols extract at the device's fastest precision (the job's `amp`, `auto` unless set);
         # the official protocol, the reference, runs the model as the job loaded it (fp32 on a CPU).
-        self.precision = None if protocol_of(o) == "official" else str(o.get("amp") or "auto")
-        self.source = source or NetworkSource(ctx.model, o["layers"], self.precision)
-        self.timesteps: list[int] = [int(t) for t in (o["timesteps"] if timesteps is None else timesteps)]
+        self.precision = None if o.protocol == "official" else str(o.amp or "auto")
+        self.source = source or NetworkSource(ctx.model, o.layers, self.precision)
+        self.timesteps: list[int] = [int(t) for t in (o.timesteps if timesteps is None else timesteps)]
         self.layers: list[str] = list(self.source.layers)
         self.channels = list(self.source.channels)
-        self.epochs, self.batch_size = int(o.get("epochs", 15)), int(o.get("batch_size", 128))
-        self.lr = float(o.get("lr", 1e-3))
+        self.epochs, self.batch_size, self.lr = o.epochs, o.batch_size, o.lr
         # Forward-only batches: the official protocol's test pass keeps 128 on a CPU (its noise is drawn per
         # batch, so its numbers stay those of earlier runs); the fast protocols take the device's fastest.
         default_batch = (128 if ctx.device.type == "cpu" else 512) if self.precision is None \
             else extraction_batch_size(ctx.device)
-        self.extract_batch = int(o.get("extract_batch_size") or default_batch)
+        self.extract_batch = o.extract_batch_size or default_batch
         self.train, self.test, self.held = data or self._load_data()
         self.classes = len(self.train.classes)
         self.cells: dict[int, dict[str, float]] = {}
         self.held_cells: dict[int, dict[str, float]] = {}      # accuracy on the held-out training images
         self.heads: dict[str, dict[str, torch.Tensor]] = {}
         self.work_device = ctx.device
-        self.standardize = is_standardized(o)
+        self.standardize = o.protocol == "standardized"
         self.emit, self.stage = emit, stage
 
     def _load_data(self) -> tuple[ImageData, ImageData, ImageData | None]:
         """(train, test, held-out): the held-out images, a fixed draw from the training split, train no head."""
-        o = self.ctx.opts
-        train, test = self.ctx.data("train", o.get("train_limit")), self.ctx.data("test", o.get("test_limit"))
-        held = selection_holdout(len(train), o.get("holdout"))
+        o = self.options
+        train, test = self.ctx.data("train", o.train_limit), self.ctx.data("test", o.test_limit)
+        held = selection_holdout(len(train), o.holdout)
         if not held:
             return train, test, None
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
@@ -137,7 +139,7 @@ class ProbeGrid:
 
     def run(self) -> None:
         """Train and test every cell with the job's protocol (standardized is the fast one on scaled features)."""
-        if protocol_of(self.ctx.opts) == "official":
+        if self.options.protocol == "official":
             self.run_official()
         else:
             self.run_fast()
@@ -163,10 +165,10 @@ class ProbeGrid:
 
     # Fast protocol.
     def run_fast(self) -> None:
-        views = max(1, int(self.ctx.opts.get("views", 1)))
+        views = self.options.views
         n, c_max = len(self.train), max(self.channels)
         row_bytes = views * n * c_max * 4
-        budget_mb = self.ctx.opts.get("cache_memory_mb")
+        budget_mb = self.options.cache_memory_mb
         if budget_mb is None:
             budget_mb = min(4096, psutil.virtual_memory().available / 4 / 2**20)
         budget = int(budget_mb * 2**20)
@@ -249,8 +251,8 @@ class ProbeGrid:
     def save(self, labels: dict[int, str], baselines: dict | None = None) -> dict:
         best = self.best()
         result = {
-            "protocol": protocol_of(self.ctx.opts),
-            "protocol_label": PROTOCOLS[protocol_of(self.ctx.opts)],
+            "protocol": self.options.protocol,
+            "protocol_label": PROTOCOLS[self.options.protocol],
             "standardized": self.standardize,
             "parent_run": self.ctx.parent_dir.name if self.ctx.parent_dir else None,
             "checkpoint_step": self.ctx.checkpoint_step,
@@ -356,8 +358,8 @@ def baseline_summary(best: float, baselines: dict | None) -> str:
             f"{baseline_cache.provenance(baselines)})")
 
 
-def probe_run(run_dir: Path, reporter, workspace: Path) -> str:
-    ctx = open_context(run_dir, reporter, workspace)
+def probe_run(spec: ProbeSpec, run_dir: Path, reporter, workspace: Path) -> str:
+    ctx = open_context(spec, run_dir, reporter, workspace)
     ctx.start(checkpoint=ctx.checkpoint_step)
     grid = ProbeGrid(ctx)
     labels = timestep_labels(ctx.model, grid.timesteps)
@@ -365,7 +367,7 @@ def probe_run(run_dir: Path, reporter, workspace: Path) -> str:
     status, baselines = RunStatus.DONE, None
     try:
         grid.run()
-        if ctx.opts.get("baselines", True):
+        if spec.options.baselines:
             baselines = run_baselines(grid)
     except Stopped:
         status = RunStatus.CANCELLED

@@ -13,8 +13,8 @@ from typing import Any, cast
 from pydantic import BaseModel, Field as _Field
 from pydantic_core import core_schema
 
-from ..engine import data as datasets
-from ..engine.errors import ConfigError, UserError
+from .. import data as datasets
+from ..errors import ConfigError, UserError
 
 # Counts (steps, epochs, images) beyond this are typos; it keeps every count an int64 in events and the index.
 MAX_COUNT = 10**12

@@ -1,12 +1,16 @@
 """Each job kind's options, declared once: a pydantic model per kind, one field per option.
 
+The same model is the `options` of the run's spec.yaml as the runner receives it (run_spec.py):
+a field the spec function places elsewhere (spec=False: the name, the device, the data, the
+parent's checkpoint) is read there, from the run spec, never from here.
+
 A field holds its default, its range or check, its help text and its form hints. Three things are
 derived from it, so that an option added here appears everywhere at once:
 - the CLI's arguments (`ddae_core.cli.common.add_options`): flag, type, default and help;
-- the spec's validation (`specs.train_spec`, `eval_specs.*_spec` go through `option_fields.parse_options`), which
+- the spec's validation (`specs.train_spec`, `eval_specs.*_spec` go through `fields.parse_options`), which
   copies every field into the spec's `options` unless the field says otherwise;
 - the launch form's fields and placeholders (`app.launch_kinds`).
-How a field is declared and checked (`option()`, Whole, Positive, ...) is option_fields.py.
+How a field is declared and checked (`option()`, Whole, Positive, ...) is fields.py.
 Checks raise ConfigError naming the field, in the one sentence the CLI, the form and the worker show.
 """
 
@@ -14,10 +18,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from ..engine.evaluation.protocols import PROTOCOLS
-from .option_fields import (
+from ..evaluation.protocols import PROTOCOLS
+from .fields import (
     MAX_COUNT,
     MAX_LR,
     MAX_SEED,
@@ -50,10 +54,13 @@ class JobOptions(BaseModel):
 
 # The types a field's check comes from (the form's editor and the CLI's type follow from them).
 Count = Annotated[int | None, Whole()]
+Amount = Annotated[int, Whole()]                  # a count that always has a value (its default when blank)
 Integer = Annotated[int | None, Whole(-MAX_COUNT, MAX_COUNT)]   # a timestep: its schedule checks the range
 Rate = Annotated[float | None, Positive()]
 LearningRate = Annotated[float | None, Positive(MAX_LR)]
+FixedLearningRate = Annotated[float, Positive(MAX_LR)]
 Words = Annotated[str | list | None, Text()]
+Word = Annotated[str | None, Text()]          # one word or a path
 Switch = Annotated[bool, Flag()]
 Data = Annotated[str | None, DataSpec()]
 StudioCount = Annotated[Any, Passed()]
@@ -62,6 +69,11 @@ SAMPLERS = (("", "default (DDIM or Heun)"), ("ddim", "DDIM"), ("ddpm", "DDPM"), 
 
 def _checkpoint(help: str = "latest or a step", tip: str = "latest, or a step the parent saved") -> Any:
     return option("latest", help, label="Checkpoint", kind="checkpoint", spec=False, tip=tip)
+
+
+def _amp() -> Any:
+    """The engine's precision for an evaluation (device.amp_dtype_for); set in a spec by hand, on no form."""
+    return option("auto", "mixed precision: auto, bf16, fp16 or fp32", cli=False, gui=False, spec=False)
 
 
 def _limits() -> tuple[Any, Any]:
@@ -107,6 +119,9 @@ class EvalOptions(JobOptions):
                                                 spec=False, tip="A label for the run; editable later in Runs")
     data: Data = option(None, "dataset", label="Dataset", metavar="SPEC", default_text="the run's", spec=False,
                         kind="data", tip="Blank: the parent run's dataset")
+    amp: Annotated[str, Passed()] = _amp()
+    sweep: Word = option(None, "the checkpoint sweep that queued this job (jobs.sweep)", cli=False, gui=False,
+                         spec=False)
 
 
 class ProbeOptions(EvalOptions):
@@ -122,10 +137,10 @@ class ProbeOptions(EvalOptions):
                               default_text="the paper's grid", tip="DDPM timesteps 1..n_T, or EDM sigma indices 1..18")
     layers: Words = option("all", "all (decoder taps out_k), every (with enc_k and mid), or a list like out_6,out_7",
                            hint="all (decoder out_k); every; or out_5,out_6")
-    epochs: Count = option(15, "epochs of each head")
-    batch_size: Count = option(128, "images per step")
-    lr: LearningRate = option(1e-3, "learning rate", label="Learning rate")
-    views: Count = option(1, "fast protocol: augmented views cached per timestep")
+    epochs: Amount = option(15, "epochs of each head")
+    batch_size: Amount = option(128, "images per step")
+    lr: FixedLearningRate = option(1e-3, "learning rate", label="Learning rate")
+    views: Amount = option(1, "fast protocol: augmented views cached per timestep")
     train_limit: Count
     test_limit: Count
     train_limit, test_limit = _limits()
@@ -143,6 +158,16 @@ class ProbeOptions(EvalOptions):
     baselines: Switch = option(True, "skip the raw-pixel and random-init baselines (each grid trains them by "
                                      "default)", hint="raw-pixel and random-init baselines",
                                tip="Train the same heads on raw pixels and on the network at random initialisation")
+    extract_batch_size: Count = option(None, "images per forward pass (default: the device's fastest)", cli=False,
+                                       gui=False, spec=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _standardized(cls, values: Any) -> Any:
+        """`standardize` is the older spelling of protocol standardized (with fast, or no protocol named)."""
+        if isinstance(values, dict) and values.get("standardize") and values.get("protocol") in (None, "fast"):
+            return {**values, "protocol": "standardized"}
+        return values
 
 
 class AlignOptions(EvalOptions):
@@ -154,7 +179,7 @@ class AlignOptions(EvalOptions):
                            hint="the config's feature layer")
     timestep: Integer = option(None, "noise level", default_text="the config's, 11 or 4", hint="the config's")
     limit: Count = option(None, "use only this many training images", label="Images", hint="all")
-    batch_size: Count = option(128, "images per step")
+    batch_size: Amount = option(128, "images per step")
 
 
 class NoisyOptions(EvalOptions):
@@ -166,16 +191,28 @@ class NoisyOptions(EvalOptions):
     baseline: Words = option(None, "train the noise-conditional WRN from scratch instead",
                              choices=(("", "none: DDAE features"), ("wrn", "WideResNet trained on noisy images")))
     # The official scripts' defaults: 200 epochs for the WRN (noisy_classifier_WRN.py), 15 for the head.
-    epochs: Count = option(None, "epochs", default_text="15 for the head, 200 for --baseline wrn (the official)",
-                           hint="15; WRN: 200")
-    batch_size: Count = option(128, "images per step")
-    lr: LearningRate = option(None, "learning rate", label="Learning rate",
-                              default_text="0.001; 0.1 for --baseline wrn", hint="0.001")
-    width: Count = option(10, "WRN widen factor", label="WRN width")
-    depth: Count = option(28, "WRN depth (6n+4)", label="WRN depth")
+    # Blank: the official defaults of each, filled in by _official_defaults.
+    epochs: Amount = option(None, "epochs", default_text="15 for the head, 200 for --baseline wrn (the official)",
+                            hint="15; WRN: 200")
+    batch_size: Amount = option(128, "images per step")
+    lr: FixedLearningRate = option(None, "learning rate", label="Learning rate",
+                                   default_text="0.001; 0.1 for --baseline wrn", hint="0.001")
+    width: Amount = option(10, "WRN widen factor", label="WRN width")
+    depth: Amount = option(28, "WRN depth (6n+4)", label="WRN depth")
     train_limit: Count
     test_limit: Count
     train_limit, test_limit = _limits()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _official_defaults(cls, values: Any) -> Any:
+        """The official scripts' epochs and lr: 200 and 0.1 for the WRN (noisy_classifier_WRN.py), 15 and 1e-3
+        for the head."""
+        if not isinstance(values, dict):
+            return values
+        wrn = values.get("baseline") == "wrn"
+        return {**values, "epochs": values["epochs"] if values.get("epochs") is not None else (200 if wrn else 15),
+                "lr": values["lr"] if values.get("lr") is not None else (0.1 if wrn else 1e-3)}
 
 
 class FinetuneOptions(EvalOptions):
@@ -185,9 +222,9 @@ class FinetuneOptions(EvalOptions):
     layer: Words = option(None, "truncate after this tap", default_text="the config's probe layer",
                           hint="the config's feature layer")
     timestep: Integer = option(None, "fixed time input", default_text="the config's, 11 or 4", hint="the config's")
-    epochs: Count = option(15, "epochs")
-    batch_size: Count = option(128, "images per step")
-    lr: LearningRate = option(1e-4, "learning rate", label="Learning rate")
+    epochs: Amount = option(15, "epochs")
+    batch_size: Amount = option(128, "images per step")
+    lr: FixedLearningRate = option(1e-4, "learning rate", label="Learning rate")
     scratch: Switch = option(False, "same truncated network from random weights", label="From scratch",
                              hint="random weights (baseline)")
     train_limit: Count
@@ -200,8 +237,9 @@ class SampleOptions(JobOptions):
 
     checkpoint: Words = _checkpoint()
     n: Annotated[int, Whole(1, 4096)] = option(64, "number of images", label="Images", filled=True)
-    sampler: Words = option(None, "sampler", default_text="ddim for DDPM, heun for EDM", choices=SAMPLERS)
+    sampler: Word = option(None, "sampler", default_text="ddim for DDPM, heun for EDM", choices=SAMPLERS)
     steps: Count = option(None, "sampler steps", default_text="100 for DDIM, 18 for Heun", hint="100 DDIM, 18 Heun")
+    amp: Annotated[str, Passed()] = _amp()
 
 
 class FidOptions(EvalOptions):
@@ -210,20 +248,22 @@ class FidOptions(EvalOptions):
     checkpoint: Words = _checkpoint("latest, a step, or all", "latest, all, or a step the parent saved")
     n: Annotated[int, Whole(2)] = option(10000, "samples per checkpoint (the official: 50000)", label="Samples",
                                          hint="10000 (official: 50000)", spec=False)
-    sampler: Words = option(None, "sampler", default_text="ddim for DDPM, heun for EDM", choices=SAMPLERS,
+    sampler: Word = option(None, "sampler", default_text="ddim for DDPM, heun for EDM", choices=SAMPLERS,
                             spec=False)
     steps: Count = option(None, "sampler steps", default_text="100 for DDIM, 18 for Heun, as the official FIDs",
                           hint="100 DDIM, 18 Heun", spec=False)
-    batch_size: Count = option(250, "images sampled and scored at once", flag="--batch", spec=False)
+    batch_size: Amount = option(250, "images sampled and scored at once", flag="--batch", spec=False)
     dims: Annotated[int, Whole(1)] = option(
         2048, "Inception feature size (2048 is the standard FID; the others are for quick checks)",
         label="Features", spec=False,
         choices=((2048, "2048 (the standard FID)"), (768, "768"), (192, "192"), (64, "64")))
-    inception: Words = option(None, "the FID Inception weights pt_inception-2015-12-05-6726825d.pth",
+    inception: Word = option(None, "the FID Inception weights pt_inception-2015-12-05-6726825d.pth",
                               label="Inception weights", metavar="PATH", spec=False, hint="found by itself",
                               default_text="$DDAE_INCEPTION, WORKSPACE/data/fid/, or torch's hub cache",
                               tip="pt_inception-2015-12-05-6726825d.pth; blank: $DDAE_INCEPTION, the "
                                   "workspace's data/fid/, or torch's hub cache")
+    checkpoints: Words = option(None, "the checkpoints fid_spec resolved: all, latest or a list of steps", cli=False,
+                                gui=False, spec=False)
 
 
 class SweepOptions(BaseModel):
