@@ -159,7 +159,7 @@ def open_window(ws: Path):
 
 def render_unified(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
     """Only the unified view of the sweep's training run."""
-    from app.unified import UnifiedPanel
+    from app.run.unified import UnifiedPanel
 
     app, window = open_window(ws)
     window.show_run(runs["sweep-train"])
@@ -182,7 +182,7 @@ def make_example_runs(ws: Path, _steps: int, _quick: bool) -> dict[str, str]:
 
 def render_examples(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
     """Each bundled example's probe grid (baselines on the colour bar), and Classify on the CIFAR-10 one."""
-    from app.run_panels import GridPanel
+    from app.run.panels import GridPanel
     from ddae_core.jobs.examples import CLASSIFY_EXAMPLE, DEMO_EXAMPLE
 
     app, window = open_window(ws)
@@ -226,7 +226,7 @@ def shoot(window, app, out: Path, name: str) -> Path:
 
 def render(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
     from app.main_window import MainWindow
-    from app.run_panels import GridPanel, SamplesPanel, TrainingPanel
+    from app.run.panels import GridPanel, SamplesPanel, TrainingPanel
 
     app, window = open_window(ws)
     shots = []

@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.main_window import MainWindow, settle_heap
-    from app.run_panels import TrainingPanel
-    from app.run_view import RunView
+    from app.run.panels import TrainingPanel
+    from app.run.view import RunView
     from db import testing as fake
 
     app = QApplication.instance() or QApplication([])

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from app.run_panels import GridPanel, SamplesPanel, TrainingPanel
+from app.run.panels import GridPanel, SamplesPanel, TrainingPanel
 from tests.app_support import MICRO_DATA, app_settings, micro_overrides, no_leftovers, studio, wait_status  # noqa: F401
 
 

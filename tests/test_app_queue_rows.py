@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from app.models import QueueRow
-from app.queue_view import FINISHED_LINGER_S, QueueView
+from app.queue.view import FINISHED_LINGER_S, QueueView
 from db import testing as fake
 from tests.app_support import answer_next_box, press
 
@@ -82,7 +82,7 @@ BUNDLED = ("example: tiny-ddpm trained 225 minutes on builtin:shapes (31,119 ste
 
 
 def test_run_names_that_share_a_long_start_are_told_apart_at_1280_px(qtbot, tmp_path):
-    from app.runs_view import RunsPager, RunsView
+    from app.runs.view import RunsPager, RunsView
     from db import Ingester, Store
 
     ws = tmp_path / "ws"

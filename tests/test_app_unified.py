@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QColor
 
-from app.checkpoint_data import CheckpointReader, best_table, gather_checkpoints
-from app.compare import CompareView
-from app.unified import CompareTradeoff, UnifiedPanel
+from app.compare.view import CompareView
+from app.run.checkpoints import CheckpointReader, best_table, gather_checkpoints
+from app.run.unified import CompareTradeoff, UnifiedPanel
 from db import Ingester, Store, testing as fake
 from ddae_core.rundir import FID_RESULTS, GRID
 from tests.app_support import app_settings, no_leftovers, studio  # noqa: F401 - fixtures
@@ -176,7 +176,7 @@ def test_run_view_shows_the_unified_view_live_as_sweep_jobs_finish(studio, qtbot
 
 
 def test_an_fid_run_shows_its_curve_and_samples_by_step(studio, tmp_path):
-    from app.run_panels import CurvesPanel, SamplesPanel
+    from app.run.panels import CurvesPanel, SamplesPanel
 
     ws = tmp_path / "ws"
     train = train_run(ws)
@@ -242,7 +242,7 @@ def test_compare_tradeoff_without_sweeps_says_how_to_get_them(qtbot, workspace):
     train = train_run(workspace)
     ingest(workspace)
     with Store.open(workspace) as store:
-        from app.compare_data import gather
+        from app.compare.feed import gather
 
         panel = CompareTradeoff()
         qtbot.addWidget(panel)
@@ -335,7 +335,7 @@ def test_fid_form_scores_one_checkpoint_or_all(studio, inception_file):
 # Real micro runs: a training whose sweep queues its jobs, run one after another.
 @pytest.mark.slow
 def test_a_real_sweep_fills_the_unified_view_as_its_jobs_finish(qtbot, workspace, random_weights):
-    from app.run_feed import RunFeed
+    from app.run.feed import RunFeed
     from ddae_core.engine.config import parse_model_config
     from ddae_core.engine.runs import read_spec
     from ddae_core.jobs.specs import create_job, execute

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
-from PySide6.QtWidgets import QLabel
 
 from app import workspace as workspaces
 from app.first_run import DEMO_MINUTES, DEMO_TAG, DemoController
 from app.models import QueueModel, QueueRow, RunTableModel
-from app.run_feed import RunFeed
-from app.run_panels import AlignPanel, GridPanel, MetricsPanel, SamplesPanel, TrainingPanel
+from app.run.feed import RunFeed
+from app.run.panels import AlignPanel, GridPanel, MetricsPanel, SamplesPanel, TrainingPanel
 from app.widgets.align_uniform import AlignUniformPlot
 from app.widgets.curves import CurvePlot
 from app.widgets.heatmap import GridHeatmap
@@ -265,17 +264,8 @@ def _micro_config() -> dict:
 
 def test_drop_on_the_window_goes_to_classify(studio, tmp_path):
     window = studio(run_scheduler=False)
-
-    class Stub(QLabel):
-        files: list = []
-
-        def load_files(self, paths):
-            self.files = list(paths)
-
-    stub = Stub("classify")
-    window.tabs.removeTab(window.tabs.indexOf(window.classify_view))
-    window.tabs.addTab(stub, "Classify")
-    window.classify_view = stub
+    dropped: list = []
+    window.classify_view.load_files = dropped.extend       # the real view; only its file loading is watched
     image = tmp_path / "cat.png"
     image.write_bytes(b"not really a png")
     mime = QMimeData()
@@ -283,8 +273,8 @@ def test_drop_on_the_window_goes_to_classify(studio, tmp_path):
     event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                        Qt.KeyboardModifier.NoModifier)
     window.dropEvent(event)
-    assert stub.files == [str(image)]
-    assert window.tabs.currentWidget() is stub
+    assert dropped == [str(image)]
+    assert window.tabs.currentWidget() is window.classify_view
 
 
 def test_workspace_settings_are_temporary_and_bad_folders_are_one_sentence(app_settings, tmp_path):
@@ -393,7 +383,7 @@ def test_runs_keys_open_and_delete_with_a_named_question_and_undo(studio, qtbot,
     from PySide6.QtWidgets import QMessageBox
 
     from app.main_window import TAB_TITLES
-    from app.runs_view import RunsView
+    from app.runs.view import RunsView
 
     ws = tmp_path / "ws"
     for n in range(3):
@@ -467,7 +457,7 @@ class _Answer:
 def test_a_queued_run_says_why_it_waits_instead_of_empty_axes(studio, qtbot, tmp_path):
     from types import SimpleNamespace
 
-    from app.run_panels import grid_status
+    from app.run.panels import grid_status
 
     ws = tmp_path / "ws"
     train = fake.write_run(ws, fake.run_id("train", 1), name="trained", events=fake.training_events(10))

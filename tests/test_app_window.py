@@ -107,7 +107,7 @@ def _close_event():
 
 
 def test_compares_grids_scroll_in_a_small_window(qtbot, gui_workspace, gui_store, app_settings):
-    from app.compare import CompareView
+    from app.compare.view import CompareView
 
     view = CompareView(gui_store)
     qtbot.addWidget(view)

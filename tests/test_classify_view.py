@@ -12,8 +12,8 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QApplication
 
-from app.classify import ClassifyView
-from app.classify_worker import Result, running_threads
+from app.classify.view import ClassifyView
+from app.classify.worker import Result, running_threads
 from tests.gui_fixtures import gui_store, gui_workspace, one_torch_thread  # noqa: F401 - fixtures
 
 WAIT_MS = 60_000
@@ -231,7 +231,7 @@ def test_classify_run_without_heads_says_so(view, gui_workspace):
 
 
 def test_classify_worker_thread_ends_when_idle_and_restarts(view, qtbot, images, monkeypatch):
-    import app.classify_worker as worker_module
+    import app.classify.worker as worker_module
 
     monkeypatch.setattr(worker_module, "IDLE_EXIT_S", 0.2)
     view.load_files([images["square.png"]])

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from app.compare import CompareView
-from app.compare_data import flatten, spec_differences
+from app.compare.feed import flatten, spec_differences
+from app.compare.view import CompareView
 from db import Ingester, Store, testing as fake
 from tests.app_support import app_settings  # noqa: F401 - fixture
 from tests.gui_fixtures import gui_store, gui_workspace  # noqa: F401 - fixtures
@@ -289,7 +289,7 @@ def test_compare_picks_runs_itself_and_remembers_them_on_restart(qtbot, gui_stor
 
 
 def test_a_train_run_shows_its_running_grid_else_its_best_one_as_its_row_does():
-    from app.compare_data import grid_of
+    from app.compare.feed import grid_of
     from db import RunSummary
 
     def probe(rid, status, best, created):

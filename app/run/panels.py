@@ -28,13 +28,13 @@ from db import History, RunSummary
 from ddae_core.engine.evaluation.certainty import edge_note, grid_sample, held_out_choice, selection_words
 from ddae_core.engine.evaluation.protocols import BASELINE_LABELS, SHORT_LABELS
 
-from .colors import colors_for
-from .models import STATUS_COLORS, percent, when
-from .run_feed import RunUpdate
-from .widgets.align_uniform import AlignUniformPlot
-from .widgets.curves import CurvePlot
-from .widgets.heatmap import GridHeatmap
-from .widgets.samples import SampleViewer
+from ..colors import colors_for
+from ..models import STATUS_COLORS, percent, when
+from ..widgets.align_uniform import AlignUniformPlot
+from ..widgets.curves import CurvePlot
+from ..widgets.heatmap import GridHeatmap
+from ..widgets.samples import SampleViewer
+from .feed import RunUpdate
 
 
 def feed_curve(plot: CurvePlot, name: str, update: RunUpdate, key: str, label: str | None = None) -> bool:

@@ -27,14 +27,14 @@ from PySide6.QtWidgets import (
 
 from db import ChangeToken, Store
 
-from .colors import colors_for
-from .compare_data import MISSING, RunBundle, distinct_names, gather, spec_differences
-from .compare_panels import GridsPanel, SamplesPanel
-from .compare_picker import RunPicker, save_selection, saved_selection
-from .compare_tables import RowsModel, spec_table, summary_table
-from .unified import CompareTradeoff
-from .widgets import export
-from .widgets.curves import CurvePlot
+from ..colors import colors_for
+from ..run.unified import CompareTradeoff
+from ..widgets import export
+from ..widgets.curves import CurvePlot
+from .feed import MISSING, RunBundle, distinct_names, gather, spec_differences
+from .panels import GridsPanel, SamplesPanel
+from .picker import RunPicker, save_selection, saved_selection
+from .tables import RowsModel, spec_table, summary_table
 
 LOSS_KEY = "loss/train"
 

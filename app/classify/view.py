@@ -31,13 +31,13 @@ from db import ChangeToken, Store
 from ddae_core.engine.evaluation.certainty import tally, true_class
 from ddae_core.rundir import ACTIVE_STATUSES
 
-from .classify_input import ImageInputMixin
-from .classify_sources import HeadChoice, RunChoice, find_classifiers
-from .classify_worker import InferenceThread, ModelInfo, Request, Result
-from .widgets.bars import ProbabilityBars
-from .widgets.common import array_to_qimage, scaled_nearest
-from .widgets.noise_slider import NoiseSlider
-from .widgets.samples import ScaledPicture
+from ..widgets.bars import ProbabilityBars
+from ..widgets.common import array_to_qimage, scaled_nearest
+from ..widgets.noise_slider import NoiseSlider
+from ..widgets.samples import ScaledPicture
+from .feed import HeadChoice, RunChoice, find_classifiers
+from .input import ImageInputMixin
+from .worker import InferenceThread, ModelInfo, Request, Result
 
 MAX_FILES = 256
 EMPTY_HINT = "Drop image files here, paste one (Ctrl+V), or press Open images…"

@@ -31,10 +31,10 @@ from db import Store
 from db.records import FINAL_STATUSES
 from ddae_core.rundir import LOG, RunStatus
 
-from .eta import RemainingTime
-from .logtail import LogDialog
-from .models import FRACTION_ROLE, ID_ROLE, QueueModel, QueueRow
-from .widgets.flow import FlowLayout
+from ..eta import RemainingTime
+from ..logtail import LogDialog
+from ..models import FRACTION_ROLE, ID_ROLE, QueueModel, QueueRow
+from ..widgets.flow import FlowLayout
 
 log = logging.getLogger(__name__)
 

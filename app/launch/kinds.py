@@ -26,7 +26,7 @@ from ddae_core.jobs.options import SweepOptions
 from ddae_core.jobs.specs import train_spec
 from ddae_core.jobs.sweep import sweep_plan
 
-from .launch_fields import Field, parse_number
+from .fields import Field, parse_number
 
 # The probe form's "quick" box: fewer images to extract features from, the slow part on a CPU.
 QUICK = {"train_limit": 2000, "test_limit": 500}

@@ -28,14 +28,14 @@ from PySide6.QtWidgets import (
 from db import Store
 from ddae_core.engine.evaluation.fid_label import FID_KEY, NONSTANDARD, NONSTANDARD_KEY, fid_name
 
-from .checkpoint_data import CheckpointReader, CheckpointResults, best_table
-from .compare_tables import Percent, RowsModel
-from .run_feed import RunUpdate
-from .run_panels import CurvesPanel, Panel
-from .widgets import export
-from .widgets.curves import CurvePlot
-from .widgets.samples import SampleViewer
-from .widgets.tradeoff import TradeoffPlot
+from ..compare.tables import Percent, RowsModel
+from ..widgets import export
+from ..widgets.curves import CurvePlot
+from ..widgets.samples import SampleViewer
+from ..widgets.tradeoff import TradeoffPlot
+from .checkpoints import CheckpointReader, CheckpointResults, best_table
+from .feed import RunUpdate
+from .panels import CurvesPanel, Panel
 
 ACCURACY = "probe accuracy"
 FID = "FID"

@@ -32,13 +32,15 @@ from ddae_core.engine.data.specs import parse_spec
 from ddae_core.engine.evaluation.protocols import headline_line
 from ddae_core.rundir import LOG, MODEL_KINDS, JobKind, RunStatus
 
+from ..eta import RemainingTime, left_text
+from ..live import LiveHub
+from ..logtail import LogTail
+from ..models import STATUS_COLORS, clock, when
+from ..system import SystemStrip
+from ..widgets.elided import ElidedLabel
 from .deferred_panel import DeferredPanel
-from .eta import RemainingTime, left_text
-from .live import LiveHub
-from .logtail import LogTail
-from .models import STATUS_COLORS, clock, when
-from .run_feed import RunFeed, RunUpdate
-from .run_panels import (
+from .feed import RunFeed, RunUpdate
+from .panels import (
     AlignPanel,
     ChildrenPanel,
     GridPanel,
@@ -49,9 +51,7 @@ from .run_panels import (
     finetune_panel,
     noisy_panel,
 )
-from .system import SystemStrip
 from .unified import UnifiedPanel, fid_panel
-from .widgets.elided import ElidedLabel
 
 log = logging.getLogger(__name__)
 

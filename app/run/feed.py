@@ -16,8 +16,8 @@ from ddae_core.engine.evaluation.certainty import read_grid
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, protocol_of
 from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
 
-from .checkpoint_data import CheckpointReader, CheckpointResults
-from .compare_data import grid_of
+from ..compare.feed import grid_of
+from .checkpoints import CheckpointReader, CheckpointResults
 
 
 @dataclass

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 
 from db import RunSummary
 
-from .workspace import settings
+from ..workspace import settings
 
 SELECTION_KEY = "compare/selection"     # ["<workspace>|<run id>", ...] across workspaces
 

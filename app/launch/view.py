@@ -37,8 +37,8 @@ from ddae_core.jobs.queue_ops import queue_created
 from ddae_core.jobs.specs import create_job
 
 from .cluster_settings import ClusterProfilesDialog, cluster_choices, workspace_default
-from .launch_fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
-from .launch_kinds import KINDS, QUICK, JobKind, cuda_available, gpus_for
+from .fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
+from .kinds import KINDS, QUICK, JobKind, cuda_available, gpus_for
 
 log = logging.getLogger(__name__)
 

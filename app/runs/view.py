@@ -28,8 +28,8 @@ from db import Changes, RunSummary, Store
 from db.records import STATUSES
 from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, JobKind
 
-from .launch import run_named
-from .models import ID_ROLE, RunTableModel
+from ..launch.view import run_named
+from ..models import ID_ROLE, RunTableModel
 
 log = logging.getLogger(__name__)
 
