@@ -20,15 +20,16 @@ from ddae_core.rundir import MODEL_KINDS, RunStatus
 from . import workspace as workspaces
 from .classify.view import ClassifyView
 from .compare.view import CompareView
-from .eta import RemainingTime
+from .eta import RemainingTime, clock
 from .first_run import DemoBanner, DemoController
 from .launch.view import Launcher, LaunchView
 from .live import LiveHub
-from .models import clock
-from .queue.view import QueueFeed, QueueView
+from .queue.feed import QueueFeed
+from .queue.view import QueueView
 from .run.panels import GridPanel
 from .run.view import RunView
-from .runs.view import RunsPager, RunsView
+from .runs.feed import RunsPager
+from .runs.view import RunsView
 from .scheduler_thread import SCHEDULING, SchedulerThread
 from .widgets import export
 from .widgets.elided import ElidedLabel

@@ -146,7 +146,7 @@ def test_duplicate_names_are_refused_or_numbered_and_a_second_demo_asks_first(st
     from PySide6.QtWidgets import QMessageBox
 
     from app.main_window import MainWindow
-    from app.models import RunTableModel
+    from app.runs.model import RunTableModel
 
     window = studio(run_scheduler=False)
     form = window.launch_view.form("train")

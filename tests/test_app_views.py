@@ -12,9 +12,11 @@ from PySide6.QtGui import QDropEvent
 
 from app import workspace as workspaces
 from app.first_run import DEMO_MINUTES, DEMO_TAG, DemoController
-from app.models import QueueModel, QueueRow, RunTableModel
+from app.queue.feed import QueueLine
+from app.queue.model import QueueModel
 from app.run.feed import RunFeed
 from app.run.panels import AlignPanel, GridPanel, MetricsPanel, SamplesPanel, TrainingPanel
+from app.runs.model import RunTableModel
 from app.widgets.align_uniform import AlignUniformPlot
 from app.widgets.curves import CurvePlot
 from app.widgets.heatmap import GridHeatmap
@@ -186,7 +188,7 @@ def test_run_view_fills_in_live_and_every_plot_exports(studio, qtbot, tmp_path):
 def test_queue_model_shows_elapsed_and_time_left():
     model = QueueModel()
     now = time.time()
-    row = QueueRow("r1", "run", "train", "running", None, "cpu0", now - 65, None, 10, 100, "train")
+    row = QueueLine("r1", "run", "train", "running", None, "cpu0", now - 65, None, 10, 100, "train")
     model.set_rows([row])
     assert model.data(model.index(0, 6)).startswith("1:0")
     assert model.data(model.index(0, 7)) == ""          # one report seen: no rate yet (the start never counts)
@@ -194,7 +196,7 @@ def test_queue_model_shows_elapsed_and_time_left():
     model.remaining.observe("r1", "train", 10, 100, now)
     assert model.data(model.index(0, 7)) in ("1:30 left", "1:29 left")  # 10 steps in 10 s, 90 to go
     assert model.headerData(7, Qt.Orientation.Horizontal) == "Time left"
-    waiting = QueueRow.from_entry(fake_entry(), "waiting for parent checkpoint")
+    waiting = QueueLine.from_entry(fake_entry(), "waiting for parent checkpoint")
     model.set_rows([row, waiting])
     assert model.data(model.index(1, 3)) == "waiting for parent checkpoint"
 

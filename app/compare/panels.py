@@ -150,7 +150,7 @@ class GridsPanel(QWidget):
         return out
 
 
-class SamplesPanel(QWidget):
+class SampleGridsPanel(QWidget):
     """Each run's sample grids side by side, driven by one step slider (each snaps to its nearest step)."""
 
     def __init__(self, parent=None):

@@ -32,7 +32,7 @@ from ..run.unified import CompareTradeoff
 from ..widgets import export
 from ..widgets.curves import CurvePlot
 from .feed import MISSING, RunBundle, distinct_names, gather, spec_differences
-from .panels import GridsPanel, SamplesPanel
+from .panels import GridsPanel, SampleGridsPanel
 from .picker import RunPicker, save_selection, saved_selection
 from .tables import RowsModel, spec_table, summary_table
 
@@ -81,7 +81,7 @@ class CompareView(QWidget):
         self.sigma_box.setToolTip("Plot against the noise's standard deviation instead of the timestep")
         self.sigma_box.toggled.connect(lambda _: self._draw_noise())
         self.noise_plot.add_tool(self.sigma_box)
-        self.samples = SamplesPanel()
+        self.samples = SampleGridsPanel()
         self.tradeoff = CompareTradeoff()
 
         self.summary_model = RowsModel()

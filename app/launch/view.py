@@ -38,7 +38,7 @@ from ddae_core.jobs.specs import create_job
 
 from .cluster_settings import ClusterProfilesDialog, cluster_choices, workspace_default
 from .fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
-from .kinds import KINDS, QUICK, JobKind, cuda_available, gpus_for
+from .kinds import KINDS, QUICK, KindForm, cuda_available, gpus_for
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class LaunchForm(QWidget):
 
     queued = Signal(str)        # run id
 
-    def __init__(self, kind: JobKind, launcher: Launcher | None, parent=None):
+    def __init__(self, kind: KindForm, launcher: Launcher | None, parent=None):
         super().__init__(parent)
         self.kind = kind
         self.launcher = launcher

@@ -27,9 +27,10 @@ from PySide6.QtWidgets import (
 from db import History, RunSummary
 from ddae_core.engine.evaluation.certainty import edge_note, grid_sample, held_out_choice, selection_words
 from ddae_core.engine.evaluation.protocols import BASELINE_LABELS, SHORT_LABELS
+from ddae_core.rundir.figures import percent
 
 from ..colors import colors_for
-from ..models import STATUS_COLORS, percent, when
+from ..formats import STATUS_COLORS, when
 from ..widgets.align_uniform import AlignUniformPlot
 from ..widgets.curves import CurvePlot
 from ..widgets.heatmap import GridHeatmap
@@ -408,7 +409,8 @@ class ChildrenPanel(Panel):
         self.hint.setVisible(not children)
         self.table.setRowCount(len(children))
         for r, child in enumerate(reversed(children)):
-            values = (child.name, child.kind, child.status, percent(child.best_accuracy), when(child.created))
+            accuracy = percent(child.best_accuracy, missing="")
+            values = (child.name, child.kind, child.status, accuracy, when(child.created))
             for c, text in enumerate(values):
                 item = QTableWidgetItem(text)
                 if c == 0:

@@ -32,10 +32,10 @@ from ddae_core.engine.data.specs import parse_spec
 from ddae_core.engine.evaluation.protocols import headline_line
 from ddae_core.rundir import LOG, MODEL_KINDS, JobKind, RunStatus
 
-from ..eta import RemainingTime, left_text
+from ..eta import RemainingTime, clock, left_text
+from ..formats import STATUS_COLORS, when
 from ..live import LiveHub
 from ..logtail import LogTail
-from ..models import STATUS_COLORS, clock, when
 from ..system import SystemStrip
 from ..widgets.elided import ElidedLabel
 from .deferred_panel import DeferredPanel
