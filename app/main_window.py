@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Signal
@@ -18,14 +19,18 @@ from db import Changes, Store
 from ddae_core.rundir import MODEL_KINDS, RunStatus
 
 from . import workspace as workspaces
+from .classify.feed import ClassifyFeed
 from .classify.view import ClassifyView
+from .compare.feed import CompareFeed
 from .compare.view import CompareView
 from .eta import RemainingTime, clock
 from .first_run import DemoBanner, DemoController
-from .launch.view import Launcher, LaunchView
+from .launch.feed import Launcher
+from .launch.view import LaunchView
 from .live import LiveHub
 from .queue.feed import QueueFeed
 from .queue.view import QueueView
+from .run.feed import RunFeed
 from .run.panels import GridPanel
 from .run.view import RunView
 from .runs.feed import RunsPager
@@ -94,7 +99,6 @@ class MainWindow(QMainWindow):
         self.demo: DemoController | None = None
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
-        self.tabs.currentChanged.connect(self._refresh_optional)
         self.setCentralWidget(self.tabs)
         self._statuses: dict[str, str] = {}     # run -> status last seen, to notice a job finishing
         self._parents_shown: list[tuple] = []     # (id, name, status) of the parent runs last sent (reader thread)
@@ -210,12 +214,12 @@ class MainWindow(QMainWindow):
         remaining = RemainingTime()         # one time-left estimate for Queue and the Run header
         self.queue_view = QueueView(queue_feed, remaining=remaining)
         self.runs_view = RunsView(RunsPager(store))
-        self.run_view = RunView(store, hub, remaining=remaining)
+        self.run_view = RunView(partial(RunFeed, store), hub, remaining=remaining)
         # The heavier reads after a change run on the hub's reader thread; widgets change on this one.
         hub.watch("queue", lambda changes: queue_feed.rows(), self.queue_view.set_rows)
         hub.watch("parents", self._read_parents, self.launch_view.set_parent_runs)
-        self.compare_view = CompareView(store)
-        self.classify_view = ClassifyView(store, store.workspace)
+        self.compare_view = CompareView(CompareFeed(store), hub)
+        self.classify_view = ClassifyView(ClassifyFeed(store), hub)
         views = (self.launch_view, self.queue_view, self.runs_view, self.run_view, self.compare_view,
                  self.classify_view)
         for number, (view, title) in enumerate(zip(views, TAB_TITLES), start=1):
@@ -299,21 +303,10 @@ class MainWindow(QMainWindow):
     def _on_changes(self, changes: Changes) -> None:
         self._notice_finished(changes)
         self.runs_view.apply(changes)
-        self._refresh_optional()
         if self.banner.isVisible() and (changes.runs or changes.full):
             self.banner.setVisible(self.store.count_runs() == 0)
         if self.demo is not None and any(r.status == RunStatus.DONE for r in changes.runs) and self.demo.pending():
             self.demo.check()
-
-    def _refresh_optional(self, *_) -> None:
-        """Compare and Classify check for their own changes (one query when none); only while shown."""
-        view = self.tabs.currentWidget()
-        optional = (getattr(self, "compare_view", None), getattr(self, "classify_view", None))
-        if view is not None and view in optional and callable(getattr(view, "refresh", None)):
-            try:
-                view.refresh()
-            except Exception:
-                log.exception("%s.refresh failed", type(view).__name__)
 
     def _notice_finished(self, changes: Changes) -> None:
         """Say in the status bar (and flash the window) when a job this window saw running ends."""

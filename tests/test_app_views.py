@@ -227,6 +227,8 @@ def test_demo_imports_the_bundled_example_and_probes_it_before_training(studio, 
     if examples.CLASSIFY_EXAMPLE in examples.available():        # Classify opens on the bundled CIFAR-10 model
         photos = examples.manifest(examples.CLASSIFY_EXAMPLE)["runs"][0]["id"]
         assert window.demo.classify_run == photos and rows[photos].status == "done"
+        window.tabs.setCurrentWidget(window.classify_view)     # it lists its runs (on the hub) while shown
+        window.hub.poll()
         assert window.classify_view.run_combo.currentData() == photos
         assert window.classify_view.current_head().head == "probe"
 
@@ -315,6 +317,37 @@ def test_hub_shows_every_answer_in_read_order_even_when_a_poll_overtakes_the_rea
         assert seen == [(a.name,), (b.name,)]
         hub.delivered.emit()                    # the reader's late signal finds nothing left to show
         assert shown[-1] == [a.name, b.name] and len(shown) == 2
+        hub.stop()
+
+
+def test_hub_reads_a_requested_watcher_without_a_change_and_a_paused_one_once_on_resume(qtbot, tmp_path):
+    """Compare and Classify read through the hub: a first load is asked for, and a hidden view reads nothing."""
+    from app.live import LiveHub
+
+    ws = tmp_path / "ws"
+    with Store.open(ws) as store:
+        hub = LiveHub(store)
+        reads: list = []
+        shown: list = []
+        seen: list = []
+        hub.changed.connect(seen.append)
+
+        def read(changes):
+            reads.append(changes)
+            return len(store.list_runs())
+
+        hub.watch("view", read, shown.append, request=True)
+        assert hub.poll() and reads == [None] and shown == [0]      # asked for: read anew, no change needed
+        assert seen == []                                           # ... and no change is announced
+        assert not hub.poll() and reads == [None]                   # nothing changed, nothing owed
+        hub.pause("view")
+        for n in (1, 2):
+            store.register_run(fake.write_run(ws, fake.run_id("train", n)))
+            assert hub.poll()
+        assert reads == [None] and len(seen) == 2                   # hidden: the changes pass it by
+        hub.resume("view")
+        assert hub.poll() and reads == [None, None] and shown == [0, 2]     # shown again: one read of it all
+        assert not hub.poll()
         hub.stop()
 
 

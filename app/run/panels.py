@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from db import History, RunSummary
 from ddae_core.engine.evaluation.certainty import edge_note, grid_sample, held_out_choice, selection_words
 from ddae_core.engine.evaluation.protocols import BASELINE_LABELS, SHORT_LABELS
 from ddae_core.rundir.figures import percent
@@ -35,7 +34,7 @@ from ..widgets.align_uniform import AlignUniformPlot
 from ..widgets.curves import CurvePlot
 from ..widgets.heatmap import GridHeatmap
 from ..widgets.samples import SampleViewer
-from .feed import RunUpdate
+from .feed import History, RunSummary, RunUpdate
 
 
 def feed_curve(plot: CurvePlot, name: str, update: RunUpdate, key: str, label: str | None = None) -> bool:

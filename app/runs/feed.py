@@ -5,8 +5,8 @@ from __future__ import annotations
 from db import Changes, RunSummary, Store
 from db.records import STATUSES
 
-# Run names are checked where runs are launched; the rule moves to the Store with the one submit door.
-from ..launch.view import run_named
+# A rename is refused as a launch is: one run per name (the rule moves into the Store with the one submit door).
+from ..launch.feed import run_named
 
 __all__ = ["PAGE_SIZE", "STATUSES", "Changes", "RunSummary", "RunsPager"]
 
