@@ -1,0 +1,2 @@
+"""Launch: one form per job kind (view.py; the kinds' forms in kinds.py, their fields in fields.py, the
+cluster profiles dialog in cluster_settings.py) and the feed that queues a spec (feed.py, Qt-free)."""
