@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from ddae_core.engine.evaluation.certainty import tally, true_class
+from ddae_core.rundir.figures import percent
 
 from ..live import LiveHub
 from ..widgets.bars import ProbabilityBars
@@ -309,7 +310,7 @@ class ClassifyView(ImageInputMixin, QWidget):
                 item.setToolTip(outcome.error)
                 continue
             item.setIcon(QIcon(scaled_nearest(array_to_qimage(outcome.image), 64, 64)))
-            label = f"{outcome.top1[0]} {100 * outcome.top1[1]:.0f}%" if outcome.top1 else ""
+            label = f"{outcome.top1[0]} {percent(outcome.top1[1], places=0)}" if outcome.top1 else ""
             truth = self._truth(outcome.path)
             if truth is not None and outcome.top1:
                 label += " ✓" if outcome.top1[0] == truth else f" ✗ ({truth})"
@@ -317,7 +318,7 @@ class ClassifyView(ImageInputMixin, QWidget):
             item.setToolTip(f"{outcome.path}\n{label} at the head's noise level")
         if self._info is not None:
             right, n = self.folder_tally(result)
-            score = f": {right} of {n} right ({100 * right / n:.0f}%)" if n else ""
+            score = f": {right} of {n} right ({percent(right / n, places=0)})" if n else ""
             self.thumb_label.setText(f"Files ({len(result.files)}), labels at t={self._info.default_timestep}{score}")
 
     def _truth(self, path: Path) -> str | None:

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from ddae_core.engine.evaluation.certainty import edge_note, grid_sample, held_out_choice, selection_words
 from ddae_core.engine.evaluation.protocols import BASELINE_LABELS, SHORT_LABELS
-from ddae_core.rundir.figures import percent
+from ddae_core.rundir.figures import percent, points
 
 from ..colors import colors_for
 from ..formats import STATUS_COLORS, when
@@ -218,7 +218,7 @@ def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol:
         text += f" ({selection_words(grid)})"
     baselines = heatmap.baselines()
     if baselines:
-        text += " = " + ", ".join(f"{100 * (best[2] - v):+.1f} over {label}" for label, v in baselines.items())
+        text += " = " + ", ".join(f"{points(best[2] - v)} over {label}" for label, v in baselines.items())
     elif grid is not None:
         text += " (run without baselines)"
     else:
