@@ -211,6 +211,35 @@ def test_compare_refresh_is_one_query_when_nothing_changed_and_appends_new_point
         store.close()
 
 
+def test_compare_reads_nothing_while_hidden_and_catches_up_when_shown_again(qtbot, workspace):
+    runs = [fake.run_id("train", i) for i in (1, 2)]
+    for rid in runs:
+        fake.write_run(workspace, rid, events=[fake.metric("loss/train", s, 1.0, 1000.0 + s) for s in range(0, 50, 5)])
+    store = Store.open(workspace)
+    ingester = Ingester(store, workspace)
+    ingester.acquire()
+    try:
+        ingester.ingest_once()
+        counting = CountingStore(store)
+        view = compare_view(qtbot, counting)
+        compare_runs(view, runs)
+        view.hide()                                 # another tab is in front
+        fake.append(store.run_dir(runs[0]), [fake.metric("loss/train", s, 0.5, 2000.0 + s) for s in range(50, 60)])
+        ingester.ingest_once()
+        counting.calls.clear()
+        view.hub.poll()
+        assert "metric_history" not in counting.calls and "get_run" not in counting.calls
+        assert len(view.loss_plot.series_data(runs[0])[0]) == 10
+        view.show()
+        view.hub.poll()                             # one read of what changed while it was hidden
+        view.loss_plot.flush()
+        assert len(view.loss_plot.series_data(runs[0])[0]) == 20
+        view.close()
+    finally:
+        ingester.release()
+        store.close()
+
+
 def test_compare_tells_runs_with_one_name_apart(qtbot, workspace):
     runs = [fake.run_id("train", i) for i in (1, 2)]
     for rid in runs:
