@@ -407,6 +407,8 @@ class MainWindow(QMainWindow):
         if not paths:
             return
         self.tabs.setCurrentWidget(self.classify_view)
+        if self.hub is not None:
+            self.hub.poll()         # a Classify never shown yet lists its runs now, before the files arrive
         self.classify_view.load_files(paths)
         event.acceptProposedAction()
 
