@@ -11,11 +11,12 @@ import logging
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QApplication, QCheckBox, QMainWindow, QMessageBox, QTabWidget
 
 from db import Changes, Store
+from ddae_core.engine.importers import looks_like_model
 from ddae_core.rundir import MODEL_KINDS, RunStatus
 
 from . import workspace as workspaces
@@ -26,6 +27,7 @@ from .compare.view import CompareView
 from .eta import RemainingTime, clock
 from .first_run import DemoBanner, DemoController
 from .launch.feed import Launcher
+from .launch.import_model import ImportDialog
 from .launch.view import LaunchView
 from .live import LiveHub
 from .queue.feed import QueueFeed
@@ -143,6 +145,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(open_action)
         self.recent_menu = file_menu.addMenu("Recent workspaces")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addAction(self._import_action())
         file_menu.addSeparator()
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
@@ -397,7 +400,21 @@ class MainWindow(QMainWindow):
             self.run_view.show_run(train_id)        # its children changed: the grid comes from the probe
             self.run_view.show_tab(GridPanel)
 
-    # Drops go to Classify.
+    def _import_action(self) -> QAction:
+        action = QAction("&Import a model…", self)
+        action.triggered.connect(lambda: self.import_model())
+        return action
+
+    def import_model(self, source: str | None = None) -> ImportDialog | None:
+        """The import dialog, filled with `source` (a dropped checkpoint); shown, and returned for tests."""
+        if self.store is None:
+            return None
+        dialog = ImportDialog(self.launcher, source, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    # Drops: a checkpoint file or a diffusers folder goes to the import dialog, images to Classify.
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
             event.acceptProposedAction()
@@ -405,6 +422,10 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if not paths:
+            return
+        if len(paths) == 1 and looks_like_model(Path(paths[0])):
+            self.import_model(paths[0])
+            event.acceptProposedAction()
             return
         self.tabs.setCurrentWidget(self.classify_view)
         if self.hub is not None:
