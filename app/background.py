@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+import shiboken6
 from PySide6.QtCore import QThread, Signal
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,12 @@ _workers: weakref.WeakSet = weakref.WeakSet()
 
 
 def running_workers() -> list[Worker]:
-    """Workers whose thread is still running (for tests that check nothing is left behind)."""
-    return [w for w in list(_workers) if w.isRunning()]
+    """Workers whose thread is still running (for tests that check nothing is left behind).
+
+    A worker whose Qt parent was deleted (a closed window's scheduler) may keep its Python wrapper
+    until the GUI thread's garbage collection runs; its thread is gone with it, so it is skipped.
+    """
+    return [w for w in list(_workers) if shiboken6.isValid(w) and w.isRunning()]
 
 
 class Worker(QThread):

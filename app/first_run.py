@@ -26,8 +26,8 @@ from ddae_core.jobs.examples import CLASSIFY_EXAMPLE, DEMO_EXAMPLE, DEMO_PROBE
 from ddae_core.jobs.specs import train_spec
 from ddae_core.rundir import RunStatus
 
-from .launch import Launcher
-from .launch_kinds import gpus_for
+from .launch.feed import Launcher
+from .launch.kinds import gpus_for
 from .workspace import settings
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,9 @@ Every 100 ms the reader checks the Store's change token (one tiny query). When s
 it takes the changed runs as plain records, then runs each watcher's `read` on that thread (the
 Run view reads only the points after its last step, the Queue its rows) and hands the results to
 the GUI thread, which only changes widgets. A watcher replaced or removed meanwhile (another run
-shown) never sees its late result. Clocks, log tails and the system strip tick once a second.
+shown) never sees its late result. A watcher may ask for a read with no change (its view chose other
+runs: `request`), and is paused while its view is hidden (it reads once on `resume` if anything
+changed meanwhile). Clocks, log tails and the system strip tick once a second.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ STAGGER_MS = 60     # between two watchers' updates, so their repaints fall in d
 @dataclass
 class _Watcher:
     serial: int
-    read: Callable[[Changes], Any]          # on the reader thread; None means "nothing for me"
+    read: Callable[[Changes | None], Any]   # on the reader thread; given None: read anew; returns None: nothing
     apply: Callable[[Any], None]            # on the GUI thread
+    owed: bool = False                      # read at the next cycle, changes or not
+    paused: bool = False                    # its view is hidden: a change only makes the read owed
 
 
 class LiveHub(QObject):
@@ -57,7 +61,7 @@ class LiveHub(QObject):
         self._serial = 0
         self._lock = threading.Lock()       # one cycle at a time (reader thread or poll())
         self._failing = False
-        self._pending: deque[tuple[Changes, dict[str, tuple[int, Any]]]] = deque()   # read, not yet shown
+        self._pending: deque[tuple[Changes | None, dict[str, tuple[int, Any]]]] = deque()     # read, not shown yet
         self._answers: dict[str, deque[tuple[int, Any]]] = {}                        # per watcher, in order
         self._flush_scheduled: set[str] = set()
         self.delivered.connect(lambda: self._drain(immediate=False))
@@ -78,15 +82,47 @@ class LiveHub(QObject):
         self._reader.stop(10_000)
 
     # Watchers.
-    def watch(self, name: str, read: Callable[[Changes], Any], apply: Callable[[Any], None]) -> None:
-        """Run read(changes) on the reader thread after each change, then apply(result) on the GUI thread."""
+    def watch(self, name: str, read: Callable[[Changes | None], Any], apply: Callable[[Any], None], *,
+              request: bool = False, paused: bool = False) -> None:
+        """Run read(changes) on the reader thread after each change, then apply(result) on the GUI thread.
+
+        request: also read once at the next cycle, read(None), whether or not anything changed (a first load).
+        paused: start paused (see pause()).
+        """
         with self._lock:
             self._serial += 1
-            self._watchers[name] = _Watcher(self._serial, read, apply)
+            self._watchers[name] = _Watcher(self._serial, read, apply, owed=request, paused=paused)
+        if request and not paused:
+            self.wake()
 
     def unwatch(self, name: str) -> None:
         with self._lock:
             self._watchers.pop(name, None)
+
+    def request(self, name: str) -> None:
+        """Ask the watcher for read(None) at the next cycle, whether or not anything changed."""
+        with self._lock:
+            watcher = self._watchers.get(name)
+            if watcher is not None:
+                watcher.owed = True
+        self.wake()
+
+    def pause(self, name: str) -> None:
+        """Skip the watcher's reads while its view is hidden; a change meanwhile makes resume() read once."""
+        with self._lock:
+            watcher = self._watchers.get(name)
+            if watcher is not None:
+                watcher.paused = True
+
+    def resume(self, name: str) -> None:
+        with self._lock:
+            watcher = self._watchers.get(name)
+            if watcher is None or not watcher.paused:
+                return
+            watcher.paused = False
+            owed = watcher.owed
+        if owed:
+            self.wake()
 
     # Polling.
     def _read_once(self) -> None:
@@ -97,21 +133,27 @@ class LiveHub(QObject):
     def cycle(self) -> bool:
         """One poll (any thread): queue the changes and each watcher's answer; False if nothing changed."""
         with self._lock:
+            owed = any(w.owed and not w.paused for w in self._watchers.values())
             try:
-                if self.store.data_version() == self.token:
-                    return False
-                changes = self.store.changed_since(self.token)
+                changes = None if self.store.data_version() == self.token else self.store.changed_since(self.token)
             except Exception as exc:  # noqa: BLE001 - a locked or vanished database: say so once
                 if not self._failing:
                     self._failing = True
                     self.problem.emit(f"Reading the workspace index failed ({exc.__class__.__name__}); retrying.")
                 return False
             self._failing = False
-            self.token = changes.token
+            if changes is None and not owed:
+                return False
+            if changes is not None:
+                self.token = changes.token
             results = {}
             for name, watcher in list(self._watchers.items()):
+                if watcher.paused or not (watcher.owed or changes is not None):
+                    watcher.owed = watcher.owed or changes is not None
+                    continue
+                asked, watcher.owed = watcher.owed, False
                 try:
-                    result = watcher.read(changes)
+                    result = watcher.read(None if asked else changes)
                 except Exception:
                     log.exception("Watcher %s failed to read", name)
                     continue
@@ -137,7 +179,8 @@ class LiveHub(QObject):
                 if not self._pending:
                     break
                 changes, results = self._pending.popleft()
-            self.changed.emit(changes)
+            if changes is not None:         # only asked-for reads this cycle
+                self.changed.emit(changes)
             for name, answer in results.items():
                 self._answers.setdefault(name, deque()).append(answer)
         waiting = [name for name, answers in self._answers.items() if answers]

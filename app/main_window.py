@@ -1,34 +1,42 @@
 """The main window: a workspace, its scheduler on a thread, one refresh timer, and the views as tabs.
 
-Launch, Queue, Runs and Run are ours; Compare and Classify come from app.compare and
-app.classify. Image files dropped anywhere on the window go to Classify.
+Each view comes from its folder (app/launch, app/queue, app/runs, app/run, app/compare, app/classify).
+Image files dropped anywhere on the window go to Classify.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QApplication, QCheckBox, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+from PySide6.QtWidgets import QApplication, QCheckBox, QMainWindow, QMessageBox, QTabWidget
 
 from db import Changes, Store
 from ddae_core.engine.importers import looks_like_model
 from ddae_core.rundir import MODEL_KINDS, RunStatus
 
 from . import workspace as workspaces
-from .eta import RemainingTime
+from .classify.feed import ClassifyFeed
+from .classify.view import ClassifyView
+from .compare.feed import CompareFeed
+from .compare.view import CompareView
+from .eta import RemainingTime, clock
 from .first_run import DemoBanner, DemoController
-from .import_model import ImportDialog
-from .launch import Launcher, LaunchView
+from .launch.feed import Launcher
+from .launch.import_model import ImportDialog
+from .launch.view import LaunchView
 from .live import LiveHub
-from .models import clock
-from .queue_view import QueueFeed, QueueView
-from .run_panels import GridPanel
-from .run_view import RunView
-from .runs_view import RunsPager, RunsView
+from .queue.feed import QueueFeed
+from .queue.view import QueueView
+from .run.feed import RunFeed
+from .run.panels import GridPanel
+from .run.view import RunView
+from .runs.feed import RunsPager
+from .runs.view import RunsView
 from .scheduler_thread import SCHEDULING, SchedulerThread
 from .widgets import export
 from .widgets.elided import ElidedLabel
@@ -73,19 +81,6 @@ def settle_heap() -> None:
         gc.freeze()
 
 
-def _optional_view(module: str, name: str, *args) -> QWidget:
-    """Compare and Classify live in their own modules; a placeholder until they can be imported."""
-    try:
-        cls = getattr(__import__(f"app.{module}", fromlist=[name]), name)
-        return cls(*args)
-    except Exception as exc:  # noqa: BLE001 - a missing or broken optional view must not stop the app
-        log.warning("%s is not available: %s", name, exc)
-        label = QLabel(f"{name} is not available in this build ({exc.__class__.__name__}).")
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        label.setStyleSheet("color: #777;")
-        return label
-
-
 class MainWindow(QMainWindow):
     """One workspace at a time; open_workspace() switches (jobs keep running either way)."""
 
@@ -106,7 +101,6 @@ class MainWindow(QMainWindow):
         self.demo: DemoController | None = None
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
-        self.tabs.currentChanged.connect(self._refresh_optional)
         self.setCentralWidget(self.tabs)
         self._statuses: dict[str, str] = {}     # run -> status last seen, to notice a job finishing
         self._parents_shown: list[tuple] = []     # (id, name, status) of the parent runs last sent (reader thread)
@@ -174,7 +168,7 @@ class MainWindow(QMainWindow):
         """The workspace's Slurm cluster profiles (cluster.yaml), which every launch form offers."""
         if self.store is None:
             return
-        from .cluster_settings import ClusterProfilesDialog
+        from .launch.cluster_settings import ClusterProfilesDialog
 
         ClusterProfilesDialog(self.store.workspace, self).exec()
         launch = getattr(self, "launch_view", None)
@@ -223,12 +217,12 @@ class MainWindow(QMainWindow):
         remaining = RemainingTime()         # one time-left estimate for Queue and the Run header
         self.queue_view = QueueView(queue_feed, remaining=remaining)
         self.runs_view = RunsView(RunsPager(store))
-        self.run_view = RunView(store, hub, remaining=remaining)
+        self.run_view = RunView(partial(RunFeed, store), hub, remaining=remaining)
         # The heavier reads after a change run on the hub's reader thread; widgets change on this one.
         hub.watch("queue", lambda changes: queue_feed.rows(), self.queue_view.set_rows)
         hub.watch("parents", self._read_parents, self.launch_view.set_parent_runs)
-        self.compare_view = _optional_view("compare", "CompareView", store)
-        self.classify_view = _optional_view("classify", "ClassifyView", store, store.workspace)
+        self.compare_view = CompareView(CompareFeed(store), hub)
+        self.classify_view = ClassifyView(ClassifyFeed(store), hub)
         views = (self.launch_view, self.queue_view, self.runs_view, self.run_view, self.compare_view,
                  self.classify_view)
         for number, (view, title) in enumerate(zip(views, TAB_TITLES), start=1):
@@ -271,10 +265,8 @@ class MainWindow(QMainWindow):
                 log.warning("The scheduler thread did not stop in time.")
             self.scheduler.deleteLater()
             self.scheduler = None
-        for view in (getattr(self, "compare_view", None), getattr(self, "classify_view", None)):
-            shutdown = getattr(view, "shutdown", None)
-            if callable(shutdown):
-                shutdown()          # their threads stop before the Store they read closes
+        if getattr(self, "classify_view", None) is not None:
+            self.classify_view.shutdown()       # its inference thread stops before the Store closes
         while self.tabs.count():
             view = self.tabs.widget(0)
             self.tabs.removeTab(0)
@@ -314,21 +306,10 @@ class MainWindow(QMainWindow):
     def _on_changes(self, changes: Changes) -> None:
         self._notice_finished(changes)
         self.runs_view.apply(changes)
-        self._refresh_optional()
         if self.banner.isVisible() and (changes.runs or changes.full):
             self.banner.setVisible(self.store.count_runs() == 0)
         if self.demo is not None and any(r.status == RunStatus.DONE for r in changes.runs) and self.demo.pending():
             self.demo.check()
-
-    def _refresh_optional(self, *_) -> None:
-        """Compare and Classify check for their own changes (one query when none); only while shown."""
-        view = self.tabs.currentWidget()
-        optional = (getattr(self, "compare_view", None), getattr(self, "classify_view", None))
-        if view is not None and view in optional and callable(getattr(view, "refresh", None)):
-            try:
-                view.refresh()
-            except Exception:
-                log.exception("%s.refresh failed", type(view).__name__)
 
     def _notice_finished(self, changes: Changes) -> None:
         """Say in the status bar (and flash the window) when a job this window saw running ends."""
@@ -370,9 +351,8 @@ class MainWindow(QMainWindow):
             self.tabs.setCurrentWidget(self.run_view)
 
     def compare_runs(self, run_ids: list[str]) -> None:
-        if hasattr(self.compare_view, "set_runs"):
-            self.compare_view.set_runs(run_ids)
-            self.tabs.setCurrentWidget(self.compare_view)
+        self.compare_view.set_runs(run_ids)
+        self.tabs.setCurrentWidget(self.compare_view)
 
     def evaluate(self, kind: str, parent_run: str) -> None:
         self._refresh_parents()
@@ -402,7 +382,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Demo", f"The demo could not be queued: {exc}")
             return
         self.banner.hide()
-        if self.demo.classify_run is not None and hasattr(self.classify_view, "prefer_run"):
+        if self.demo.classify_run is not None:
             self.classify_view.prefer_run(self.demo.classify_run)
         if self.demo.example_run is not None:
             self.statusBar().showMessage("Demo queued: a probe grid of the bundled model first, then a short "
@@ -447,12 +427,11 @@ class MainWindow(QMainWindow):
             self.import_model(paths[0])
             event.acceptProposedAction()
             return
-        if hasattr(self.classify_view, "load_files"):
-            self.tabs.setCurrentWidget(self.classify_view)
-            self.classify_view.load_files(paths)
-            event.acceptProposedAction()
-        else:
-            self.statusBar().showMessage("Classify is not available in this build.", 6000)
+        self.tabs.setCurrentWidget(self.classify_view)
+        if self.hub is not None:
+            self.hub.poll()         # a Classify never shown yet lists its runs now, before the files arrive
+        self.classify_view.load_files(paths)
+        event.acceptProposedAction()
 
     # Closing.
     def quit_notice(self) -> str | None:

@@ -159,7 +159,7 @@ def open_window(ws: Path):
 
 def render_unified(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
     """Only the unified view of the sweep's training run."""
-    from app.unified import UnifiedPanel
+    from app.run.unified import UnifiedPanel
 
     app, window = open_window(ws)
     window.show_run(runs["sweep-train"])
@@ -182,7 +182,7 @@ def make_example_runs(ws: Path, _steps: int, _quick: bool) -> dict[str, str]:
 
 def render_examples(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
     """Each bundled example's probe grid (baselines on the colour bar), and Classify on the CIFAR-10 one."""
-    from app.run_panels import GridPanel
+    from app.run.panels import GridPanel
     from ddae_core.jobs.examples import CLASSIFY_EXAMPLE, DEMO_EXAMPLE
 
     app, window = open_window(ws)
@@ -193,8 +193,9 @@ def render_examples(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
         window.run_view.panel(GridPanel).set_fit(True)
         shots.append(shoot(window, app, out, "example-probe-grid" if name == DEMO_EXAMPLE else f"example-{name}-grid"))
     photos = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini" / "test"
-    if CLASSIFY_EXAMPLE in runs and photos.is_dir() and hasattr(window.classify_view, "load_files"):
+    if CLASSIFY_EXAMPLE in runs and photos.is_dir():
         window.tabs.setCurrentWidget(window.classify_view)
+        window.hub.poll()       # Classify lists its runs now rather than on the reader's next tick
         window.classify_view.prefer_run(runs[CLASSIFY_EXAMPLE])
         window.classify_view.load_files([sorted(folder.glob("*.jpg"))[7] for folder in sorted(photos.iterdir())])
         window.classify_view.wait_idle(120_000)
@@ -226,7 +227,7 @@ def shoot(window, app, out: Path, name: str) -> Path:
 
 def render(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
     from app.main_window import MainWindow
-    from app.run_panels import GridPanel, SamplesPanel, TrainingPanel
+    from app.run.panels import GridPanel, SamplesPanel, TrainingPanel
 
     app, window = open_window(ws)
     shots = []
@@ -263,18 +264,18 @@ def render(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
     sample.set_values(device="cpu")
     window.launcher.submit(sample.build_spec(), priority=0)
     shots.append(shoot_queue(window, app, out, store.run_dir(running)))
-    if hasattr(window.compare_view, "set_runs"):
-        window.compare_runs([runs["probe-early"], runs["probe"]])
-        settle(app, 2.0)
-        shots.append(shoot(window, app, out, "compare"))
-    if hasattr(window.classify_view, "load_files"):
-        images = test_images(ws, Path(tempfile.mkdtemp(prefix="ddae-classify-")))
-        window.tabs.setCurrentWidget(window.classify_view)
-        window.classify_view.set_run(runs["train"])
-        window.classify_view.load_files(images)
-        window.classify_view.wait_idle(60_000)
-        shots.append(shoot(window, app, out, "classify"))
-        shutil.rmtree(images[0].parent, ignore_errors=True)
+    window.compare_runs([runs["probe-early"], runs["probe"]])
+    window.hub.poll()
+    settle(app, 2.0)
+    shots.append(shoot(window, app, out, "compare"))
+    images = test_images(ws, Path(tempfile.mkdtemp(prefix="ddae-classify-")))
+    window.tabs.setCurrentWidget(window.classify_view)
+    window.hub.poll()
+    window.classify_view.set_run(runs["train"])
+    window.classify_view.load_files(images)
+    window.classify_view.wait_idle(60_000)
+    shots.append(shoot(window, app, out, "classify"))
+    shutil.rmtree(images[0].parent, ignore_errors=True)
     window.close()
 
     # What a new user sees first: an empty workspace offers the demo.

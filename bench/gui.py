@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from .results import record
@@ -125,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.main_window import MainWindow, settle_heap
-    from app.run_panels import TrainingPanel
-    from app.run_view import RunView
+    from app.run.feed import RunFeed
+    from app.run.panels import TrainingPanel
+    from app.run.view import RunView
     from db import testing as fake
 
     app = QApplication.instance() or QApplication([])
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(ws)
     window.resize(1400, 900)
     window.show()
-    second = RunView(window.store, window.hub)
+    second = RunView(partial(RunFeed, window.store), window.hub)
     second.resize(1200, 800)
     second.show()
     window.hub.second.connect(second.tick)

@@ -166,3 +166,22 @@ def answer_next_box(qtbot, answer) -> list[str]:
 def press(button):
     """An answer for answer_next_box: click the box's standard `button`."""
     return lambda box: box.button(button).click()
+
+
+def compare_view(qtbot, store):
+    """A shown Compare view on `store`; its live hub is polled by the test (no reader thread)."""
+    from app.compare.feed import CompareFeed
+    from app.compare.view import CompareView
+    from app.live import LiveHub
+
+    view = CompareView(CompareFeed(store), LiveHub(store))
+    qtbot.addWidget(view)
+    view.show()
+    view.hub.poll()         # the selection remembered from a previous view, if any
+    return view
+
+
+def compare_runs(view, run_ids: list[str]) -> None:
+    """Choose the runs to compare and read them now, as the hub's reader would at its next tick."""
+    view.set_runs(run_ids)
+    view.hub.poll()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.run_panels import GridPanel, TrainingPanel
+from app.run.panels import GridPanel, TrainingPanel
 from ddae_core.jobs.cluster import ClusterProfile, default_cluster, load_profiles, read_slurm, save_profiles
 from tests.app_support import MICRO_DATA, app_settings, micro_overrides, no_leftovers, studio, wait_status  # noqa: F401
 
 
 def test_profiles_dialog_adds_edits_and_refuses_a_bad_value(qtbot, tmp_path):
-    from app.cluster_settings import ClusterProfilesDialog
+    from app.launch.cluster_settings import ClusterProfilesDialog
 
     save_profiles(tmp_path, {"old": ClusterProfile("old", partition="cpu")})
     dialog = ClusterProfilesDialog(tmp_path)
@@ -108,7 +108,7 @@ def test_app_trains_on_slurm_with_a_live_curve_and_the_job_in_the_queue(studio, 
 
 
 def test_profiles_dialog_doubts_empty_fields_once_and_checks_a_profile(qtbot, tmp_path, no_leftovers):
-    from app.cluster_settings import ClusterProfilesDialog
+    from app.launch.cluster_settings import ClusterProfilesDialog
 
     dialog = ClusterProfilesDialog(tmp_path)
     qtbot.addWidget(dialog)

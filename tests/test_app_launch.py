@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from app.run_panels import GridPanel, SamplesPanel, TrainingPanel
+from app.run.panels import GridPanel, SamplesPanel, TrainingPanel
 from tests.app_support import MICRO_DATA, app_settings, micro_overrides, no_leftovers, studio, wait_status  # noqa: F401
 
 
@@ -146,7 +146,7 @@ def test_duplicate_names_are_refused_or_numbered_and_a_second_demo_asks_first(st
     from PySide6.QtWidgets import QMessageBox
 
     from app.main_window import MainWindow
-    from app.models import RunTableModel
+    from app.runs.model import RunTableModel
 
     window = studio(run_scheduler=False)
     form = window.launch_view.form("train")

@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtWidgets import QMessageBox
 
 from app import workspace as workspaces
-from app.run_panels import TrainingPanel
+from app.run.panels import TrainingPanel
 from db import testing as fake
 from tests.app_support import (  # noqa: F401
     MICRO_DATA,

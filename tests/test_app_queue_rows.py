@@ -7,27 +7,27 @@ import time
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from app.models import QueueRow
-from app.queue_view import FINISHED_LINGER_S, QueueView
+from app.queue.feed import QueueLine
+from app.queue.view import FINISHED_LINGER_S, QueueView
 from db import testing as fake
 from tests.app_support import answer_next_box, press
 
 
-def _row(run: str, status: str, finished: float | None = None, name: str | None = None) -> QueueRow:
-    return QueueRow(run, name or run, "train", status, None, "CPU", None, finished, None, None, None)
+def _row(run: str, status: str, finished: float | None = None, name: str | None = None) -> QueueLine:
+    return QueueLine(run, name or run, "train", status, None, "CPU", None, finished, None, None, None)
 
 
 class _Feed:
     """The view's one door to the queue's actions, recording the cancels it is asked for."""
 
-    def __init__(self, rows: list[QueueRow]):
+    def __init__(self, rows: list[QueueLine]):
         self.cancelled: list[str] = []
         self._rows = rows
 
     def cancel(self, run_id: str) -> None:
         self.cancelled.append(run_id)
 
-    def rows(self) -> list[QueueRow]:
+    def rows(self) -> list[QueueLine]:
         return self._rows
 
 
@@ -82,7 +82,8 @@ BUNDLED = ("example: tiny-ddpm trained 225 minutes on builtin:shapes (31,119 ste
 
 
 def test_run_names_that_share_a_long_start_are_told_apart_at_1280_px(qtbot, tmp_path):
-    from app.runs_view import RunsPager, RunsView
+    from app.runs.feed import RunsPager
+    from app.runs.view import RunsView
     from db import Ingester, Store
 
     ws = tmp_path / "ws"

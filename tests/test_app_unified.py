@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QColor
 
-from app.checkpoint_data import CheckpointReader, best_table, gather_checkpoints
-from app.compare import CompareView
-from app.unified import CompareTradeoff, UnifiedPanel
+from app.run.checkpoints import CheckpointReader, best_table, gather_checkpoints
+from app.run.unified import CompareTradeoff, UnifiedPanel
 from db import Ingester, Store, testing as fake
 from ddae_core.rundir import FID_RESULTS, GRID
-from tests.app_support import app_settings, no_leftovers, studio  # noqa: F401 - fixtures
+from tests.app_support import app_settings, compare_runs, compare_view, no_leftovers, studio  # noqa: F401 - fixtures
 from tests.test_fid import random_weights  # noqa: F401 - fixture
 
 # The paper's DDPM_ddpm numbers, as if its checkpoints were steps: (step, FID, accuracy).
@@ -176,7 +175,7 @@ def test_run_view_shows_the_unified_view_live_as_sweep_jobs_finish(studio, qtbot
 
 
 def test_an_fid_run_shows_its_curve_and_samples_by_step(studio, tmp_path):
-    from app.run_panels import CurvesPanel, SamplesPanel
+    from app.run.panels import CurvesPanel, SamplesPanel
 
     ws = tmp_path / "ws"
     train = train_run(ws)
@@ -209,9 +208,8 @@ def test_compare_puts_several_runs_trade_offs_on_one_axis(qtbot, workspace, app_
     ingester.acquire()
     try:
         ingester.ingest_once()
-        view = CompareView(store)
-        qtbot.addWidget(view)
-        view.set_runs([a.name, b.name])
+        view = compare_view(qtbot, store)
+        compare_runs(view, [a.name, b.name])
         panel = view.findChild(CompareTradeoff)
         assert panel is not None
         plot = panel.plot
@@ -227,7 +225,7 @@ def test_compare_puts_several_runs_trade_offs_on_one_axis(qtbot, workspace, app_
         # A sweep job of run B finishes while Compare is open.
         sweep_jobs(workspace, b, [(1600, 4.2, 0.86)], n0=60)
         ingester.ingest_once()
-        view.refresh()
+        view.hub.poll()
         assert [s for s, _, _ in plot.points(b.name)] == [200, 400, 1600]
         written = view.export_all(workspace / "exports")
         assert {p.name for p in written} >= {"accuracy_vs_fid.png", "accuracy_vs_fid.svg", "accuracy_vs_fid.csv",
@@ -242,11 +240,13 @@ def test_compare_tradeoff_without_sweeps_says_how_to_get_them(qtbot, workspace):
     train = train_run(workspace)
     ingest(workspace)
     with Store.open(workspace) as store:
-        from app.compare_data import gather
+        from app.compare.feed import gather
+        from app.run.checkpoints import gather_checkpoints
 
         panel = CompareTradeoff()
         qtbot.addWidget(panel)
-        panel.update_runs(store, [gather(store, train.name)], {train.name: QColor("#1f77b4")})
+        panel.update_runs({train.name: gather_checkpoints(store, train.name)}, [gather(store, train.name)],
+                          {train.name: QColor("#1f77b4")})
         assert panel.plot.is_empty() and "`ddae sweep --run RUN` queues FID and probe jobs" in \
             panel.plot.empty_label.text()
 
@@ -335,7 +335,7 @@ def test_fid_form_scores_one_checkpoint_or_all(studio, inception_file):
 # Real micro runs: a training whose sweep queues its jobs, run one after another.
 @pytest.mark.slow
 def test_a_real_sweep_fills_the_unified_view_as_its_jobs_finish(qtbot, workspace, random_weights):
-    from app.run_feed import RunFeed
+    from app.run.feed import RunFeed
     from ddae_core.engine.config import parse_model_config
     from ddae_core.engine.runs import read_spec
     from ddae_core.jobs.specs import create_job, execute

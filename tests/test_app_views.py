@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
-from PySide6.QtWidgets import QLabel
 
 from app import workspace as workspaces
 from app.first_run import DEMO_MINUTES, DEMO_TAG, DemoController
-from app.models import QueueModel, QueueRow, RunTableModel
-from app.run_feed import RunFeed
-from app.run_panels import AlignPanel, GridPanel, MetricsPanel, SamplesPanel, TrainingPanel
+from app.queue.feed import QueueLine
+from app.queue.model import QueueModel
+from app.run.feed import RunFeed
+from app.run.panels import AlignPanel, GridPanel, MetricsPanel, SamplesPanel, TrainingPanel
+from app.runs.model import RunTableModel
 from app.widgets.align_uniform import AlignUniformPlot
 from app.widgets.curves import CurvePlot
 from app.widgets.heatmap import GridHeatmap
@@ -187,7 +188,7 @@ def test_run_view_fills_in_live_and_every_plot_exports(studio, qtbot, tmp_path):
 def test_queue_model_shows_elapsed_and_time_left():
     model = QueueModel()
     now = time.time()
-    row = QueueRow("r1", "run", "train", "running", None, "cpu0", now - 65, None, 10, 100, "train")
+    row = QueueLine("r1", "run", "train", "running", None, "cpu0", now - 65, None, 10, 100, "train")
     model.set_rows([row])
     assert model.data(model.index(0, 6)).startswith("1:0")
     assert model.data(model.index(0, 7)) == ""          # one report seen: no rate yet (the start never counts)
@@ -195,7 +196,7 @@ def test_queue_model_shows_elapsed_and_time_left():
     model.remaining.observe("r1", "train", 10, 100, now)
     assert model.data(model.index(0, 7)) in ("1:30 left", "1:29 left")  # 10 steps in 10 s, 90 to go
     assert model.headerData(7, Qt.Orientation.Horizontal) == "Time left"
-    waiting = QueueRow.from_entry(fake_entry(), "waiting for parent checkpoint")
+    waiting = QueueLine.from_entry(fake_entry(), "waiting for parent checkpoint")
     model.set_rows([row, waiting])
     assert model.data(model.index(1, 3)) == "waiting for parent checkpoint"
 
@@ -226,6 +227,8 @@ def test_demo_imports_the_bundled_example_and_probes_it_before_training(studio, 
     if examples.CLASSIFY_EXAMPLE in examples.available():        # Classify opens on the bundled CIFAR-10 model
         photos = examples.manifest(examples.CLASSIFY_EXAMPLE)["runs"][0]["id"]
         assert window.demo.classify_run == photos and rows[photos].status == "done"
+        window.tabs.setCurrentWidget(window.classify_view)     # it lists its runs (on the hub) while shown
+        window.hub.poll()
         assert window.classify_view.run_combo.currentData() == photos
         assert window.classify_view.current_head().head == "probe"
 
@@ -265,17 +268,8 @@ def _micro_config() -> dict:
 
 def test_drop_on_the_window_goes_to_classify(studio, tmp_path):
     window = studio(run_scheduler=False)
-
-    class Stub(QLabel):
-        files: list = []
-
-        def load_files(self, paths):
-            self.files = list(paths)
-
-    stub = Stub("classify")
-    window.tabs.removeTab(window.tabs.indexOf(window.classify_view))
-    window.tabs.addTab(stub, "Classify")
-    window.classify_view = stub
+    dropped: list = []
+    window.classify_view.load_files = dropped.extend       # the real view; only its file loading is watched
     image = tmp_path / "cat.png"
     image.write_bytes(b"not really a png")
     mime = QMimeData()
@@ -283,8 +277,8 @@ def test_drop_on_the_window_goes_to_classify(studio, tmp_path):
     event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                        Qt.KeyboardModifier.NoModifier)
     window.dropEvent(event)
-    assert stub.files == [str(image)]
-    assert window.tabs.currentWidget() is stub
+    assert dropped == [str(image)]
+    assert window.tabs.currentWidget() is window.classify_view
 
 
 def test_workspace_settings_are_temporary_and_bad_folders_are_one_sentence(app_settings, tmp_path):
@@ -323,6 +317,37 @@ def test_hub_shows_every_answer_in_read_order_even_when_a_poll_overtakes_the_rea
         assert seen == [(a.name,), (b.name,)]
         hub.delivered.emit()                    # the reader's late signal finds nothing left to show
         assert shown[-1] == [a.name, b.name] and len(shown) == 2
+        hub.stop()
+
+
+def test_hub_reads_a_requested_watcher_without_a_change_and_a_paused_one_once_on_resume(qtbot, tmp_path):
+    """Compare and Classify read through the hub: a first load is asked for, and a hidden view reads nothing."""
+    from app.live import LiveHub
+
+    ws = tmp_path / "ws"
+    with Store.open(ws) as store:
+        hub = LiveHub(store)
+        reads: list = []
+        shown: list = []
+        seen: list = []
+        hub.changed.connect(seen.append)
+
+        def read(changes):
+            reads.append(changes)
+            return len(store.list_runs())
+
+        hub.watch("view", read, shown.append, request=True)
+        assert hub.poll() and reads == [None] and shown == [0]      # asked for: read anew, no change needed
+        assert seen == []                                           # ... and no change is announced
+        assert not hub.poll() and reads == [None]                   # nothing changed, nothing owed
+        hub.pause("view")
+        for n in (1, 2):
+            store.register_run(fake.write_run(ws, fake.run_id("train", n)))
+            assert hub.poll()
+        assert reads == [None] and len(seen) == 2                   # hidden: the changes pass it by
+        hub.resume("view")
+        assert hub.poll() and reads == [None, None] and shown == [0, 2]     # shown again: one read of it all
+        assert not hub.poll()
         hub.stop()
 
 
@@ -393,7 +418,7 @@ def test_runs_keys_open_and_delete_with_a_named_question_and_undo(studio, qtbot,
     from PySide6.QtWidgets import QMessageBox
 
     from app.main_window import TAB_TITLES
-    from app.runs_view import RunsView
+    from app.runs.view import RunsView
 
     ws = tmp_path / "ws"
     for n in range(3):
@@ -467,7 +492,7 @@ class _Answer:
 def test_a_queued_run_says_why_it_waits_instead_of_empty_axes(studio, qtbot, tmp_path):
     from types import SimpleNamespace
 
-    from app.run_panels import grid_status
+    from app.run.panels import grid_status
 
     ws = tmp_path / "ws"
     train = fake.write_run(ws, fake.run_id("train", 1), name="trained", events=fake.training_events(10))

@@ -6,7 +6,15 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
 
 from app.widgets.curves import CurvePlot
 from db import testing as fake
-from tests.app_support import answer_next_box, app_settings, no_leftovers, press, studio  # noqa: F401
+from tests.app_support import (  # noqa: F401
+    answer_next_box,
+    app_settings,
+    compare_runs,
+    compare_view,
+    no_leftovers,
+    press,
+    studio,
+)
 from tests.gui_fixtures import gui_store, gui_workspace  # noqa: F401 - fixtures
 
 LONG = "a run whose name goes on and on " * 8
@@ -107,14 +115,12 @@ def _close_event():
 
 
 def test_compares_grids_scroll_in_a_small_window(qtbot, gui_workspace, gui_store, app_settings):
-    from app.compare import CompareView
 
-    view = CompareView(gui_store)
-    qtbot.addWidget(view)
+    view = compare_view(qtbot, gui_store)
     view.resize(460, 520)
     view.show()
     ws = gui_workspace
-    view.set_runs([ws.probe_a, ws.probe_b, ws.train_a, ws.train_b])
+    compare_runs(view, [ws.probe_a, ws.probe_b, ws.train_a, ws.train_b])
     for panel in (view.grids, view.samples):
         view.tabs.setCurrentWidget(panel)
         QApplication.processEvents()

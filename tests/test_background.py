@@ -86,3 +86,13 @@ def test_latest_wakes_a_waiting_taker():
     box.put("second")
     taker.join(10)
     assert taken == ["second"]
+
+
+def test_running_workers_skips_a_worker_deleted_with_its_parent(qtbot):
+    """A closed window's worker may outlive its Qt object as a Python wrapper until garbage collection."""
+    from PySide6.QtCore import QObject
+
+    parent = QObject()
+    orphan = Worker("orphan", lambda worker: None, parent=parent)
+    del parent                          # deletes the Qt object; `orphan` still holds its wrapper
+    assert running_workers() == [] and orphan is not None

@@ -12,8 +12,10 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QApplication
 
-from app.classify import ClassifyView
-from app.classify_worker import Result, running_threads
+from app.classify.feed import ClassifyFeed
+from app.classify.view import ClassifyView
+from app.classify.worker import Result, running_threads
+from app.live import LiveHub
 from tests.gui_fixtures import gui_store, gui_workspace, one_torch_thread  # noqa: F401 - fixtures
 
 WAIT_MS = 60_000
@@ -52,10 +54,11 @@ def images(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture
 def view(qtbot, gui_store, gui_workspace) -> ClassifyView:
-    widget = ClassifyView(gui_store, gui_workspace.path, device="cpu")
+    widget = ClassifyView(ClassifyFeed(gui_store), LiveHub(gui_store), device="cpu")
     qtbot.addWidget(widget)
     widget.resize(1000, 650)
     widget.show()
+    widget.hub.poll()           # the runs that can classify, read as the hub's reader would
     widget.set_run(gui_workspace.train_a)
     yield widget
     widget.shutdown()
@@ -231,7 +234,7 @@ def test_classify_run_without_heads_says_so(view, gui_workspace):
 
 
 def test_classify_worker_thread_ends_when_idle_and_restarts(view, qtbot, images, monkeypatch):
-    import app.classify_worker as worker_module
+    import app.classify.worker as worker_module
 
     monkeypatch.setattr(worker_module, "IDLE_EXIT_S", 0.2)
     view.load_files([images["square.png"]])
@@ -244,6 +247,7 @@ def test_classify_worker_thread_ends_when_idle_and_restarts(view, qtbot, images,
 def test_classify_opens_on_a_preferred_run_once_it_can_classify(view, gui_workspace):
     """The demo asks for the bundled CIFAR-10 model: chosen at once when listed, kept wanted until then."""
     view.prefer_run("not-indexed-yet")
+    view.hub.poll()
     assert view.run_combo.currentData() == gui_workspace.train_a      # nothing to open yet: the choice stays
     view.prefer_run(gui_workspace.train_b)
     assert view.run_combo.currentData() == gui_workspace.train_b

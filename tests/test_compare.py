@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from app.compare import CompareView
-from app.compare_data import flatten, spec_differences
+from app.compare.feed import flatten, spec_differences
+from app.compare.view import CompareView
 from db import Ingester, Store, testing as fake
-from tests.app_support import app_settings  # noqa: F401 - fixture
+from tests.app_support import app_settings, compare_runs, compare_view  # noqa: F401 - fixture
 from tests.gui_fixtures import gui_store, gui_workspace  # noqa: F401 - fixtures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -31,8 +31,7 @@ def _own_settings(app_settings):
 
 @pytest.fixture
 def compare(qtbot, gui_store) -> CompareView:
-    view = CompareView(gui_store)
-    qtbot.addWidget(view)
+    view = compare_view(qtbot, gui_store)
     view.resize(1100, 750)
     view.show()
     return view
@@ -40,7 +39,7 @@ def compare(qtbot, gui_store) -> CompareView:
 
 def test_compare_two_runs_with_different_grids_shows_their_difference(compare, gui_workspace, gui_store):
     ws = gui_workspace
-    compare.set_runs([ws.probe_a, ws.probe_b])
+    compare_runs(compare, [ws.probe_a, ws.probe_b])
     grids = compare.grids
     assert set(grids.heatmaps) == {ws.probe_a, ws.probe_b}
     # One colour scale for both grids.
@@ -72,7 +71,7 @@ def test_compare_two_runs_with_different_grids_shows_their_difference(compare, g
 
 def test_compare_train_runs_overlays_every_panel_in_one_colour_per_run(compare, gui_workspace, gui_store):
     ws = gui_workspace
-    compare.set_runs([ws.train_a, ws.train_b])
+    compare_runs(compare, [ws.train_a, ws.train_b])
     runs = [ws.train_a, ws.train_b]
     assert compare.loss_plot.series_names() == runs
     for run_id in runs:
@@ -102,7 +101,7 @@ def test_compare_train_runs_overlays_every_panel_in_one_colour_per_run(compare, 
 
 def test_compare_tables_show_best_cells_final_loss_and_only_differing_spec_keys(compare, gui_workspace, gui_store):
     ws = gui_workspace
-    compare.set_runs([ws.train_a, ws.train_b])
+    compare_runs(compare, [ws.train_a, ws.train_b])
     headers = compare.summary_model.headers()
     assert headers[:6] == ["run", "kind", "best cell", "best accuracy", "final loss", "best noisy accuracy"]
     rows = {row[0]: row for row in compare.summary_model.rows()}
@@ -133,7 +132,7 @@ def test_compare_spec_differences_flatten_nested_keys():
 
 def test_compare_exports_write_files(compare, gui_workspace, gui_store, tmp_path):
     ws = gui_workspace
-    compare.set_runs([ws.train_a, ws.train_b])
+    compare_runs(compare, [ws.train_a, ws.train_b])
     written = compare.export_all(tmp_path / "out")
     names = {p.name for p in written}
     assert {"loss.png", "loss.svg", "loss.csv", "grid_difference.csv", "summary.csv",
@@ -188,25 +187,53 @@ def test_compare_refresh_is_one_query_when_nothing_changed_and_appends_new_point
     try:
         ingester.ingest_once()
         counting = CountingStore(store)
-        view = CompareView(counting)
-        qtbot.addWidget(view)
-        view.set_runs(runs)
+        view = compare_view(qtbot, counting)
+        compare_runs(view, runs)
         assert len(view.loss_plot.series_data(runs[0])[0]) == 10
         counting.calls.clear()
-        view.refresh()
-        view.refresh()
+        view.hub.poll()
+        view.hub.poll()
         assert counting.calls == {"data_version": 2}
         run_dir = store.run_dir(runs[0])
         fake.append(run_dir, [fake.metric("loss/train", s, 0.01, 2000.0 + s) for s in range(50, 60)])
         ingester.ingest_once()
         counting.calls.clear()
-        view.refresh()
+        view.hub.poll()
         view.loss_plot.flush()
         steps, values, times = view.loss_plot.series_data(runs[0])
         assert steps.tolist() == list(range(0, 50, 5)) + list(range(50, 60))
         assert values[-1] == 0.01 and not math.isnan(times[-1])
         assert counting.calls.get("metric_history", 0) >= 1
         assert len(view.loss_plot.series_data(runs[1])[0]) == 10
+        view.close()
+    finally:
+        ingester.release()
+        store.close()
+
+
+def test_compare_reads_nothing_while_hidden_and_catches_up_when_shown_again(qtbot, workspace):
+    runs = [fake.run_id("train", i) for i in (1, 2)]
+    for rid in runs:
+        fake.write_run(workspace, rid, events=[fake.metric("loss/train", s, 1.0, 1000.0 + s) for s in range(0, 50, 5)])
+    store = Store.open(workspace)
+    ingester = Ingester(store, workspace)
+    ingester.acquire()
+    try:
+        ingester.ingest_once()
+        counting = CountingStore(store)
+        view = compare_view(qtbot, counting)
+        compare_runs(view, runs)
+        view.hide()                                 # another tab is in front
+        fake.append(store.run_dir(runs[0]), [fake.metric("loss/train", s, 0.5, 2000.0 + s) for s in range(50, 60)])
+        ingester.ingest_once()
+        counting.calls.clear()
+        view.hub.poll()
+        assert "metric_history" not in counting.calls and "get_run" not in counting.calls
+        assert len(view.loss_plot.series_data(runs[0])[0]) == 10
+        view.show()
+        view.hub.poll()                             # one read of what changed while it was hidden
+        view.loss_plot.flush()
+        assert len(view.loss_plot.series_data(runs[0])[0]) == 20
         view.close()
     finally:
         ingester.release()
@@ -221,9 +248,8 @@ def test_compare_tells_runs_with_one_name_apart(qtbot, workspace):
     with Store.open(workspace) as store:
         with Ingester(store) as ingester:
             ingester.ingest_once()
-        view = CompareView(store)
-        qtbot.addWidget(view)
-        view.set_runs(runs)
+        view = compare_view(qtbot, store)
+        compare_runs(view, runs)
         labels = [b.name for b in view.bundles()]
         assert labels == [f"gui-small [{rid}]" for rid in runs]
         assert all(label in view.header.text() for label in labels)
@@ -233,15 +259,15 @@ def test_compare_tells_runs_with_one_name_apart(qtbot, workspace):
 def test_compare_two_probes_of_one_parent_share_its_loss_curve_and_empty_plots_say_why(compare, gui_workspace):
     ws = gui_workspace
     second = fake.run_id("probe", 99)
-    compare.set_runs([ws.probe_a, ws.train_b])
+    compare_runs(compare, [ws.probe_a, ws.train_b])
     assert compare.loss_plot.series_names() == [ws.train_a, ws.train_b]       # keyed by the train run
     assert "(parent of" in compare.loss_plot._series[ws.train_a].label
     # No noisy classifier among these runs: the plot says so instead of showing empty axes.
-    compare.set_runs([ws.probe_a, ws.probe_b])
+    compare_runs(compare, [ws.probe_a, ws.probe_b])
     assert compare.noise_plot.is_empty() and not compare.noise_plot.empty_label.isHidden()
     assert "noise-conditional classifier" in compare.noise_plot.empty_label.text()
     assert compare.loss_plot.empty_label.isHidden()
-    compare.set_runs([ws.train_a, ws.noisy_a])
+    compare_runs(compare, [ws.train_a, ws.noisy_a])
     assert compare.noise_plot.empty_label.isHidden() and not compare.noise_plot.plot_widget.isHidden()
     assert second not in compare.run_ids()
 
@@ -255,9 +281,8 @@ def test_compare_shares_one_curve_for_two_probes_of_one_parent(qtbot, workspace)
     with Store.open(workspace) as store:
         with Ingester(store) as ingester:
             ingester.ingest_once()
-        view = CompareView(store)
-        qtbot.addWidget(view)
-        view.set_runs([p.name for p in probes])
+        view = compare_view(qtbot, store)
+        compare_runs(view, [p.name for p in probes])
         assert view.loss_plot.series_names() == [train.name]               # one curve, not two alike
         assert len(view.samples.viewers) == 1                             # their parent's samples once
         assert next(iter(view.samples.viewers.values())).title() == "parent"
@@ -269,8 +294,7 @@ def test_compare_shares_one_curve_for_two_probes_of_one_parent(qtbot, workspace)
 
 def test_compare_picks_runs_itself_and_remembers_them_on_restart(qtbot, gui_store, gui_workspace):
     ws = gui_workspace
-    view = CompareView(gui_store)
-    qtbot.addWidget(view)
+    view = compare_view(qtbot, gui_store)
     picker = view.open_picker()
     assert picker.checked() == []
     picker.search.setText("no dropout")
@@ -282,14 +306,13 @@ def test_compare_picks_runs_itself_and_remembers_them_on_restart(qtbot, gui_stor
     assert set(view.run_ids()) == {ws.train_a, ws.train_b}
     view.close()
     # A new view on the same workspace (the app restarted) shows the same runs.
-    again = CompareView(gui_store)
-    qtbot.addWidget(again)
+    again = compare_view(qtbot, gui_store)
     assert set(again.run_ids()) == {ws.train_a, ws.train_b} and len(again.bundles()) == 2
     again.close()
 
 
 def test_a_train_run_shows_its_running_grid_else_its_best_one_as_its_row_does():
-    from app.compare_data import grid_of
+    from app.compare.feed import grid_of
     from db import RunSummary
 
     def probe(rid, status, best, created):

@@ -58,8 +58,8 @@ def test_a_new_field_is_checked_and_kept_in_the_spec(toy, workspace):
 
 
 def test_a_new_field_is_a_form_field_with_its_placeholder(toy, qtbot):
-    from app.launch import LaunchForm
-    from app.launch_kinds import KIND, MORE
+    from app.launch.kinds import KIND, MORE
+    from app.launch.view import LaunchForm
 
     form = LaunchForm(KIND["train"], None)
     qtbot.addWidget(form)
@@ -79,8 +79,8 @@ def test_a_new_field_is_a_form_field_with_its_placeholder(toy, qtbot):
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
 def test_a_non_finite_number_is_refused_in_the_same_words_by_the_spec_and_the_form(value, qtbot):
-    from app.launch import LaunchForm
-    from app.launch_kinds import KIND
+    from app.launch.kinds import KIND
+    from app.launch.view import LaunchForm
 
     with pytest.raises(ConfigError) as err:
         train_spec(config=micro_config(), data=MICRO_DATA, steps=2, lr=float(value))

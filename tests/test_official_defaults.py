@@ -128,7 +128,7 @@ def test_wrn_learning_rate_is_the_official_warm_up_then_recursive_cosine(epochs)
 
 
 def test_wrn_baseline_defaults_to_the_official_200_epochs_and_the_head_to_15(workspace):
-    from app.launch_kinds import KIND
+    from app.launch.kinds import KIND
     from ddae_core.cli import build_parser
     from ddae_core.jobs.eval_specs import noisy_spec
     from ddae_core.jobs.specs import create_job

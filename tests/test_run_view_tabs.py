@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.deferred_panel import DeferredPanel
-from app.run_feed import RunUpdate
-from app.run_panels import ChildrenPanel, GridPanel, Panel, SamplesPanel, TrainingPanel
+from app.run.deferred_panel import DeferredPanel
+from app.run.feed import RunUpdate
+from app.run.panels import ChildrenPanel, GridPanel, Panel, SamplesPanel, TrainingPanel
 from db import Ingester, Store, testing as fake
 from tests.app_support import app_settings, no_leftovers, studio, trained_run_with_samples  # noqa: F401
 

@@ -6,6 +6,8 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from ddae_core.rundir.figures import percent
+
 ROW_HEIGHT = 24
 TOP_COLOR = QColor("#1f77b4")
 OTHER_COLOR = QColor("#9ab8d3")
@@ -50,5 +52,5 @@ class ProbabilityBars(QWidget):
             painter.drawRoundedRect(QRectF(label_w, y + 4, max(2.0, bar_w * p), ROW_HEIGHT - 8), 3, 3)
             painter.setPen(self.palette().windowText().color())
             painter.drawText(QRectF(label_w + bar_w + 4, y, value_w, ROW_HEIGHT),
-                             int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), f"{100 * p:.1f}%")
+                             int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), percent(p))
         painter.end()

@@ -23,6 +23,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QGraphicsRectItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ddae_core.engine.evaluation.certainty import chance_level, fitted_levels, wilson_interval, within_chance
+from ddae_core.rundir.figures import percent, points
 
 from ..colors import text_color_on
 from . import export
@@ -148,8 +149,8 @@ class GridHeatmap(QWidget):
         if not np.isfinite(value):
             return f"{where}: not measured yet"
         if self._diverging:
-            return f"{where}: {100 * value:+.1f} points"
-        text = f"{where}: {100 * value:.1f}%"
+            return f"{where}: {points(value)} points"
+        text = f"{where}: {percent(value)}"
         if self._test_images:
             lo, hi = wilson_interval(value, self._test_images)
             text += f" (95% interval {100 * lo:.1f}-{100 * hi:.1f}% on {self._test_images:,} test images)"

@@ -16,6 +16,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from ddae_core.rundir.figures import percent
+
 from . import export
 from .common import BACKGROUND, FOREGROUND, GRID_ALPHA, follow_mouse, set_axis_label, style_plot
 from .elided import ElidedLabel
@@ -236,7 +238,7 @@ class TradeoffPlot(QWidget):
             if best is None or d[i] < best:
                 best = d[i]
                 who = f"{run.label}: " if len(self._runs) > 1 else ""
-                text = f"{who}step {int(run.steps[i])}, FID {run.fids[i]:.4g}, {100 * run.accuracies[i]:.2f}%"
+                text = f"{who}step {int(run.steps[i])}, FID {run.fids[i]:.4g}, {percent(run.accuracies[i], places=2)}"
         return text if best is not None and best < 0.01 else ""
 
 

@@ -1,8 +1,10 @@
-"""What the Compare view shows, gathered from the Store's public reads as plain records (no Qt).
+"""Compare's feed: what the Compare view shows, from the Store's public reads as plain records (no Qt).
+
+Read on the live hub's reader thread (a Selection per set of compared runs), never on the GUI thread.
 
 A selected run may be a train run or one of its evaluations; each panel takes its data from the
 run that holds it: loss and samples from the train run, the probe grid from the run itself or its
-probe child the Run view shows (run_feed.grid_of: a running one, else the best), accuracy-vs-noise from the run
+probe child the Run view shows (grid_of: a running one, else the best), accuracy-vs-noise from the run
 itself or its newest noisy-classifier child.
 """
 
@@ -13,10 +15,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from db import GridAxes, GridCell, RunRecord, RunSummary, Store
+from db import Changes, GridAxes, GridCell, History, RunRecord, RunSummary, Store
 from ddae_core.engine.evaluation.certainty import read_grid
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, BASELINE_LABELS, protocol_of
 from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
+
+from ..run.checkpoints import CheckpointReader, CheckpointResults
 
 TRAIN_KINDS = MODEL_KINDS
 SPEC_IGNORED = ("id", "name", "created")    # always differ between runs; the columns already name them
@@ -192,3 +196,98 @@ def grid_difference(a: RunBundle, b: RunBundle) -> tuple[list[int], list[str], d
             labels.update({int(k): v for k, v in bundle.axes.labels.items()})
     diff = {key: b_cells[key] - a_cells[key] for key in a_cells.keys() & b_cells.keys()}
     return timesteps, layers, labels, diff
+
+
+# What the view shows, read on the live hub's reader thread.
+LOSS_KEY = "loss/train"
+
+
+@dataclass
+class CompareRead:
+    """One read of the compared runs: what changed for each panel, as plain records."""
+
+    bundles: list[RunBundle]
+    missing: list[str]                                  # selected runs that no longer exist
+    losses: dict[str, History]                          # train run -> loss points after the last read
+    noise: dict[str, tuple[History, History]]           # run -> (noisy/accuracy, noisy/sigma) histories
+    checkpoints: dict[str, CheckpointResults]           # train run -> its checkpoints' FID and probe accuracy
+    rebuild: bool                                       # a probe or noisy child appeared: new panels
+
+
+class CompareFeed:
+    """Compare's door to the workspace: the runs to pick from, and a Selection per set of compared runs."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    @property
+    def workspace(self) -> Path:
+        return self.store.workspace
+
+    def runs(self, limit: int = 1000) -> list[RunSummary]:
+        """The runs the picker lists (newest first)."""
+        return self.store.list_runs(limit=limit)
+
+    def select(self, run_ids: list[str]) -> Selection:
+        return Selection(self.store, run_ids)
+
+
+class Selection:
+    """Incremental reads of one set of compared runs (each choice of runs gets a new one, as RunFeed per run)."""
+
+    def __init__(self, store: Store, run_ids: list[str]):
+        self.store = store
+        self.run_ids = list(run_ids)
+        self._loss_last: dict[str, int] = {}                     # train run -> last loss step read
+        self._checkpoints: dict[str, CheckpointReader] = {}
+        self._watched: set[str] = set(run_ids)
+        self._structure: list[tuple] | None = None
+
+    def read(self, changes: Changes | None) -> CompareRead | None:
+        """Everything when `changes` is None, else only if they touch a compared run or its sources."""
+        if not self.run_ids:
+            return None
+        if changes is not None and not (changes.full or any(d in self._watched for d in changes.deleted) or any(
+                r.id in self._watched or r.parent_run in self._watched for r in changes.runs)):
+            return None
+        bundles, missing = [], []
+        for run_id in self.run_ids:
+            try:
+                bundles.append(gather(self.store, run_id))
+            except LookupError:
+                missing.append(run_id)
+        bundles = distinct_names(bundles)
+        self._watched = set(self.run_ids).union(*(b.source_ids() for b in bundles))
+        structure = [(b.probe_id, b.noisy_id, b.train_id) for b in bundles]
+        rebuild, self._structure = structure != self._structure, structure
+        return CompareRead(bundles, missing, self._losses(bundles), self._noise(bundles),
+                           self._checkpoint_results(bundles), rebuild)
+
+    def _losses(self, bundles: list[RunBundle]) -> dict[str, History]:
+        out = {}
+        for train_id in dict.fromkeys(b.train_id for b in bundles if b.train_id):
+            history = self.store.metric_history(train_id, LOSS_KEY, since_step=self._loss_last.get(train_id))
+            if history.steps:
+                self._loss_last[train_id] = history.steps[-1]
+            out[train_id] = history
+        return out
+
+    def _noise(self, bundles: list[RunBundle]) -> dict[str, tuple[History, History]]:
+        out = {}
+        for b in bundles:
+            if b.noisy_id:
+                accuracy = self.store.metric_history(b.noisy_id, "noisy/accuracy")
+                if accuracy.steps:
+                    out[b.id] = (accuracy, self.store.metric_history(b.noisy_id, "noisy/sigma"))
+        return out
+
+    def _checkpoint_results(self, bundles: list[RunBundle]) -> dict[str, CheckpointResults]:
+        shown = list(dict.fromkeys(b.train_id for b in bundles if b.train_id))
+        self._checkpoints = {t: self._checkpoints.get(t) or CheckpointReader(self.store, t) for t in shown}
+        out = {}
+        for train_id in shown:
+            try:
+                out[train_id] = self._checkpoints[train_id].read()
+            except LookupError:
+                continue
+        return out

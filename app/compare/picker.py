@@ -17,9 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from db import RunSummary
-
-from .workspace import settings
+from ..workspace import settings
+from .feed import RunSummary
 
 SELECTION_KEY = "compare/selection"     # ["<workspace>|<run id>", ...] across workspaces
 

@@ -1,4 +1,4 @@
-"""Which runs can classify an image, and with which heads: read from the Store and the run folders (no Qt)."""
+"""Classify's feed: which runs can classify an image, and with which heads (the Store, the run folders; no Qt)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from db import RunSummary, Store
+from db import Changes, RunSummary, Store
 from ddae_core.engine.evaluation.certainty import held_out_choice, read_grid
 from ddae_core.engine.evaluation.protocols import accuracy_text
-from ddae_core.rundir import MODEL_KINDS, NOISY_HEAD, PROBE_HEADS, JobKind
+from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, NOISY_HEAD, PROBE_HEADS, JobKind
 from ddae_core.rundir.figures import percent
 
 PROBE_FILE, NOISY_FILE = PROBE_HEADS, NOISY_HEAD
@@ -97,3 +97,19 @@ def find_classifiers(store: Store) -> list[RunChoice]:
             (choices if run.kind in MODEL_KINDS else evaluations).append(
                 RunChoice(run.id, label, tuple(heads)))
     return choices + evaluations
+
+
+class ClassifyFeed:
+    """The runs that can classify, listed again only when a head may have come or gone (on the hub's reader)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def read(self, changes: Changes | None) -> list[RunChoice] | None:
+        """find_classifiers() when `changes` is None or may have brought a head; None otherwise."""
+        # Heads appear when a probe or noisy-classifier run finishes (it writes its head file last);
+        # a running job's metric points change nothing here, and arrive several times a second.
+        if changes is not None and not (changes.full or changes.deleted
+                                        or any(r.status not in ACTIVE_STATUSES for r in changes.runs)):
+            return None
+        return find_classifiers(self.store)

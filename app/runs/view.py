@@ -24,58 +24,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from db import Changes, RunSummary, Store
-from db.records import STATUSES
 from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, JobKind
 
-from .launch import run_named
-from .models import ID_ROLE, RunTableModel
+from ..formats import ID_ROLE
+from .feed import STATUSES, Changes, RunsPager, RunSummary
+from .model import RunTableModel
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 200
 UNDO_S = 10                     # a deleted run's folder stays this long, so Undo can bring it back
-
-
-class RunsPager:
-    """The query behind the table: filters, order and page, run by the Store, never in Python."""
-
-    def __init__(self, store: Store, page_size: int = PAGE_SIZE):
-        self.store = store
-        self.page_size = page_size
-        self.kind: str | None = None
-        self.status: str | None = None
-        self.tag: str | None = None
-        self.search: str | None = None
-        self.order_by = "created"
-        self.descending = True
-        self.offset = 0
-        self.total = 0
-
-    def _filters(self) -> dict:
-        return {"kind": self.kind, "status": self.status, "tag": self.tag, "search": self.search}
-
-    def page(self) -> list[RunSummary]:
-        self.total = self.store.count_runs(**self._filters())
-        if self.offset >= self.total:
-            self.offset = max(0, (self.total - 1) // self.page_size * self.page_size)
-        return self.store.list_runs(**self._filters(), order_by=self.order_by, descending=self.descending,
-                                    limit=self.page_size, offset=self.offset)
-
-    def edit(self, run_id: str, column: str, value) -> None:
-        if column == "tags":
-            self.store.set_tags(run_id, value)
-        elif column == "notes":
-            self.store.set_notes(run_id, str(value))
-        elif column == "name":
-            taken = run_named(self.store, str(value), other_than=run_id)
-            if taken is not None:
-                raise ValueError(f"Another run ({taken.id}) is already named “{str(value).strip()}”; "
-                                 "choose another name.")
-            self.store.rename(run_id, str(value))
-
-    def delete(self, run_id: str) -> None:
-        self.store.delete_run(run_id, remove_files=True)
 
 
 class RunsView(QWidget):

@@ -24,17 +24,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from db import History, RunSummary
 from ddae_core.engine.evaluation.certainty import edge_note, grid_sample, held_out_choice, selection_words
 from ddae_core.engine.evaluation.protocols import BASELINE_LABELS, SHORT_LABELS
+from ddae_core.rundir.figures import percent, points
 
-from .colors import colors_for
-from .models import STATUS_COLORS, percent, when
-from .run_feed import RunUpdate
-from .widgets.align_uniform import AlignUniformPlot
-from .widgets.curves import CurvePlot
-from .widgets.heatmap import GridHeatmap
-from .widgets.samples import SampleViewer
+from ..colors import colors_for
+from ..formats import STATUS_COLORS, when
+from ..widgets.align_uniform import AlignUniformPlot
+from ..widgets.curves import CurvePlot
+from ..widgets.heatmap import GridHeatmap
+from ..widgets.samples import SampleViewer
+from .feed import History, RunSummary, RunUpdate
 
 
 def feed_curve(plot: CurvePlot, name: str, update: RunUpdate, key: str, label: str | None = None) -> bool:
@@ -218,7 +218,7 @@ def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol:
         text += f" ({selection_words(grid)})"
     baselines = heatmap.baselines()
     if baselines:
-        text += " = " + ", ".join(f"{100 * (best[2] - v):+.1f} over {label}" for label, v in baselines.items())
+        text += " = " + ", ".join(f"{points(best[2] - v)} over {label}" for label, v in baselines.items())
     elif grid is not None:
         text += " (run without baselines)"
     else:
@@ -408,7 +408,8 @@ class ChildrenPanel(Panel):
         self.hint.setVisible(not children)
         self.table.setRowCount(len(children))
         for r, child in enumerate(reversed(children)):
-            values = (child.name, child.kind, child.status, percent(child.best_accuracy), when(child.created))
+            accuracy = percent(child.best_accuracy, missing="")
+            values = (child.name, child.kind, child.status, accuracy, when(child.created))
             for c, text in enumerate(values):
                 item = QTableWidgetItem(text)
                 if c == 0:

@@ -5,8 +5,7 @@ value is refused, at its field, in the CLI's words, before anything is written o
 from __future__ import annotations
 
 import logging
-import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,73 +26,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from db import RunSummary, Store
 from ddae_core.engine import data as datasets
 from ddae_core.engine.config import load_config, preset_names
 from ddae_core.engine.errors import ConfigError, UserError
 from ddae_core.engine.runs import list_checkpoints
-from ddae_core.jobs.cluster import check_placement, set_run_cluster
-from ddae_core.jobs.queue_ops import queue_created
-from ddae_core.jobs.specs import create_job
 
 from .cluster_settings import ClusterProfilesDialog, cluster_choices, workspace_default
-from .launch_fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
-from .launch_kinds import KINDS, QUICK, JobKind, cuda_available, gpus_for
+from .feed import Launcher, RunSummary
+from .fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
+from .kinds import KINDS, QUICK, KindForm, cuda_available, gpus_for
 
 log = logging.getLogger(__name__)
-
-
-def run_named(store: Store, name: str | None, other_than: str | None = None) -> RunSummary | None:
-    """The run (other than `other_than`) whose name is exactly `name`, or None."""
-    name = (name or "").strip()
-    if not name:
-        return None
-    return next((r for r in store.list_runs(search=name, limit=1000) if r.name == name and r.id != other_than),
-                None)
-
-
-def unique_name(store: Store, name: str) -> str:
-    """`name`, or `name (2)`, `name (3)`, ... whichever no run has yet."""
-    candidate, n = name, 1
-    while run_named(store, candidate) is not None:
-        n += 1
-        candidate = f"{name} ({n})"
-    return candidate
-
-
-class Launcher:
-    """Creates the run folder of a validated spec, indexes it and puts it in the queue (as `ddae --queue`)."""
-
-    def __init__(self, store: Store, on_queued: Callable[[str], None] | None = None):
-        self.store = store
-        self.on_queued = on_queued
-
-    def submit(self, spec: dict, priority: int = 0, cluster: str | None = None) -> str:
-        """Queue `spec`; an automatic name another run already has gets a number, as in 'name (2)'.
-
-        cluster: a profile of the workspace's cluster.yaml (Slurm), or None for this machine.
-        """
-        if spec.get("name"):
-            spec = {**spec, "name": unique_name(self.store, spec["name"])}
-        gpus = int(spec["device"].get("gpus") or 0)
-        if cluster is not None:
-            check_placement(self.store.workspace, cluster)      # the profile may have gone since the form listed it
-        run_dir = create_job(self.store.workspace, spec, queue={"priority": priority, "gpus": gpus})
-        try:
-            if cluster is not None:
-                set_run_cluster(run_dir, cluster)
-            queue_created(self.store, run_dir, priority=priority, gpus=gpus, device_request=spec["device"]["request"])
-        except Exception:
-            # Only the folder made a moment ago goes; nothing stored before is touched.
-            try:
-                self.store.delete_run(run_dir.name)
-            except LookupError:
-                pass
-            shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-        if self.on_queued:
-            self.on_queued(run_dir.name)
-        return run_dir.name
 
 
 class LaunchForm(QWidget):
@@ -101,7 +44,7 @@ class LaunchForm(QWidget):
 
     queued = Signal(str)        # run id
 
-    def __init__(self, kind: JobKind, launcher: Launcher | None, parent=None):
+    def __init__(self, kind: KindForm, launcher: Launcher | None, parent=None):
         super().__init__(parent)
         self.kind = kind
         self.launcher = launcher
@@ -260,7 +203,7 @@ class LaunchForm(QWidget):
         if self.kind.name == "fid":
             combo.addItem("all", "all")         # an fid job can score every checkpoint in one run
         if run_id:
-            for step, _ in reversed(list_checkpoints(self.launcher.store.run_dir(run_id))):
+            for step, _ in reversed(list_checkpoints(self.launcher.run_dir(run_id))):
                 combo.addItem(f"step {step}", step)
         index = combo.findText(text)
         combo.setCurrentIndex(max(0, index))
@@ -272,10 +215,10 @@ class LaunchForm(QWidget):
         """'this machine' and the workspace's cluster profiles, keeping the choice."""
         current = self.run_on.currentData()
         if not self._run_on_picked and self.launcher is not None:
-            current = workspace_default(self.launcher.store.workspace)
+            current = workspace_default(self.launcher.workspace)
         self.run_on.blockSignals(True)
         self.run_on.clear()
-        choices = cluster_choices(self.launcher.store.workspace) if self.launcher else cluster_choices(Path("."))[:1]
+        choices = cluster_choices(self.launcher.workspace) if self.launcher else cluster_choices(Path("."))[:1]
         for label, name in choices:
             self.run_on.addItem(label, name)
         self.run_on.setCurrentIndex(max(0, self.run_on.findData(current)))
@@ -286,7 +229,7 @@ class LaunchForm(QWidget):
 
     def edit_profiles(self) -> None:
         if self.launcher is not None:
-            ClusterProfilesDialog(self.launcher.store.workspace, self).exec()
+            ClusterProfilesDialog(self.launcher.workspace, self).exec()
             self.refresh_clusters()
 
     def showEvent(self, event) -> None:
@@ -351,7 +294,7 @@ class LaunchForm(QWidget):
 
     def build_spec(self) -> dict:
         values = self.values()
-        spec = self.kind.build(values, self.launcher.store.workspace if self.launcher else Path("."))
+        spec = self.kind.build(values, self.launcher.workspace if self.launcher else Path("."))
         spec["device"]["gpus"] = gpus_for(spec["device"]["request"], values.get("gpus"))
         return spec
 
@@ -369,10 +312,10 @@ class LaunchForm(QWidget):
         if self.launcher is None:
             return None
         typed = (self.values().get("name") or "").strip()
-        taken = run_named(self.launcher.store, typed)
+        taken = self.launcher.run_named(typed)
         if taken is not None:
             self.mark("name", f"“{typed}” is already the name of run {taken.id}; choose another name, "
-                              f"such as “{unique_name(self.launcher.store, typed)}”")
+                              f"such as “{self.launcher.unique_name(typed)}”")
             return None
         try:
             run_id = self.launcher.submit(spec, priority=int(self.values().get("priority") or 0),

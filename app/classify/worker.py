@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .background import Latest, Worker, running_workers
-from .classify_sources import HeadChoice
+from ..background import Latest, Worker, running_workers
+from .feed import HeadChoice
 
 THUMB_BATCH = 32            # images per forward pass when classifying the thumbnails
 MAX_CLASSIFIERS = 2         # models kept loaded (each is a full network)

@@ -26,7 +26,7 @@ from ddae_core.jobs.eval_specs import align_spec, fid_spec, finetune_spec, noisy
 from ddae_core.jobs.specs import train_spec
 from ddae_core.jobs.sweep import sweep_plan
 
-from .launch_fields import Field, parse_number
+from .fields import Field, parse_number
 
 # The probe form's "quick" box: fewer images to extract features from, the slow part on a CPU.
 QUICK = {"train_limit": 2000, "test_limit": 500}
@@ -94,8 +94,11 @@ def _resources(gpus: bool = False) -> tuple[str, list]:
 
 
 @dataclass(frozen=True)
-class JobKind:
-    """A kind the Launch view offers. `layout`: (section, [option name or form-only Field, ...]) pairs."""
+class KindForm:
+    """The Launch form of one job kind (the kind itself is ddae_core.rundir.JobKind).
+
+    `layout`: (section, [option name or form-only Field, ...]) pairs.
+    """
 
     name: str
     title: str
@@ -189,8 +192,8 @@ SAMPLING = ["n", "sampler", "steps"]
 # The train form's sweep group: SweepOptions' fields, named sweep_<field> beside the train options.
 SWEEP_GROUP = [replace(option_field(o), name=SWEEP_FIELDS[o.name]) for o in infos(SweepOptions)]
 
-KINDS: tuple[JobKind, ...] = (
-    JobKind("train", "Pre-train a diffusion model",
+KINDS: tuple[KindForm, ...] = (
+    KindForm("train", "Pre-train a diffusion model",
             "Train a DDPM or EDM denoiser from a preset. Its loss, samples and checkpoints appear live in "
             "the Run view; evaluations start from its checkpoints.", (
                 ("Model", ["name",
@@ -209,7 +212,7 @@ KINDS: tuple[JobKind, ...] = (
                     *SWEEP_GROUP]),
                 _resources(gpus=True)),
             _build_train, user_error_field="config"),
-    JobKind("probe", "Probe grid (layer x noise)",
+    KindForm("probe", "Probe grid (layer x noise)",
             "A linear probe on the features of every layer at every noise level (the paper's Figure 2). "
             "Cells appear in the heatmap as they finish.", (
                 ("Model", EVAL_HEAD),
@@ -219,34 +222,34 @@ KINDS: tuple[JobKind, ...] = (
                                     "cache_memory_mb", "seed", "data"]),
                 _resources()),
             _evaluation("probe", probe_spec)),
-    JobKind("align-uniform", "Alignment and uniformity",
+    KindForm("align-uniform", "Alignment and uniformity",
             "Label-free quality of the features over the parent's checkpoints (the paper's Figure 3).", (
                 ("Model", ["name", PARENT, "checkpoints"]),
                 ("Features", ["layers", "timestep", "limit", "batch_size", "seed", "data"]),
                 _resources()),
             _evaluation("align-uniform", align_spec)),
-    JobKind("noisy-classifier", "Noise-conditional classifier",
+    KindForm("noisy-classifier", "Noise-conditional classifier",
             "A classifier on one layer's features, tested at every noise level (the paper's Figure 6).", (
                 ("Model", EVAL_HEAD),
                 ("Classifier", ["layer", "baseline", "epochs", "batch_size", "lr", "width", "depth", "train_limit",
                                 "test_limit", "seed", "data"]),
                 _resources()),
             _evaluation("noisy-classifier", noisy_spec)),
-    JobKind("finetune", "Fine-tune the encoder",
+    KindForm("finetune", "Fine-tune the encoder",
             "Fine-tune the network truncated at one layer, with a linear head, end to end.", (
                 ("Model", EVAL_HEAD),
                 ("Fine-tuning", ["layer", "timestep", "epochs", "batch_size", "lr", "scratch", "train_limit",
                                  "test_limit", "seed", "data"]),
                 _resources()),
             _evaluation("finetune", finetune_spec)),
-    JobKind("fid", "FID of checkpoints",
+    KindForm("fid", "FID of checkpoints",
             "Sample quality: FID of the EMA model's samples against the training set, for one checkpoint or "
             "all of them (pytorch-fid's Inception network; the official protocol is 50,000 samples).", (
                 ("Model", EVAL_HEAD),
                 ("Sampling", [*SAMPLING, "batch_size", "dims", "inception", "seed", "data"]),
                 _resources()),
             _evaluation("fid", fid_spec), user_error_field="inception"),
-    JobKind("sample", "Sample images",
+    KindForm("sample", "Sample images",
             "Draw a grid of samples from a checkpoint.", (
                 ("Model", EVAL_HEAD),
                 ("Sampling", [*SAMPLING, "seed"]),
@@ -255,5 +258,5 @@ KINDS: tuple[JobKind, ...] = (
 )
 KIND = {kind.name: kind for kind in KINDS}
 
-__all__ = ["KIND", "KINDS", "QUICK", "JobKind", "cuda_available", "deep_merge", "gpus_for", "merged_config",
+__all__ = ["KIND", "KINDS", "QUICK", "KindForm", "cuda_available", "deep_merge", "gpus_for", "merged_config",
            "option_field", "parse_number"]

@@ -2,7 +2,8 @@
 
 Loss curves overlaid, probe grids on one colour scale with a B - A difference, accuracy against
 noise level, sample grids on one step slider, a summary table and the spec keys that differ. Each
-run keeps one colour in every panel. refresh() costs one small query when nothing changed.
+run keeps one colour in every panel. The feed's reads run on the live hub's reader thread, only while
+the view is shown, and only when a compared run (or a run it draws from) changed.
 """
 
 from __future__ import annotations
@@ -25,30 +26,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from db import ChangeToken, Store
-
-from .colors import colors_for
-from .compare_data import MISSING, RunBundle, distinct_names, gather, spec_differences
-from .compare_panels import GridsPanel, SamplesPanel
-from .compare_picker import RunPicker, save_selection, saved_selection
-from .compare_tables import RowsModel, spec_table, summary_table
-from .unified import CompareTradeoff
-from .widgets import export
-from .widgets.curves import CurvePlot
-
-LOSS_KEY = "loss/train"
+from ..colors import colors_for
+from ..live import LiveHub
+from ..run.unified import CompareTradeoff
+from ..widgets import export
+from ..widgets.curves import CurvePlot
+from .feed import LOSS_KEY, MISSING, CompareFeed, CompareRead, History, RunBundle, spec_differences
+from .panels import GridsPanel, SampleGridsPanel
+from .picker import RunPicker, save_selection, saved_selection
+from .tables import RowsModel, spec_table, summary_table
 
 
 class CompareView(QWidget):
-    """Compare runs: set_runs([...]) then refresh() on the app's timer."""
+    """Compare runs: set_runs([...]); the live hub reads them off the GUI thread while the view is shown."""
 
-    def __init__(self, store: Store, parent=None):
+    def __init__(self, feed: CompareFeed, hub: LiveHub, parent=None):
         super().__init__(parent)
-        self.store = store
+        self.feed, self.hub = feed, hub
+        self.watch_name = f"compare-{id(self)}"
         self._run_ids: list[str] = []
         self._bundles: list[RunBundle] = []
-        self._token: ChangeToken | None = None
-        self._loss_last: dict[str, int] = {}           # series -> last step drawn (appends only read newer)
+        self._loss_drawn: set[str] = set()             # train runs whose loss curve is drawn (later reads append)
         self._final_loss: dict[str, float | None] = {}
         self._noisy_best: dict[str, float | None] = {}
         self._noise: dict[str, tuple] = {}             # run -> (noisy/accuracy, noisy/sigma) histories
@@ -81,7 +79,7 @@ class CompareView(QWidget):
         self.sigma_box.setToolTip("Plot against the noise's standard deviation instead of the timestep")
         self.sigma_box.toggled.connect(lambda _: self._draw_noise())
         self.noise_plot.add_tool(self.sigma_box)
-        self.samples = SamplesPanel()
+        self.samples = SampleGridsPanel()
         self.tradeoff = CompareTradeoff()
 
         self.summary_model = RowsModel()
@@ -110,7 +108,7 @@ class CompareView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.tabs, 1)
-        saved = saved_selection(self.store.workspace)      # the runs compared when the app last closed
+        saved = saved_selection(self.feed.workspace)      # the runs compared when the app last closed
         if saved:
             self.set_runs(saved, remember=False)
 
@@ -126,16 +124,17 @@ class CompareView(QWidget):
 
     # Selection and refresh.
     def set_runs(self, run_ids: list[str], remember: bool = True) -> None:
-        """Show these runs (ids, in the order given); everything is re-read. Remembered for the next start."""
+        """Show these runs (ids, in the order given); everything is read anew. Remembered for the next start."""
         self._run_ids = list(dict.fromkeys(run_ids))
         if remember:
-            save_selection(self.store.workspace, self._run_ids)
+            save_selection(self.feed.workspace, self._run_ids)
         self.colors = colors_for(self._run_ids)
         self.loss_plot.clear_series()
         self.noise_plot.clear_series()
-        self._loss_last.clear()
-        self._token = None
-        self._reload(rebuild=True)
+        self._loss_drawn.clear()
+        selection = self.feed.select(self._run_ids)
+        # A new watcher: the late reads of the runs shown before are dropped.
+        self.hub.watch(self.watch_name, selection.read, self._show, request=True, paused=not self.isVisible())
 
     @property
     def export_context(self) -> str:
@@ -144,7 +143,7 @@ class CompareView(QWidget):
 
     def open_picker(self) -> RunPicker:
         """The run checklist (window-modal); OK compares the ticked runs."""
-        picker = self.picker = RunPicker(self.store.list_runs(limit=1000), self._run_ids, self)
+        picker = self.picker = RunPicker(self.feed.runs(), self._run_ids, self)
         picker.accepted.connect(lambda: self.set_runs(picker.checked()))
         picker.open()
         return picker
@@ -155,41 +154,29 @@ class CompareView(QWidget):
     def bundles(self) -> list[RunBundle]:
         return list(self._bundles)
 
-    def refresh(self) -> None:
-        """Re-read what changed for the shown runs; one query when nothing did."""
-        if not self._run_ids:
-            return
-        token = self.store.data_version()
-        if token == self._token:
-            return
-        changes = self.store.changed_since(self._token)
-        watched = set(self._run_ids).union(*(b.source_ids() for b in self._bundles))
-        touched = changes.full or any(r.id in watched or r.parent_run in watched for r in changes.runs) \
-            or any(d in watched for d in changes.deleted)
-        self._token = changes.token
-        if touched:
-            structure = [(b.probe_id, b.noisy_id, b.train_id) for b in self._bundles]
-            self._reload(rebuild=False)
-            if structure != [(b.probe_id, b.noisy_id, b.train_id) for b in self._bundles]:
-                self._reload(rebuild=True)     # a probe or noisy child appeared: new panels
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.hub.resume(self.watch_name)     # reads once if the runs changed while hidden
 
-    def _reload(self, rebuild: bool) -> None:
-        if self._token is None:
-            self._token = self.store.data_version()
-        bundles = []
-        missing = []
-        for run_id in self._run_ids:
-            try:
-                bundles.append(gather(self.store, run_id))
-            except LookupError:
-                missing.append(run_id)
-        self._bundles = distinct_names(bundles)
-        self._update_header(missing)
-        self._draw_loss()
-        self._read_noise()
+    def hideEvent(self, event) -> None:
+        super().hideEvent(event)
+        self.hub.pause(self.watch_name)
+
+    def closeEvent(self, event) -> None:
+        self.hub.unwatch(self.watch_name)
+        super().closeEvent(event)
+
+    def _show(self, read: CompareRead) -> None:
+        """On the GUI thread: draw what the hub read for the shown runs."""
+        self._bundles = read.bundles
+        self._update_header(read.missing)
+        self._draw_loss(read.losses)
+        self._noise = read.noise
+        for run_id, (accuracy, _) in read.noise.items():
+            self._noisy_best[run_id] = float(np.nanmax(np.asarray(accuracy.values)))
         self._draw_noise()
-        self.tradeoff.update_runs(self.store, self._bundles, self.colors)
-        if rebuild:
+        self.tradeoff.update_runs(read.checkpoints, self._bundles, self.colors)
+        if read.rebuild:
             self.grids.set_bundles(self._bundles, self.colors)
             self.samples.set_bundles(self._bundles, self.colors)
         else:
@@ -207,7 +194,7 @@ class CompareView(QWidget):
         self.header.setText(text)
 
     # Panels.
-    def _draw_loss(self) -> None:
+    def _draw_loss(self, losses: dict[str, History]) -> None:
         """One loss curve per train run: evaluations of one parent share its curve (named after the parent)."""
         sharing: dict[str, list[RunBundle]] = {}
         for b in self._bundles:
@@ -216,38 +203,26 @@ class CompareView(QWidget):
         for name in self.loss_plot.series_names():
             if name not in sharing:
                 self.loss_plot.remove_series(name)
-                self._loss_last.pop(name, None)
+                self._loss_drawn.discard(name)
         for train_id, bundles in sharing.items():
             first = next((b for b in bundles if b.id == train_id), bundles[0])
             self.loss_plot.set_steps_per_epoch(first.steps_per_epoch, name=train_id)
-            last = self._loss_last.get(train_id)
-            history = self.store.metric_history(train_id, LOSS_KEY, since_step=last)
-            if history.steps:
-                if last is None:
+            history = losses.get(train_id)
+            if history is not None and history.steps:
+                if train_id not in self._loss_drawn:
                     label = first.name if first.id == train_id else \
                         f"{first.train_name or train_id} (parent of {', '.join(b.name for b in bundles)})"
                     self.loss_plot.set_series(train_id, history.steps, history.values, history.times,
                                               color=self.colors[first.id], label=label)
                 else:
                     self.loss_plot.append(train_id, history.steps, history.values, history.times)
-                self._loss_last[train_id] = history.steps[-1]
+                self._loss_drawn.add(train_id)
                 finite = [v for v in history.values[-50:] if v == v]
                 if finite:
                     self._final_loss[train_id] = finite[-1]
             for b in bundles:
                 if train_id in self._final_loss:
                     self._final_loss[b.id] = self._final_loss[train_id]
-
-    def _read_noise(self) -> None:
-        self._noise = {}
-        for b in self._bundles:
-            if not b.noisy_id:
-                continue
-            accuracy = self.store.metric_history(b.noisy_id, "noisy/accuracy")
-            sigma = self.store.metric_history(b.noisy_id, "noisy/sigma")
-            if accuracy.steps:
-                self._noise[b.id] = (accuracy, sigma)
-                self._noisy_best[b.id] = float(np.nanmax(np.asarray(accuracy.values)))
 
     def _draw_noise(self) -> None:
         use_sigma = self.sigma_box.isChecked()

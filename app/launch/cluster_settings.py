@@ -43,7 +43,7 @@ from ddae_core.jobs.cluster import (
 )
 from ddae_core.rundir import CLUSTER_FILE
 
-from .background import Worker
+from ..background import Worker
 
 TEXT_FIELDS = (("partition", "Partition"), ("account", "Account"), ("qos", "QOS"),
                ("time_limit", "Time limit"), ("mem_per_gpu", "Memory per GPU"), ("mem", "Memory (CPU job)"),

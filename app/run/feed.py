@@ -11,13 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from db import GridAxes, GridCell, History, RunRecord, RunSummary, Store
+from db import Changes, GridAxes, GridCell, History, RunRecord, RunSummary, Store
 from ddae_core.engine.evaluation.certainty import read_grid
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, protocol_of
 from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
 
-from .checkpoint_data import CheckpointReader, CheckpointResults
-from .compare_data import grid_of
+from ..compare.feed import grid_of
+from .checkpoints import CheckpointReader, CheckpointResults
+
+__all__ = ["Changes", "History", "RunFeed", "RunRecord", "RunSummary", "RunUpdate"]     # the views take these from here
 
 
 @dataclass

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
@@ -27,70 +25,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from db import Store
-from db.records import FINAL_STATUSES
 from ddae_core.rundir import LOG, RunStatus
 
-from .eta import RemainingTime
-from .logtail import LogDialog
-from .models import FRACTION_ROLE, ID_ROLE, QueueModel, QueueRow
-from .widgets.flow import FlowLayout
+from ..eta import RemainingTime
+from ..formats import ID_ROLE
+from ..logtail import LogDialog
+from ..widgets.flow import FlowLayout
+from .feed import FINAL_STATUSES, RECENT, QueueFeed, QueueLine
+from .model import FRACTION_ROLE, QueueModel
 
 log = logging.getLogger(__name__)
 
-RECENT = 15     # finished runs the feed reads, for a look at how they ended and to resume them
 FINISHED_LINGER_S = 600     # a finished run stays this long unless "Show finished" is ticked
-
-
-class QueueFeed:
-    """Reads the queue's rows and carries out the queue's actions, so the view never opens the Store."""
-
-    def __init__(self, store: Store, after_change: Callable[[], None] | None = None):
-        self.store = store
-        self.after_change = after_change or (lambda: None)
-
-    def rows(self) -> list[QueueRow]:
-        running = self.store.list_runs(status=RunStatus.RUNNING, order_by="started", descending=False)
-        queued = self.store.queued_jobs()
-        # Why a queued job waits (e.g. for its parent's checkpoint) is its progress stage.
-        stages = {r.id: r.progress_stage for r in self.store.list_runs(status=RunStatus.QUEUED)}
-        recent = self.store.list_runs(status=FINAL_STATUSES, order_by="finished", limit=RECENT)
-        rows = ([QueueRow.from_summary(r) for r in running]
-                + [QueueRow.from_entry(q, stages.get(q.run)) for q in queued]
-                + [QueueRow.from_summary(r) for r in recent])
-        return self._with_slurm(rows)
-
-    def _with_slurm(self, rows: list[QueueRow]) -> list[QueueRow]:
-        """A cluster job's Device: its Slurm job id, state and reason, nodes, elapsed of its time limit."""
-        from ddae_core.jobs.cluster_backend import cluster_jobs
-
-        jobs = cluster_jobs(self.store.workspace, [row.run for row in rows])     # one cached squeue call
-        return [replace(row, device=jobs[row.run].summary()) if row.run in jobs else row for row in rows]
-
-    def run_dir(self, run_id: str) -> Path:
-        return self.store.run_dir(run_id)
-
-    def cancel(self, run_id: str) -> None:
-        from ddae_core.jobs import queue_ops
-
-        queue_ops.cancel(self.store, self.store.workspace, run_id)
-        self.after_change()
-
-    def resume(self, run_id: str) -> None:
-        from ddae_core.jobs import queue_ops
-
-        queue_ops.resume(self.store, self.store.workspace, run_id)
-        self.after_change()
-
-    def shift_priority(self, run_id: str, delta: int) -> int:
-        from ddae_core.jobs import queue_ops
-
-        current = next((q.priority for q in self.store.queued_jobs() if q.run == run_id), None)
-        if current is None:
-            raise LookupError(f"Run {run_id} is no longer queued; only queued jobs have a priority.")
-        queue_ops.set_priority(self.store, run_id, current + delta)
-        self.after_change()
-        return current + delta
 
 
 class ProgressDelegate(QStyledItemDelegate):
@@ -163,7 +109,7 @@ class QueueView(QWidget):
                                       f"it {FINISHED_LINGER_S // 60} minutes after it ends")
         self.show_finished.toggled.connect(lambda _: self._show(self._rows))
         bar.addWidget(self.show_finished)
-        self._rows: list[QueueRow] = []        # as the feed read them; the table shows _shown() of them
+        self._rows: list[QueueLine] = []        # as the feed read them; the table shows _shown() of them
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.slots = QLabel()
@@ -191,19 +137,19 @@ class QueueView(QWidget):
             return
         self.set_rows(rows)
 
-    def set_rows(self, rows: list[QueueRow]) -> None:
+    def set_rows(self, rows: list[QueueLine]) -> None:
         """Show these rows (read by the feed, on any thread), keeping the selection."""
         self._rows = list(rows)
         self._show(self._rows)
 
-    def _shown(self, rows: list[QueueRow], now: float) -> list[QueueRow]:
+    def _shown(self, rows: list[QueueLine], now: float) -> list[QueueLine]:
         """The rows the table shows: live ones, and finished ones while recent or asked for."""
         if self.show_finished.isChecked():
             return rows
         return [r for r in rows if r.status not in FINAL_STATUSES or r.finished is None
                 or now - r.finished < FINISHED_LINGER_S]
 
-    def _show(self, rows: list[QueueRow]) -> None:
+    def _show(self, rows: list[QueueLine]) -> None:
         shown = self._shown(rows, time.time())
         if shown == [self.model.row_at(i) for i in range(self.model.rowCount())]:
             return          # nothing changed (the clock's tick): the model's clocks refresh on their own
@@ -261,7 +207,7 @@ class QueueView(QWidget):
         self.table.selectRow(row)
         return True
 
-    def _selected_row(self) -> QueueRow | None:
+    def _selected_row(self) -> QueueLine | None:
         run_id = self.selected()
         row = self.model.row_of(run_id) if run_id else None
         return self.model.row_at(row) if row is not None else None
@@ -289,7 +235,7 @@ class QueueView(QWidget):
         self.say(f"{what.capitalize()}: {run_id}.")
         self.refresh()
 
-    def cancel_box(self, row: QueueRow) -> QMessageBox:
+    def cancel_box(self, row: QueueLine) -> QMessageBox:
         """Asked before cancelling a running job: it names the run; No is the default."""
         box = QMessageBox(QMessageBox.Icon.Question, "Cancel a running job",
                           f"Cancel “{row.name}” ({row.run})? It saves a checkpoint and stops; Resume continues "

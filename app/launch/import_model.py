@@ -27,7 +27,7 @@ from ddae_core.engine.errors import UserError
 from ddae_core.engine.importers import FORMAT_WORDS, detect_format
 from ddae_core.jobs.eval_specs import import_spec
 
-from .launch import Launcher
+from .feed import Launcher
 
 
 class ImportDialog(QDialog):

@@ -11,7 +11,7 @@ from PySide6.QtGui import QColor
 from ddae_core.engine.evaluation.protocols import NO_BASELINES, SHORT_LABELS
 from ddae_core.rundir.figures import percent
 
-from .compare_data import MISSING, RunBundle
+from .feed import MISSING, RunBundle
 
 
 class Percent(float):

@@ -10,10 +10,10 @@ from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QScro
 
 from ddae_core.engine.evaluation.certainty import chance_level, fitted_levels, grid_sample, held_out_choice
 
-from .compare_data import RunBundle, grid_difference
-from .widgets.export import safe_filename
-from .widgets.heatmap import GridHeatmap
-from .widgets.samples import SampleViewer
+from ..widgets.export import safe_filename
+from ..widgets.heatmap import GridHeatmap
+from ..widgets.samples import SampleViewer
+from .feed import RunBundle, grid_difference
 
 COLUMNS = 3         # heatmaps / sample grids per row before wrapping
 
@@ -150,7 +150,7 @@ class GridsPanel(QWidget):
         return out
 
 
-class SamplesPanel(QWidget):
+class SampleGridsPanel(QWidget):
     """Each run's sample grids side by side, driven by one step slider (each snaps to its nearest step)."""
 
     def __init__(self, parent=None):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QFont
@@ -27,18 +28,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from db import Changes, RunRecord, Store
 from ddae_core.engine.data.specs import parse_spec
 from ddae_core.engine.evaluation.protocols import headline_line
 from ddae_core.rundir import LOG, MODEL_KINDS, JobKind, RunStatus
 
+from ..eta import RemainingTime, clock, left_text
+from ..formats import STATUS_COLORS, when
+from ..live import LiveHub
+from ..logtail import LogTail
+from ..system import SystemStrip
+from ..widgets.elided import ElidedLabel
 from .deferred_panel import DeferredPanel
-from .eta import RemainingTime, left_text
-from .live import LiveHub
-from .logtail import LogTail
-from .models import STATUS_COLORS, clock, when
-from .run_feed import RunFeed, RunUpdate
-from .run_panels import (
+from .feed import Changes, RunFeed, RunRecord, RunUpdate
+from .panels import (
     AlignPanel,
     ChildrenPanel,
     GridPanel,
@@ -49,9 +51,7 @@ from .run_panels import (
     finetune_panel,
     noisy_panel,
 )
-from .system import SystemStrip
 from .unified import UnifiedPanel, fid_panel
-from .widgets.elided import ElidedLabel
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def steps_per_epoch(spec: dict) -> float | None:
 
 
 def panels_for(record: RunRecord) -> list[Panel | DeferredPanel]:
-    """The run's tabs; a trained model's snapshot panels are built when first shown (app.deferred_panel)."""
+    """The run's tabs; a trained model's snapshot panels are built when first shown (app.run.deferred_panel)."""
     kind = record.kind
     if kind in MODEL_KINDS:
         per_epoch = steps_per_epoch(record.spec)
@@ -201,10 +201,11 @@ class RunView(QWidget):
     open_run = Signal(str)
     evaluate = Signal(str, str)     # job kind, parent run id
 
-    def __init__(self, store: Store | None, hub: LiveHub | None = None, parent=None,
+    def __init__(self, feed_for: Callable[[str], RunFeed] | None, hub: LiveHub | None = None, parent=None,
                  remaining: RemainingTime | None = None):
+        """feed_for: a run id -> its RunFeed (functools.partial(RunFeed, store)): the view never holds the Store."""
         super().__init__(parent)
-        self.store = store
+        self.feed_for = feed_for
         self.hub = hub
         self.watch_name = f"run-view-{id(self)}"
         self.feed: RunFeed | None = None
@@ -265,9 +266,9 @@ class RunView(QWidget):
 
     def show_run(self, run_id: str) -> bool:
         """Build the panels for the run and load everything it has so far; False if it is gone."""
-        if self.store is None:
+        if self.feed_for is None:
             return False
-        feed = RunFeed(self.store, run_id)
+        feed = self.feed_for(run_id)
         if self.hub is not None:
             self.hub.unwatch(self.watch_name)     # the old run's late updates are dropped from here on
         try:
@@ -285,7 +286,7 @@ class RunView(QWidget):
                 panel.build_me = self._build
             elif isinstance(panel, ChildrenPanel):
                 panel.open_run.connect(self.open_run)
-        self.log.follow(self.store.run_dir(run_id) / LOG)
+        self.log.follow(feed.run_dir / LOG)
         self._set_empty(False)
         self._apply(update)
         if self.hub is not None:
@@ -412,5 +413,5 @@ class RunView(QWidget):
             self.tabs.setCurrentWidget(panel)
 
     def _open_folder(self) -> None:
-        if self.record is not None and self.store is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.store.run_dir(self.record.id))))
+        if self.feed is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.feed.run_dir)))

@@ -15,8 +15,8 @@ from dataclasses import replace
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QWidget
 
-from .run_feed import RunUpdate
-from .run_panels import Panel
+from .feed import RunUpdate
+from .panels import Panel
 
 SNAPSHOT_FIELDS = ("axes", "cells", "grid_source", "grid_protocol", "baselines", "grid_work", "grid_file", "images",
                    "children", "checkpoints")

@@ -27,17 +27,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from db import ChangeToken, Store
 from ddae_core.engine.evaluation.certainty import tally, true_class
-from ddae_core.rundir import ACTIVE_STATUSES
+from ddae_core.rundir.figures import percent
 
-from .classify_input import ImageInputMixin
-from .classify_sources import HeadChoice, RunChoice, find_classifiers
-from .classify_worker import InferenceThread, ModelInfo, Request, Result
-from .widgets.bars import ProbabilityBars
-from .widgets.common import array_to_qimage, scaled_nearest
-from .widgets.noise_slider import NoiseSlider
-from .widgets.samples import ScaledPicture
+from ..live import LiveHub
+from ..widgets.bars import ProbabilityBars
+from ..widgets.common import array_to_qimage, scaled_nearest
+from ..widgets.noise_slider import NoiseSlider
+from ..widgets.samples import ScaledPicture
+from .feed import ClassifyFeed, HeadChoice, RunChoice
+from .input import ImageInputMixin
+from .worker import InferenceThread, ModelInfo, Request, Result
 
 MAX_FILES = 256
 EMPTY_HINT = "Drop image files here, paste one (Ctrl+V), or press Open images…"
@@ -48,12 +48,12 @@ class ClassifyView(ImageInputMixin, QWidget):
 
     predictionShown = Signal(dict)
 
-    def __init__(self, store: Store, workspace: Path, parent=None, device: str = "auto"):
+    def __init__(self, feed: ClassifyFeed, hub: LiveHub, parent=None, device: str = "auto"):
         super().__init__(parent)
-        self.store, self.workspace = store, Path(workspace)
+        self.hub = hub
+        self.watch_name = f"classify-{id(self)}"
         self._worker = InferenceThread(device)
         self._worker.resultReady.connect(self._on_result)
-        self._token: ChangeToken | None = None
         self._choices: list[RunChoice] = []
         self._paths: list[Path] = []
         self._selected = -1
@@ -136,23 +136,23 @@ class ClassifyView(ImageInputMixin, QWidget):
         # A view deleted without close() (a workspace switch) still stops its thread first.
         worker = self._worker
         self.destroyed.connect(lambda *_: worker.stop() if shiboken6.isValid(worker) else None)
-        self.refresh()
+        # The runs that can classify are listed on the hub's reader thread, while this view is shown.
+        hub.watch(self.watch_name, feed.read, self.set_choices, request=True, paused=not self.isVisible())
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.hub.resume(self.watch_name)     # re-lists once if a head run finished while hidden
+
+    def hideEvent(self, event) -> None:
+        super().hideEvent(event)
+        self.hub.pause(self.watch_name)
 
     # Runs and heads.
-    def refresh(self) -> None:
-        """Re-list the runs that can classify; one query unless a head run finished or runs came or went."""
-        token = self.store.data_version()
-        if token == self._token:
-            return
-        changes = self.store.changed_since(self._token)
-        self._token = changes.token
-        # Heads appear when a probe or noisy-classifier run finishes (it writes its head file last);
-        # a running job's metric points change nothing here, and arrive several times a second.
-        if not (changes.full or changes.deleted or any(r.status not in ACTIVE_STATUSES for r in changes.runs)):
-            return
+    def set_choices(self, choices: list[RunChoice]) -> None:
+        """On the GUI thread: the runs that can classify, as the feed listed them; the user's choice is kept."""
         current = self.run_combo.currentData()
         old_heads = {c.run_id: c.heads for c in self._choices}
-        self._choices = find_classifiers(self.store)
+        self._choices = choices
         with QSignalBlocker(self.run_combo):
             self.run_combo.clear()
             for choice in self._choices:
@@ -170,8 +170,7 @@ class ClassifyView(ImageInputMixin, QWidget):
                              "run a probe grid or a noisy classifier on a trained model first.")
 
     def set_run(self, run_id: str) -> None:
-        """Choose the run (a train run with heads, or a probe / noisy-classifier run) by id."""
-        self.refresh()
+        """Choose the run (a train run with heads, or a probe / noisy-classifier run) by id, among those listed."""
         index = self.run_combo.findData(run_id)
         if index < 0:
             self._set_status(f"Run {run_id} has no trained classifier head to use.")
@@ -179,10 +178,13 @@ class ClassifyView(ImageInputMixin, QWidget):
         self.run_combo.setCurrentIndex(index)
 
     def prefer_run(self, run_id: str) -> None:
-        """Open on this run: now if it can classify, else as soon as the store lists its head."""
-        self._preferred = run_id
-        self._token = None                      # list the runs again now
-        self.refresh()
+        """Open on this run: now if it is listed, else as soon as the feed lists its head."""
+        index = self.run_combo.findData(run_id)
+        self._preferred = None if index >= 0 else run_id
+        if index >= 0:
+            self.run_combo.setCurrentIndex(index)
+            return
+        self.hub.request(self.watch_name)       # list the runs again
 
     def set_head(self, index: int) -> None:
         self.head_combo.setCurrentIndex(index)
@@ -308,7 +310,7 @@ class ClassifyView(ImageInputMixin, QWidget):
                 item.setToolTip(outcome.error)
                 continue
             item.setIcon(QIcon(scaled_nearest(array_to_qimage(outcome.image), 64, 64)))
-            label = f"{outcome.top1[0]} {100 * outcome.top1[1]:.0f}%" if outcome.top1 else ""
+            label = f"{outcome.top1[0]} {percent(outcome.top1[1], places=0)}" if outcome.top1 else ""
             truth = self._truth(outcome.path)
             if truth is not None and outcome.top1:
                 label += " ✓" if outcome.top1[0] == truth else f" ✗ ({truth})"
@@ -316,7 +318,7 @@ class ClassifyView(ImageInputMixin, QWidget):
             item.setToolTip(f"{outcome.path}\n{label} at the head's noise level")
         if self._info is not None:
             right, n = self.folder_tally(result)
-            score = f": {right} of {n} right ({100 * right / n:.0f}%)" if n else ""
+            score = f": {right} of {n} right ({percent(right / n, places=0)})" if n else ""
             self.thumb_label.setText(f"Files ({len(result.files)}), labels at t={self._info.default_timestep}{score}")
 
     def _truth(self, path: Path) -> str | None:
@@ -412,7 +414,8 @@ class ClassifyView(ImageInputMixin, QWidget):
         return {name: picture.image() for name, picture in self.pictures.items()}
 
     def shutdown(self) -> None:
-        """Stop the inference thread (after its current forward pass)."""
+        """Stop the inference thread (after its current forward pass) and the feed's reads."""
+        self.hub.unwatch(self.watch_name)
         self._worker.stop()
 
     def closeEvent(self, event) -> None:

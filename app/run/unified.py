@@ -3,8 +3,8 @@
 Accuracy and FID against the training step on linked x axes, accuracy against FID (one point per
 checkpoint, coloured by step: the paper's trade-off), and the two rows the paper reports: the
 best-probe checkpoint and the best-FID checkpoint. The data come from the run's fid and probe
-children (app.checkpoint_data), read by RunFeed off the GUI thread; these widgets only draw them.
-CompareTradeoff puts several runs' trade-offs on one axis.
+children (app.run.checkpoints), read off the GUI thread by RunFeed and by Compare's feed; these
+widgets only draw them. CompareTradeoff puts several runs' trade-offs on one axis.
 """
 
 from __future__ import annotations
@@ -25,17 +25,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from db import Store
 from ddae_core.engine.evaluation.fid_label import FID_KEY, NONSTANDARD, NONSTANDARD_KEY, fid_name
 
-from .checkpoint_data import CheckpointReader, CheckpointResults, best_table
-from .compare_tables import Percent, RowsModel
-from .run_feed import RunUpdate
-from .run_panels import CurvesPanel, Panel
-from .widgets import export
-from .widgets.curves import CurvePlot
-from .widgets.samples import SampleViewer
-from .widgets.tradeoff import TradeoffPlot
+from ..compare.tables import Percent, RowsModel
+from ..widgets import export
+from ..widgets.curves import CurvePlot
+from ..widgets.samples import SampleViewer
+from ..widgets.tradeoff import TradeoffPlot
+from .checkpoints import CheckpointResults, best_table
+from .feed import RunUpdate
+from .panels import CurvesPanel, Panel
 
 ACCURACY = "probe accuracy"
 FID = "FID"
@@ -188,7 +187,6 @@ class CompareTradeoff(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self._readers: dict[str, CheckpointReader] = {}
         self.results: dict[str, CheckpointResults] = {}
         self.plot = TradeoffPlot("Probe accuracy against FID, one point per checkpoint")
         self.plot.set_empty_text("None of these runs has a checkpoint with both an FID and a probe accuracy yet: "
@@ -204,22 +202,23 @@ class CompareTradeoff(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
 
-    def update_runs(self, store: Store, bundles, colors: dict[str, QColor]) -> None:
-        """One series per train run behind the compared runs (evaluations of one model share it)."""
+    def update_runs(self, checkpoints: dict[str, CheckpointResults], bundles, colors: dict[str, QColor]) -> None:
+        """One series per train run behind the compared runs (evaluations of one model share it).
+
+        checkpoints: train run -> its results, as Compare's feed read them (a run missing here is gone).
+        """
         shown: dict[str, object] = {}
         for b in bundles:
             if b.train_id and b.train_id not in shown:
                 shown[b.train_id] = b
-        self._readers = {t: self._readers.get(t) or CheckpointReader(store, t) for t in shown}
         for name in self.plot.series_names():
             if name not in shown:
                 self.plot.remove_series(name)
         rows, row_colors = [], []
         self.results = {}
         for train_id, b in shown.items():
-            try:
-                results = self._readers[train_id].read()
-            except LookupError:
+            results = checkpoints.get(train_id)
+            if results is None:
                 continue
             self.results[train_id] = results
             label = tradeoff_label(b.name if b.id == train_id else (b.train_name or train_id), results)
