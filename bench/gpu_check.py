@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from .gpu_sizes import STAGES, Sizes, model_config, model_label, sizes_of
+from .results import record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -367,7 +368,10 @@ def main() -> None:
             print(f"== {stage}: {outcomes[stage]} in {time.monotonic() - t0:.0f} s", flush=True)
     print(f"\n{len(stages)} stages in {time.monotonic() - started:.0f} s: "
           + ", ".join(f"{s} {o}" for s, o in outcomes.items()))
-    print("\n".join(summary(results, outcomes, sizes, torch.device(args.device))))
+    lines = summary(results, outcomes, sizes, torch.device(args.device))
+    print("\n".join(lines))
+    if torch.device(args.device).type == "cuda" and not args.quick:      # a quick or CPU check is plumbing, not a figure
+        record("gpu_check", " | ".join(lines), echo=False)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from ddae_core.rundir import GRID
 
 from .common import cifar_mini_spec, existing_run, grid_result, train_tiny, workspace
 from .grid_agreement import GOAL_BEST_APART, GOAL_MEAN_DIFF, GOAL_RANK_CORRELATION, agreement_line, grid_agreement
+from .results import record
 
 # Defaults for a bundled example: about 24 minutes of one core for shapes (the official protocol's 15 epochs
 # x 4 timesteps x 2,500 images are 150,000 fp32 forward passes; with 1,000 training images it took 9.4 CPU
@@ -153,7 +154,11 @@ def main() -> None:
     print(f"goals (mean |cell diff| <= {GOAL_MEAN_DIFF:g} point, rank correlation >= {GOAL_RANK_CORRELATION:g}, "
           f"best cells <= {GOAL_BEST_APART} apart) over {agreement.cells} cells: "
           f"{'met' if agreement.meets_goals() else 'NOT met'}")
-    print(agreement_line(name, official_s / fast_s, agreement))
+    record(f"probe_grid_{args.example}" if args.example else "probe_grid",
+           agreement_line(name, official_s / fast_s, agreement),
+           note=f"{fast.get('train_images', '?')} train / {fast.get('test_images', '?')} test images, "
+                f"t={args.timesteps}, {len(fast['layers'])} layers; CPU time {cpu['fast']:.1f} s vs "
+                f"{cpu['official']:.1f} s ({cpu['official'] / cpu['fast']:.1f}x)")
 
 
 if __name__ == "__main__":

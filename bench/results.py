@@ -49,9 +49,11 @@ def _command() -> str:
     return " ".join(["python -m", module, *sys.argv[1:]])
 
 
-def record(name: str, line: str, note: str = "", device: str | None = None) -> Result:
-    """Print `line` and keep it as bench/results/NAME.json (unless $DDAE_BENCH_NO_RECORD is set)."""
-    print(line, flush=True)
+def record(name: str, line: str, note: str = "", device: str | None = None, echo: bool = True) -> Result:
+    """Print `line` (unless `echo` is False: the caller printed it) and keep it as bench/results/NAME.json
+    (unless $DDAE_BENCH_NO_RECORD is set)."""
+    if echo:
+        print(line, flush=True)
     result = Result(name=name, line=line, date=time.strftime("%Y-%m-%d"), machine=device or machine(),
                     command=_command(), note=note)
     if not os.environ.get("DDAE_BENCH_NO_RECORD"):

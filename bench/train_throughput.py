@@ -28,6 +28,8 @@ from ddae_core.engine.spec.run_spec import load_spec
 from ddae_core.engine.training import Trainer
 from ddae_core.jobs.specs import create_job, train_spec
 
+from .results import record
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -138,7 +140,8 @@ def main() -> None:
     big_batch = args.big_batch or (128 if device.type == "cuda" else 8)
     big, _ = measure("35.7M UNet (ddpm-cifar10)", load_config("ddpm-cifar10"), device, big_batch,
                      max(2, args.steps // 2), not args.no_compile)
-    print(f"\ntrain: {tiny:.1f} img/s tiny, {big:.1f} img/s 35.7M, speedup {tiny_ratio:.2f}x vs eager")
+    print()
+    record("train_throughput", f"train: {tiny:.1f} img/s tiny, {big:.1f} img/s 35.7M, speedup {tiny_ratio:.2f}x vs eager")
 
 
 if __name__ == "__main__":
