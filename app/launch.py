@@ -5,7 +5,6 @@ value is refused, at its field, in the CLI's words, before anything is written o
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,38 +26,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from db import RunSummary, Store
+from db import NameTaken, RunSummary, Store
 from ddae_core.engine import data as datasets
 from ddae_core.engine.config import load_config, preset_names
 from ddae_core.engine.errors import ConfigError, UserError
-from ddae_core.engine.runs import list_checkpoints
-from ddae_core.jobs.cluster import check_placement, set_run_cluster
-from ddae_core.jobs.queue_ops import queue_created
-from ddae_core.jobs.specs import create_job
+from ddae_core.jobs.submit import submit
+from ddae_core.rundir import list_checkpoints
 
 from .cluster_settings import ClusterProfilesDialog, cluster_choices, workspace_default
 from .launch_fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
 from .launch_kinds import KINDS, QUICK, JobKind, cuda_available, gpus_for
 
 log = logging.getLogger(__name__)
-
-
-def run_named(store: Store, name: str | None, other_than: str | None = None) -> RunSummary | None:
-    """The run (other than `other_than`) whose name is exactly `name`, or None."""
-    name = (name or "").strip()
-    if not name:
-        return None
-    return next((r for r in store.list_runs(search=name, limit=1000) if r.name == name and r.id != other_than),
-                None)
-
-
-def unique_name(store: Store, name: str) -> str:
-    """`name`, or `name (2)`, `name (3)`, ... whichever no run has yet."""
-    candidate, n = name, 1
-    while run_named(store, candidate) is not None:
-        n += 1
-        candidate = f"{name} ({n})"
-    return candidate
 
 
 class Launcher:
@@ -68,32 +47,17 @@ class Launcher:
         self.store = store
         self.on_queued = on_queued
 
-    def submit(self, spec: dict, priority: int = 0, cluster: str | None = None) -> str:
-        """Queue `spec`; an automatic name another run already has gets a number, as in 'name (2)'.
+    def submit(self, spec: dict, priority: int = 0, cluster: str | None = None, name_chosen: bool = False) -> str:
+        """Queue `spec` through the one door (ddae_core.jobs.submit); its run id.
 
-        cluster: a profile of the workspace's cluster.yaml (Slurm), or None for this machine.
+        cluster: a profile of the workspace's cluster.yaml (Slurm), or None for this machine. name_chosen: the
+        user typed the name (refused, NameTaken, when another run has it); else it is numbered, as 'name (2)'.
         """
-        if spec.get("name"):
-            spec = {**spec, "name": unique_name(self.store, spec["name"])}
-        gpus = int(spec["device"].get("gpus") or 0)
-        if cluster is not None:
-            check_placement(self.store.workspace, cluster)      # the profile may have gone since the form listed it
-        run_dir = create_job(self.store.workspace, spec, queue={"priority": priority, "gpus": gpus})
-        try:
-            if cluster is not None:
-                set_run_cluster(run_dir, cluster)
-            queue_created(self.store, run_dir, priority=priority, gpus=gpus, device_request=spec["device"]["request"])
-        except Exception:
-            # Only the folder made a moment ago goes; nothing stored before is touched.
-            try:
-                self.store.delete_run(run_dir.name)
-            except LookupError:
-                pass
-            shutil.rmtree(run_dir, ignore_errors=True)
-            raise
+        run_id = submit(self.store.workspace, spec, priority, cluster=cluster, name_chosen=name_chosen,
+                        store=self.store)
         if self.on_queued:
-            self.on_queued(run_dir.name)
-        return run_dir.name
+            self.on_queued(run_id)
+        return run_id
 
 
 class LaunchForm(QWidget):
@@ -368,15 +332,13 @@ class LaunchForm(QWidget):
             return None
         if self.launcher is None:
             return None
-        typed = (self.values().get("name") or "").strip()
-        taken = run_named(self.launcher.store, typed)
-        if taken is not None:
-            self.mark("name", f"“{typed}” is already the name of run {taken.id}; choose another name, "
-                              f"such as “{unique_name(self.launcher.store, typed)}”")
-            return None
         try:
             run_id = self.launcher.submit(spec, priority=int(self.values().get("priority") or 0),
-                                          cluster=self.run_on.currentData())
+                                          cluster=self.run_on.currentData(),
+                                          name_chosen=bool((self.values().get("name") or "").strip()))
+        except NameTaken as exc:
+            self.mark("name", str(exc))
+            return None
         except (UserError, ValueError, LookupError, OSError) as exc:
             self.show_message(f"Nothing was queued: {exc}", error=True)
             return None

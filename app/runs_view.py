@@ -28,7 +28,6 @@ from db import Changes, RunSummary, Store
 from db.records import STATUSES
 from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, JobKind
 
-from .launch import run_named
 from .models import ID_ROLE, RunTableModel
 
 log = logging.getLogger(__name__)
@@ -68,11 +67,7 @@ class RunsPager:
         elif column == "notes":
             self.store.set_notes(run_id, str(value))
         elif column == "name":
-            taken = run_named(self.store, str(value), other_than=run_id)
-            if taken is not None:
-                raise ValueError(f"Another run ({taken.id}) is already named “{str(value).strip()}”; "
-                                 "choose another name.")
-            self.store.rename(run_id, str(value))
+            self.store.rename(run_id, str(value))       # NameTaken (a ValueError) when another run has it
 
     def delete(self, run_id: str) -> None:
         self.store.delete_run(run_id, remove_files=True)

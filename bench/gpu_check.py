@@ -114,7 +114,7 @@ def stage_features(results: Results, args) -> None:
     from ddae_core.engine.checkpoint import load_model
     from ddae_core.engine.device import amp_dtype_for
     from ddae_core.engine.evaluation.sources import NetworkSource
-    from ddae_core.engine.runs import list_checkpoints
+    from ddae_core.rundir import list_checkpoints
 
     from .common import train_tiny
     from .probe_grid import timed_probe

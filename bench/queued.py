@@ -73,7 +73,7 @@ class TrainTrace:
 
     @classmethod
     def read(cls, run_dir: Path) -> TrainTrace:
-        from ddae_core.engine.runs import read_spec
+        from ddae_core.rundir import read_spec
 
         points, device = [], ""
         for line in (Path(run_dir) / "events.jsonl").read_text().splitlines():

@@ -168,7 +168,7 @@ def test_duplicate_names_are_refused_or_numbered_and_a_second_demo_asks_first(st
     row = window.runs_view.model.row_of(auto[1])
     index = window.runs_view.model.index(row, RunTableModel.COLUMNS.index("name"))
     window.runs_view.model.setData(index, "gui-small")
-    assert "already named “gui-small”" in window.runs_view.message.text()
+    assert f"“gui-small” is already the name of run {first}" in window.runs_view.message.text()
     assert window.store.get_run(auto[1]).name == names[1]
 
     # Run > Run the demo on a workspace that had one asks first (No is the default) and queues nothing on No.

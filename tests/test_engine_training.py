@@ -14,10 +14,10 @@ from ddae_core.engine.checkpoint import atomic_torch_save, load_model, read_chec
 from ddae_core.engine.config import load_config, preset_path
 from ddae_core.engine.errors import CheckpointError, ConfigError, UserError
 from ddae_core.engine.reporting import STOP_FILE
-from ddae_core.engine.runs import list_checkpoints
 from ddae_core.jobs import examples
 from ddae_core.jobs.examples import CLASSIFY_EXAMPLE
 from ddae_core.jobs.specs import create_job, execute, train_spec
+from ddae_core.rundir import list_checkpoints
 
 from .conftest import FIXTURES, ROOT, micro_config, need
 

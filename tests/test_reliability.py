@@ -22,10 +22,10 @@ from db import Ingester, Store
 from ddae_core.cli import main as ddae
 from ddae_core.engine.checkpoint import read_checkpoint
 from ddae_core.engine.reporting import Reporter
-from ddae_core.engine.runs import list_checkpoints
 from ddae_core.jobs import queue_ops
 from ddae_core.jobs.scheduler import Scheduler
 from ddae_core.jobs.specs import create_job, execute
+from ddae_core.rundir import list_checkpoints
 
 from .conftest import ROOT, micro_train_spec, queue_job, tick_until
 

@@ -74,7 +74,7 @@ def _probe(args, parent: Path, name: str) -> Path | None:
     spec = probe_spec(parent, timesteps=DEMO_TIMESTEPS, layers="all", device=args.device,
                       train_limit=args.probe_images, test_limit=max(1, args.probe_images // 4), name=name,
                       **DEMO_PROBE)
-    probe_dir, status = launch(args, spec)
+    probe_dir, status = launch(args, spec, name_chosen=False)
     return probe_dir if status == RunStatus.DONE else None
 
 
@@ -83,7 +83,7 @@ def _train_own(args) -> Path | None:
                       name=f"demo: tiny-ddpm on {args.data}", minutes=max(args.minutes, 1 / 60))
     print(f"\nTraining tiny-ddpm of your own on {args.data} for {args.minutes:g} minutes "
           "(the loss falls; samples are written as it goes).", flush=True)
-    train_dir, status = launch(args, spec)
+    train_dir, status = launch(args, spec, name_chosen=False)
     if status != RunStatus.DONE:
         return None
     samples = sorted((train_dir / SAMPLES_DIR).glob("step_*.png"))

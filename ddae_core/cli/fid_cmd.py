@@ -73,13 +73,8 @@ def cmd_sweep(args) -> int:
                       **_sweep_fid(args), data=args.data, device=args.device, seed=args.seed,
                       priority=check_priority_option(args.priority))
     steps = sweep_steps(parent_dir, plan)
-    made = queue_children(parent_dir, steps, plan, new_sweep_id(parent_dir))
-    store = Store.open(workspace)
-    try:
-        for run_dir in made:
-            store.register_run(run_dir)          # a folder with a queue block is enqueued as it is registered
-    finally:
-        store.close()
+    with Store.open(workspace) as store:
+        made = queue_children(parent_dir, steps, plan, new_sweep_id(parent_dir), store=store)
     what = " and ".join(w for w, on in (("FID", plan["fid"]), ("probe", plan["probe"])) if on)
     print(f"queued {len(made)} jobs ({what}) for {len(steps)} checkpoints of {parent_dir.name} "
           f"(steps {', '.join(map(str, steps))}); `ddae queue serve` or the app runs them")

@@ -240,8 +240,8 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from ..engine.runs import list_checkpoints
     from ..jobs.queue_ops import resume
+    from ..rundir import list_checkpoints
 
     if args.priority is not None:
         check_priority_option(args.priority)

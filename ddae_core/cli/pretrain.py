@@ -15,6 +15,7 @@ from ..engine.config import load_config, preset_names, preset_path
 from ..engine.errors import UserError
 from ..jobs.options import MODELS
 from ..jobs.specs import train_spec
+from ..jobs.submit import default_train_name
 from ..rundir import SAMPLES_DIR, RunStatus
 from .common import (
     add_device,
@@ -90,7 +91,7 @@ def cmd_train(args) -> int:
     spec = train_spec(config=preset_path(args.preset) if args.preset else args.config,
                       **options_of(args, MODELS["train"]))
     if args.name is None:
-        spec["name"] = f"{args.preset or 'config'} on {spec['data']}"
+        spec["name"] = default_train_name(args.preset, spec["data"])
     if args.init_from:
         _init_from(args, spec)
     plan = train_sweep_plan(args, spec)
@@ -99,14 +100,14 @@ def cmd_train(args) -> int:
     if args.dry_run:
         yaml.safe_dump(spec, sys.stdout, sort_keys=False)
         return 0
-    run_dir, status = launch(args, spec)
+    run_dir, status = launch(args, spec, name_chosen=args.name is not None)
     return _finish(run_dir, status)
 
 
 def _init_from(args, spec: dict) -> None:
     """--init-from RUN[@STEP]: the source run's checkpoint becomes the spec's parent, checked now (same
     network, a checkpoint that exists) so that a mismatch is one sentence before any run is made."""
-    from ..engine.runs import read_spec, resolve_checkpoint
+    from ..rundir import read_spec, resolve_checkpoint
 
     ref, _, which = args.init_from.rpartition("@") if "@" in args.init_from else (args.init_from, "", "latest")
     source = run_dir_of(args, ref)

@@ -9,8 +9,9 @@ from ..engine.errors import UserError
 from ..engine.evaluation.fid_label import NONSTANDARD, NONSTANDARD_KEY
 from ..engine.evaluation.protocols import accuracy_text, gains_text, headline_line
 from ..rundir import INGEST_LOCK, JobKind, RunStatus
+from ..rundir.figures import percent
 from .common import storage_error, workspace_of
-from .tables import clock, cut, number, open_store, percent, table, when
+from .tables import clock, cut, number, open_store, table, when
 
 
 def _check_choices(values: list[str] | None, allowed, what: str) -> None:

@@ -18,9 +18,10 @@ def open_store(args, refresh: bool = True):
     is one sentence (storage_error)."""
     from sqlalchemy.exc import DatabaseError
 
-    from db import RunDirError, SchemaError, Store
+    from db import SchemaError, Store
 
     from ..jobs.queue_ops import refresh as refresh_index, wait_for_rebuild
+    from ..rundir import RunDirError
 
     workspace = workspace_of(args)
     try:

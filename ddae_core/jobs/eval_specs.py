@@ -8,8 +8,7 @@ from ..engine import data as datasets
 from ..engine.config import load_config, parse_model_config
 from ..engine.errors import ConfigError, UserError
 from ..engine.evaluation.grid_axes import parse_layers, parse_timesteps
-from ..engine.runs import read_spec
-from ..rundir import JobKind
+from ..rundir import JobKind, read_spec
 from .option_fields import parse_options, spec_options
 from .options import MODELS
 

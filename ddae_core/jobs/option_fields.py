@@ -65,6 +65,11 @@ def positive_number(field: str, value, maximum: float = MAX_RATE) -> float:
     return number
 
 
+def check_seed(seed) -> int:
+    """A random seed from 0 to MAX_SEED; ConfigError naming `seed` otherwise."""
+    return whole_in("seed", seed, 0, MAX_SEED)
+
+
 def check_device(request: str | None) -> str:
     """auto (None too), cpu, cuda or cuda:N, lower-cased; ConfigError naming `device` otherwise."""
     request = (request or "auto").lower()

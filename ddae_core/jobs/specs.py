@@ -19,10 +19,19 @@ from ..engine.distributed import DistContext
 from ..engine.errors import ConfigError, UserError
 from ..engine.nets.unet import tap_names
 from ..engine.reporting import Reporter
-from ..engine.runs import create_run, read_spec
-from ..rundir import DATA_DIR, JobKind, RunStatus
-from .option_fields import MAX_COUNT, MAX_SEED, check_device, parse_options, positive_number, spec_options, whole_in
+from ..rundir import JobKind, RunStatus, read_spec
+from .option_fields import (
+    MAX_COUNT,
+    MAX_SEED,
+    check_device,
+    check_seed,
+    parse_options,
+    positive_number,
+    spec_options,
+    whole_in,
+)
 from .options import MODELS
+from .submit import create_job  # its home is the one door (submit.py); kept here for callers of the old name
 from .worklog import job_logging
 
 __all__ = ["MAX_COUNT", "MAX_SEED", "check_device", "check_seed", "create_job", "execute", "train_spec"]
@@ -50,11 +59,6 @@ def _positive_int(field: str, value, allow_none: bool = True, minimum: int = 1,
 
 def _positive_float(field: str, value) -> float | None:
     return None if value is None else positive_number(field, value)
-
-
-def check_seed(seed) -> int:
-    """A random seed from 0 to MAX_SEED; ConfigError naming `seed` otherwise."""
-    return whole_in("seed", seed, 0, MAX_SEED)
 
 
 def train_spec(*, config: str | Path | dict, **values) -> dict:
@@ -117,39 +121,6 @@ def train_spec(*, config: str | Path | dict, **values) -> dict:
         "config": cfg,
         "options": options,
     }
-
-
-# The splits of its data each kind reads; an evaluation without data of its own reads its parent's.
-SPLITS_READ = {"train": ("train",), "align-uniform": ("train",), "probe": ("train", "test"),
-               "noisy-classifier": ("train", "test"), "finetune": ("train", "test"), "fid": ("train",)}
-
-
-def check_inputs(spec: dict) -> None:
-    """Refuse what would fail the job in its first seconds (an empty data folder, a checkpoint that cannot
-    be imported) before its run folder exists, so a refused input leaves no failed run behind."""
-    data = spec.get("data")
-    if isinstance(data, str):
-        for split in SPLITS_READ.get(spec["kind"], ()):
-            try:
-                datasets.check_data_files(data, split)
-            except UserError as exc:
-                raise ConfigError("data", str(exc)) from None
-    if spec["kind"] == JobKind.IMPORT:
-        from ..engine.evaluation.importing import load_import
-
-        load_import(Path(spec["options"]["source"]), spec["config"], spec["options"].get("format", "official"))
-
-
-def create_job(workspace: Path, spec: dict, queue: dict | None = None) -> Path:
-    """Write the run directory for a validated spec (check_inputs first); `queue` ({priority, gpus}) marks
-    it as enqueued."""
-    check_inputs(spec)
-    data = spec.get("data")
-    if isinstance(data, str):
-        data = datasets.stored_spec(data, Path(workspace) / DATA_DIR)
-    return create_run(workspace, spec["kind"], name=spec.get("name"), data=data,
-                      parent=spec.get("parent"), device=spec.get("device"), queue=queue,
-                      config=spec.get("config"), options=spec.get("options"))
 
 
 def _runner(kind: str) -> Callable:
