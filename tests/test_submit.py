@@ -76,3 +76,17 @@ def test_a_new_folder_with_a_taken_name_is_not_registered(tmp_path):
         twin = create_job(ws, micro_train_spec(name="twin"))
         with pytest.raises(NameTaken):
             store.register_run(twin)
+
+
+def test_ddae_runs_rename_meets_the_same_rule(tmp_path, capsys):
+    ws = tmp_path / "ws"
+    with Store.open(ws) as store:
+        first = submit(ws, micro_train_spec(name="first"), store=store)
+        second = submit(ws, micro_train_spec(name="second"), store=store)
+    capsys.readouterr()
+    assert ddae(["runs", "rename", second, "first", "--workspace", str(ws)]) == 2
+    assert capsys.readouterr().err == (f"error: “first” is already the name of run {first}; choose another name, "
+                                       "such as “first (2)”.\n")
+    assert ddae(["runs", "rename", second, "renamed", "--workspace", str(ws)]) == 0
+    with Store.open(ws) as store:
+        assert store.get_run(second).name == "renamed"

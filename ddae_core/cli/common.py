@@ -268,3 +268,13 @@ def launch(args, spec: dict, *, name_chosen: bool = True, quiet: bool = False) -
         print(f"run {run_dir.name} in {run_dir}", flush=True)
     status = execute(run_dir, workspace, echo=None if quiet else ConsoleProgress())
     return run_dir, status
+
+
+def finish(run_dir, status: str) -> int:
+    """The exit code of a job run here or queued: 0 done or queued, 3 cancelled (resumable), 1 failed."""
+    if status in (RunStatus.DONE, RunStatus.QUEUED):
+        return 0
+    if status == RunStatus.CANCELLED:
+        print(f"cancelled; resume with `ddae queue resume {run_dir.name}`", file=sys.stderr)
+        return 3
+    return 1

@@ -12,6 +12,7 @@ with --no-example) it probes the user's own run instead, as it always did.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -20,9 +21,24 @@ from ..engine.config import preset_path
 from ..jobs.specs import train_spec
 from ..rundir import GRID, SAMPLES_DIR, RunStatus
 from ..rundir.figures import percent
-from .common import launch, workspace_of
+from .common import add_device, add_workspace, launch, workspace_of
 
 DEMO_TIMESTEPS = "1,11,51,101"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the main job: probe the bundled pretrained model live, and train one of your own")
+    p.add_argument("--minutes", type=float, default=1.5, help="your own training run's time budget (default 1.5)")
+    p.add_argument("--no-probe", action="store_true", help="skip the probe grid")
+    p.add_argument("--no-example", action="store_true",
+                   help="do not import the bundled example; probe your own short run instead")
+    p.add_argument("--probe-images", type=int, default=4000,
+                   help="training images for the probe heads (default 4000; test images: a quarter)")
+    p.add_argument("--data", default="builtin:shapes", metavar="SPEC",
+                   help="dataset of your run (default builtin:shapes)")
+    add_device(p)
+    add_workspace(p)
+    p.set_defaults(func=run_demo)
 
 
 def run_demo(args) -> int:
