@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..engine.errors import UserError
 from ..rundir import RUNS_DIR, RunStatus, find_run, resolve_workspace
+from ..rundir.figures import clock
 
 
 def number(text: str) -> int | float:
@@ -137,7 +138,8 @@ def run_dir_of(args, ref: str | None = None) -> Path:
     return find_run(workspace, ref if ref is not None else args.run)
 
 
-def gpus_for(args) -> int:
+def gpus_option(args) -> int:
+    """--gpus as given, else one GPU (none with --device cpu): what a queued job asks the scheduler for."""
     if getattr(args, "gpus", None) is not None:
         return check_gpus_option(args.gpus)
     return 0 if getattr(args, "device", "auto") == "cpu" else 1
@@ -198,7 +200,7 @@ class ConsoleProgress:
             parts.append(f"{self.values['images_per_s']:.1f} img/s")
         rate = (done - start[1]) / max(now - start[0], 1e-9)
         if 0 < done < total and rate > 0:
-            parts.append(f"ETA {_clock((total - done) / rate)}")
+            parts.append(f"ETA {clock((total - done) / rate)}")
         line = " | ".join(parts)
         if self.tty:
             pad = max(0, self._last_line_len - len(line))
@@ -213,11 +215,6 @@ class ConsoleProgress:
             self.stream.write("\n")
             self.stream.flush()
             self._last_line_len = 0
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def _check_foreground_gpus(args) -> None:
@@ -254,7 +251,7 @@ def launch(args, spec: dict, *, name_chosen: bool = True, quiet: bool = False) -
     try:
         with Store.open(workspace) as store:
             if queued:
-                run_dir = workspace / RUNS_DIR / submit(workspace, spec, args.priority, gpus_for(args), cluster,
+                run_dir = workspace / RUNS_DIR / submit(workspace, spec, args.priority, gpus_option(args), cluster,
                                                         name_chosen=name_chosen, store=store)
             else:
                 run_dir = create_job(workspace, name_run(store, spec, name_chosen))   # a queued run's name rule

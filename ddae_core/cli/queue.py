@@ -12,8 +12,9 @@ import time
 
 from ..engine.errors import UserError
 from ..rundir import ACTIVE_STATUSES, RUNS_DIR, JobKind, RunStatus
+from ..rundir.figures import clock
 from .common import add_workspace, check_gpus_option, check_priority_option, workspace_of
-from .tables import clock, cut, open_store, table
+from .tables import cut, open_store, table
 
 MAX_CPU_SLOTS = 256
 

@@ -10,9 +10,9 @@ from ..engine.errors import UserError
 from ..engine.evaluation.fid_label import NONSTANDARD, NONSTANDARD_KEY
 from ..engine.evaluation.protocols import accuracy_text, gains_text, headline_line
 from ..rundir import INGEST_LOCK, JobKind, RunStatus
-from ..rundir.figures import percent
+from ..rundir.figures import clock, percent
 from .common import add_workspace, storage_error, workspace_of
-from .tables import clock, cut, number, open_store, table, when
+from .tables import cut, number, open_store, table, when
 
 
 def register(sub: argparse._SubParsersAction) -> None:

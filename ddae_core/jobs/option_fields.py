@@ -146,8 +146,8 @@ class Device(_Check):
 
 
 @dataclass(frozen=True)
-class DataSpec(_Check):
-    """A data spec (builtin:shapes, cifar10, folder:PATH, ...); its files are checked at create_job."""
+class DataSpecText(_Check):
+    """A data spec as typed (builtin:shapes, cifar10, folder:PATH, ...); its files are checked at create_job."""
 
     def check(self, field: str, value):
         try:
@@ -234,7 +234,7 @@ def _kind_of(field) -> str:
             return "float"
         if isinstance(meta, Flag):
             return "check"
-        if isinstance(meta, DataSpec):
+        if isinstance(meta, DataSpecText):
             return "data"
     return "text"
 

@@ -21,7 +21,7 @@ from .option_fields import (
     MAX_COUNT,
     MAX_LR,
     MAX_SEED,
-    DataSpec,
+    DataSpecText,
     Device,
     Flag,
     Layers,
@@ -55,7 +55,7 @@ Rate = Annotated[float | None, Positive()]
 LearningRate = Annotated[float | None, Positive(MAX_LR)]
 Words = Annotated[str | list | None, Text()]
 Switch = Annotated[bool, Flag()]
-Data = Annotated[str | None, DataSpec()]
+Data = Annotated[str | None, DataSpecText()]
 StudioCount = Annotated[Any, Passed()]
 SAMPLERS = (("", "default (DDIM or Heun)"), ("ddim", "DDIM"), ("ddpm", "DDPM"), ("heun", "Heun (EDM)"))
 
