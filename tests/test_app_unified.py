@@ -340,7 +340,7 @@ def test_a_real_sweep_fills_the_unified_view_as_its_jobs_finish(qtbot, workspace
     from ddae_core.jobs.specs import create_job, execute
     from ddae_core.jobs.sweep import sweep_plan
     from ddae_core.rundir import read_spec
-    from tests.conftest import micro_config, micro_train_spec
+    from tests.fixtures import micro_config, micro_train_spec
     from tests.gui_fixtures import one_torch_thread
     from tests.test_fid import FID_DATA
 

@@ -7,7 +7,6 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
 from app.widgets.curves import CurvePlot
 from db import testing as fake
 from tests.app_support import answer_next_box, app_settings, no_leftovers, press, studio  # noqa: F401
-from tests.gui_fixtures import gui_store, gui_workspace  # noqa: F401 - fixtures
 
 LONG = "a run whose name goes on and on " * 8
 

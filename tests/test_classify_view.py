@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.classify import ClassifyView
 from app.classify_worker import Result, running_threads
-from tests.gui_fixtures import gui_store, gui_workspace, one_torch_thread  # noqa: F401 - fixtures
+from tests.gui_fixtures import one_torch_thread
 
 WAIT_MS = 60_000
 

@@ -13,7 +13,7 @@ from ddae_core.engine.errors import UserError
 from ddae_core.jobs.scheduler import Scheduler
 from ddae_core.jobs.worker_process import worker_env
 
-from .conftest import micro_train_spec, queue_job, tick_until
+from .fixtures import micro_train_spec, queue_job, tick_until
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 

@@ -24,7 +24,7 @@ from ddae_core.engine.reporting import STOP_FILE
 from ddae_core.jobs.eval_specs import align_spec, finetune_spec, import_spec, noisy_spec, probe_spec, sample_spec
 from ddae_core.jobs.specs import create_job, execute, train_spec
 
-from .conftest import FIXTURES, ROOT, micro_config, need
+from .fixtures import FIXTURES, ROOT, micro_config, need
 
 DATA = "builtin:shapes?n_train=96&n_test=48"
 

@@ -19,7 +19,7 @@ from ddae_core.jobs.examples import CLASSIFY_EXAMPLE, DEMO_EXAMPLE
 from ddae_core.jobs.specs import create_job, execute, train_spec
 from ddae_core.rundir import read_meta, resolve_checkpoint
 
-from .conftest import CIFAR_MINI, micro_config, need
+from .fixtures import CIFAR_MINI, micro_config, need
 
 DATA = "builtin:shapes?n_train=64&n_test=32"
 

@@ -33,7 +33,7 @@ from ddae_core.jobs.eval_specs import fid_spec
 from ddae_core.jobs.specs import create_job, execute
 from ddae_core.jobs.sweep import checkpoint_hook, sweep_plan
 
-from .conftest import ROOT, micro_config, micro_train_spec
+from .fixtures import ROOT, micro_config, micro_train_spec
 
 FID_DATA = "builtin:shapes?n_train=12&n_test=4"       # the reference set: 12 training images
 TINY = {"n": 4, "steps": 2, "batch_size": 4, "dims": 64, "data": FID_DATA, "device": "cpu"}

@@ -27,19 +27,9 @@ from ddae_core.jobs.scheduler import Scheduler
 from ddae_core.jobs.specs import create_job, execute
 from ddae_core.rundir import list_checkpoints
 
-from .conftest import ROOT, micro_train_spec, queue_job, tick_until
+from .fixtures import ROOT, micro_train_spec, queue_job, tick_until
 
-pytestmark = pytest.mark.usefixtures("no_leftover_processes")
-
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """One BLAS thread per process: on a shared two-core machine several threads each only wait on each other."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("no_leftover_processes", "one_thread")
 
 
 def events(run_dir: Path) -> list[dict]:

@@ -9,7 +9,7 @@ from ddae_core.cli import main as ddae
 from ddae_core.jobs.submit import submit
 from ddae_core.rundir import RunDirError
 
-from .conftest import MICRO_DATA, micro_train_spec
+from .fixtures import MICRO_DATA, micro_train_spec
 
 
 def _train_args(ws, *extra: str) -> list[str]:
