@@ -15,11 +15,13 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGu
 from PySide6.QtWidgets import QApplication, QCheckBox, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
 from db import Changes, Store
+from ddae_core.engine.importers import looks_like_model
 from ddae_core.rundir import MODEL_KINDS, RunStatus
 
 from . import workspace as workspaces
 from .eta import RemainingTime
 from .first_run import DemoBanner, DemoController
+from .import_model import ImportDialog
 from .launch import Launcher, LaunchView
 from .live import LiveHub
 from .models import clock
@@ -149,6 +151,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(open_action)
         self.recent_menu = file_menu.addMenu("Recent workspaces")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addAction(self._import_action())
         file_menu.addSeparator()
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
@@ -417,7 +420,21 @@ class MainWindow(QMainWindow):
             self.run_view.show_run(train_id)        # its children changed: the grid comes from the probe
             self.run_view.show_tab(GridPanel)
 
-    # Drops go to Classify.
+    def _import_action(self) -> QAction:
+        action = QAction("&Import a model…", self)
+        action.triggered.connect(lambda: self.import_model())
+        return action
+
+    def import_model(self, source: str | None = None) -> ImportDialog | None:
+        """The import dialog, filled with `source` (a dropped checkpoint); shown, and returned for tests."""
+        if self.store is None:
+            return None
+        dialog = ImportDialog(self.launcher, source, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    # Drops: a checkpoint file or a diffusers folder goes to the import dialog, images to Classify.
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
             event.acceptProposedAction()
@@ -425,6 +442,10 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if not paths:
+            return
+        if len(paths) == 1 and looks_like_model(Path(paths[0])):
+            self.import_model(paths[0])
+            event.acceptProposedAction()
             return
         if hasattr(self.classify_view, "load_files"):
             self.tabs.setCurrentWidget(self.classify_view)

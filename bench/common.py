@@ -25,11 +25,12 @@ def workspace(path: str | None) -> Path:
 
 
 def train_tiny(ws: Path, data: str, *, minutes: float | None = None, steps: int | None = None,
-               preset: str = "tiny-ddpm", name: str = "bench", **studio) -> Path:
-    """Train `preset` on `data` for a time budget or a number of steps; returns the run directory."""
+               preset: str | dict = "tiny-ddpm", name: str = "bench", device: str = "auto", **studio) -> Path:
+    """Train `preset` (a name or a config) on `data` for a time budget or a number of steps; returns the run
+    directory. `studio`: overrides of the config's studio section."""
     cfg = load_config(preset)
     cfg.setdefault("studio", {}).update({"sample_every_steps": 10**9, **studio})
-    spec = train_spec(config=cfg, data=data, steps=steps or 10**6, device="auto", name=name, minutes=minutes)
+    spec = train_spec(config=cfg, data=data, steps=steps or 10**6, device=device, name=name, minutes=minutes)
     run_dir = create_job(ws, spec)
     started = time.monotonic()
     status = execute(run_dir, ws, handle_signals=False)

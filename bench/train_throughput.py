@@ -52,13 +52,18 @@ def timed_steps(step_fn, device: torch.device, batch: int, steps: int, max_secon
 
 
 def plain_loop(config: dict, device: torch.device, batch: int, steps: int, *, channels_last: bool = False,
-               compile_: bool = False, amp: torch.dtype | None = None, max_seconds: float | None = None) -> float:
-    """images/s of forward + backward + Adam on random images; the first two steps are warm-up."""
+               compile_: bool = False, amp: torch.dtype | None = None, max_seconds: float | None = None,
+               compile_backend: str = "inductor") -> float:
+    """images/s of forward + backward + Adam on random images; the first two steps are warm-up.
+
+    compile_backend: torch.compile's backend (`eager` traces with dynamo but builds no kernels: the plumbing,
+    in seconds, where a C++ or Triton build would take minutes).
+    """
     torch.manual_seed(0)
     model = build_model(config).to(device)
     if channels_last:
         model.net.to(memory_format=torch.channels_last)
-    net = torch.compile(model.net) if compile_ else model.net
+    net = torch.compile(model.net, backend=compile_backend) if compile_ else model.net
     opt = torch.optim.Adam(model.net.parameters(), lr=1e-4)
     images = torch.rand(batch, 3, 32, 32, device=device)
     if channels_last:

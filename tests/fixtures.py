@@ -134,14 +134,10 @@ def micro_train_spec(steps: int = 8, checkpoint_every: int = 4, device: str = "c
 
 
 def queue_job(store, spec: dict, priority: int = 0) -> str:
-    """Create the run folder of `spec` and enqueue it, as `ddae ... --queue` does; returns the run id."""
-    from ddae_core.jobs.specs import create_job
+    """Queue `spec` through the one door, as `ddae ... --queue` does (a taken name numbered); returns the run id."""
+    from ddae_core.jobs.submit import submit
 
-    gpus = spec["device"]["gpus"]
-    run_dir = create_job(store.workspace, spec, queue={"priority": priority, "gpus": gpus})
-    store.register_run(run_dir)
-    store.enqueue(run_dir.name, priority=priority, gpus=gpus, device_request=spec["device"]["request"])
-    return run_dir.name
+    return submit(store.workspace, spec, priority, name_chosen=False, store=store)
 
 
 def tick_until(scheduler, done, timeout_s: float = 60.0, interval_s: float = 0.2) -> list:

@@ -156,7 +156,7 @@ def test_run_view_shows_the_unified_view_live_as_sweep_jobs_finish(studio, qtbot
     # The paper's two rows, in the run's epochs (20 steps each).
     model = panel.table_model
     assert [model.index(r, 0).data() for r in range(2)] == ["best linear probe", "best FID"]
-    assert [model.index(0, c).data() for c in range(5)] == ["best linear probe", "800", "40", "4.09", "90.0%"]
+    assert [model.index(0, c).data() for c in range(5)] == ["best linear probe", "800", "40", "4.09", "90.1%"]   # 90.05 half up
     assert [model.index(1, c).data() for c in range(5)] == ["best FID", "1999", "99.95", "3.62", "88.2%"]
     # The FID jobs' sample grids on a step slider: the shown checkpoint is ringed in the scatter.
     assert panel.samples.steps() == [s for s, _, _ in SWEEP] and panel.samples.slider.isEnabled()

@@ -17,6 +17,18 @@ from ..nets import UNet
 from . import diffusers_ddpm, edm_network
 
 FORMATS = ("official", "diffusers", "edm")
+# Files a dropped path may be a model in (a diffusers model is its folder); anything else is images to classify.
+MODEL_SUFFIXES = (".pth", ".pt", ".pkl")
+FORMAT_WORDS = {
+    "official": "an official DDAE checkpoint: give the YAML config it was trained with",
+    "diffusers": "a diffusers UNet2DModel folder (its config and scheduler come with it)",
+    "edm": "an NVlabs EDM network pickle, read without running the code it carries",
+}
+
+
+def looks_like_model(path: Path) -> bool:
+    """Whether a dropped or chosen path is a model to import (not an image to classify)."""
+    return diffusers_ddpm.is_diffusers_folder(path) or (path.is_file() and path.suffix.lower() in MODEL_SUFFIXES)
 
 
 def detect_format(path: Path) -> str:
