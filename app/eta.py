@@ -13,15 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ddae_core.rundir.figures import clock as clock  # re-exported: the app's modules import it from here
+
 HALF_LIFE_S = 60.0      # how fast the rate follows a change of speed
-
-
-def clock(seconds: float | None) -> str:
-    """Seconds as 1:02:03 or 2:03; '' for None."""
-    if seconds is None or seconds < 0:
-        return ""
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def left_text(seconds: float | None) -> str:

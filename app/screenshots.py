@@ -40,9 +40,9 @@ def run_worker(run_dir: Path) -> str:
 def make_runs(ws: Path, steps: int, quick: bool) -> dict[str, str]:
     """The demo's runs, created with the engine's spec functions and run by workers; kind -> run id."""
     from ddae_core.engine.config import load_config
-    from ddae_core.engine.runs import list_checkpoints
     from ddae_core.jobs.eval_specs import align_spec, noisy_spec, probe_spec
     from ddae_core.jobs.specs import create_job, train_spec
+    from ddae_core.rundir import list_checkpoints
 
     cfg = load_config("tiny-ddpm")
     cfg["studio"]["log_every_steps"] = 2
@@ -101,9 +101,9 @@ def make_sweep_runs(ws: Path, steps: int, quick: bool) -> dict[str, str]:
     """A tiny-ddpm training whose sweep queues an FID and a probe job per checkpoint, each run by a worker."""
     from ddae_core.engine.config import load_config, parse_model_config
     from ddae_core.engine.evaluation.inception import find_weights
-    from ddae_core.engine.runs import read_spec
     from ddae_core.jobs.specs import create_job, train_spec
     from ddae_core.jobs.sweep import sweep_plan
+    from ddae_core.rundir import read_spec
 
     cfg = load_config("tiny-ddpm")
     data = "builtin:shapes?n_train=1000&n_test=300"

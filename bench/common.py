@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from ddae_core.engine.config import load_config
-from ddae_core.engine.runs import find_run, resolve_workspace
 from ddae_core.jobs.specs import create_job, execute, train_spec
+from ddae_core.rundir import find_run, resolve_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_MINI = ROOT.parent / "shared" / "data" / "cifar10-mini"

@@ -124,7 +124,7 @@ def stage_features(results: Results, args) -> None:
     from ddae_core.engine.device import extraction_amp_dtype, extraction_batch_size, extraction_streams
     from ddae_core.engine.evaluation.grid_axes import parse_layers
     from ddae_core.engine.evaluation.sources import NetworkSource
-    from ddae_core.engine.runs import list_checkpoints
+    from ddae_core.rundir import list_checkpoints
 
     from .common import train_tiny
     from .probe_grid import timed_probe

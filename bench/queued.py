@@ -15,18 +15,14 @@ from pathlib import Path
 from db import Store
 from ddae_core.jobs import queue_ops
 from ddae_core.jobs.scheduler import Scheduler
-from ddae_core.jobs.specs import create_job
+from ddae_core.jobs.submit import submit
 
 FINAL = ("done", "failed", "cancelled", "interrupted")
 
 
 def queue_spec(store: Store, spec: dict, priority: int = 0) -> str:
-    """Create the spec's run folder and queue it, as `ddae train ... --queue` does; returns the run id."""
-    gpus = spec["device"]["gpus"]
-    run_dir = create_job(store.workspace, spec, queue={"priority": priority, "gpus": gpus})
-    store.register_run(run_dir)
-    store.enqueue(run_dir.name, priority=priority, gpus=gpus, device_request=spec["device"]["request"])
-    return run_dir.name
+    """Queue the spec through the one door, as `ddae train ... --queue` does (a taken name numbered); its run id."""
+    return submit(store.workspace, spec, priority, name_chosen=False, store=store)
 
 
 def serve(store: Store, runs: list[str], *, cpu_slots: int = 0, gpus: list[int] | None = None,
@@ -73,7 +69,7 @@ class TrainTrace:
 
     @classmethod
     def read(cls, run_dir: Path) -> TrainTrace:
-        from ddae_core.engine.runs import read_spec
+        from ddae_core.rundir import read_spec
 
         points, device = [], ""
         for line in (Path(run_dir) / "events.jsonl").read_text().splitlines():

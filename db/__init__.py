@@ -6,6 +6,7 @@ No Qt, no torch: SQLAlchemy 2.0, Alembic, YAML and the standard library. Views g
 from .engine import SchemaError
 from .export import export_run_csv
 from .ingest import Ingester, IngestLockError
+from .names import NameTaken
 from .records import (
     Artifact,
     Changes,
@@ -20,11 +21,10 @@ from .records import (
     RunSummary,
 )
 from .reindex import rebuild_by_ingester, reindex
-from .rundir import RunDirError
 from .store import Store
 
 __all__ = [
     "Artifact", "ChangeToken", "Changes", "GridAxes", "GridCell", "History", "IngestLockError",
-    "IngestStats", "Ingester", "MetricSummary", "QueueEntry", "RunDirError", "RunRecord", "RunSummary",
+    "IngestStats", "Ingester", "MetricSummary", "NameTaken", "QueueEntry", "RunRecord", "RunSummary",
     "SchemaError", "Store", "export_run_csv", "rebuild_by_ingester", "reindex",
 ]

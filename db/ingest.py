@@ -19,14 +19,25 @@ from sqlalchemy import BindParameter, Update, bindparam, delete, func, select, u
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ddae_core.rundir import JobKind, ProcessLock, RunStatus, read_new_lines
+from ddae_core.rundir import (
+    EVENTS,
+    INGEST_LOCK,
+    RUNS_DIR,
+    SPEC,
+    JobKind,
+    ProcessLock,
+    RunDirError,
+    RunFiles,
+    RunStatus,
+    read_new_lines,
+    read_run,
+)
 
 from .curves import update_curves
 from .events import RunBatch
 from .models import DeletedRun, QueueRow, Run
 from .queries import headline_of, last_loss_of
 from .records import IngestStats
-from .rundir import EVENTS, INGEST_LOCK, RUNS_DIR, SPEC, RunDirError, RunFiles, read_run
 from .store import Store
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .records import ARTIFACT_KINDS, DEVICE_REQUESTS, STATUSES
+from ddae_core.rundir import DEVICE_REQUESTS
+
+from .records import ARTIFACT_KINDS, STATUSES
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

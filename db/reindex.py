@@ -7,11 +7,19 @@ import os
 import time
 from pathlib import Path
 
-from ddae_core.rundir import INGEST_LOCK, META_LOCK, SPEC, ProcessLock, remove_dead_temps, waiting_lock
+from ddae_core.rundir import (
+    DB_NAME,
+    INGEST_LOCK,
+    META_LOCK,
+    RUNS_DIR,
+    SPEC,
+    ProcessLock,
+    remove_dead_temps,
+    waiting_lock,
+)
 
 from . import engine as engines
 from .ingest import Ingester, IngestLockError
-from .rundir import DB_NAME, RUNS_DIR
 from .store import Store
 
 log = logging.getLogger(__name__)

@@ -19,25 +19,27 @@ from pathlib import Path
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from ddae_core.rundir import META_LOCK, RunStatus, waiting_lock
+from ddae_core.rundir import (
+    DATA_DIR,
+    DB_NAME,
+    DEVICE_REQUESTS,
+    META_LOCK,
+    RUNS_DIR,
+    RunFiles,
+    RunStatus,
+    check_gpus,
+    check_priority,
+    read_meta,
+    read_run,
+    waiting_lock,
+    write_meta,
+)
 
-from . import engine as engines
+from . import engine as engines, names
 from .models import DeletedRun, QueueRow, Run, StudioState
 from .queries import headline_of, order_clause, resolve, run_filters, summary_select, to_record, to_summaries
 from .reads import ReadsMixin
-from .records import (
-    DEVICE_REQUESTS,
-    FINAL_STATUSES,
-    STATUSES,
-    Changes,
-    ChangeToken,
-    QueueEntry,
-    RunRecord,
-    RunSummary,
-    check_gpus,
-    check_priority,
-)
-from .rundir import DATA_DIR, DB_NAME, RUNS_DIR, RunFiles, read_meta, read_run, write_meta
+from .records import FINAL_STATUSES, STATUSES, Changes, ChangeToken, QueueEntry, RunRecord, RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +167,12 @@ class Store(ReadsMixin):
 
     # Registering runs.
     def register_run(self, run_dir: str | Path) -> RunRecord:
-        """Index the run folder (spec.yaml + meta.json); idempotent. RunDirError if it has no spec."""
+        """Index the run folder (spec.yaml + meta.json); idempotent. RunDirError if it has no spec, NameTaken
+        (db/names.py) if it is new and another run has its name."""
         files = read_run(Path(run_dir))
         with self._write() as (session, version):
+            if session.get(Run, files.id) is None:
+                names.check_free(session, files.name, other_than=files.id)
             session.execute(delete(DeletedRun).where(DeletedRun.id == files.id))
             self._insert_run(session, version, files)
             return to_record(session.get(Run, files.id))
@@ -207,6 +212,16 @@ class Store(ReadsMixin):
             run=run_id, priority=int(priority), gpus=int(gpus),
             device_request=device_request, enqueued=enqueued, seq=seq,
         ))
+
+    def free_name(self, name: str) -> str:
+        """`name`, or `name (2)`, `name (3)`, ... whichever no run has yet (for names the program made up)."""
+        with self._read() as session:
+            return names.free_name(session, name)
+
+    def check_name(self, name: str, other_than: str | None = None) -> None:
+        """NameTaken, offering a free name, when a run other than `other_than` is named `name`."""
+        with self._read() as session:
+            names.check_free(session, name, other_than)
 
     # Reading runs.
     def get_run(self, ref: str) -> RunRecord:
@@ -323,6 +338,8 @@ class Store(ReadsMixin):
         name = (name or "").strip()
         if not name:
             raise ValueError("A run's name cannot be empty; type a few characters.")
+        with self._read() as session:
+            names.check_free(session, name, other_than=self._resolve(session, ref))
         self._edit_meta(ref, lambda fields: fields.update(name=name))
 
     def delete_run(self, ref: str, remove_files: bool = False) -> str:

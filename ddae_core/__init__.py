@@ -9,12 +9,13 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = ["DDAEModel", "UserError", "build_model", "load_model"]
 
+# The one name table kept (PEP 562), for start-up time: every `ddae_core.x` import runs this file first, and
+# `python -m ddae_core.worker` must install its signal handler (and `ddae --help` answer) before torch loads.
 _LAZY = {"DDAEModel": ".engine.model", "build_model": ".engine.model", "load_model": ".engine.checkpoint",
          "UserError": ".engine.errors"}
 
 
 def __getattr__(name: str):
-    # Lazy, so that `python -m ddae_core.worker` can install its signal handler before torch loads.
     if name in _LAZY:
         import importlib
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import micro_config
+from tests.fixtures import micro_config
 
 MICRO_DATA = "builtin:shapes?n_train=256&n_test=64"
 

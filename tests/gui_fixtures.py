@@ -29,13 +29,9 @@ _built: GuiWorkspace | None = None
 
 
 def _micro_config(dropout: float | None = None) -> dict:
-    from ddae_core.engine.config import load_config
+    from tests.fixtures import micro_config
 
-    cfg = load_config("tiny-ddpm")
-    cfg["network"].update({"ch_mults": [1, 2], "is_attn": [False, True], "n_blocks": 1})
-    if dropout is not None:
-        cfg["network"]["dropout"] = dropout
-    cfg["linear"]["blockname"] = "out_3"
+    cfg = micro_config(**({} if dropout is None else {"dropout": dropout}))
     cfg.setdefault("studio", {}).update({"sample_steps": 2, "checkpoint_every_steps": 4, "sample_every_steps": 4})
     cfg["n_sample"] = 4
     return cfg

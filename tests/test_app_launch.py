@@ -8,6 +8,7 @@ import pytest
 
 from app.run.panels import GridPanel, SamplesPanel, TrainingPanel
 from tests.app_support import MICRO_DATA, app_settings, micro_overrides, no_leftovers, studio, wait_status  # noqa: F401
+from tests.fixtures import micro_train_config
 
 
 def _runs_on_disk(window) -> list[str]:
@@ -115,12 +116,9 @@ def test_launched_job_runs_and_its_curve_and_heatmap_fill_in(studio, qtbot):
 @pytest.mark.slow
 def test_demo_trains_then_its_probe_fills_the_heatmap_in_the_train_view(studio, qtbot):
     from app.first_run import DEMO_TAG
-    from tests.conftest import micro_config
-
     window = studio()
     assert window.banner.isVisible()
-    cfg = micro_config()
-    cfg["studio"].update(micro_overrides()["studio"])
+    cfg = micro_train_config()
     window.demo.minutes = 10 / 60                 # the shortest budget the demo takes
     window.demo.train_overrides = {"config": cfg, "data": MICRO_DATA, "batch_size": 16}
     window.demo.probe_options = {"train_limit": 128, "test_limit": 64, "epochs": 2}
@@ -168,11 +166,11 @@ def test_duplicate_names_are_refused_or_numbered_and_a_second_demo_asks_first(st
     row = window.runs_view.model.row_of(auto[1])
     index = window.runs_view.model.index(row, RunTableModel.COLUMNS.index("name"))
     window.runs_view.model.setData(index, "gui-small")
-    assert "already named “gui-small”" in window.runs_view.message.text()
+    assert f"“gui-small” is already the name of run {first}" in window.runs_view.message.text()
     assert window.store.get_run(auto[1]).name == names[1]
 
     # Run > Run the demo on a workspace that had one asks first (No is the default) and queues nothing on No.
-    window.demo.train_overrides = {"config": _micro_train_config()}
+    window.demo.train_overrides = {"config": micro_train_config()}
     window.demo.example = None
     window.start_demo()
     before = window.store.count_runs()
@@ -189,9 +187,3 @@ def test_duplicate_names_are_refused_or_numbered_and_a_second_demo_asks_first(st
     assert window.store.count_runs() == before
 
 
-def _micro_train_config() -> dict:
-    from tests.conftest import micro_config
-
-    cfg = micro_config()
-    cfg["studio"].update(micro_overrides()["studio"])
-    return cfg

@@ -337,10 +337,10 @@ def test_fid_form_scores_one_checkpoint_or_all(studio, inception_file):
 def test_a_real_sweep_fills_the_unified_view_as_its_jobs_finish(qtbot, workspace, random_weights):
     from app.run.feed import RunFeed
     from ddae_core.engine.config import parse_model_config
-    from ddae_core.engine.runs import read_spec
     from ddae_core.jobs.specs import create_job, execute
     from ddae_core.jobs.sweep import sweep_plan
-    from tests.conftest import micro_config, micro_train_spec
+    from ddae_core.rundir import read_spec
+    from tests.fixtures import micro_config, micro_train_spec
     from tests.gui_fixtures import one_torch_thread
     from tests.test_fid import FID_DATA
 

@@ -30,6 +30,7 @@ from tests.app_support import (  # noqa: F401
     studio,
     trained_run_with_samples,
 )
+from tests.fixtures import micro_train_config
 
 
 def ingest(ws: Path) -> None:
@@ -210,7 +211,7 @@ def fake_entry():
 @pytest.mark.skipif(DEMO_EXAMPLE not in examples.available(), reason="no bundled example in this copy")
 def test_demo_imports_the_bundled_example_and_probes_it_before_training(studio, qtbot):
     window = studio(run_scheduler=False)
-    window.demo.train_overrides = {"config": _micro_config()}
+    window.demo.train_overrides = {"config": micro_train_config()}
     window.banner.button.click()
     info = examples.manifest(DEMO_EXAMPLE)
     example_train = info["runs"][0]["id"]
@@ -236,7 +237,7 @@ def test_demo_imports_the_bundled_example_and_probes_it_before_training(studio, 
 def test_demo_is_offered_on_an_empty_workspace_and_queues_its_probe_when_trained(studio, qtbot):
     window = studio(run_scheduler=False)
     assert window.banner.isVisible()
-    window.demo.train_overrides = {"config": _micro_config()}
+    window.demo.train_overrides = {"config": micro_train_config()}
     window.demo.example = None              # the bundled example's part: the test below
     window.banner.button.click()
     train_id = window.run_view.run_id
@@ -258,12 +259,6 @@ def test_demo_is_offered_on_an_empty_workspace_and_queues_its_probe_when_trained
     assert probe.status == "queued" and again.pending() == []
 
 
-def _micro_config() -> dict:
-    from tests.conftest import micro_config
-
-    cfg = micro_config()
-    cfg["studio"].update(micro_overrides()["studio"])
-    return cfg
 
 
 def test_drop_on_the_window_goes_to_classify(studio, tmp_path):

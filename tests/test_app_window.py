@@ -15,7 +15,6 @@ from tests.app_support import (  # noqa: F401
     press,
     studio,
 )
-from tests.gui_fixtures import gui_store, gui_workspace  # noqa: F401 - fixtures
 
 LONG = "a run whose name goes on and on " * 8
 

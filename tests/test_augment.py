@@ -8,7 +8,7 @@ import torch
 
 from ddae_core.engine.diffusion.augment import LABEL_DIM, AugmentPipe
 
-from .conftest import FIXTURES, need
+from .fixtures import FIXTURES, need
 
 
 @pytest.mark.parametrize("key, p", [("p012", 0.12), ("p1", 1.0)])

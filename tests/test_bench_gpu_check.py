@@ -13,7 +13,7 @@ import torch
 from bench.gpu_check import STAGES
 from ddae_core.engine.device import extraction_batch_size
 
-from .conftest import ROOT
+from .fixtures import ROOT
 
 
 @pytest.mark.slow

@@ -94,7 +94,7 @@ def test_augmented_batches_seed_each_batch_and_accuracy_counts_the_labels():
 def parent(tmp_path_factory):
     """A micro DDPM model trained for 4 steps."""
     from ddae_core.jobs.specs import create_job, execute, train_spec
-    from tests.conftest import micro_config
+    from tests.fixtures import micro_config
 
     ws = tmp_path_factory.mktemp("loop-ws")
     cfg = micro_config()

@@ -16,7 +16,7 @@ from app.classify.feed import ClassifyFeed
 from app.classify.view import ClassifyView
 from app.classify.worker import Result, running_threads
 from app.live import LiveHub
-from tests.gui_fixtures import gui_store, gui_workspace, one_torch_thread  # noqa: F401 - fixtures
+from tests.gui_fixtures import one_torch_thread
 
 WAIT_MS = 60_000
 

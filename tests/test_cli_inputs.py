@@ -18,14 +18,12 @@ from ddae_core.cli import main as ddae
 from ddae_core.jobs.eval_specs import probe_spec
 from ddae_core.jobs.specs import create_job, execute, train_spec
 
-from .conftest import ROOT, micro_config
+from .fixtures import ROOT, micro_config
 
 DATA = "builtin:shapes?n_train=96&n_test=48"
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

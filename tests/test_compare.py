@@ -14,7 +14,6 @@ from app.compare.feed import flatten, spec_differences
 from app.compare.view import CompareView
 from db import Ingester, Store, testing as fake
 from tests.app_support import app_settings, compare_runs, compare_view  # noqa: F401 - fixture
-from tests.gui_fixtures import gui_store, gui_workspace  # noqa: F401 - fixtures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -13,7 +13,7 @@ from ddae_core.engine.errors import UserError
 from ddae_core.jobs.scheduler import Scheduler
 from ddae_core.jobs.worker_process import worker_env
 
-from .conftest import micro_train_spec, queue_job, tick_until
+from .fixtures import micro_train_spec, queue_job, tick_until
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -85,8 +85,8 @@ def test_the_environment_override_wins_over_the_slot_budget(workspace, monkeypat
 def test_a_spec_that_names_its_threads_gets_them_in_the_foreground_too(workspace, monkeypatch):
     import torch
 
-    from ddae_core.engine.runs import read_spec
     from ddae_core.jobs.specs import create_job, execute
+    from ddae_core.rundir import read_spec
 
     monkeypatch.setenv(THREADS_ENV, "2")                      # the spec is more specific than the environment
     spec = micro_train_spec(steps=1, checkpoint_every=1)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from db import Ingester, IngestLockError, Store
+from db import Ingester, IngestLockError
 from db.testing import (
     append,
     artifact,
@@ -29,13 +29,6 @@ from db.testing import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "ws")
-    yield s
-    s.close()
 
 
 @pytest.fixture

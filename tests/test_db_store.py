@@ -21,13 +21,6 @@ from db.testing import append, grid, grid_cell, image, metric, run_id, status, w
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "ws")
-    yield s
-    s.close()
-
-
 def ingest(store):
     with Ingester(store) as ingester:
         return ingester.ingest_once()

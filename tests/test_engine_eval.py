@@ -24,7 +24,7 @@ from ddae_core.engine.reporting import STOP_FILE
 from ddae_core.jobs.eval_specs import align_spec, finetune_spec, import_spec, noisy_spec, probe_spec, sample_spec
 from ddae_core.jobs.specs import create_job, execute, train_spec
 
-from .conftest import FIXTURES, ROOT, micro_config, need
+from .fixtures import FIXTURES, ROOT, micro_config, need
 
 DATA = "builtin:shapes?n_train=96&n_test=48"
 
@@ -267,7 +267,7 @@ def test_baselines_are_measured_once_per_network_data_and_options(trained, capfd
 def test_random_init_baseline_is_one_fixed_network_not_the_trained_one(trained):
     _, parent = trained
     from ddae_core.engine.checkpoint import load_model
-    from ddae_core.engine.runs import resolve_checkpoint
+    from ddae_core.rundir import resolve_checkpoint
 
     model = load_model(resolve_checkpoint(parent, "latest")[1])
     a, b = random_init_model(model), random_init_model(model)

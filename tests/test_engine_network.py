@@ -14,7 +14,7 @@ from ddae_core.engine.nets import UNet
 from ddae_core.engine.nets.unet import tap_names
 from ddae_core.engine.nets.wideresnet import NoiseConditionalWRN
 
-from .conftest import FIXTURES, micro_config, need
+from .fixtures import FIXTURES, micro_config, need
 
 
 def trainable(module: torch.nn.Module) -> int:

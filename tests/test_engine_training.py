@@ -14,12 +14,12 @@ from ddae_core.engine.checkpoint import atomic_torch_save, load_model, read_chec
 from ddae_core.engine.config import load_config, preset_path
 from ddae_core.engine.errors import CheckpointError, ConfigError, UserError
 from ddae_core.engine.reporting import STOP_FILE
-from ddae_core.engine.runs import list_checkpoints
 from ddae_core.jobs import examples
 from ddae_core.jobs.examples import CLASSIFY_EXAMPLE
 from ddae_core.jobs.specs import create_job, execute, train_spec
+from ddae_core.rundir import list_checkpoints
 
-from .conftest import FIXTURES, ROOT, micro_config, need
+from .fixtures import FIXTURES, ROOT, micro_config, micro_train_config, need
 
 DATA = "builtin:shapes?n_train=128&n_test=32"
 
@@ -34,9 +34,7 @@ def events(run_dir, type_=None):
 
 
 def micro_spec(steps=6, **studio):
-    cfg = micro_config()
-    cfg["studio"].update({"checkpoint_every_steps": 3, "sample_every_steps": 6, "sample_steps": 2,
-                          "log_every_steps": 1, **studio})
+    cfg = micro_train_config(**{"checkpoint_every_steps": 3, "sample_every_steps": 6, **studio})
     cfg["n_sample"] = 4
     return train_spec(config=cfg, data=DATA, steps=steps, batch_size=8, device="cpu")
 

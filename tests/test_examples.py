@@ -13,13 +13,13 @@ import torch
 from db import Ingester, Store
 from ddae_core.engine.checkpoint import load_model
 from ddae_core.engine.errors import UserError
-from ddae_core.engine.runs import read_meta, resolve_checkpoint
 from ddae_core.jobs import examples
 from ddae_core.jobs.eval_specs import probe_spec
 from ddae_core.jobs.examples import CLASSIFY_EXAMPLE, DEMO_EXAMPLE
 from ddae_core.jobs.specs import create_job, execute, train_spec
+from ddae_core.rundir import read_meta, resolve_checkpoint
 
-from .conftest import CIFAR_MINI, micro_config, need
+from .fixtures import CIFAR_MINI, micro_config, need
 
 DATA = "builtin:shapes?n_train=64&n_test=32"
 

@@ -13,7 +13,7 @@ from ddae_core.engine.checkpoint import load_model
 from ddae_core.engine.evaluation.features import extract_features
 from ddae_core.engine.evaluation.sources import NetworkSource
 
-from .conftest import FIXTURES, micro_config, need
+from .fixtures import FIXTURES, micro_config, need
 
 # bf16 autocast (GroupNorm in fp32) moves the official fixtures' pooled taps by 1.3e-3..6.1e-3 relative and
 # a random network's by up to 1.2e-2 (measured on an AVX512-BF16 CPU); fp32 in channels_last by under 1e-6.

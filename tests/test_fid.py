@@ -33,7 +33,7 @@ from ddae_core.jobs.eval_specs import fid_spec
 from ddae_core.jobs.specs import create_job, execute
 from ddae_core.jobs.sweep import checkpoint_hook, sweep_plan
 
-from .conftest import ROOT, micro_config, micro_train_spec
+from .fixtures import ROOT, micro_config, micro_train_spec
 
 FID_DATA = "builtin:shapes?n_train=12&n_test=4"       # the reference set: 12 training images
 TINY = {"n": 4, "steps": 2, "batch_size": 4, "dims": 64, "data": FID_DATA, "device": "cpu"}
@@ -196,7 +196,7 @@ def _fid_from_scratch(ws, parent, step: int, weights) -> float:
     """The FID of TINY's samples at `step`, recomputed outside the job: same seed, numpy statistics, eigh roots."""
     from ddae_core.engine.checkpoint import load_model
     from ddae_core.engine.evaluation.inception import activations, to_uint8
-    from ddae_core.engine.runs import resolve_checkpoint
+    from ddae_core.rundir import resolve_checkpoint
 
     model = load_model(resolve_checkpoint(parent, step)[1], device=torch.device("cpu"))
     images = to_uint8(model.sample(TINY["n"], steps=TINY["steps"], generator=torch.Generator().manual_seed(0)))

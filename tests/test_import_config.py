@@ -9,7 +9,7 @@ from ddae_core.engine.config import load_config, parse_model_config
 from ddae_core.engine.errors import ConfigError
 from ddae_core.engine.nets import UNet
 
-from .conftest import micro_config
+from .fixtures import micro_config
 
 
 def test_official_presets_parse_without_the_switches():

@@ -13,7 +13,7 @@ from ddae_core.engine.errors import UserError
 from ddae_core.jobs.eval_specs import import_spec
 from ddae_core.jobs.specs import create_job
 
-from .conftest import ROOT
+from .fixtures import ROOT
 
 diffusers_test = pytest.importorskip("tests.test_import_diffusers")
 SMALL, make_folder = diffusers_test.SMALL, diffusers_test.make_folder

@@ -13,7 +13,7 @@ from ddae_core.engine.spec.options import Count, ProbeOptions, TrainOptions
 from ddae_core.jobs.eval_specs import probe_spec
 from ddae_core.jobs.specs import create_job, train_spec
 
-from .conftest import MICRO_DATA, micro_config, micro_train_spec
+from .fixtures import MICRO_DATA, micro_config, micro_train_spec
 
 
 class ToyTrainOptions(TrainOptions):

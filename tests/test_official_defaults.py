@@ -12,7 +12,7 @@ from ddae_core.engine.errors import ConfigError
 from ddae_core.engine.evaluation.noisy import wrn_lr
 from ddae_core.engine.nets.blocks import AttentionBlock
 
-from .conftest import micro_config
+from .fixtures import micro_config
 
 
 def test_ema_copies_at_the_first_two_updates_then_warms_up_as_ema_pytorch():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.fixtures import ROOT
 
 pytest.importorskip("PySide6")
 

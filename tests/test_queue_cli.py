@@ -21,16 +21,11 @@ from ddae_core.cli import main as ddae
 from ddae_core.jobs import queue_ops
 from ddae_core.jobs.scheduler import Scheduler
 
-from .conftest import MICRO_DATA, ROOT, micro_train_spec, queue_job, tick_until
+from .fixtures import MICRO_DATA, ROOT, micro_train_spec, queue_job, tick_until
 
-pytestmark = pytest.mark.usefixtures("no_leftover_processes")
+pytestmark = pytest.mark.usefixtures("no_leftover_processes", "one_thread")
 
 TRAIN, PROBE, BROKEN = "20261126-130000-train-0001", "20261126-130100-probe-0002", "20261126-130200-train-0003"
-
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

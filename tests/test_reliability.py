@@ -22,24 +22,14 @@ from db import Ingester, Store
 from ddae_core.cli import main as ddae
 from ddae_core.engine.checkpoint import read_checkpoint
 from ddae_core.engine.reporting import Reporter
-from ddae_core.engine.runs import list_checkpoints
 from ddae_core.jobs import queue_ops
 from ddae_core.jobs.scheduler import Scheduler
 from ddae_core.jobs.specs import create_job, execute
+from ddae_core.rundir import list_checkpoints
 
-from .conftest import ROOT, micro_train_spec, queue_job, tick_until
+from .fixtures import ROOT, micro_train_spec, queue_job, tick_until
 
-pytestmark = pytest.mark.usefixtures("no_leftover_processes")
-
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """One BLAS thread per process: on a shared two-core machine several threads each only wait on each other."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("no_leftover_processes", "one_thread")
 
 
 def events(run_dir: Path) -> list[dict]:

@@ -25,7 +25,7 @@ from ddae_core.engine.evaluation.classify import FileResult
 from ddae_core.engine.image_files import ImageFileError, load_image
 from ddae_core.jobs.specs import create_job, execute
 
-from .conftest import ROOT, micro_train_spec
+from .fixtures import ROOT, micro_train_spec
 
 RUNS = [f"20261126-130000-train-{n:04x}" for n in range(3)]
 

@@ -21,7 +21,7 @@ from db import Store
 from db.testing import metric, status, write_run
 from ddae_core.rundir import INGEST_LOCK, META_LOCK, SCHEDULER_LOCK, lock_holder, waiting_lock
 
-from .conftest import ROOT
+from .fixtures import ROOT
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 

@@ -25,7 +25,7 @@ from ddae_core.jobs.gpu_slots import NeverFits, slots_needed
 from ddae_core.jobs.scheduler import WAITING_FOR_PARENT, Scheduler, SchedulerLockError
 from ddae_core.jobs.worker_process import start_worker
 
-from .conftest import ROOT, micro_train_spec, tick_until
+from .fixtures import ROOT, micro_train_spec, tick_until
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -64,12 +64,6 @@ def fake_python(tmp_path) -> str:
     path.write_text(FAKE_WORKER.format(python=sys.executable))
     path.chmod(0o755)
     return str(path)
-
-
-@pytest.fixture
-def store(workspace):
-    with Store.open(workspace) as s:
-        yield s
 
 
 def fake_job(store: Store, name: str, *, priority: int = 0, device: str = "cpu", gpus: int = 0,

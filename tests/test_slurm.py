@@ -36,7 +36,7 @@ from ddae_core.jobs.cluster import (
 )
 from ddae_core.jobs.slurm_job import hostnames, rendezvous_env
 
-from .conftest import micro_train_spec
+from .fixtures import micro_train_spec
 
 TEST_CLUSTER_CONF = Path(os.environ.get("DDAE_SLURM_DIR", "/tmp/ddae-slurm")) / "slurm.conf"
 
@@ -305,7 +305,7 @@ def test_cli_train_queue_cluster_then_serve_once_and_queue_list(cluster, tmp_pat
     """`ddae train --queue --cluster test`, `ddae queue list` (the Slurm column), `ddae queue serve --once`."""
     import yaml
 
-    from .conftest import MICRO_DATA, micro_config
+    from .fixtures import MICRO_DATA, micro_config
     from .test_queue_cli import cli
 
     workspace = cluster.workspace
@@ -421,7 +421,7 @@ def test_a_cancelled_job_on_another_node_that_does_not_stop_is_scancelled_after_
 
 
 def test_queue_goes_to_the_workspace_default_cluster_unless_told_local(workspace):
-    from .conftest import MICRO_DATA
+    from .fixtures import MICRO_DATA
     from .test_queue_cli import cli
 
     save_profiles(workspace, {"test": ClusterProfile("test")}, default="test")

@@ -21,6 +21,7 @@ from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, BASELINE_LABELS
 from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
 
 from ..run.checkpoints import CheckpointReader, CheckpointResults
+from ..run.feed import grid_of
 
 TRAIN_KINDS = MODEL_KINDS
 SPEC_IGNORED = ("id", "name", "created")    # always differ between runs; the columns already name them
@@ -72,18 +73,6 @@ def distinct_names(bundles: list[RunBundle]) -> list[RunBundle]:
     for b in bundles:
         counts[b.run.name] = counts.get(b.run.name, 0) + 1
     return [replace(b, label=f"{b.run.name} [{b.id}]") if counts[b.run.name] > 1 else b for b in bundles]
-
-
-def grid_of(probes: list[RunSummary], best_grid: str | None) -> RunSummary:
-    """The probe grid a train run shows: one still filling in (the newest), else its headline grid.
-
-    best_grid is the train run's own (db/queries.py headline_of, the rule of the runs table), so the two never
-    show different grids for one run; a running grid comes first so that it is seen filling in.
-    """
-    running = [p for p in probes if p.status == RunStatus.RUNNING]
-    if running:
-        return running[-1]                  # children come oldest first
-    return next((p for p in probes if p.id == best_grid), probes[-1])
 
 
 def _newest_child(store: Store, run_id: str, kind: str) -> str | None:
@@ -164,7 +153,14 @@ def flatten(spec: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-MISSING = object()
+class _Missing:
+    """A spec key one run lacks: shown as a dash wherever it is printed."""
+
+    def __repr__(self) -> str:
+        return "—"
+
+
+MISSING = _Missing()
 
 
 def spec_differences(specs: dict[str, dict]) -> list[tuple[str, dict[str, object]]]:

@@ -1,33 +1,14 @@
-"""Launch's feed: queue a validated spec (create its folder, index it, queue it) and the run names taken, Qt-free."""
+"""Launch's feed: queue a validated spec through the one door (ddae_core.jobs.submit), Qt-free."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from db import RunSummary, Store
-from ddae_core.jobs.cluster import check_placement, set_run_cluster
-from ddae_core.jobs.queue_ops import queue_created
-from ddae_core.jobs.specs import create_job
+from db import NameTaken, RunSummary, Store
+from ddae_core.jobs.submit import submit
 
-
-def run_named(store: Store, name: str | None, other_than: str | None = None) -> RunSummary | None:
-    """The run (other than `other_than`) whose name is exactly `name`, or None."""
-    name = (name or "").strip()
-    if not name:
-        return None
-    return next((r for r in store.list_runs(search=name, limit=1000) if r.name == name and r.id != other_than),
-                None)
-
-
-def unique_name(store: Store, name: str) -> str:
-    """`name`, or `name (2)`, `name (3)`, ... whichever no run has yet."""
-    candidate, n = name, 1
-    while run_named(store, candidate) is not None:
-        n += 1
-        candidate = f"{name} ({n})"
-    return candidate
+__all__ = ["Launcher", "NameTaken", "RunSummary"]
 
 
 class Launcher:
@@ -37,32 +18,17 @@ class Launcher:
         self.store = store
         self.on_queued = on_queued
 
-    def submit(self, spec: dict, priority: int = 0, cluster: str | None = None) -> str:
-        """Queue `spec`; an automatic name another run already has gets a number, as in 'name (2)'.
+    def submit(self, spec: dict, priority: int = 0, cluster: str | None = None, name_chosen: bool = False) -> str:
+        """Queue `spec` through the one door (ddae_core.jobs.submit); its run id.
 
-        cluster: a profile of the workspace's cluster.yaml (Slurm), or None for this machine.
+        cluster: a profile of the workspace's cluster.yaml (Slurm), or None for this machine. name_chosen: the
+        user typed the name (refused, NameTaken, when another run has it); else it is numbered, as 'name (2)'.
         """
-        if spec.get("name"):
-            spec = {**spec, "name": unique_name(self.store, spec["name"])}
-        gpus = int(spec["device"].get("gpus") or 0)
-        if cluster is not None:
-            check_placement(self.store.workspace, cluster)      # the profile may have gone since the form listed it
-        run_dir = create_job(self.store.workspace, spec, queue={"priority": priority, "gpus": gpus})
-        try:
-            if cluster is not None:
-                set_run_cluster(run_dir, cluster)
-            queue_created(self.store, run_dir, priority=priority, gpus=gpus, device_request=spec["device"]["request"])
-        except Exception:
-            # Only the folder made a moment ago goes; nothing stored before is touched.
-            try:
-                self.store.delete_run(run_dir.name)
-            except LookupError:
-                pass
-            shutil.rmtree(run_dir, ignore_errors=True)
-            raise
+        run_id = submit(self.store.workspace, spec, priority, cluster=cluster, name_chosen=name_chosen,
+                        store=self.store)
         if self.on_queued:
-            self.on_queued(run_dir.name)
-        return run_dir.name
+            self.on_queued(run_id)
+        return run_id
 
     # What the forms read of the workspace.
     @property
@@ -72,8 +38,3 @@ class Launcher:
     def run_dir(self, run_id: str) -> Path:
         return self.store.run_dir(run_id)
 
-    def run_named(self, name: str | None) -> RunSummary | None:
-        return run_named(self.store, name)
-
-    def unique_name(self, name: str) -> str:
-        return unique_name(self.store, name)

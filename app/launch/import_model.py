@@ -118,7 +118,7 @@ class ImportDialog(QDialog):
                                (self.config.text().strip() or None) if fmt == "official" else None,
                                name=self.name.text().strip() or None, data=self.data.text().strip() or None,
                                fmt=fmt)
-            self.run_id = self.launcher.submit(spec)
+            self.run_id = self.launcher.submit(spec, name_chosen=bool(self.name.text().strip()))
         except (UserError, OSError) as exc:        # ConfigError included: its sentence names the field
             self.error.setText(str(exc))
             return None

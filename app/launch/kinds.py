@@ -24,6 +24,7 @@ from ddae_core.engine.spec.fields import OptionInfo, infos, parse_options
 from ddae_core.engine.spec.options import SweepOptions
 from ddae_core.jobs.eval_specs import align_spec, fid_spec, finetune_spec, noisy_spec, probe_spec, sample_spec
 from ddae_core.jobs.specs import train_spec
+from ddae_core.jobs.submit import default_train_name
 from ddae_core.jobs.sweep import sweep_plan
 
 from .fields import Field, parse_number
@@ -154,8 +155,8 @@ def _parent_dir(values: dict, workspace: Path) -> Path:
 
 def _build_train(v: dict, workspace: Path) -> dict:
     cfg = merged_config(v["config"], v.get("overrides"))
-    name = v.get("name") or f"{v['config']} on {v.get('data') or 'its dataset'}"
-    spec = train_spec(config=cfg, **{**KIND["train"].values_for_spec(v), "name": name})
+    spec = train_spec(config=cfg, **KIND["train"].values_for_spec(v))
+    spec["name"] = spec["name"] or default_train_name(v["config"], spec["data"])
     if v.get("sweep"):
         spec["options"]["sweep"] = _sweep_plan(v, spec, workspace)
     return spec

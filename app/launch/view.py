@@ -29,10 +29,10 @@ from PySide6.QtWidgets import (
 from ddae_core.engine import data as datasets
 from ddae_core.engine.config import load_config, preset_names
 from ddae_core.engine.errors import ConfigError, UserError
-from ddae_core.engine.runs import list_checkpoints
+from ddae_core.rundir import list_checkpoints
 
 from .cluster_settings import ClusterProfilesDialog, cluster_choices, workspace_default
-from .feed import Launcher, RunSummary
+from .feed import Launcher, NameTaken, RunSummary
 from .fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
 from .kinds import KINDS, QUICK, KindForm, cuda_available, gpus_for
 
@@ -311,15 +311,13 @@ class LaunchForm(QWidget):
             return None
         if self.launcher is None:
             return None
-        typed = (self.values().get("name") or "").strip()
-        taken = self.launcher.run_named(typed)
-        if taken is not None:
-            self.mark("name", f"“{typed}” is already the name of run {taken.id}; choose another name, "
-                              f"such as “{self.launcher.unique_name(typed)}”")
-            return None
         try:
             run_id = self.launcher.submit(spec, priority=int(self.values().get("priority") or 0),
-                                          cluster=self.run_on.currentData())
+                                          cluster=self.run_on.currentData(),
+                                          name_chosen=bool((self.values().get("name") or "").strip()))
+        except NameTaken as exc:
+            self.mark("name", str(exc))
+            return None
         except (UserError, ValueError, LookupError, OSError) as exc:
             self.show_message(f"Nothing was queued: {exc}", error=True)
             return None

@@ -16,10 +16,21 @@ from ddae_core.engine.evaluation.certainty import read_grid
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, protocol_of
 from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
 
-from ..compare.feed import grid_of
 from .checkpoints import CheckpointReader, CheckpointResults
 
-__all__ = ["Changes", "History", "RunFeed", "RunRecord", "RunSummary", "RunUpdate"]     # the views take these from here
+__all__ = ["Changes", "History", "RunFeed", "RunRecord", "RunSummary", "RunUpdate", "grid_of"]   # the views take these
+
+
+def grid_of(probes: list[RunSummary], best_grid: str | None) -> RunSummary:
+    """The probe grid a train run shows: one still filling in (the newest), else its headline grid.
+
+    best_grid is the train run's own (db/queries.py headline_of, the rule of the runs table), so the two never
+    show different grids for one run; a running grid comes first so that it is seen filling in.
+    """
+    running = [p for p in probes if p.status == RunStatus.RUNNING]
+    if running:
+        return running[-1]                  # children come oldest first
+    return next((p for p in probes if p.id == best_grid), probes[-1])
 
 
 @dataclass

@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
 
 from ddae_core.engine.evaluation.fid_label import FID_KEY, NONSTANDARD, NONSTANDARD_KEY, fid_name
 
-from ..compare.tables import Percent, RowsModel
 from ..widgets import export
 from ..widgets.curves import CurvePlot
+from ..widgets.rows import Percent, RowsModel
 from ..widgets.samples import SampleViewer
 from ..widgets.tradeoff import TradeoffPlot
 from .checkpoints import CheckpointResults, best_table

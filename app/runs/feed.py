@@ -5,12 +5,10 @@ from __future__ import annotations
 from db import Changes, RunSummary, Store
 from db.records import STATUSES
 
-# A rename is refused as a launch is: one run per name (the rule moves into the Store with the one submit door).
-from ..launch.feed import run_named
-
 __all__ = ["PAGE_SIZE", "STATUSES", "Changes", "RunSummary", "RunsPager"]
 
 PAGE_SIZE = 200
+
 
 class RunsPager:
     """The query behind the table: filters, order and page, run by the Store, never in Python."""
@@ -43,11 +41,7 @@ class RunsPager:
         elif column == "notes":
             self.store.set_notes(run_id, str(value))
         elif column == "name":
-            taken = run_named(self.store, str(value), other_than=run_id)
-            if taken is not None:
-                raise ValueError(f"Another run ({taken.id}) is already named “{str(value).strip()}”; "
-                                 "choose another name.")
-            self.store.rename(run_id, str(value))
+            self.store.rename(run_id, str(value))       # NameTaken (a ValueError) when another run has it
 
     def delete(self, run_id: str) -> None:
         self.store.delete_run(run_id, remove_files=True)

@@ -1,30 +1,26 @@
-"""The `ddae` command line. Each command group registers itself from its own module."""
+"""The `ddae` command line. Each module registers the commands it is named after (`ddae sweep`: sweep.py)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 
 from ..engine.errors import UserError
 
-# Command modules, each with register(subparsers); their imports stay light until a command runs.
-COMMAND_MODULES = ("pretrain", "evaluate", "fid_cmd", "manage", "examples_cmd", "cluster_cmd")
+# Each has register(subparsers); the work of a command is imported inside it, so that `ddae --help` stays fast.
+from . import cluster, demo, evaluate, examples, queue, runs, sweep, train
+
+# In `ddae --help`'s order.
+COMMANDS = (train, demo, evaluate, sweep, queue, runs, examples, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ddae", description="DDAE Studio: diffusion pre-training and what its layers know.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            continue
+    for module in COMMANDS:
         module.register(sub)
     return parser
 

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from ..engine.errors import UserError
-from ..engine.runs import find_run, resolve_workspace
-from ..rundir import RunStatus
+from ..rundir import RUNS_DIR, RunStatus, find_run, resolve_workspace
+from ..rundir.figures import clock
 
 
 def number(text: str) -> int | float:
@@ -138,7 +138,8 @@ def run_dir_of(args, ref: str | None = None) -> Path:
     return find_run(workspace, ref if ref is not None else args.run)
 
 
-def gpus_for(args) -> int:
+def gpus_option(args) -> int:
+    """--gpus as given, else one GPU (none with --device cpu): what a queued job asks the scheduler for."""
     if getattr(args, "gpus", None) is not None:
         return check_gpus_option(args.gpus)
     return 0 if getattr(args, "device", "auto") == "cpu" else 1
@@ -146,7 +147,7 @@ def gpus_for(args) -> int:
 
 def check_gpus_option(gpus: int) -> int:
     """--gpus as given, or one sentence: the index cannot hold any count (db.records.MAX_GPUS)."""
-    from db.records import MAX_GPUS
+    from ..rundir import MAX_GPUS
 
     if not 0 <= gpus <= MAX_GPUS:
         raise UserError(f"--gpus must be from 0 to {MAX_GPUS} (got {gpus}).")
@@ -155,7 +156,7 @@ def check_gpus_option(gpus: int) -> int:
 
 def check_priority_option(priority: int) -> int:
     """A --priority as given, or one sentence: checked before a run folder is written, not at the insert."""
-    from db.records import PRIORITY_LIMIT
+    from ..rundir import PRIORITY_LIMIT
 
     if not -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT:
         raise UserError(f"--priority must be from {-PRIORITY_LIMIT} to {PRIORITY_LIMIT} (got {priority}).")
@@ -199,7 +200,7 @@ class ConsoleProgress:
             parts.append(f"{self.values['images_per_s']:.1f} img/s")
         rate = (done - start[1]) / max(now - start[0], 1e-9)
         if 0 < done < total and rate > 0:
-            parts.append(f"ETA {_clock((total - done) / rate)}")
+            parts.append(f"ETA {clock((total - done) / rate)}")
         line = " | ".join(parts)
         if self.tty:
             pad = max(0, self._last_line_len - len(line))
@@ -216,25 +217,6 @@ class ConsoleProgress:
             self._last_line_len = 0
 
 
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def _withdraw(workspace: Path, run_dir: Path) -> None:
-    """Take back a run that could not be queued (a full disk): else it would start once space is freed."""
-    import shutil
-
-    from db import Store
-
-    try:
-        with Store.open(workspace) as store:
-            store.delete_run(run_dir.name)
-    except Exception:  # noqa: BLE001 - the index may be what failed; the folder goes either way
-        pass
-    shutil.rmtree(run_dir, ignore_errors=True)
-
-
 def _check_foreground_gpus(args) -> None:
     """A job run here uses one device; only the scheduler starts multi-GPU (torchrun) jobs."""
     gpus = getattr(args, "gpus", None)
@@ -243,52 +225,53 @@ def _check_foreground_gpus(args) -> None:
                         "and run `ddae queue serve` to train on several GPUs.")
 
 
-def launch(args, spec: dict, *, quiet: bool = False) -> tuple[Path, str]:
-    """Create the run for `spec`; enqueue it (--queue) or run it here with a progress line.
+def launch(args, spec: dict, *, name_chosen: bool = True, quiet: bool = False) -> tuple[Path, str]:
+    """Create the run for `spec` through the one door (jobs/submit.py); enqueue it (--queue) or run it here
+    with a progress line. name_chosen: False when the command made the name up (numbered when taken).
 
     Returns (run_dir, status) where status is the final status, or `queued`.
     """
-    from ..jobs.specs import create_job, execute
+    from sqlalchemy.exc import DatabaseError
+
+    from db import Store
+
+    from ..jobs.cluster import check_placement
+    from ..jobs.specs import execute
+    from ..jobs.submit import create_job, name_run, submit
 
     workspace = workspace_of(args)
-    if getattr(args, "cluster", None) is not None and not getattr(args, "queue", False):
+    queued = getattr(args, "queue", False)
+    if getattr(args, "cluster", None) is not None and not queued:
         raise UserError("--cluster needs --queue: a cluster runs queued jobs (add --queue).")
-    if getattr(args, "queue", False):
-        from sqlalchemy.exc import DatabaseError
-
-        from db import Store
-
-        from ..jobs.cluster import check_placement, set_run_cluster
-        from ..jobs.queue_ops import queue_created
-
+    if queued:
         check_priority_option(args.priority)
         cluster = check_placement(workspace, getattr(args, "cluster", None))
-        spec["device"]["gpus"] = gpus_for(args)
-        try:
-            run_dir = create_job(workspace, spec, queue={"priority": args.priority, "gpus": spec["device"]["gpus"]})
-        except OSError as exc:
-            raise storage_error(exc, workspace) or exc from None
-        try:
-            if cluster is not None:
-                set_run_cluster(run_dir, cluster)        # before it is queued: the scheduler reads it at once
-            with Store.open(workspace) as store:
-                queue_created(store, run_dir, priority=args.priority, gpus=spec["device"]["gpus"],
-                              device_request=spec["device"]["request"])
-        except (OSError, DatabaseError) as exc:
-            error = storage_error(exc, workspace)
-            if error is None:
-                raise
-            _withdraw(workspace, run_dir)
-            raise error from None
+    else:
+        _check_foreground_gpus(args)
+    try:
+        with Store.open(workspace) as store:
+            if queued:
+                run_dir = workspace / RUNS_DIR / submit(workspace, spec, args.priority, gpus_option(args), cluster,
+                                                        name_chosen=name_chosen, store=store)
+            else:
+                run_dir = create_job(workspace, name_run(store, spec, name_chosen))   # a queued run's name rule
+    except (OSError, DatabaseError) as exc:
+        raise storage_error(exc, workspace) or exc from None
+    if queued:
         where = f" for cluster {cluster}" if cluster else ""
         print(f"queued {run_dir.name}{where} (priority {args.priority}); `ddae queue serve` or the app runs it")
         return run_dir, RunStatus.QUEUED
-    _check_foreground_gpus(args)
-    try:
-        run_dir = create_job(workspace, spec)
-    except OSError as exc:
-        raise storage_error(exc, workspace) or exc from None
     if not quiet:
         print(f"run {run_dir.name} in {run_dir}", flush=True)
     status = execute(run_dir, workspace, echo=None if quiet else ConsoleProgress())
     return run_dir, status
+
+
+def finish(run_dir, status: str) -> int:
+    """The exit code of a job run here or queued: 0 done or queued, 3 cancelled (resumable), 1 failed."""
+    if status in (RunStatus.DONE, RunStatus.QUEUED):
+        return 0
+    if status == RunStatus.CANCELLED:
+        print(f"cancelled; resume with `ddae queue resume {run_dir.name}`", file=sys.stderr)
+        return 3
+    return 1

@@ -12,6 +12,7 @@ with --no-example) it probes the user's own run instead, as it always did.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -20,9 +21,24 @@ from ..engine.config import preset_path
 from ..jobs.specs import train_spec
 from ..rundir import GRID, SAMPLES_DIR, RunStatus
 from ..rundir.figures import percent
-from .common import launch, workspace_of
+from .common import add_device, add_workspace, launch, workspace_of
 
 DEMO_TIMESTEPS = "1,11,51,101"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the main job: probe the bundled pretrained model live, and train one of your own")
+    p.add_argument("--minutes", type=float, default=1.5, help="your own training run's time budget (default 1.5)")
+    p.add_argument("--no-probe", action="store_true", help="skip the probe grid")
+    p.add_argument("--no-example", action="store_true",
+                   help="do not import the bundled example; probe your own short run instead")
+    p.add_argument("--probe-images", type=int, default=4000,
+                   help="training images for the probe heads (default 4000; test images: a quarter)")
+    p.add_argument("--data", default="builtin:shapes", metavar="SPEC",
+                   help="dataset of your run (default builtin:shapes)")
+    add_device(p)
+    add_workspace(p)
+    p.set_defaults(func=run_demo)
 
 
 def run_demo(args) -> int:
@@ -74,7 +90,7 @@ def _probe(args, parent: Path, name: str) -> Path | None:
     spec = probe_spec(parent, timesteps=DEMO_TIMESTEPS, layers="all", device=args.device,
                       train_limit=args.probe_images, test_limit=max(1, args.probe_images // 4), name=name,
                       **DEMO_PROBE)
-    probe_dir, status = launch(args, spec)
+    probe_dir, status = launch(args, spec, name_chosen=False)
     return probe_dir if status == RunStatus.DONE else None
 
 
@@ -83,7 +99,7 @@ def _train_own(args) -> Path | None:
                       name=f"demo: tiny-ddpm on {args.data}", minutes=max(args.minutes, 1 / 60))
     print(f"\nTraining tiny-ddpm of your own on {args.data} for {args.minutes:g} minutes "
           "(the loss falls; samples are written as it goes).", flush=True)
-    train_dir, status = launch(args, spec)
+    train_dir, status = launch(args, spec, name_chosen=False)
     if status != RunStatus.DONE:
         return None
     samples = sorted((train_dir / SAMPLES_DIR).glob("step_*.png"))

@@ -1,4 +1,4 @@
-"""`ddae probe`, `ddae align-uniform`, `ddae noisy-classifier`, `ddae finetune`, `ddae classify`."""
+"""`ddae probe`, `ddae align-uniform`, `ddae noisy-classifier`, `ddae finetune`, `ddae fid`, `ddae classify`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .common import add_device, add_options, add_queue_options, add_workspace, launch, options_of, run_dir_of
+from .common import add_device, add_options, add_queue_options, add_workspace, finish, launch, options_of, run_dir_of
 
 
 def _eval_parser(sub, name: str, help_text: str, model) -> argparse.ArgumentParser:
@@ -49,12 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_workspace(p)
     p.set_defaults(func=cmd_classify)
 
+    p = _eval_parser(sub, "fid", "FID of a run's EMA samples against its training set, per checkpoint", MODELS["fid"])
+    p.set_defaults(func=cmd_fid)
+
 
 def _run(args, spec) -> int:
-    from .pretrain import _finish
-
     run_dir, status = launch(args, spec)
-    return _finish(run_dir, status)
+    return finish(run_dir, status)
 
 
 def cmd_evaluate(args) -> int:
@@ -64,6 +65,13 @@ def cmd_evaluate(args) -> int:
 
     spec_function = getattr(eval_specs, args.spec_function)
     return _run(args, spec_function(run_dir_of(args), **options_of(args, MODELS[args.kind])))
+
+
+def cmd_fid(args) -> int:
+    from ..jobs.eval_specs import fid_spec
+    from ..jobs.options import MODELS
+
+    return _run(args, fid_spec(run_dir_of(args), **options_of(args, MODELS["fid"])))
 
 
 def cmd_classify(args) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from contextlib import contextmanager
@@ -18,9 +17,10 @@ def open_store(args, refresh: bool = True):
     is one sentence (storage_error)."""
     from sqlalchemy.exc import DatabaseError
 
-    from db import RunDirError, SchemaError, Store
+    from db import SchemaError, Store
 
     from ..jobs.queue_ops import refresh as refresh_index, wait_for_rebuild
+    from ..rundir import RunDirError
 
     workspace = workspace_of(args)
     try:
@@ -44,13 +44,6 @@ def open_store(args, refresh: bool = True):
         raise error from None
     finally:
         store.close()
-
-
-def clock(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "-"
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def when(stamp: float | None) -> str:

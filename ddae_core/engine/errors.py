@@ -1,8 +1,7 @@
 """Errors a user can cause and fix. Their message is one sentence that names the thing."""
 
-
-class UserError(Exception):
-    """A problem with the user's input (a value, a file, a folder); str() is shown as-is."""
+# Defined in the run-directory contract, below the engine, so that it refuses a workspace in the same words.
+from ..rundir.errors import UserError as UserError
 
 
 class ConfigError(UserError):

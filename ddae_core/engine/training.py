@@ -18,7 +18,17 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..rundir import CHECKPOINTS_DIR, SAMPLES_KEY, ArtifactKind, RunStatus, remove_dead_temps, sample_name
+from ..rundir import (
+    CHECKPOINTS_DIR,
+    SAMPLES_KEY,
+    ArtifactKind,
+    RunStatus,
+    checkpoint_path,
+    list_checkpoints,
+    remove_dead_temps,
+    resolve_checkpoint,
+    sample_name,
+)
 from . import data as datasets
 from .checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, read_checkpoint
 from .config import parse_model_config
@@ -29,7 +39,6 @@ from .errors import CheckpointError, UserError
 from .grids import save_grid
 from .model import DDAEModel
 from .reporting import Reporter
-from .runs import checkpoint_path, list_checkpoints, resolve_checkpoint
 from .spec.run_spec import TrainSettings, TrainSpec
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,9 @@ from ..engine import data as datasets
 from ..engine.config import load_config, parse_model_config
 from ..engine.errors import ConfigError, UserError
 from ..engine.evaluation.grid_axes import parse_layers, parse_timesteps
-from ..engine.runs import read_spec
 from ..engine.spec.fields import parse_options, spec_options
 from ..engine.spec.options import MODELS
-from ..rundir import JobKind
+from ..rundir import JobKind, read_spec
 
 
 def parent_config(parent_dir: Path):

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from ..engine.checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, read_checkpoint
 from ..engine.errors import UserError
-from ..engine.runs import find_run, list_checkpoints, read_spec
 from ..rundir import (
     EVENTS,
     GRID,
@@ -35,6 +34,9 @@ from ..rundir import (
     EventType,
     JobKind,
     atomic_write_text,
+    find_run,
+    list_checkpoints,
+    read_spec,
 )
 
 MANIFEST = "example.json"

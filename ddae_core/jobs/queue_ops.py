@@ -17,8 +17,7 @@ from db import Ingester, QueueEntry, RunRecord, Store
 from db.store import NEVER_STARTED, STARTING_S
 
 from ..engine.errors import UserError
-from ..engine.runs import read_meta, read_spec
-from ..rundir import EVENTS, RUNS_DIR, SPEC, STOP, EventType, RunStatus
+from ..rundir import EVENTS, RUNS_DIR, SPEC, STOP, EventType, RunStatus, read_meta, read_spec
 from . import slurm, worklog
 from .cluster import check_placement, current_job, run_cluster, set_run_cluster
 from .worker_process import append_event, last_status_event, on_this_host, request_stop, run_process, signal_worker
@@ -27,18 +26,6 @@ log = logging.getLogger(__name__)
 
 RESUMABLE = (RunStatus.INTERRUPTED, RunStatus.CANCELLED, RunStatus.FAILED)
 
-
-
-def queue_created(store: Store, run_dir: Path, *, priority: int, gpus: int, device_request: str) -> None:
-    """Index and enqueue a run create_job has just made. Its spec says it is queued, so a scheduler's
-    ingester may index it first and even start it before this enqueue: then it already is where it
-    should be, and the job must not be taken for a failed submission (and its folder removed)."""
-    store.register_run(run_dir)
-    try:
-        store.enqueue(run_dir.name, priority=priority, gpus=gpus, device_request=device_request)
-    except ValueError:
-        if store.get_run(run_dir.name).status != RunStatus.RUNNING:
-            raise
 
 def get_run(store: Store, ref: str) -> RunRecord:
     """The run `ref` names (id, id prefix or name), or UserError in one sentence."""

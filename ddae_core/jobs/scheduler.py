@@ -21,8 +21,7 @@ from db import Ingester, RunRecord, Store
 
 from ..engine.cpu_threads import slot_threads
 from ..engine.errors import UserError
-from ..engine.runs import list_checkpoints
-from ..rundir import SCHEDULER_LOCK, SPEC, EventType, ProcessLock, RunStatus, lock_holder
+from ..rundir import SCHEDULER_LOCK, SPEC, EventType, ProcessLock, RunStatus, list_checkpoints, lock_holder
 from . import worklog
 from .cluster_backend import ClusterBackend
 from .gpu_slots import (

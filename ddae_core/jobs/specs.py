@@ -19,17 +19,17 @@ from ..engine.errors import ConfigError, UserError
 from ..engine.evaluation.alignment import align_run
 from ..engine.evaluation.fid import fid_run
 from ..engine.evaluation.finetune import finetune_run
-from ..engine.evaluation.importing import import_run, load_import
+from ..engine.evaluation.importing import import_run
 from ..engine.evaluation.noisy import noisy_run
 from ..engine.evaluation.probe import probe_run
 from ..engine.evaluation.sampling import sample_run
 from ..engine.nets.unet import tap_names
 from ..engine.reporting import Reporter
-from ..engine.runs import create_run
 from ..engine.spec.fields import (
     MAX_COUNT,
     MAX_SEED,
     check_device,
+    check_seed,
     parse_options,
     positive_number,
     spec_options,
@@ -38,7 +38,8 @@ from ..engine.spec.fields import (
 from ..engine.spec.options import MODELS
 from ..engine.spec.run_spec import TrainSpec, load_spec, with_preset
 from ..engine.training import train_run
-from ..rundir import DATA_DIR, JobKind, RunStatus
+from ..rundir import JobKind, RunStatus
+from .submit import create_job  # its home is the one door (submit.py); kept here for callers of the old name
 from .worklog import job_logging
 
 __all__ = ["MAX_COUNT", "MAX_SEED", "check_device", "check_seed", "create_job", "execute", "train_spec"]
@@ -61,11 +62,6 @@ def _positive_int(field: str, value, allow_none: bool = True, minimum: int = 1,
 
 def _positive_float(field: str, value) -> float | None:
     return None if value is None else positive_number(field, value)
-
-
-def check_seed(seed) -> int:
-    """A random seed from 0 to MAX_SEED; ConfigError naming `seed` otherwise."""
-    return whole_in("seed", seed, 0, MAX_SEED)
 
 
 def train_spec(*, config: str | Path | dict, **values) -> dict:
@@ -111,35 +107,6 @@ def train_spec(*, config: str | Path | dict, **values) -> dict:
     }
 
 
-# The splits of its data each kind reads; an evaluation without data of its own reads its parent's.
-SPLITS_READ = {"train": ("train",), "align-uniform": ("train",), "probe": ("train", "test"),
-               "noisy-classifier": ("train", "test"), "finetune": ("train", "test"), "fid": ("train",)}
-
-
-def check_inputs(spec: dict) -> None:
-    """Refuse what would fail the job in its first seconds (an empty data folder, a checkpoint that cannot
-    be imported) before its run folder exists, so a refused input leaves no failed run behind."""
-    data = spec.get("data")
-    if isinstance(data, str):
-        for split in SPLITS_READ.get(spec["kind"], ()):
-            try:
-                datasets.check_data_files(data, split)
-            except UserError as exc:
-                raise ConfigError("data", str(exc)) from None
-    if spec["kind"] == JobKind.IMPORT:
-        load_import(Path(spec["options"]["source"]), spec["config"], spec["options"].get("format", "official"))
-
-
-def create_job(workspace: Path, spec: dict, queue: dict | None = None) -> Path:
-    """Write the run directory for a validated spec (check_inputs first); `queue` ({priority, gpus}) marks
-    it as enqueued."""
-    check_inputs(spec)
-    data = spec.get("data")
-    if isinstance(data, str):
-        data = datasets.stored_spec(data, Path(workspace) / DATA_DIR)
-    return create_run(workspace, spec["kind"], name=spec.get("name"), data=data,
-                      parent=spec.get("parent"), device=spec.get("device"), queue=queue,
-                      config=spec.get("config"), options=spec.get("options"))
 
 
 def execute(run_dir: Path, workspace: Path, echo: Callable[[dict], None] | None = None,

@@ -20,10 +20,10 @@ from ..engine.config import ModelConfig
 from ..engine.errors import ConfigError, UserError
 from ..engine.evaluation.fid_label import NONSTANDARD, NONSTANDARD_KEY
 from ..engine.evaluation.inception import DIMS, find_weights, require_library
-from ..engine.runs import list_checkpoints, read_spec
-from ..rundir import EVENTS, EventType, JobKind, RunStatus
+from ..rundir import EVENTS, RUNS_DIR, EventType, JobKind, RunStatus, list_checkpoints, read_spec
 from .eval_specs import _check_sampler, fid_spec, parse_layers, parse_timesteps, probe_spec
-from .specs import _positive_int, check_device, check_seed, create_job
+from .option_fields import check_device, check_seed, whole_in
+from .submit import submit
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def parse_checkpoints(value) -> str | dict:
     match = _EVERY.match(text)
     if not match:
         raise ConfigError("checkpoints", f"must be all or every K, K a number of steps (got {text!r})")
-    return {"every": _positive_int("checkpoints", int(match.group(1)))}
+    return {"every": whole_in("checkpoints", int(match.group(1)))}
 
 
 def parse_probe(value, model_cfg: ModelConfig) -> dict | None:
@@ -64,7 +64,7 @@ def sweep_plan(model_cfg: ModelConfig, workspace: Path, *, checkpoints="all", fi
                steps=None, batch_size=250, dims=2048, inception=None, data=None, device="auto", seed=0,
                priority=0) -> dict:
     """A validated sweep plan for runs of `model_cfg`; fid_n=0 leaves FID out, probe='none' the probe."""
-    fid_n = _positive_int("fid_n", fid_n, allow_none=False, minimum=0)
+    fid_n = whole_in("fid_n", fid_n, minimum=0)
     if fid_n == 1:
         raise ConfigError("fid_n", "must be 0 (no FID) or at least 2")
     plan = {
@@ -82,7 +82,8 @@ def sweep_plan(model_cfg: ModelConfig, workspace: Path, *, checkpoints="all", fi
         require_library()
         weights = find_weights(workspace, inception)
         plan["fid"] = {"n": fid_n, "sampler": _check_sampler(model_cfg, sampler),
-                       "steps": _positive_int("steps", steps), "batch_size": _positive_int("batch_size", batch_size),
+                       "steps": None if steps is None else whole_in("steps", steps),
+                       "batch_size": None if batch_size is None else whole_in("batch_size", batch_size),
                        "dims": int(dims), "inception": str(weights) if inception else None}
     if plan["fid"] is None and plan["probe"] is None:
         raise ConfigError("sweep", "asks for neither FID nor a probe; give --fid-n above 0 or a --probe")
@@ -112,19 +113,16 @@ def child_specs(parent_dir: Path, step: int, plan: dict, sweep_id: str) -> list[
     return specs
 
 
-def queue_children(parent_dir: Path, steps: list[int], plan: dict, sweep_id: str) -> list[Path]:
-    """Write the run folders of the sweep's jobs for `steps`, each marked as queued; returns them.
+def queue_children(parent_dir: Path, steps: list[int], plan: dict, sweep_id: str, store=None) -> list[Path]:
+    """Submit the sweep's jobs for `steps` (their names made up: numbered when taken); returns their folders.
 
-    The index enqueues a folder with a queue block when it registers it (the scheduler's next pass, or
-    Store.register_run at once).
+    store: the workspace's open index (`ddae sweep`). A training worker passes none: its jobs are written
+    as folders with a queue block, which the index enqueues when the scheduler's ingester registers them.
     """
     workspace = Path(parent_dir).parent.parent
     specs = [spec for step in steps for spec in child_specs(parent_dir, step, plan, sweep_id)]
-    made = []
-    for spec in specs:
-        gpus = spec["device"]["gpus"]
-        made.append(create_job(workspace, spec, queue={"priority": plan["priority"], "gpus": gpus}))
-    return made
+    return [workspace / RUNS_DIR / submit(workspace, spec, plan["priority"], name_chosen=False, store=store)
+            for spec in specs]
 
 
 def sweep_steps(parent_dir: Path, plan: dict) -> list[int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..rundir import LOG, ArtifactKind, EventType, RunStatus
-from ..rundir.figures import percent
+from ..rundir.figures import clock, percent
 
 PROGRESS_EVERY_S = 60.0         # a progress line at most this often (and at every tenth of a stage)
 SUMMARY_KEYS = 12               # metrics named in the summary, at most
@@ -52,13 +52,6 @@ def job_logging(name: str = "ddae_core") -> logging.Logger:
 
 def stamp(t: float | None = None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t if t is not None else time.time()))
-
-
-def clock(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def note(run_dir: str | Path, text: str) -> None:

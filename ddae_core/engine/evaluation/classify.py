@@ -19,14 +19,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ...rundir import GRID, NOISY_HEAD, PROBE_HEADS, RUNS_DIR, SPEC, JobKind
+from ...rundir import GRID, NOISY_HEAD, PROBE_HEADS, RUNS_DIR, SPEC, JobKind, find_run, read_spec, resolve_checkpoint
 from ..checkpoint import load_model, read_checkpoint
 from ..device import resolve_device
 from ..errors import UserError
 from ..grids import save_png, to_uint8
 from ..image_files import ImageFileError, load_image, printable
 from ..model import DDAEModel, to_image_range
-from ..runs import find_run, read_spec, resolve_checkpoint
 from .certainty import head_range_note, read_grid, tally, true_class
 from .grid_axes import parse_timesteps
 from .noisy import HEAD_FORMAT as NOISY_FORMAT, NoisyHead

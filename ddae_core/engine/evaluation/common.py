@@ -11,14 +11,13 @@ from typing import Any
 
 import torch
 
-from ...rundir import RunStatus
+from ...rundir import RunStatus, find_run, list_checkpoints, read_spec, resolve_checkpoint
 from .. import data as datasets
 from ..checkpoint import load_model
 from ..device import amp_dtype_for, describe, resolve_device
 from ..errors import UserError
 from ..model import DDAEModel
 from ..reporting import Reporter
-from ..runs import find_run, list_checkpoints, read_spec, resolve_checkpoint
 from ..spec.run_spec import RunSpec
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ...rundir import ArtifactKind, RunStatus
+from ...rundir import ArtifactKind, RunStatus, checkpoint_path
 from ..checkpoint import (
     FORMAT,
     FORMAT_VERSION,
@@ -23,7 +23,6 @@ from ..checkpoint import (
 from ..config import parse_model_config
 from ..importers import source_state
 from ..model import DDAEModel
-from ..runs import checkpoint_path
 from ..spec.run_spec import ImportSpec
 
 

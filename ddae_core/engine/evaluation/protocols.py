@@ -13,12 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ...rundir.figures import percent, points
+from ..spec.fields import PROTOCOLS as PROTOCOLS  # the probe spec's vocabulary, re-exported for the views
 
-PROTOCOLS = {
-    "fast": "fast (official optimiser on cached features)",
-    "official": "official",
-    "standardized": "standardised heads (MAE-style, not the official protocol)",
-}
 SHORT_LABELS = {"fast": "fast", "official": "official", "standardized": "standardised"}
 # Metrics a probe reports for its baselines (at its checkpoint step); views read them from the store.
 BASELINE_KEYS = {"pixels": "probe/baseline/pixels", "random_init": "probe/baseline/random_init"}

@@ -22,6 +22,13 @@ MAX_SEED = 2**32 - 1                # numpy's and the data sampler's seeds are 3
 MAX_RATE = 1e9                      # a float option's bound: finite in every product it enters (minutes * 60)
 MAX_LR = 10.0                       # above it every optimizer here diverges (1e308 overflowed Adam's state)
 
+# The probe protocols a spec may name, each with the label every view prints beside its numbers.
+PROTOCOLS = {
+    "fast": "fast (official optimiser on cached features)",
+    "official": "official",
+    "standardized": "standardised heads (MAE-style, not the official protocol)",
+}
+
 
 def whole_in(field: str, value, minimum: int = 1, maximum: int = MAX_COUNT) -> int:
     """`value` as a whole number from minimum to maximum, or ConfigError naming `field`."""
@@ -63,6 +70,11 @@ def positive_number(field: str, value, maximum: float = MAX_RATE) -> float:
     if number > maximum:
         raise ConfigError(field, f"must be at most {maximum:g} (got {value!r})")
     return number
+
+
+def check_seed(seed) -> int:
+    """A random seed from 0 to MAX_SEED; ConfigError naming `seed` otherwise."""
+    return whole_in("seed", seed, 0, MAX_SEED)
 
 
 def check_device(request: str | None) -> str:
@@ -141,8 +153,8 @@ class Device(_Check):
 
 
 @dataclass(frozen=True)
-class DataSpec(_Check):
-    """A data spec (builtin:shapes, cifar10, folder:PATH, ...); its files are checked at create_job."""
+class DataSpecText(_Check):
+    """A data spec as typed (builtin:shapes, cifar10, folder:PATH, ...); its files are checked at create_job."""
 
     def check(self, field: str, value):
         try:
@@ -229,7 +241,7 @@ def _kind_of(field) -> str:
             return "float"
         if isinstance(meta, Flag):
             return "check"
-        if isinstance(meta, DataSpec):
+        if isinstance(meta, DataSpecText):
             return "data"
     return "text"
 

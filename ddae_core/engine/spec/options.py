@@ -20,12 +20,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from ..evaluation.protocols import PROTOCOLS
 from .fields import (
     MAX_COUNT,
     MAX_LR,
     MAX_SEED,
-    DataSpec,
+    PROTOCOLS,
+    DataSpecText,
     Device,
     Flag,
     Layers,
@@ -62,7 +62,7 @@ FixedLearningRate = Annotated[float, Positive(MAX_LR)]
 Words = Annotated[str | list | None, Text()]
 Word = Annotated[str | None, Text()]          # one word or a path
 Switch = Annotated[bool, Flag()]
-Data = Annotated[str | None, DataSpec()]
+Data = Annotated[str | None, DataSpecText()]
 StudioCount = Annotated[Any, Passed()]
 SAMPLERS = (("", "default (DDIM or Heun)"), ("ddim", "DDIM"), ("ddpm", "DDPM"), ("heun", "Heun (EDM)"))
 

@@ -1,4 +1,8 @@
-"""The run directory as the database layer reads it (docs/run-directory.md): spec.yaml and meta.json."""
+"""What the index reads of a run folder (docs/run-directory.md): spec.yaml and meta.json as one record.
+
+db registers runs from these; the engine and the job system read spec.yaml and meta.json through the same
+two readers (read_spec, read_meta), so a damaged file is refused in the same words everywhere.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +14,12 @@ from typing import Any
 
 import yaml
 
-from ddae_core.rundir import DATA_DIR, DB_NAME, EVENTS, INGEST_LOCK, META, RUNS_DIR, SPEC, atomic_write
-
-from .records import DEVICE_REQUESTS, check_gpus, check_priority
-
-# The file names are the contract's (ddae_core.rundir); db's modules import them from here.
-__all__ = ["DATA_DIR", "DB_NAME", "EVENTS", "INGEST_LOCK", "META", "RUNS_DIR", "SPEC", "RunDirError", "RunFiles",
-           "json_safe", "read_meta", "read_run", "read_yaml_spec", "write_meta"]
+from .atomic import atomic_write
+from .errors import RunDirError
+from .layout import EVENTS, META, SPEC
+from .values import DEVICE_REQUESTS, check_gpus, check_priority
 
 log = logging.getLogger(__name__)
-
-
-class RunDirError(Exception):
-    """A run folder whose spec.yaml is missing or unreadable, or holds a value the index cannot."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +45,16 @@ class RunFiles:
     has_events: bool = True         # events.jsonl exists and is not empty: its worker started at least
 
 
-def read_yaml_spec(run_dir: Path) -> dict[str, Any]:
+def read_spec(run_dir: Path) -> dict[str, Any]:
+    """spec.yaml as a dict; RunDirError (a UserError) in one sentence when it is missing or damaged."""
     path = Path(run_dir) / SPEC
     try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunDirError(f"{run_dir} is not a run folder: it has no {SPEC}.") from None
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+    except yaml.YAMLError:
+        raise RunDirError(f"{path} is not valid YAML; the run's spec is damaged.") from None
+    except (UnicodeDecodeError, OSError) as exc:
         raise RunDirError(f"{path} cannot be read ({exc.__class__.__name__}); the run's spec is damaged.") from None
     if not isinstance(spec, dict):
         raise RunDirError(f"{path} does not hold a run spec (a YAML mapping).")
@@ -131,7 +131,7 @@ def json_safe(value: Any) -> Any:
 def read_run(run_dir: Path) -> RunFiles:
     """spec.yaml plus meta.json of one run folder; the folder name is the run id."""
     run_dir = Path(run_dir)
-    spec = json_safe(read_yaml_spec(run_dir))
+    spec = json_safe(read_spec(run_dir))
     meta = read_meta(run_dir)
     run_id = run_dir.name
     if spec.get("id") not in (None, run_id):

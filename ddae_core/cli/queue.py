@@ -1,5 +1,4 @@
-"""`ddae queue serve|list|cancel|resume|priority` here; `ddae runs ...` and `ddae reindex` (runs_cmd.py) registered
-here.
+"""`ddae queue serve|list|cancel|resume|priority`: the job queue.
 
 Every command that reads the index ingests once first (when the scheduler does not hold the ingest
 lock; it keeps the index current itself), so what it prints is what the run folders say now.
@@ -13,17 +12,9 @@ import time
 
 from ..engine.errors import UserError
 from ..rundir import ACTIVE_STATUSES, RUNS_DIR, JobKind, RunStatus
+from ..rundir.figures import clock
 from .common import add_workspace, check_gpus_option, check_priority_option, workspace_of
-from .runs_cmd import (
-    cmd_reindex,
-    cmd_runs_delete,
-    cmd_runs_export,
-    cmd_runs_list,
-    cmd_runs_note,
-    cmd_runs_show,
-    cmd_runs_tag,
-)
-from .tables import clock, cut, open_store, table
+from .tables import cut, open_store, table
 
 MAX_CPU_SLOTS = 256
 
@@ -68,51 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("priority", type=int)
     add_workspace(p)
     p.set_defaults(func=cmd_priority)
-
-    runs = sub.add_parser("runs", help="the runs of the workspace: list, show, export, tag, note, delete")
-    rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
-
-    p = rsub.add_parser("list", help="runs with their status, dataset, best probe accuracy and last loss")
-    p.add_argument("--kind", action="append", help="only runs of this kind (repeatable)")
-    p.add_argument("--status", action="append", help="only runs with this status (repeatable)")
-    p.add_argument("--tag", action="append", help="only runs with this tag (repeatable: all of them)")
-    p.add_argument("--limit", type=int, help="at most this many, newest first")
-    add_workspace(p)
-    p.set_defaults(func=cmd_runs_list)
-
-    p = rsub.add_parser("show", help="one run: spec, status, metrics, probe grid, artifacts")
-    p.add_argument("run", help="run id, id prefix or name")
-    add_workspace(p)
-    p.set_defaults(func=cmd_runs_show)
-
-    p = rsub.add_parser("export", help="a run's curves (one CSV per metric) and probe grid (grid.csv)")
-    p.add_argument("run", help="run id, id prefix or name")
-    p.add_argument("--csv", required=True, metavar="DIR", help="folder to write the CSV files into")
-    add_workspace(p)
-    p.set_defaults(func=cmd_runs_export)
-
-    p = rsub.add_parser("tag", help="add tags to a run (or remove them with --remove)")
-    p.add_argument("run", help="run id, id prefix or name")
-    p.add_argument("tags", nargs="+", metavar="TAG")
-    p.add_argument("--remove", action="store_true", help="remove these tags instead")
-    add_workspace(p)
-    p.set_defaults(func=cmd_runs_tag)
-
-    p = rsub.add_parser("note", help="set a run's notes")
-    p.add_argument("run", help="run id, id prefix or name")
-    p.add_argument("text", help="the notes (an empty string clears them)")
-    add_workspace(p)
-    p.set_defaults(func=cmd_runs_note)
-
-    p = rsub.add_parser("delete", help="delete a run and its folder (asks first)")
-    p.add_argument("run", help="run id, id prefix or name")
-    p.add_argument("--yes", action="store_true", help="do not ask")
-    add_workspace(p)
-    p.set_defaults(func=cmd_runs_delete)
-
-    p = sub.add_parser("reindex", help="rebuild studio.sqlite from the run folders alone")
-    add_workspace(p)
-    p.set_defaults(func=cmd_reindex)
 
 
 # ddae queue ...
@@ -240,8 +186,8 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from ..engine.runs import list_checkpoints
     from ..jobs.queue_ops import resume
+    from ..rundir import list_checkpoints
 
     if args.priority is not None:
         check_priority_option(args.priority)

@@ -1,7 +1,8 @@
-"""`ddae runs list|show|export|tag|note|delete` and `ddae reindex`: reading and editing the run index."""
+"""`ddae runs list|show|export|tag|note|rename|delete` and `ddae reindex`: reading and editing the run index."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -9,9 +10,62 @@ from ..engine.errors import UserError
 from ..engine.evaluation.fid_label import NONSTANDARD, NONSTANDARD_KEY
 from ..engine.evaluation.protocols import accuracy_text, gains_text, headline_line
 from ..rundir import INGEST_LOCK, JobKind, RunStatus
-from ..rundir.figures import percent
-from .common import storage_error, workspace_of
-from .tables import clock, cut, number, open_store, table, when
+from ..rundir.figures import clock, percent
+from .common import add_workspace, storage_error, workspace_of
+from .tables import cut, number, open_store, table, when
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    runs = sub.add_parser("runs", help="the runs of the workspace: list, show, export, tag, note, rename, delete")
+    rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+
+    p = rsub.add_parser("list", help="runs with their status, dataset, best probe accuracy and last loss")
+    p.add_argument("--kind", action="append", help="only runs of this kind (repeatable)")
+    p.add_argument("--status", action="append", help="only runs with this status (repeatable)")
+    p.add_argument("--tag", action="append", help="only runs with this tag (repeatable: all of them)")
+    p.add_argument("--limit", type=int, help="at most this many, newest first")
+    add_workspace(p)
+    p.set_defaults(func=cmd_runs_list)
+
+    p = rsub.add_parser("show", help="one run: spec, status, metrics, probe grid, artifacts")
+    p.add_argument("run", help="run id, id prefix or name")
+    add_workspace(p)
+    p.set_defaults(func=cmd_runs_show)
+
+    p = rsub.add_parser("export", help="a run's curves (one CSV per metric) and probe grid (grid.csv)")
+    p.add_argument("run", help="run id, id prefix or name")
+    p.add_argument("--csv", required=True, metavar="DIR", help="folder to write the CSV files into")
+    add_workspace(p)
+    p.set_defaults(func=cmd_runs_export)
+
+    p = rsub.add_parser("tag", help="add tags to a run (or remove them with --remove)")
+    p.add_argument("run", help="run id, id prefix or name")
+    p.add_argument("tags", nargs="+", metavar="TAG")
+    p.add_argument("--remove", action="store_true", help="remove these tags instead")
+    add_workspace(p)
+    p.set_defaults(func=cmd_runs_tag)
+
+    p = rsub.add_parser("note", help="set a run's notes")
+    p.add_argument("run", help="run id, id prefix or name")
+    p.add_argument("text", help="the notes (an empty string clears them)")
+    add_workspace(p)
+    p.set_defaults(func=cmd_runs_note)
+
+    p = rsub.add_parser("rename", help="rename a run (names are unique: a taken one is refused)")
+    p.add_argument("run", help="run id, id prefix or name")
+    p.add_argument("name", help="the new name")
+    add_workspace(p)
+    p.set_defaults(func=cmd_runs_rename)
+
+    p = rsub.add_parser("delete", help="delete a run and its folder (asks first)")
+    p.add_argument("run", help="run id, id prefix or name")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    add_workspace(p)
+    p.set_defaults(func=cmd_runs_delete)
+
+    p = sub.add_parser("reindex", help="rebuild studio.sqlite from the run folders alone")
+    add_workspace(p)
+    p.set_defaults(func=cmd_reindex)
 
 
 def _check_choices(values: list[str] | None, allowed, what: str) -> None:
@@ -152,6 +206,19 @@ def cmd_runs_note(args) -> int:
         run_id = get_run(store, args.run).id
         store.set_notes(run_id, args.text)
     print(f"{run_id}: notes {'set' if args.text else 'cleared'}")
+    return 0
+
+
+def cmd_runs_rename(args) -> int:
+    from ..jobs.queue_ops import get_run
+
+    with open_store(args) as (_, store):
+        run_id = get_run(store, args.run).id
+        try:
+            store.rename(run_id, args.name)
+        except ValueError as exc:          # NameTaken, or an empty name: one sentence each
+            raise UserError(str(exc)) from None
+    print(f"{run_id}: renamed {args.name.strip()!r}")
     return 0
 
 

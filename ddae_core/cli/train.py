@@ -1,4 +1,5 @@
-"""`ddae train`, `ddae sample`, `ddae import`, `ddae presets`, `ddae demo`."""
+"""`ddae train`, and the commands beside it that make or show a diffusion model: `ddae sample`, `ddae import`,
+`ddae presets`. (`ddae demo` is in demo.py, `ddae sweep` in sweep.py.)"""
 
 from __future__ import annotations
 
@@ -15,18 +16,10 @@ from ..engine.config import load_config, preset_names, preset_path
 from ..engine.errors import UserError
 from ..engine.spec.options import MODELS
 from ..jobs.specs import train_spec
+from ..jobs.submit import default_train_name
 from ..rundir import SAMPLES_DIR, RunStatus
-from .common import (
-    add_device,
-    add_options,
-    add_queue_options,
-    add_workspace,
-    launch,
-    options_of,
-    run_dir_of,
-    workspace_of,
-)
-from .fid_cmd import add_sweep_options, train_sweep_plan
+from .common import add_options, add_queue_options, add_workspace, finish, launch, options_of, run_dir_of, workspace_of
+from .sweep import add_sweep_options, train_sweep_plan
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,25 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--show", metavar="NAME", help="print one preset's YAML")
     p.set_defaults(func=cmd_presets)
 
-    p = sub.add_parser("demo", help="the main job: probe the bundled pretrained model live, and train one of your own")
-    p.add_argument("--minutes", type=float, default=1.5, help="your own training run's time budget (default 1.5)")
-    p.add_argument("--no-probe", action="store_true", help="skip the probe grid")
-    p.add_argument("--no-example", action="store_true",
-                   help="do not import the bundled example; probe your own short run instead")
-    p.add_argument("--probe-images", type=int, default=4000,
-                   help="training images for the probe heads (default 4000; test images: a quarter)")
-    p.add_argument("--data", default="builtin:shapes", metavar="SPEC",
-                   help="dataset of your run (default builtin:shapes)")
-    add_device(p)
-    add_workspace(p)
-    p.set_defaults(func=cmd_demo)
-
 
 def cmd_train(args) -> int:
     spec = train_spec(config=preset_path(args.preset) if args.preset else args.config,
                       **options_of(args, MODELS["train"]))
     if args.name is None:
-        spec["name"] = f"{args.preset or 'config'} on {spec['data']}"
+        spec["name"] = default_train_name(args.preset, spec["data"])
     if args.init_from:
         _init_from(args, spec)
     plan = train_sweep_plan(args, spec)
@@ -99,14 +79,14 @@ def cmd_train(args) -> int:
     if args.dry_run:
         yaml.safe_dump(spec, sys.stdout, sort_keys=False)
         return 0
-    run_dir, status = launch(args, spec)
-    return _finish(run_dir, status)
+    run_dir, status = launch(args, spec, name_chosen=args.name is not None)
+    return finish(run_dir, status)
 
 
 def _init_from(args, spec: dict) -> None:
     """--init-from RUN[@STEP]: the source run's checkpoint becomes the spec's parent, checked now (same
     network, a checkpoint that exists) so that a mismatch is one sentence before any run is made."""
-    from ..engine.runs import read_spec, resolve_checkpoint
+    from ..rundir import read_spec, resolve_checkpoint
 
     ref, _, which = args.init_from.rpartition("@") if "@" in args.init_from else (args.init_from, "", "latest")
     source = run_dir_of(args, ref)
@@ -138,7 +118,7 @@ def cmd_sample(args) -> int:
                                 f"({exc.strerror or exc}); copy the file by hand.") from None
             grid = out
         print(f"samples: {grid}")
-    return _finish(run_dir, status)
+    return finish(run_dir, status)
 
 
 def _check_out(text: str) -> Path:
@@ -162,7 +142,7 @@ def cmd_import(args) -> int:
     run_dir, status = launch(args, spec, quiet=True)
     if status == RunStatus.DONE:
         print(f"imported as run {run_dir.name}")
-    return _finish(run_dir, status)
+    return finish(run_dir, status)
 
 
 def cmd_presets(args) -> int:
@@ -179,18 +159,3 @@ def cmd_presets(args) -> int:
     for example, text in datasets.describe_specs():
         print(f"  {example:<28} {text}")
     return 0
-
-
-def cmd_demo(args) -> int:
-    from .demo import run_demo
-
-    return run_demo(args)
-
-
-def _finish(run_dir, status: str) -> int:
-    if status in (RunStatus.DONE, RunStatus.QUEUED):
-        return 0
-    if status == RunStatus.CANCELLED:
-        print(f"cancelled; resume with `ddae queue resume {run_dir.name}`", file=sys.stderr)
-        return 3
-    return 1

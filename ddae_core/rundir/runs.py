@@ -1,9 +1,9 @@
-"""Workspaces and run directories (docs/run-directory.md): ids, spec.yaml, finding runs and checkpoints."""
+"""Workspaces and their runs (docs/run-directory.md): resolving the workspace, creating a run folder,
+finding a run by id or name, and its checkpoints."""
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import secrets
 import socket
@@ -12,22 +12,11 @@ from pathlib import Path
 
 import yaml
 
-from ..rundir import (
-    CHECKPOINT_RE,
-    CHECKPOINTS_DIR,
-    META,
-    RUNS_DIR,
-    SPEC,
-    JobKind,
-    atomic_write,
-    atomic_write_text,
-    checkpoint_name,
-)
+from .atomic import atomic_write_text
 from .errors import UserError
-
-# atomic_write and atomic_write_text live in the run-directory contract; the engine's modules import them from here.
-__all__ = ["atomic_write", "atomic_write_text", "checkpoint_path", "create_run", "find_run", "list_checkpoints",
-           "new_run_id", "read_meta", "read_spec", "resolve_checkpoint", "resolve_workspace"]
+from .files import read_meta
+from .layout import CHECKPOINT_RE, CHECKPOINTS_DIR, DATA_DIR, RUNS_DIR, SPEC, checkpoint_name
+from .vocab import JobKind
 
 
 def resolve_workspace(path: str | Path | None = None, create: bool = True) -> Path:
@@ -40,13 +29,13 @@ def resolve_workspace(path: str | Path | None = None, create: bool = True) -> Pa
                               "writable or choose another with --workspace.")
         try:
             (ws / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-            (ws / "data").mkdir(parents=True, exist_ok=True)
+            (ws / DATA_DIR).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             if ws.is_dir() and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise read_only from None
             raise UserError(f"Workspace {ws} cannot be created ({exc.strerror}); "
                             "choose another with --workspace.") from None
-        if not all(os.access(folder, os.W_OK) for folder in (ws, ws / "runs")):
+        if not all(os.access(folder, os.W_OK) for folder in (ws, ws / RUNS_DIR)):
             raise read_only
     return ws
 
@@ -84,27 +73,6 @@ def create_run(workspace: Path, kind: str, *, name: str | None = None, data: str
         run_dir.rmdir()                 # a full disk, say: no empty run folder left behind
         raise
     return run_dir
-
-
-def read_spec(run_dir: Path) -> dict:
-    path = Path(run_dir) / SPEC
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{run_dir} is not a run directory (no {SPEC}).") from None
-    except yaml.YAMLError:
-        raise UserError(f"{path} is not valid YAML; the run's spec is damaged.") from None
-    if not isinstance(spec, dict):
-        raise UserError(f"{path} does not hold a run spec.")
-    return spec
-
-
-def read_meta(run_dir: Path) -> dict:
-    try:
-        meta = json.loads((Path(run_dir) / META).read_text())
-        return meta if isinstance(meta, dict) else {}
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
 
 
 def find_run(workspace: Path, ref: str) -> Path:

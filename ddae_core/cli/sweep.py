@@ -1,12 +1,12 @@
-"""`ddae fid` (FID per checkpoint) and `ddae sweep` (FID and probe accuracy of every checkpoint, queued)."""
+"""`ddae sweep` (FID and probe accuracy of every checkpoint of a training run, queued) and `ddae train --sweep`'s
+options."""
 
 from __future__ import annotations
 
 import argparse
 
 from ..engine.spec.options import MODELS, SweepOptions
-from .common import add_device, add_options, add_workspace, check_priority_option, options_of, run_dir_of, workspace_of
-from .evaluate import _eval_parser
+from .common import add_device, add_options, add_workspace, check_priority_option, run_dir_of, workspace_of
 
 # The FID job's options a sweep passes on to its FID jobs (as --sampler ... or --sweep-sampler ...).
 SWEEP_FID = ("sampler", "steps", "batch_size", "dims")
@@ -31,9 +31,6 @@ def add_sweep_options(p: argparse.ArgumentParser, pre: str = "") -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = _eval_parser(sub, "fid", "FID of a run's EMA samples against its training set, per checkpoint", MODELS["fid"])
-    p.set_defaults(func=cmd_fid)
-
     p = sub.add_parser("sweep", help="queue FID and probe jobs for each checkpoint of a training run")
     p.add_argument("--run", required=True, help="the training run: id, id prefix or name")
     p.add_argument("--checkpoints", nargs="+", default=["all"], metavar="all|every K",
@@ -46,13 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p)
     add_workspace(p)
     p.set_defaults(func=cmd_sweep)
-
-
-def cmd_fid(args) -> int:
-    from ..jobs.eval_specs import fid_spec
-    from .evaluate import _run
-
-    return _run(args, fid_spec(run_dir_of(args), **options_of(args, MODELS["fid"])))
 
 
 def cmd_sweep(args) -> int:
@@ -73,13 +63,8 @@ def cmd_sweep(args) -> int:
                       **_sweep_fid(args), data=args.data, device=args.device, seed=args.seed,
                       priority=check_priority_option(args.priority))
     steps = sweep_steps(parent_dir, plan)
-    made = queue_children(parent_dir, steps, plan, new_sweep_id(parent_dir))
-    store = Store.open(workspace)
-    try:
-        for run_dir in made:
-            store.register_run(run_dir)          # a folder with a queue block is enqueued as it is registered
-    finally:
-        store.close()
+    with Store.open(workspace) as store:
+        made = queue_children(parent_dir, steps, plan, new_sweep_id(parent_dir), store=store)
     what = " and ".join(w for w, on in (("FID", plan["fid"]), ("probe", plan["probe"])) if on)
     print(f"queued {len(made)} jobs ({what}) for {len(steps)} checkpoints of {parent_dir.name} "
           f"(steps {', '.join(map(str, steps))}); `ddae queue serve` or the app runs them")
