@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from ddae_core.engine.reporting import STOP_FILE
-from ddae_core.engine.runs import list_checkpoints
 from ddae_core.engine.spec.run_spec import SPECS, parse_spec
 from ddae_core.jobs.specs import execute
+from ddae_core.rundir import list_checkpoints
 
 V1 = Path(__file__).parent / "data" / "specs_v1"
 KINDS = ("train", "probe", "align-uniform", "noisy-classifier", "finetune", "sample", "fid", "import")

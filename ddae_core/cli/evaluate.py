@@ -68,8 +68,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_fid(args) -> int:
+    from ..engine.spec.options import MODELS
     from ..jobs.eval_specs import fid_spec
-    from ..jobs.options import MODELS
 
     return _run(args, fid_spec(run_dir_of(args), **options_of(args, MODELS["fid"])))
 

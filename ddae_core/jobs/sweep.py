@@ -20,9 +20,9 @@ from ..engine.config import ModelConfig
 from ..engine.errors import ConfigError, UserError
 from ..engine.evaluation.fid_label import NONSTANDARD, NONSTANDARD_KEY
 from ..engine.evaluation.inception import DIMS, find_weights, require_library
+from ..engine.spec.fields import check_device, check_seed, whole_in
 from ..rundir import EVENTS, RUNS_DIR, EventType, JobKind, RunStatus, list_checkpoints, read_spec
 from .eval_specs import _check_sampler, fid_spec, parse_layers, parse_timesteps, probe_spec
-from .option_fields import check_device, check_seed, whole_in
 from .submit import submit
 
 log = logging.getLogger(__name__)

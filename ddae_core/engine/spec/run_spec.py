@@ -15,10 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from ...rundir import JobKind
+from ...rundir import JobKind, read_spec
 from ..config import LR_DECAYS, parse_hyperparameters
 from ..errors import ConfigError, UserError
-from ..runs import read_spec
 from .fields import Flag, OneOf, Passed, Positive, Whole
 from .options import AlignOptions, FidOptions, FinetuneOptions, NoisyOptions, ProbeOptions, SampleOptions, TrainOptions
 
