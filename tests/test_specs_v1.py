@@ -90,7 +90,8 @@ def test_nothing_in_the_engine_reads_options_by_string_key():
     engine = Path(__file__).parents[1] / "ddae_core" / "engine"
     lookup = re.compile(r"opts\[|opts\.get\(|options\.get\(|options\[")
     # engine/spec is where spec.yaml's mapping becomes the typed model (the preset merge reads it there).
-    found = [f"{path.relative_to(engine)}:{i}" for path in sorted(engine.rglob("*.py")) if path.parent.name != "spec"
-             for i, line in enumerate(path.read_text().splitlines(), 1) if lookup.search(line)]
+    found = [(str(path.relative_to(engine)), line.strip()) for path in sorted(engine.rglob("*.py"))
+             if path.parent.name != "spec" for line in path.read_text().splitlines() if lookup.search(line)]
     # protocol_of reads a finished grid.json or a stored spec for the views, not a runner's options.
-    assert found == ["evaluation/protocols.py:30", "evaluation/protocols.py:31"]
+    assert {where for where, _ in found} <= {"evaluation/protocols.py"} and len(found) == 2
+    assert all("protocol" in line or "standardiz" in line for _, line in found)

@@ -22,7 +22,7 @@ def _folders(ws) -> list[str]:
 
 
 def test_a_taken_name_gets_the_same_refusal_from_the_cli_and_the_app(tmp_path, capsys, qapp):
-    from app.launch import Launcher
+    from app.launch.feed import Launcher
 
     ws = tmp_path / "ws"
     assert ddae(_train_args(ws, "--name", "mine")) == 0
