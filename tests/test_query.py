@@ -123,3 +123,28 @@ def test_runs_list_where_in_the_cli(runs, workspace):
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr == ("error: expected a value after '>' at column 7, found the end of the query\n"
                           "  best >\n        ^\n")
+
+
+def test_the_runs_view_filters_by_its_query_box_and_names_a_mistake_under_it(runs, qtbot):
+    from PySide6.QtCore import Qt
+
+    from app.runs.feed import RunsPager
+    from app.runs.view import RunsView
+
+    view = RunsView(RunsPager(runs))
+    qtbot.addWidget(view)
+    view.show()
+    view.reload()
+    shown = lambda: sorted(view.model.run_at(r).name for r in range(view.model.rowCount()))  # noqa: E731
+    assert shown() == ["t1000", "t256", "t64"]
+    qtbot.keyClicks(view.query, "diffusion.n_T <= 256 and best > 0.8 or tag:baseline")
+    assert shown() == ["t1000", "t256", "t64"]                # nothing applied before Enter
+    qtbot.keyClick(view.query, Qt.Key.Key_Return)
+    assert shown() == ["t1000", "t256"] and view.query_error.isHidden()
+    view.query.setText("best in 0.8")
+    qtbot.keyClick(view.query, Qt.Key.Key_Return)
+    assert view.query_error.isVisible() and view.query_error.text() == (
+        "expected '..' and the range's upper end at column 12, found the end of the query")
+    assert shown() == ["t1000", "t256"]                        # the last good query stays
+    view.query.clear()                                         # cleared: every run, no mistake
+    assert shown() == ["t1000", "t256", "t64"] and view.query_error.isHidden()
