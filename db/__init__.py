@@ -7,6 +7,7 @@ from .engine import SchemaError
 from .export import export_run_csv
 from .ingest import Ingester, IngestLockError
 from .names import NameTaken
+from .query import QueryError
 from .records import (
     Artifact,
     Changes,
@@ -25,6 +26,6 @@ from .store import Store
 
 __all__ = [
     "Artifact", "ChangeToken", "Changes", "GridAxes", "GridCell", "History", "IngestLockError",
-    "IngestStats", "Ingester", "MetricSummary", "NameTaken", "QueueEntry", "RunRecord", "RunSummary",
+    "IngestStats", "Ingester", "MetricSummary", "NameTaken", "QueryError", "QueueEntry", "RunRecord", "RunSummary",
     "SchemaError", "Store", "export_run_csv", "rebuild_by_ingester", "reindex",
 ]

@@ -7,12 +7,13 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, case, exists, func, literal, or_, select
+from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from ddae_core.rundir import JobKind
 
 from .models import GridCellRow, MetricSummaryRow, QueueRow, Run
+from .query import has_tag, where_clause
 from .records import GridAxes, MetricSummary, RunRecord, RunSummary
 
 LOSS_KEY = "loss/train"
@@ -52,20 +53,22 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def run_filters(kind=None, status=None, tag=None, search=None) -> list:
-    """WHERE clauses for list_runs/count_runs; kind and status take one value or several."""
+def run_filters(kind=None, status=None, tag=None, search=None, where: str | None = None) -> list:
+    """WHERE clauses for list_runs/count_runs; kind and status take one value or several, `where` is a query
+    line (db/query.py; QueryError when malformed)."""
     clauses = []
     if (kinds := _as_seq(kind)) is not None:
         clauses.append(Run.kind.in_(kinds))
     if (statuses := _as_seq(status)) is not None:
         clauses.append(Run.status.in_(statuses))
     for one_tag in _as_seq(tag) or ():
-        each = func.json_each(Run.tags).table_valued("value")
-        clauses.append(exists(select(literal(1)).select_from(each).where(each.c.value == one_tag)))
+        clauses.append(has_tag(one_tag))
     if search:
         pattern = f"%{_escape_like(search.strip())}%"
         clauses.append(or_(*(col.ilike(pattern, escape="\\")
                              for col in (Run.name, Run.id, Run.notes, Run.tags, Run.data, Run.kind))))
+    if (query := where_clause(where)) is not None:
+        clauses.append(query)
     return clauses
 
 

@@ -230,9 +230,11 @@ class Store(ReadsMixin):
             return to_record(session.get(Run, self._resolve(session, ref)))
 
     def list_runs(self, kind=None, status=None, tag=None, search=None, order_by: str = "created",
-                  descending: bool = True, limit: int | None = None, offset: int = 0) -> list[RunSummary]:
-        """One page of the run table in one query; kind/status/tag take one value or several (tags: all)."""
-        stmt = summary_select().where(*run_filters(kind, status, tag, search))
+                  descending: bool = True, limit: int | None = None, offset: int = 0,
+                  where: str | None = None) -> list[RunSummary]:
+        """One page of the run table in one query; kind/status/tag take one value or several (tags: all),
+        `where` a query line (db/query.py: `diffusion.n_T <= 256 and best > 0.8`; QueryError when malformed)."""
+        stmt = summary_select().where(*run_filters(kind, status, tag, search, where))
         stmt = stmt.order_by(*order_clause(order_by, descending)).offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
@@ -240,8 +242,8 @@ class Store(ReadsMixin):
             # Core execution on the session's connection: no ORM result processing per row.
             return to_summaries(session.connection().execute(stmt).all())
 
-    def count_runs(self, kind=None, status=None, tag=None, search=None) -> int:
-        stmt = select(func.count()).select_from(Run).where(*run_filters(kind, status, tag, search))
+    def count_runs(self, kind=None, status=None, tag=None, search=None, where: str | None = None) -> int:
+        stmt = select(func.count()).select_from(Run).where(*run_filters(kind, status, tag, search, where))
         with self._read() as session:
             return session.execute(stmt).scalar_one()
 

@@ -32,14 +32,15 @@ def run_id(kind: str = JobKind.TRAIN, n: int = 0, stamp: str = "20261126-130000"
 def write_run(workspace: Path, rid: str, *, kind: str = JobKind.TRAIN, name: str | None = None,
               data: Any = "builtin:shapes", parent: dict | None = None, queue: dict | None = None,
               gpus: int = 0, created: float | None = None, events: Iterable[dict] = (),
-              options: dict | None = None) -> Path:
+              options: dict | None = None, config: dict | None = None) -> Path:
     """Create runs/<rid>/ with spec.yaml and, when given, events.jsonl; returns the folder."""
     run_dir = Path(workspace) / RUNS_DIR / rid
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = {"id": rid, "name": name or rid, "kind": kind,
             "created": time.time() if created is None else created, "host": "testhost", "data": data,
             "parent": parent, "device": {"request": "cpu" if gpus == 0 else "cuda", "gpus": gpus},
-            "config": {"model": {"ch": 32}}, "options": options if options is not None else {"steps": 100}}
+            "config": config if config is not None else {"model": {"ch": 32}},
+            "options": options if options is not None else {"steps": 100}}
     if queue is not None:
         spec["queue"] = queue
     (run_dir / SPEC).write_text(yaml.safe_dump(spec, sort_keys=False))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from db import Changes, RunSummary, Store
+from db import Changes, QueryError, RunSummary, Store
+from db.query import parse
 from db.records import STATUSES
 
 __all__ = ["PAGE_SIZE", "STATUSES", "Changes", "RunSummary", "RunsPager"]
@@ -20,13 +21,25 @@ class RunsPager:
         self.status: str | None = None
         self.tag: str | None = None
         self.search: str | None = None
+        self.where: str | None = None           # a query line (db/query.py)
         self.order_by = "created"
         self.descending = True
         self.offset = 0
         self.total = 0
 
     def _filters(self) -> dict:
-        return {"kind": self.kind, "status": self.status, "tag": self.tag, "search": self.search}
+        return {"kind": self.kind, "status": self.status, "tag": self.tag, "search": self.search, "where": self.where}
+
+    def set_where(self, text: str) -> str | None:
+        """Filter by the query line `text` (blank: no query) from the first page; a malformed one is not used,
+        and its mistake comes back as one sentence naming the column."""
+        try:
+            parse(text)
+        except QueryError as exc:
+            return exc.sentence
+        self.where = text.strip() or None
+        self.offset = 0
+        return None
 
     def page(self) -> list[RunSummary]:
         self.total = self.store.count_runs(**self._filters())

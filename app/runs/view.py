@@ -81,6 +81,16 @@ class RunsView(QWidget):
         filters.addWidget(self.kind)
         filters.addWidget(self.status)
         filters.addWidget(self.tag)
+        self.query = QLineEdit()
+        self.query.setPlaceholderText("Query, then Enter: diffusion.n_T <= 256 and best > 0.8 or tag:baseline")
+        self.query.setToolTip("Names: kind, status, name, best, loss, created, tag:X and any spec key (lr, "
+                              "diffusion.n_T); = != < <= > >=, in 0.8..0.9, in (train, probe), and, or, not, ( )")
+        self.query.setClearButtonEnabled(True)
+        self.query.returnPressed.connect(self._query)
+        self.query.textChanged.connect(lambda text: text.strip() or self._query())    # cleared: every run
+        self.query_error = QLabel()
+        self.query_error.setStyleSheet("color: #c62828;")
+        self.query_error.hide()
 
         self.table = QTableView()
         self.table.setModel(self.model)
@@ -143,6 +153,8 @@ class RunsView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(self.banner_slot)
         layout.addLayout(filters)
+        layout.addWidget(self.query)
+        layout.addWidget(self.query_error)
         layout.addWidget(self.table, 1)
         layout.addLayout(actions)
         # Last: turning sorting on asks the model to sort, which reloads through the widgets above.
@@ -227,6 +239,15 @@ class RunsView(QWidget):
         p.status = self.status.currentData()
         p.offset = 0
         self.reload()
+
+    def _query(self) -> None:
+        if self.pager is None:
+            return
+        mistake = self.pager.set_where(self.query.text())
+        self.query_error.setText(mistake or "")
+        self.query_error.setVisible(mistake is not None)
+        if mistake is None:
+            self.reload()
 
     def _sort(self, order_by: str, descending: bool) -> None:
         if self.pager is not None:

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", action="append", help="only runs of this kind (repeatable)")
     p.add_argument("--status", action="append", help="only runs with this status (repeatable)")
     p.add_argument("--tag", action="append", help="only runs with this tag (repeatable: all of them)")
+    p.add_argument("--where", metavar="QUERY",
+                   help="only runs matching this query, e.g. 'diffusion.n_T <= 256 and best > 0.8 or tag:baseline' "
+                        "(names: kind, status, name, best, loss, created, tag:X, any spec key)")
     p.add_argument("--limit", type=int, help="at most this many, newest first")
     add_workspace(p)
     p.set_defaults(func=cmd_runs_list)
@@ -82,9 +85,9 @@ def cmd_runs_list(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1 (got {args.limit}).")
     with open_store(args) as (_, store):
-        runs = store.list_runs(kind=args.kind, status=args.status, tag=args.tag, limit=args.limit)
+        runs = store.list_runs(kind=args.kind, status=args.status, tag=args.tag, limit=args.limit, where=args.where)
     if not runs:
-        print("no runs match" if (args.kind or args.status or args.tag) else "no runs yet")
+        print("no runs match" if (args.kind or args.status or args.tag or args.where) else "no runs yet")
         return 0
     rows = [(r.id, cut(r.name, 32), r.kind, r.status, cut(r.data, 28), accuracy_text(r.best_accuracy, r.best_protocol),
              gains_text(r.best_accuracy, r.baseline_pixels, r.baseline_random), number(r.last_loss)) for r in runs]
