@@ -8,11 +8,12 @@ import math
 import pytest
 import torch
 
+from ddae_core.cli import build_parser
 from ddae_core.engine.device import extraction_batch_size
 from ddae_core.engine.evaluation.common import open_context
 from ddae_core.engine.evaluation.knn import knn_accuracy, knn_predict
 from ddae_core.engine.evaluation.probe import _seed, knn_train_seed
-from ddae_core.engine.evaluation.protocols import PROTOCOL_TAGS, accuracy_text
+from ddae_core.engine.evaluation.protocols import PROTOCOL_TAGS, PROTOCOLS, accuracy_text
 from ddae_core.engine.evaluation.sources import NetworkSource
 from ddae_core.engine.reporting import Reporter
 from ddae_core.engine.spec.run_spec import load_spec
@@ -62,8 +63,10 @@ def test_knn_separates_a_separable_set_and_ignores_feature_scale():
     assert knn_accuracy(train, labels, test, (test_labels + 1) % 3, num_classes=3) == 0.0
 
 
-def test_knn_is_a_named_protocol_with_its_tag():
+def test_knn_is_a_named_protocol_with_its_tag_and_a_cli_choice():
     assert PROTOCOL_TAGS["knn"] == "k-NN" and accuracy_text(0.5, "knn") == "50.0% (k-NN)"
+    assert PROTOCOLS["knn"] == "k-NN (k=20, cosine, T=0.07; no training)"
+    assert build_parser().parse_args(["probe", "--run", "some-run", "--protocol", "knn"]).protocol == "knn"
 
 
 DATA = "builtin:shapes?n_train=96&n_test=48"
