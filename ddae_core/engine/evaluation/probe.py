@@ -9,6 +9,8 @@
 - standardized (not the official protocol): fast, with each head seeing its features at zero mean and
   unit variance over the cached training views, as MAE-style probes do with a non-affine BatchNorm; the
   statistics are folded into the saved head, so the head still applies to raw features.
+- knn (no training): every cell by cosine k-NN (knn.py) over the pooled features of one unaugmented pass of
+  the training images, at the same test pass; no head is saved.
 
 The best cell, the grid's headline, is chosen on a held-out part of the training images where the split
 allows (certainty.selection_holdout), and quoted with its test accuracy; grid.json says which selection was made.
@@ -43,6 +45,7 @@ from .certainty import SELECTED_ON_HELD_OUT, SELECTED_ON_TEST, edge_note, select
 from .common import EvalContext, open_context
 from .features import Stopped
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
+from .knn import knn_accuracy
 from .protocols import BASELINE_KEYS, PROTOCOLS
 from .report import best_cell, format_grid, timestep_labels
 from .sources import PIXEL_TIMESTEP, PIXELS, RANDOM_INIT_SEED, NetworkSource, PixelSource, random_init_model
@@ -108,9 +111,14 @@ class ProbeGrid:
     def _progress(self, done: int, total: int, stage: str) -> None:
         self.ctx.reporter.progress(done, total, self.stage + stage)
 
+    def features(self, data: ImageData, t: int, seed: int, on_progress=None) -> dict[str, torch.Tensor]:
+        """{layer: (N, C)} of `data` at t: one seeded noise draw, no augmentation."""
+        return self.source.extract(data.images, t, batch_size=self.extract_batch, seed=seed, stop=self.ctx.stopped,
+                                   on_progress=on_progress)
+
     def accuracy(self, heads: ProbeHeads, data: ImageData, t: int, seed: int) -> list[float]:
         """Each head's accuracy on `data` at t (one seeded noise draw, no augmentation)."""
-        feats = self.source.extract(data.images, t, batch_size=self.extract_batch, seed=seed, stop=self.ctx.stopped)
+        feats = self.features(data, t, seed)
         stacked = heads.stack([feats[name] for name in self.layers]).to(self.work_device)
         labels = data.labels.to(self.work_device)
         correct = torch.zeros(len(self.layers), dtype=torch.long, device=self.work_device)
@@ -141,6 +149,8 @@ class ProbeGrid:
         """Train and test every cell with the job's protocol (standardized is the fast one on scaled features)."""
         if self.options.protocol == "official":
             self.run_official()
+        elif self.options.protocol == "knn":
+            self.run_knn()
         else:
             self.run_fast()
 
@@ -162,6 +172,24 @@ class ProbeGrid:
                 self._progress(epoch * steps_per_epoch + i + 1, self.epochs * steps_per_epoch, "probe (official)")
         for t, (heads, _) in zip(self.timesteps, pairs):
             self.finish_row(t, heads)
+
+    # k-NN protocol: the test (and held-out) pass of the other protocols, against one clean training pass.
+    def run_knn(self) -> None:
+        n, total = len(self.train), len(self.timesteps) * len(self.train)
+        for row, t in enumerate(self.timesteps):
+            def progress(done: int, _n: int, row=row, t=t) -> None:
+                self._progress(row * n + done, total, f"extract t={t}")
+            train = self.features(self.train, t, knn_train_seed(self.ctx.seed, t), progress)
+            for data, seed, cells in ((self.test, 17, self.cells), (self.held, 19, self.held_cells)):
+                if data is not None:
+                    feats = self.features(data, t, _seed(self.ctx.seed, seed, t))
+                    cells[t] = {name: self.knn(train[name], feats[name], data.labels) for name in self.layers}
+            if self.emit:
+                for name, acc in self.cells[t].items():
+                    self.ctx.reporter.grid_cell(name, t, acc)
+
+    def knn(self, train: torch.Tensor, test: torch.Tensor, labels: torch.Tensor) -> float:
+        return knn_accuracy(train.to(self.work_device), self.train.labels, test, labels, num_classes=self.classes)
 
     # Fast protocol.
     def run_fast(self) -> None:
@@ -282,6 +310,11 @@ class ProbeGrid:
                               self.ctx.run_dir / PROBE_HEADS)
             self.ctx.reporter.artifact(ArtifactKind.FILE, self.ctx.run_dir / PROBE_HEADS)
         return result
+
+
+def knn_train_seed(seed: int, t: int) -> int:
+    """The noise seed of the k-NN protocol's training pass at t (the test pass's is _seed(seed, 17, t))."""
+    return _seed(seed, 41, t, 0)
 
 
 HOLDOUT_SEED = 20_231_107    # fixed, like the data seed: the held-out draw is the same for every run

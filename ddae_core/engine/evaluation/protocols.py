@@ -6,6 +6,8 @@
   BatchNorm before the linear head). Layers' features differ in scale by 10x and more, so one learning
   rate underfits some layers and not others; standardising makes layers comparable. Not the official
   protocol, and labelled as such.
+- knn: no heads; every cell is a cosine k-NN vote (k=20, T=0.07, DINO's evaluation; knn.py) over the
+  cached features, so a whole grid costs its extraction: the instant grid, labelled "k-NN".
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Mapping
 from ...rundir.figures import percent, points
 from ..spec.fields import PROTOCOLS as PROTOCOLS  # the probe spec's vocabulary, re-exported for the views
 
-SHORT_LABELS = {"fast": "fast", "official": "official", "standardized": "standardised"}
+SHORT_LABELS = {"fast": "fast", "official": "official", "standardized": "standardised", "knn": "k-NN"}
 # Metrics a probe reports for its baselines (at its checkpoint step); views read them from the store.
 BASELINE_KEYS = {"pixels": "probe/baseline/pixels", "random_init": "probe/baseline/random_init"}
 BASELINE_LABELS = {"pixels": "raw pixels", "random_init": "random init"}
@@ -36,7 +38,7 @@ def is_standardized(options: Mapping) -> bool:
 # A run's headline: its grid's best accuracy, named by that grid's protocol, against that grid's own baselines
 # (db/queries.py headline_of picks the grid). The runs table, its tooltip, Compare and `ddae runs list` all
 # write it with these, so one run reads the same everywhere.
-PROTOCOL_TAGS = {"fast": "fast", "official": "official", "standardized": "std"}
+PROTOCOL_TAGS = {"fast": "fast", "official": "official", "standardized": "std", "knn": "k-NN"}
 NO_BASELINES = "no baselines"
 
 
@@ -65,7 +67,8 @@ def headline_tooltip(accuracy: float | None, protocol: str | None, pixels: float
     text = f"Best probe cell {percent(accuracy)}, {label} protocol" + (f", of grid run {grid}" if grid else "")
     if pixels is None or random is None:
         return text + "; that grid measured no baselines."
-    return (f"{text}; the same heads of that grid reach {percent(pixels)} on raw pixels and "
+    same = "the same k-NN vote" if protocol == "knn" else "the same heads"
+    return (f"{text}; {same} of that grid reach {percent(pixels)} on raw pixels and "
             f"{percent(random)} on the network at random initialisation.")
 
 

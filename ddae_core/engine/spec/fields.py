@@ -27,6 +27,7 @@ PROTOCOLS = {
     "fast": "fast (official optimiser on cached features)",
     "official": "official",
     "standardized": "standardised heads (MAE-style, not the official protocol)",
+    "knn": "k-NN (k=20, cosine, T=0.07; no training)",
 }
 
 
