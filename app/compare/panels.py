@@ -9,6 +9,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSlider, QVBoxLayout, QWidget
 
 from ddae_core.engine.evaluation.certainty import chance_level, fitted_levels, grid_sample, held_out_choice
+from ddae_core.rundir.figures import percent
 
 from ..widgets.export import safe_filename
 from ..widgets.heatmap import GridHeatmap
@@ -115,7 +116,8 @@ class GridsPanel(QWidget):
             self.message.setText("None of these runs has a probe grid yet; run a probe grid on them to compare.")
         else:
             self.message.setText(f"{len(self._bundles)} probe grid(s) on one colour scale "
-                                 f"({100 * lo:.1f}–{100 * hi:.1f}% accuracy); the best cell of each is outlined.")
+                                 f"({percent(lo).rstrip('%')}–{percent(hi)} accuracy); "
+                                 "the best cell of each is outlined.")
         self._update_difference()
 
     def _update_difference(self) -> None:

@@ -153,7 +153,7 @@ class GridHeatmap(QWidget):
         text = f"{where}: {percent(value)}"
         if self._test_images:
             lo, hi = wilson_interval(value, self._test_images)
-            text += f" (95% interval {100 * lo:.1f}-{100 * hi:.1f}% on {self._test_images:,} test images)"
+            text += f" (95% interval {_number(lo)}-{percent(hi)} on {self._test_images:,} test images)"
             if self._is_chance(value):
                 text += ", within chance + 2 sigma"
         return text
@@ -303,8 +303,8 @@ class GridHeatmap(QWidget):
     def set_value_name(self, name: str) -> None:
         """What the cells hold (colour bar label, CSV column), e.g. 'accuracy difference'."""
         self.value_name = name
-        dashes = ", ".join(f"{label} {100 * value:.1f}" for label, value in self._baselines.items())
-        chance = f"; dotted: chance {100 * chance_level(self._classes):.1f}" if self._classes else ""
+        dashes = ", ".join(f"{label} {_number(value)}" for label, value in self._baselines.items())
+        chance = f"; dotted: chance {_number(chance_level(self._classes))}" if self._classes else ""
         self.colorbar.axis.setLabel(f"{name} (%)" + (f"; dashed: {dashes}" if dashes else "") + chance,
                                     color=FOREGROUND)
 
@@ -380,7 +380,7 @@ class GridHeatmap(QWidget):
             item.setPos(c + 0.5, r + 0.5)
             self.plot.addItem(item)
             self._texts[(r, c)] = item
-        item.setText(f"{100 * value:+.1f}" if self._diverging else f"{100 * value:.1f}")
+        item.setText(points(value) if self._diverging else _number(value))
         lo, hi = levels
         fraction = 0.5 if hi <= lo else min(1.0, max(0.0, (value - lo) / (hi - lo)))
         if self._grey_chance and self._is_chance(value):
@@ -422,3 +422,8 @@ class GridHeatmap(QWidget):
                 for r, t in enumerate(self._timesteps) for c, layer in enumerate(self._layers)
                 if np.isfinite(self._values[r, c])]
         return export.write_csv(path, ("timestep", "layer", self.value_name.replace(" ", "_")), rows)
+
+
+def _number(fraction: float) -> str:
+    """A fraction in percent without its sign, as the one formatter rounds it (the axis says %)."""
+    return percent(fraction).rstrip("%")

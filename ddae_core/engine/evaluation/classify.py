@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ...rundir import GRID, NOISY_HEAD, PROBE_HEADS, RUNS_DIR, SPEC, JobKind, find_run, read_spec, resolve_checkpoint
+from ...rundir.figures import percent
 from ..checkpoint import load_model, read_checkpoint
 from ..device import resolve_device
 from ..errors import UserError
@@ -60,7 +61,7 @@ class FileResult:
         """One line, even for a file whose name holds a newline (escaped, so it cannot forge a result line)."""
         if self.error:
             return f"{printable(self.path.name)}: {printable(self.error)}"
-        ranked = ", ".join(f"{c} {100 * p:.1f}%" for c, p in self.top)
+        ranked = ", ".join(f"{c} {percent(p)}" for c, p in self.top)
         notes = f"  ({'; '.join(self.notes)})" if self.notes else ""
         truth = "" if self.truth is None else \
             f"  [true class {self.truth}: {'right' if self.top and self.top[0][0] == self.truth else 'wrong'}]"
@@ -223,7 +224,7 @@ def accuracy_line(results: list[FileResult]) -> str:
     right, n = tally((r.top[0][0] if r.top else None, r.truth) for r in results if r.ok)
     if not n:
         return ""
-    return f"accuracy: {right} of {n} right ({100 * right / n:.1f}%) on the files whose folder names their class"
+    return f"accuracy: {right} of {n} right ({percent(right / n)}) on the files whose folder names their class"
 
 
 def _save_folder(save_dir: str | Path) -> Path:

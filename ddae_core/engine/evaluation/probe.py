@@ -35,7 +35,7 @@ import psutil
 import torch
 
 from ...rundir import GRID, PROBE_HEADS, ArtifactKind, RunStatus, atomic_write_text
-from ...rundir.figures import percent
+from ...rundir.figures import percent, points
 from ..data import ImageData
 from ..device import extraction_batch_size
 from ..spec.options import ProbeOptions
@@ -387,7 +387,7 @@ def baseline_summary(best: float, baselines: dict | None) -> str:
         return ""
     p, r = baselines["pixels"]["accuracy"], baselines["random_init"]["accuracy"]
     return (f"raw pixels {percent(p)}, random init {percent(r)} "
-            f"(best cell {100 * (best - p):+.1f} over pixels, {100 * (best - r):+.1f} over random init; "
+            f"(best cell {points(best - p)} over pixels, {points(best - r)} over random init; "
             f"{baseline_cache.provenance(baselines)})")
 
 
