@@ -19,7 +19,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 # The order the README lists them in.
-ORDER = ("train_throughput", "probe_grid", "probe_grid_shapes", "probe_grid_cifar10", "features", "probe_quality",
+ORDER = ("train_throughput", "probe_grid", "probe_grid_shapes", "probe_grid_cifar10", "instant_grid", "features", "probe_quality",
          "demo_quality", "contention", "store", "gui", "gpu_check")
 
 
