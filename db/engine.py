@@ -121,23 +121,28 @@ def reconnect(path: Path) -> None:
             shared.identity = _identity(Path(path))
 
 
-def follow(path: Path) -> int:
+def follow(path: Path, force: bool = False) -> int:
     """Reopen `path` if its file was deleted or replaced since this process opened it; how often that happened.
 
     A connection keeps reading and writing the file it opened, even once another process deleted it or
     renamed a new one over it: without this, a process would go on with an index nobody else sees. A
     deleted file is created again, empty and migrated; the ingester (see Ingester) fills it from the runs.
+    force: reopen whatever the file's identity says (a reindex's swap may fall between a check and a connect).
     """
     key = (os.getpid(), str(Path(path).resolve()))
     with _lock:
         shared = _shared.get(key)
         if shared is None:
             return 0
-        if _identity(Path(key[1])) != shared.identity:
+        if force or _identity(Path(key[1])) != shared.identity:
+            changed = _identity(Path(key[1])) != shared.identity
             shared.engine.dispose()            # checked-out connections close when they are given back
             migrate(shared.engine, Path(key[1]))
+            # migrate's connections go back to the pool: the file they opened may have been swapped meanwhile
+            # (a reindex renames its fresh index over a path it had moved aside), so none of them is kept.
+            shared.engine.dispose()
             shared.identity = _identity(Path(key[1]))
-            shared.replaced += 1
+            shared.replaced += int(changed)
         return shared.replaced
 
 

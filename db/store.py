@@ -117,9 +117,17 @@ class Store(ReadsMixin):
     def _touch(self, session: Session, run_id: str, version: int, **values) -> None:
         session.execute(update(Run).where(Run.id == run_id).values(version=version, **values))
 
-    def meta_lock(self):
-        """The workspace's meta.lock: held while a meta.json is merged and while a reindex swaps the index."""
-        return waiting_lock(self.workspace / META_LOCK, what=f"The run metadata of {self.workspace}")
+    @contextmanager
+    def meta_lock(self) -> Iterator[None]:
+        """The workspace's meta.lock: held while a meta.json is merged and while a reindex swaps the index.
+
+        Once it is held no swap is under way, so the index is reopened here: a connection this process opened
+        during another's swap (when the path was briefly missing or about to be renamed over) would otherwise
+        write an edit into a file nobody reads any more.
+        """
+        with waiting_lock(self.workspace / META_LOCK, what=f"The run metadata of {self.workspace}"):
+            engines.follow(self.db_path, force=True)
+            yield
 
     def _edit_meta(self, ref: str, change) -> dict:
         """Apply change(fields) to the run's tags, notes and name, merged into meta.json under meta.lock.
