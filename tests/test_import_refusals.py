@@ -124,6 +124,11 @@ def test_config_of_another_model_kind(workspace, folder):
     refused(workspace, folder, "JSON")
 
 
+def test_a_config_given_for_a_model_that_has_one(folder, tmp_path):
+    with pytest.raises(UserError, match="carries its own config"):
+        import_spec(folder, tmp_path / "any.yaml")
+
+
 def test_missing_scheduler_config(workspace, folder):
     (folder / "scheduler" / "scheduler_config.json").unlink()
     with pytest.raises(UserError, match="scheduler_config.json"):

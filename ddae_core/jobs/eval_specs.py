@@ -176,6 +176,8 @@ def import_spec(checkpoint: str | Path, config: str | Path | None = None, *, nam
         if not path.is_file():
             raise ConfigError("checkpoint", f"{path} is a folder, not an official checkpoint file")
         cfg = load_config(config)
+    elif config is not None:
+        raise ConfigError("config", f"a {fmt} model carries its own config; leave --config out")
     else:
         cfg = importers.source_config(path, fmt)
     parse_model_config(cfg)
