@@ -134,13 +134,15 @@ def follow(path: Path, force: bool = False) -> int:
         shared = _shared.get(key)
         if shared is None:
             return 0
-        if force or _identity(Path(key[1])) != shared.identity:
-            changed = _identity(Path(key[1])) != shared.identity
+        identity = _identity(Path(key[1]))
+        changed = identity != shared.identity
+        if changed or force:
             shared.engine.dispose()            # checked-out connections close when they are given back
-            migrate(shared.engine, Path(key[1]))
-            # migrate's connections go back to the pool: the file they opened may have been swapped meanwhile
-            # (a reindex renames its fresh index over a path it had moved aside), so none of them is kept.
-            shared.engine.dispose()
+            if changed or identity is None:    # a new or missing file: bring it to this code's schema
+                migrate(shared.engine, Path(key[1]))
+                # migrate's connections go back to the pool: the file they opened may have been swapped meanwhile
+                # (a reindex renames its fresh index over a path it had moved aside), so none of them is kept.
+                shared.engine.dispose()
             shared.identity = _identity(Path(key[1]))
             shared.replaced += int(changed)
         return shared.replaced
