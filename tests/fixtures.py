@@ -133,6 +133,14 @@ def micro_train_spec(steps: int = 8, checkpoint_every: int = 4, device: str = "c
                       data_limit=256, checkpoint_every_steps=checkpoint_every, sample_every_steps=1000, **kwargs)
 
 
+def ingest(ws: Path) -> None:
+    """One ingest pass of workspace `ws` into its index, as a scheduler's tick would."""
+    from db import Ingester, Store
+
+    with Store.open(ws) as store, Ingester(store) as ingester:
+        ingester.ingest_once()
+
+
 def queue_job(store, spec: dict, priority: int = 0) -> str:
     """Queue `spec` through the one door, as `ddae ... --queue` does (a taken name numbered); returns the run id."""
     from ddae_core.jobs.submit import submit

@@ -16,6 +16,7 @@ from app.run.unified import CompareTradeoff, UnifiedPanel
 from db import Ingester, Store, testing as fake
 from ddae_core.rundir import FID_RESULTS, GRID
 from tests.app_support import app_settings, compare_runs, compare_view, no_leftovers, studio  # noqa: F401 - fixtures
+from tests.fixtures import ingest
 from tests.test_fid import random_weights  # noqa: F401 - fixture
 
 # The paper's DDPM_ddpm numbers, as if its checkpoints were steps: (step, FID, accuracy).
@@ -26,11 +27,6 @@ DATA = "builtin:shapes?n_train=1000"        # with batch_size 50: 20 steps an ep
 def read_csv(path: Path) -> list[list[str]]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.reader(f))
-
-
-def ingest(ws: Path) -> None:
-    with Store.open(ws) as store, Ingester(store) as ingester:
-        ingester.ingest_once()
 
 
 def train_run(ws: Path, n: int = 1, name: str = "DDPM_ddpm") -> Path:

@@ -20,7 +20,7 @@ from app.runs.model import RunTableModel
 from app.widgets.align_uniform import AlignUniformPlot
 from app.widgets.curves import CurvePlot
 from app.widgets.heatmap import GridHeatmap
-from db import Ingester, Store, testing as fake
+from db import Store, testing as fake
 from ddae_core.jobs import examples
 from ddae_core.jobs.examples import DEMO_EXAMPLE
 from tests.app_support import (  # noqa: F401
@@ -30,12 +30,7 @@ from tests.app_support import (  # noqa: F401
     studio,
     trained_run_with_samples,
 )
-from tests.fixtures import micro_train_config
-
-
-def ingest(ws: Path) -> None:
-    with Store.open(ws) as store, Ingester(store) as ingester:
-        ingester.ingest_once()
+from tests.fixtures import ingest, micro_train_config
 
 
 def probe_events(t0: float = 1000.0) -> list[dict]:

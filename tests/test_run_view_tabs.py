@@ -7,13 +7,9 @@ from pathlib import Path
 from app.run.deferred_panel import DeferredPanel
 from app.run.feed import RunUpdate
 from app.run.panels import ChildrenPanel, GridPanel, Panel, SamplesPanel, TrainingPanel
-from db import Ingester, Store, testing as fake
+from db import testing as fake
 from tests.app_support import app_settings, no_leftovers, studio, trained_run_with_samples  # noqa: F401
-
-
-def ingest(ws: Path) -> None:
-    with Store.open(ws) as store, Ingester(store) as ingester:
-        ingester.ingest_once()
+from tests.fixtures import ingest
 
 
 class _Recorder(Panel):
