@@ -39,6 +39,7 @@ from .runs.feed import RunsPager
 from .runs.view import RunsView
 from .scheduler_thread import SCHEDULING, SchedulerThread
 from .widgets import export
+from .widgets.common import careful_question
 from .widgets.elided import ElidedLabel
 
 log = logging.getLogger(__name__)
@@ -363,12 +364,8 @@ class MainWindow(QMainWindow):
     def demo_question(self, earlier: list) -> QMessageBox:
         """Asked before a second demo: it names the first one's runs, and No is the default."""
         names = ", ".join(f"“{r.name}” ({r.status})" for r in earlier[:3]) + (", …" if len(earlier) > 3 else "")
-        box = QMessageBox(QMessageBox.Icon.Question, "Run the demo again",
-                          f"This workspace already has the demo's runs: {names}. Queue another demo beside them?",
-                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
-        box.setDefaultButton(QMessageBox.StandardButton.No)
-        box.setEscapeButton(QMessageBox.StandardButton.No)
-        return box
+        return careful_question(self, "Run the demo again", f"This workspace already has the demo's runs: {names}. "
+                                                            "Queue another demo beside them?")
 
     def start_demo(self) -> None:
         if self.demo is None:

@@ -30,6 +30,7 @@ from ddae_core.rundir import LOG, RunStatus
 from ..eta import RemainingTime
 from ..formats import ID_ROLE
 from ..logtail import LogDialog
+from ..widgets.common import careful_question
 from ..widgets.flow import FlowLayout
 from .feed import FINAL_STATUSES, RECENT, QueueFeed, QueueLine
 from .model import FRACTION_ROLE, QueueModel
@@ -237,12 +238,9 @@ class QueueView(QWidget):
 
     def cancel_box(self, row: QueueLine) -> QMessageBox:
         """Asked before cancelling a running job: it names the run; No is the default."""
-        box = QMessageBox(QMessageBox.Icon.Question, "Cancel a running job",
-                          f"Cancel “{row.name}” ({row.run})? It saves a checkpoint and stops; Resume continues "
-                          "it later.", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
-        box.setDefaultButton(QMessageBox.StandardButton.No)
-        box.setEscapeButton(QMessageBox.StandardButton.No)
-        return box
+        return careful_question(self, "Cancel a running job",
+                                f"Cancel “{row.name}” ({row.run})? It saves a checkpoint and stops; Resume "
+                                "continues it later.")
 
     def cancel(self) -> None:
         row = self._selected_row()

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, JobKind
 
 from ..formats import ID_ROLE
+from ..widgets.common import careful_question
 from .feed import STATUSES, Changes, RunsPager, RunSummary
 from .model import RunTableModel
 
@@ -310,13 +311,9 @@ class RunsView(QWidget):
         names = [f"“{r.name or r.id}”" for r in runs]
         what = names[0] if len(names) == 1 else (f"{len(names)} runs ({', '.join(names[:3])}"
                                                  f"{', …' if len(names) > 3 else ''})")
-        box = QMessageBox(QMessageBox.Icon.Question, "Delete runs",
-                          f"Delete {what} and {'its folder' if len(names) == 1 else 'their folders'} "
-                          f"(checkpoints, samples, logs)? You can undo it for {UNDO_S} seconds.",
-                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
-        box.setDefaultButton(QMessageBox.StandardButton.No)
-        box.setEscapeButton(QMessageBox.StandardButton.No)
-        return box
+        return careful_question(self, "Delete runs",
+                                f"Delete {what} and {'its folder' if len(names) == 1 else 'their folders'} "
+                                f"(checkpoints, samples, logs)? You can undo it for {UNDO_S} seconds.")
 
     def _delete_selected(self) -> None:
         ids = self.selected()

@@ -1,4 +1,4 @@
-"""Small helpers the widgets share: a light plot style and crisp (nearest-neighbour) image scaling."""
+"""Small helpers the widgets share: a light plot style, crisp (nearest-neighbour) image scaling, a careful question."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import QMessageBox, QWidget
 
 BACKGROUND = "w"
 FOREGROUND = "#303030"
@@ -69,3 +70,12 @@ def follow_mouse(scene, plot: pg.PlotItem, readout, text_at) -> None:
         point = vb.mapSceneToView(scene_pos)
         readout.setText(text_at(point.x(), point.y()))
     scene.sigMouseMoved.connect(moved)
+
+
+def careful_question(parent: QWidget | None, title: str, text: str) -> QMessageBox:
+    """A Yes/No question whose default and Escape are No: for what cannot be taken back by a stray Enter."""
+    box = QMessageBox(QMessageBox.Icon.Question, title, text,
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, parent)
+    box.setDefaultButton(QMessageBox.StandardButton.No)
+    box.setEscapeButton(QMessageBox.StandardButton.No)
+    return box
