@@ -1,9 +1,15 @@
-"""The axes of a probe grid: noise levels (timesteps) and layers, parsed from a form, a CLI option or a spec."""
+"""The axes of a probe grid: noise levels (timesteps) and layers, parsed from a form, a CLI option or a spec; and
+where a grid's rows and columns sit on the shared axes (log-SNR, relative depth) of every family."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import parse_model_config
 from ..errors import ConfigError
 from ..nets.unet import tap_names
+from .noise_axis import NoiseAxis, axis_of, relative_depths
 
 
 def parse_timesteps(value, model_cfg, field: str = "timesteps") -> list[int]:
@@ -38,3 +44,55 @@ def parse_layers(value, model_cfg, field: str = "layers") -> list[str]:
         raise ConfigError(field, f"{', '.join(unknown) or 'nothing'} is not a layer of this network "
                                  f"(it has {names[0]}..{names[-1]})")
     return [n for n in names if n in items]
+
+
+def tap_order(model_cfg) -> list[str] | None:
+    """Every tap of the network in network order (relative depth counts in it); None where it is not known."""
+    if model_cfg.framework in ("ddpm", "edm"):
+        return tap_names(model_cfg.network)
+    depth = model_cfg.network.get("depth")
+    return [f"layer-{i}" for i in range(int(depth))] if depth else None
+
+
+def noise_axis_json(model_cfg) -> dict[str, Any] | None:
+    """grid.json's `noise_axis`: the model's schedule, enough to compute every row's log-SNR later."""
+    axis = axis_of(model_cfg.framework, model_cfg.diffusion)
+    return axis.to_json() if axis else None
+
+
+@dataclass(frozen=True)
+class GridPlacement:
+    """Where a grid sits on the shared axes: its noise schedule (None: index only) and its network's tap order."""
+
+    noise: NoiseAxis | None
+    taps: tuple[str, ...] | None
+
+    def log_snrs(self, timesteps) -> dict[int, float]:
+        """{timestep: log-SNR} ({} when index only, or for an index outside the schedule)."""
+        if self.noise is None:
+            return {}
+        try:
+            return self.noise.log_snrs(timesteps)
+        except ValueError:
+            return {}
+
+    def depths(self, layers) -> tuple[dict[str, float], str]:
+        """({layer: relative depth}, basis 'network' or 'grid'), see noise_axis.relative_depths."""
+        return relative_depths(list(layers), self.taps)
+
+
+def placement_of(grid: dict | None, config: dict | None) -> GridPlacement:
+    """A grid's placement from its grid.json (`noise_axis`, `tap_order`), else from the model config of its run's
+    spec (grids saved before these fields, or still running), else index only."""
+    grid = grid or {}
+    noise = NoiseAxis.from_json(grid.get("noise_axis"))
+    taps = grid.get("tap_order") if isinstance(grid.get("tap_order"), list) else None
+    if (noise is None or taps is None) and isinstance(config, dict):
+        try:
+            cfg = parse_model_config(config)
+        except (ConfigError, TypeError, ValueError, KeyError):      # a hand-edited spec: index only
+            cfg = None
+        if cfg is not None and (not grid.get("framework") or grid.get("framework") == cfg.framework):
+            noise = noise or axis_of(cfg.framework, cfg.diffusion)
+            taps = taps or tap_order(cfg)
+    return GridPlacement(noise, tuple(taps) if taps else None)

@@ -44,6 +44,7 @@ from . import baselines as baseline_cache
 from .certainty import SELECTED_ON_HELD_OUT, SELECTED_ON_TEST, edge_note, selection_holdout, selection_words
 from .common import EvalContext, open_context
 from .features import Stopped
+from .grid_axes import noise_axis_json, tap_order
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
 from .knn import knn_accuracy
 from .protocols import BASELINE_KEYS, PROTOCOLS
@@ -296,6 +297,8 @@ class ProbeGrid:
             "selection": self.selection(),
             "held_out_accuracy": {str(t): row for t, row in self.held_cells.items()} if self.held else None,
             "timestep_range": [1, self.model.config.diffusion["n_T"] if self.model.config.framework == "ddpm" else 18],
+            "noise_axis": noise_axis_json(self.model.config),      # the schedule: each row's log-SNR
+            "tap_order": tap_order(self.model.config),             # every tap, for each layer's relative depth
             "baselines": baselines,
         }
         atomic_write_text(self.ctx.run_dir / GRID, json.dumps(result, indent=1))
