@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = rsub.add_parser("show", help="one run: spec, status, metrics, probe grid, artifacts")
     p.add_argument("run", help="run id, id prefix or name")
+    p.add_argument("--axis", choices=AXES, help="also print the probe grid, rows the layers (with their relative "
+                                                "depth), columns the noise levels headed by the family's own index "
+                                                "or by log-SNR (the axis every family shares)")
     add_workspace(p)
     p.set_defaults(func=cmd_runs_show)
 
@@ -69,6 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reindex", help="rebuild studio.sqlite from the run folders alone")
     add_workspace(p)
     p.set_defaults(func=cmd_reindex)
+
+
+AXES = ("index", "logsnr")
 
 
 def _check_choices(values: list[str] | None, allowed, what: str) -> None:
@@ -118,6 +124,7 @@ def cmd_runs_show(args) -> int:
         artifacts = store.artifacts(run.id)
         children = store.children(run.id)
         run_dir = store.run_dir(run.id)
+        grid_lines = _grid_on_axis(store, run, args.axis) if args.axis else []
     print(f"run       {run.id}")
     print(f"name      {run.name}")
     print(f"kind      {run.kind}")
@@ -158,6 +165,8 @@ def cmd_runs_show(args) -> int:
         best = max(known, key=lambda c: c.accuracy)
         print(f"\nprobe grid: best cell {best.layer} at t={best.timestep}: {percent(best.accuracy)} "
               f"({len(cells)} cells)")
+    for line in grid_lines:
+        print(line)
     if artifacts:
         print("\nartifacts:")
         table(("  KIND", "STEP", "PATH"),
@@ -167,6 +176,46 @@ def cmd_runs_show(args) -> int:
         for child in children:
             print(f"  {child.id}  {child.kind}  {child.status}  {child.name}")
     return 0
+
+
+def _grid_on_axis(store, run, axis: str) -> list[str]:
+    """The run's probe grid (its own, else its headline grid) as text: rows layers, columns noise levels."""
+    from ..engine.evaluation.certainty import read_grid
+    from ..engine.evaluation.grid_axes import placement_of, spec_config
+
+    source = run if store.grid_cells(run.id) or not run.best_grid else store.get_run(run.best_grid)
+    cells = {(c.layer, c.timestep): c.accuracy for c in store.grid_cells(source.id) if c.accuracy is not None}
+    if not cells:
+        return ["", "probe grid: none yet"]
+    axes = store.grid_axes(source.id)
+    timesteps = list(axes.timesteps) if axes else sorted({t for _, t in cells})
+    layers = list(axes.layers) if axes else list(dict.fromkeys(layer for layer, _ in cells))
+    parent = store.get_run(source.parent_run).spec if source.parent_run else None
+    place = placement_of(read_grid(store.run_dir(source.id)), spec_config(source.spec, parent))
+    snr = place.log_snrs(timesteps)
+    depths, basis = place.depths(layers)
+    own = [f"t={t}" if place.noise is None or place.noise.index_name == "t" else f"k={t}" for t in timesteps]
+    heads = [own]
+    if axis == "logsnr" and snr:
+        heads = [[f"{snr[t]:.2f}" for t in timesteps], own]
+    where = "" if source.id == run.id else f" of {source.id}"
+    among = "among the network's taps" if basis == "network" else "among the grid's layers (the network's unknown)"
+    lines = ["", f"probe grid{where} (accuracy %; rows layers and their relative depth {among}; columns noise "
+                 "levels" + (", headed by log-SNR, then the family's own index):" if len(heads) == 2 else "):")]
+    if axis == "logsnr" and not snr:
+        lines.append("index only: neither the grid nor its run's spec says the noise schedule, so no log-SNR")
+    width = max(7, *(len(h) + 1 for row in heads for h in row))
+    name_w = max(len("layer"), *(len(n) for n in layers))
+    titles = ("log-SNR", "index") if len(heads) == 2 else ("index",)
+    for title, row in zip(titles, heads):
+        label = title if title != "index" else (place.noise.index_name if place.noise else "noise index")
+        lines.append(f"{label:>{name_w + 7}}" + "".join(f"{h:>{width}}" for h in row))
+    for layer in layers:
+        depth = f"{depths[layer]:.2f}" if layer in depths else "-"
+        values = [cells.get((layer, t)) for t in timesteps]
+        lines.append(f"{layer:<{name_w}}{depth:>7}" + "".join(
+            f"{'-' if v is None else f'{100 * v:.1f}':>{width}}" for v in values))
+    return lines
 
 
 def cmd_runs_export(args) -> int:

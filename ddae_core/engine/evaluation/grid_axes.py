@@ -96,3 +96,8 @@ def placement_of(grid: dict | None, config: dict | None) -> GridPlacement:
             noise = noise or axis_of(cfg.framework, cfg.diffusion)
             taps = taps or tap_order(cfg)
     return GridPlacement(noise, tuple(taps) if taps else None)
+
+
+def spec_config(*specs: dict | None) -> dict | None:
+    """The model config a grid's run used: that of the first spec that has one (a probe's own, then its parent's)."""
+    return next((s["config"] for s in specs if isinstance(s, dict) and isinstance(s.get("config"), dict)), None)
