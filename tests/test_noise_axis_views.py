@@ -116,3 +116,98 @@ def test_runs_show_derives_log_snr_from_the_spec_for_an_older_grid_json(families
     edm = EDM()
     assert lines[at + 1].split() == ["log-SNR"] + [f"{-2 * math.log(edm.sigma(k)):.2f}" for k in (3, 4, 5)]
     assert lines[at + 2].split() == ["sigma", "index", "k=3", "k=4", "k=5"]
+
+
+def grid_panel(qtbot, store, run_id: str):
+    """The Run view's grid panel fed by the Run view's feed, as the live hub would feed it."""
+    from app.run.feed import RunFeed
+    from app.run.panels import GridPanel
+
+    panel = GridPanel()
+    qtbot.addWidget(panel)
+    panel.apply(RunFeed(store, run_id).poll())
+    return panel
+
+
+def test_the_run_views_grid_toggles_between_its_index_and_log_snr(qtbot, families, store):
+    from app.widgets.noise_rows import AXIS_TIP
+
+    panel = grid_panel(qtbot, store, families.ddpm_train)        # a train run shows its probe's grid
+    heatmap, box = panel.heatmap, panel.heatmap.rows.box
+    assert box.isEnabled() and box.toolTip() == AXIS_TIP and "evenly spaced" in AXIS_TIP
+    ticks = lambda: [text for _, text in heatmap.plot.getAxis("left")._tickLevels[0]]  # noqa: E731
+    assert ticks() == ["t=1", "t=11", "t=101"] and heatmap.rows.mode() == "index"
+    expected = [log_snr("ddpm", DDPM_SCHEDULE, t) for t in (1, 11, 101)]
+    box.setCurrentIndex(box.findData("logsnr"))
+    assert heatmap.rows.mode() == "logsnr"
+    assert ticks() == [f"{v:.2f}" for v in expected]
+    assert heatmap.plot.getAxis("left").labelText == "log-SNR (rows evenly spaced)"
+    # Hover names both, whichever labels the rows carry; the cells stay where they were.
+    assert heatmap.readout_at(0.5, 1.5).startswith(f"out_1 at t=11 (log-SNR {expected[1]:.2f}): ")
+    box.setCurrentIndex(box.findData("index"))
+    assert ticks() == ["t=1", "t=11", "t=101"] and heatmap.plot.getAxis("left").labelText == "noise level"
+
+
+def test_a_grid_with_no_known_schedule_stays_index_only(qtbot, families, store, tmp_path):
+    from app.widgets.heatmap import GridHeatmap
+    from ddae_core.engine.evaluation.grid_axes import placement_of
+
+    heatmap = GridHeatmap()
+    qtbot.addWidget(heatmap)
+    heatmap.set_axes([3, 4, 5], ["out_1"], {3: "3 (sigma=0.01)"})
+    heatmap.set_noise_axis(placement_of({"framework": "edm"}, None).noise)     # neither grid.json nor spec says
+    box = heatmap.rows.box
+    assert not box.isEnabled() and box.toolTip().startswith("Index only")
+    box.setCurrentIndex(box.findData("logsnr"))
+    assert heatmap.rows.mode() == "index" and heatmap.rows.texts()[0] == "3 (sigma=0.01)"
+    assert heatmap.readout_at(0.5, 0.5) == "out_1 at 3 (sigma=0.01): not measured yet"
+
+
+def test_compare_draws_a_ddpm_and_an_edm_grid_on_shared_axes(qtbot, families, store, app_settings):
+    from ddae_core.engine.evaluation.grid_axes import along_depth, along_noise
+
+    view = compare_view(qtbot, store)
+    compare_runs(view, [families.ddpm_probe, families.edm_probe])
+    grids = view.grids
+    grids.mode.setCurrentIndex(grids.mode.findData("shared"))
+    assert grids.stack.currentWidget() is grids.shared
+    shared = grids.shared
+    assert [b.id for b in shared.placed()] == [families.ddpm_probe, families.edm_probe]
+    assert "DDPM, EDM on shared axes" in shared.message.text()
+    # Accuracy against log-SNR, best layer per noise level: each row at its own family's log-SNR.
+    edm = EDM()
+    by_noise = shared.by_noise.lines
+    assert [p[0] for p in by_noise[families.ddpm_probe]] == pytest.approx(
+        sorted(log_snr("ddpm", DDPM_SCHEDULE, t) for t in (1, 11, 101)))
+    assert [p[0] for p in by_noise[families.edm_probe]] == pytest.approx(
+        sorted(-2 * math.log(edm.sigma(k)) for k in (3, 4, 5)), abs=1e-6)
+    cells = {(c.timestep, c.layer): c.accuracy for c in store.grid_cells(families.edm_probe)}
+    for _, acc, t, _ in by_noise[families.edm_probe]:
+        assert acc == max(v for (tt, _), v in cells.items() if tt == t)
+    # Each line keeps its family and protocol (these grids ran without baselines, and say so).
+    labels = shared.by_noise.labels
+    assert labels[families.ddpm_probe].endswith("(DDPM, fast; no baselines)")
+    assert labels[families.edm_probe].endswith("(EDM, fast; no baselines)")
+    legend = [label.text for _, label in shared.by_noise.legend.items]
+    assert legend == [labels[families.ddpm_probe], labels[families.edm_probe]]
+    # A chosen relative depth picks each grid's nearest tap; a chosen log-SNR each grid's nearest row.
+    shared.by_noise.best.setChecked(False)
+    shared.by_noise.slider.setValue(100)
+    assert {p[3] for p in shared.by_noise.lines[families.edm_probe]} == {"out_4"}     # depth 1.0: the last tap
+    shared.by_depth.best.setChecked(False)
+    shared.by_depth.slider.setValue(0)                                                # the lowest log-SNR drawn
+    lowest = shared.span()[0]
+    assert lowest == pytest.approx(log_snr("ddpm", DDPM_SCHEDULE, 101))              # EDM's k=5 is nearest it
+    assert {p[2] for p in shared.by_depth.lines[families.edm_probe]} == {5}
+    assert {p[2] for p in shared.by_depth.lines[families.ddpm_probe]} == {101}
+    bundle = next(b for b in shared.placed() if b.id == families.ddpm_probe)
+    snr = bundle.placement.log_snrs([1, 11, 101])
+    depths, basis = bundle.placement.depths(["out_1", "out_2", "out_3", "out_4"])
+    ddpm_cells = bundle.finished_cells()
+    assert basis == "network"
+    assert shared.by_depth.lines[families.ddpm_probe] == along_depth(ddpm_cells, snr, depths, lowest)
+    assert shared.by_noise.lines[families.ddpm_probe] == along_noise(ddpm_cells, snr, depths, 1.0)
+    assert shared.by_noise.readout_at(*shared.by_noise.lines[families.edm_probe][0][:2]).startswith(
+        f"{shared.by_noise.name(families.edm_probe)}: out_4 (depth 1.00) at sigma index 5, log-SNR 3.94")
+    # Each run's own heatmap can be read on log-SNR too.
+    assert grids.heatmaps[families.edm_probe].rows.box.isEnabled()

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from db import Changes, GridAxes, GridCell, History, RunRecord, RunSummary, Store
 from ddae_core.engine.evaluation.certainty import read_grid
+from ddae_core.engine.evaluation.grid_axes import GridPlacement, placement_of, spec_config
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, BASELINE_LABELS, protocol_of
 from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
 
@@ -43,6 +44,7 @@ class RunBundle:
     label: str | None = None                                    # the name shown, when the name is not unique
     train_name: str | None = None                               # the name of the run behind train_id
     grid_file: dict | None = None                               # the grid's grid.json, once saved
+    placement: GridPlacement | None = None                      # the grid on log-SNR x relative depth
 
     @property
     def id(self) -> str:
@@ -127,10 +129,14 @@ def gather(store: Store, run_id: str) -> RunBundle:
             if summary.key.startswith("sample/"):
                 metrics[summary.key] = summary.latest_value
     baselines, protocol = grid_context(store, probe_id) if probe_id else ({}, None)
+    grid_file = read_grid(store.run_dir(probe_id)) if probe_id else None
+    placement = None
+    if probe_id:
+        probe = run if probe_id == run.id else store.get_run(probe_id)
+        placement = placement_of(grid_file, spec_config(probe.spec, train.spec if train_id else None))
     return RunBundle(run, train_id, probe_id, noisy_id, axes, cells, samples, metrics,
                      steps_per_epoch(train) if train.kind in TRAIN_KINDS else None, baselines, protocol,
-                     train_name=train.name if train_id else None,
-                     grid_file=read_grid(store.run_dir(probe_id)) if probe_id else None)
+                     train_name=train.name if train_id else None, grid_file=grid_file, placement=placement)
 
 
 def grid_context(store: Store, probe_id: str) -> tuple[dict[str, float], str]:

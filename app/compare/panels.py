@@ -6,7 +6,17 @@ from pathlib import Path
 
 from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSlider,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ddae_core.engine.evaluation.certainty import chance_level, fitted_levels, grid_sample, held_out_choice
 from ddae_core.rundir.figures import percent
@@ -15,8 +25,11 @@ from ..widgets.export import safe_filename
 from ..widgets.heatmap import GridHeatmap
 from ..widgets.samples import SampleViewer
 from .feed import RunBundle, grid_difference
+from .shared_axes import SharedAxesPanel
 
 COLUMNS = 3         # heatmaps / sample grids per row before wrapping
+GRID_MODES = {"own": "Each grid on its own axes, side by side",
+              "shared": "Shared axes (log-SNR x relative depth)"}
 
 
 def _title_html(name: str, color: QColor) -> str:
@@ -24,11 +37,13 @@ def _title_html(name: str, color: QColor) -> str:
 
 
 class GridsPanel(QWidget):
-    """One heatmap per run with a probe grid, all on one colour scale, and B - A on a diverging scale."""
+    """One heatmap per run with a probe grid, all on one colour scale, and B - A on a diverging scale; or (the
+    mode box) every grid on the shared axes, log-SNR x relative depth (shared_axes.py)."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self._bundles: list[RunBundle] = []
+        self._colors: dict[str, QColor] = {}
         self.heatmaps: dict[str, GridHeatmap] = {}
         self._grid = QGridLayout()
         self._grid.setSpacing(6)
@@ -60,14 +75,34 @@ class GridsPanel(QWidget):
         box.addLayout(pick)
         box.addWidget(self.difference, 1)
 
+        own = QWidget()
+        own_layout = QVBoxLayout(own)
+        own_layout.setContentsMargins(0, 0, 0, 0)
+        own_layout.addWidget(self.message)
+        own_layout.addWidget(scroll, 3)
+        own_layout.addWidget(self._diff_box, 2)
+        self.shared = SharedAxesPanel()
+        self.stack = QStackedWidget()
+        self.stack.addWidget(own)
+        self.stack.addWidget(self.shared)
+        self.mode = QComboBox()
+        for key, text in GRID_MODES.items():
+            self.mode.addItem(text, key)
+        self.mode.setToolTip("Shared axes place grids of different families (DDPM t, EDM sigma index, DiT t) and "
+                             "different networks together: noise as log-SNR, layers as relative depth")
+        self.mode.currentIndexChanged.connect(self.stack.setCurrentIndex)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Probe grids:"))
+        top.addWidget(self.mode)
+        top.addStretch(1)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.message)
-        layout.addWidget(scroll, 3)
-        layout.addWidget(self._diff_box, 2)
+        layout.addLayout(top)
+        layout.addWidget(self.stack, 1)
 
     def set_bundles(self, bundles: list[RunBundle], colors: dict[str, QColor]) -> None:
         """Rebuild for these runs (only those with a probe grid get a heatmap)."""
         self._bundles = [b for b in bundles if b.axes is not None or b.cells]
+        self._colors = colors
         for heatmap in self.heatmaps.values():
             self._grid.removeWidget(heatmap)
             heatmap.deleteLater()
@@ -111,6 +146,7 @@ class GridsPanel(QWidget):
             heatmap.set_baselines(b.baselines)
             heatmap.set_certainty(*samples[b.id])
             heatmap.set_selected(held_out_choice(b.grid_file))
+            heatmap.set_noise_axis(b.placement.noise if b.placement else None)
             heatmap.set_cells((t, layer, acc) for (t, layer), acc in b.finished_cells().items())
         if not self._bundles:
             self.message.setText("None of these runs has a probe grid yet; run a probe grid on them to compare.")
@@ -119,6 +155,7 @@ class GridsPanel(QWidget):
                                  f"({percent(lo).rstrip('%')}–{percent(hi)} accuracy); "
                                  "the best cell of each is outlined.")
         self._update_difference()
+        self.shared.set_bundles(self._bundles, self._colors)
 
     def _update_difference(self) -> None:
         if len(self._bundles) < 2:
@@ -149,7 +186,7 @@ class GridsPanel(QWidget):
             out += [self.difference.export_png(base.with_suffix(".png")),
                     self.difference.export_svg(base.with_suffix(".svg")),
                     self.difference.export_csv(base.with_suffix(".csv"))]
-        return out
+        return out + self.shared.export(folder)
 
 
 class SampleGridsPanel(QWidget):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from db import Changes, GridAxes, GridCell, History, RunRecord, RunSummary, Store
 from ddae_core.engine.evaluation.certainty import read_grid
+from ddae_core.engine.evaluation.grid_axes import GridPlacement, placement_of, spec_config
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, protocol_of
 from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
 
@@ -47,6 +48,7 @@ class RunUpdate:
     baselines: dict[str, float] | None = None   # its baselines: "pixels" / "random_init" -> accuracy
     grid_work: str | None = None            # what that grid's run is doing now ('' when not running)
     grid_file: dict | None = None           # that grid's grid.json, once saved (test images, selection, ...)
+    grid_placement: GridPlacement | None = None     # where that grid sits on log-SNR x relative depth
     images: list[tuple[int, Path]] | None = None
     children: list[RunSummary] | None = None
     checkpoints: CheckpointResults | None = None   # a trained model's FID and probe accuracy per checkpoint
@@ -70,6 +72,7 @@ class RunFeed:
         self._baselines: dict[str, float] | None = None
         self._grid_work: str | None = None
         self._grid_file: dict | None = None
+        self._placement: GridPlacement | None = None
         self._children: list[RunSummary] | None = None
         self._checkpoint_reader = CheckpointReader(store, run_id)
         self._checkpoints: CheckpointResults | None = None
@@ -145,7 +148,7 @@ class RunFeed:
             source = grid_of(probes, update.record.best_grid).id
         if source != self._grid_source:
             self._grid_source, self._axes, self._cells, self._baselines = source, None, None, None
-            self._grid_work, self._grid_file = None, None
+            self._grid_work, self._grid_file, self._placement = None, None, None
         axes = self.store.grid_axes(source)
         cells = self.store.grid_cells(source)
         keys = {key: name for name, key in BASELINE_KEYS.items()}
@@ -172,3 +175,12 @@ class RunFeed:
             update.grid_source = source
             spec = update.record.spec if source == self.run_id else self.store.get_run(source).spec
             update.grid_protocol = protocol_of(spec.get("options") or {})
+        if self._placement is None or update.grid_file is not None:
+            self._placement = update.grid_placement = self._placement_of(update.record, source)
+
+    def _placement_of(self, record: RunRecord, source: str) -> GridPlacement:
+        """The grid's placement on the shared axes: from its grid.json, else its own or its parent's spec."""
+        run = record if source == record.id else self.store.get_run(source)
+        parent = record if run.parent_run == record.id else \
+            (self.store.get_run(run.parent_run) if run.parent_run else None)
+        return placement_of(self._grid_file, spec_config(run.spec, parent.spec if parent else None))

@@ -191,6 +191,8 @@ class GridPanel(Panel):
             self.grid = update.grid_file
             self.heatmap.set_certainty(*grid_sample(self.grid))
             self.heatmap.set_selected(held_out_choice(self.grid))
+        if update.grid_placement is not None:
+            self.heatmap.set_noise_axis(update.grid_placement.noise)
         self.heatmap.set_status(grid_status(self.heatmap, self.source, update.record.id, self.protocol, self.work,
                                             self.grid))
 

@@ -9,6 +9,9 @@ tiny array and one text update.
 Given the grid's test images and classes (set_certainty), the heatmap says how sure each cell is: its 95%
 binomial interval on hover, the chance level marked on the colour bar, a fitted scale never narrower than a
 cell's interval, and (set_grey_chance) cells within chance + 2 sigma drawn blank with grey text.
+
+Given the grid's noise schedule (set_noise_axis), the rows can be labelled by log-SNR instead of the family's
+own index (noise_rows.py, its box `rows.box`); hover names both.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QGraphicsRectItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ddae_core.engine.evaluation.certainty import chance_level, fitted_levels, wilson_interval, within_chance
+from ddae_core.engine.evaluation.noise_axis import NoiseAxis
 from ddae_core.rundir.figures import percent, points
 
 from ..colors import text_color_on
 from . import export
 from .common import BACKGROUND, FOREGROUND, follow_mouse, set_axis_label, style_plot
+from .noise_rows import NoiseRows
 
 SEQUENTIAL_MAP = "viridis"
 DIVERGING_MAP = "CET-D1A"       # blue - white - red, symmetric around its middle
@@ -46,6 +51,7 @@ class GridHeatmap(QWidget):
         self._timesteps: list[int] = []
         self._layers: list[str] = []
         self._row_labels: dict[int, str] = {}
+        self.rows = NoiseRows()                       # the rows' labels: own index or log-SNR
         self._values = np.full((0, 0), np.nan)        # float64 master; drawn as float32
         self._texts: dict[tuple[int, int], pg.TextItem] = {}
         # None: 0..1 for accuracies (symmetric around 0 when diverging); "auto": from the data.
@@ -82,6 +88,7 @@ class GridHeatmap(QWidget):
         self.colorbar.axis.enableAutoSIPrefix(False)
         self.graphics.addItem(self.colorbar, row=0, col=1)
         self.set_value_name(self.value_name)
+        self.rows.box.currentIndexChanged.connect(lambda _: self._set_row_ticks())
         self._outline = QGraphicsRectItem()
         pen = pg.mkPen("#ff2d2d", width=3)
         pen.setCosmetic(True)
@@ -103,6 +110,7 @@ class GridHeatmap(QWidget):
         bar.setContentsMargins(4, 2, 4, 0)
         bar.addWidget(self.status, 1)
         bar.addWidget(self.readout)
+        bar.addWidget(self.rows.box)
         bar.addWidget(self.export_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -125,12 +133,8 @@ class GridHeatmap(QWidget):
             self.plot.removeItem(item)
         self._texts.clear()
         self.plot.getAxis("bottom").setTicks([[(c + 0.5, name) for c, name in enumerate(self._layers)]])
-        row_texts = [self._row_labels.get(t, f"t={t}") for t in self._timesteps]
-        left = self.plot.getAxis("left")
-        left.setTicks([[(r + 0.5, text) for r, text in enumerate(row_texts)]])
-        # pyqtgraph drops tick labels wider than the axis instead of widening it: size it to the text.
-        metrics = QFontMetrics(left.style.get("tickFont") or QFont())
-        left.setWidth(max([metrics.horizontalAdvance(text) for text in row_texts] + [24]) + 34)
+        self.rows.set_rows(self._timesteps, self._row_labels)
+        self._set_row_ticks()
         for (t, layer), value in old.items():
             if t in self._timesteps and layer in self._layers:
                 self._values[self._timesteps.index(t), self._layers.index(layer)] = value
@@ -138,13 +142,27 @@ class GridHeatmap(QWidget):
                            padding=0)
         self._refresh(all_texts=True)
 
+    def set_noise_axis(self, axis: NoiseAxis | None) -> None:
+        """The grid's noise schedule, so its rows can be labelled by log-SNR; None: index only."""
+        if self.rows.set_noise(axis):
+            self._set_row_ticks()
+
+    def _set_row_ticks(self) -> None:
+        texts = self.rows.texts()
+        left = self.plot.getAxis("left")
+        left.setTicks([[(r + 0.5, text) for r, text in enumerate(texts)]])
+        set_axis_label(self.plot, "left", self.rows.axis_label())
+        # pyqtgraph drops tick labels wider than the axis instead of widening it: size it to the text.
+        metrics = QFontMetrics(left.style.get("tickFont") or QFont())
+        left.setWidth(max([metrics.horizontalAdvance(text) for text in texts] + [24]) + 34)
+
     def readout_at(self, x: float, y: float) -> str:
         """The cell at plot coordinates (x, y) in words: 'out_6 at t=11: 72.4%' ('' outside the grid)."""
         col, row = int(np.floor(x)), int(np.floor(y))
         if not (0 <= row < len(self._timesteps) and 0 <= col < len(self._layers)):
             return ""
         t = self._timesteps[row]
-        where = f"{self._layers[col]} at {self._row_labels.get(t, f't={t}')}"
+        where = f"{self._layers[col]} at {self.rows.where(t)}"
         value = self._values[row, col]
         if not np.isfinite(value):
             return f"{where}: not measured yet"

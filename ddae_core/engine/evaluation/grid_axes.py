@@ -101,3 +101,40 @@ def placement_of(grid: dict | None, config: dict | None) -> GridPlacement:
 def spec_config(*specs: dict | None) -> dict | None:
     """The model config a grid's run used: that of the first spec that has one (a probe's own, then its parent's)."""
     return next((s["config"] for s in specs if isinstance(s, dict) and isinstance(s.get("config"), dict)), None)
+
+
+# A grid on the shared axes: one slice of it, as points (x, accuracy, timestep, layer) sorted by x.
+Cells = dict[tuple[int, str], float]
+
+
+def along_noise(cells: Cells, log_snrs: dict[int, float], depths: dict[str, float], depth: float | None
+                ) -> list[tuple[float, float, int, str]]:
+    """Accuracy against log-SNR at the layer nearest `depth` (ties: the shallower), or with None the best layer
+    of each noise level; rows without log-SNR and layers without a depth are left out."""
+    points = []
+    for t, x in log_snrs.items():
+        row = {layer: acc for (tt, layer), acc in cells.items() if tt == t and layer in depths}
+        if not row:
+            continue
+        if depth is None:
+            layer = max(row, key=lambda name: (row[name], -depths[name]))
+        else:
+            layer = min(depths, key=lambda name: (abs(depths[name] - depth), depths[name]))
+            if layer not in row:
+                continue
+        points.append((x, row[layer], t, layer))
+    return sorted(points)
+
+
+def along_depth(cells: Cells, log_snrs: dict[int, float], depths: dict[str, float], log_snr: float | None
+                ) -> list[tuple[float, float, int, str]]:
+    """Accuracy against relative depth at the noise level nearest `log_snr`, or with None at the grid's best
+    noise level (the row of its best cell)."""
+    known = {key: acc for key, acc in cells.items() if key[0] in log_snrs and key[1] in depths}
+    if not known:
+        return []
+    if log_snr is None:
+        t = max(known, key=lambda key: known[key])[0]
+    else:
+        t = min(log_snrs, key=lambda s: (abs(log_snrs[s] - log_snr), s))
+    return sorted((depths[layer], acc, tt, layer) for (tt, layer), acc in known.items() if tt == t)
