@@ -209,5 +209,21 @@ def test_compare_draws_a_ddpm_and_an_edm_grid_on_shared_axes(qtbot, families, st
     assert shared.by_noise.lines[families.ddpm_probe] == along_noise(ddpm_cells, snr, depths, 1.0)
     assert shared.by_noise.readout_at(*shared.by_noise.lines[families.edm_probe][0][:2]).startswith(
         f"{shared.by_noise.name(families.edm_probe)}: out_4 (depth 1.00) at sigma index 5, log-SNR 3.94")
-    # Each run's own heatmap can be read on log-SNR too.
+    # Each run's own heatmap can be read on log-SNR too; their B - A difference warns that indices differ.
     assert grids.heatmaps[families.edm_probe].rows.box.isEnabled()
+    assert "different families (DDPM, EDM)" in grids.difference.status.text()
+
+
+def test_a_grid_saved_before_the_noise_axis_is_placed_from_its_runs_spec(qtbot, families, store):
+    grid_file = families.path / "runs" / families.edm_probe / "grid.json"
+    saved = grid_file.read_text()
+    old = json.loads(saved)
+    del old["noise_axis"], old["tap_order"]
+    try:
+        grid_file.write_text(json.dumps(old))
+        panel = grid_panel(qtbot, store, families.edm_probe)
+    finally:
+        grid_file.write_text(saved)
+    rows = panel.heatmap.rows
+    assert rows.box.isEnabled() and rows.noise.family == "edm"
+    assert rows.log_snr[4] == pytest.approx(-2 * math.log(EDM().sigma(4)), abs=1e-6)

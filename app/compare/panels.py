@@ -171,7 +171,12 @@ class GridsPanel(QWidget):
         self.difference.set_axes(timesteps, layers, labels)
         self.difference.clear_cells()           # set_axes keeps cells that still fit: not wanted here
         self.difference.set_cells((t, layer, v) for (t, layer), v in diff.items())
-        self.difference.set_status("" if diff else "These two grids share no finished cell yet.")
+        families = {x.placement.noise.family.upper() for x in (a, b) if x.placement and x.placement.noise}
+        status = "" if diff else "These two grids share no finished cell yet."
+        if len(families) > 1:
+            status = (f"These grids are of different families ({', '.join(sorted(families))}): a row's index names a "
+                      "different noise level in each, so read them on shared axes (the box above). " + status)
+        self.difference.set_status(status)
         self.difference.set_levels()
 
     def export(self, folder: Path) -> list[Path]:
