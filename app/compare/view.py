@@ -1,6 +1,7 @@
 """CompareView: two or more runs side by side, the way the paper's figures compare them.
 
-Loss curves overlaid, probe grids on one colour scale with a B - A difference, accuracy against
+Loss curves overlaid, probe grids on one colour scale with a B - A difference (or, of any families, on
+shared axes: log-SNR x relative depth, shared_axes.py), accuracy against
 noise level, sample grids on one step slider, a summary table and the spec keys that differ. Each
 run keeps one colour in every panel. The feed's reads run on the live hub's reader thread, only while
 the view is shown, and only when a compared run (or a run it draws from) changed.
