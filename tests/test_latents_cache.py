@@ -130,7 +130,7 @@ def test_the_build_reports_progress_and_stops_when_asked(vae, splits, workspace,
     reporter = Reporter(run_dir, echo=events.append)
     build(vae, splits, workspace / "data", reporter=reporter)
     progress = [(e["done"], e["total"], e["stage"]) for e in events if e["type"] == "progress"]
-    assert progress[0][2] == "latent cache" and progress[-1] == (82, 82, "latent cache")
+    assert progress[0] == (0, 82, "latent cache") and progress[-1] == (82, 82, "latent cache")
 
     reporter.request_stop()
     with pytest.raises(Stopped):

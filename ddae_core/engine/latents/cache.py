@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -43,11 +44,14 @@ from .vae import LatentVAE
 LATENTS_DIR = "latents"             # under the workspace's data folder: DATA/latents/<key>/
 DEFAULT_COPIES = 10                 # vae_preprocessing.py's --num_copies
 FORMAT_VERSION = 1                  # bump when the preprocessing or the layout changes what a folder holds
-CHUNK_IMAGES = 1024                 # images per chunk: the unit of progress, resume and randomness
+CHUNK_IMAGES = 1024                 # images per chunk at most: the unit of progress, resume and randomness
+_CHUNK_VALUES = 2 ** 24             # ...and fewer for large images: a chunk's float32 views stay near 64 MB
 TRAIN_CODES, TEST_CODES = "train_codes.npy", "test_codes.npy"
 TRAIN_LABELS, TEST_LABELS = "train_labels.npy", "test_labels.npy"
 LAYOUT, PROGRESS, LOCK = "layout.json", "progress.json", "build.lock"
+FP16_MAX = 65504.0                  # the largest finite float16
 STAGE = "latent cache"              # the reporter's progress stage while building
+log = logging.getLogger(__name__)
 _WAIT_S = 1.0                       # how often a job waiting for another's build looks again
 
 ProgressFn = Callable[[int, int], None]
@@ -84,6 +88,12 @@ class LatentCache:
     @property
     def size_bytes(self) -> int:
         return folder_size(self.folder)
+
+    def summary(self) -> str:
+        """`4x32x32 fp16 latents of 10 copies x 50000 train + 10000 test images, 1.3 GB in DIR`"""
+        c, h, w = self.latent_shape
+        return (f"{c}x{h}x{w} fp16 latents of {self.copies} copies x {len(self.train_labels)} train + "
+                f"{len(self.test_labels)} test images, {size_text(self.size_bytes)} in {self.folder}")
 
 
 @dataclass(frozen=True)
@@ -138,14 +148,14 @@ def size_text(n_bytes: float) -> str:
 
 def build_latent_cache(vae: LatentVAE, train: ImageData, test: ImageData, *, data_root: str | Path | None = None,
                        copies: int = DEFAULT_COPIES, resolution: int = RESOLUTION, seed: int = 0,
-                       batch_size: int | None = None, chunk_images: int = CHUNK_IMAGES,
+                       batch_size: int | None = None, chunk_images: int | None = None,
                        progress: ProgressFn | None = None, reporter: Reporter | None = None,
                        wait: bool = True) -> LatentCache:
     """The cache of (vae, train, test), opened if complete, else built or resumed under its lock.
 
     data_root: the workspace's data folder (default as load_split's); the cache goes in its latents/.
     batch_size: images per VAE forward (default 64 on CUDA, 16 on the CPU); it does not change the result.
-    chunk_images: images per chunk of a new build (a resumed build keeps its own).
+    chunk_images: images per chunk of a new build (default up to CHUNK_IMAGES; a resumed build keeps its own).
     progress: called with (images done, images in all) after each chunk; what it raises stops the build,
         leaving it resumable. reporter: the job's; gets progress(done, total, "latent cache") and is asked
         should_stop() between chunks (a stop raises evaluation.features.Stopped, the build resumable).
@@ -157,6 +167,7 @@ def build_latent_cache(vae: LatentVAE, train: ImageData, test: ImageData, *, dat
     folder = cache_folder(latents_root(data_root), key)
     cache = open_latent_cache(folder)
     if cache is not None and cache.layout.get("key") == key:
+        log.info(f"latent cache: {cache.summary()}")
         return cache                 # built before: the common case, nothing encoded
     _make_folder(folder)
     lock = ProcessLock(folder / LOCK, role="latent-cache")
@@ -168,7 +179,8 @@ def build_latent_cache(vae: LatentVAE, train: ImageData, test: ImageData, *, dat
             return cache
         layout = _read_json(folder / LAYOUT)
         if layout is None or layout.get("key") != key:
-            layout = _start(folder, key, vae, train, test, chunk_images)
+            chunk = chunk_images or max(1, min(CHUNK_IMAGES, _CHUNK_VALUES // train.images[0].numel()))
+            layout = _start(folder, key, vae, train, test, chunk)
         _fill(folder, layout, vae, train, test, batch_size=batch_size, progress=progress, reporter=reporter)
     finally:
         lock.release()
@@ -176,6 +188,7 @@ def build_latent_cache(vae: LatentVAE, train: ImageData, test: ImageData, *, dat
     if cache is None:
         raise LatentCacheError(f"The latent cache in {folder} was built but cannot be read back; delete the "
                                "folder and build it again.")
+    log.info(f"latent cache built: {cache.summary()}")
     return cache
 
 
@@ -286,6 +299,9 @@ def _fill(folder: Path, layout: dict, vae: LatentVAE, train: ImageData, test: Im
     state = _read_json(folder / PROGRESS) or {}
     first, done = int(state.get("chunks_done", 0)), int(state.get("images_done", 0))
     _check_space(folder, layout, total - done)
+    log.info(f"latent cache: encoding {total - done} of {total} images into {folder}")
+    if reporter is not None:
+        reporter.progress(done, total, STAGE)
     batch = batch_size or (64 if vae.device.type == "cuda" else 16)
     offsets = {name: _data_offset(folder / name) for name in (TRAIN_CODES, TEST_CODES)}
     per_image = int(np.prod(layout["test_shape"][1:])) * 2        # fp16 bytes
@@ -298,6 +314,10 @@ def _fill(folder: Path, layout: dict, vae: LatentVAE, train: ImageData, test: Im
         latents = encode_chunk(vae, data.images[start:stop], augment=split == "train", resolution=layout["key"]
                                ["resolution"], generator=chunk_generator(layout["key"]["seed"], split, copy, start),
                                batch_size=batch)
+        if not bool(torch.isfinite(latents).all()) or float(latents.abs().max()) > FP16_MAX:
+            raise LatentCacheError(f"The VAE in {vae.folder} gave latents that fp16 cannot hold (not finite, or "
+                                   f"above {FP16_MAX:g}) for {split} images {start} to {stop - 1}; check the VAE, "
+                                   "or load it in fp32 (precision fp32).")
         name = TRAIN_CODES if split == "train" else TEST_CODES
         position = (copy * n_train + start if split == "train" else start) * per_image
         with _writing(folder):
@@ -359,6 +379,7 @@ def _writing(folder: Path) -> Iterator[None]:
 
 
 def _take_lock(lock: ProcessLock, folder: Path, reporter: Reporter | None, wait: bool) -> None:
+    waiting = False
     while not lock.acquire():
         holder = lock.holder() or "another process"
         if not wait:
@@ -367,7 +388,9 @@ def _take_lock(lock: ProcessLock, folder: Path, reporter: Reporter | None, wait:
         if reporter is not None:
             if reporter.should_stop():
                 raise Stopped()
-            reporter.progress(0, 0, f"waiting for {holder} to build the latent cache")
+            if not waiting:         # once: the stage stays the run's until the build starts
+                reporter.progress(0, 0, f"waiting for {holder} to build the latent cache")
+        waiting = True
         time.sleep(_WAIT_S)
 
 
