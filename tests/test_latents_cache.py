@@ -219,3 +219,21 @@ def test_the_reader_draws_a_random_copy_per_item_and_reads_the_test_copy_in_orde
     test = list(reader.test_batches(batch_size=4))
     assert [len(y) for _, y in test] == [4, 4, 2]
     assert torch.equal(torch.cat([x for x, _ in test]), torch.from_numpy(cache.test_codes.astype(np.float32)))
+
+
+def test_a_damaged_complete_cache_is_built_again(vae, splits, workspace):
+    first = build(vae, splits, workspace / "data")
+    expected, codes = np.array(first.test_codes), first.folder / "test_codes.npy"
+    del first                                   # its memory map, before the file shrinks under it
+    with open(codes, "r+b") as fh:
+        fh.truncate(200)
+    again = build(vae, splits, workspace / "data")
+    np.testing.assert_array_equal(again.test_codes, expected)
+
+
+def test_requests_the_cache_cannot_hold_are_one_sentence(vae, splits, workspace):
+    with pytest.raises(UserError, match="multiple of 8 pixels"):
+        build(vae, splits, workspace / "data", resolution=60)
+    with pytest.raises(UserError, match="copies must be a whole number"):
+        build(vae, splits, workspace / "data", copies=0)
+    assert not (workspace / "data" / "latents").exists()

@@ -161,8 +161,7 @@ def build_latent_cache(vae: LatentVAE, train: ImageData, test: ImageData, *, dat
         should_stop() between chunks (a stop raises evaluation.features.Stopped, the build resumable).
     wait: when another job holds the build's lock, wait for it (True) or refuse in one sentence (False).
     """
-    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
-        raise LatentCacheError(f"The number of augmented copies must be a whole number, 1 or more (got {copies!r}).")
+    _check_request(vae, train, test, copies, resolution)
     key = cache_key(vae, train, test, copies=copies, resolution=resolution, seed=seed)
     folder = cache_folder(latents_root(data_root), key)
     cache = open_latent_cache(folder)
@@ -178,7 +177,8 @@ def build_latent_cache(vae: LatentVAE, train: ImageData, test: ImageData, *, dat
         if cache is not None and cache.layout.get("key") == key:
             return cache
         layout = _read_json(folder / LAYOUT)
-        if layout is None or layout.get("key") != key:
+        damaged = bool((_read_json(folder / PROGRESS) or {}).get("complete"))   # complete, yet unreadable
+        if layout is None or layout.get("key") != key or damaged:
             chunk = chunk_images or max(1, min(CHUNK_IMAGES, _CHUNK_VALUES // train.images[0].numel()))
             layout = _start(folder, key, vae, train, test, chunk)
         _fill(folder, layout, vae, train, test, batch_size=batch_size, progress=progress, reporter=reporter)
@@ -250,6 +250,19 @@ def encode_chunk(vae: LatentVAE, images: torch.Tensor, *, augment: bool, generat
 
 
 # Building.
+def _check_request(vae: LatentVAE, train: ImageData, test: ImageData, copies: int, resolution: int) -> None:
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise LatentCacheError(f"The number of augmented copies must be a whole number, 1 or more (got {copies!r}).")
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < vae.downsample \
+            or resolution % vae.downsample:
+        raise LatentCacheError(f"The latent cache's resolution must be a multiple of {vae.downsample} pixels, the "
+                               f"VAE's downsampling (got {resolution!r}); the official code uses {RESOLUTION}.")
+    for data in (train, test):
+        if len(data) == 0:
+            raise LatentCacheError(f"The {data.split} split of {data.spec} holds no images, so it has no latents "
+                                   "to cache; check the dataset.")
+
+
 def _chunks(layout: dict) -> list[tuple[str, int, int, int]]:
     """(split, copy, start, stop) of every chunk, in build order."""
     size, (copies, n_train), n_test = layout["chunk_images"], layout["train_shape"][:2], layout["test_shape"][0]
