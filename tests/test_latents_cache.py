@@ -14,7 +14,7 @@ import torch
 from ddae_core.engine.data import load_split
 from ddae_core.engine.errors import UserError
 from ddae_core.engine.latents import LatentReader, build_latent_cache, list_latent_caches, load_vae
-from ddae_core.engine.latents.cache import chunk_generator, encode_chunk
+from ddae_core.engine.latents.build import chunk_generator, encode_chunk
 from ddae_core.engine.latents.preprocess import eval_view
 from ddae_core.rundir import ProcessLock
 from tests.fixtures import ROOT

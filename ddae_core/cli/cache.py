@@ -36,7 +36,7 @@ def cmd_latents(args) -> int:
     from ..engine.data import load_split
     from ..engine.device import resolve_device
     from ..engine.latents import DEFAULT_COPIES, build_latent_cache, load_vae
-    from ..engine.latents.cache import STAGE
+    from ..engine.latents.build import STAGE
     from ..engine.latents.preprocess import RESOLUTION
 
     data_root = workspace_of(args) / "data"
