@@ -67,7 +67,8 @@ class LatentCache:
     def summary(self) -> str:
         """`4x32x32 fp16 latents of 10 copies x 50000 train + 10000 test images, 1.3 GB in DIR`"""
         c, h, w = self.latent_shape
-        return (f"{c}x{h}x{w} fp16 latents of {self.copies} copies x {len(self.train_labels)} train + "
+        copies = "1 copy" if self.copies == 1 else f"{self.copies} copies"
+        return (f"{c}x{h}x{w} fp16 latents of {copies} x {len(self.train_labels)} train + "
                 f"{len(self.test_labels)} test images, {size_text(self.size_bytes)} in {self.folder}")
 
 
