@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from . import groups, settings
-from .metrics import METRICS
+from ddae_core.rundir import JobKind
+from ddae_core.rundir.errors import UserError
+
+from . import groups, paper_table, settings
+from .metrics import FID_KEY, METRICS
 from .models import Run, RunSetting
 from .queries import run_filters, summary_select, to_summaries
 from .query import COLUMNS
-from .records import RunSummary
+from .records import History, RunRecord, RunSummary
 
 Value = settings.SettingValue
 
@@ -30,10 +33,16 @@ class Axes:
 
 
 class TableMixin:
-    """Mixed into Store; relies on its _read() session."""
+    """Mixed into Store; relies on its _read() session, _resolve(), get_run() and metric_histories()."""
 
     if TYPE_CHECKING:       # Store's, declared here for the type checker
         def _read(self) -> AbstractContextManager[Session]: ...
+
+        def _resolve(self, session: Session, ref: str) -> str: ...
+
+        def get_run(self, ref: str) -> RunRecord: ...
+
+        def metric_histories(self, refs: Iterable[str], key: str) -> dict[str, History]: ...
 
     def setting_keys(self) -> list[tuple[str, str]]:
         """(key, section) of every setting any run has, by section (db/settings.py SECTIONS) then key."""
@@ -71,6 +80,41 @@ class TableMixin:
         stmt = summary_select().where(and_(*clauses)).order_by(Run.created, Run.id)
         with self._read() as session:
             return to_summaries(session.connection().execute(stmt).all())
+
+    def checkpoint_results(self, ref: str) -> tuple[dict[int, float], dict[int, float]]:
+        """A train run's per-checkpoint results from its children: step -> best probe accuracy (probe runs
+        on a numbered checkpoint) and step -> FID (its FID runs' `fid` points, by checkpoint step)."""
+        with self._read() as session:
+            run_id = self._resolve(session, ref)
+            accuracy: dict[int, float] = {}
+            probes = select(Run.parent_checkpoint, Run.best_accuracy).where(
+                Run.parent_run == run_id, Run.kind == JobKind.PROBE, Run.best_accuracy.is_not(None))
+            for checkpoint, best in session.execute(probes):
+                if checkpoint is not None and str(checkpoint).isdigit():
+                    step = int(checkpoint)
+                    accuracy[step] = max(best, accuracy.get(step, best))
+            fid_runs = list(session.scalars(select(Run.id).where(
+                (Run.id == run_id) | ((Run.parent_run == run_id) & (Run.kind == JobKind.FID)))))
+        fids: dict[int, float] = {}
+        for run, history in self.metric_histories(fid_runs, FID_KEY).items():
+            for step, value in zip(history.steps.tolist(), history.values.tolist()):
+                if value == value:          # not NaN
+                    fids[int(step)] = min(value, fids.get(int(step), value))
+        return accuracy, fids
+
+    def readme_row(self, ref: str) -> str:
+        """The run's best-probe vs best-FID checkpoints as the official README's table row (db/paper_table.py);
+        UserError when its children have not measured both."""
+        record = self.get_run(ref)
+        pair = paper_table.checkpoint_pair(*self.checkpoint_results(record.id))
+        if pair is None:
+            raise UserError(f"Run {record.name!r} has no probe and FID results on numbered checkpoints yet; "
+                            f"`ddae sweep --run {record.id}` measures both.")
+        config = record.spec.get("config") or {}
+        network = config.get("network") or {}
+        channels = network.get("n_channels") or network.get("ch")
+        net = f"{config.get('net_type', 'UNet')}" + (f", {channels} channels" if channels else "")
+        return paper_table.readme_row(record.name, str(config.get("model_type", "—")), net, pair)
 
     def axes(self, columns: Sequence[str], **filters) -> Axes:
         """Each column's value for every run matching `filters`: one indexed read per setting, one per the
