@@ -96,7 +96,7 @@ class TableMixin:
             fid_runs = list(session.scalars(select(Run.id).where(
                 (Run.id == run_id) | ((Run.parent_run == run_id) & (Run.kind == JobKind.FID)))))
         fids: dict[int, float] = {}
-        for run, history in self.metric_histories(fid_runs, FID_KEY).items():
+        for history in self.metric_histories(fid_runs, FID_KEY).values():
             for step, value in zip(history.steps.tolist(), history.values.tolist()):
                 if value == value:          # not NaN
                     fids[int(step)] = min(value, fids.get(int(step), value))
