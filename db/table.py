@@ -90,9 +90,9 @@ class TableMixin:
             probes = select(Run.parent_checkpoint, Run.best_accuracy).where(
                 Run.parent_run == run_id, Run.kind == JobKind.PROBE, Run.best_accuracy.is_not(None))
             for checkpoint, best in session.execute(probes):
-                if checkpoint is not None and str(checkpoint).isdigit():
+                if best is not None and checkpoint is not None and str(checkpoint).isdigit():
                     step = int(checkpoint)
-                    accuracy[step] = max(best, accuracy.get(step, best))
+                    accuracy[step] = max(float(best), accuracy.get(step, float(best)))
             fid_runs = list(session.scalars(select(Run.id).where(
                 (Run.id == run_id) | ((Run.parent_run == run_id) & (Run.kind == JobKind.FID)))))
         fids: dict[int, float] = {}
