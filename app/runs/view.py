@@ -29,6 +29,7 @@ from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, JobKind
 from ..formats import ID_ROLE
 from ..widgets.common import careful_question
 from .feed import STATUSES, Changes, RunsPager, RunSummary
+from .lab import RunsLab
 from .model import RunTableModel
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class RunsView(QWidget):
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._menu)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.lab = RunsLab(self)        # setting columns, groups, parallel coordinates, saved views
 
         self.open_button = QPushButton("Open")
         self.open_button.setToolTip("Show the run in the Run view (Enter, or double-click it; F2 renames it)")
@@ -156,13 +158,15 @@ class RunsView(QWidget):
         layout.addLayout(filters)
         layout.addWidget(self.query)
         layout.addWidget(self.query_error)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(self.lab.bar)
+        layout.addWidget(self.lab.splitter, 1)
         layout.addLayout(actions)
         # Last: turning sorting on asks the model to sort, which reloads through the widgets above.
         self.table.horizontalHeader().setSortIndicator(RunTableModel.COLUMNS.index("created"),
                                                        Qt.SortOrder.DescendingOrder)
         self.table.setSortingEnabled(True)
         self._update_buttons()
+        self.lab.restore_last()
 
     # Loading.
     def reload(self) -> None:
@@ -185,6 +189,7 @@ class RunsView(QWidget):
         self.next_button.setEnabled(p.offset + len(rows) < p.total)
         if keep:
             self._reselect(keep)
+        self.lab.after_reload()
         self._update_buttons()
 
     def apply(self, changes: Changes) -> None:
@@ -242,9 +247,12 @@ class RunsView(QWidget):
         self.reload()
 
     def _query(self) -> None:
+        self.apply_query(self.query.text())
+
+    def apply_query(self, text: str) -> None:
         if self.pager is None:
             return
-        mistake = self.pager.set_where(self.query.text())
+        mistake = self.pager.set_where(text)
         self.query_error.setText(mistake or "")
         self.query_error.setVisible(mistake is not None)
         if mistake is None:
@@ -269,7 +277,7 @@ class RunsView(QWidget):
         self.say(f"Saved the {column} of {run_id}.")
 
     def _double_clicked(self, index) -> None:
-        if RunTableModel.COLUMNS[index.column()] in ("tags", "notes"):
+        if self.model.column_names()[index.column()] in ("tags", "notes"):
             self.table.edit(index)
         else:
             self.open_run.emit(index.data(ID_ROLE))
