@@ -17,8 +17,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from db.metrics import METRICS
-from db.records import SETTING_SECTIONS
+from .feed import METRICS, SETTING_SECTIONS
 
 METRICS_SECTION = "metrics"
 KEY_ROLE = Qt.ItemDataRole.UserRole

@@ -7,11 +7,15 @@ from collections.abc import Sequence
 
 from db import Changes, QueryError, RunSummary, Store
 from db.groups import GroupRow, GroupValue
+from db.metrics import METRICS
+from db.paper_table import baselines_text, latex, markdown, number_text, stat_text, value_text
 from db.query import parse
-from db.records import STATUSES
+from db.records import SETTING_SECTIONS, STATUSES
 from db.table import Axes
 
-__all__ = ["PAGE_SIZE", "STATUSES", "Changes", "RunSummary", "RunsPager"]
+# The views read these through the feed, never the database layer itself (pyproject's import contracts).
+__all__ = ["METRICS", "PAGE_SIZE", "SETTING_SECTIONS", "STATUSES", "Changes", "GroupRow", "QueryError", "RunSummary",
+           "RunsPager", "baselines_text", "latex", "markdown", "number_text", "stat_text", "value_text"]
 
 PAGE_SIZE = 200
 

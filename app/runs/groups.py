@@ -8,15 +8,22 @@ from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QTreeView, QVBoxLayout, QWidget
 
-from db import QueryError
-from db.groups import GroupRow
-from db.metrics import METRICS
-from db.paper_table import baselines_text, latex, markdown, number_text, stat_text, value_text
 from ddae_core.rundir import MODEL_KINDS
 from ddae_core.rundir.errors import UserError
 
 from ..formats import ID_ROLE
-from .feed import RunsPager
+from .feed import (
+    METRICS,
+    GroupRow,
+    QueryError,
+    RunsPager,
+    baselines_text,
+    latex,
+    markdown,
+    number_text,
+    stat_text,
+    value_text,
+)
 
 PLACEHOLDER = "…"
 LOADED_ROLE = Qt.ItemDataRole.UserRole + 7       # on a group or train row: its children were read

@@ -11,14 +11,12 @@ from collections.abc import Iterable, Sequence
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 
-from db.metrics import METRICS
-from db.paper_table import number_text
 from ddae_core.engine.evaluation import protocols
 from ddae_core.rundir import RunStatus
 
 from ..formats import ID_ROLE, STATUS_COLORS, when
 from ..widgets.rows import format_value
-from .feed import RunSummary
+from .feed import METRICS, RunSummary, number_text
 
 _Index = QModelIndex | QPersistentModelIndex
 

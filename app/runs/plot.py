@@ -7,10 +7,8 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from db import QueryError
-
 from ..widgets.parallel import ParallelCoordinates
-from .feed import RunsPager
+from .feed import QueryError, RunsPager
 from .groups import names
 
 COMPARE_AT_MOST = 12        # Compare overlays this many runs at most, readably
