@@ -99,15 +99,16 @@ def polyline_arrays(positions: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray
     return x, np.nan_to_num(y, nan=0.0), connect
 
 
-def _bin_colour(b: int, coloured: bool) -> QColor:
-    """Viridis across the bins when a colour column is chosen; grey for runs lacking it."""
+def _bin_colour(b: int, coloured: bool, n_runs: int) -> QColor:
+    """Viridis across the bins when a colour column is chosen; grey for runs lacking it. Fainter the more
+    lines there are, so dense bundles read as density."""
     if b == COLOR_BINS:
         colour = QColor("#9e9e9e")
     elif coloured:
         colour = pg.colormap.get("viridis").map(b / (COLOR_BINS - 1), mode="qcolor")
     else:
         colour = QColor(NO_COLOUR)
-    colour.setAlpha(110)
+    colour.setAlpha(230 if n_runs <= 100 else 120 if n_runs <= 2000 else 50)
     return colour
 
 
@@ -186,7 +187,7 @@ class ParallelCoordinates(QWidget):
         for b, curve in enumerate(self._curves):
             x, y, connect = polyline_arrays(self.positions, np.flatnonzero(bins == (b if b < COLOR_BINS else -1)))
             curve.setData(x, y, connect=connect)
-            curve.setPen(pg.mkPen(_bin_colour(b, color_values is not None), width=1))
+            curve.setPen(pg.mkPen(_bin_colour(b, color_values is not None, len(self.run_ids)), width=1))
         names = list(labels) if labels else [a.column for a in self.axes]
         item.getAxis("bottom").setTicks([[(i, name) for i, name in enumerate(names)]])
         self._draw_axes()
@@ -266,7 +267,9 @@ class ParallelCoordinates(QWidget):
         rect = self._brush_items.get(column)
         if rect is None:
             rect = QGraphicsRectItem()
-            rect.setPen(QPen(QColor(HIGHLIGHT)))
+            pen = QPen(QColor(HIGHLIGHT))
+            pen.setCosmetic(True)           # one pixel wide at any zoom, not one axis unit
+            rect.setPen(pen)
             rect.setBrush(QBrush(QColor(211, 47, 47, 40)))
             self.plot.getPlotItem().addItem(rect)
             self._brush_items[column] = rect
