@@ -154,3 +154,18 @@ def test_saved_views_come_back_in_a_reopened_view(qtbot, workspace, lab):
         assert again.lab.plot.isVisibleTo(again) and again.lab.plot.axes() == ["diffusion.n_T", "best"]
         again.lab.views.setCurrentIndex(0)          # no view: the next opening starts plain
         assert again.lab.saved.last is None
+
+
+def test_a_runs_row_copies_as_the_official_readme_row(qtbot, store, lab):
+    from PySide6.QtGui import QGuiApplication
+
+    view = open_view(qtbot, store)
+    train = next(iter(lab))
+    view.select([train])
+    view._copy_readme_row()
+    text = QGuiApplication.clipboard().text()
+    assert text == store.readme_row(train) and "<td>T1000 seed 0</td>" in text
+    probe = next(r.id for r in store.list_runs(kind="fid"))
+    view.select([probe])
+    view._copy_readme_row()
+    assert "has no probe and FID results" in view.message.text()

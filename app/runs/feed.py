@@ -85,6 +85,11 @@ class RunsPager:
         filters = {**self._filters(), "where": self.where}
         return self.store.axes(columns, **filters)
 
+    def readme_row(self, run_id: str) -> str:
+        """The run's best-probe vs best-FID checkpoints as the official README's table row (UserError: not
+        measured yet)."""
+        return self.store.readme_row(run_id)
+
     def edit(self, run_id: str, column: str, value) -> None:
         if column == "tags":
             self.store.set_tags(run_id, value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QEvent, QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, JobKind
+from ddae_core.rundir.errors import UserError
 
 from ..formats import ID_ROLE
 from ..widgets.common import careful_question
@@ -381,9 +383,21 @@ class RunsView(QWidget):
                            (JobKind.NOISY_CLASSIFIER, "Noise-conditional classifier…"),
                            (JobKind.FINETUNE, "Fine-tune…"), (JobKind.SAMPLE, "Sample images…")):
             menu.addAction(text, lambda k=kind: self._evaluate(k)).setEnabled(len(ids) == 1)
+        menu.addAction("Copy README table row", self._copy_readme_row).setEnabled(len(ids) == 1)
         menu.addSeparator()
         menu.addAction("Delete…", self._delete_selected).setEnabled(self.delete_button.isEnabled())
         menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    def _copy_readme_row(self) -> None:
+        """The best-probe vs best-FID checkpoints of the selected run, as a row of the official README's table."""
+        ids = self.selected()
+        try:
+            row = self.pager.readme_row(ids[0]) if ids and self.pager else ""
+        except (UserError, LookupError) as exc:
+            self.say(str(exc), error=True)
+            return
+        QGuiApplication.clipboard().setText(row)
+        self.say("Copied the README table row (HTML, steps for the README's epochs).")
 
     def say(self, text: str, error: bool = False) -> None:
         self.message.setStyleSheet("color: #c62828;" if error else "color: #555;")

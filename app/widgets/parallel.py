@@ -43,7 +43,7 @@ class Axis:
             rank = {c: i for i, c in enumerate(self.categories)}
             span = max(1, len(self.categories) - 1)
             return np.array([rank[str(v)] / span if v is not None else math.nan for v in values], dtype=float)
-        numbers = np.array([math.nan if v is None or isinstance(v, str) else float(v) for v in values], dtype=float)
+        numbers = _numbers(values)
         if self.high == self.low:
             return np.where(np.isnan(numbers), math.nan, 0.5)
         return (numbers - self.low) / (self.high - self.low)
@@ -58,12 +58,19 @@ class Axis:
         return f"{self.value_at(position):.4g}"
 
 
+def _numbers(values: Sequence[Value]) -> np.ndarray:
+    """Numbers as floats, NaN where missing (numpy's own conversion: None becomes NaN)."""
+    return np.asarray(values, dtype=float)
+
+
 def make_axis(column: str, values: Sequence[Value]) -> Axis:
-    present = [v for v in values if v is not None]
-    if any(isinstance(v, str) for v in present):
-        return Axis(column, categories=tuple(sorted({str(v) for v in present})))
-    numbers = [float(v) for v in present]   # type: ignore[arg-type]
-    return Axis(column, min(numbers, default=0.0), max(numbers, default=1.0))
+    """A text among the values makes a categorical axis (even "64": the database compares it as text)."""
+    if str in set(map(type, values)):       # C-speed over 10,000 values, unlike a generator
+        return Axis(column, categories=tuple(sorted({str(v) for v in values if v is not None})))
+    numbers = _numbers(values)
+    if np.isnan(numbers).all():
+        return Axis(column, 0.0, 1.0)
+    return Axis(column, float(np.nanmin(numbers)), float(np.nanmax(numbers)))
 
 
 def layout(columns: Sequence[str], values: Sequence[Sequence[Value]]) -> tuple[list[Axis], np.ndarray]:
@@ -200,19 +207,28 @@ class ParallelCoordinates(QWidget):
         self.highlight(self._highlighted)
 
     def _draw_axes(self) -> None:
+        """An axis line and its two end labels per axis; the items are made once per axis and relabelled."""
         item = self.plot.getPlotItem()
-        for old in (*self._axis_lines, *self._axis_texts):
-            item.removeItem(old)
-        self._axis_lines, self._axis_texts = [], []
-        for i, axis in enumerate(self.axes):
+        while len(self._axis_lines) > len(self.axes):
+            item.removeItem(self._axis_lines.pop())
+            for _ in range(2):
+                item.removeItem(self._axis_texts.pop())
+        while len(self._axis_lines) < len(self.axes):
+            i = len(self._axis_lines)
             line = pg.InfiniteLine(pos=i, angle=90, pen=pg.mkPen(FOREGROUND, width=1), movable=False)
             item.addItem(line)
             self._axis_lines.append(line)
             for position, anchor in ((0.0, (0.5, 0)), (1.0, (0.5, 1))):
-                text = pg.TextItem(axis.label_at(position), color=FOREGROUND, anchor=anchor)
+                text = pg.TextItem("", color=FOREGROUND, anchor=anchor)
                 text.setPos(i, position)
                 item.addItem(text)
                 self._axis_texts.append(text)
+        for i, axis in enumerate(self.axes):
+            for j, position in enumerate((0.0, 1.0)):
+                text = self._axis_texts[2 * i + j]
+                label = axis.label_at(position)
+                if text.textItem.toPlainText() != label:
+                    text.setText(label)
 
     def highlight(self, run_ids) -> None:
         """Draw these runs (the table's selection) on top, in red."""
