@@ -169,3 +169,19 @@ def test_a_runs_row_copies_as_the_official_readme_row(qtbot, store, lab):
     view.select([probe])
     view._copy_readme_row()
     assert "has no probe and FID results" in view.message.text()
+
+
+def test_parallel_coordinates_draw_one_line_per_group_at_its_means(qtbot, store, lab):
+    view = open_view(qtbot, store)
+    view.kind.setCurrentIndex(view.kind.findData("train"))
+    view.lab.group_button.setChecked(True)
+    view.lab.groups.set_grouping(["diffusion.n_T"], ["best"])
+    view.lab.plot_button.setChecked(True)
+    view.lab.plot.set_axes(["diffusion.n_T", "best"])
+    view.lab.plot.per_group.setChecked(True)
+    plot = view.lab.plot.plot
+    assert plot.run_ids == ["diffusion.n_T=64", "diffusion.n_T=256", "diffusion.n_T=1000"]
+    means = {g.values[0]: g.stats["best"].mean for g in store.group_runs(["diffusion.n_T"], ["best"], kind="train")}
+    best = plot.axes[1]
+    assert [best.value_at(p) for p in plot.positions[:, 1]] == pytest.approx([means[64], means[256], means[1000]])
+    assert not view.lab.plot.compare_button.isEnabled()

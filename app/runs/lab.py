@@ -66,9 +66,10 @@ class RunsLab(QObject):
 
         self.groups = GroupsPanel(pager)
         self.groups.open_run.connect(view.open_run)
-        self.plot = ParallelPanel(pager)
+        self.plot = ParallelPanel(pager, self.groups)
         self.plot.brushed.connect(self._brushed)
         self.plot.compare.connect(view.compare)
+        self.groups.changed.connect(lambda: self.plot.isVisible() and self.plot.reload())
         self.stack = QStackedWidget()
         self.stack.addWidget(view.table)
         self.stack.addWidget(self.groups)

@@ -5,11 +5,11 @@ go to Compare."""
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from ..widgets.parallel import ParallelCoordinates
 from .feed import QueryError, RunsPager
-from .groups import names
+from .groups import GroupsPanel, names
 
 COMPARE_AT_MOST = 12        # Compare overlays this many runs at most, readably
 
@@ -21,9 +21,13 @@ class ParallelPanel(QWidget):
     compare = Signal(list)
     changed = Signal()          # the axes or the colour column changed (a saved view keeps them)
 
-    def __init__(self, pager: RunsPager | None, parent=None):
+    def __init__(self, pager: RunsPager | None, groups: GroupsPanel | None = None, parent=None):
         super().__init__(parent)
         self.pager = pager
+        self.groups = groups
+        self.per_group = QCheckBox("One line per group")
+        self.per_group.setToolTip("Draw each group's values (its metrics' means) instead of each run's")
+        self.per_group.toggled.connect(self._fields_changed)
         self.axes_edit = QLineEdit()
         self.axes_edit.setPlaceholderText("Axes, e.g. diffusion.n_T, lr, best, fid")
         self.axes_edit.returnPressed.connect(self._fields_changed)
@@ -44,6 +48,7 @@ class ParallelPanel(QWidget):
         fields.addWidget(self.axes_edit, 3)
         fields.addWidget(QLabel("Colour by"))
         fields.addWidget(self.color_edit, 1)
+        fields.addWidget(self.per_group)
         fields.addWidget(self.clear_button)
         fields.addWidget(self.compare_button)
         layout = QVBoxLayout(self)
@@ -74,6 +79,11 @@ class ParallelPanel(QWidget):
             self.plot.set_data([], [], [])
             self.message.setText("Name two or more axes (settings or metrics), then Enter.")
             return
+        grouped = self.per_group.isChecked() and self.groups is not None and bool(self.groups.by)
+        self.compare_button.setEnabled(not grouped)
+        if grouped:
+            self._draw_groups(axes, color)
+            return
         try:
             data = self.pager.axes([*axes, color] if color and color not in axes else axes)
         except (QueryError, ValueError) as exc:
@@ -83,6 +93,23 @@ class ParallelPanel(QWidget):
         self.plot.set_data(data.run_ids, axes, [values[a] for a in axes], values.get(color) if color else None)
         self.message.setText(f"{len(data.run_ids):,} runs; drag along an axis to keep a range, click it to clear"
                              + (f"; coloured by {color}" if color else ""))
+
+    def _draw_groups(self, axes: list[str], color: str) -> None:
+        """One line per group of the groups panel: a grouping column's value, a metric's mean."""
+        panel = self.groups
+        assert panel is not None
+
+        def value(group, column: str):
+            if column in panel.by:
+                return group.values[panel.by.index(column)]
+            stats = group.stats.get(column)
+            return stats.mean if stats is not None else None
+
+        labels = [", ".join(f"{k}={v}" for k, v in zip(panel.by, g.values)) for g in panel.groups]
+        self.plot.set_data(labels, axes, [[value(g, a) for g in panel.groups] for a in axes],
+                           [value(g, color) for g in panel.groups] if color else None)
+        self.message.setText(f"{len(labels)} groups by {', '.join(panel.by)}; metrics at their means "
+                             f"(axes other than the grouping and its metrics are empty)")
 
     def clear_brushes(self) -> None:
         for column in list(self.plot.brush_positions()):
