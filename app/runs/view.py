@@ -202,6 +202,8 @@ class RunsView(QWidget):
             self.reload()
             return
         missing = self.model.update_rows(changes.runs)
+        if changes.runs and len(missing) < len(changes.runs):
+            self.lab.refresh_values()           # a shown run's metrics (a new FID, a probe) may have moved
         p = self.pager
         if any((p.kind in (None, r.kind)) and (p.status in (None, r.status)) for r in missing) \
                 or any(self.model.row_of(d) is not None for d in changes.deleted):
