@@ -185,3 +185,13 @@ def test_parallel_coordinates_draw_one_line_per_group_at_its_means(qtbot, store,
     best = plot.axes[1]
     assert [best.value_at(p) for p in plot.positions[:, 1]] == pytest.approx([means[64], means[256], means[1000]])
     assert not view.lab.plot.compare_button.isEnabled()
+
+
+def test_hiding_the_plot_drops_its_brushes(qtbot, store, lab):
+    view = open_view(qtbot, store)
+    view.lab.plot_button.setChecked(True)
+    view.lab.plot.set_axes(["diffusion.n_T", "best"])
+    view.lab.plot.plot.set_brush("diffusion.n_T", 1000, 1000)
+    assert view.pager.total == 6                   # the train, probe and FID runs of T=1000
+    view.lab.plot_button.setChecked(False)
+    assert view.pager.brushes == {} and view.pager.total == 18

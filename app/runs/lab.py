@@ -153,6 +153,8 @@ class RunsLab(QObject):
         self.plot.setVisible(on)
         if on:
             self.plot.reload()
+        elif self.view.pager is not None and self.view.pager.brushes:
+            self.plot.clear_brushes()           # a hidden brush would filter the table out of sight
 
     def _brushed(self, brushes: dict) -> None:
         if self.view.pager is not None:
