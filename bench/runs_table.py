@@ -131,11 +131,14 @@ def main(argv: list[str] | None = None) -> None:
     for name, goal in GOAL_MS.items():
         verdict = "ok" if times[name] < goal else "OVER"
         print(f"  {name}: {times[name]:.1f} ms (goal < {goal:.0f} ms) {verdict}")
+    load = os.getloadavg()[0]
+    print(f"machine load while measuring: {load:.1f} on {os.cpu_count()} cores (other work slows every figure)")
     print(f"today's fixed-column list (10 columns, count and first page of {PAGE}, newest first): "
           f"{times['fixed-column list']:.1f} ms")
     record("runs_table", f"runs table ({args.runs} runs, {n_columns} columns): filter {times['filter']:.0f} ms, "
                          f"sort {times['sort']:.0f} ms, group {times['group']:.0f} ms, "
-                         f"parallel coordinates {times['parallel coordinates']:.0f} ms")
+                         f"parallel coordinates {times['parallel coordinates']:.0f} ms",
+           note=f"load average {load:.1f} on {os.cpu_count()} cores while measuring")
 
 
 if __name__ == "__main__":
