@@ -195,3 +195,18 @@ def test_hiding_the_plot_drops_its_brushes(qtbot, store, lab):
     assert view.pager.total == 6                   # the train, probe and FID runs of T=1000
     view.lab.plot_button.setChecked(False)
     assert view.pager.brushes == {} and view.pager.total == 18
+
+
+def test_the_plot_reads_its_axes_again_only_when_the_runs_or_the_filters_change(qtbot, store, lab, workspace):
+    from db.testing import run_id, write_run
+
+    pager = RunsPager(store)
+    first = pager.axes(["diffusion.n_T", "best"])
+    pager.brushes = {"best": (0.5, 0.6)}
+    assert pager.axes(["diffusion.n_T", "best"]) is first          # brushing: the same values
+    write_run(workspace, run_id("train", 99), config={"diffusion": {"n_T": 32}})
+    ingest(workspace)
+    again = pager.axes(["diffusion.n_T", "best"])
+    assert again is not first and 32 in again.values[0]
+    pager.kind = "probe"
+    assert len(pager.axes(["diffusion.n_T", "best"]).run_ids) == 6

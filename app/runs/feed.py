@@ -36,6 +36,7 @@ class RunsPager:
         self.offset = 0
         self.total = 0
         self.brushes: dict[str, tuple] = {}     # column -> (low, high), or categories: the plot's brushes
+        self._axes: tuple[tuple, Axes] | None = None    # the last axes read, and what they were read for
 
     def _filters(self) -> dict:
         return {"kind": self.kind, "status": self.status, "tag": self.tag, "search": self.search,
@@ -83,7 +84,10 @@ class RunsPager:
         """The parallel coordinates' values: every run the filters list, the brushes left out (so a brushed
         axis still shows what lies outside its brush)."""
         filters = {**self._filters(), "where": self.where}
-        return self.store.axes(columns, **filters)
+        key = (tuple(columns), tuple(sorted((k, str(v)) for k, v in filters.items())), self.store.data_version())
+        if self._axes is None or self._axes[0] != key:      # a brush alone re-reads nothing
+            self._axes = (key, self.store.axes(columns, **filters))
+        return self._axes[1]
 
     def readme_row(self, run_id: str) -> str:
         """The run's best-probe vs best-FID checkpoints as the official README's table row (UserError: not
