@@ -210,3 +210,38 @@ def test_the_plot_reads_its_axes_again_only_when_the_runs_or_the_filters_change(
     assert again is not first and 32 in again.values[0]
     pager.kind = "probe"
     assert len(pager.axes(["diffusion.n_T", "best"]).run_ids) == 6
+
+
+def drag(plot, axis: int, low: float, high: float) -> None:
+    """A real left-button drag along axis `axis` of a ParallelCoordinates, from `low` to `high` (0..1)."""
+    from PySide6.QtCore import QEvent, QPointF
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    widget = plot.plot
+
+    def at(y: float):
+        return widget.mapFromScene(plot._box.mapViewToScene(QPointF(axis, y)))
+
+    def send(kind, pos, buttons) -> None:
+        event = QMouseEvent(kind, QPointF(pos), QPointF(widget.viewport().mapToGlobal(pos)),
+                            Qt.MouseButton.LeftButton, buttons, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(widget.viewport(), event)
+
+    start, end = at(low), at(high)
+    send(QEvent.Type.MouseButtonPress, start, Qt.MouseButton.LeftButton)
+    for i in range(1, 6):
+        send(QEvent.Type.MouseMove, start + (end - start) * i / 5, Qt.MouseButton.LeftButton)
+    send(QEvent.Type.MouseButtonRelease, end, Qt.MouseButton.NoButton)
+
+
+def test_a_mouse_drag_along_an_axis_filters_the_table(qtbot, store, lab):
+    view = open_view(qtbot, store)
+    view.kind.setCurrentIndex(view.kind.findData("train"))
+    view.lab.plot_button.setChecked(True)
+    view.lab.plot.set_axes(["best", "diffusion.n_T"])
+    qtbot.waitExposed(view)
+    drag(view.lab.plot.plot, 0, 0.55, 1.0)         # the upper part of the best-accuracy axis
+    low, high = view.pager.brushes["best"]
+    wanted = sorted(rid for rid, t in lab.items() if low <= t["best"] <= high)
+    assert 0 < len(wanted) < len(lab) and sorted(shown_ids(view)) == wanted
