@@ -112,7 +112,8 @@ class Mlp(nn.Module):
 
 
 class DiTBlock(nn.Module):
-    """Attention and MLP, each behind a LayerNorm modulated (shift, scale) and gated by the conditioning (adaLN-Zero)."""
+    """Attention and MLP, each behind a LayerNorm modulated (shift, scale) and gated by the conditioning
+    (adaLN-Zero)."""
 
     def __init__(self, hidden_size: int, heads: int, mlp_ratio: float):
         super().__init__()

@@ -32,8 +32,8 @@ CONFIG = dict(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2
 
 def main(official_dir: str) -> None:
     sys.path.insert(0, official_dir)
-    from diffusion import create_diffusion      # the official DiT diffusion (1000 linear betas)
-    from models import DiT                       # the official network
+    from diffusion import create_diffusion  # the official DiT diffusion (1000 linear betas)
+    from models import DiT  # the official network
 
     torch.manual_seed(0)
     model = DiT(**CONFIG).eval()
