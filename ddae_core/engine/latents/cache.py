@@ -31,11 +31,9 @@ import numpy as np
 import torch
 
 from ...rundir import ProcessLock, atomic_write_text
-from ..data import ImageData
+from ..data import ImageData, data_fingerprint
 from ..data.base import resolve_data_root
-from ..errors import UserError
-from ..evaluation.baselines import data_fingerprint
-from ..evaluation.features import Stopped
+from ..errors import Stopped, UserError
 from ..reporting import Reporter
 from .preprocess import RESOLUTION, native_views, resize_views
 from .vae import LatentVAE
