@@ -58,7 +58,7 @@ class DDAEModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.net = UNet(**config.network)
+        self.net: UNet | DiT = UNet(**config.network)
         self.framework: Framework = DDPM(**config.diffusion) if config.framework == "ddpm" else EDM(**config.diffusion)
         self.amp_dtype: torch.dtype | None = None  # set by callers: bf16 or fp16 (with a scaler) on CUDA, bf16 on CPU
 

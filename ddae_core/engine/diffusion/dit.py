@@ -45,13 +45,10 @@ class DiTDiffusion(Framework):
 
     def __init__(self, n_T: int = N_T, betas: tuple[float, float] = BETAS):
         self.n_T = int(n_T)
+        self.max_timestep = self.n_T - 1
         alphabar = dit_alphabar(self.n_T, (float(betas[0]), float(betas[1])))
         self.table = {"alphabar": alphabar.float(), "sqrt_alphabar": alphabar.sqrt().float(),
                       "sqrt_one_minus_alphabar": (1 - alphabar).sqrt().float()}
-
-    @property
-    def max_timestep(self) -> int:
-        return self.n_T - 1
 
     def classifier_levels(self) -> list[int]:
         step = max(1, self.n_T // 20)

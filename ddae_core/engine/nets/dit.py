@@ -169,20 +169,20 @@ class DiT(nn.Module):
 
     def initialize(self) -> None:
         """DiT's initialisation: Xavier-uniform linears, zeroed adaLN and output layers (adaLN-Zero)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-        w = self.x_embedder.proj.weight.data
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
-        nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-        for m in [b.adaLN_modulation[-1] for b in self.blocks] + [self.final_layer.adaLN_modulation[-1],
-                                                                    self.final_layer.linear]:
-            nn.init.zeros_(m.weight)
+        for name, m in self.named_modules():
+            if not isinstance(m, nn.Linear):
+                continue
             nn.init.zeros_(m.bias)
+            if name.endswith("adaLN_modulation.1") or name == "final_layer.linear":
+                nn.init.zeros_(m.weight)
+            elif name.startswith("t_embedder."):
+                nn.init.normal_(m.weight, std=0.02)
+            else:
+                nn.init.xavier_uniform_(m.weight)
+        proj = self.x_embedder.proj           # as a linear layer over each patch's flattened values
+        nn.init.xavier_uniform_(proj.weight.data.view(proj.weight.shape[0], -1))
+        nn.init.zeros_(proj.bias.data if proj.bias is not None else torch.empty(0))
+        nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
 
     @property
     def null_class(self) -> int:
