@@ -1,6 +1,7 @@
 """Feature extraction head to head: the engine's path against the official `get_feature`, in one run.
 
     python -m bench.features [--preset tiny-ddpm] [--batch-size 128] [--images 1024] [--rounds 3] [--device auto]
+    python -m bench.features --dit-only        (the DiT line alone)
 
 Same network (the preset at a fixed random initialisation: speed does not depend on the weights), same
 images, same timestep, same batch, same threads (torch's default unless OMP_NUM_THREADS or --threads says).
@@ -104,10 +105,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own, or OMP_NUM_THREADS)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--dit-only", action="store_true", help="only the DiT line")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.dit_only:
+        dit_line(args, device)
+        return
     torch.manual_seed(0)
     model = build_model(args.preset).to(device).eval()
     images = torch.randint(0, 256, (args.images, *model.config.network["image_shape"]), dtype=torch.uint8)
