@@ -14,7 +14,7 @@ from ddae_core.engine.checkpoint import load_model
 from ddae_core.engine.errors import UserError
 from ddae_core.engine.evaluation.classify import Classifier
 from ddae_core.engine.model import DiTModel
-from ddae_core.jobs.eval_specs import finetune_spec, import_spec, probe_spec
+from ddae_core.jobs.eval_specs import finetune_spec, import_spec, noisy_spec, probe_spec, sample_spec
 from ddae_core.jobs.specs import create_job, execute
 from ddae_core.rundir import resolve_checkpoint
 
@@ -130,3 +130,7 @@ def test_refusals_name_what_is_expected(workspace, sources, tmp_path):
         probe_spec(job, protocol="official")
     with pytest.raises(UserError, match="outside 0..999"):
         probe_spec(job, timesteps="1000")
+    with pytest.raises(UserError, match="does not sample from DiT"):
+        sample_spec(job)
+    with pytest.raises(UserError, match="not DiT's latents"):
+        noisy_spec(job)

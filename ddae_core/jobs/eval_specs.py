@@ -100,6 +100,9 @@ def align_spec(parent_dir: Path, **values) -> dict:
 def noisy_spec(parent_dir: Path, **values) -> dict:
     """A noise-conditional classifier (NoisyOptions, which fills in the official epochs and lr of each)."""
     opts, cfg = _parse("noisy-classifier", parent_dir, values)
+    if cfg.framework == "dit":
+        raise ConfigError("parent", "the noise-conditional classifier noises images, not DiT's latents; probe a DiT "
+                                    "run instead")
     baseline = opts.baseline
     if baseline not in (None, "wrn"):
         raise ConfigError("baseline", f"must be wrn or absent (got {baseline!r})")
@@ -123,6 +126,8 @@ def finetune_spec(parent_dir: Path, **values) -> dict:
 
 
 def _check_sampler(cfg, sampler: str | None) -> str | None:
+    if cfg.framework == "dit":
+        raise ConfigError("parent", "Studio does not sample from DiT; its runs are probed, classified and fine-tuned")
     allowed = ("ddim", "ddpm") if cfg.framework == "ddpm" else ("heun",)
     if sampler is not None and sampler not in allowed:
         raise ConfigError("sampler", f"{sampler} does not apply to {cfg.framework.upper()}; use {' or '.join(allowed)}")

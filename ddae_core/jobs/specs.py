@@ -90,6 +90,8 @@ def train_spec(*, config: str | Path | dict, **values) -> dict:
         studio.update({k: v for k, v in studio_overrides.items() if v is not None})
         cfg["studio"] = studio
     model_cfg = parse_model_config(cfg)
+    if model_cfg.framework == "dit":
+        raise ConfigError("config", "Studio does not pre-train DiT; import a trained one (ddae import --format dit)")
     train = parse_hyperparameters(cfg)
     if opts.steps is not None and opts.epochs is not None:
         raise ConfigError("steps", "give either steps or epochs, not both")

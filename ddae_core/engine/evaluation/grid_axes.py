@@ -16,6 +16,7 @@ TIMESTEP_CONVENTIONS = {
     "edm": "EDM sigma indices (1..18)",
     "dit": "DiT timesteps, 0-indexed (0..n_T-1, as the DiT code)",
 }
+_RANGE_WORDS = {"ddpm": "DDPM timesteps", "edm": "EDM sigma indices", "dit": "DiT timesteps, 0-indexed"}
 DEFAULT_TIMESTEPS = {"ddpm": [1, 11, 21], "edm": [3, 4, 5], "dit": [41, 81, 121, 161, 201]}
 
 
@@ -48,7 +49,7 @@ def parse_timesteps(value, model_cfg, field: str = "timesteps") -> list[int]:
         except ValueError:
             raise ConfigError(field, f"{item!r} is not a whole number") from None
         if not low <= t <= high:
-            raise ConfigError(field, f"{t} is outside {low}..{high} ({TIMESTEP_CONVENTIONS[model_cfg.framework]})")
+            raise ConfigError(field, f"{t} is outside {low}..{high} ({_RANGE_WORDS[model_cfg.framework]})")
         out.append(t)
     return sorted(dict.fromkeys(out))
 
