@@ -134,3 +134,18 @@ def test_refusals_name_what_is_expected(workspace, sources, tmp_path):
         sample_spec(job)
     with pytest.raises(UserError, match="not DiT's latents"):
         noisy_spec(job)
+
+
+def test_cli_import_makes_a_run_or_says_what_is_missing(tmp_path, sources, capsys):
+    from ddae_core.cli import main as ddae
+
+    checkpoint, config, vae = sources
+    ws = tmp_path / "ws"
+    assert ddae(["import", "--format", "dit", str(checkpoint), "--config", str(config), "--workspace", str(ws)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--vae DIR" in err and err.count("\n") == 1
+    assert ddae(["import", "--format", "dit", str(checkpoint), "--vae", str(vae), "--config", str(config),
+                 "--data", DATA, "--workspace", str(ws)]) == 0
+    assert "imported as run" in capsys.readouterr().out
+    [run] = list((ws / "runs").iterdir())
+    assert yaml.safe_load((run / "spec.yaml").read_text())["options"]["format"] == "dit"

@@ -82,8 +82,9 @@ def studio_config(path: Path, vae_folder: str | Path | None, overrides: dict | N
                   dataset: str | None = None) -> dict:
     """The run config of a DiT checkpoint and its VAE folder, with `overrides` (a --config mapping) over it."""
     if vae_folder is None:
-        raise CheckpointError("A DiT import needs its VAE: pass --vae DIR, the folder of a diffusers AutoencoderKL "
-                              "(the official code uses stabilityai/sd-vae-ft-mse).")
+        raise CheckpointError("A DiT import needs its VAE folder (--vae DIR, or the VAE field of the import dialog): "
+                              "the folder of a diffusers AutoencoderKL (the official code uses "
+                              "stabilityai/sd-vae-ft-mse).")
     network = network_of(read_state(path), path)
     timestep = PROBE_TIMESTEPS.get(str(dataset or "").split(":")[0], PROBE_TIMESTEPS["cifar10"])
     config: dict = {"model_type": "DiT", "network": network, "diffusion": {"n_T": 1000, "betas": [1e-4, 0.02]},
