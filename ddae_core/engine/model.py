@@ -89,6 +89,10 @@ class DDAEModel(nn.Module):
         """(C, H, W) of the noise one image's forward pass draws (a DiT's is its latent's)."""
         return tuple(self.config.network["image_shape"])
 
+    def noise_shape_of(self, images: torch.Tensor) -> tuple[int, ...]:
+        """The shape of the noise a pass over `images` (B, 3, H, W) draws: theirs (a DiT's: its latents')."""
+        return tuple(images.shape)
+
     def blank(self) -> DDAEModel:
         """The same architecture at a fresh initialisation (torch's global RNG), on the CPU."""
         return type(self)(self.config)
@@ -218,6 +222,9 @@ class DiTModel(DDAEModel):
     def noise_shape(self) -> tuple[int, ...]:
         side = int(self.config.network["input_size"])
         return (int(self.config.network["in_channels"]), side, side)
+
+    def noise_shape_of(self, images: torch.Tensor) -> tuple[int, ...]:
+        return (len(images), *self.noise_shape)
 
     def blank(self) -> DiTModel:
         fresh = DiTModel(self.config)

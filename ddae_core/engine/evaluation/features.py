@@ -47,7 +47,7 @@ def _batch_features(model: DDAEModel, images: torch.Tensor, index: torch.Tensor,
                 t = timestep(len(index), gen).to(device)
             else:
                 t = torch.full((len(index),), int(timestep), device=device, dtype=torch.long)
-            noise = torch.randn((len(index), *model.noise_shape), generator=gen, device=device)
+            noise = torch.randn(model.noise_shape_of(batch), generator=gen, device=device)
             results.append((t, model.features(batch, t, layers, noise=noise, normalize=normalize)))
     return results
 
