@@ -149,3 +149,9 @@ def test_cli_import_makes_a_run_or_says_what_is_missing(tmp_path, sources, capsy
     assert "imported as run" in capsys.readouterr().out
     [run] = list((ws / "runs").iterdir())
     assert yaml.safe_load((run / "spec.yaml").read_text())["options"]["format"] == "dit"
+    # A Hub name whose folder is already in the workspace is used as it is: nothing is downloaded.
+    save_tiny_vae(ws / "data" / "models" / "stabilityai--sd-vae-ft-mse")
+    assert ddae(["import", "--format", "dit", str(checkpoint), "--vae", "hf:stabilityai/sd-vae-ft-mse", "--config",
+                 str(config), "--data", DATA, "--name", "from the hub's name", "--workspace", str(ws)]) == 0
+    spec = yaml.safe_load(next(r for r in (ws / "runs").iterdir() if r != run).joinpath("spec.yaml").read_text())
+    assert spec["config"]["vae"]["folder"].endswith("stabilityai--sd-vae-ft-mse")

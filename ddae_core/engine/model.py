@@ -202,7 +202,11 @@ class DDAEModel(nn.Module):
 class DiTModel(DDAEModel):
     """A DiT and its latent space: images in [0, 1] are encoded by the VAE (the config's folder, loaded on first
     use and kept out of the network's parameters and state dict), noised at DiT's 0-indexed timestep and seen by
-    the network with the null class. The denoised estimate and the noisy input come back decoded to images."""
+    the network with the null class. The denoised estimate and the noisy input come back decoded to images.
+
+    Given `noise`, a pass from images is deterministic up to the VAE's posterior sample, which draws from torch's
+    global generator as the official preprocessing does (its spread is small beside the diffusion noise's); a pass
+    from latents (`latent_pass`, the latent cache's) is deterministic."""
 
     def __init__(self, config: ModelConfig):
         nn.Module.__init__(self)
