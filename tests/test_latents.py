@@ -134,3 +134,18 @@ def test_the_train_view_flips_and_crops_at_the_native_size_before_resizing():
     resized = train_view(images, generator=torch.Generator().manual_seed(2))
     assert resized.shape == (64, 3, 256, 256)
     torch.testing.assert_close(resized, eval_view((views * 255).round().to(torch.uint8)), rtol=0, atol=0)
+
+
+def test_under_autocast_the_vae_still_returns_float32_close_to_fp32(vae_folder):
+    """The CUDA path's mixed precision (fp16 there, bf16 here on the CPU): outputs stay float32 for the cache."""
+    from ddae_core.engine.latents import LatentVAE
+
+    exact = load_vae(vae_folder)
+    mixed = LatentVAE(exact.model, folder=exact.folder, identity=exact.identity, device=exact.device,
+                      amp_dtype=torch.bfloat16)
+    images = torch.rand(2, 3, 64, 64)
+    latents = mixed.encode(images, torch.Generator().manual_seed(0))
+    assert latents.dtype == torch.float32 and mixed.decode(latents).dtype == torch.float32
+    reference = exact.encode(images, torch.Generator().manual_seed(0))
+    assert not torch.equal(latents, reference)                          # it did run in bf16
+    torch.testing.assert_close(latents, reference, rtol=0.05, atol=0.05)

@@ -14,9 +14,8 @@ import torch
 from ddae_core.engine.data import load_split
 from ddae_core.engine.errors import UserError
 from ddae_core.engine.latents import LatentReader, build_latent_cache, list_latent_caches, load_vae
-from ddae_core.engine.latents.cache import chunk_generator, encode_chunk
+from ddae_core.engine.latents.build import chunk_generator, encode_chunk
 from ddae_core.engine.latents.preprocess import eval_view
-from ddae_core.rundir import ProcessLock
 from tests.fixtures import ROOT
 from tests.latents_support import save_tiny_vae
 
@@ -130,7 +129,7 @@ def test_the_build_reports_progress_and_stops_when_asked(vae, splits, workspace,
     reporter = Reporter(run_dir, echo=events.append)
     build(vae, splits, workspace / "data", reporter=reporter)
     progress = [(e["done"], e["total"], e["stage"]) for e in events if e["type"] == "progress"]
-    assert progress[0][2] == "latent cache" and progress[-1] == (82, 82, "latent cache")
+    assert progress[0] == (0, 82, "latent cache") and progress[-1] == (82, 82, "latent cache")
 
     reporter.request_stop()
     with pytest.raises(Stopped):
@@ -138,26 +137,42 @@ def test_the_build_reports_progress_and_stops_when_asked(vae, splits, workspace,
     reporter.close()
 
 
-def test_another_jobs_build_is_waited_for_or_refused(vae, splits, workspace):
+def test_another_jobs_build_is_refused_or_waited_for(vae, splits, workspace, tmp_path):
+    from ddae_core.engine.reporting import Reporter
+
     with pytest.raises(KeyboardInterrupt):
         build(vae, splits, workspace / "data", progress=lambda done, total: (_ for _ in ()).throw(KeyboardInterrupt))
     [partial] = list_latent_caches(workspace / "data")
+    # Another job holding the build's lock: it lets go 3 s after the test says so on its stdin.
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
         from ddae_core.rundir import ProcessLock
         lock = ProcessLock({str(partial.folder / 'build.lock')!r})
         assert lock.acquire()
         print("held", flush=True)
-        time.sleep(60)
-    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        sys.stdin.readline()
+        time.sleep(3)
+    """)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(UserError, match=f"is being built by pid {holder.pid} on .*; wait for it to finish"):
             build(vae, splits, workspace / "data", wait=False)
+
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        (tmp_path / "run").mkdir()
+        events = []
+        reporter = Reporter(tmp_path / "run", echo=events.append)
+        cache = build(vae, splits, workspace / "data", reporter=reporter)
+        reporter.close()
+        assert holder.poll() is not None                        # it waited for the holder to finish
+        stages = [e["stage"] for e in events if e["type"] == "progress"]
+        assert stages[0] == f"waiting for pid {holder.pid} on {stages[0].split(' on ')[1]}"
+        assert stages[0].endswith("to build the latent cache") and stages[-1] == "latent cache"
+        assert cache.train_codes.shape == (3, 24, 4, 8, 8)
     finally:
         holder.kill()
         holder.wait()
-    assert ProcessLock(partial.folder / "build.lock").acquire()
 
 
 def test_a_full_disk_stops_with_one_sentence_and_the_build_resumes(vae, splits, workspace, tmp_path):
@@ -219,3 +234,21 @@ def test_the_reader_draws_a_random_copy_per_item_and_reads_the_test_copy_in_orde
     test = list(reader.test_batches(batch_size=4))
     assert [len(y) for _, y in test] == [4, 4, 2]
     assert torch.equal(torch.cat([x for x, _ in test]), torch.from_numpy(cache.test_codes.astype(np.float32)))
+
+
+def test_a_damaged_complete_cache_is_built_again(vae, splits, workspace):
+    first = build(vae, splits, workspace / "data")
+    expected, codes = np.array(first.test_codes), first.folder / "test_codes.npy"
+    del first                                   # its memory map, before the file shrinks under it
+    with open(codes, "r+b") as fh:
+        fh.truncate(200)
+    again = build(vae, splits, workspace / "data")
+    np.testing.assert_array_equal(again.test_codes, expected)
+
+
+def test_requests_the_cache_cannot_hold_are_one_sentence(vae, splits, workspace):
+    with pytest.raises(UserError, match="multiple of 8 pixels"):
+        build(vae, splits, workspace / "data", resolution=60)
+    with pytest.raises(UserError, match="copies must be a whole number"):
+        build(vae, splits, workspace / "data", copies=0)
+    assert not (workspace / "data" / "latents").exists()

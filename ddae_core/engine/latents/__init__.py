@@ -1,12 +1,12 @@
 """DiT's latent space: the VAE (vae), the official preprocessing (preprocess), the on-disk cache of a dataset's
 latents shared by every probe (cache), and the batches a probe reads from it (reader)."""
 
+from .build import build_latent_cache
 from .cache import (
     DEFAULT_COPIES,
     CacheInfo,
     LatentCache,
     LatentCacheError,
-    build_latent_cache,
     latents_root,
     list_latent_caches,
     open_latent_cache,
