@@ -1,16 +1,14 @@
-"""The axes of a probe grid: noise levels (timesteps) and layers, parsed from a form, a CLI option or a spec.
-
-Each family counts its noise levels its own way (`timestep_range`, `TIMESTEP_CONVENTIONS`): DDPM's t is
-1-indexed (0 is the clean image), EDM's is an index into its 18 sigmas, and DiT's t is 0-indexed as in the DiT
-code (its t = 0 already holds one step of noise; the schedule is diffusion.dit_alphabar).
-"""
+"""The axes of a probe grid: noise levels (timesteps) and layers, parsed from a form, a CLI option or a spec."""
 
 from __future__ import annotations
 
 from ..errors import ConfigError
 from ..nets import dit
-from ..nets.unet import tap_names as unet_tap_names
+from ..nets.unet import tap_names
 
+# Each family counts its noise levels its own way: DDPM's t is 1-indexed (0 is the clean image), EDM's is an index
+# into its 18 sigmas, and DiT's t is 0-indexed as in the DiT code (its t = 0 already holds one step of noise; the
+# schedule is diffusion.dit_alphabar). grid.json says which (`timestep_convention`).
 TIMESTEP_CONVENTIONS = {
     "ddpm": "DDPM timesteps, 1-indexed (1..n_T; 0 is the clean image)",
     "edm": "EDM sigma indices (1..18)",
@@ -29,11 +27,11 @@ def timestep_range(model_cfg) -> tuple[int, int]:
     return 1, 18
 
 
-def tap_names(model_cfg) -> list[str]:
+def layer_names(model_cfg) -> list[str]:
     """The network's taps in order, from its config (nothing is built)."""
     if model_cfg.framework == "dit":
         return dit.tap_names(int(model_cfg.network["depth"]))
-    return unet_tap_names(model_cfg.network)
+    return tap_names(model_cfg.network)
 
 
 def parse_timesteps(value, model_cfg, field: str = "timesteps") -> list[int]:
@@ -57,7 +55,7 @@ def parse_timesteps(value, model_cfg, field: str = "timesteps") -> list[int]:
 def parse_layers(value, model_cfg, field: str = "layers") -> list[str]:
     """'all' (the decoder taps out_k, the official grid; a DiT's every block), 'every' (enc_k, mid and out_k),
     or a list."""
-    names = tap_names(model_cfg)
+    names = layer_names(model_cfg)
     if value in (None, "", "all"):
         return [n for n in names if n.startswith(("out_", "layer-"))]
     if value == "every":
