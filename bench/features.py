@@ -1,6 +1,7 @@
 """Feature extraction head to head: the engine's path against the official `get_feature`, in one run.
 
     python -m bench.features [--preset tiny-ddpm] [--batch-size 128] [--images 1024] [--rounds 3] [--device auto]
+    python -m bench.features --dit-only        (the DiT line alone)
 
 Same network (the preset at a fixed random initialisation: speed does not depend on the weights), same
 images, same timestep, same batch, same threads (torch's default unless OMP_NUM_THREADS or --threads says).
@@ -14,7 +15,9 @@ images, same timestep, same batch, same threads (torch's default unless OMP_NUM_
 Rounds alternate the two, so a machine that gets busier slows both alike; the median round counts.
 Also printed: the engine at the official batch size in one stream, and how far its features lie from fp32.
 Target: engine >= 2x official-style.
-Last line: `features: N img/s vs official-style M img/s: Rx`.
+Then the same for a tiny DiT at random initialisation on random latents (bench.dit_speed: DiT/linear.py's hooked
+fp32 forward against DiTModel.latent_pass under fast_forward, every block, t=121), in the same run.
+Last lines: `features: N img/s vs official-style M img/s: Rx` and `features (tiny DiT): ...`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from ddae_core.engine.evaluation.features import extract_features
 from ddae_core.engine.model import DDAEModel, to_model_range
 from ddae_core.engine.nets.blocks import ResAttBlock
 
+from . import dit_speed
 from .results import record
 
 
@@ -101,10 +105,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own, or OMP_NUM_THREADS)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--dit-only", action="store_true", help="only the DiT line")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.dit_only:
+        dit_line(args, device)
+        return
     torch.manual_seed(0)
     model = build_model(args.preset).to(device).eval()
     images = torch.randint(0, 256, (args.images, *model.config.network["image_shape"]), dtype=torch.uint8)
@@ -143,6 +151,31 @@ def main() -> None:
                        f"{rate['engine'] / rate['official']:.2f}x   (batch {batch}, {streams} stream(s); at the "
                        f"official batch of {args.batch_size} in one stream: {rate['same batch']:.1f} img/s, "
                        f"{rate['same batch'] / rate['official']:.2f}x)")
+    dit_line(args, device)
+
+
+def dit_line(args, device: torch.device) -> None:
+    """The DiT line: a tiny DiT's every block at t=121, the official probe's extraction against the engine's."""
+    torch.manual_seed(0)
+    model = dit_speed.dit_model("tiny", device)
+    latents = torch.randn(args.images, *model.noise_shape)
+    batch, t = extraction_batch_size(device), 121
+    runs = {"official": lambda x: dit_speed.official_style(model, x, t, args.batch_size),
+            "engine": lambda x: dit_speed.engine(model, x, t, batch)}
+    for run in runs.values():
+        run(latents[:2 * args.batch_size])
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            times[name].append(dit_speed.timed(functools.partial(run, latents), device))
+    rate = {k: args.images / statistics.median(v) for k, v in times.items()}
+    spread = dit_speed.relative_difference(dit_speed.engine(model, latents, t, batch),
+                                           dit_speed.engine(model, latents, t, batch, precision="fp32"))
+    depth, width = model.config.network["depth"], model.config.network["hidden_size"]
+    record("features_dit", f"features (tiny DiT, {depth} blocks x {width}, 4x8x8 latents): {rate['engine']:.1f} "
+                           f"img/s vs official-style {rate['official']:.1f} img/s: "
+                           f"{rate['engine'] / rate['official']:.2f}x   (batch {batch} vs {args.batch_size}; "
+                           f"features within {spread:.1e} of fp32)")
 
 
 if __name__ == "__main__":

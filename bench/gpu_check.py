@@ -3,7 +3,7 @@
     python -m bench.gpu_check [--workspace DIR] [--only train-tiny,queue,...]
     python -m bench.gpu_check --device cpu --quick      (every stage at toy size, on any machine: CI runs it)
 
-Five stages, each in a process of its own with its own time limit (335 s in all):
+Six stages, each in a process of its own with its own time limit (370 s in all):
   train-tiny   tiny-ddpm (batch 128), up to 300 steps per variant: eager fp32, fp16 + GradScaler, bf16,
                channels_last (fp16), and the project's Trainer with its defaults (bench.train_throughput)
   train-35.7M  the 35.7M UNet (ddpm-cifar10, batch 128), the same, up to 200 steps per variant
@@ -14,10 +14,13 @@ Five stages, each in a process of its own with its own time limit (335 s in all)
                (bench.probe_grid, without baselines)
   queue        two queued 35.7M trainings through the project's scheduler on one GPU (one after the
                other), then on two GPUs (side by side) when there are two
+  dit          DiT-XL/2 at random initialisation on random 4x32x32 latents, batch 64: every block's pooled
+               tokens at t=121 as the fast protocol extracts them (bench.dit_speed) in bf16 and fp16, and the
+               official probe's hooked eager fp32 forward; img/s and peak GPU memory of each
 Ratios are to eager fp32 of the same model, or to the one-GPU queue. A stage past its limit is
 stopped and reported; the others still run. Without CUDA (and without --device cpu) it says so in one
 sentence and exits 0. `--quick` shrinks every stage (a 0.3M-parameter UNet, batch 8, a few steps, 64
-images, compile with dynamo's eager backend, 3-second queued jobs), so the whole check runs in about a
+images, compile with dynamo's eager backend, 3-second queued jobs, a tiny DiT), so the whole check runs in about a
 minute on a CPU; its numbers test the plumbing, not the hardware.
 Last lines, one per stage: `gpu check <stage>: ...` (n/a for what did not run, and why).
 """
@@ -213,6 +216,43 @@ def stage_queue(results: Results, args) -> None:
         print(f"queue: two {unit}s {results['2 vs 1']:.2f}x the throughput of one", flush=True)
 
 
+def stage_dit(results: Results, args) -> None:
+    import torch
+
+    from . import dit_speed
+
+    sizes, device = sizes_of(args), torch.device(args.device)
+    torch.manual_seed(0)
+    model = dit_speed.dit_model(sizes.dit, device)
+    batch, t = sizes.dit_batch, 121
+    latents = torch.randn(batch * sizes.dit_batches, *model.noise_shape)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"DiT-{sizes.dit} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M) on {where}, batch {batch}, "
+          f"{len(latents)} latents per variant, every block at t={t}:", flush=True)
+    for label, precision in dit_variants(device):
+        def run(x, precision=precision):
+            if precision is None:
+                return dit_speed.official_style(model, x, t, batch)
+            return dit_speed.engine(model, x, t, batch, precision=precision)
+        try:
+            run(latents[:batch])                    # warm-up: kernels, allocator
+            _reset_peak(device)
+            elapsed = dit_speed.timed(lambda run=run: run(latents), device)
+        except Exception as exc:  # noqa: BLE001 - a precision this GPU cannot run is reported, not fatal
+            print(f"  {label:<28} unavailable ({exc.__class__.__name__}: {str(exc)[:120]})", flush=True)
+            continue
+        results[label] = len(latents) / elapsed
+        if device.type == "cuda":
+            results[f"{label} MiB"] = torch.cuda.max_memory_allocated(device) / 2**20
+        print(f"  {label:<28} {results[label]:9.1f} img/s{_peak(device)}", flush=True)
+
+
+def dit_variants(device) -> list[tuple[str, str | None]]:
+    """(label, extraction precision; None: the official probe's eager fp32 forward with hooks)."""
+    low = ("bf16", "fp16") if device.type == "cuda" else ("bf16",)
+    return [("eager fp32 (official-style)", None)] + [(p, p) for p in low]
+
+
 def run_stage(args) -> None:
     """One stage, in its own process (the parent enforces its time limit)."""
     # The parent stops a stage past its limit with SIGTERM: leave through `finally`, so the queue
@@ -230,6 +270,8 @@ def run_stage(args) -> None:
         stage_features(results, args)
     elif name == "queue":
         stage_queue(results, args)
+    elif name == "dit":
+        stage_dit(results, args)
     else:
         raise SystemExit(f"gpu check: no stage {name!r}; stages: {', '.join(STAGES)}")
 
@@ -312,6 +354,12 @@ def summary(results: dict, outcomes: dict, sizes: Sizes, device) -> list[str]:
             text = ", ".join(f"{key} {_rate(r.get(key))} ({_ratio(r.get(key), eager[key])} eager fp32, build and "
                              f"run {r[key + ' wall_s']:.0f} s)" if r.get(key) else f"{key} n/a"
                              for key in ("tiny", sizes.big_label))
+        elif stage == "dit":
+            eager = r.get("eager fp32 (official-style)")
+            text = f"DiT-{sizes.dit} batch {sizes.dit_batch}: " + ", ".join(
+                f"{label} {_rate(r.get(label))}" + (f" ({_ratio(r.get(label), eager)})" if precision else "")
+                + (f", peak {r[label + ' MiB']:.0f} MiB" if r.get(label + " MiB") else "")
+                for label, precision in dit_variants(device))
         elif stage == "features":
             peak, grid = r.get("features peak MiB"), r.get("grid s")
             text = (f"{_rate(r.get('features img/s'))} ({r.get('features setup', 'n/a')}"

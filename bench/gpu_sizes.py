@@ -26,23 +26,27 @@ class Sizes:
     queue_data: str             # each queued worker generates it at its start
     queue_train_s: float        # training time of each queued job
     queue_log_every_steps: int  # its loss points, which the rates are read from (2 at least per job)
+    dit: str = "XL/2"           # the dit stage's DiT (bench.dit_speed.dit_model): XL/2, or tiny
+    dit_batch: int = 64
+    dit_batches: int = 4        # timed batches per variant
     limits: dict = field(default_factory=dict)     # stage -> seconds
 
 
-# (stage, time limit in seconds): 335 s together, and a stage past its limit gets 3 s to leave before it
-# is killed, so the whole check stays under 6 minutes.
+# (stage, time limit in seconds): 370 s together, and a stage past its limit gets 3 s to leave before it
+# is killed, so the whole check stays under 6.5 minutes.
 FULL = Sizes(tiny="tiny-ddpm", big="ddpm-cifar10", big_label="35.7M", batch=128,   # the official per-GPU batch
              steps={"tiny-ddpm": (300, 5.0), "ddpm-cifar10": (200, 8.0)},
              compile_steps={"tiny-ddpm": 200, "ddpm-cifar10": 100}, compile_backend="inductor",
              parent_steps=30, feature_images=5000, grid_test=1000, grid_epochs=15, data="builtin:shapes",
              queue_data="builtin:shapes?n_train=2560&n_test=256", queue_train_s=10, queue_log_every_steps=5,
-             limits={"train-tiny": 40, "train-35.7M": 70, "compile": 65, "features": 65, "queue": 95})
+             limits={"train-tiny": 40, "train-35.7M": 70, "compile": 65, "features": 65, "queue": 95, "dit": 35})
 # Limits with room for a loaded CI machine: the quick check takes about a minute on a quiet CPU.
 QUICK = Sizes(tiny=TOY, big=TOY, big_label="35.7M", batch=8, steps={TOY: (3, 2.0)}, compile_steps={TOY: 3},
               compile_backend="eager", parent_steps=2, feature_images=64, grid_test=32, grid_epochs=2,
               data="builtin:shapes?n_train=64&n_test=32", queue_data="builtin:shapes?n_train=64&n_test=16",
-              queue_train_s=3, queue_log_every_steps=1,
-              limits={"train-tiny": 120, "train-35.7M": 120, "compile": 150, "features": 120, "queue": 150})
+              queue_train_s=3, queue_log_every_steps=1, dit="tiny", dit_batch=8, dit_batches=2,
+              limits={"train-tiny": 120, "train-35.7M": 120, "compile": 150, "features": 120, "queue": 150,
+                      "dit": 120})
 STAGES = list(FULL.limits)
 
 

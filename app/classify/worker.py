@@ -139,9 +139,9 @@ class InferenceThread(Worker):
     def _info(clf) -> ModelInfo:
         fw = clf.model.framework
         lo, hi = int(fw.min_timestep), int(fw.max_timestep)
-        if fw.name == "ddpm":
+        if fw.name in ("ddpm", "dit"):       # DiT's t = 0 is already noised (0-indexed)
             hi = min(hi, 1000)
-            sigmas = tuple(fw.sigma_equivalent(t) if t > 0 else 0.0 for t in range(hi + 1))
+            sigmas = tuple(fw.sigma_equivalent(t) if t > 0 or fw.name == "dit" else 0.0 for t in range(hi + 1))
         else:
             sigmas = (0.0,) + tuple(fw.sigma(t) for t in range(1, hi + 1))
         heads = tuple(sorted(clf.heads)) if clf.kind == "probe" else ()
@@ -167,12 +167,13 @@ class InferenceThread(Worker):
         return outcome
 
     @staticmethod
-    def _noise(path: Path, resolution: int):
-        """The same noise for a file at every level, so the slider changes only how much of it is added."""
+    def _noise(path: Path, shape: tuple[int, ...]):
+        """The same noise for a file at every level, so the slider changes only how much of it is added
+        (`shape`: the model's noise_shape, a DiT's latent one)."""
         import torch
 
         generator = torch.Generator().manual_seed(zlib.crc32(str(path).encode()))
-        return torch.randn((1, 3, resolution, resolution), generator=generator)
+        return torch.randn((1, *shape), generator=generator)
 
     def _process(self, request: Request) -> Result | None:
         from ddae_core.engine.errors import UserError
@@ -200,7 +201,7 @@ class InferenceThread(Worker):
             chosen = result.files[request.selected]
             t = info.default_timestep if request.timestep is None else request.timestep
             t = max(info.min_timestep, min(info.max_timestep, int(t)))
-            prediction = clf.predict(chosen.tensor[None], t, noise=self._noise(chosen.path, info.resolution))
+            prediction = clf.predict(chosen.tensor[None], t, noise=self._noise(chosen.path, clf.model.noise_shape))
             probs, order = prediction.probabilities[0].sort(descending=True)
             result.top5 = [(info.classes[int(i)], float(p)) for p, i in zip(probs[:5], order[:5])]
             result.noisy = _to_uint8(prediction.noisy)[0]
@@ -218,7 +219,7 @@ class InferenceThread(Worker):
         for start in range(0, len(todo), THUMB_BATCH):
             chunk = todo[start:start + THUMB_BATCH]
             images = torch.stack([o.tensor for o in chunk])
-            noise = torch.cat([self._noise(o.path, info.resolution) for o in chunk])
+            noise = torch.cat([self._noise(o.path, clf.model.noise_shape) for o in chunk])
             probabilities = clf.predict(images, t, noise=noise).probabilities
             best_p, best_i = probabilities.max(dim=1)
             for outcome, p, i in zip(chunk, best_p.tolist(), best_i.tolist()):

@@ -1,9 +1,10 @@
 """Import a model trained elsewhere: the dialog behind File > Import a model… and a checkpoint dropped on the window.
 
-The dialog names the format it detects (an official DDAE `.pth`, a diffusers folder, an EDM pickle), asks for the
-YAML config only where the format carries none, and queues an `import` job through the Launcher, the same spec
-`ddae import` builds (`jobs.eval_specs.import_spec`): the run is named after its source and records the source's
-SHA-256 and licence. A bad value is one sentence under the form; nothing is queued.
+The dialog names the format it detects (an official DDAE `.pth`, a diffusers folder, an EDM pickle, a DiT `.pt`:
+named DiT-*, or any `.pt` once a VAE folder is given), asks for the YAML config only where the format carries none
+(or, for DiT, where its weights do not say its heads) and for DiT's VAE folder, and queues an `import` job through
+the Launcher, the same spec `ddae import` builds (`jobs.eval_specs.import_spec`): the run is named after its source
+and records the source's SHA-256 and licence. A bad value is one sentence under the form; nothing is queued.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from ddae_core.jobs.eval_specs import import_spec
 from .feed import Launcher
 
 
+def path_is_file(text: str) -> bool:
+    return bool(text) and Path(text).expanduser().is_file()
+
+
 class ImportDialog(QDialog):
     def __init__(self, launcher: Launcher, source: str | Path | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -37,6 +42,8 @@ class ImportDialog(QDialog):
         self.launcher = launcher
         self.run_id: str | None = None
         self.source, self.config, self.data, self.name = QLineEdit(), QLineEdit(), QLineEdit(), QLineEdit()
+        self.vae = QLineEdit()
+        self.vae.setPlaceholderText("DiT: the diffusers AutoencoderKL folder of its latents (sd-vae-ft-mse)")
         self.source.setPlaceholderText("a .pth or .pkl file, or a diffusers model folder")
         self.config.setPlaceholderText("the YAML config an official checkpoint was trained with")
         self.data.setPlaceholderText("cifar10 (the dataset its probes and Classify use)")
@@ -51,6 +58,7 @@ class ImportDialog(QDialog):
                                                 ("Folder…", self._pick_folder)))
         form.addRow("", self.format)
         form.addRow("Config", self._with_buttons(self.config, ("File…", self._pick_config)))
+        form.addRow("VAE", self._with_buttons(self.vae, ("Folder…", self._pick_vae)))
         form.addRow("Dataset", self.data)
         form.addRow("Name", self.name)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
@@ -62,6 +70,7 @@ class ImportDialog(QDialog):
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
         self.source.textChanged.connect(self._detect)
+        self.vae.textChanged.connect(self._detect)
         self.source.setText(str(source) if source else "")
         self._detect()
 
@@ -80,7 +89,9 @@ class ImportDialog(QDialog):
     def detected(self) -> str | None:
         text = self.source.text().strip()
         path = Path(text).expanduser() if text else None
-        return detect_format(path) if path is not None and path.exists() else None
+        if path is None or not path.exists():
+            return None
+        return "dit" if path.is_file() and self.vae.text().strip() else detect_format(path)
 
     def _detect(self) -> None:
         text = self.source.text().strip()
@@ -91,7 +102,8 @@ class ImportDialog(QDialog):
             self.format.setText(f"{text} does not exist.")
         else:
             self.format.setText(f"Found {FORMAT_WORDS[fmt]}.")
-        self.config.setEnabled(fmt in (None, "official"))
+        self.config.setEnabled(fmt in (None, "official", "dit"))
+        self.vae.setEnabled(fmt in (None, "dit") or path_is_file(text))
         self.import_button.setEnabled(fmt is not None)
 
     def _pick_file(self) -> None:
@@ -104,6 +116,11 @@ class ImportDialog(QDialog):
         if path:
             self.source.setText(path)
 
+    def _pick_vae(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "VAE folder (diffusers AutoencoderKL)")
+        if path:
+            self.vae.setText(path)
+
     def _pick_config(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Config", "", "YAML (*.yaml *.yml)")
         if path:
@@ -115,9 +132,9 @@ class ImportDialog(QDialog):
         fmt = self.detected()
         try:
             spec = import_spec(self.source.text().strip(),
-                               (self.config.text().strip() or None) if fmt == "official" else None,
+                               (self.config.text().strip() or None) if fmt in ("official", "dit") else None,
                                name=self.name.text().strip() or None, data=self.data.text().strip() or None,
-                               fmt=fmt)
+                               fmt=fmt, vae=self.vae.text().strip() or None)
             self.run_id = self.launcher.submit(spec, name_chosen=bool(self.name.text().strip()))
         except (UserError, OSError) as exc:        # ConfigError included: its sentence names the field
             self.error.setText(str(exc))

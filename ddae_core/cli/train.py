@@ -49,13 +49,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("import", help="import a trained model as a run: an official DDAE checkpoint, a diffusers "
-                                      "DDPM folder or an NVlabs EDM pickle")
+                                      "DDPM folder, an NVlabs EDM pickle or a DiT checkpoint with its VAE")
     p.add_argument("checkpoint", help="model_<epoch>.pth, a diffusers model folder (or hf:OWNER/NAME, fetched into "
                                       "the workspace's data/models/), or an EDM network .pkl")
-    p.add_argument("--format", choices=("official", "diffusers", "edm"),
-                   help="the source's format (default: detected; a folder is diffusers, a .pkl EDM)")
+    p.add_argument("--format", choices=("official", "diffusers", "edm", "dit"),
+                   help="the source's format (default: detected; a folder is diffusers, a .pkl EDM, DiT-*.pt DiT)")
     p.add_argument("--config", metavar="FILE",
-                   help="the official YAML config it was trained with (official checkpoints only)")
+                   help="the official YAML config it was trained with (official checkpoints; for DiT, fields "
+                        "over the config its weights imply, e.g. network: {num_heads: 4})")
+    p.add_argument("--vae", metavar="DIR", help="DiT only: the diffusers AutoencoderKL folder of its latents (the "
+                                                "official: stabilityai/sd-vae-ft-mse), or hf:OWNER/NAME, fetched "
+                                                "into the workspace's data/models/ unless already there")
     p.add_argument("--name")
     p.add_argument("--data", metavar="SPEC", help="dataset its evaluations use (default: the config's)")
     add_workspace(p)
@@ -138,7 +142,8 @@ def cmd_import(args) -> int:
     from ..jobs.eval_specs import import_spec
 
     source = fetch(args.checkpoint, workspace_of(args)) if is_hub_source(args.checkpoint) else args.checkpoint
-    spec = import_spec(source, args.config, name=args.name, data=args.data, fmt=args.format)
+    vae = fetch(args.vae, workspace_of(args)) if args.vae and is_hub_source(args.vae) else args.vae
+    spec = import_spec(source, args.config, name=args.name, data=args.data, fmt=args.format, vae=vae)
     run_dir, status = launch(args, spec, quiet=True)
     if status == RunStatus.DONE:
         print(f"imported as run {run_dir.name}")

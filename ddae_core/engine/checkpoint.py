@@ -16,7 +16,7 @@ import torch
 from ..rundir import atomic_write, fsync_dir
 from .config import load_config, parse_model_config
 from .errors import CheckpointError, UserError
-from .model import DDAEModel
+from .model import DDAEModel, build_model
 
 FORMAT = "ddae-studio-checkpoint"
 FORMAT_VERSION = 1
@@ -159,7 +159,7 @@ def load_model(checkpoint_path: str | Path, config_path: str | Path | dict | Non
         state = _network_state(data)
     else:
         raise CheckpointError(f"Checkpoint {path} is not a DDAE checkpoint (no MODEL/EMA or model/ema entries).")
-    model = DDAEModel(parse_model_config(config))
+    model = build_model(parse_model_config(config))
     load_into(model, state, path)
     check_finite(model, path)
     return model.to(device).eval()

@@ -149,26 +149,41 @@ class ModelConfig:
     classes: int
     feature_timestep: int
     feature_layer: str
+    vae: dict = field(default_factory=dict)     # DiT: the VAE folder its latents come from, and its downsampling
 
     @property
     def resolution(self) -> int:
+        """The images' side in pixels (a DiT's: its latents' side times the VAE's downsampling)."""
+        if self.framework == "dit":
+            return int(self.network["input_size"]) * int(self.vae["downsample"])
         return int(self.network["image_shape"][1])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (3, self.resolution, self.resolution)
+
+
+def _betas(cfg: dict) -> list:
+    betas = _list(cfg, "diffusion.betas", [1e-4, 0.02])
+    if len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas) \
+            or not 0 < betas[0] < betas[1] < 1:
+        raise ConfigError("diffusion.betas", f"must be two numbers 0 < start < end < 1 (got {betas!r})")
+    return betas
 
 
 def parse_model_config(cfg: dict) -> ModelConfig:
     model_type = str(_get(cfg, "model_type")).upper()
+    if model_type == "DIT":
+        return parse_dit_config(cfg)
     if model_type not in ("DDPM", "EDM"):
-        raise ConfigError("model_type", f"must be DDPM or EDM (got {cfg.get('model_type')!r})")
+        raise ConfigError("model_type", f"must be DDPM, EDM or DiT (got {cfg.get('model_type')!r})")
     net_type = _get(cfg, "net_type", "UNet")
     if net_type != "UNet":
         raise ConfigError("net_type", f"must be UNet (got {net_type!r}); only the UNet is supported")
 
     if model_type == "DDPM":
         n_t = _integer(cfg, "diffusion.n_T", 1000, low=1, high=MAX_N_T)
-        betas = _list(cfg, "diffusion.betas", [1e-4, 0.02])
-        if len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas) \
-                or not 0 < betas[0] < betas[1] < 1:
-            raise ConfigError("diffusion.betas", f"must be two numbers 0 < start < end < 1 (got {betas!r})")
+        betas = _betas(cfg)
         time_input = _get(cfg, "diffusion.time_input", TIME_INPUTS[0])
         if time_input not in TIME_INPUTS:
             raise ConfigError("diffusion.time_input", f"must be one of {', '.join(TIME_INPUTS)} (got {time_input!r})")
@@ -258,6 +273,50 @@ def parse_model_config(cfg: dict) -> ModelConfig:
         classes=_integer(cfg, "classes", 10, low=1, high=100_000),
         feature_timestep=_integer(cfg, "linear.timestep", default_t, low=0),
         feature_layer=str(_get(cfg, "linear.blockname", "out_6" if framework == "ddpm" else "out_7")),
+    )
+
+
+def parse_dit_config(cfg: dict) -> ModelConfig:
+    """A DiT run's config (importers/dit.py writes it): the DiT code's constructor arguments under `network`,
+    its schedule under `diffusion` (0-indexed timesteps), and the VAE folder its latents come from under `vae`."""
+    n_t = _integer(cfg, "diffusion.n_T", 1000, low=2, high=MAX_N_T)
+    betas = _betas(cfg)
+    network: dict[str, Any] = {
+        "input_size": _integer(cfg, "network.input_size", 32, low=1, high=MAX_IMAGE_SIZE),
+        "patch_size": _integer(cfg, "network.patch_size", 2, low=1, high=64),
+        "in_channels": _integer(cfg, "network.in_channels", 4, low=1, high=64),
+        "hidden_size": _integer(cfg, "network.hidden_size", 1152, low=4, high=16_384),
+        "depth": _integer(cfg, "network.depth", 28, low=1, high=256),
+        "num_heads": _integer(cfg, "network.num_heads", 16, low=1, high=256),
+        "mlp_ratio": _number(cfg, "network.mlp_ratio", 4.0, low=0, low_open=True, high=64),
+        "class_dropout_prob": _number(cfg, "network.class_dropout_prob", 0.1, low=0, low_open=True, high=1,
+                                      high_open=True),
+        "num_classes": _integer(cfg, "network.num_classes", 1000, low=1, high=100_000),
+        "learn_sigma": _bool(cfg, "network.learn_sigma", True),
+    }
+    if network["input_size"] % network["patch_size"]:
+        raise ConfigError("network.patch_size", f"must divide network.input_size {network['input_size']}")
+    if network["hidden_size"] % 4:
+        raise ConfigError("network.hidden_size", "must be a multiple of 4 (its 2-D position codes)")
+    if network["hidden_size"] % network["num_heads"]:
+        raise ConfigError("network.num_heads", f"must divide network.hidden_size {network['hidden_size']}")
+    folder = _get(cfg, "vae.folder")
+    if not isinstance(folder, str) or not folder:
+        raise ConfigError("vae.folder", f"must be the path of the VAE folder (got {folder!r})")
+    vae = {"folder": folder, "downsample": _integer(cfg, "vae.downsample", 8, low=1, high=64)}
+    depth = network["depth"]
+    layer = str(_get(cfg, "linear.blockname", "layer-13" if depth > 13 else f"layer-{depth // 2}"))
+    if layer not in [f"layer-{i}" for i in range(depth)]:
+        raise ConfigError("linear.blockname", f"must be one of layer-0..layer-{depth - 1} (got {layer!r})")
+    return ModelConfig(
+        raw=copy.deepcopy(cfg),
+        framework="dit",
+        diffusion={"n_T": n_t, "betas": (float(betas[0]), float(betas[1]))},
+        network=network,
+        classes=_integer(cfg, "classes", 10, low=1, high=100_000),
+        feature_timestep=_integer(cfg, "linear.timestep", 121, low=0, high=n_t - 1),
+        feature_layer=layer,
+        vae=vae,
     )
 
 

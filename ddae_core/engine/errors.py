@@ -18,3 +18,10 @@ class CheckpointError(UserError):
 
 class DataError(UserError):
     """A dataset cannot be found or read."""
+
+
+class Stopped(Exception):
+    """A stop was requested in the middle of a job's work (an extraction, an epoch, a cache build).
+
+    Here, below every room of the engine that may raise it (evaluation, the latent cache), so that none of them
+    imports another for it; evaluation.features re-exports it."""

@@ -11,8 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig, load_config, parse_model_config
-from .diffusion import DDPM, EDM, Framework
+from .diffusion import DDPM, EDM, DiTDiffusion, Framework
+from .latents.preprocess import resize_views
+from .latents.vae import LatentVAE, load_vae
 from .nets import UNet
+from .nets.dit import DiT
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
@@ -48,14 +51,14 @@ class DDAEModel(nn.Module):
     """The network (the only parameters) and its diffusion framework.
 
     Images enter in [0, 1]. `timestep` is an int (the same for the batch) or a (B,) tensor:
-    DDPM steps 0..T (1-indexed, the network sees t/T), or EDM indices 1..18 into the reversed
-    sigma grid (4 is sigma = 0.0599).
+    DDPM steps 0..T (1-indexed, the network sees t/T), EDM indices 1..18 into the reversed
+    sigma grid (4 is sigma = 0.0599), or DiT steps 0..T-1 (0-indexed; DiTModel).
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.net = UNet(**config.network)
+        self.net: UNet | DiT = UNet(**config.network)
         self.framework: Framework = DDPM(**config.diffusion) if config.framework == "ddpm" else EDM(**config.diffusion)
         self.amp_dtype: torch.dtype | None = None  # set by callers: bf16 or fp16 (with a scaler) on CUDA, bf16 on CPU
 
@@ -75,6 +78,24 @@ class DDAEModel(nn.Module):
     @property
     def resolution(self) -> int:
         return self.config.resolution
+
+    @property
+    def data_resolution(self) -> int | None:
+        """The side its datasets are loaded at (None: as stored; a DiT resizes each augmented view itself)."""
+        return self.resolution
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of the noise one image's forward pass draws (a DiT's is its latent's)."""
+        return tuple(self.config.network["image_shape"])
+
+    def noise_shape_of(self, images: torch.Tensor) -> tuple[int, ...]:
+        """The shape of the noise a pass over `images` (B, 3, H, W) draws: theirs (a DiT's: its latents')."""
+        return tuple(images.shape)
+
+    def blank(self) -> DDAEModel:
+        """The same architecture at a fresh initialisation (torch's global RNG), on the CPU."""
+        return type(self)(self.config)
 
     def autocast(self):
         dev = self.device
@@ -172,14 +193,93 @@ class DDAEModel(nn.Module):
                generator: torch.Generator | None = None,
                callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """n images in [0, 1]: DDIM-100 (or DDPM ancestral) for DDPM, Heun-18 for EDM."""
-        shape = (n, *self.config.network["image_shape"])
+        shape = (n, *self.noise_shape)
         x = self.framework.sample(self._net_fn, shape, self.device, sampler=sampler, steps=steps, eta=eta,
                                   generator=generator, callback=callback)
         return to_image_range(x.float())
+
+
+class DiTModel(DDAEModel):
+    """A DiT and its latent space: images in [0, 1] are encoded by the VAE (the config's folder, loaded on first
+    use and kept out of the network's parameters and state dict), noised at DiT's 0-indexed timestep and seen by
+    the network with the null class. The denoised estimate and the noisy input come back decoded to images.
+
+    Given `noise`, a pass from images is deterministic up to the VAE's posterior sample, which draws from torch's
+    global generator as the official preprocessing does (its spread is small beside the diffusion noise's); a pass
+    from latents (`latent_pass`, the latent cache's) is deterministic."""
+
+    def __init__(self, config: ModelConfig):
+        nn.Module.__init__(self)
+        self.config = config
+        self.net = DiT(**config.network)
+        self.framework = DiTDiffusion(**config.diffusion)
+        self.amp_dtype = None
+        self._vae: list[LatentVAE] = []      # a list, so that nn.Module neither registers nor moves it
+
+    @property
+    def data_resolution(self) -> int | None:
+        """None: images are augmented at the dataset's own size and resized to `resolution` after, as the
+        official DiT preprocessing does (latents.preprocess)."""
+        return None
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        side = int(self.config.network["input_size"])
+        return (int(self.config.network["in_channels"]), side, side)
+
+    def noise_shape_of(self, images: torch.Tensor) -> tuple[int, ...]:
+        return (len(images), *self.noise_shape)
+
+    def blank(self) -> DiTModel:
+        fresh = DiTModel(self.config)
+        fresh._vae = self._vae          # the same VAE: only the DiT is re-initialised
+        return fresh
+
+    @property
+    def vae(self) -> LatentVAE:
+        if not self._vae:
+            self._vae.append(load_vae(self.config.vae["folder"], self.device))
+        return self._vae[0]
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] at any size -> resized to `resolution` (as the official preprocessing), then scaled
+        latents, sampled from the VAE's posterior as the official code does."""
+        views = resize_views(images.to(self.device, torch.float32), self.resolution)
+        return self.vae.encode(views).float()
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> images in [-1, 1]."""
+        return to_model_range(self.vae.decode(latents.float()).float().clamp(0, 1))
+
+    def forward_pass(self, images: torch.Tensor, timestep, layers: Iterable[str] | None = None,
+                     noise: torch.Tensor | None = None, need_denoised: bool = False
+                     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """As DDAEModel's, from images through the VAE; `noise` is latent-shaped (noise_shape). With need_denoised
+        the noisy latents and the estimate come back decoded, as images in [-1, 1]."""
+        acts, noisy, denoised = self.latent_pass(self.encode(images), timestep, layers, noise, need_denoised)
+        if denoised is None:
+            return acts, noisy, None
+        return acts, self.decode(noisy), self.decode(denoised)
+
+    def latent_pass(self, latents: torch.Tensor, timestep, layers: Iterable[str] | None = None,
+                    noise: torch.Tensor | None = None, need_denoised: bool = False
+                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """One forward pass from scaled latents: (unpooled taps, noisy latents, clean-latent estimate or None)."""
+        layers = self.taps if layers is None else self.net.order_taps(layers)
+        z = latents.to(self.device, torch.float32)
+        t = self.framework.as_timesteps(timestep, z.shape[0], z.device)
+        noise = torch.randn_like(z) if noise is None else noise.to(z.device, torch.float32)
+        noisy, net_in, time_in = self.framework.perturb(z, t, noise)
+        with self.autocast():
+            out, acts = self.net.forward_taps(net_in, time_in, None, taps=layers, need_output=need_denoised)
+        denoised = self.framework.denoised(out, noisy, t) if need_denoised else None
+        return acts, noisy, denoised
 
 
 def build_model(config: ModelConfig | dict | str | Path) -> DDAEModel:
     """A model from a ModelConfig, a config dict, a YAML path (official format accepted) or a preset name."""
     if not isinstance(config, ModelConfig):
         config = parse_model_config(load_config(config))
-    return DDAEModel(config)
+    return DiTModel(config) if config.framework == "dit" else DDAEModel(config)

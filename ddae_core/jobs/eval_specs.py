@@ -55,12 +55,21 @@ def probe_spec(parent_dir: Path, **values) -> dict:
     """A probe grid job (ProbeOptions, which reads `standardize` as the older spelling of protocol='standardized')."""
     opts, cfg = _parse("probe", parent_dir, values)
     protocol = opts.protocol
-    if opts.standardize and protocol == "official":
+    if opts.standardize and protocol in ("official", "dit-official"):
         raise ConfigError("standardize", "works with the fast protocol only; the official protocol probes raw features")
+    if protocol == "official" and cfg.framework == "dit":
+        raise ConfigError("protocol", "official is the DDPM/EDM code's probe; a DiT run's official probe is "
+                                      "dit-official (on cached latents)")
+    if protocol == "dit-official" and cfg.framework != "dit":
+        raise ConfigError("protocol", f"dit-official probes a DiT run, not a {cfg.framework.upper()} one; use official")
+    timesteps, layers = opts.timesteps, opts.layers
+    if protocol == "dit-official":      # the official cell unless others are named (DiT/linear.py's defaults)
+        timesteps = timesteps if timesteps not in (None, "", []) else [cfg.feature_timestep]
+        layers = [cfg.feature_layer] if layers in (None, "", "all") else layers
     return _base("probe", parent_dir, opts, {
         **spec_options(opts),
-        "timesteps": parse_timesteps(opts.timesteps, cfg),
-        "layers": parse_layers(opts.layers, cfg),
+        "timesteps": parse_timesteps(timesteps, cfg),
+        "layers": parse_layers(layers, cfg),
         # Kept beside the protocol so that readers of older runs (and the runs table's rule) see it too.
         "standardize": protocol == "standardized",
     })
@@ -91,6 +100,9 @@ def align_spec(parent_dir: Path, **values) -> dict:
 def noisy_spec(parent_dir: Path, **values) -> dict:
     """A noise-conditional classifier (NoisyOptions, which fills in the official epochs and lr of each)."""
     opts, cfg = _parse("noisy-classifier", parent_dir, values)
+    if cfg.framework == "dit":
+        raise ConfigError("parent", "the noise-conditional classifier noises images, not DiT's latents; probe a DiT "
+                                    "run instead")
     baseline = opts.baseline
     if baseline not in (None, "wrn"):
         raise ConfigError("baseline", f"must be wrn or absent (got {baseline!r})")
@@ -114,6 +126,8 @@ def finetune_spec(parent_dir: Path, **values) -> dict:
 
 
 def _check_sampler(cfg, sampler: str | None) -> str | None:
+    if cfg.framework == "dit":
+        raise ConfigError("parent", "Studio does not sample from DiT; its runs are probed, classified and fine-tuned")
     allowed = ("ddim", "ddpm") if cfg.framework == "ddpm" else ("heun",)
     if sampler is not None and sampler not in allowed:
         raise ConfigError("sampler", f"{sampler} does not apply to {cfg.framework.upper()}; use {' or '.join(allowed)}")
@@ -158,12 +172,16 @@ def fid_spec(parent_dir: Path, **values) -> dict:
 
 
 def import_spec(checkpoint: str | Path, config: str | Path | None = None, *, name=None, data=None,
-                fmt: str | None = None) -> dict:
+                fmt: str | None = None, vae: str | Path | None = None) -> dict:
     """An import of an official checkpoint (with its `config`), a diffusers folder or an EDM pickle (`fmt`
-    None: detected from the path), which carry their own config."""
+    None: detected from the path), which carry their own config, or a DiT checkpoint with its `vae` folder
+    (`config`, optional there, sets fields over the config its weights imply)."""
     from ..engine import importers
+    from ..engine.importers import dit
 
     path = Path(checkpoint).expanduser().resolve()
+    if fmt == "dit" and not path.is_file():
+        raise ConfigError("checkpoint", f"{path} is no file; give {dit.EXPECTED}")
     if not path.exists():
         raise ConfigError("checkpoint", f"{path} does not exist")
     fmt = fmt or importers.detect_format(path)
@@ -176,6 +194,8 @@ def import_spec(checkpoint: str | Path, config: str | Path | None = None, *, nam
         if not path.is_file():
             raise ConfigError("checkpoint", f"{path} is a folder, not an official checkpoint file")
         cfg = load_config(config)
+    elif fmt == "dit":
+        cfg = dit.studio_config(path, vae, load_config(config) if config is not None else None, data)
     elif config is not None:
         raise ConfigError("config", f"a {fmt} model carries its own config; leave --config out")
     else:
@@ -192,5 +212,5 @@ def import_spec(checkpoint: str | Path, config: str | Path | None = None, *, nam
         "device": {"request": "cpu", "gpus": 0},
         "config": cfg,
         "options": {"source": str(path), "format": fmt, "sha256": importers.sha256(weights),
-                    "licence": importers.licence(path)},
+                    "licence": dit.LICENCE if fmt == "dit" else importers.licence(path)},
     }

@@ -18,6 +18,7 @@ from .base import (
     balanced_subset,
     check_positive,
     check_split,
+    data_fingerprint,
     join_notes,
     resize_images,
     resolve_data_root,
@@ -29,8 +30,8 @@ from .decode import load_files
 from .folder import list_folder, list_tiny_imagenet, tiny_imagenet_root
 from .specs import DataSpec, parse_spec, stored_spec
 
-__all__ = ["BatchSampler", "ImageData", "augment_batch", "check_data_files", "check_data_spec", "describe_specs",
-           "load_split", "stored_spec"]
+__all__ = ["BatchSampler", "ImageData", "augment_batch", "check_data_files", "check_data_spec", "data_fingerprint",
+           "describe_specs", "load_split", "stored_spec"]
 
 
 def describe_specs() -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,3 +92,11 @@ def size_text(size: tuple[int, int]) -> str:
 
 def join_notes(notes: list[str]) -> str | None:
     return "; ".join(notes) if notes else None
+
+
+def data_fingerprint(data: ImageData) -> str:
+    """SHA-256 (first 16 hex digits) of a split's images and labels: a folder whose files changed is new data."""
+    digest = hashlib.sha256()
+    for tensor in (data.images, data.labels):
+        digest.update(tensor.contiguous().numpy().data)
+    return digest.hexdigest()[:16]

@@ -14,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+from ..data import data_fingerprint as data_fingerprint  # re-exported: the latent cache keys on it too
 from ..device import extraction_amp_dtype
 from .sources import RANDOM_INIT_SEED
 
@@ -22,14 +23,6 @@ from .sources import RANDOM_INIT_SEED
 PROBE_CODE_VERSION = 2
 BASELINE_CACHE_VERSION = 2      # the key's layout (1: no precision, batch, device, data content or code version)
 CACHE_DIR = Path("data") / "baselines"
-
-
-def data_fingerprint(data) -> str:
-    """SHA-256 (first 16 hex digits) of a split's images and labels: a folder whose files changed is new data."""
-    digest = hashlib.sha256()
-    for tensor in (data.images, data.labels):
-        digest.update(tensor.contiguous().numpy().data)
-    return digest.hexdigest()[:16]
 
 
 def extraction_precision(grid) -> str:

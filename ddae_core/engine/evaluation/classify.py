@@ -193,7 +193,7 @@ def classify_files(classifier: Classifier, paths: list[str | Path], save_dir: st
         result.notes = loaded.notes
         result.truth = true_class(path, classifier.classes)
         gen = torch.Generator().manual_seed(seed)
-        noise = torch.randn((1, 3, res, res), generator=gen)
+        noise = torch.randn((1, *classifier.model.noise_shape), generator=gen)
         pred = classifier.predict(loaded.image[None], timestep, noise=noise)
         probs, order = pred.probabilities[0].sort(descending=True)
         result.top = [(classifier.classes[int(i)], float(p)) for p, i in zip(probs[:5], order[:5])]

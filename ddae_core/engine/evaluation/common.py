@@ -51,7 +51,7 @@ class EvalContext:
         spec = self.spec.data or (self.parent_spec or {}).get("data") or "builtin:shapes"
         # The data seed is fixed, not the run's seed: a folder without train/test folders is split by it,
         # and a test image must never be another evaluation's training image.
-        loaded = datasets.load_split(spec, split, resolution=self.model.resolution if self.model else None,
+        loaded = datasets.load_split(spec, split, resolution=self.model.data_resolution if self.model else None,
                                      data_root=self.workspace / "data", seed=0, limit=limit)
         if loaded.note:
             log.info(f"data ({split}): {loaded.note}")

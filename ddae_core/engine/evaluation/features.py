@@ -17,11 +17,8 @@ import torch
 
 from .. import data as datasets
 from ..cpu_threads import one_torch_thread
+from ..errors import Stopped as Stopped  # where every evaluation has imported it from
 from ..model import DDAEModel
-
-
-class Stopped(Exception):
-    """A stop was requested in the middle of an extraction."""
 
 
 def _generator(device: torch.device, seed: int) -> torch.Generator:
@@ -50,7 +47,7 @@ def _batch_features(model: DDAEModel, images: torch.Tensor, index: torch.Tensor,
                 t = timestep(len(index), gen).to(device)
             else:
                 t = torch.full((len(index),), int(timestep), device=device, dtype=torch.long)
-            noise = torch.randn(batch.shape, generator=gen, device=device)
+            noise = torch.randn(model.noise_shape_of(batch), generator=gen, device=device)
             results.append((t, model.features(batch, t, layers, noise=noise, normalize=normalize)))
     return results
 

@@ -1,7 +1,8 @@
 """Fine-tuning the truncated DDAE (ddae-spec 10; the paper's description, not in the official code).
 
 The network keeps image_proj, the time embedding, every encoder block, the middle block and the
-decoder blocks up to and including tap L; a global pool and a linear head follow. Inputs are clean
+decoder blocks up to and including tap L (a DiT: its embeddings and blocks 0..k of tap layer-k, its
+latents from the frozen VAE); a global pool and a linear head follow. Inputs are clean
 images at the fixed time input of timestep T (EDM keeps its c_in scaling, DDPM sees sqrt(abar_T) x0);
 dropout is on. `scratch` trains the same truncated network from random weights, the paper's comparison.
 
@@ -23,6 +24,7 @@ from ...rundir import FINETUNE_RESULTS, RunStatus, atomic_write_text
 from ..device import grad_scaler_for
 from ..model import DDAEModel
 from ..nets.blocks import ResAttBlock
+from ..nets.dit import DiT
 from ..spec.run_spec import FinetuneSpec
 from .classifier_training import (
     ClassifierTraining,
@@ -41,6 +43,10 @@ log = logging.getLogger(__name__)
 def truncate(model: DDAEModel, layer: str) -> None:
     """Drop every module after tap `layer` from model.net, so its parameters are exactly those it needs."""
     net = model.net
+    if isinstance(net, DiT):        # blocks 0..k, no output layer
+        net.blocks = nn.ModuleList(list(net.blocks)[: net.tap_names.index(layer) + 1])
+        net.final_layer = nn.Identity()
+        return
     order = net.tap_names
     keep_up = 0
     if layer.startswith("out_"):
@@ -66,7 +72,8 @@ class FinetuneModel(nn.Module):
         self.head = nn.Linear(model.net.tap_channels[layer], classes)
 
     def forward(self, images01: torch.Tensor) -> torch.Tensor:
-        clean = torch.zeros_like(images01)  # zero noise: the clean image at timestep T's input scaling
+        # Zero noise: the clean image (a DiT's clean latents) at timestep T's input scaling.
+        clean = torch.zeros((len(images01), *self.model.noise_shape), device=images01.device)
         acts, _, _ = self.model.forward_pass(images01, self.timestep, [self.layer], noise=clean)
         return self.head(acts[self.layer].float().mean(dim=(2, 3)))
 
@@ -78,7 +85,7 @@ def finetune_run(spec: FinetuneSpec, run_dir: Path, reporter, workspace: Path) -
     layer, timestep = str(o.layer), int(o.timestep or 0)       # finetune_spec wrote both: the config's when blank
     if o.scratch:
         torch.manual_seed(ctx.seed)
-        fresh = DDAEModel(ctx.model.config).to(dev)
+        fresh = ctx.model.blank().to(dev)
         fresh.amp_dtype = ctx.model.amp_dtype
         ctx.model = fresh
     train = ctx.data("train", o.train_limit)

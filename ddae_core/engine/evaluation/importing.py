@@ -22,7 +22,7 @@ from ..checkpoint import (
 )
 from ..config import parse_model_config
 from ..importers import source_state
-from ..model import DDAEModel
+from ..model import DDAEModel, build_model
 from ..spec.run_spec import ImportSpec
 
 
@@ -33,7 +33,7 @@ def load_import(source: Path, config: dict, fmt: str = "official") -> tuple[dict
     A diffusers folder or EDM pickle holds one set of weights, which serves as both.
     """
     if fmt != "official":
-        model = DDAEModel(parse_model_config(config))
+        model = build_model(parse_model_config(config))
         load_into(model, source_state(source, fmt, config), source)
         check_finite(model, source)
         return {}, model.eval(), model

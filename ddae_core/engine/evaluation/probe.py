@@ -44,7 +44,7 @@ from . import baselines as baseline_cache
 from .certainty import SELECTED_ON_HELD_OUT, SELECTED_ON_TEST, edge_note, selection_holdout, selection_words
 from .common import EvalContext, open_context
 from .features import Stopped
-from .grid_axes import noise_axis_json, tap_order
+from .grid_axes import TIMESTEP_CONVENTIONS, noise_axis_json, tap_order, timestep_range
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
 from .knn import knn_accuracy
 from .protocols import BASELINE_KEYS, PROTOCOLS
@@ -54,6 +54,7 @@ from .sources import PIXEL_TIMESTEP, PIXELS, RANDOM_INIT_SEED, NetworkSource, Pi
 log = logging.getLogger(__name__)
 
 HEADS_FORMAT = "ddae-probe-heads"
+OFFICIAL_PROTOCOLS = ("official", "dit-official")    # one head per cell on re-drawn batches (dit_probe.py: latents)
 
 
 def _seed(*parts: int) -> int:
@@ -78,7 +79,7 @@ class ProbeGrid:
         self.model = ctx.model
         # The fast protocols extract at the device's fastest precision (the job's `amp`, `auto` unless set);
         # the official protocol, the reference, runs the model as the job loaded it (fp32 on a CPU).
-        self.precision = None if o.protocol == "official" else str(o.amp or "auto")
+        self.precision = None if o.protocol in OFFICIAL_PROTOCOLS else str(o.amp or "auto")
         self.source = source or NetworkSource(ctx.model, o.layers, self.precision)
         self.timesteps: list[int] = [int(t) for t in (o.timesteps if timesteps is None else timesteps)]
         self.layers: list[str] = list(self.source.layers)
@@ -148,7 +149,7 @@ class ProbeGrid:
 
     def run(self) -> None:
         """Train and test every cell with the job's protocol (standardized is the fast one on scaled features)."""
-        if self.options.protocol == "official":
+        if self.options.protocol in OFFICIAL_PROTOCOLS:
             self.run_official()
         elif self.options.protocol == "knn":
             self.run_knn()
@@ -296,7 +297,8 @@ class ProbeGrid:
             "train_images": len(self.train), "test_images": len(self.test),
             "selection": self.selection(),
             "held_out_accuracy": {str(t): row for t, row in self.held_cells.items()} if self.held else None,
-            "timestep_range": [1, self.model.config.diffusion["n_T"] if self.model.config.framework == "ddpm" else 18],
+            "timestep_range": list(timestep_range(self.model.config)),
+            "timestep_convention": TIMESTEP_CONVENTIONS[self.model.config.framework],
             "noise_axis": noise_axis_json(self.model.config),      # the schedule: each row's log-SNR
             "tap_order": tap_order(self.model.config),             # every tap, for each layer's relative depth
             "baselines": baselines,
@@ -358,11 +360,11 @@ def run_baselines(grid: ProbeGrid) -> dict:
     cache = baseline_cache.cache_path(ctx.workspace, key)
     entry = baseline_cache.read_cached(cache, key)
     if entry is None:
-        pixels = ProbeGrid(ctx, PixelSource(ctx.model.config.network["image_shape"], ctx.device),
+        pixels = ProbeGrid(ctx, PixelSource(tuple(grid.train.images.shape[1:]), ctx.device),
                            timesteps=[PIXEL_TIMESTEP], emit=False, data=data, stage="baseline: raw pixels, ")
         pixels.run()
-        random = ProbeGrid(ctx, NetworkSource(random_init_model(ctx.model), grid.layers, grid.precision), emit=False,
-                           data=data, stage="baseline: random init, ")
+        random = type(grid)(ctx, NetworkSource(random_init_model(ctx.model), grid.layers, grid.precision),
+                            emit=False, data=data, stage="baseline: random init, ")
         random.run()
         t, layer, acc = random.best()
         entry = baseline_cache.new_entry({"accuracy": pixels.cells[PIXEL_TIMESTEP][PIXELS]},
@@ -394,10 +396,12 @@ def baseline_summary(best: float, baselines: dict | None) -> str:
             f"{baseline_cache.provenance(baselines)})")
 
 
-def probe_run(spec: ProbeSpec, run_dir: Path, reporter, workspace: Path) -> str:
+def probe_run(spec: ProbeSpec, run_dir: Path, reporter, workspace: Path,
+              grid_class: type[ProbeGrid] = ProbeGrid) -> str:
+    """A probe job; `grid_class`: LatentProbeGrid for protocol dit-official (dit_probe.dit_probe_run)."""
     ctx = open_context(spec, run_dir, reporter, workspace)
     ctx.start(checkpoint=ctx.checkpoint_step)
-    grid = ProbeGrid(ctx)
+    grid = grid_class(ctx)
     labels = timestep_labels(ctx.model, grid.timesteps)
     reporter.grid(grid.timesteps, grid.layers, {str(t): labels[t] for t in grid.timesteps})
     status, baselines = RunStatus.DONE, None

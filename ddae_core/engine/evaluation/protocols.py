@@ -6,6 +6,8 @@
   BatchNorm before the linear head). Layers' features differ in scale by 10x and more, so one learning
   rate underfits some layers and not others; standardising makes layers comparable. Not the official
   protocol, and labelled as such.
+- dit-official: the DDAE code's DiT probe (dit_probe.py): one head per cell on latents read from the latent
+  cache, a random augmented copy per image and batch, 30 epochs; a DiT run's official protocol.
 - knn: no heads; every cell is a cosine k-NN vote (k=20, T=0.07, DINO's evaluation; knn.py) over the
   cached features, so a whole grid costs its extraction: the instant grid, labelled "k-NN".
 """
@@ -17,7 +19,8 @@ from collections.abc import Mapping
 from ...rundir.figures import percent, points
 from ..spec.fields import PROTOCOLS as PROTOCOLS  # the probe spec's vocabulary, re-exported for the views
 
-SHORT_LABELS = {"fast": "fast", "official": "official", "standardized": "standardised", "knn": "k-NN"}
+SHORT_LABELS = {"fast": "fast", "official": "official", "standardized": "standardised", "knn": "k-NN",
+                "dit-official": "official DiT"}
 # Metrics a probe reports for its baselines (at its checkpoint step); views read them from the store.
 BASELINE_KEYS = {"pixels": "probe/baseline/pixels", "random_init": "probe/baseline/random_init"}
 BASELINE_LABELS = {"pixels": "raw pixels", "random_init": "random init"}
@@ -38,7 +41,7 @@ def is_standardized(options: Mapping) -> bool:
 # A run's headline: its grid's best accuracy, named by that grid's protocol, against that grid's own baselines
 # (db/queries.py headline_of picks the grid). The runs table, its tooltip, Compare and `ddae runs list` all
 # write it with these, so one run reads the same everywhere.
-PROTOCOL_TAGS = {"fast": "fast", "official": "official", "standardized": "std", "knn": "k-NN"}
+PROTOCOL_TAGS = {"fast": "fast", "official": "official", "standardized": "std", "knn": "k-NN", "dit-official": "DiT"}
 NO_BASELINES = "no baselines"
 
 

@@ -17,7 +17,7 @@ import torch
 
 from .. import data as datasets
 from ..device import extraction_streams
-from ..model import DDAEModel, build_model, to_model_range
+from ..model import DDAEModel, to_model_range
 from .features import Stopped, extract_features, feature_batches
 
 PIXELS = "pixels"          # the one "layer" of the raw-pixel baseline
@@ -31,7 +31,7 @@ def random_init_model(model: DDAEModel, seed: int = RANDOM_INIT_SEED) -> DDAEMod
     """The same config as `model`, freshly initialised from a fixed seed, on its device, in eval mode."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        fresh = build_model(model.config)
+        fresh = model.blank()
     fresh.amp_dtype = model.amp_dtype
     return fresh.to(model.device).eval()
 

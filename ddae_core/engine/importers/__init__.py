@@ -1,7 +1,7 @@
 """Models trained elsewhere, read without running their code: the format of a source, its run config, its weights.
 
 Formats: `official` (a DDAE `.pth`, read by engine.checkpoint), `diffusers` (a UNet2DModel folder of the DDPM
-layout) and `edm` (an NVlabs EDM network pickle).
+layout), `edm` (an NVlabs EDM network pickle) and `dit` (a DiT `.pt` of the DiT code, with its VAE folder).
 """
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ import torch
 from ..config import parse_model_config
 from ..errors import CheckpointError, ConfigError, UserError
 from ..nets import UNet
-from . import diffusers_ddpm, edm_network
+from ..nets.dit import DiT
+from . import diffusers_ddpm, dit, edm_network
 
-FORMATS = ("official", "diffusers", "edm")
+FORMATS = ("official", "diffusers", "edm", "dit")
 # Files a dropped path may be a model in (a diffusers model is its folder); anything else is images to classify.
 MODEL_SUFFIXES = (".pth", ".pt", ".pkl")
 FORMAT_WORDS = {
     "official": "an official DDAE checkpoint: give the YAML config it was trained with",
     "diffusers": "a diffusers UNet2DModel folder (its config and scheduler come with it)",
     "edm": "an NVlabs EDM network pickle, read without running the code it carries",
+    "dit": "a DiT checkpoint of the DiT code (CC-BY-NC, user-supplied): give the VAE folder of its latents",
 }
 
 
@@ -37,6 +39,8 @@ def detect_format(path: Path) -> str:
         return "diffusers"
     if path.suffix == ".pkl":
         return "edm"
+    if path.suffix == ".pt" and path.name.startswith("DiT-"):
+        return "dit"
     return "official"
 
 
@@ -62,11 +66,11 @@ def expected_shapes(config: dict, weights: Path) -> dict[str, torch.Size]:
     """The Studio network's state dict shapes for a config, from a network built on the meta device (nothing
     is allocated, so an absurd config costs nothing)."""
     try:
-        network = parse_model_config(config).network
+        parsed = parse_model_config(config)
     except ConfigError as exc:
         raise CheckpointError(f"The config of {weights.parent} does not fit Studio's network ({exc}).") from None
     with torch.device("meta"):
-        net = UNet(**network)
+        net = DiT(**parsed.network) if parsed.framework == "dit" else UNet(**parsed.network)
     return {k: v.shape for k, v in net.state_dict().items()}
 
 
@@ -104,6 +108,10 @@ def source_state(path: Path, fmt: str, config: dict) -> dict[str, torch.Tensor]:
         return state
     if fmt == "edm":
         state, origin = edm_network.convert_state(edm_network.read_network(path), network_of(config), path)
+        check_shapes(state, origin, expected_shapes(config, path), path)
+        return state
+    if fmt == "dit":
+        state, origin = dit.convert_state(dit.read_state(path))
         check_shapes(state, origin, expected_shapes(config, path), path)
         return state
     raise UserError(f"Format {fmt!r} is read by engine.checkpoint, not here.")

@@ -26,7 +26,7 @@ import torch
 
 from ...rundir import ProcessLock, atomic_write_text
 from ..data import ImageData
-from ..evaluation.features import Stopped
+from ..errors import Stopped
 from ..reporting import Reporter
 from .cache import (
     DEFAULT_COPIES,

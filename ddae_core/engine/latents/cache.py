@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import ImageData
+from ..data import ImageData, data_fingerprint
 from ..data.base import resolve_data_root
 from ..errors import UserError
-from ..evaluation.baselines import data_fingerprint
 from .vae import LatentVAE
 
 LATENTS_DIR = "latents"             # under the workspace's data folder: DATA/latents/<key>/

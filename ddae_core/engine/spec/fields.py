@@ -28,6 +28,7 @@ PROTOCOLS = {
     "official": "official",
     "standardized": "standardised heads (MAE-style, not the official protocol)",
     "knn": "k-NN (k=20, cosine, T=0.07; no training)",
+    "dit-official": "official DiT (DDAE's DiT/linear.py on cached latents)",
 }
 
 

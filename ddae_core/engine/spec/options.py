@@ -131,18 +131,25 @@ class ProbeOptions(EvalOptions):
     protocol: Annotated[str, OneOf(tuple(PROTOCOLS))] = option(
         "fast", "fast (official optimiser on cached features; default), official (the official code's probe), "
                 "standardized (fast on zero-mean, unit-variance features; MAE-style, not official), "
-                "knn (cosine k-NN, k=20, T=0.07, on the features: no training, a grid in seconds)",
+                "knn (cosine k-NN, k=20, T=0.07, on the features: no training, a grid in seconds), "
+                "dit-official (a DiT run: the DDAE code's DiT probe on the cached latent copies)",
         choices=(("fast", "fast: cached features, many heads"), ("official", "official: one head, augmented views"),
                  ("standardized", "standardized: fast on standardised features"),
-                 ("knn", "k-NN: no training, a grid in seconds")))
-    timesteps: Words = option(None, "DDPM steps or EDM sigma indices, e.g. 1,11,21", hint="1,11,21 (the paper's)",
-                              default_text="the paper's grid", tip="DDPM timesteps 1..n_T, or EDM sigma indices 1..18")
-    layers: Words = option("all", "all (decoder taps out_k), every (with enc_k and mid), or a list like out_6,out_7",
+                 ("knn", "k-NN: no training, a grid in seconds"),
+                 ("dit-official", "DiT official: cached latent copies (DiT runs)")))
+    timesteps: Words = option(None, "DDPM steps, EDM sigma indices or DiT steps (0-indexed), e.g. 1,11,21",
+                              hint="1,11,21 (the paper's)", default_text="the paper's grid; dit-official: the config's",
+                              tip="DDPM timesteps 1..n_T, EDM sigma indices 1..18, or DiT timesteps 0..n_T-1")
+    layers: Words = option("all", "all (decoder taps out_k; a DiT's blocks layer-k), every (with enc_k and mid), or a "
+                                  "list like out_6,out_7; dit-official: all means the config's layer (layer-13)",
                            hint="all (decoder out_k); every; or out_5,out_6")
-    epochs: Amount = option(15, "epochs of each head")
+    epochs: Amount = option(None, "epochs of each head", default_text="15; dit-official: 30 (as DiT/linear.py)",
+                            hint="15; dit-official: 30")
     batch_size: Amount = option(128, "images per step")
     lr: FixedLearningRate = option(1e-3, "learning rate", label="Learning rate")
     views: Amount = option(1, "fast protocol: augmented views cached per timestep")
+    latent_copies: Amount = option(10, "dit-official: augmented latent copies of the training split in the latent "
+                                       "cache (the official 10)", label="Latent copies")
     train_limit: Count
     test_limit: Count
     train_limit, test_limit = _limits()
@@ -166,9 +173,14 @@ class ProbeOptions(EvalOptions):
     @model_validator(mode="before")
     @classmethod
     def _standardized(cls, values: Any) -> Any:
-        """`standardize` is the older spelling of protocol standardized (with fast, or no protocol named)."""
-        if isinstance(values, dict) and values.get("standardize") and values.get("protocol") in (None, "fast"):
-            return {**values, "protocol": "standardized"}
+        """`standardize` is the older spelling of protocol standardized (with fast, or no protocol named); blank
+        epochs are the protocol's official ones (DiT/linear.py trains 30, the DDPM/EDM probe 15)."""
+        if not isinstance(values, dict):
+            return values
+        if values.get("standardize") and values.get("protocol") in (None, "fast"):
+            values = {**values, "protocol": "standardized"}
+        if values.get("epochs") is None:
+            values = {**values, "epochs": 30 if values.get("protocol") == "dit-official" else 15}
         return values
 
 
