@@ -116,3 +116,14 @@ def test_placement_comes_from_grid_json_else_the_runs_config_else_index_only():
     # A config of another family than the grid says is not used for it.
     assert placement_of({"framework": "ddpm"}, config).noise is None
     assert placement_of(None, {"model_type": "nonsense"}).noise is None
+
+
+@pytest.mark.parametrize("n_t", [1000, 250])
+def test_dit_axis_equals_the_engines_dit_schedule(n_t):
+    """The axis computes DiT's log-SNR without torch; the engine's schedule (which DiT runs use) must agree, also
+    for a shortened schedule, whose betas DiT's code scales by 1000 / n_T."""
+    from ddae_core.engine.diffusion.dit import dit_log_snr
+
+    axis = axis_of("dit", {"n_T": n_t, "betas": (1e-4, 0.02)})
+    for t in (0, 1, n_t // 2, n_t - 1):
+        assert axis.log_snr(t) == pytest.approx(dit_log_snr(t, n_T=n_t), rel=1e-9, abs=1e-9)

@@ -62,6 +62,8 @@ def log_snr(family: str, params: Mapping[str, Any], index: int) -> float:
     if family == "edm":
         return -2.0 * math.log(edm_sigma(params, int(index)))
     beta_lo, beta_hi = (float(b) for b in params["betas"])
+    if family == "dit":                             # DiT's code scales its linear betas by 1000 / n_T
+        beta_lo, beta_hi = (b * 1000 / int(params["n_T"]) for b in (beta_lo, beta_hi))
     step = int(index) + 1 - FIRST_INDEX[family]     # how many betas have been applied
     return _linear_log_snr(int(params["n_T"]), beta_lo, beta_hi, step)
 
