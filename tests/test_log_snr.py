@@ -55,7 +55,7 @@ def test_dit_is_zero_indexed_on_its_own_linear_schedule():
         assert dit.log_snr(t) == pytest.approx(expected, rel=1e-9, abs=1e-9)
         assert dit.log_snr(t) == pytest.approx(log_snr("ddpm", DDPM_PARAMS, t + 1), rel=1e-12)
     assert index_range("dit", dit.settings) == (0, 999)
-    with pytest.raises(ValueError, match="t 1000 is outside 0..999 for DIT"):
+    with pytest.raises(ValueError, match="t 1000 is outside 0..999 for DiT"):
         dit.log_snr(1000)
 
 

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from ddae_core.engine.evaluation.certainty import chance_level, fitted_levels, grid_sample, held_out_choice
+from ddae_core.engine.evaluation.noise_axis import FAMILY_NAMES
 from ddae_core.rundir.figures import percent
 
 from ..widgets.export import safe_filename
@@ -171,7 +172,7 @@ class GridsPanel(QWidget):
         self.difference.set_axes(timesteps, layers, labels)
         self.difference.clear_cells()           # set_axes keeps cells that still fit: not wanted here
         self.difference.set_cells((t, layer, v) for (t, layer), v in diff.items())
-        families = {x.placement.noise.family.upper() for x in (a, b) if x.placement and x.placement.noise}
+        families = {FAMILY_NAMES[x.placement.noise.family] for x in (a, b) if x.placement and x.placement.noise}
         status = "" if diff else "These two grids share no finished cell yet."
         if len(families) > 1:
             status = (f"These grids are of different families ({', '.join(sorted(families))}): a row's index names a "

@@ -18,6 +18,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QCheckBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
 from ddae_core.engine.evaluation.grid_axes import along_depth, along_noise
+from ddae_core.engine.evaluation.noise_axis import FAMILY_NAMES
 from ddae_core.engine.evaluation.protocols import SHORT_LABELS
 from ddae_core.rundir.figures import percent
 
@@ -31,7 +32,7 @@ SLIDER_STEPS = 100          # the sliders' resolution over relative depth 0..1 a
 
 def line_label(b: RunBundle) -> str:
     """`name (DDPM, fast; raw pixels 31.0%, random init 40.2%)`: what a line stands for and against."""
-    family = b.placement.noise.family.upper() if b.placement and b.placement.noise else "index only"
+    family = FAMILY_NAMES[b.placement.noise.family] if b.placement and b.placement.noise else "index only"
     protocol = SHORT_LABELS.get(b.protocol or "fast", b.protocol or "fast")
     marks = ", ".join(f"{name} {percent(v)}" for name, v in b.baselines.items()) or "no baselines"
     return f"{b.name} ({family}, {protocol}; {marks})"
@@ -181,7 +182,7 @@ class SharedAxesPanel(QWidget):
     def _describe(self, placed: list[RunBundle]) -> str:
         if not self._bundles:
             return "None of these runs has a probe grid yet."
-        families = sorted({b.placement.noise.family.upper() for b in placed})
+        families = sorted({FAMILY_NAMES[b.placement.noise.family] for b in placed})
         text = (f"{len(placed)} grid(s) of {', '.join(families) or 'no known family'} on shared axes: log-SNR "
                 "from each family's own schedule, depth as each layer's place among its network's taps. Dashed: "
                 "each grid's baselines, in its colour.")

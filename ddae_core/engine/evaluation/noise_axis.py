@@ -25,6 +25,7 @@ FAMILIES = ("ddpm", "edm", "dit")
 # What a family's noise index is called, and its first index (the lowest noise a grid may use).
 INDEX_NAMES = {"ddpm": "t", "edm": "sigma index", "dit": "t"}
 FIRST_INDEX = {"ddpm": 1, "edm": 1, "dit": 0}
+FAMILY_NAMES = {"ddpm": "DDPM", "edm": "EDM", "dit": "DiT"}      # as the papers write them, for labels
 DIT_SCHEDULE = {"n_T": 1000, "betas": (1e-4, 0.02)}     # DiT's linear schedule (its gaussian_diffusion defaults)
 
 
@@ -58,7 +59,7 @@ def log_snr(family: str, params: Mapping[str, Any], index: int) -> float:
         raise ValueError(f"unknown diffusion family {family!r} (known: {', '.join(FAMILIES)})")
     lo, hi = index_range(family, params)
     if not lo <= int(index) <= hi:
-        raise ValueError(f"{INDEX_NAMES[family]} {index} is outside {lo}..{hi} for {family.upper()}")
+        raise ValueError(f"{INDEX_NAMES[family]} {index} is outside {lo}..{hi} for {FAMILY_NAMES[family]}")
     if family == "edm":
         return -2.0 * math.log(edm_sigma(params, int(index)))
     beta_lo, beta_hi = (float(b) for b in params["betas"])
