@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     grid.add_argument("--seeds", type=int, metavar="N",
                       help="repeat each run with N seeds (--seed, --seed + 1, ...)")
     grid.add_argument("--grid-name", metavar="NAME",
-                      help="the sweep's name; its runs are tagged sweep:NAME (default: the keys it varies and the time)")
+                      help="the sweep's name; its runs are tagged sweep:NAME (default: its keys and the time)")
     sweep = p.add_argument_group("checkpoint sweep")
     sweep.add_argument("--sweep", nargs="*", metavar="all|every K",
                        help="queue FID and probe jobs for each new checkpoint (all) or those at multiples of K steps")
