@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QGridLayout,
     QHBoxLayout,
@@ -34,7 +35,9 @@ from ddae_core.rundir import list_checkpoints
 from .cluster_settings import ClusterProfilesDialog, cluster_choices, workspace_default
 from .feed import Launcher, NameTaken, RunSummary
 from .fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
+from .grid_form import form_axes, grid_launch_specs, grid_rows, run_count, seeds_of, summary
 from .kinds import KINDS, QUICK, KindForm, cuda_available, gpus_for
+from .like_this import form_values
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +106,13 @@ class LaunchForm(QWidget):
         self.profiles_button = QPushButton("Profiles…")
         self.profiles_button.setToolTip("Edit the workspace's Slurm cluster profiles")
         self.profiles_button.clicked.connect(self.edit_profiles)
+        self.count = QLabel()            # how many runs a grid sweep queues
+        self.count.setStyleSheet("color: #555;")
+        for row in self.rows.values():
+            row.changed.connect(self._update_count)
         bottom = QHBoxLayout()
         bottom.addWidget(self.message, 1)
+        bottom.addWidget(self.count)
         bottom.addWidget(QLabel("Run on"))
         bottom.addWidget(self.run_on)
         bottom.addWidget(self.profiles_button)
@@ -148,8 +156,11 @@ class LaunchForm(QWidget):
     def values(self) -> dict[str, Any]:
         """Every field's value; ConfigError for the first that cannot even be parsed."""
         out: dict[str, Any] = {}
+        grid = set(grid_rows(self.kind, self.rows))
         for name, row in self.rows.items():
-            if isinstance(row.editor, QSpinBox):
+            if name in grid:
+                out[name] = None            # a list or a range: each point of the grid sets it
+            elif isinstance(row.editor, QSpinBox):
                 out[name] = row.editor.value()
             else:
                 out[name] = row.value()
@@ -165,6 +176,18 @@ class LaunchForm(QWidget):
                 row.set_text(yaml.safe_dump(value, sort_keys=False, default_flow_style=None))
             else:
                 row.set_text("" if value is None else str(value))
+
+    def fill(self, values: dict[str, Any]) -> None:
+        """Set fields by name to values (like_this.form_values): check boxes, the parent and the rest as text."""
+        for name, value in values.items():
+            row = self.rows[name]
+            if isinstance(row.editor, QCheckBox):
+                row.editor.setChecked(bool(value))
+            elif name == "parent":
+                self.select_parent(value)
+            else:
+                self.set_values(**{name: value})
+        self._update_count()
 
     def set_parent_runs(self, runs: Sequence[RunSummary]) -> None:
         """The runs an evaluation can start from (train and import runs), newest first."""
@@ -298,11 +321,33 @@ class LaunchForm(QWidget):
         spec["device"]["gpus"] = gpus_for(spec["device"]["request"], values.get("gpus"))
         return spec
 
+    def build_specs(self) -> list[dict]:
+        """The specs the form queues: one, or every point of its grid sweep (lists, ranges, seeds)."""
+        axes, seeds = form_axes(self.kind, self.rows), seeds_of(self.rows)
+        if not axes and (seeds or 1) == 1:
+            return [self.build_spec()]
+        values = self.values()
+        specs = grid_launch_specs(self.kind, values, axes, seeds,
+                                  self.launcher.workspace if self.launcher else Path("."))
+        for spec in specs:
+            spec["device"]["gpus"] = gpus_for(spec["device"]["request"], values.get("gpus"))
+        return specs
+
+    def _update_count(self) -> None:
+        """'Queues 6 runs: n_T (3) x 2 seeds' while the form holds a grid; the button says how many."""
+        try:
+            axes, seeds = form_axes(self.kind, self.rows), seeds_of(self.rows)
+        except ConfigError:
+            axes, seeds = [], None           # marked when submitted; until then the count stays out
+        count = run_count(axes, seeds)
+        self.count.setText(summary(axes, seeds) if count > 1 else "")
+        self.submit_button.setText(f"Queue {count} runs" if count > 1 else "Queue job")
+
     def submit(self) -> str | None:
         """Validate and queue; on a bad value mark its field and queue nothing. Returns the run id."""
         self.clear_errors()
         try:
-            spec = self.build_spec()
+            specs = self.build_specs()
         except ConfigError as exc:
             self.mark(exc.field, _message_of(exc))
             return None
@@ -311,6 +356,9 @@ class LaunchForm(QWidget):
             return None
         if self.launcher is None:
             return None
+        if len(specs) > 1:
+            return self._submit_sweep(specs)
+        spec = specs[0]
         try:
             run_id = self.launcher.submit(spec, priority=int(self.values().get("priority") or 0),
                                           cluster=self.run_on.currentData(),
@@ -329,6 +377,29 @@ class LaunchForm(QWidget):
         self.show_message(f"Queued {spec.get('name') or run_id} ({run_id}){where}.")
         self.queued.emit(run_id)
         return run_id
+
+    def _submit_sweep(self, specs: list[dict]) -> str | None:
+        """Queue a grid's specs as one sweep (tagged sweep:NAME); returns its first run's id."""
+        name = (self.values().get("grid_name") or "").strip() or None
+        try:
+            tag, run_ids = self.launcher.submit_sweep(specs, name, form_axes(self.kind, self.rows), seeds_of(self.rows),
+                                                      priority=int(self.values().get("priority") or 0),
+                                                      cluster=self.run_on.currentData())
+        except ConfigError as exc:
+            self.mark(exc.field, _message_of(exc))
+            return None
+        except (UserError, ValueError, LookupError, OSError) as exc:
+            self.show_message(f"Nothing more was queued: {exc}", error=True)
+            return None
+        except Exception as exc:      # never a traceback dialog; the log keeps it
+            log.exception("Queueing a sweep failed")
+            self.show_message(f"Nothing more was queued: {exc.__class__.__name__}: {exc}", error=True)
+            return None
+        where = f" for cluster {self.run_on.currentData()}" if self.run_on.currentData() else ""
+        self.show_message(f"Queued {len(run_ids)} runs as one sweep, tagged {tag}{where}.")
+        for run_id in run_ids:
+            self.queued.emit(run_id)
+        return run_ids[0]
 
     def mark(self, field: str, message: str) -> None:
         """Show `message` at the widget of `field` (the form's message line if no widget holds it)."""
@@ -400,6 +471,15 @@ class LaunchView(QWidget):
         form = self.forms[kind]
         if parent_run:
             form.select_parent(parent_run)
+        return form
+
+    def launch_like(self, spec: dict) -> LaunchForm:
+        """Show the form of the spec's kind filled from it (Launch like this): queued unchanged, the same run."""
+        form = self.show_kind(str(spec["kind"]))
+        form.clear_errors()
+        form.fill(form_values(spec))
+        form.show_message(f"Filled from run {spec.get('name') or spec.get('id')}; change what differs, or type a list "
+                          "or a range in a number field for a sweep.")
         return form
 
     def set_parent_runs(self, runs: Sequence[RunSummary]) -> None:

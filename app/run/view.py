@@ -128,6 +128,9 @@ class RunHeader(QWidget):
         self.progress.setFixedWidth(300)
         self.progress.setTextVisible(True)
         self.folder_button = QPushButton("Open folder")
+        self.like_button = QPushButton("Launch like this")
+        self.like_button.setToolTip("Open the Launch form filled from this run's spec, to queue it again or a sweep "
+                                    "around it")
         self.evaluate_button = QToolButton()
         self.evaluate_button.setText("Evaluate ▾")
         self.evaluate_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -139,6 +142,7 @@ class RunHeader(QWidget):
         top.addStretch(1)
         top.addWidget(self.progress)
         top.addWidget(self.evaluate_button)
+        top.addWidget(self.like_button)
         top.addWidget(self.folder_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 0)
@@ -184,6 +188,7 @@ class RunHeader(QWidget):
             self.progress.setValue(0)
             self.progress.setFormat(waiting or r.progress_stage or "queued")
         self.evaluate_button.setVisible(r.kind in MODEL_KINDS)
+        self.like_button.setVisible(r.kind != "import")        # an import has no launch form
 
 
     def time_left(self, r: RunRecord) -> float | None:
@@ -200,6 +205,7 @@ class RunView(QWidget):
 
     open_run = Signal(str)
     evaluate = Signal(str, str)     # job kind, parent run id
+    launch_like = Signal(str)       # run id: the Launch form filled from its spec
 
     def __init__(self, feed_for: Callable[[str], RunFeed] | None, hub: LiveHub | None = None, parent=None,
                  remaining: RemainingTime | None = None):
@@ -214,6 +220,7 @@ class RunView(QWidget):
 
         self.header = RunHeader(remaining=remaining)
         self.header.folder_button.clicked.connect(self._open_folder)
+        self.header.like_button.clicked.connect(lambda: self.record and self.launch_like.emit(self.record.id))
         for kind, text in EVALUATIONS:
             self.header.menu.addAction(text, lambda k=kind: self.record and self.evaluate.emit(k, self.record.id))
         self.tabs = QTabWidget()
