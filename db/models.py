@@ -12,7 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ddae_core.rundir import DEVICE_REQUESTS
 
-from .records import ARTIFACT_KINDS, STATUSES
+from .records import ARTIFACT_KINDS, SETTING_SECTIONS, STATUSES
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -87,6 +87,23 @@ class Run(Base):
     events_size: Mapped[int] = mapped_column(Integer, server_default="0")     # file size last seen
     events_mtime: Mapped[float | None] = mapped_column(Float)
     version: Mapped[int] = mapped_column(Integer, server_default="0")  # studio_state.version of last change
+
+
+class RunSetting(Base):
+    """One setting of a run's resolved spec (db/settings.py): a number (booleans 1/0) or a text (lists as JSON)."""
+
+    __tablename__ = "run_settings"
+    __table_args__ = (
+        CheckConstraint(_one_of("section", SETTING_SECTIONS), name="section"),
+        Index("ix_run_settings_key_number_text", "key", "number", "text"),   # the chooser, "only what varies"
+        {"sqlite_with_rowid": False},
+    )
+
+    run: Mapped[str] = mapped_column(_run_fk(), primary_key=True)
+    key: Mapped[str] = mapped_column(String, primary_key=True)          # the query line's name: diffusion.n_T
+    section: Mapped[str] = mapped_column(String)                        # network | diffusion | training | ...
+    number: Mapped[float | None] = mapped_column(Float)
+    text: Mapped[str | None] = mapped_column(Text)
 
 
 class MetricPoint(Base):

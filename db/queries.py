@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session, aliased
 
 from ddae_core.rundir import JobKind
 
+from .metrics import METRICS
 from .models import GridCellRow, MetricSummaryRow, QueueRow, Run
-from .query import has_tag, where_clause
+from .query import has_tag, operand, where_clause
 from .records import GridAxes, MetricSummary, RunRecord, RunSummary
 
 LOSS_KEY = "loss/train"
@@ -128,10 +129,15 @@ def last_loss_of(run_id) -> Any:
         MetricSummaryRow.run == run_id, MetricSummaryRow.key == LOSS_KEY).scalar_subquery()
 
 
-def order_clause(order_by: str, descending: bool) -> list:
-    if order_by not in ORDER_COLUMNS:
-        raise ValueError(f"Cannot sort runs by {order_by!r}; choose one of {', '.join(ORDER_COLUMNS)}.")
-    column = ORDER_COLUMNS[order_by]
+def order_clause(order_by: str, descending: bool, setting: bool = False) -> list:
+    """ORDER BY a run column, a metric (db/metrics.py) or, when `setting` says the name is one, a spec key."""
+    if order_by in ORDER_COLUMNS:
+        column = ORDER_COLUMNS[order_by]
+    elif order_by in METRICS or setting:
+        column = operand(order_by)
+    else:
+        raise ValueError(f"Cannot sort runs by {order_by!r}; choose one of {', '.join(ORDER_COLUMNS)}, "
+                         f"a metric ({', '.join(METRICS)}) or a setting such as diffusion.n_T.")
     main = column.desc() if descending else column.asc()
     tie = Run.id.desc() if descending else Run.id.asc()
     return [main.nulls_last(), tie]

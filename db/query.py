@@ -12,7 +12,8 @@ tree into one SQLAlchemy WHERE clause, so a filter never loads the runs into Pyt
     op         := "=" | "!=" | "<" | "<=" | ">" | ">="
 
 Names: `kind`, `status`, `name`, `id`, `data`, `created` (Unix seconds), `best` (the run's best accuracy) and
-`loss` (its last training loss) are the run row's columns; any other name is a key of the run's resolved
+`loss` (its last training loss) are the run row's columns, and the metrics of db/metrics.py (`fid`, `best_t`,
+`gain_pixels`, ...) too; any other name is a key of the run's resolved
 spec, looked up as `$.config.<key>`, else `$.options.<key>`, else `$.<key>` (the first that exists), so
 `diffusion.n_T` is the config's noise levels and `lr` the training option. A bare number is a number and a
 quoted one ('256') a string; `true`/`false` are 1/0, as SQLite's json_extract gives them. A condition on a
@@ -30,6 +31,7 @@ from sqlalchemy import and_, exists, func, literal, not_, or_, select
 from ddae_core.rundir import JobKind
 from ddae_core.rundir.errors import UserError
 
+from .metrics import METRICS
 from .models import Run
 from .records import STATUSES
 
@@ -263,6 +265,8 @@ def operand(name: str) -> Any:
     """The SQL expression a name stands for: a run column, else the spec key under config, options or the top."""
     if name in COLUMNS:
         return COLUMNS[name]
+    if name in METRICS:
+        return METRICS[name].expression
     return func.coalesce(*(func.json_extract(Run.spec, _json_path(root, name)) for root in SPEC_ROOTS))
 
 

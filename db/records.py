@@ -14,6 +14,7 @@ from ddae_core.rundir import (
 
 STATUSES = tuple(RunStatus)             # in the order of the schema's check constraint
 ARTIFACT_KINDS = tuple(ArtifactKind)    # likewise
+SETTING_SECTIONS = ("network", "diffusion", "training", "data", "evaluation")   # the run table's, in order
 
 
 def higher_is_better(key: str) -> bool:

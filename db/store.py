@@ -35,11 +35,12 @@ from ddae_core.rundir import (
     write_meta,
 )
 
-from . import engine as engines, names
+from . import engine as engines, names, settings
 from .models import DeletedRun, QueueRow, Run, StudioState
 from .queries import headline_of, order_clause, resolve, run_filters, summary_select, to_record, to_summaries
 from .reads import ReadsMixin
 from .records import FINAL_STATUSES, STATUSES, Changes, ChangeToken, QueueEntry, RunRecord, RunSummary
+from .table import TableMixin
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def _starting(created: float | None) -> bool:
     return created is not None and time.time() - created < STARTING_S
 
 
-class Store(ReadsMixin):
+class Store(ReadsMixin, TableMixin):
     """The index of one workspace. Open with Store.open(workspace); thread-safe; close() when done."""
 
     def __init__(self, workspace: Path, db_path: Path):
@@ -203,6 +204,7 @@ class Store(ReadsMixin):
             device_request=files.device_request, gpus=files.gpus,
             tags=json.dumps(files.tags), notes=files.notes, version=version,
         ))
+        settings.fill(session, files.id, files.spec, files.kind)
         session.execute(
             update(Run).where(Run.parent_ref == files.id, Run.parent_run.is_(None))
             .values(parent_run=files.id, version=version)
@@ -242,11 +244,11 @@ class Store(ReadsMixin):
                   where: str | None = None) -> list[RunSummary]:
         """One page of the run table in one query; kind/status/tag take one value or several (tags: all),
         `where` a query line (db/query.py: `diffusion.n_T <= 256 and best > 0.8`; QueryError when malformed)."""
-        stmt = summary_select().where(*run_filters(kind, status, tag, search, where))
-        stmt = stmt.order_by(*order_clause(order_by, descending)).offset(offset)
+        stmt = summary_select().where(*run_filters(kind, status, tag, search, where)).offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._read() as session:
+            stmt = stmt.order_by(*order_clause(order_by, descending, settings.is_key(session, order_by)))
             # Core execution on the session's connection: no ORM result processing per row.
             return to_summaries(session.connection().execute(stmt).all())
 

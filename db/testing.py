@@ -96,3 +96,39 @@ def training_events(steps: int, every: int = 10, t0: float = 1000.0) -> list[dic
     events += [image(steps), artifact(ArtifactKind.CHECKPOINT, checkpoint_name(steps), steps),
                status(RunStatus.DONE, t0 + steps + 1)]
     return events
+
+
+def write_lab(workspace: Path, n_Ts: Iterable[int] = (1000, 256), seeds: int = 3) -> dict[str, dict]:
+    """A small ablation as run folders: a train run per (n_T, seed), each with a probe grid child (baselines
+    and a headline) and an FID child; returns train run id -> {n_T, seed, best, fid, fid_step, loss}."""
+    truth: dict[str, dict] = {}
+    n = 0
+    for n_T in n_Ts:
+        for seed in range(seeds):
+            train = run_id(JobKind.TRAIN, n)
+            best = round(0.5 + 0.0001 * n_T + 0.03 * seed, 6)
+            fid = round(30.0 - 0.01 * n_T + seed, 6)
+            loss = round(0.1 + 0.01 * seed, 6)
+            write_run(workspace, train, name=f"T{n_T} seed {seed}", created=1000.0 + n,
+                      config={"diffusion": {"n_T": n_T, "betas": [1e-4, 0.02]}, "network": {"ch": 32},
+                              "lrate": 2e-4},
+                      options={"seed": seed, "steps": 100},
+                      events=[status(RunStatus.RUNNING), metric("loss/train", 100, loss), status(RunStatus.DONE)])
+            probe = run_id(JobKind.PROBE, n)
+            write_run(workspace, probe, kind=JobKind.PROBE, name=f"probe of T{n_T} seed {seed}",
+                      created=1500.0 + n, parent={"run": train, "checkpoint": 100},
+                      options={"protocol": "fast"}, config={"diffusion": {"n_T": n_T}},
+                      events=[status(RunStatus.RUNNING), grid([11, 51], ["out_3", "out_6"]),
+                              grid_cell("out_3", 11, best - 0.01), grid_cell("out_6", 51, best),
+                              metric("probe/baseline/pixels", 0, 0.3), metric("probe/baseline/random_init", 0, 0.2),
+                              metric("probe/accuracy", 0, best), status(RunStatus.DONE)])
+            fid_run = run_id(JobKind.FID, n)
+            write_run(workspace, fid_run, kind=JobKind.FID, name=f"fid of T{n_T} seed {seed}",
+                      created=1600.0 + n, parent={"run": train, "checkpoint": "all"},
+                      options={"n": 100}, config={"diffusion": {"n_T": n_T}},
+                      events=[status(RunStatus.RUNNING), metric("fid", 50, fid + 5), metric("fid", 100, fid),
+                              status(RunStatus.DONE)])
+            truth[train] = {"n_T": n_T, "seed": seed, "best": best, "fid": fid, "fid_step": 100, "loss": loss,
+                            "gain_pixels": best - 0.3, "best_t": 51, "best_layer": "out_6"}
+            n += 1
+    return truth

@@ -27,8 +27,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only runs matching this query, e.g. 'diffusion.n_T <= 256 and best > 0.8 or tag:baseline' "
                         "(names: kind, status, name, best, loss, created, tag:X, any spec key)")
     p.add_argument("--limit", type=int, help="at most this many, newest first")
+    p.add_argument("--columns", metavar="NAMES", help="more columns, comma-separated: settings (diffusion.n_T, lr) "
+                   "or metrics (best_t, best_layer, gain_pixels, gain_random, fid, fid_step, loss)")
+    p.add_argument("--sort", metavar="NAME", help="sort by a column, a setting or a metric (default: created)")
+    p.add_argument("--ascending", action="store_true", help="sort smallest first (default: largest first)")
+    p.add_argument("--group-by", metavar="NAMES", help="one row per distinct value of these comma-separated "
+                   "columns, e.g. diffusion.n_T, with n, mean ± std, min and max of --metrics")
+    p.add_argument("--metrics", metavar="NAMES", default="best",
+                   help="metrics a group row aggregates, comma-separated (default: best)")
+    p.add_argument("--format", choices=("text", "markdown", "latex"), default="text",
+                   help="how --group-by prints its table (markdown and latex: the paper's table)")
     add_workspace(p)
     p.set_defaults(func=cmd_runs_list)
+
+    p = rsub.add_parser("readme-row", help="a train run's best-probe and best-FID checkpoints as a row of the "
+                        "official DDAE README's table (HTML)")
+    p.add_argument("run", help="run id, id prefix or name")
+    add_workspace(p)
+    p.set_defaults(func=cmd_runs_readme_row)
 
     p = rsub.add_parser("show", help="one run: spec, status, metrics, probe grid, artifacts")
     p.add_argument("run", help="run id, id prefix or name")
@@ -84,14 +100,70 @@ def cmd_runs_list(args) -> int:
     _check_choices(args.status, STATUSES, "status")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1 (got {args.limit}).")
+    filters = {"kind": args.kind, "status": args.status, "tag": args.tag, "where": args.where}
+    if args.group_by:
+        return _list_groups(args, filters)
+    columns = _names(args.columns)
+    order_by, descending = args.sort or "created", not args.ascending
     with open_store(args) as (_, store):
-        runs = store.list_runs(kind=args.kind, status=args.status, tag=args.tag, limit=args.limit, where=args.where)
+        try:
+            runs = store.list_runs(**filters, limit=args.limit, order_by=order_by, descending=descending)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        values = store.column_values([r.id for r in runs], columns) if columns else {}
     if not runs:
         print("no runs match" if (args.kind or args.status or args.tag or args.where) else "no runs yet")
         return 0
     rows = [(r.id, cut(r.name, 32), r.kind, r.status, cut(r.data, 28), accuracy_text(r.best_accuracy, r.best_protocol),
-             gains_text(r.best_accuracy, r.baseline_pixels, r.baseline_random), number(r.last_loss)) for r in runs]
-    table(("ID", "NAME", "KIND", "STATUS", "DATASET", "BEST ACC", "OVER PIXELS/RANDOM", "LAST LOSS"), rows)
+             gains_text(r.best_accuracy, r.baseline_pixels, r.baseline_random), number(r.last_loss),
+             *(_cell(c, values[r.id].get(c)) for c in columns)) for r in runs]
+    table(("ID", "NAME", "KIND", "STATUS", "DATASET", "BEST ACC", "OVER PIXELS/RANDOM", "LAST LOSS",
+           *(c.upper() for c in columns)), rows)
+    return 0
+
+
+def _names(text: str | None) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+def _cell(name: str, value) -> str:
+    from db.metrics import METRICS
+    from db.paper_table import number_text
+
+    if value is None:
+        return "-"
+    if name in METRICS and isinstance(value, (int, float)):
+        return number_text(name, value)
+    return cut(str(value), 24)
+
+
+def _list_groups(args, filters: dict) -> int:
+    from db.paper_table import latex, markdown, number_text, table_cells
+
+    by, metrics = _names(args.group_by), _names(args.metrics)
+    with open_store(args) as (_, store):
+        groups = store.group_runs(by, metrics, **filters)
+    if not groups:
+        print("no runs match" if any(filters.values()) else "no runs yet")
+    elif args.format == "markdown":
+        print(markdown(groups, by, metrics), end="")
+    elif args.format == "latex":
+        print(latex(groups, by, metrics), end="")
+    else:
+        headers, cells = table_cells(groups, by, metrics)
+        stats = [[(f"{number_text(m, g.stats[m].min)}..{number_text(m, g.stats[m].max)}")
+                  for m in metrics] for g in groups]
+        table((*(h.upper() for h in headers), *(f"{m.upper()} MIN..MAX" for m in metrics)),
+              [(*row, *extra) for row, extra in zip(cells, stats)])
+    return 0
+
+
+def cmd_runs_readme_row(args) -> int:
+    with open_store(args) as (_, store):
+        try:
+            print(store.readme_row(args.run), end="")
+        except LookupError as exc:
+            raise UserError(str(exc)) from None
     return 0
 
 
