@@ -465,12 +465,19 @@ class LaunchView(QWidget):
     def form(self, kind: str) -> LaunchForm:
         return self.forms[kind]
 
-    def show_kind(self, kind: str, parent_run: str | None = None) -> LaunchForm:
+    def show_kind(self, kind: str, parent_run: str | None = None, checkpoint: int | None = None) -> LaunchForm:
         index = [k.name for k in KINDS].index(kind)
         self.kinds.setCurrentRow(index)
         form = self.forms[kind]
         if parent_run:
             form.select_parent(parent_run)
+        if checkpoint is not None and "checkpoint" in form.rows:
+            combo: QComboBox = form.rows["checkpoint"].editor
+            found = combo.findData(int(checkpoint))
+            if found >= 0:
+                combo.setCurrentIndex(found)
+            else:
+                combo.setEditText(str(checkpoint))
         return form
 
     def launch_like(self, spec: dict) -> LaunchForm:

@@ -38,6 +38,7 @@ from ..live import LiveHub
 from ..logtail import LogTail
 from ..system import SystemStrip
 from ..widgets.elided import ElidedLabel
+from .checkpoint_list import CheckpointsPanel
 from .deferred_panel import DeferredPanel
 from .feed import Changes, RunFeed, RunRecord, RunUpdate
 from .panels import (
@@ -82,7 +83,8 @@ def panels_for(record: RunRecord) -> list[Panel | DeferredPanel]:
         per_epoch = steps_per_epoch(record.spec)
         panels: list[Panel | DeferredPanel] = [
             TrainingPanel(per_epoch), DeferredPanel(SamplesPanel, SamplesPanel), DeferredPanel(GridPanel, GridPanel),
-            DeferredPanel(UnifiedPanel, lambda: UnifiedPanel(per_epoch))]
+            DeferredPanel(UnifiedPanel, lambda: UnifiedPanel(per_epoch)),
+            DeferredPanel(CheckpointsPanel, CheckpointsPanel)]
         if (record.spec.get("options") or {}).get("monitor_layers"):
             panels.append(AlignPanel())         # the label-free monitor writes align/ and uniform/ keys
         panels.append(DeferredPanel(ChildrenPanel, ChildrenPanel))
@@ -206,6 +208,8 @@ class RunView(QWidget):
     open_run = Signal(str)
     evaluate = Signal(str, str)     # job kind, parent run id
     launch_like = Signal(str)       # run id: the Launch form filled from its spec
+    evaluate_checkpoint = Signal(str, str, int)     # job kind, parent run id, checkpoint step
+    classify_head = Signal(str, str, int)           # a probe run, its head's layer ('' its best cell), timestep (-1)
 
     def __init__(self, feed_for: Callable[[str], RunFeed] | None, hub: LiveHub | None = None, parent=None,
                  remaining: RemainingTime | None = None):
@@ -291,8 +295,8 @@ class RunView(QWidget):
             self.tabs.addTab(panel, panel.title)
             if isinstance(panel, DeferredPanel):
                 panel.build_me = self._build
-            elif isinstance(panel, ChildrenPanel):
-                panel.open_run.connect(self.open_run)
+            else:
+                self._connect(panel)
         self.log.follow(feed.run_dir / LOG)
         self._set_empty(False)
         self._apply(update)
@@ -391,14 +395,23 @@ class RunView(QWidget):
                 return self._build(p)
         return None
 
+    def _connect(self, panel: Panel) -> None:
+        """A panel's requests to open something elsewhere, passed on as this view's signals."""
+        if isinstance(panel, ChildrenPanel):
+            panel.open_run.connect(self.open_run)
+        elif isinstance(panel, GridPanel):
+            panel.classify_cell.connect(self.classify_head)
+        elif isinstance(panel, CheckpointsPanel):
+            panel.evaluate_checkpoint.connect(self.evaluate_checkpoint)
+            panel.classify_head.connect(self.classify_head)
+
     def _build(self, deferred: DeferredPanel) -> Panel | None:
         """Build a deferred panel and put it in its tab's place (the tab stays current if it was)."""
         if deferred not in self.panels:
             return None                 # a late request for a run no longer shown
         panel = deferred.build()
         self.panels[self.panels.index(deferred)] = panel
-        if isinstance(panel, ChildrenPanel):
-            panel.open_run.connect(self.open_run)
+        self._connect(panel)
         index, current = self.tabs.indexOf(deferred), self.tabs.currentWidget() is deferred
         held = [p for p in self.panels if isinstance(p, DeferredPanel)]
         for p in held:
