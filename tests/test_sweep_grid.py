@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from db import Store
 from ddae_core.cli import main as ddae
@@ -14,6 +15,7 @@ from ddae_core.jobs.grid_sweep import grid_specs, parse_grid, sweep_tag, train_b
 from ddae_core.rundir import read_meta, read_spec
 
 from .fixtures import MICRO_DATA, micro_train_config
+from .test_slurm import _log, _status, _until, cluster  # noqa: F401 - `cluster` skips where Slurm is not
 
 
 def test_a_list_a_whole_range_and_spaced_ranges_give_their_values_in_order():
@@ -144,3 +146,32 @@ def test_a_bad_grid_on_the_cli_is_one_sentence_and_queues_nothing(tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith("error: diffusion.n_T: has an empty item in '1000,,64';") and err.count("\n") == 1
     assert not (ws / "runs").exists() or not any((ws / "runs").iterdir())
+
+
+
+@pytest.mark.slurm
+def test_a_sweep_on_a_slurm_profile_goes_as_one_job_array(cluster, tmp_path):
+    """Where Slurm runs (CI's test cluster), the grid's runs become the elements of one array job; elsewhere
+    the `cluster` fixture skips, naming what is missing."""
+    from ddae_core.jobs.cluster import read_slurm
+    from ddae_core.jobs.scheduler import Scheduler
+
+    store = cluster
+    workspace = store.workspace
+    config = tmp_path / "micro.yaml"
+    config.write_text(yaml.safe_dump({**micro_train_config(), "n_sample": 4}))
+    assert ddae(["train", "--config", str(config), "--data", MICRO_DATA, "--device", "cpu", "--steps", "2",
+                 "--seeds", "2", "--grid-name", "on-slurm", "--cluster", "test", "--queue",
+                 "--workspace", str(workspace)]) == 0
+    runs = [r.id for r in store.list_runs(tag="sweep:on-slurm")]
+    assert len(runs) == 2
+    with Scheduler(workspace, store, cpu_slots=0, gpus=[]) as scheduler:
+        report = scheduler.tick()
+        assert sorted(run for run, _ in report.started) == sorted(runs), report
+        job_ids = sorted(read_slurm(store.run_dir(r))["job_id"] for r in runs)
+        assert len({job.partition("_")[0] for job in job_ids}) == 1, job_ids          # one array ...
+        assert [job.partition("_")[2] for job in job_ids] == ["0", "1"], job_ids     # ... of two elements
+        _until(scheduler, lambda: all(_status(store, r) not in ("queued", "running") for r in runs), 300,
+               "the array's two trainings to end")
+        for run in runs:
+            assert _status(store, run) == "done", _log(store, run)[-2000:]

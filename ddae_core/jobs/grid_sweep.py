@@ -21,13 +21,13 @@ from ..engine.errors import ConfigError, UserError
 from ..engine.spec.fields import infos
 from ..engine.spec.grid import Axis, grid_points, parse_axis, point_label, set_config_key
 from ..engine.spec.options import MODELS
+from ..rundir import SWEEP_TAG_PREFIX
 from .specs import train_spec
 from .submit import default_train_name, submit
 
 if TYPE_CHECKING:
     from db import Store
 
-TAG_PREFIX = "sweep:"
 GRID_KINDS = ("int", "float", "choice")        # the fields that take a list or a range
 _NAME = re.compile(r"[^A-Za-z0-9_.=+-]+")
 
@@ -104,7 +104,7 @@ def sweep_tag(name: str) -> str:
     word = _NAME.sub("-", str(name).strip()).strip("-")
     if not word:
         raise ConfigError("grid_name", "must hold a letter or a digit, like n_T-ablation")
-    return f"{TAG_PREFIX}{word}"
+    return f"{SWEEP_TAG_PREFIX}{word}"
 
 
 def submit_sweep(workspace: Path, specs: Sequence[dict], name: str, priority: int = 0, gpus: int | None = None,
