@@ -104,6 +104,8 @@ def test_each_point_is_a_validated_spec_named_after_its_values():
     # A misspelt config key would train the preset's value under the grid's name: refused.
     with pytest.raises(ConfigError, match=r"^diffusion.nT: is not a setting of this config \(its keys there: betas, "):
         grid_specs(build, "train", _micro_values(), [parse_axis("diffusion.nT=1000,64")])
+    with pytest.raises(ConfigError, match=r"^seeds: must be a whole number, at least 1 \(got 0\)$"):
+        grid_specs(build, "train", _micro_values(), [], seeds=0)
     # A value the option's own check refuses is refused before any run is made.
     with pytest.raises(ConfigError, match="^steps: must be at least 1"):
         grid_specs(build, "train", _micro_values(), [parse_axis("steps=0,2")])

@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args) -> int:
-    if args.grid or (args.seeds or 1) > 1:
+    if args.grid or args.seeds not in (None, 1):
         return _train_grid(args)
     spec = train_spec(config=preset_path(args.preset) if args.preset else args.config,
                       **options_of(args, MODELS["train"]))

@@ -64,6 +64,8 @@ def grid_specs(build: Build, kind: str, values: Mapping, axes: Sequence[Axis], s
     seeds: how many seeds, from values' seed on (None or 1: the seed as given).
     """
     options = set(MODELS[kind].model_fields)
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ConfigError("seeds", f"must be a whole number, at least 1 (got {seeds!r})")
     points = grid_points(axes, seeds if seeds and seeds > 1 else None, int(values.get("seed") or 0))
     specs = []
     for point in points:
