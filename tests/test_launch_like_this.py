@@ -23,7 +23,9 @@ def test_a_sweep_from_the_form_and_one_from_the_cli_with_the_same_grid_are_the_s
     window = studio(run_scheduler=False)
     form = window.launch_view.form("train")
     form.set_values(data=MICRO_DATA, steps="2", device="cpu", lr="1e-4..1e-3 x2 log",
-                    grid="diffusion.n_T=1000,64", seeds="2", grid_name="T ablation")
+                    grid="diffusion.n_T=1000,64", seeds="2", grid_name="T ablation",
+                    sweep_fid_n="0", sweep_probe="11,out_7")
+    form.rows["sweep"].editor.setChecked(True)       # each run probes its checkpoints as they are saved
     assert form.count.text() == "Queues 8 runs: lr (2) x n_T (2) x 2 seeds"
     assert form.submit_button.text() == "Queue 8 runs"
     assert form.submit() is not None, form.message.text()
@@ -34,7 +36,8 @@ def test_a_sweep_from_the_form_and_one_from_the_cli_with_the_same_grid_are_the_s
     cli_ws = tmp_path / "cli"
     assert ddae(["train", "--preset", "tiny-ddpm", "--data", MICRO_DATA, "--steps", "2", "--device", "cpu",
                  "--grid", "lr=1e-4..1e-3 x2 log", "--grid", "diffusion.n_T=1000,64", "--seeds", "2",
-                 "--grid-name", "T ablation", "--queue", "--workspace", str(cli_ws)]) == 0
+                 "--grid-name", "T ablation", "--sweep", "all", "--sweep-fid-n", "0", "--sweep-probe", "11,out_7",
+                 "--queue", "--workspace", str(cli_ws)]) == 0
     with Store.open(cli_ws) as store:
         from_cli = store.list_runs(tag="sweep:T-ablation")
     form_specs = _specs(window.store.workspace, [r.id for r in from_form])
@@ -44,6 +47,9 @@ def test_a_sweep_from_the_form_and_one_from_the_cli_with_the_same_grid_are_the_s
     assert {(s["options"]["lr"], s["config"]["diffusion"]["n_T"], s["options"]["seed"]) for s in form_specs} == \
         {(lr, t, seed) for lr in (1e-4, 1e-3) for t in (1000, 64) for seed in (0, 1)}
     assert read_meta(window.store.workspace / "runs" / from_form[0].id)["tags"] == ["sweep:T-ablation"]
+    plans = [s["options"]["sweep"] for s in form_specs]
+    assert [p["seed"] for p in plans] == [s["options"]["seed"] for s in form_specs]       # each run's own seed
+    assert {(p["fid"], p["probe"]["timesteps"][0], p["probe"]["layers"][0]) for p in plans} == {(None, 11, "out_7")}
 
 
 def test_a_bad_list_is_marked_at_its_field_and_nothing_is_queued(studio):
@@ -104,6 +110,11 @@ def test_launch_like_this_fills_the_form_that_builds_the_same_spec(studio, kind)
     rebuilt = {"parent": None, **form.build_spec()}          # create_run writes a train run's parent as None
     assert {k: v for k, v in rebuilt.items() if k not in STAMPS} == \
         {k: v for k, v in original.items() if k not in (*STAMPS, "queue")}
+    # The Runs view's menu item asks the same of the window.
+    window.tabs.setCurrentWidget(window.runs_view)
+    form.set_values(name="changed")
+    window.runs_view.launch_like.emit(run_id)
+    assert window.tabs.currentWidget() is window.launch_view and form.values()["name"] is None
     # Queued unchanged, it is the same run under a numbered name.
     again = form.submit()
     assert again is not None and again != run_id
