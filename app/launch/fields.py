@@ -321,3 +321,10 @@ def sentence(label: str, message: str) -> str:
 def align_labels(rows: list[QLabel]) -> None:
     for label in rows:
         label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+
+
+def message_of(exc: ConfigError) -> str:
+    """The engine's sentence without the field name it starts with (the form shows it at the field)."""
+    text = str(exc)
+    prefix = f"{exc.field}: "
+    return text[len(prefix):] if text.startswith(prefix) else text

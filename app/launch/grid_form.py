@@ -3,16 +3,19 @@ and the specs they make (through jobs.grid_sweep, as `ddae train --grid` makes t
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from ddae_core.engine.errors import ConfigError
+from ddae_core.engine.errors import ConfigError, UserError
 from ddae_core.engine.spec.grid import Axis, is_grid, parse_values
 from ddae_core.jobs.grid_sweep import GRID_KINDS, grid_specs, parse_grid, value_kind
 
-from .fields import FieldRow, parse_number
-from .kinds import KindForm, point_build
+from .fields import FieldRow, message_of, parse_number
+from .kinds import KindForm, gpus_for, point_build
+
+log = logging.getLogger(__name__)
 
 
 def grid_rows(kind: KindForm, rows: Mapping[str, FieldRow]) -> list[str]:
@@ -82,3 +85,54 @@ def summary(axes: list[Axis], seeds: int | None) -> str:
     if seeds and seeds > 1:
         parts.append(f"{seeds} seeds")
     return f"Queues {count} run{'s' if count != 1 else ''}" + (f": {' x '.join(parts)}" if parts else "")
+
+
+class GridSweepForm:
+    """The launch form's part that queues a grid sweep: its specs, the count beside the button, the queueing.
+
+    Mixed into LaunchForm, whose kind, rows, launcher, values(), build_spec(), mark() and messages it uses."""
+
+    def build_specs(self) -> list[dict]:
+        """The specs the form queues: one, or every point of its grid sweep (lists, ranges, seeds)."""
+        axes, seeds = form_axes(self.kind, self.rows), seeds_of(self.rows)
+        if not axes and (seeds or 1) == 1:
+            return [self.build_spec()]
+        values = self.values()
+        specs = grid_launch_specs(self.kind, values, axes, seeds,
+                                  self.launcher.workspace if self.launcher else Path("."))
+        for spec in specs:
+            spec["device"]["gpus"] = gpus_for(spec["device"]["request"], values.get("gpus"))
+        return specs
+
+    def _update_count(self) -> None:
+        """'Queues 6 runs: n_T (3) x 2 seeds' while the form holds a grid; the button says how many."""
+        try:
+            axes, seeds = form_axes(self.kind, self.rows), seeds_of(self.rows)
+        except ConfigError:
+            axes, seeds = [], None           # marked when submitted; until then the count stays out
+        count = run_count(axes, seeds)
+        self.count.setText(summary(axes, seeds) if count > 1 else "")
+        self.submit_button.setText(f"Queue {count} runs" if count > 1 else "Queue job")
+
+    def _submit_sweep(self, specs: list[dict]) -> str | None:
+        """Queue a grid's specs as one sweep (tagged sweep:NAME); returns its first run's id."""
+        name = (self.values().get("grid_name") or "").strip() or None
+        try:
+            tag, run_ids = self.launcher.submit_sweep(specs, name, form_axes(self.kind, self.rows), seeds_of(self.rows),
+                                                      priority=int(self.values().get("priority") or 0),
+                                                      cluster=self.run_on.currentData())
+        except ConfigError as exc:
+            self.mark(exc.field, message_of(exc))
+            return None
+        except (UserError, ValueError, LookupError, OSError) as exc:
+            self.show_message(f"Nothing more was queued: {exc}", error=True)
+            return None
+        except Exception as exc:      # never a traceback dialog; the log keeps it
+            log.exception("Queueing a sweep failed")
+            self.show_message(f"Nothing more was queued: {exc.__class__.__name__}: {exc}", error=True)
+            return None
+        where = f" for cluster {self.run_on.currentData()}" if self.run_on.currentData() else ""
+        self.show_message(f"Queued {len(run_ids)} runs as one sweep, tagged {tag}{where}.")
+        for run_id in run_ids:
+            self.queued.emit(run_id)
+        return run_ids[0]

@@ -34,16 +34,16 @@ from ddae_core.rundir import list_checkpoints
 
 from .cluster_settings import ClusterProfilesDialog, cluster_choices, workspace_default
 from .feed import Launcher, NameTaken, RunSummary
-from .fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
-from .grid_form import form_axes, grid_launch_specs, grid_rows, run_count, seeds_of, summary
+from .fields import ERROR_STYLE, DataChooser, Field, FieldRow, message_of, sentence
+from .grid_form import GridSweepForm, grid_rows
 from .kinds import KINDS, QUICK, KindForm, cuda_available, gpus_for
 from .like_this import form_values
 
 log = logging.getLogger(__name__)
 
 
-class LaunchForm(QWidget):
-    """The form of one job kind; submit() validates, marks bad fields, and queues."""
+class LaunchForm(GridSweepForm, QWidget):
+    """The form of one job kind; submit() validates, marks bad fields, and queues (one run, or a grid sweep)."""
 
     queued = Signal(str)        # run id
 
@@ -321,35 +321,13 @@ class LaunchForm(QWidget):
         spec["device"]["gpus"] = gpus_for(spec["device"]["request"], values.get("gpus"))
         return spec
 
-    def build_specs(self) -> list[dict]:
-        """The specs the form queues: one, or every point of its grid sweep (lists, ranges, seeds)."""
-        axes, seeds = form_axes(self.kind, self.rows), seeds_of(self.rows)
-        if not axes and (seeds or 1) == 1:
-            return [self.build_spec()]
-        values = self.values()
-        specs = grid_launch_specs(self.kind, values, axes, seeds,
-                                  self.launcher.workspace if self.launcher else Path("."))
-        for spec in specs:
-            spec["device"]["gpus"] = gpus_for(spec["device"]["request"], values.get("gpus"))
-        return specs
-
-    def _update_count(self) -> None:
-        """'Queues 6 runs: n_T (3) x 2 seeds' while the form holds a grid; the button says how many."""
-        try:
-            axes, seeds = form_axes(self.kind, self.rows), seeds_of(self.rows)
-        except ConfigError:
-            axes, seeds = [], None           # marked when submitted; until then the count stays out
-        count = run_count(axes, seeds)
-        self.count.setText(summary(axes, seeds) if count > 1 else "")
-        self.submit_button.setText(f"Queue {count} runs" if count > 1 else "Queue job")
-
     def submit(self) -> str | None:
         """Validate and queue; on a bad value mark its field and queue nothing. Returns the run id."""
         self.clear_errors()
         try:
             specs = self.build_specs()
         except ConfigError as exc:
-            self.mark(exc.field, _message_of(exc))
+            self.mark(exc.field, message_of(exc))
             return None
         except UserError as exc:
             self.mark(self.kind.user_error_field, str(exc))
@@ -378,29 +356,6 @@ class LaunchForm(QWidget):
         self.queued.emit(run_id)
         return run_id
 
-    def _submit_sweep(self, specs: list[dict]) -> str | None:
-        """Queue a grid's specs as one sweep (tagged sweep:NAME); returns its first run's id."""
-        name = (self.values().get("grid_name") or "").strip() or None
-        try:
-            tag, run_ids = self.launcher.submit_sweep(specs, name, form_axes(self.kind, self.rows), seeds_of(self.rows),
-                                                      priority=int(self.values().get("priority") or 0),
-                                                      cluster=self.run_on.currentData())
-        except ConfigError as exc:
-            self.mark(exc.field, _message_of(exc))
-            return None
-        except (UserError, ValueError, LookupError, OSError) as exc:
-            self.show_message(f"Nothing more was queued: {exc}", error=True)
-            return None
-        except Exception as exc:      # never a traceback dialog; the log keeps it
-            log.exception("Queueing a sweep failed")
-            self.show_message(f"Nothing more was queued: {exc.__class__.__name__}: {exc}", error=True)
-            return None
-        where = f" for cluster {self.run_on.currentData()}" if self.run_on.currentData() else ""
-        self.show_message(f"Queued {len(run_ids)} runs as one sweep, tagged {tag}{where}.")
-        for run_id in run_ids:
-            self.queued.emit(run_id)
-        return run_ids[0]
-
     def mark(self, field: str, message: str) -> None:
         """Show `message` at the widget of `field` (the form's message line if no widget holds it)."""
         name = self.kind.field_for(field, self.rows)
@@ -425,12 +380,6 @@ class LaunchForm(QWidget):
 
     def error_of(self, name: str) -> str:
         return self.rows[name].error_text
-
-
-def _message_of(exc: ConfigError) -> str:
-    text = str(exc)
-    prefix = f"{exc.field}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
 
 
 class LaunchView(QWidget):
