@@ -119,3 +119,22 @@ def test_launch_like_this_fills_the_form_that_builds_the_same_spec(studio, kind)
     again = form.submit()
     assert again is not None and again != run_id
     assert window.store.get_run(again).name == f"{original['name']} (2)"
+
+
+def test_an_evaluation_form_queues_a_grid_of_its_own_options(studio):
+    window = studio(run_scheduler=False)
+    train = window.launch_view.form("train")
+    train.set_values(data=MICRO_DATA, steps="2", device="cpu", overrides=micro_overrides())
+    parent = train.submit()
+    window._refresh_parents()
+    probe = window.launch_view.show_kind("probe", parent)
+    probe.set_values(epochs="1, 2", train_limit="64", device="cpu", grid_name="probe epochs")
+    probe.rows["protocol"].editor.setEditText("fast, knn")
+    assert probe.count.text() == "Queues 4 runs: protocol (2) x epochs (2)"
+    assert "grid" not in probe.rows           # config keys are a train job's; an evaluation reads its parent's
+    assert probe.submit() is not None, probe.message.text()
+    runs = window.store.list_runs(tag="sweep:probe-epochs")
+    specs = [read_spec(window.store.run_dir(r.id)) for r in runs]
+    assert sorted((s["options"]["protocol"], s["options"]["epochs"]) for s in specs) == \
+        [("fast", 1), ("fast", 2), ("knn", 1), ("knn", 2)]
+    assert {s["parent"]["run"] for s in specs} == {parent}
