@@ -45,7 +45,8 @@ def metric_header(name: str) -> str:
     return METRICS[name].label + (" (%)" if METRICS[name].accuracy else "")
 
 
-def _baselines(group: GroupRow) -> str:
+def baselines_text(group: GroupRow) -> str:
+    """`30.00 / 20.00`: the members' mean raw-pixel / random-init baselines in percent; — when none."""
     if group.baseline_pixels is None and group.baseline_random is None:
         return "—"
     return f"{number_text('best', group.baseline_pixels)} / {number_text('best', group.baseline_random)}"
@@ -56,7 +57,7 @@ def table_cells(groups: Sequence[GroupRow], by: Sequence[str], metrics: Sequence
     """Headers and cells of a group table: the grouping values, n, each metric, protocol, baselines."""
     headers = [*by, "n", *(metric_header(m) for m in metrics), "Protocol", "Baselines: pixels / random init (%)"]
     rows = [[*(value_text(v) for v in g.values), str(g.n), *(stat_text(m, g.stats.get(m), style) for m in metrics),
-             ", ".join(g.protocols) or "—", _baselines(g)] for g in groups]
+             ", ".join(g.protocols) or "—", baselines_text(g)] for g in groups]
     return headers, rows
 
 

@@ -14,7 +14,8 @@ tree into one SQLAlchemy WHERE clause, so a filter never loads the runs into Pyt
 Names: `kind`, `status`, `name`, `id`, `data`, `created` (Unix seconds), `best` (the run's best accuracy) and
 `loss` (its last training loss) are the run row's columns, and the metrics of db/metrics.py (`fid`, `best_t`,
 `gain_pixels`, ...) too; any other name is a key of the run's resolved
-spec, looked up as `$.config.<key>`, else `$.options.<key>`, else `$.<key>` (the first that exists), so
+spec, looked up as `$.config.<key>`, else `$.options.<key>` (the run's setting row, db/settings.py), else
+`$.<key>` (the first that exists), so
 `diffusion.n_T` is the config's noise levels and `lr` the training option. A bare number is a number and a
 quoted one ('256') a string; `true`/`false` are 1/0, as SQLite's json_extract gives them. A condition on a
 value a run lacks is false for it (`!=` true), so `not` is always the complement. Ranges include both ends.
@@ -32,14 +33,13 @@ from ddae_core.rundir import JobKind
 from ddae_core.rundir.errors import UserError
 
 from .metrics import METRICS
-from .models import Run
+from .models import Run, RunSetting
 from .records import STATUSES
 
 COLUMNS: dict[str, Any] = {
     "kind": Run.kind, "status": Run.status, "name": Run.name, "id": Run.id, "data": Run.data,
     "created": Run.created, "best": Run.best_accuracy, "loss": Run.last_loss,
 }
-SPEC_ROOTS = ("$.config", "$.options", "$")        # where a spec key is looked for, in this order
 CHOICES = {"kind": tuple(JobKind), "status": STATUSES}
 OPERATORS = ("<=", ">=", "!=", "=", "<", ">")
 KEYWORDS = ("and", "or", "not", "in")
@@ -267,7 +267,11 @@ def operand(name: str) -> Any:
         return COLUMNS[name]
     if name in METRICS:
         return METRICS[name].expression
-    return func.coalesce(*(func.json_extract(Run.spec, _json_path(root, name)) for root in SPEC_ROOTS))
+    # The setting's row (db/settings.py: config, then options) is one primary-key lookup; parsing the spec's
+    # JSON is left for a key at its top level (`options.lr`, `device.request`), where the rows do not look.
+    setting = (select(func.coalesce(RunSetting.number, RunSetting.text))
+               .where(RunSetting.run == Run.id, RunSetting.key == name).scalar_subquery())
+    return func.coalesce(setting, func.json_extract(Run.spec, _json_path("$", name)))
 
 
 def has_tag(tag: str) -> Any:

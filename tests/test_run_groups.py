@@ -107,3 +107,10 @@ def test_an_index_from_before_settings_gets_them_when_opened(workspace, lab):
     with Store.open(workspace) as store:
         assert set(store.varying_keys(kind="train")) == {"diffusion.n_T", "seed"}
         assert len(store.group_runs(["diffusion.n_T"], ["best"], kind="train")) == 3
+
+
+def test_the_query_line_names_metrics_too(store, lab):
+    low_fid = {r.id for r in store.list_runs(kind="train", where="fid < 21.5 or best_layer = out_3")}
+    assert low_fid == {rid for rid, t in lab.items() if t["fid"] < 21.5}
+    assert store.count_runs(kind="train", where="gain_pixels in 0.3..0.36 and best_t = 51") == sum(
+        0.3 <= t["gain_pixels"] <= 0.36 for t in lab.values())

@@ -1,12 +1,21 @@
-"""Runs' feed: the query behind the run table (filters, order, page) and the edits made in it, Qt-free."""
+"""Runs' feed: the query behind the run table (filters, order, page, setting columns, groups, the parallel
+coordinates' brushes) and the edits made in it, Qt-free."""
 
 from __future__ import annotations
 
-from db import Changes, QueryError, RunSummary, Store
-from db.query import parse
-from db.records import STATUSES
+from collections.abc import Sequence
 
-__all__ = ["PAGE_SIZE", "STATUSES", "Changes", "RunSummary", "RunsPager"]
+from db import Changes, QueryError, RunSummary, Store
+from db.groups import GroupRow, GroupValue
+from db.metrics import METRICS
+from db.paper_table import baselines_text, latex, markdown, number_text, stat_text, value_text
+from db.query import parse
+from db.records import SETTING_SECTIONS, STATUSES
+from db.table import Axes
+
+# The views read these through the feed, never the database layer itself (pyproject's import contracts).
+__all__ = ["METRICS", "PAGE_SIZE", "SETTING_SECTIONS", "STATUSES", "Changes", "GroupRow", "QueryError", "RunSummary",
+           "RunsPager", "baselines_text", "latex", "markdown", "number_text", "stat_text", "value_text"]
 
 PAGE_SIZE = 200
 
@@ -26,9 +35,12 @@ class RunsPager:
         self.descending = True
         self.offset = 0
         self.total = 0
+        self.brushes: dict[str, tuple] = {}     # column -> (low, high), or categories: the plot's brushes
+        self._axes: tuple[tuple, Axes] | None = None    # the last axes read, and what they were read for
 
     def _filters(self) -> dict:
-        return {"kind": self.kind, "status": self.status, "tag": self.tag, "search": self.search, "where": self.where}
+        return {"kind": self.kind, "status": self.status, "tag": self.tag, "search": self.search,
+                "where": combined_where(self.where, self.brushes)}
 
     def set_where(self, text: str) -> str | None:
         """Filter by the query line `text` (blank: no query) from the first page; a malformed one is not used,
@@ -48,6 +60,40 @@ class RunsPager:
         return self.store.list_runs(**self._filters(), order_by=self.order_by, descending=self.descending,
                                     limit=self.page_size, offset=self.offset)
 
+    def column_values(self, rows: Sequence[RunSummary], columns: Sequence[str]) -> dict:
+        """run id -> {column: value} of the extra (setting and metric) columns of a page."""
+        return self.store.column_values([r.id for r in rows], columns) if columns else {}
+
+    def setting_keys(self) -> list[tuple[str, str]]:
+        return self.store.setting_keys()
+
+    def varying_keys(self) -> list[str]:
+        """The settings that differ among the runs the filters list."""
+        return self.store.varying_keys(**self._filters())
+
+    def groups(self, by: Sequence[str], metrics: Sequence[str]) -> list[GroupRow]:
+        return self.store.group_runs(by, metrics, **self._filters())
+
+    def members(self, by: Sequence[str], values: Sequence[GroupValue]) -> list[RunSummary]:
+        return self.store.group_members(by, values, **self._filters())
+
+    def children(self, run_id: str) -> list[RunSummary]:
+        return self.store.children(run_id)
+
+    def axes(self, columns: Sequence[str]) -> Axes:
+        """The parallel coordinates' values: every run the filters list, the brushes left out (so a brushed
+        axis still shows what lies outside its brush)."""
+        filters = {**self._filters(), "where": self.where}
+        key = (tuple(columns), tuple(sorted((k, str(v)) for k, v in filters.items())), self.store.data_version())
+        if self._axes is None or self._axes[0] != key:      # a brush alone re-reads nothing
+            self._axes = (key, self.store.axes(columns, **filters))
+        return self._axes[1]
+
+    def readme_row(self, run_id: str) -> str:
+        """The run's best-probe vs best-FID checkpoints as the official README's table row (UserError: not
+        measured yet)."""
+        return self.store.readme_row(run_id)
+
     def edit(self, run_id: str, column: str, value) -> None:
         if column == "tags":
             self.store.set_tags(run_id, value)
@@ -58,3 +104,26 @@ class RunsPager:
 
     def delete(self, run_id: str) -> None:
         self.store.delete_run(run_id, remove_files=True)
+
+
+def _literal(value) -> str:
+    if isinstance(value, (int, float)):
+        return repr(float(value)) if isinstance(value, float) else str(value)
+    text = str(value)
+    return f"'{text}'" if "'" not in text else f'"{text}"'
+
+
+def brush_query(column: str, kept: tuple) -> str:
+    """A brush as a query: `lr in 0.0001..0.0005` for a range, `model_type in ('DDPM')` for categories."""
+    if len(kept) == 2 and all(isinstance(v, (int, float)) for v in kept):
+        return f"{column} in {_literal(kept[0])}..{_literal(kept[1])}"
+    if not kept:
+        return "id = ''"                    # nothing kept: no run has an empty id
+    return f"{column} in ({', '.join(_literal(v) for v in kept)})"
+
+
+def combined_where(where: str | None, brushes: dict[str, tuple]) -> str | None:
+    """The query line and the brushes, all of them holding (None: no condition)."""
+    parts = [f"({where})"] if where else []
+    parts += [brush_query(column, kept) for column, kept in brushes.items()]
+    return " and ".join(parts) or None

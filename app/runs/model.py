@@ -15,7 +15,8 @@ from ddae_core.engine.evaluation import protocols
 from ddae_core.rundir import RunStatus
 
 from ..formats import ID_ROLE, STATUS_COLORS, when
-from .feed import RunSummary
+from ..widgets.rows import format_value
+from .feed import METRICS, RunSummary, number_text
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -46,6 +47,47 @@ class RunTableModel(QAbstractTableModel):
         super().__init__(parent)
         self._rows: list[RunSummary] = []
         self._row_of: dict[str, int] = {}
+        self._extra: list[str] = []                     # setting and metric columns after the fixed ones
+        self._sections: dict[str, str] = {}             # extra column -> its section (network, ..., metrics)
+        self._values: dict[str, dict] = {}              # run id -> {extra column: value}
+        self.collapsed: set[str] = set()                # sections shown as their first column only
+
+    # Columns.
+    def column_names(self) -> list[str]:
+        return [*self.COLUMNS, *self._extra]
+
+    def extra_columns(self) -> list[str]:
+        return list(self._extra)
+
+    def set_columns(self, columns: list[str], sections: dict[str, str]) -> None:
+        """Show these setting and metric columns after the fixed ones (values come with set_values)."""
+        if columns == self._extra and all(self._sections.get(c) == sections.get(c) for c in columns):
+            return
+        self.beginResetModel()
+        self._extra = list(columns)
+        self._sections = {c: sections.get(c, "metrics" if c in METRICS else "") for c in columns}
+        self.endResetModel()
+
+    def set_values(self, values: dict[str, dict]) -> None:
+        self._values = values
+        if self._rows and self._extra:
+            self.dataChanged.emit(self.index(0, len(self.COLUMNS)),
+                                  self.index(len(self._rows) - 1, self.columnCount() - 1))
+
+    def section_of(self, column: int) -> str:
+        names = self.column_names()
+        return self._sections.get(names[column], "") if column < len(names) else ""
+
+    def section_columns(self, section: str) -> list[int]:
+        return [len(self.COLUMNS) + i for i, c in enumerate(self._extra) if self._sections.get(c) == section]
+
+    def extra_header(self, column: str) -> str:
+        """`diffusion` over `n_T`: a setting's section above its key (the section's prefix left out)."""
+        section = self._sections.get(column, "")
+        if column in METRICS:
+            return f"metrics\n{METRICS[column].label}"
+        key = column[len(section) + 1:] if column.startswith(section + ".") else column
+        return f"{section}\n{key}"
 
     # Feeding.
     def set_rows(self, rows: Sequence[RunSummary]) -> None:
@@ -57,7 +99,7 @@ class RunTableModel(QAbstractTableModel):
     def update_rows(self, rows: Iterable[RunSummary]) -> list[RunSummary]:
         """Replace rows already shown, in place; returns the runs this page does not show."""
         missing = []
-        last = len(self.COLUMNS) - 1
+        last = self.columnCount() - 1
         for run in rows:
             i = self._row_of.get(run.id)
             if i is None:
@@ -82,16 +124,28 @@ class RunTableModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self._rows)
 
     def columnCount(self, parent: _Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.COLUMNS)
+        return 0 if parent.isValid() else len(self.COLUMNS) + len(self._extra)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        if section >= len(self.COLUMNS):
+            column = self._extra[section - len(self.COLUMNS)]
+            group = self._sections.get(column, "")
+            if role == Qt.ItemDataRole.DisplayRole:
+                if group in self.collapsed:
+                    return f"▸ {group}\n({len(self.section_columns(group))} columns)"
+                return self.extra_header(column)
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return f"{column} ({group}); right-click the header to collapse or expand its section"
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
             return self.HEADERS[section]
         return None
 
     def flags(self, index: _Index) -> Qt.ItemFlag:
         base = super().flags(index)
-        if index.isValid() and self.COLUMNS[index.column()] in self.EDITABLE:
+        if index.isValid() and index.column() < len(self.COLUMNS) and self.COLUMNS[index.column()] in self.EDITABLE:
             base |= Qt.ItemFlag.ItemIsEditable
         return base
 
@@ -99,9 +153,11 @@ class RunTableModel(QAbstractTableModel):
         if not index.isValid():
             return None
         run = self._rows[index.row()]
-        column = self.COLUMNS[index.column()]
         if role == ID_ROLE:
             return run.id
+        if index.column() >= len(self.COLUMNS):
+            return self._extra_data(run, self._extra[index.column() - len(self.COLUMNS)], role)
+        column = self.COLUMNS[index.column()]
         if role == Qt.ItemDataRole.DisplayRole:
             return self._text(run, column)
         if role == Qt.ItemDataRole.EditRole:
@@ -121,6 +177,16 @@ class RunTableModel(QAbstractTableModel):
                 return accuracy_tooltip(run)
         if role == Qt.ItemDataRole.TextAlignmentRole and column in ("best_accuracy", "gains", "last_loss"):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def _extra_data(self, run: RunSummary, column: str, role: int):
+        value = self._values.get(run.id, {}).get(column)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return column_text(column, value)
+        if role == Qt.ItemDataRole.TextAlignmentRole and isinstance(value, (int, float)):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.UserRole:
+            return value
         return None
 
     @staticmethod
@@ -143,7 +209,7 @@ class RunTableModel(QAbstractTableModel):
         return "" if value is None else str(value)
 
     def setData(self, index: _Index, value, role: int = Qt.ItemDataRole.EditRole) -> bool:
-        if not index.isValid() or role != Qt.ItemDataRole.EditRole:
+        if not index.isValid() or role != Qt.ItemDataRole.EditRole or index.column() >= len(self.COLUMNS):
             return False
         column = self.COLUMNS[index.column()]
         if column not in self.EDITABLE:
@@ -160,6 +226,17 @@ class RunTableModel(QAbstractTableModel):
         return True
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
-        name = self.COLUMNS[column]
-        if name in self.SORTABLE:
+        name = self.column_names()[column]
+        if name in self.SORTABLE or column >= len(self.COLUMNS):
             self.sort_requested.emit(name, order == Qt.SortOrder.DescendingOrder)
+
+
+def column_text(column: str, value) -> str:
+    """A setting or metric cell: metrics as the paper's tables write them, settings as they are."""
+    if value is None:
+        return ""
+    if column in METRICS and isinstance(value, (int, float)):
+        return number_text(column, value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return format_value(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QEvent, QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -25,10 +26,12 @@ from PySide6.QtWidgets import (
 )
 
 from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, JobKind
+from ddae_core.rundir.errors import UserError
 
 from ..formats import ID_ROLE
 from ..widgets.common import careful_question
 from .feed import STATUSES, Changes, RunsPager, RunSummary
+from .lab import RunsLab
 from .model import RunTableModel
 
 log = logging.getLogger(__name__)
@@ -118,6 +121,7 @@ class RunsView(QWidget):
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._menu)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.lab = RunsLab(self)        # setting columns, groups, parallel coordinates, saved views
 
         self.open_button = QPushButton("Open")
         self.open_button.setToolTip("Show the run in the Run view (Enter, or double-click it; F2 renames it)")
@@ -157,13 +161,15 @@ class RunsView(QWidget):
         layout.addLayout(filters)
         layout.addWidget(self.query)
         layout.addWidget(self.query_error)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(self.lab.bar)
+        layout.addWidget(self.lab.splitter, 1)
         layout.addLayout(actions)
         # Last: turning sorting on asks the model to sort, which reloads through the widgets above.
         self.table.horizontalHeader().setSortIndicator(RunTableModel.COLUMNS.index("created"),
                                                        Qt.SortOrder.DescendingOrder)
         self.table.setSortingEnabled(True)
         self._update_buttons()
+        self.lab.restore_last()
 
     # Loading.
     def reload(self) -> None:
@@ -186,6 +192,7 @@ class RunsView(QWidget):
         self.next_button.setEnabled(p.offset + len(rows) < p.total)
         if keep:
             self._reselect(keep)
+        self.lab.after_reload()
         self._update_buttons()
 
     def apply(self, changes: Changes) -> None:
@@ -196,6 +203,8 @@ class RunsView(QWidget):
             self.reload()
             return
         missing = self.model.update_rows(changes.runs)
+        if changes.runs and len(missing) < len(changes.runs):
+            self.lab.refresh_values()           # a shown run's metrics (a new FID, a probe) may have moved
         p = self.pager
         if any((p.kind in (None, r.kind)) and (p.status in (None, r.status)) for r in missing) \
                 or any(self.model.row_of(d) is not None for d in changes.deleted):
@@ -243,9 +252,12 @@ class RunsView(QWidget):
         self.reload()
 
     def _query(self) -> None:
+        self.apply_query(self.query.text())
+
+    def apply_query(self, text: str) -> None:
         if self.pager is None:
             return
-        mistake = self.pager.set_where(self.query.text())
+        mistake = self.pager.set_where(text)
         self.query_error.setText(mistake or "")
         self.query_error.setVisible(mistake is not None)
         if mistake is None:
@@ -270,7 +282,7 @@ class RunsView(QWidget):
         self.say(f"Saved the {column} of {run_id}.")
 
     def _double_clicked(self, index) -> None:
-        if RunTableModel.COLUMNS[index.column()] in ("tags", "notes"):
+        if self.model.column_names()[index.column()] in ("tags", "notes"):
             self.table.edit(index)
         else:
             self.open_run.emit(index.data(ID_ROLE))
@@ -375,9 +387,21 @@ class RunsView(QWidget):
                            (JobKind.NOISY_CLASSIFIER, "Noise-conditional classifier…"),
                            (JobKind.FINETUNE, "Fine-tune…"), (JobKind.SAMPLE, "Sample images…")):
             menu.addAction(text, lambda k=kind: self._evaluate(k)).setEnabled(len(ids) == 1)
+        menu.addAction("Copy README table row", self._copy_readme_row).setEnabled(len(ids) == 1)
         menu.addSeparator()
         menu.addAction("Delete…", self._delete_selected).setEnabled(self.delete_button.isEnabled())
         menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    def _copy_readme_row(self) -> None:
+        """The best-probe vs best-FID checkpoints of the selected run, as a row of the official README's table."""
+        ids = self.selected()
+        try:
+            row = self.pager.readme_row(ids[0]) if ids and self.pager else ""
+        except (UserError, LookupError) as exc:
+            self.say(str(exc), error=True)
+            return
+        QGuiApplication.clipboard().setText(row)
+        self.say("Copied the README table row (HTML, steps for the README's epochs).")
 
     def say(self, text: str, error: bool = False) -> None:
         self.message.setStyleSheet("color: #c62828;" if error else "color: #555;")

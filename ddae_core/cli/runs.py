@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tag", action="append", help="only runs with this tag (repeatable: all of them)")
     p.add_argument("--where", metavar="QUERY",
                    help="only runs matching this query, e.g. 'diffusion.n_T <= 256 and best > 0.8 or tag:baseline' "
-                        "(names: kind, status, name, best, loss, created, tag:X, any spec key)")
+                        "(names: kind, status, name, best, loss, created, tag:X, any spec key, the metrics of "
+                        "--columns)")
     p.add_argument("--limit", type=int, help="at most this many, newest first")
     p.add_argument("--columns", metavar="NAMES", help="more columns, comma-separated: settings (diffusion.n_T, lr) "
                    "or metrics (best_t, best_layer, gain_pixels, gain_random, fid, fid_step, loss)")
