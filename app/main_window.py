@@ -16,8 +16,9 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGu
 from PySide6.QtWidgets import QApplication, QCheckBox, QMainWindow, QMessageBox, QTabWidget
 
 from db import Changes, Store
+from ddae_core.engine.errors import UserError
 from ddae_core.engine.importers import looks_like_model
-from ddae_core.rundir import MODEL_KINDS, RunStatus
+from ddae_core.rundir import MODEL_KINDS, RunStatus, read_spec
 
 from . import workspace as workspaces
 from .classify.feed import ClassifyFeed
@@ -236,6 +237,10 @@ class MainWindow(QMainWindow):
         self.runs_view.evaluate.connect(self.evaluate)
         self.run_view.open_run.connect(self.show_run)
         self.run_view.evaluate.connect(self.evaluate)
+        self.runs_view.launch_like.connect(self.launch_like)
+        self.run_view.launch_like.connect(self.launch_like)
+        self.run_view.evaluate_checkpoint.connect(self.evaluate)
+        self.run_view.classify_head.connect(self.classify_head)
 
         self.demo = DemoController(store, self.launcher, parent=self)
         self.demo.probe_queued.connect(self._demo_probe_queued)
@@ -355,9 +360,29 @@ class MainWindow(QMainWindow):
         self.compare_view.set_runs(run_ids)
         self.tabs.setCurrentWidget(self.compare_view)
 
-    def evaluate(self, kind: str, parent_run: str) -> None:
+    def evaluate(self, kind: str, parent_run: str, checkpoint: int | None = None) -> None:
         self._refresh_parents()
-        self.launch_view.show_kind(kind, parent_run)
+        self.launch_view.show_kind(kind, parent_run, checkpoint)
+        self.tabs.setCurrentWidget(self.launch_view)
+
+    def classify_head(self, probe_run: str, layer: str, timestep: int) -> None:
+        """Classify with a probe's head: a grid cell's layer at its noise level ('' and -1: its best cell's)."""
+        self.tabs.setCurrentWidget(self.classify_view)
+        if self.hub is not None:
+            self.hub.poll()         # a Classify never shown yet lists its runs now
+        self.classify_view.show_head(probe_run, layer or None, None if timestep < 0 else timestep)
+
+    def launch_like(self, run_id: str) -> None:
+        """The Launch form of the run's kind, filled from its spec (Launch like this)."""
+        if self.store is None:
+            return
+        try:
+            spec = read_spec(self.store.run_dir(run_id))
+            self._refresh_parents()
+            self.launch_view.launch_like(spec)
+        except (UserError, KeyError) as exc:
+            self.statusBar().showMessage(f"Run {run_id} cannot be launched again from a form: {exc}", 15000)
+            return
         self.tabs.setCurrentWidget(self.launch_view)
 
     # The demo.

@@ -58,6 +58,7 @@ class ClassifyView(ImageInputMixin, QWidget):
         self._paths: list[Path] = []
         self._selected = -1
         self._preferred: str | None = None        # a run to open on once it can classify
+        self._wanted_head: tuple[str, str | None, int | None] | None = None   # show_head's, until listed
         self._timestep: int | None = None        # wanted; None = the head's own
         self._info: ModelInfo | None = None
         self._next_id = 0
@@ -165,6 +166,7 @@ class ClassifyView(ImageInputMixin, QWidget):
         now = self.run_combo.currentData()
         if now != current or old_heads.get(now) != {c.run_id: c.heads for c in self._choices}.get(now):
             self._on_run_changed(self.run_combo.currentIndex())
+        self._apply_wanted_head()
         if not self._choices:
             self._set_status("No run has a trained probe or noisy-classifier head yet; "
                              "run a probe grid or a noisy classifier on a trained model first.")
@@ -185,6 +187,28 @@ class ClassifyView(ImageInputMixin, QWidget):
             self.run_combo.setCurrentIndex(index)
             return
         self.hub.request(self.watch_name)       # list the runs again
+
+    def show_head(self, run_id: str, layer: str | None = None, timestep: int | None = None) -> None:
+        """Open on a probe run's head of `layer` (None: its best cell's) at noise level `timestep` (None: the
+        head's own), as a click on a probe grid's cell asks; now if the run is listed, else once it is."""
+        self._wanted_head = (run_id, layer, timestep)
+        if self.run_combo.findData(run_id) < 0:
+            self.prefer_run(run_id)
+            self._set_status(f"Waiting for run {run_id}'s trained heads; a grid's heads are saved when it finishes.")
+            return
+        self._apply_wanted_head()
+
+    def _apply_wanted_head(self) -> None:
+        if self._wanted_head is None or self.run_combo.findData(self._wanted_head[0]) < 0:
+            return
+        run_id, layer, timestep = self._wanted_head
+        self._wanted_head = None
+        self.set_run(run_id)
+        layers = [self.head_combo.itemData(i).layer for i in range(self.head_combo.count())]
+        if layer in layers:
+            self.set_head(layers.index(layer))
+        if timestep is not None:
+            self.set_noise_level(timestep)
 
     def set_head(self, index: int) -> None:
         self.head_combo.setCurrentIndex(index)

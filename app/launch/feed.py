@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from db import NameTaken, RunSummary, Store
+from ddae_core.engine.spec.grid import Axis
+from ddae_core.jobs.grid_sweep import default_sweep_name, submit_sweep, sweep_tag
 from ddae_core.jobs.submit import submit
 
 __all__ = ["Launcher", "NameTaken", "RunSummary"]
@@ -29,6 +31,18 @@ class Launcher:
         if self.on_queued:
             self.on_queued(run_id)
         return run_id
+
+    def submit_sweep(self, specs: list[dict], name: str | None, axes: list[Axis], seeds: int | None,
+                     priority: int = 0, cluster: str | None = None) -> tuple[str, list[str]]:
+        """Queue a grid's specs as one sweep through the one door, as `ddae train --grid` does; (its tag, the run
+        ids). name: the sweep's (None: the keys it varies and the time)."""
+        name = name or default_sweep_name(axes, seeds)
+        tag = sweep_tag(name)
+        run_ids = submit_sweep(self.store.workspace, specs, name, priority, cluster=cluster, store=self.store)
+        if self.on_queued:
+            for run_id in run_ids:
+                self.on_queued(run_id)
+        return tag, run_ids
 
     # What the forms read of the workspace.
     @property

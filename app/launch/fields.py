@@ -41,7 +41,7 @@ class Field:
 
     name: str
     label: str
-    kind: str = "text"          # text | int | float | choice | check | data | yaml | parent | checkpoint
+    kind: str = "text"          # text | int | float | choice | check | data | yaml | lines | parent | checkpoint
     default: Any = None
     choices: tuple = ()         # (value, text) pairs for kind "choice"
     tip: str = ""
@@ -150,6 +150,8 @@ class DataChooser(QWidget):
 class FieldRow(QWidget):
     """An editor for one Field plus the sentence that says what is wrong with it."""
 
+    changed = Signal()          # its text changed (typed or set): the form recounts its grid
+
     def __init__(self, field: Field, editor: QWidget | None = None, parent=None):
         super().__init__(parent)
         self.field = field
@@ -172,6 +174,12 @@ class FieldRow(QWidget):
         """Editing a marked field takes its mark away; the next submit judges it again."""
         e = self.editor
         clear = lambda *_: self.show_error(None)  # noqa: E731
+        if isinstance(e, QLineEdit):
+            e.textChanged.connect(self.changed)
+        elif isinstance(e, QPlainTextEdit):
+            e.textChanged.connect(self.changed)
+        elif isinstance(e, QComboBox):
+            e.editTextChanged.connect(self.changed)
         if isinstance(e, DataChooser):
             e.changed.connect(clear)
         elif isinstance(e, QLineEdit):
@@ -188,6 +196,8 @@ class FieldRow(QWidget):
     def _make_editor(field: Field) -> QWidget:
         if field.kind == "choice":
             combo = QComboBox()
+            combo.setEditable(True)          # a list of its values (cpu, cuda) queues a grid sweep
+            combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
             for value, text in field.choices:
                 combo.addItem(text, value)
             if field.default is not None:
@@ -197,7 +207,7 @@ class FieldRow(QWidget):
             box = QCheckBox(field.placeholder)
             box.setChecked(bool(field.default))
             return box
-        if field.kind == "yaml":
+        if field.kind in ("yaml", "lines"):
             edit = QPlainTextEdit()
             edit.setPlaceholderText(field.placeholder)
             edit.setTabChangesFocus(True)
@@ -233,7 +243,7 @@ class FieldRow(QWidget):
         if isinstance(e, QCheckBox):
             return e.isChecked()
         if kind == "choice":
-            return e.currentData()
+            return self._choice(e)
         if kind == "parent":
             return e.currentData()
         if kind == "checkpoint":
@@ -244,6 +254,17 @@ class FieldRow(QWidget):
             return parse_number(self.field.name, self.text(), kind == "int")
         text = self.text().strip()
         return text or None
+
+    def _choice(self, combo: QComboBox) -> Any:
+        """The chosen item's value; a value or item typed in its place counts as chosen."""
+        text = combo.currentText().strip()
+        if combo.currentIndex() >= 0 and text == combo.itemText(combo.currentIndex()):
+            return combo.currentData()
+        for index in range(combo.count()):
+            if text.lower() in (combo.itemText(index).lower(), str(combo.itemData(index)).lower()):
+                return combo.itemData(index)
+        named = ", ".join(str(combo.itemData(i)) for i in range(combo.count()) if combo.itemData(i))
+        raise ConfigError(self.field.name, f"must be one of {named}, or a list of them (got {text!r})")
 
     def set_text(self, text: str) -> None:
         e = self.editor
@@ -300,3 +321,10 @@ def sentence(label: str, message: str) -> str:
 def align_labels(rows: list[QLabel]) -> None:
     for label in rows:
         label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+
+
+def message_of(exc: ConfigError) -> str:
+    """The engine's sentence without the field name it starts with (the form shows it at the field)."""
+    text = str(exc)
+    prefix = f"{exc.field}: "
+    return text[len(prefix):] if text.startswith(prefix) else text

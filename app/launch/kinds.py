@@ -23,6 +23,7 @@ from ddae_core.engine.spec import options as job_options
 from ddae_core.engine.spec.fields import OptionInfo, infos, parse_options
 from ddae_core.engine.spec.options import SweepOptions
 from ddae_core.jobs.eval_specs import align_spec, fid_spec, finetune_spec, noisy_spec, probe_spec, sample_spec
+from ddae_core.jobs.grid_sweep import Build, train_build
 from ddae_core.jobs.specs import train_spec
 from ddae_core.jobs.submit import default_train_name
 from ddae_core.jobs.sweep import sweep_plan
@@ -92,6 +93,22 @@ def option_field(option: OptionInfo) -> Field:
 
 def _resources(gpus: bool = False) -> tuple[str, list]:
     return "Resources", ["device", *(["gpus"] if gpus else []), PRIORITY]
+
+
+# A grid sweep: any number or choice field also takes a list or a range (1000, 256, 64; 1e-4..1e-3 x4 log).
+SEEDS = Field("seeds", "Seeds", "int", placeholder="1",
+              tip="Queue each run with this many seeds (the seed above, then one more each); with a list or a range "
+                  "in a number field, every combination is queued as one sweep")
+CONFIG_GRID = Field("grid", "Config grid", "lines",
+                    placeholder="diffusion.n_T=1000,256,64\n(one KEY=VALUES a line; every combination is queued)",
+                    tip="Keys of the preset with several values, as `ddae train --grid`: each line an axis of the grid")
+GRID_NAME = Field("grid_name", "Sweep name", placeholder="automatic: the keys it varies and the time",
+                  tip="The sweep's runs are tagged sweep:NAME, and the runs table groups them by it")
+GRID_FIELDS = ("seeds", "grid", "grid_name")
+
+
+def _grid(config_keys: bool = False) -> tuple[str, list]:
+    return "Grid sweep", [SEEDS, *([CONFIG_GRID] if config_keys else []), GRID_NAME]
 
 
 @dataclass(frozen=True)
@@ -171,12 +188,21 @@ def _sweep_plan(v: dict, spec: dict, workspace: Path) -> dict:
     sweep = parse_options(SweepOptions, {name: v.get(field) for name, field in SWEEP_FIELDS.items()})
     try:
         return sweep_plan(parse_model_config(spec["config"]), workspace, **sweep.model_dump(),
-                          device=spec["device"]["request"], seed=v.get("seed") or 0)
+                          device=spec["device"]["request"], seed=spec["options"]["seed"])   # a grid run's own
     except ConfigError as exc:
         message = str(exc).removeprefix(f"{exc.field}: ")
         raise ConfigError(SWEEP_FIELDS.get(exc.field, "sweep"), message) from None
     except UserError as exc:        # pytorch-fid or the Inception weights missing: FID is what needs them
         raise ConfigError("sweep_fid_n", f"{exc} Or set FID samples to 0 for probes only.") from None
+
+
+def point_build(kind: KindForm, v: dict, workspace: Path) -> Build:
+    """The spec of one point of a grid launched from the form (jobs.grid_sweep.grid_specs): for a train job
+    the preset with its overrides, each point's config keys set, as `ddae train --grid` builds it."""
+    if kind.name == "train":
+        evaluate = (lambda spec: _sweep_plan(v, spec, workspace)) if v.get("sweep") else None
+        return train_build(merged_config(v["config"], v.get("overrides")), v["config"], evaluate)
+    return lambda options, _config_keys: kind.build({**v, **options}, workspace)
 
 
 def _evaluation(kind: str, spec_function: Callable[..., dict]) -> Callable[[dict, Path], dict]:
@@ -211,6 +237,7 @@ KINDS: tuple[KindForm, ...] = (
                           tip="As `ddae train --sweep`: the jobs run beside the training on free devices, and the "
                               "run's Accuracy and FID tab fills in as they finish"),
                     *SWEEP_GROUP]),
+                _grid(config_keys=True),
                 _resources(gpus=True)),
             _build_train, user_error_field="config"),
     KindForm("probe", "Probe grid (layer x noise)",
@@ -221,12 +248,14 @@ KINDS: tuple[KindForm, ...] = (
                 ("Probe training", [Field("quick", "Quick", "check", placeholder="2,000 train / 500 test images"),
                                     "epochs", "batch_size", "lr", "views", "latent_copies", "train_limit",
                                     "test_limit", "cache_memory_mb", "seed", "data"]),
+                _grid(),
                 _resources()),
             _evaluation("probe", probe_spec)),
     KindForm("align-uniform", "Alignment and uniformity",
             "Label-free quality of the features over the parent's checkpoints (the paper's Figure 3).", (
                 ("Model", ["name", PARENT, "checkpoints"]),
                 ("Features", ["layers", "timestep", "limit", "batch_size", "seed", "data"]),
+                _grid(),
                 _resources()),
             _evaluation("align-uniform", align_spec)),
     KindForm("noisy-classifier", "Noise-conditional classifier",
@@ -234,6 +263,7 @@ KINDS: tuple[KindForm, ...] = (
                 ("Model", EVAL_HEAD),
                 ("Classifier", ["layer", "baseline", "epochs", "batch_size", "lr", "width", "depth", "train_limit",
                                 "test_limit", "seed", "data"]),
+                _grid(),
                 _resources()),
             _evaluation("noisy-classifier", noisy_spec)),
     KindForm("finetune", "Fine-tune the encoder",
@@ -241,6 +271,7 @@ KINDS: tuple[KindForm, ...] = (
                 ("Model", EVAL_HEAD),
                 ("Fine-tuning", ["layer", "timestep", "epochs", "batch_size", "lr", "scratch", "train_limit",
                                  "test_limit", "seed", "data"]),
+                _grid(),
                 _resources()),
             _evaluation("finetune", finetune_spec)),
     KindForm("fid", "FID of checkpoints",
@@ -248,16 +279,18 @@ KINDS: tuple[KindForm, ...] = (
             "all of them (pytorch-fid's Inception network; the official protocol is 50,000 samples).", (
                 ("Model", EVAL_HEAD),
                 ("Sampling", [*SAMPLING, "batch_size", "dims", "inception", "seed", "data"]),
+                _grid(),
                 _resources()),
             _evaluation("fid", fid_spec), user_error_field="inception"),
     KindForm("sample", "Sample images",
             "Draw a grid of samples from a checkpoint.", (
                 ("Model", EVAL_HEAD),
                 ("Sampling", [*SAMPLING, "seed"]),
+                _grid(),
                 _resources()),
             _evaluation("sample", sample_spec)),
 )
 KIND = {kind.name: kind for kind in KINDS}
 
-__all__ = ["KIND", "KINDS", "QUICK", "KindForm", "cuda_available", "deep_merge", "gpus_for", "merged_config",
-           "option_field", "parse_number"]
+__all__ = ["GRID_FIELDS", "KIND", "KINDS", "QUICK", "KindForm", "cuda_available", "deep_merge", "gpus_for",
+           "merged_config", "option_field", "parse_number", "point_build"]

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QGridLayout,
     QHBoxLayout,
@@ -33,14 +34,16 @@ from ddae_core.rundir import list_checkpoints
 
 from .cluster_settings import ClusterProfilesDialog, cluster_choices, workspace_default
 from .feed import Launcher, NameTaken, RunSummary
-from .fields import ERROR_STYLE, DataChooser, Field, FieldRow, sentence
+from .fields import ERROR_STYLE, DataChooser, Field, FieldRow, message_of, sentence
+from .grid_form import GridSweepForm, grid_rows
 from .kinds import KINDS, QUICK, KindForm, cuda_available, gpus_for
+from .like_this import form_values
 
 log = logging.getLogger(__name__)
 
 
-class LaunchForm(QWidget):
-    """The form of one job kind; submit() validates, marks bad fields, and queues."""
+class LaunchForm(GridSweepForm, QWidget):
+    """The form of one job kind; submit() validates, marks bad fields, and queues (one run, or a grid sweep)."""
 
     queued = Signal(str)        # run id
 
@@ -103,8 +106,13 @@ class LaunchForm(QWidget):
         self.profiles_button = QPushButton("Profiles…")
         self.profiles_button.setToolTip("Edit the workspace's Slurm cluster profiles")
         self.profiles_button.clicked.connect(self.edit_profiles)
+        self.count = QLabel()            # how many runs a grid sweep queues
+        self.count.setStyleSheet("color: #555;")
+        for row in self.rows.values():
+            row.changed.connect(self._update_count)
         bottom = QHBoxLayout()
         bottom.addWidget(self.message, 1)
+        bottom.addWidget(self.count)
         bottom.addWidget(QLabel("Run on"))
         bottom.addWidget(self.run_on)
         bottom.addWidget(self.profiles_button)
@@ -148,8 +156,11 @@ class LaunchForm(QWidget):
     def values(self) -> dict[str, Any]:
         """Every field's value; ConfigError for the first that cannot even be parsed."""
         out: dict[str, Any] = {}
+        grid = set(grid_rows(self.kind, self.rows))
         for name, row in self.rows.items():
-            if isinstance(row.editor, QSpinBox):
+            if name in grid:
+                out[name] = None            # a list or a range: each point of the grid sets it
+            elif isinstance(row.editor, QSpinBox):
                 out[name] = row.editor.value()
             else:
                 out[name] = row.value()
@@ -165,6 +176,18 @@ class LaunchForm(QWidget):
                 row.set_text(yaml.safe_dump(value, sort_keys=False, default_flow_style=None))
             else:
                 row.set_text("" if value is None else str(value))
+
+    def fill(self, values: dict[str, Any]) -> None:
+        """Set fields by name to values (like_this.form_values): check boxes, the parent and the rest as text."""
+        for name, value in values.items():
+            row = self.rows[name]
+            if isinstance(row.editor, QCheckBox):
+                row.editor.setChecked(bool(value))
+            elif name == "parent":
+                self.select_parent(value)
+            else:
+                self.set_values(**{name: value})
+        self._update_count()
 
     def set_parent_runs(self, runs: Sequence[RunSummary]) -> None:
         """The runs an evaluation can start from (train and import runs), newest first."""
@@ -302,15 +325,18 @@ class LaunchForm(QWidget):
         """Validate and queue; on a bad value mark its field and queue nothing. Returns the run id."""
         self.clear_errors()
         try:
-            spec = self.build_spec()
+            specs = self.build_specs()
         except ConfigError as exc:
-            self.mark(exc.field, _message_of(exc))
+            self.mark(exc.field, message_of(exc))
             return None
         except UserError as exc:
             self.mark(self.kind.user_error_field, str(exc))
             return None
         if self.launcher is None:
             return None
+        if len(specs) > 1:
+            return self._submit_sweep(specs)
+        spec = specs[0]
         try:
             run_id = self.launcher.submit(spec, priority=int(self.values().get("priority") or 0),
                                           cluster=self.run_on.currentData(),
@@ -356,12 +382,6 @@ class LaunchForm(QWidget):
         return self.rows[name].error_text
 
 
-def _message_of(exc: ConfigError) -> str:
-    text = str(exc)
-    prefix = f"{exc.field}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
-
-
 class LaunchView(QWidget):
     """The job kinds on the left, the chosen kind's form on the right."""
 
@@ -394,12 +414,28 @@ class LaunchView(QWidget):
     def form(self, kind: str) -> LaunchForm:
         return self.forms[kind]
 
-    def show_kind(self, kind: str, parent_run: str | None = None) -> LaunchForm:
+    def show_kind(self, kind: str, parent_run: str | None = None, checkpoint: int | None = None) -> LaunchForm:
         index = [k.name for k in KINDS].index(kind)
         self.kinds.setCurrentRow(index)
         form = self.forms[kind]
         if parent_run:
             form.select_parent(parent_run)
+        if checkpoint is not None and "checkpoint" in form.rows:
+            combo: QComboBox = form.rows["checkpoint"].editor
+            found = combo.findData(int(checkpoint))
+            if found >= 0:
+                combo.setCurrentIndex(found)
+            else:
+                combo.setEditText(str(checkpoint))
+        return form
+
+    def launch_like(self, spec: dict) -> LaunchForm:
+        """Show the form of the spec's kind filled from it (Launch like this): queued unchanged, the same run."""
+        form = self.show_kind(str(spec["kind"]))
+        form.clear_errors()
+        form.fill(form_values(spec))
+        form.show_message(f"Filled from run {spec.get('name') or spec.get('id')}; change what differs, or type a list "
+                          "or a range in a number field for a sweep.")
         return form
 
     def set_parent_runs(self, runs: Sequence[RunSummary]) -> None:

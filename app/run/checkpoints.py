@@ -10,16 +10,18 @@ so it can run after every change of a long sweep; gather_checkpoints is the one-
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from db import RunSummary, Store
 from ddae_core.engine.evaluation.fid_label import FID_KEY, NONSTANDARD_KEY, fid_name
-from ddae_core.rundir import GRID, SAMPLES_KEY, JobKind, RunStatus
+from ddae_core.rundir import GRID, SAMPLES_KEY, JobKind, RunStatus, list_checkpoints
 
 PROBE_KEY = "probe/accuracy"
+LOSS_KEY = "loss/train"
 STEP_KEYS = (PROBE_KEY, "probe/baseline/pixels", "probe/baseline/random_init")    # metrics at the probed step
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 EMPTY_TEXT = ("No FID yet: `ddae sweep --run {run}` (or Evaluate checkpoints while training, in Launch) queues "
@@ -235,3 +237,59 @@ class CheckpointReader:
 def gather_checkpoints(store: Store, run_id: str) -> CheckpointResults:
     """Every checkpoint of a train run with FID or probe accuracy, read once (see CheckpointReader)."""
     return CheckpointReader(store, run_id).read()
+
+
+# The checkpoint list: every checkpoint a train run saved, with what is known of it.
+@dataclass(frozen=True)
+class CheckpointRow:
+    """One saved checkpoint: when, its loss then, its probe accuracy and FID where measured, its size."""
+
+    step: int
+    path: Path
+    saved: float | None = None          # Unix seconds (the file's time)
+    size_bytes: int | None = None
+    loss: float | None = None           # the last logged loss/train at or before the step
+    accuracy: float | None = None       # 0..1, its probe's (best cell where a grid)
+    cell: str | None = None
+    fid: float | None = None
+    probe_run: str | None = None        # the probe whose heads Classify can use
+    best: tuple[str, ...] = ()          # "loss", "probe", "FID": what it is the best checkpoint by
+
+
+BEST_BY = ("loss", "probe", "FID")
+
+
+def checkpoint_files(run_dir: Path) -> list[tuple[int, Path, float | None, int | None]]:
+    """(step, path, time, size) of each complete checkpoint, by step; a file that went meanwhile has no time."""
+    out = []
+    for step, path in list_checkpoints(run_dir):
+        try:
+            stat = path.stat()
+            size = stat.st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+            out.append((step, path, stat.st_mtime, size))
+        except OSError:
+            out.append((step, path, None, None))
+    return out
+
+
+def checkpoint_rows(files: list[tuple[int, Path, float | None, int | None]], results: CheckpointResults | None,
+                    loss_steps, loss_values) -> list[CheckpointRow]:
+    """The rows of the checkpoint list, with the best checkpoint by loss, probe accuracy and FID marked.
+
+    loss_steps, loss_values: the run's loss/train curve (ascending steps).
+    """
+    points = {p.step: p for p in results.points} if results is not None else {}
+    rows = []
+    for step, path, saved, size in files:
+        index = bisect.bisect_right(list(loss_steps), step) - 1
+        loss = float(loss_values[index]) if index >= 0 and math.isfinite(loss_values[index]) else None
+        point = points.get(step)
+        rows.append(CheckpointRow(step, path, saved, size, loss,
+                                  accuracy=point.accuracy if point else None, cell=point.cell if point else None,
+                                  fid=point.fid if point else None, probe_run=point.probe_run if point else None))
+    best = {
+        "loss": min((r for r in rows if r.loss is not None), key=lambda r: (r.loss, r.step), default=None),
+        "probe": max((r for r in rows if r.accuracy is not None), key=lambda r: (r.accuracy, -r.step), default=None),
+        "FID": min((r for r in rows if r.fid is not None), key=lambda r: (r.fid, r.step), default=None),
+    }
+    return [replace(r, best=tuple(name for name in BEST_BY if best[name] is r)) for r in rows]

@@ -17,7 +17,7 @@ from ddae_core.engine.evaluation.grid_axes import GridPlacement, placement_of, s
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, protocol_of
 from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
 
-from .checkpoints import CheckpointReader, CheckpointResults
+from .checkpoints import LOSS_KEY, CheckpointReader, CheckpointResults, CheckpointRow, checkpoint_files, checkpoint_rows
 
 __all__ = ["Changes", "History", "RunFeed", "RunRecord", "RunSummary", "RunUpdate", "grid_of"]   # the views take these
 
@@ -52,6 +52,7 @@ class RunUpdate:
     images: list[tuple[int, Path]] | None = None
     children: list[RunSummary] | None = None
     checkpoints: CheckpointResults | None = None   # a trained model's FID and probe accuracy per checkpoint
+    checkpoint_rows: list[CheckpointRow] | None = None   # its saved checkpoints, with those results and the loss
     first: bool = False
 
 
@@ -76,6 +77,7 @@ class RunFeed:
         self._children: list[RunSummary] | None = None
         self._checkpoint_reader = CheckpointReader(store, run_id)
         self._checkpoints: CheckpointResults | None = None
+        self._checkpoint_files: tuple | None = None
         self._first = True
 
     def poll(self, children_changed: bool = True) -> RunUpdate:
@@ -100,8 +102,21 @@ class RunFeed:
             checkpoints = self._checkpoint_reader.read(self._children or [])
             if checkpoints != self._checkpoints:
                 self._checkpoints = update.checkpoints = checkpoints
+        if record.kind in MODEL_KINDS:
+            self._poll_checkpoint_rows(update)
         self._poll_grid(update)
         return update
+
+    def _poll_checkpoint_rows(self, update: RunUpdate) -> None:
+        """The checkpoint list again when a checkpoint was saved or removed, or a result came in."""
+        files = checkpoint_files(self.run_dir)
+        # The loss of a checkpoint just saved may be ingested after it: read again until it is.
+        loss_step = min(self._last.get(LOSS_KEY, (0, 0))[0], files[-1][0] if files else 0)
+        if update.checkpoints is None and (files, loss_step) == self._checkpoint_files:
+            return
+        self._checkpoint_files = (files, loss_step)
+        loss = self.store.metric_history(self.run_id, LOSS_KEY)
+        update.checkpoint_rows = checkpoint_rows(files, self._checkpoints, loss.steps, loss.values)
 
     def _poll_metrics(self, update: RunUpdate) -> None:
         for summary in self.store.summaries(self.run_id):

@@ -129,10 +129,13 @@ class GridPanel(Panel):
     """The layer x noise heatmap, filling in cell by cell."""
 
     title = "Probe grid"
+    classify_cell = Signal(str, str, int)      # the grid's run, a cell's layer and timestep: open its head in Classify
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.heatmap = GridHeatmap("Linear probe accuracy (%), layer x noise level")
+        self.heatmap.setToolTip("Click a cell to classify images with its head, at its noise level")
+        self.heatmap.cellClicked.connect(self._cell_clicked)
         self.heatmap.set_status("No probe grid yet. Evaluate ▾ → Probe grid queues one; its cells appear here "
                                 "as they finish, the best outlined.")
         self.fit = QCheckBox("Fit colours to the cells")
@@ -159,6 +162,10 @@ class GridPanel(Panel):
         layout.addWidget(self.heatmap)
         # Fitted by default: a weak grid on 0-100% is one flat colour; the baselines' marks keep it honest.
         self.set_fit(True)
+
+    def _cell_clicked(self, timestep: int, layer: str) -> None:
+        if self.source:
+            self.classify_cell.emit(self.source, layer, timestep)
 
     def set_fit(self, on: bool) -> None:
         with QSignalBlocker(self.fit):

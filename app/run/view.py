@@ -38,6 +38,7 @@ from ..live import LiveHub
 from ..logtail import LogTail
 from ..system import SystemStrip
 from ..widgets.elided import ElidedLabel
+from .checkpoint_list import CheckpointsPanel
 from .deferred_panel import DeferredPanel
 from .feed import Changes, RunFeed, RunRecord, RunUpdate
 from .panels import (
@@ -82,7 +83,8 @@ def panels_for(record: RunRecord) -> list[Panel | DeferredPanel]:
         per_epoch = steps_per_epoch(record.spec)
         panels: list[Panel | DeferredPanel] = [
             TrainingPanel(per_epoch), DeferredPanel(SamplesPanel, SamplesPanel), DeferredPanel(GridPanel, GridPanel),
-            DeferredPanel(UnifiedPanel, lambda: UnifiedPanel(per_epoch))]
+            DeferredPanel(UnifiedPanel, lambda: UnifiedPanel(per_epoch)),
+            DeferredPanel(CheckpointsPanel, CheckpointsPanel)]
         if (record.spec.get("options") or {}).get("monitor_layers"):
             panels.append(AlignPanel())         # the label-free monitor writes align/ and uniform/ keys
         panels.append(DeferredPanel(ChildrenPanel, ChildrenPanel))
@@ -128,6 +130,9 @@ class RunHeader(QWidget):
         self.progress.setFixedWidth(300)
         self.progress.setTextVisible(True)
         self.folder_button = QPushButton("Open folder")
+        self.like_button = QPushButton("Launch like this")
+        self.like_button.setToolTip("Open the Launch form filled from this run's spec, to queue it again or a sweep "
+                                    "around it")
         self.evaluate_button = QToolButton()
         self.evaluate_button.setText("Evaluate ▾")
         self.evaluate_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -139,6 +144,7 @@ class RunHeader(QWidget):
         top.addStretch(1)
         top.addWidget(self.progress)
         top.addWidget(self.evaluate_button)
+        top.addWidget(self.like_button)
         top.addWidget(self.folder_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 0)
@@ -184,6 +190,7 @@ class RunHeader(QWidget):
             self.progress.setValue(0)
             self.progress.setFormat(waiting or r.progress_stage or "queued")
         self.evaluate_button.setVisible(r.kind in MODEL_KINDS)
+        self.like_button.setVisible(r.kind != "import")        # an import has no launch form
 
 
     def time_left(self, r: RunRecord) -> float | None:
@@ -200,6 +207,9 @@ class RunView(QWidget):
 
     open_run = Signal(str)
     evaluate = Signal(str, str)     # job kind, parent run id
+    launch_like = Signal(str)       # run id: the Launch form filled from its spec
+    evaluate_checkpoint = Signal(str, str, int)     # job kind, parent run id, checkpoint step
+    classify_head = Signal(str, str, int)           # a probe run, its head's layer ('' its best cell), timestep (-1)
 
     def __init__(self, feed_for: Callable[[str], RunFeed] | None, hub: LiveHub | None = None, parent=None,
                  remaining: RemainingTime | None = None):
@@ -214,6 +224,7 @@ class RunView(QWidget):
 
         self.header = RunHeader(remaining=remaining)
         self.header.folder_button.clicked.connect(self._open_folder)
+        self.header.like_button.clicked.connect(lambda: self.record and self.launch_like.emit(self.record.id))
         for kind, text in EVALUATIONS:
             self.header.menu.addAction(text, lambda k=kind: self.record and self.evaluate.emit(k, self.record.id))
         self.tabs = QTabWidget()
@@ -284,8 +295,8 @@ class RunView(QWidget):
             self.tabs.addTab(panel, panel.title)
             if isinstance(panel, DeferredPanel):
                 panel.build_me = self._build
-            elif isinstance(panel, ChildrenPanel):
-                panel.open_run.connect(self.open_run)
+            else:
+                self._connect(panel)
         self.log.follow(feed.run_dir / LOG)
         self._set_empty(False)
         self._apply(update)
@@ -384,14 +395,23 @@ class RunView(QWidget):
                 return self._build(p)
         return None
 
+    def _connect(self, panel: Panel) -> None:
+        """A panel's requests to open something elsewhere, passed on as this view's signals."""
+        if isinstance(panel, ChildrenPanel):
+            panel.open_run.connect(self.open_run)
+        elif isinstance(panel, GridPanel):
+            panel.classify_cell.connect(self.classify_head)
+        elif isinstance(panel, CheckpointsPanel):
+            panel.evaluate_checkpoint.connect(self.evaluate_checkpoint)
+            panel.classify_head.connect(self.classify_head)
+
     def _build(self, deferred: DeferredPanel) -> Panel | None:
         """Build a deferred panel and put it in its tab's place (the tab stays current if it was)."""
         if deferred not in self.panels:
             return None                 # a late request for a run no longer shown
         panel = deferred.build()
         self.panels[self.panels.index(deferred)] = panel
-        if isinstance(panel, ChildrenPanel):
-            panel.open_run.connect(self.open_run)
+        self._connect(panel)
         index, current = self.tabs.indexOf(deferred), self.tabs.currentWidget() is deferred
         held = [p for p in self.panels if isinstance(p, DeferredPanel)]
         for p in held:

@@ -45,6 +45,7 @@ class RunsView(QWidget):
     open_run = Signal(str)          # double-click or "Open"
     compare = Signal(list)          # run ids, two or more
     evaluate = Signal(str, str)     # job kind, parent run id
+    launch_like = Signal(str)       # run id: the Launch form filled from its spec
 
     def __init__(self, pager: RunsPager | None, parent=None):
         super().__init__(parent)
@@ -380,6 +381,7 @@ class RunsView(QWidget):
         menu.addAction("Open in Run view", self._open_selected).setEnabled(len(ids) == 1)
         menu.addAction("Rename", self._rename_selected).setEnabled(len(ids) == 1)
         menu.addAction("Compare", lambda: self.compare.emit(self.selected())).setEnabled(len(ids) >= 2)
+        menu.addAction("Launch like this…", lambda: self.launch_like.emit(self.selected()[0])).setEnabled(len(ids) == 1)
         menu.addSeparator()
         for kind, text in ((JobKind.PROBE, "Probe grid…"), (JobKind.ALIGN_UNIFORM, "Alignment and uniformity…"),
                            (JobKind.NOISY_CLASSIFIER, "Noise-conditional classifier…"),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QGraphicsRectItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
@@ -44,6 +44,8 @@ _BAR_PIXELS = 256               # the colour bar's own y range for its colour ma
 
 class GridHeatmap(QWidget):
     """A probe grid as a heatmap: set_axes, then set_cell as cells arrive."""
+
+    cellClicked = Signal(int, str)           # timestep, layer of a measured cell clicked
 
     def __init__(self, title: str = "", parent=None):
         super().__init__(parent)
@@ -106,6 +108,7 @@ class GridHeatmap(QWidget):
         self.readout = QLabel("")            # the cell under the mouse
         self.readout.setStyleSheet("color: #303030;")
         follow_mouse(self.layout_widget.scene(), self.plot, self.readout, self.readout_at)
+        self.layout_widget.scene().sigMouseClicked.connect(self._clicked)
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 2, 4, 0)
         bar.addWidget(self.status, 1)
@@ -209,6 +212,22 @@ class GridHeatmap(QWidget):
 
     def axes(self) -> tuple[list[int], list[str]]:
         return list(self._timesteps), list(self._layers)
+
+    def measured_cell_at(self, x: float, y: float) -> tuple[int, str] | None:
+        """(timestep, layer) of the measured cell at plot coordinates (x, y); None outside or on a blank one."""
+        col, row = int(np.floor(x)), int(np.floor(y))
+        if not (0 <= row < len(self._timesteps) and 0 <= col < len(self._layers)):
+            return None
+        return (self._timesteps[row], self._layers[col]) if np.isfinite(self._values[row, col]) else None
+
+    def _clicked(self, event) -> None:
+        vb = self.plot.getViewBox()
+        if event.button() != Qt.MouseButton.LeftButton or not vb.sceneBoundingRect().contains(event.scenePos()):
+            return
+        point = vb.mapSceneToView(event.scenePos())
+        cell = self.measured_cell_at(point.x(), point.y())
+        if cell is not None:
+            self.cellClicked.emit(*cell)
 
     def set_cell(self, timestep: int, layer: str, accuracy: float | None) -> None:
         """One cell's value (0..1); None or NaN blanks it. A cell outside the axes extends them."""

@@ -82,4 +82,4 @@ def train_sweep_plan(args, spec: dict) -> dict | None:
 
     return sweep_plan(parse_model_config(spec["config"]), workspace_of(args), checkpoints=args.sweep or "all",
                       fid_n=args.fid_n, probe=args.probe, **_sweep_fid(args), device=spec["device"]["request"],
-                      seed=args.seed)
+                      seed=spec["options"]["seed"])       # a grid's run: its own seed

@@ -32,6 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start from this run's weights and EMA (its latest checkpoint, or STEP) with a fresh "
                         "optimizer and lr schedule: train a model further, or on new data")
     p.add_argument("--dry-run", action="store_true", help="validate and print the resolved spec, then stop")
+    grid = p.add_argument_group("grid sweep (many runs in one launch; needs --queue)")
+    grid.add_argument("--grid", action="append", metavar="KEY=VALUES",
+                      help="train every value of a setting: an option or a config key, values as a list or a range "
+                           "(diffusion.n_T=1000,256,64; lr=1e-4..1e-3 x4 log; steps=1..4); repeat it for the product")
+    grid.add_argument("--seeds", type=int, metavar="N",
+                      help="repeat each run with N seeds (--seed, --seed + 1, ...)")
+    grid.add_argument("--grid-name", metavar="NAME",
+                      help="the sweep's name; its runs are tagged sweep:NAME (default: its keys and the time)")
     sweep = p.add_argument_group("checkpoint sweep")
     sweep.add_argument("--sweep", nargs="*", metavar="all|every K",
                        help="queue FID and probe jobs for each new checkpoint (all) or those at multiples of K steps")
@@ -71,6 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args) -> int:
+    if args.grid or args.seeds not in (None, 1):
+        return _train_grid(args)
     spec = train_spec(config=preset_path(args.preset) if args.preset else args.config,
                       **options_of(args, MODELS["train"]))
     if args.name is None:
@@ -85,6 +95,41 @@ def cmd_train(args) -> int:
         return 0
     run_dir, status = launch(args, spec, name_chosen=args.name is not None)
     return finish(run_dir, status)
+
+
+def _train_grid(args) -> int:
+    """--grid/--seeds: every point's spec, checked before any is queued, then queued as one sweep."""
+    from db import Store
+
+    from ..jobs.cluster import check_placement
+    from ..jobs.grid_sweep import default_sweep_name, grid_specs, parse_grid, submit_sweep, sweep_tag, train_build
+    from .common import check_priority_option, gpus_option
+
+    axes = parse_grid("train", args.grid)
+    config = load_config(preset_path(args.preset) if args.preset else args.config)
+    build = train_build(config, args.preset, evaluate=lambda spec: train_sweep_plan(args, spec))
+    specs = grid_specs(build, "train", options_of(args, MODELS["train"]), axes, args.seeds)
+    for spec in specs:
+        if args.init_from:
+            _init_from(args, spec)
+    if args.dry_run:
+        yaml.safe_dump_all(specs, sys.stdout, sort_keys=False)
+        return 0
+    if not args.queue:
+        raise UserError(f"A grid of {len(specs)} runs needs --queue: its runs wait in the queue, and `ddae queue "
+                        "serve` or the app runs them.")
+    workspace = workspace_of(args)
+    check_priority_option(args.priority)
+    cluster = check_placement(workspace, args.cluster)
+    name = args.grid_name or default_sweep_name(axes, args.seeds)
+    with Store.open(workspace) as store:
+        run_ids = submit_sweep(workspace, specs, name, args.priority, gpus_option(args), cluster, store=store)
+    where = f" for cluster {cluster}" if cluster else ""
+    print(f"queued sweep {name} ({len(run_ids)} runs{where}, tag {sweep_tag(name)}); `ddae queue serve` or the app "
+          "runs them")
+    for run_id, spec in zip(run_ids, specs):
+        print(f"  {run_id}  {spec['name']}")
+    return 0
 
 
 def _init_from(args, spec: dict) -> None:

@@ -22,7 +22,7 @@ from db import QueueEntry, RunRecord, Store
 from db.records import FINAL_STATUSES
 
 from ..engine.errors import UserError
-from ..rundir import RUNS_DIR, STOP, EventType, RunStatus
+from ..rundir import RUNS_DIR, STOP, SWEEP_TAG_PREFIX, EventType, RunStatus
 from . import slurm
 from .cluster import get_profile, read_slurm, run_cluster
 from .worker_process import append_event
@@ -114,6 +114,38 @@ class ClusterBackend:
         return list(self._submitted)
 
     # Submitting.
+    def submit_all(self, t, ready: list[tuple[QueueEntry, RunRecord, str]]) -> None:
+        """Submit the tick's ready runs: the runs of one grid sweep (tag sweep:NAME) of one kind and size on one
+        profile as a job array, every other run as a job of its own."""
+        arrays: dict[tuple, list[tuple[QueueEntry, RunRecord]]] = {}
+        for entry, record, cluster in ready:
+            sweep = next((tag for tag in record.tags if tag.startswith(SWEEP_TAG_PREFIX)), None)
+            key = (cluster, sweep, entry.kind, entry.gpus, entry.device_request) if sweep else (cluster, entry.run)
+            arrays.setdefault(key, []).append((entry, record))
+        for key, members in arrays.items():
+            if len(members) == 1:
+                self.submit(t, *members[0], key[0])
+            else:
+                self.submit_array(t, [entry for entry, _ in members], key[0], key[1].removeprefix(SWEEP_TAG_PREFIX))
+
+    def submit_array(self, t, entries: list[QueueEntry], cluster: str, name: str) -> None:
+        """sbatch the runs as one job array; a profile or submission Slurm refuses fails each with that sentence."""
+        entries = [e for e in entries if self.store.dequeue(e.run)]      # those not cancelled since the queue was read
+        if not entries:
+            return
+        for entry in entries:
+            (self.store.run_dir(entry.run) / STOP).unlink(missing_ok=True)
+        try:
+            profile = get_profile(self.workspace, cluster)
+            job_ids, shape = slurm.submit_array([self.store.run_dir(e.run) for e in entries], profile,
+                                                cluster_gpus(entries[0], profile), entries[0].kind, name)
+        except (UserError, OSError) as exc:
+            for entry in entries:
+                self._refused(t, entry, cluster, exc)
+            return
+        for entry, job_id in zip(entries, job_ids):
+            self._submitted_as(t, entry, cluster, job_id, shape)
+
     def submit(self, t, entry: QueueEntry, record: RunRecord, cluster: str) -> bool:
         """sbatch the run; a profile or submission Slurm refuses fails the run with that sentence."""
         run_dir = self.store.run_dir(entry.run)
@@ -124,12 +156,21 @@ class ClusterBackend:
             profile = get_profile(self.workspace, cluster)
             job_id, shape = slurm.submit(run_dir, profile, cluster_gpus(entry, profile), entry.kind)
         except (UserError, OSError) as exc:
-            sentence = str(exc) if isinstance(exc, UserError) else \
-                f"Run {entry.run} could not be submitted to cluster {cluster} ({exc})."
-            append_event(run_dir, EventType.STATUS, status=RunStatus.FAILED, error=sentence)
-            self.store.set_status(entry.run, RunStatus.FAILED, error=sentence)
-            t.refused.append((entry.run, sentence))
+            self._refused(t, entry, cluster, exc)
             return False
+        self._submitted_as(t, entry, cluster, job_id, shape)
+        return True
+
+    def _refused(self, t, entry: QueueEntry, cluster: str, exc: Exception) -> None:
+        run_dir = self.store.run_dir(entry.run)
+        sentence = str(exc) if isinstance(exc, UserError) else \
+            f"Run {entry.run} could not be submitted to cluster {cluster} ({exc})."
+        append_event(run_dir, EventType.STATUS, status=RunStatus.FAILED, error=sentence)
+        self.store.set_status(entry.run, RunStatus.FAILED, error=sentence)
+        t.refused.append((entry.run, sentence))
+
+    def _submitted_as(self, t, entry: QueueEntry, cluster: str, job_id: str, shape: slurm.Shape) -> None:
+        run_dir = self.store.run_dir(entry.run)
         device = f"slurm {cluster} job {job_id}"
         if shape.gpus_per_node:
             device += f" ({shape.nodes}x{shape.gpus_per_node} GPU)"
@@ -139,7 +180,6 @@ class ClusterBackend:
         self.store.set_status(entry.run, RunStatus.RUNNING, pid=0, host=slurm_host(cluster), device=device)
         self._submitted[entry.run] = time.time()
         t.started.append((entry.run, device))
-        return True
 
     # Polling.
     def poll(self, t) -> None:

@@ -196,6 +196,7 @@ class Scheduler:
         free_cpu = [s for s in self._cpu if s not in busy]
         free_gpu = [s for s in self._gpu if s not in busy]
         started = self.local.running()
+        to_cluster = []             # submitted together after the loop: a sweep's runs go as one job array
         for entry in self.store.queued_jobs():
             if entry.run in started:
                 # An index rebuilt from the run folders before this worker wrote its first status line
@@ -219,7 +220,7 @@ class Scheduler:
                 self._show_reason(entry.run, reason)
                 continue
             if cluster is not None:
-                self.cluster.submit(t, entry, record, cluster)
+                to_cluster.append((entry, record, cluster))
                 continue
             pool = free_cpu if need_kind == "cpu" else free_gpu
             if len(pool) < count:
@@ -233,6 +234,8 @@ class Scheduler:
             if self.local.submit(t, entry, need_kind, slots):
                 self._reasons_written.pop(entry.run, None)
                 del pool[:count]
+        if to_cluster:
+            self.cluster.submit_all(t, to_cluster)
 
     def _parent_wait(self, record: RunRecord) -> str | None:
         """None when the job's parent checkpoint exists (or it has no parent), else why it waits."""

@@ -27,6 +27,7 @@ SQUEUE_FORMAT = "%i|%T|%r|%N|%M|%l"
 LIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
                "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD")
 SUBMITIT_DIR = SLURM_DIR        # submitit's pickles and its own logs, inside the run directory
+ARRAYS_DIR = "slurm-arrays"     # ... of a job array (a sweep's runs), in the workspace: its elements share them
 
 
 class SlurmError(UserError):
@@ -81,7 +82,8 @@ def query(fresh: bool = False) -> dict[str, SlurmJobState]:
     now = time.monotonic()
     if not fresh and _cache is not None and now - _cache[0] < SQUEUE_CACHE_S:
         return _cache[1]
-    text = _run(["squeue", "-h", "-u", getpass.getuser(), "-t", "all", "-o", SQUEUE_FORMAT])
+    # -r: one line per element of a job array (a sweep's), each by its own id 123_4, as slurm.json names it.
+    text = _run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-t", "all", "-o", SQUEUE_FORMAT])
     jobs = {}
     for line in text.splitlines():
         cols = line.split("|")
@@ -210,6 +212,37 @@ def submit(run_dir: Path, profile: ClusterProfile, gpus: int, kind: str) -> tupl
                       gpus_per_node=shape.gpus_per_node, time_limit=profile.time_limit)
     forget_cache()
     return str(job.job_id), shape
+
+
+def submit_array(run_dirs: list[Path], profile: ClusterProfile, gpus: int, kind: str,
+                 name: str) -> tuple[list[str], Shape]:
+    """Submit the workers of several runs of one shape (a grid sweep's) as one Slurm job array through submitit;
+    returns each run's job id (ARRAY_INDEX) in order, also noted in its slurm.json.
+
+    submitit's pickles and logs of the array go to WORKSPACE/slurm-arrays/NAME (the elements share a folder);
+    each worker still writes its run's log.txt, as a single job does.
+    """
+    from .slurm_job import SlurmWorker
+
+    run_dirs = [Path(d) for d in run_dirs]
+    shape = job_shape(profile, gpus, kind)
+    folder = run_dirs[0].parent.parent / ARRAYS_DIR / f"{name}-{run_dirs[0].name}"
+    jobs = executor(folder, profile, max_num_timeout=profile.max_requeues)
+    jobs.update_parameters(**sbatch_parameters(profile, shape, f"ddae-{name}"), array_parallelism=len(run_dirs))
+    try:
+        with jobs.batch():
+            handles = [jobs.submit(SlurmWorker(str(d), python=node_python(profile), distributed=shape.distributed))
+                       for d in run_dirs]
+    except Exception as exc:  # noqa: BLE001 - sbatch's refusal, in one sentence
+        lines = str(exc).strip().splitlines()
+        detail = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else "")
+        raise SlurmError(f"sbatch refused the array of {len(run_dirs)} runs ({name}) on profile {profile.name}: "
+                         f"{detail.strip()}") from None
+    for run_dir, job in zip(run_dirs, handles):
+        record_submission(run_dir, profile.name, job.job_id, nodes=shape.nodes, tasks_per_node=shape.tasks_per_node,
+                          gpus_per_node=shape.gpus_per_node, time_limit=profile.time_limit, array=name)
+    forget_cache()
+    return [str(job.job_id) for job in handles], shape
 
 
 def test_only(profile: ClusterProfile, gpus: int = 0, kind: str = JobKind.TRAIN) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..engine import data as datasets
 from ..engine.errors import ConfigError, UserError
-from ..rundir import DATA_DIR, JobKind, RunStatus, create_run
+from ..rundir import DATA_DIR, JobKind, RunStatus, create_run, write_meta
 from .cluster import check_placement, set_run_cluster
 
 if TYPE_CHECKING:      # a worker writes run folders without loading the database layer
@@ -74,7 +74,7 @@ def name_run(store: Store, spec: dict, name_chosen: bool) -> dict:
 
 
 def submit(workspace: Path, spec: dict, priority: int = 0, gpus: int | None = None, cluster: str | None = None,
-           *, name_chosen: bool = True, store: Store | None = None) -> str:
+           *, name_chosen: bool = True, store: Store | None = None, tags: tuple[str, ...] = ()) -> str:
     """Queue a validated spec; returns the new run's id.
 
     gpus: how many it takes (the spec's device.gpus when None). cluster: a profile of the workspace's
@@ -82,6 +82,7 @@ def submit(workspace: Path, spec: dict, priority: int = 0, gpus: int | None = No
     (numbered when taken) rather than refused. store: the workspace's open index; without one the folder
     is written with its queue block and the index enqueues it when its ingester registers it (a training
     worker's sweep on a cluster node, where SQLite must not be opened), and names are not checked.
+    tags: the run's first tags (a grid sweep's `sweep:NAME`), in its meta.json before the index reads it.
     """
     workspace = Path(workspace)
     gpus = int(spec["device"].get("gpus") or 0) if gpus is None else int(gpus)
@@ -92,6 +93,8 @@ def submit(workspace: Path, spec: dict, priority: int = 0, gpus: int | None = No
         spec = name_run(store, spec, name_chosen)
     run_dir = create_job(workspace, spec, queue={"priority": priority, "gpus": gpus})
     try:
+        if tags:
+            write_meta(run_dir, {"tags": list(tags)})
         if cluster is not None:
             set_run_cluster(run_dir, cluster)        # before it is queued: the scheduler reads it at once
         if store is not None:

@@ -25,6 +25,7 @@ LOG = "log.txt"                     # the worker's stdout and stderr
 STOP = "STOP"                       # present = a stop was requested
 SLURM = "slurm.json"                # a run placed on a cluster profile: its Slurm jobs
 SLURM_DIR = "slurm"                 # submitit's pickles and logs
+SWEEP_TAG_PREFIX = "sweep:"         # the tag of a grid sweep's runs, sweep:NAME (jobs.grid_sweep)
 CHECKPOINTS_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
 FIGURES_DIR = "figures"
