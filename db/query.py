@@ -203,7 +203,11 @@ class _Parser:
             if not self._is(":"):
                 raise self.fail("':' and a tag after 'tag' (tag:baseline)")
             self._take()
-            return Tag(str(self.value("a tag after 'tag:'")[0]))
+            parts = [str(self.value("a tag after 'tag:'")[0])]
+            while self._is(":"):                    # a tag may hold colons itself: tag:sweep:noise-T
+                self._take()
+                parts.append(str(self.value("the rest of the tag after ':'")[0]))
+            return Tag(":".join(parts))
         if self._is("in"):
             return self.in_clause(name)
         if self.token.kind == "punct" and self.token.text in OPERATORS:

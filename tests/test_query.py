@@ -19,7 +19,7 @@ def runs(store, workspace):
     """Three finished train runs that differ in noise levels, best accuracy, loss, tags and framework."""
     table = [  # name, n_T, lr, best, loss, tags, model_type
         ("t1000", 1000, 2e-4, 0.91, 0.30, ["baseline"], "DDPM"),
-        ("t256", 256, 1e-3, 0.85, 0.20, [], "DDPM"),
+        ("t256", 256, 1e-3, 0.85, 0.20, ["sweep:noise-T"], "DDPM"),
         ("t64", 64, 1e-3, 0.70, 0.40, ["paper"], "EDM"),
     ]
     for n, (name, n_T, lr, best, loss, tags, model_type) in enumerate(table):
@@ -68,6 +68,9 @@ def test_precedence_parentheses_and_not_select_the_right_runs(runs):
     assert names(runs, "(tag:paper or tag:baseline) and loss < 0.35") == ["t1000"]
     assert names(runs, "not tag:baseline") == ["t256", "t64"]
     assert names(runs, "not not tag:baseline") == ["t1000"]
+    # A sweep's tag holds a colon itself; it reads whole, quoted or not.
+    assert names(runs, "tag:sweep:noise-T") == names(runs, 'tag:"sweep:noise-T"') == ["t256"]
+    assert names(runs, "tag:sweep") == []
     assert names(runs, "not (best > 0.8 and kind = train)") == ["t64"]
 
 
