@@ -24,7 +24,9 @@ by n_T with mean +- std) and a second window one Run view; the same stall figure
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import statistics
 import subprocess
 import sys
@@ -118,9 +120,11 @@ def measure_redraw(app, n: int, repeat: int = 5) -> tuple[float, float]:
     return statistics.median(full), statistics.median(zoom)
 
 
-def stream(app, window, runs: list[Path], seconds: float, steps_per_s: float, open_views) -> tuple[float, list]:
+def stream(app, window, runs: list[Path], seconds: float, steps_per_s: float, open_views,
+           profile: bool = False) -> tuple[float, list]:
     """Start one writer per run, wait for the index to list them, open the views (open_views(), timed: ms),
-    then measure the GUI thread's stalls while they stream; returns (open ms, gaps)."""
+    then measure the GUI thread's stalls while they stream; returns (open ms, gaps). profile: print what the
+    GUI thread spent the time on (cProfile; it slows every call, so the stalls then read high)."""
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(d), str(seconds), str(steps_per_s)], cwd=ROOT)
                for d in runs]
     try:
@@ -131,7 +135,14 @@ def stream(app, window, runs: list[Path], seconds: float, steps_per_s: float, op
         started = time.perf_counter()
         open_views()
         show_ms = (time.perf_counter() - started) * 1000
-        return show_ms, measure_stalls(app, seconds * 0.9)
+        profiler = cProfile.Profile() if profile else None
+        if profiler is not None:
+            profiler.enable()
+        gaps = measure_stalls(app, seconds * 0.9)
+        if profiler is not None:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        return show_ms, gaps
     finally:
         for w in writers:
             w.wait(seconds + 30)
@@ -199,7 +210,7 @@ def sweep(app, tmp: Path, args) -> int:
         window.runs_view.reload()
         run_view.show_run(runs[0].name)
 
-    show_ms, gaps = stream(app, window, runs, args.seconds, args.steps_per_s, open_views)
+    show_ms, gaps = stream(app, window, runs, args.seconds, args.steps_per_s, open_views, args.profile)
     settle(app, window, runs[-1].name)
     shown, groups = loss_points(run_view), [(g.values, g.n) for g in lab.groups.groups]
     rows = window.runs_view.model.rowCount()
@@ -226,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=1_000_000, help="points of the redrawn curve")
     parser.add_argument("--runs", type=int, default=0,
                         help="stream a sweep of this many runs into the Runs view instead (e.g. 12)")
+    parser.add_argument("--profile", action="store_true", help="with --runs: print the GUI thread's profile")
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="ddae-bench-gui-"))
