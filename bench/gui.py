@@ -14,12 +14,19 @@ changes and a synchronous repaint redoes the peak-preserving decimation of all p
 A stall is reported as the whole gap between two ticks (so 10 ms means none). Targets: p99 stall < 30 ms,
 max stall < 100 ms, 1M-point redraw < 30 ms. The last line is the summary:
 `gui: p99 stall: T ms, max stall: T ms, 1M-point redraw: T ms`.
+
+`--runs 12` streams a sweep instead: 12 writer processes (a grid of n_T x seeds, each run with its settings)
+into one workspace while the window shows the Runs view as a lab uses it (setting and metric columns, grouped
+by n_T with mean +- std) and a second window one Run view; the same stall figures, recorded as `gui_sweep`:
+`gui, 12-run sweep: p99 stall: T ms, max stall: T ms (Runs view grouped, with setting columns, and a Run view)`.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import statistics
 import subprocess
 import sys
@@ -113,12 +120,124 @@ def measure_redraw(app, n: int, repeat: int = 5) -> tuple[float, float]:
     return statistics.median(full), statistics.median(zoom)
 
 
+def stream(app, window, runs: list[Path], seconds: float, steps_per_s: float, open_views,
+           profile: bool = False) -> tuple[float, list]:
+    """Start one writer per run, wait for the index to list them, open the views (open_views(), timed: ms),
+    then measure the GUI thread's stalls while they stream; returns (open ms, gaps). profile: print what the
+    GUI thread spent the time on (cProfile; it slows every call, so the stalls then read high)."""
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(d), str(seconds), str(steps_per_s)], cwd=ROOT)
+               for d in runs]
+    try:
+        deadline = time.monotonic() + 15
+        while window.store.count_runs() < len(runs) and time.monotonic() < deadline:
+            app.processEvents()
+            time.sleep(0.01)
+        started = time.perf_counter()
+        open_views()
+        show_ms = (time.perf_counter() - started) * 1000
+        profiler = cProfile.Profile() if profile else None
+        if profiler is not None:
+            profiler.enable()
+        gaps = measure_stalls(app, seconds * 0.9)
+        if profiler is not None:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        return show_ms, gaps
+    finally:
+        for w in writers:
+            w.wait(seconds + 30)
+
+
+def settle(app, window, last_run: str) -> None:
+    """Let the last events arrive, to report how much the views received."""
+    deadline = time.monotonic() + 10
+    while window.store.get_run(last_run).status != "done" and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
+    for _ in range(30):
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def loss_points(view) -> int:
+    from app.run.panels import TrainingPanel
+
+    loss = view.panel(TrainingPanel).loss
+    return len(loss.series_data("loss/train")[0]) if "loss/train" in loss.series_names() else 0
+
+
+def stall_line(gaps: list[float]) -> tuple[float, float]:
+    """Prints the timer's gaps; returns (p99, max). A gap is the whole time between ticks (10 ms: no stall)."""
+    p99, worst = percentile(gaps, 99), max(gaps)
+    print(f"10 ms timer: {len(gaps) + 1} ticks, gap p50 {statistics.median(gaps):.1f} ms, p99 {p99:.1f} ms, "
+          f"max {worst:.1f} ms (targets p99 < {TARGET_P99_MS:g} ms, max < {TARGET_MAX_MS:g} ms)")
+    return p99, worst
+
+
+SWEEP_COLUMNS = ["diffusion.n_T", "seed", "lrate", "best", "loss"]
+SWEEP_GROUP_BY, SWEEP_METRICS = ["diffusion.n_T"], ["best", "loss"]
+
+
+def sweep(app, tmp: Path, args) -> int:
+    """12 (--runs) writers stream a grid of n_T x seeds while the Runs view, grouped, and a Run view are open."""
+    from app.main_window import MainWindow, settle_heap
+    from app.run.feed import RunFeed
+    from app.run.view import RunView
+    from db import testing as fake
+
+    ws = tmp / "ws"
+    n_Ts = (1000, 512, 256, 64)
+    runs = [fake.write_run(ws, fake.run_id("train", i), name=f"T{n_Ts[i % 4]} seed {i // 4}",
+                           config={"diffusion": {"n_T": n_Ts[i % 4], "betas": [1e-4, 0.02]}, "network": {"ch": 32},
+                                   "lrate": 2e-4},
+                           options={"seed": i // 4, "steps": int(args.seconds * args.steps_per_s)})
+            for i in range(args.runs)]
+    window = MainWindow(ws)
+    window.resize(1400, 900)
+    window.show()
+    lab = window.runs_view.lab
+    lab.set_columns(SWEEP_COLUMNS)
+    lab.groups.set_grouping(SWEEP_GROUP_BY, SWEEP_METRICS)
+    lab.group_button.setChecked(True)
+    window.tabs.setCurrentWidget(window.runs_view)
+    run_view = RunView(partial(RunFeed, window.store), window.hub)
+    run_view.resize(1200, 800)
+    run_view.show()
+    window.hub.second.connect(run_view.tick)
+    settle_heap()
+
+    def open_views() -> None:
+        window.runs_view.reload()
+        run_view.show_run(runs[0].name)
+
+    show_ms, gaps = stream(app, window, runs, args.seconds, args.steps_per_s, open_views, args.profile)
+    settle(app, window, runs[-1].name)
+    shown, groups = loss_points(run_view), [(g.values, g.n) for g in lab.groups.groups]
+    rows = window.runs_view.model.rowCount()
+    run_view.close()
+    window.close()
+    events = int(args.seconds * args.steps_per_s) * 5 * args.runs
+    print(f"streamed {events:,} events from {args.runs} writers in {args.seconds:g} s; loss points shown in the "
+          f"Run view: {shown}; Runs view: {rows} rows, groups (n_T, n) {groups}")
+    print(f"opening the Runs page and the Run view (before the timer starts): {show_ms:.0f} ms")
+    p99, worst = stall_line(gaps)
+    load = os.getloadavg()[0]
+    print(f"machine load after measuring: {load:.1f} on {os.cpu_count()} cores")
+    record("gui_sweep", f"gui, {args.runs}-run sweep: p99 stall: {p99:.1f} ms, max stall: {worst:.1f} ms "
+                        f"(Runs view grouped, with setting columns, and a Run view)",
+           note=f"load average {load:.1f} on {os.cpu_count()} cores while measuring")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=12.0, help="how long the jobs stream (default 12)")
     parser.add_argument("--steps-per-s", type=float, default=200.0,
                         help="training steps each writer reports per second, 5 events each (default 200)")
     parser.add_argument("--points", type=int, default=1_000_000, help="points of the redrawn curve")
+    parser.add_argument("--runs", type=int, default=0,
+                        help="stream a sweep of this many runs into the Runs view instead (e.g. 12)")
+    parser.add_argument("--profile", action="store_true", help="with --runs: print the GUI thread's profile")
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="ddae-bench-gui-"))
@@ -127,11 +246,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from app.main_window import MainWindow, settle_heap
     from app.run.feed import RunFeed
-    from app.run.panels import TrainingPanel
     from app.run.view import RunView
     from db import testing as fake
 
     app = QApplication.instance() or QApplication([])
+    if args.runs:
+        return sweep(app, tmp, args)
     ws = tmp / "ws"
     runs = [fake.write_run(ws, fake.run_id("train", i), name=f"stream {i}") for i in (1, 2)]
     window = MainWindow(ws)
@@ -143,43 +263,22 @@ def main(argv: list[str] | None = None) -> int:
     window.hub.second.connect(second.tick)
     settle_heap()                       # as main.py does once the window is up
 
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(d), str(args.seconds), str(args.steps_per_s)],
-                                cwd=ROOT) for d in runs]
-    try:
-        deadline = time.monotonic() + 15
-        while window.store.count_runs() < 2 and time.monotonic() < deadline:
-            app.processEvents()
-            time.sleep(0.01)
-        started = time.perf_counter()
+    def open_views() -> None:
         window.show_run(runs[0].name)
         second.show_run(runs[1].name)
         window.tabs.setCurrentWidget(window.run_view)
-        show_ms = (time.perf_counter() - started) * 1000
-        gaps = measure_stalls(app, args.seconds * 0.9)
-    finally:
-        for w in writers:
-            w.wait(args.seconds + 30)
-    # Let the last events arrive, to report how much the views received.
-    deadline = time.monotonic() + 10
-    while window.store.get_run(runs[1].name).status != "done" and time.monotonic() < deadline:
-        app.processEvents()
-        time.sleep(0.02)
-    for _ in range(30):
-        app.processEvents()
-        time.sleep(0.02)
-    shown = [len(v.panel(TrainingPanel).loss.series_data("loss/train")[0]) if "loss/train" in
-             v.panel(TrainingPanel).loss.series_names() else 0 for v in (window.run_view, second)]
+
+    show_ms, gaps = stream(app, window, runs, args.seconds, args.steps_per_s, open_views)
+    settle(app, window, runs[1].name)
+    shown = [loss_points(v) for v in (window.run_view, second)]
     events = int(args.seconds * args.steps_per_s) * 5 * 2
     second.close()
     window.close()
 
     full_ms, zoom_ms = measure_redraw(app, args.points)
-    # Reported as the whole gap between ticks (10 ms when the GUI thread never waited), not gap - 10 ms.
-    p99, worst = percentile(gaps, 99), max(gaps)
     print(f"streamed {events:,} events from 2 writers in {args.seconds:g} s; loss points shown per view: {shown}")
     print(f"opening the two runs (show_run, before the timer starts): {show_ms:.0f} ms")
-    print(f"10 ms timer: {len(gaps) + 1} ticks, gap p50 {statistics.median(gaps):.1f} ms, p99 {p99:.1f} ms, "
-          f"max {worst:.1f} ms (targets p99 < {TARGET_P99_MS:g} ms, max < {TARGET_MAX_MS:g} ms)")
+    p99, worst = stall_line(gaps)
     print(f"{args.points:,}-point curve: redraw (zoom + repaint) {zoom_ms:.1f} ms (target < {TARGET_REDRAW_MS:g} ms); "
           f"new data (set_series + repaint) {full_ms:.1f} ms")
     record("gui", f"gui: p99 stall: {p99:.1f} ms, max stall: {worst:.1f} ms, 1M-point redraw: {zoom_ms:.1f} ms")

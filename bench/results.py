@@ -20,7 +20,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # The order the README lists them in.
 ORDER = ("train_throughput", "probe_grid", "probe_grid_shapes", "probe_grid_cifar10", "instant_grid", "features",
-         "features_dit", "probe_quality", "demo_quality", "contention", "store", "runs_table", "gui", "gpu_check")
+         "features_dit", "probe_quality", "demo_quality", "contention", "store", "runs_table", "gui", "gui_sweep",
+         "gpu_check")
 
 
 @dataclass(frozen=True)

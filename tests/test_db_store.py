@@ -37,6 +37,7 @@ def test_open_creates_workspace_and_pragmas_on_every_connection(tmp_path):
                 assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
                 assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
                 assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1   # NORMAL
+                assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -64 * 1024
 
 
 def test_migrated_schema_matches_models(store):

@@ -83,6 +83,12 @@ def test_axes_give_one_value_per_matching_run(store, lab):
     assert list(axes.run_ids) == expected
     assert list(axes.values[0]) == [lab[rid]["n_T"] for rid in expected]
     assert list(axes.values[1]) == pytest.approx([lab[rid]["best"] for rid in expected])
+    # Several kinds (an IN list on the raw cursor), a metric read through its subquery, and no match at all.
+    both = store.axes(["kind", "fid"], kind=["train", "fid"], status="done")
+    assert sorted(both.values[0]).count("train") == len(lab) == sorted(both.values[0]).count("fid")
+    fids = dict(zip(both.run_ids, both.values[1]))
+    assert [fids[rid] for rid in lab] == pytest.approx([truth["fid"] for truth in lab.values()])
+    assert store.axes(["diffusion.n_T", "best"], where="best > 2").values == ((), ())
 
 
 def test_bad_group_requests_are_one_sentence(store, lab):

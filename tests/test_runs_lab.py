@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt
 
 from app.runs.feed import RunsPager, brush_query, combined_where
 from app.runs.view import RunsView
+from app.widgets.parallel import layout
 from db import Store
 from db.paper_table import markdown
 from db.testing import write_lab
@@ -94,6 +95,20 @@ def test_brushing_an_axis_filters_the_table_and_feeds_compare(qtbot, store, lab)
     assert sorted(compared.args[0]) == wanted
     view.lab.plot.clear_brushes()
     assert view.pager.total == 6
+
+
+def test_axis_positions_numbers_by_range_texts_by_rank_missing_as_nan():
+    nan = float("nan")
+    axes, positions = layout(["diffusion.n_T", "model_type", "mixed", "empty"],
+                             [(64, None, 1000, 298), ("EDM", "DDPM", None, "None"), ("64", 128, None, 128),
+                              (None,) * 4])
+    assert (axes[0].low, axes[0].high) == (64, 1000)
+    assert positions[:, 0] == pytest.approx([0, nan, 1, 0.25], nan_ok=True)
+    assert axes[1].categories == ("DDPM", "EDM", "None")          # a missing value is not the text "None"
+    assert positions[:, 1] == pytest.approx([0.5, 0, nan, 1], nan_ok=True)
+    assert axes[2].categories == ("128", "64")                    # a text among numbers: all ranked as texts
+    assert positions[:, 2] == pytest.approx([1, 0, nan, 0], nan_ok=True)
+    assert positions[:, 3] == pytest.approx([nan] * 4, nan_ok=True)
 
 
 def test_brushes_become_query_conditions():
