@@ -28,6 +28,8 @@ PROTOCOLS = {
     "official": "official",
     "standardized": "standardised heads (MAE-style, not the official protocol)",
     "knn": "k-NN (k=20, cosine, T=0.07; no training)",
+    "attentive": "attentive (cross-attention pooling over standardised tokens; not the official protocol)",
+    "aggregate": "standardised heads + learned aggregation over all cells (not the official protocol)",
 }
 
 

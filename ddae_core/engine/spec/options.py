@@ -131,10 +131,14 @@ class ProbeOptions(EvalOptions):
     protocol: Annotated[str, OneOf(tuple(PROTOCOLS))] = option(
         "fast", "fast (official optimiser on cached features; default), official (the official code's probe), "
                 "standardized (fast on zero-mean, unit-variance features; MAE-style, not official), "
-                "knn (cosine k-NN, k=20, T=0.07, on the features: no training, a grid in seconds)",
+                "knn (cosine k-NN, k=20, T=0.07, on the features: no training, a grid in seconds), "
+                "attentive (a cross-attention pooling head over each tap's spatial tokens, not the mean), "
+                "aggregate (standardized, then one head over softmax-mixed cells: the gain over the best cell)",
         choices=(("fast", "fast: cached features, many heads"), ("official", "official: one head, augmented views"),
                  ("standardized", "standardized: fast on standardised features"),
-                 ("knn", "k-NN: no training, a grid in seconds")))
+                 ("knn", "k-NN: no training, a grid in seconds"),
+                 ("attentive", "attentive: attention pooling over spatial tokens"),
+                 ("aggregate", "aggregate: standardized + learned mixture of all cells")))
     timesteps: Words = option(None, "DDPM steps or EDM sigma indices, e.g. 1,11,21", hint="1,11,21 (the paper's)",
                               default_text="the paper's grid", tip="DDPM timesteps 1..n_T, or EDM sigma indices 1..18")
     layers: Words = option("all", "all (decoder taps out_k), every (with enc_k and mid), or a list like out_6,out_7",
