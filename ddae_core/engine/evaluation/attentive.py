@@ -67,7 +67,7 @@ class AttentiveHead(nn.Module):
 def extract_tokens(grid, data: ImageData, t: int, seed: int, augment: bool,
                    on_progress=None) -> dict[str, torch.Tensor]:
     """{layer: (N, S, C) fp16} tokens of `data` at t, one seeded noise draw (flip + 4-pixel crop when `augment`)."""
-    model, out, done = grid.model, {}, 0
+    model, out, done = grid.source.model, {}, 0       # the grid's network: trained, or its random-init baseline
     with model.fast_forward(grid.precision):
         for index, [(_, feats)] in feature_batches(model, data.images, [t], grid.layers, batch_size=grid.extract_batch,
                                                    flip=augment, crop_padding=4 if augment else 0, seed=seed,

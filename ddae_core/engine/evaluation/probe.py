@@ -103,7 +103,7 @@ class ProbeGrid:
         self.emit, self.stage = emit, stage
         self.caches: dict = {}          # t -> the fast protocols' cached training features (L, V*N, C_max)
         self.eval_feats: dict[int, dict[str, dict[str, torch.Tensor]]] = {}
-        self.knn: dict | None = None          # the fast protocols' k-NN cells (instant.py), once extracted
+        self.knn_grid: dict | None = None     # the fast protocols' k-NN cells (instant.py), once extracted
         self.aggregate: dict | None = None    # the aggregate protocol's mixture (aggregate.py)
         self.aggregate_head = None
 
@@ -230,7 +230,7 @@ class ProbeGrid:
                 self.caches[t] = self._extract_views(t, views, row, spill_dir)
                 self.evaluation_features(t)
             if self.emit:
-                self.knn = knn_of_cache(self)
+                self.knn_grid = knn_of_cache(self)
             for t in self.timesteps:
                 cache = self.caches[t]
                 heads_all = []
@@ -335,7 +335,7 @@ class ProbeGrid:
             "held_out_accuracy": {str(t): row for t, row in self.held_cells.items()} if self.held else None,
             "timestep_range": [1, self.model.config.diffusion["n_T"] if self.model.config.framework == "ddpm" else 18],
             "baselines": baselines,
-            "knn": self.knn,
+            "knn": self.knn_grid,
             "aggregate": self.aggregate,
         }
         atomic_write_text(self.ctx.run_dir / GRID, json.dumps(result, indent=1))
