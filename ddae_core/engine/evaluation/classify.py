@@ -130,12 +130,12 @@ class Classifier:
                 raise UserError(f"Probe run {run_dir.name} has no learned aggregation head; probe with "
                                 f"--protocol aggregate to train one.")
             aggregate = saved["aggregate"]
-            net = load_aggregate_head(aggregate).to(model.device)
+            mixture = load_aggregate_head(aggregate).to(model.device)
             # The picture shown is at the noise level the mixture weighs most.
-            weights = net.weights().detach().view(len(aggregate["timesteps"]), -1).sum(1)
+            weights = mixture.weights().detach().view(len(aggregate["timesteps"]), -1).sum(1)
             t_most = int(aggregate["timesteps"][int(weights.argmax())])
             return cls(model, saved["classes"], "aggregate",
-                       {"net": net, "timesteps": aggregate["timesteps"], "layers": aggregate["layers"]},
+                       {"net": mixture, "timesteps": aggregate["timesteps"], "layers": aggregate["layers"]},
                        t_most if timestep is None else timestep, "aggregate", run_dir)
         if head == "probe":
             if saved.get("format") != PROBE_FORMAT:
