@@ -10,8 +10,8 @@ import torch
 
 from ddae_core.cli import build_parser
 from ddae_core.engine.device import extraction_batch_size
+from ddae_core.engine.evaluation.certainty import read_knn
 from ddae_core.engine.evaluation.common import open_context
-from ddae_core.engine.evaluation.instant import read_knn
 from ddae_core.engine.evaluation.knn import knn_accuracy, knn_grid_accuracy, knn_predict
 from ddae_core.engine.evaluation.probe import _seed, knn_train_seed
 from ddae_core.engine.evaluation.protocols import PROTOCOL_TAGS, PROTOCOLS, accuracy_text

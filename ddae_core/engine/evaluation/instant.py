@@ -64,10 +64,3 @@ def knn_of_cache(grid) -> dict:
     grid.ctx.reporter.artifact(ArtifactKind.FILE, grid.ctx.run_dir / KNN_GRID)
     return result
 
-
-def read_knn(run_dir) -> dict | None:
-    """A grid's k-NN cells (knn_grid.json), or None before they are written (or for a grid without them)."""
-    try:
-        return json.loads((run_dir / KNN_GRID).read_text())
-    except (OSError, ValueError):
-        return None

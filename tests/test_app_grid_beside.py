@@ -1,0 +1,65 @@
+"""The Run view's probe grid with its k-NN stand-ins, the k-NN grid beside it, and an aggregate's weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.run.grid_beside import KNN, NOTHING, WEIGHTS
+from app.run.panels import GridPanel
+from db import testing as fake
+from tests.app_support import app_settings, micro_overrides, no_leftovers, studio  # noqa: F401
+from tests.fixtures import ingest
+
+TIMESTEPS, LAYERS = [1, 11], ["out_5", "out_6", "out_7"]
+KNN_CELLS = {"1": {"out_5": 0.81, "out_6": 0.9, "out_7": 0.6}, "11": {"out_5": 0.82, "out_6": 0.91, "out_7": 0.61}}
+LINEAR = {(1, "out_5"): 0.7, (1, "out_6"): 0.75, (1, "out_7"): 0.5}
+WEIGHT_CELLS = {"1": {"out_5": 0.1, "out_6": 0.3, "out_7": 0.05}, "11": {"out_5": 0.15, "out_6": 0.35, "out_7": 0.05}}
+
+
+def test_knn_cells_stand_in_until_the_linear_ones_come_and_the_weights_show_beside(studio, qtbot, tmp_path):
+    ws = tmp_path / "ws"
+    probe = fake.write_run(ws, fake.run_id("probe", 1), kind="probe", name="grid", options={"protocol": "aggregate"},
+                           events=[fake.status("running"), fake.grid(TIMESTEPS, LAYERS),
+                                   *(fake.grid_cell(layer, t, v) for (t, layer), v in LINEAR.items())])
+    knn = {"label": "k-NN", "timesteps": TIMESTEPS, "layers": LAYERS, "accuracy": KNN_CELLS,
+           "best": {"timestep": 11, "layer": "out_6", "accuracy": 0.91}}
+    (probe / "knn_grid.json").write_text(json.dumps(knn))
+    ingest(ws)
+    window = studio(ws, run_scheduler=False)
+    window.show_run(probe.name)
+    panel = window.run_view.panel(GridPanel)
+    heatmap = panel.heatmap
+    qtbot.waitUntil(lambda: len(heatmap.cells()) == 6, timeout=10_000)
+    # The whole grid at once: the row of linear cells, and k-NN (italic, "k") where no head is trained yet.
+    assert heatmap.stand_ins() == {(11, layer) for layer in LAYERS}
+    assert heatmap.cells()[(1, "out_6")] == pytest.approx(0.75) and heatmap.cells()[(11, "out_6")] == pytest.approx(0.91)
+    assert heatmap.text_of(11, "out_6") == "91.0 k" and heatmap.text_of(1, "out_6") == "75.0"
+    assert "k-NN, until its head is trained" in heatmap.readout_at(1.5, 1.5)
+    assert heatmap.best_cell()[:2] == (1, "out_6")                  # a stand-in is never the grid's best cell
+    assert heatmap.status.text().startswith("3 of 6 cells") and "other 3 show k-NN" in heatmap.status.text()
+    # Side by side: the k-NN grid beside the linear one.
+    beside = panel.beside
+    assert not beside.choice.model().item(2).isEnabled()           # no aggregate yet
+    beside.show_beside(KNN)
+    assert beside.heatmap.isVisibleTo(panel) and beside.heatmap.cells()[(1, "out_5")] == pytest.approx(0.81)
+    assert len(beside.heatmap.cells()) == 6
+
+    # The heads of t=11 finish, then the grid with its aggregate: the stand-ins give way, the weights can be shown.
+    fake.append(probe, [fake.grid_cell(layer, 11, 0.4 + 0.1 * i) for i, layer in enumerate(LAYERS)])
+    grid = {"timesteps": TIMESTEPS, "layers": LAYERS, "complete": True, "knn": knn,
+            "best": {"timestep": 1, "layer": "out_6", "accuracy": 0.75},
+            "aggregate": {"accuracy": 0.8, "gain": 0.05, "weights": WEIGHT_CELLS,
+                          "best_cell": {"timestep": 1, "layer": "out_6", "accuracy": 0.75}}}
+    (probe / "grid.json").write_text(json.dumps(grid))
+    fake.append(probe, [fake.status("done")])
+    ingest(ws)
+    qtbot.waitUntil(lambda: not heatmap.stand_ins() and beside.choice.model().item(2).isEnabled(), timeout=10_000)
+    assert heatmap.cells()[(11, "out_6")] == pytest.approx(0.5) and heatmap.text_of(11, "out_6") == "50.0"
+    beside.show_beside(WEIGHTS)
+    weights = beside.heatmap.cells()
+    assert sum(weights.values()) == pytest.approx(1.0) and weights[(11, "out_6")] == pytest.approx(0.35)
+    assert "+5.0 points over the best single cell (out_6 at t=1, 75.0%)" in beside.note.text()
+    beside.show_beside(NOTHING)
+    assert not beside.heatmap.isVisibleTo(panel)
