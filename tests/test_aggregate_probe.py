@@ -94,18 +94,33 @@ def test_an_aggregate_grid_reports_weights_summing_to_one_and_a_reproducible_gai
     assert classifier.kind == "aggregate" and classifier.source.parent == probe.parent
     [result] = classify_files(classifier, [path], seed=0)
     assert result.ok and len(result.top) == 5
-    loaded = classifier.model
-    noise = torch.randn((1, 3, loaded.resolution, loaded.resolution), generator=torch.Generator().manual_seed(0))
-    pixels = load_image(path, loaded.resolution).image[None]
+    model = classifier.model
+    noise = torch.randn((1, 3, model.resolution, model.resolution), generator=torch.Generator().manual_seed(0))
+    pixels = load_image(path, model.resolution).image[None]
     net = classifier.heads["net"]
     cells = []
     for t in (11, 51):
-        feats = loaded.features(pixels, t, ["out_1", "out_3"], noise=noise)
+        with torch.no_grad():
+            feats = model.features(pixels, t, ["out_1", "out_3"], noise=noise)
         for layer in ("out_1", "out_3"):
             cell = torch.zeros(1, max(net.channels))
             cell[:, : feats[layer].shape[1]] = feats[layer]
             cells.append(cell)
-    probabilities = F.softmax(net(torch.stack(cells)), -1)[0]
+    with torch.no_grad():
+        probabilities = F.softmax(net(torch.stack(cells)), -1)[0]
     top = probabilities.sort(descending=True)
     assert result.top[0][1] == pytest.approx(float(top.values[0]), abs=1e-5)
     assert result.top[0][0] == classifier.classes[int(top.indices[0])]
+
+    # The app's Classify offers it among the probe's heads, and its worker loads exactly this head.
+    from app.classify.feed import find_classifiers
+    from db import Store
+    from tests.fixtures import ingest
+
+    ingest(ws)
+    with Store.open(ws) as store:
+        choices = {c.run_id: c for c in find_classifiers(store)}
+    offered = [h for h in choices[probe.name].heads if h.head == "aggregate"]
+    assert len(offered) == 1 and "learned aggregation" in offered[0].label
+    loaded = Classifier.from_run(offered[0].run_dir, head=offered[0].head, device="cpu")
+    assert loaded.kind == "aggregate" and loaded.source == probe and "learned aggregation" in loaded.describe()

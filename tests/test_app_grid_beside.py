@@ -9,7 +9,7 @@ import pytest
 from app.run.grid_beside import KNN, NOTHING, WEIGHTS
 from app.run.panels import GridPanel
 from db import testing as fake
-from tests.app_support import app_settings, micro_overrides, no_leftovers, studio  # noqa: F401
+from tests.app_support import MICRO_DATA, app_settings, micro_overrides, no_leftovers, studio  # noqa: F401
 from tests.fixtures import ingest
 
 TIMESTEPS, LAYERS = [1, 11], ["out_5", "out_6", "out_7"]
@@ -63,3 +63,19 @@ def test_knn_cells_stand_in_until_the_linear_ones_come_and_the_weights_show_besi
     assert "+5.0 points over the best single cell (out_6 at t=1, 75.0%)" in beside.note.text()
     beside.show_beside(NOTHING)
     assert not beside.heatmap.isVisibleTo(panel)
+
+
+def test_the_probe_form_offers_the_attentive_and_aggregate_protocols_and_queues_them(studio):
+    window = studio(run_scheduler=False)
+    train = window.launch_view.form("train")
+    train.set_values(data=MICRO_DATA, steps="4", batch_size="16", device="cpu", overrides=micro_overrides())
+    parent = train.submit()
+    window.hub.poll()
+    probe = window.launch_view.show_kind("probe", parent)
+    combo = probe.rows["protocol"].editor
+    offered = [combo.itemData(i) for i in range(combo.count())]
+    assert {"knn", "attentive", "aggregate"} <= set(offered)
+    assert "attention pooling" in combo.itemText(offered.index("attentive"))
+    probe.set_values(timesteps="1,11", layers="all", protocol="aggregate", device="cpu")
+    run = probe.submit()
+    assert run is not None and window.store.get_run(run).spec["options"]["protocol"] == "aggregate"
