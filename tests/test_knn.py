@@ -150,3 +150,11 @@ def test_a_fast_grid_fills_every_cell_by_knn_before_any_head_and_keeps_both(tmp_
             assert knn["accuracy"][str(t)][layer] == pytest.approx(expected, abs=1e-6)
     best = max(((acc, -int(t), layer) for t, row in knn["accuracy"].items() for layer, acc in row.items()))
     assert knn["best"] == {"timestep": -best[1], "layer": best[2], "accuracy": best[0]}
+    # A cache spilled to disk (no memory budget), read a layer at a time, gives the same k-NN cells (its heads, trained
+    # a layer group at a time, start from other draws).
+    spilled = create_job(ws, probe_spec(parent, timesteps="11,51", layers="out_1,out_3", protocol="fast", epochs=2,
+                                        train_limit=64, test_limit=48, device="cpu", baselines=False,
+                                        cache_memory_mb=0))
+    assert execute(spilled, ws, handle_signals=False) == "done"
+    again = json.loads((spilled / "grid.json").read_text())
+    assert again["knn"]["accuracy"] == knn["accuracy"]

@@ -40,15 +40,19 @@ def knn_of_cache(grid) -> dict:
     held: dict[int, dict[str, float]] = {}
     for t in grid.timesteps:
         cache = grid.caches[t]
-        train = cache[:, :n]
-        train = torch.from_numpy(np.ascontiguousarray(train)) if isinstance(train, np.ndarray) else train
-        train = train.to(grid.work_device)
         evaluation = grid.evaluation_features(t)
-        for split, data, out in (("test", grid.test, cells), ("held", grid.held, held)):
-            if data is not None:
-                accuracy = knn_grid_accuracy(train, grid.train.labels, stack(evaluation[split], grid.layers, width),
-                                             data.labels, num_classes=grid.classes)
-                out[t] = dict(zip(grid.layers, accuracy))
+        # A cache spilled to disk (over the memory budget) is read one layer at a time, else the whole row at once.
+        groups = [slice(i, i + 1) for i in range(len(grid.layers))] if isinstance(cache, np.ndarray) \
+            else [slice(0, len(grid.layers))]
+        for group in groups:
+            train = cache[group, :n]
+            train = torch.from_numpy(np.ascontiguousarray(train)) if isinstance(train, np.ndarray) else train
+            train = train.to(grid.work_device)
+            for split, data, out in (("test", grid.test, cells), ("held", grid.held, held)):
+                if data is not None:
+                    test = stack(evaluation[split], grid.layers, width)[group]
+                    accuracy = knn_grid_accuracy(train, grid.train.labels, test, data.labels, num_classes=grid.classes)
+                    out.setdefault(t, {}).update(zip(grid.layers[group], accuracy))
     # The best k-NN cell is chosen as the grid's own: on the held-out images where it has them.
     chosen = best_cell(grid.timesteps, grid.layers, held or cells)
     result = {
