@@ -99,3 +99,11 @@ def test_an_attentive_grid_end_to_end(tmp_path):
     # Its baselines by the same protocol: the random-init network's tokens through the same heads.
     assert 0 <= grid["baselines"]["random_init"]["accuracy"] <= 1 and 0 <= grid["baselines"]["pixels"]["accuracy"] <= 1
     assert not (probe / "heads.pt").exists()           # Classify reads linear heads; an attentive grid has none
+
+    # A token cache over the memory budget is refused in one sentence, before any extraction.
+    small = create_job(ws, probe_spec(parent, timesteps="11", layers="out_1", protocol="attentive", epochs=1,
+                                      train_limit=64, test_limit=48, device="cpu", baselines=False,
+                                      cache_memory_mb=0))
+    assert execute(small, ws, handle_signals=False) == "failed"
+    errors = [json.loads(line).get("error") for line in (small / "events.jsonl").read_text().splitlines()]
+    assert any(e and e.startswith("The attentive probe's token cache would need") and "--layers" in e for e in errors)

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import math
 
+import psutil
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageData
+from ..errors import UserError
 from .classifier_training import cosine_lr
 from .features import Stopped, feature_batches
 
@@ -114,9 +116,23 @@ def head_accuracy(head: AttentiveHead, tokens: torch.Tensor, labels: torch.Tenso
     return correct / max(1, len(tokens))
 
 
+def check_memory(grid) -> None:
+    """Refuse, in one sentence, a token cache (one noise level, all images) larger than the probe's memory budget."""
+    images = len(grid.train) + len(grid.test) + (len(grid.held) if grid.held is not None else 0)
+    need = images * TOKENS * TOKENS * sum(grid.channels) * 2           # at most TOKENS^2 fp16 tokens per tap
+    budget_mb = grid.options.cache_memory_mb
+    budget = (min(4096 * 2**20, psutil.virtual_memory().available / 4) if budget_mb is None
+              else budget_mb * 2**20)
+    if need > budget:
+        raise UserError(f"The attentive probe's token cache would need {need / 2**30:.1f} GB for {images:,} images "
+                        f"and {len(grid.layers)} layers at one noise level, over its {budget / 2**30:.1f} GB budget; "
+                        f"probe fewer layers (--layers), fewer images (--train-limit) or raise --cache-memory-mb.")
+
+
 def run_attentive(grid) -> None:
     """Every cell of `grid` (a ProbeGrid) by an attentive head, row by row as each noise level is trained."""
     n, layers = len(grid.train), len(grid.layers)
+    check_memory(grid)
     per_row = n * (1 + layers)             # progress units: the extraction, then each layer's head
     total = len(grid.timesteps) * per_row
     for row, t in enumerate(grid.timesteps):
