@@ -7,7 +7,7 @@ import json
 import pytest
 
 from app.run.grid_beside import KNN, NOTHING, WEIGHTS
-from app.run.panels import GridPanel
+from app.run.panels import GridPanel, heatmap_title
 from db import testing as fake
 from tests.app_support import MICRO_DATA, app_settings, micro_overrides, no_leftovers, studio  # noqa: F401
 from tests.fixtures import ingest
@@ -34,6 +34,8 @@ def test_knn_cells_stand_in_until_the_linear_ones_come_and_the_weights_show_besi
     qtbot.waitUntil(lambda: len(heatmap.cells()) == 6, timeout=10_000)
     # The whole grid at once: the row of linear cells, and k-NN (italic, "k") where no head is trained yet.
     assert heatmap.stand_ins() == {(11, layer) for layer in LAYERS}
+    assert heatmap.plot.titleLabel.text.startswith("Linear probe accuracy")      # the aggregate grid's cells
+    assert heatmap_title("attentive").startswith("Attentive probe") and heatmap_title("knn").startswith("k-NN")
     assert heatmap.cells()[(1, "out_6")] == pytest.approx(0.75) and heatmap.cells()[(11, "out_6")] == pytest.approx(0.91)
     assert heatmap.text_of(11, "out_6") == "91.0 k" and heatmap.text_of(1, "out_6") == "75.0"
     assert "k-NN, until its head is trained" in heatmap.readout_at(1.5, 1.5)

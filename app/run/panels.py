@@ -203,6 +203,7 @@ class GridPanel(Panel):
             self.heatmap.set_baselines({BASELINE_LABELS[k]: v for k, v in update.baselines.items()})
         if update.grid_protocol is not None:
             self.protocol = update.grid_protocol
+            self.heatmap.set_title(heatmap_title(self.protocol))
         if update.grid_work is not None:
             self.work = update.grid_work
         if update.grid_file is not None:
@@ -212,6 +213,12 @@ class GridPanel(Panel):
             self.beside.set_aggregate(self.grid.get("aggregate"))
         self.heatmap.set_status(grid_status(self.heatmap, self.source, update.record.id, self.protocol, self.work,
                                             self.grid))
+
+
+def heatmap_title(protocol: str) -> str:
+    """What the cells are, by the grid's protocol: an attentive or k-NN grid's numbers are never called linear."""
+    what = {"attentive": "Attentive probe", "knn": "k-NN"}.get(protocol, "Linear probe")
+    return f"{what} accuracy (%), layer x noise level"
 
 
 def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol: str, work: str = "",
