@@ -43,9 +43,10 @@ def test_knn_cells_stand_in_until_the_linear_ones_come_and_the_weights_show_besi
     assert heatmap.status.text().startswith("3 of 6 cells") and "other 3 show k-NN" in heatmap.status.text()
     # Side by side: the k-NN grid beside the linear one.
     beside = panel.beside
-    assert not beside.choice.model().item(2).isEnabled()           # no aggregate yet
+    assert beside.choice.isVisibleTo(panel) and not beside.choice.model().item(2).isEnabled()    # no aggregate yet
     beside.show_beside(KNN)
     assert beside.heatmap.isVisibleTo(panel) and beside.heatmap.cells()[(1, "out_5")] == pytest.approx(0.81)
+    assert beside.width() > panel.heatmap.width() / 2                # the two share the width
     assert len(beside.heatmap.cells()) == 6
 
     # The heads of t=11 finish, then the grid with its aggregate: the stand-ins give way, the weights can be shown.

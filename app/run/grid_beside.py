@@ -102,8 +102,9 @@ class BesideGrid(QWidget):
             model.item(row).setEnabled(there)
         if not model.item(self.choice.currentIndex()).isEnabled():
             self.choice.setCurrentText(NOTHING)
-        self.label.setVisible(self.knn is not None or self.aggregate is not None)
-        self.choice.setVisible(self.label.isVisible())
+        there = self.knn is not None or self.aggregate is not None
+        self.label.setVisible(there)
+        self.choice.setVisible(there)
         self._redraw()
 
     def _redraw(self, *_) -> None:

@@ -159,6 +159,8 @@ class GridPanel(Panel):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.heatmap)
         split.addWidget(self.beside)
+        # The two heatmaps share the width as soon as one is shown beside the other.
+        self.beside.choice.currentTextChanged.connect(lambda _: split.setSizes([1000, 1000]))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
