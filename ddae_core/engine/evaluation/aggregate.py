@@ -91,7 +91,6 @@ def train_aggregate(grid, features: torch.Tensor) -> AggregateHead:
                                   {"params": [head.mix], "lr": o.lr * MIX_LR_SCALE, "scale": MIX_LR_SCALE}])
     labels = grid.train.labels.to(grid.work_device)
     for epoch in range(o.epochs):
-        grid.ctx.reporter.progress(epoch, o.epochs, "aggregate")
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(o.lr * group["scale"], epoch, o.epochs)
         order = grid.epoch_order(epoch).to(grid.work_device)
@@ -102,6 +101,7 @@ def train_aggregate(grid, features: torch.Tensor) -> AggregateHead:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        grid.ctx.reporter.progress(epoch + 1, o.epochs, "aggregate")
     return head.eval()
 
 
