@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -141,7 +142,8 @@ def main() -> None:
     note = (f"linear = the standardised heads of one `--protocol aggregate` grid, which also gives the k-NN heatmap; "
             f"attentive {percent(attentive['best']['accuracy'])} ({points(attentive['best']['accuracy'] - best['accuracy'])}"
             f" points over the best linear cell), aggregate {percent(aggregate['accuracy'])} "
-            f"({points(aggregate['gain'])}); baselines {baselines_text(grid)}")
+            f"({points(aggregate['gain'])}); baselines {baselines_text(grid)}; load average {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} cores at the end (other processes slow both clocks alike)")
     record("instant_grid", line, note=note)
 
 
