@@ -7,7 +7,9 @@ never in this process. Then the window opens on the offscreen platform and each 
 `--quick` uses a micro network and a few steps, for checking the script itself. `--only unified` makes
 and renders only the unified view: a training whose sweep queues an FID and a probe job per checkpoint.
 `--only examples` installs the bundled examples and renders their grids, and the Classify view on the
-CIFAR-10 one with cifar10-mini test photos (from the shared folder beside the checkout).
+CIFAR-10 one with cifar10-mini test photos (from the shared folder beside the checkout). `--only probes` probes
+the shapes example with `--protocol aggregate` and renders its grid with the k-NN grid beside it, and with the
+learned aggregation weights beside it.
 """
 
 from __future__ import annotations
@@ -204,6 +206,40 @@ def render_examples(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
     return shots
 
 
+def make_probe_runs(ws: Path, _steps: int, quick: bool) -> dict[str, str]:
+    """An aggregate probe grid (k-NN cells, standardised heads, learned aggregation) of the shapes example."""
+    from ddae_core.jobs import examples
+    from ddae_core.jobs.eval_specs import probe_spec
+    from ddae_core.jobs.specs import create_job
+
+    train_dir, _ = examples.install(ws, "shapes")
+    limits = {"train_limit": 256, "test_limit": 128} if quick else {"train_limit": 2000, "test_limit": 500}
+    probe = create_job(ws, probe_spec(train_dir, timesteps="1,11,51,101", layers="all", protocol="aggregate",
+                                      data="builtin:shapes", device="cpu", baselines=False,
+                                      name="shapes: k-NN, standardised heads and learned aggregation", **limits))
+    if run_worker(probe) != RunStatus.DONE:
+        raise SystemExit(f"the aggregate probe did not finish; see {probe / LOG}")
+    return {"probe": probe.name}
+
+
+def render_probes(ws: Path, runs: dict[str, str], out: Path) -> list[Path]:
+    """The aggregate grid with the k-NN grid beside it, then with its learned weights beside it."""
+    from app.run.grid_beside import KNN, WEIGHTS
+    from app.run.panels import GridPanel
+
+    app, window = open_window(ws)
+    window.show_run(runs["probe"])
+    window.run_view.show_tab(GridPanel)
+    panel = window.run_view.panel(GridPanel)
+    panel.set_fit(True)
+    shots = []
+    for what, name in ((KNN, "run-grid-knn-beside"), (WEIGHTS, "run-grid-aggregate-weights")):
+        panel.beside.show_beside(what)
+        shots.append(shoot(window, app, out, name))
+    window.close()
+    return shots
+
+
 def settle(app, seconds: float = 0.6) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -339,9 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="folder for the PNG files (created)")
     parser.add_argument("--steps", type=int, default=240, help="training steps of the demo run (default 240)")
     parser.add_argument("--quick", action="store_true", help="a micro network and a few steps (checks the script)")
-    parser.add_argument("--only", choices=["all", "unified", "examples"], default="all",
+    parser.add_argument("--only", choices=["all", "unified", "examples", "probes"], default="all",
                         help="unified: make and render only the unified view (a training with a checkpoint sweep); "
-                             "examples: the bundled examples' grids and Classify on the CIFAR-10 one")
+                             "examples: the bundled examples' grids and Classify on the CIFAR-10 one; "
+                             "probes: an aggregate grid with the k-NN grid and the aggregation weights beside it")
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
                         help="make the workspace here and keep it (default: a temporary one, removed); "
                              "if it already holds the runs of an earlier --keep, only render again")
@@ -353,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     (ws / RUNS_DIR).mkdir(parents=True, exist_ok=True)
     made = ws / ("screenshot-runs.json" if args.only == "all" else f"screenshot-{args.only}-runs.json")
     make, draw = {"all": (make_runs, render), "unified": (make_sweep_runs, render_unified),
-                  "examples": (make_example_runs, render_examples)}[args.only]
+                  "examples": (make_example_runs, render_examples),
+                  "probes": (make_probe_runs, render_probes)}[args.only]
     try:
         if made.is_file():
             runs = json.loads(made.read_text())

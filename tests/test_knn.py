@@ -10,8 +10,9 @@ import torch
 
 from ddae_core.cli import build_parser
 from ddae_core.engine.device import extraction_batch_size
+from ddae_core.engine.evaluation.certainty import read_knn
 from ddae_core.engine.evaluation.common import open_context
-from ddae_core.engine.evaluation.knn import knn_accuracy, knn_predict
+from ddae_core.engine.evaluation.knn import knn_accuracy, knn_grid_accuracy, knn_predict
 from ddae_core.engine.evaluation.probe import _seed, knn_train_seed
 from ddae_core.engine.evaluation.protocols import PROTOCOL_TAGS, PROTOCOLS, accuracy_text
 from ddae_core.engine.evaluation.sources import NetworkSource
@@ -110,3 +111,50 @@ def test_knn_probe_grid_cells_equal_knn_on_the_same_features(tmp_path):
     held = {(int(t), layer): acc for t, row in grid["held_out_accuracy"].items() for layer, acc in row.items()}
     (t, layer), _ = max(held.items(), key=lambda kv: (kv[1], -kv[0][0]))
     assert (grid["best"]["timestep"], grid["best"]["layer"]) == (t, layer)
+
+
+def test_a_whole_row_at_once_equals_knn_cell_by_cell():
+    gen = torch.Generator().manual_seed(5)
+    widths, labels = (4, 9, 6), torch.randint(0, 5, (70,), generator=gen)
+    train, test = [torch.randn(70, c, generator=gen) for c in widths], [torch.randn(33, c, generator=gen) for c in widths]
+    truth = torch.randint(0, 5, (33,), generator=gen)
+    padded_train, padded_test = torch.zeros(3, 70, 9), torch.zeros(3, 33, 9)
+    for i, c in enumerate(widths):
+        padded_train[i, :, :c], padded_test[i, :, :c] = train[i], test[i]
+    row = knn_grid_accuracy(padded_train, labels, padded_test, truth, num_classes=5, batch_size=8)
+    assert row == [pytest.approx(knn_accuracy(a, labels, b, truth, num_classes=5)) for a, b in zip(train, test)]
+
+
+def test_a_fast_grid_fills_every_cell_by_knn_before_any_head_and_keeps_both(tmp_path):
+    ws = tmp_path
+    parent = create_job(ws, train_spec(config=micro_config(), data=DATA, steps=4, batch_size=16, device="cpu"))
+    assert execute(parent, ws, handle_signals=False) == "done"
+    probe = create_job(ws, probe_spec(parent, timesteps="11,51", layers="out_1,out_3", protocol="fast", epochs=2,
+                                      train_limit=64, test_limit=48, device="cpu", baselines=False))
+    assert execute(probe, ws, handle_signals=False) == "done"
+    events = [json.loads(line) for line in (probe / "events.jsonl").read_text().splitlines()]
+    kinds = [e["type"] for e in events if e["type"] == "grid_cell" or e.get("path", "").endswith("knn_grid.json")]
+    assert kinds == ["artifact"] + ["grid_cell"] * 4          # the k-NN heatmap first, whole, then the heads' cells
+    knn, grid = read_knn(probe), json.loads((probe / "grid.json").read_text())
+    assert grid["knn"] == knn and knn["label"] == "k-NN" and set(knn["accuracy"]) == {"11", "51"}
+    # The same cached training features (the first augmented view) and test pass, re-extracted, through knn_accuracy.
+    ctx = open_context(load_spec(probe), probe, Reporter(probe, enabled=False), ws)
+    train, test = ctx.data("train", 64), ctx.data("test", 48)
+    source, batch = NetworkSource(ctx.model, ["out_1", "out_3"], "auto"), extraction_batch_size(ctx.device)
+    for t in (11, 51):
+        reference = source.extract(train.images, t, batch_size=batch, flip=True, crop_padding=4,
+                                   seed=_seed(ctx.seed, 41, t, 0))
+        queries = source.extract(test.images, t, batch_size=batch, seed=_seed(ctx.seed, 17, t))
+        for layer in ("out_1", "out_3"):
+            expected = knn_accuracy(reference[layer], train.labels, queries[layer], test.labels, num_classes=10)
+            assert knn["accuracy"][str(t)][layer] == pytest.approx(expected, abs=1e-6)
+    best = max(((acc, -int(t), layer) for t, row in knn["accuracy"].items() for layer, acc in row.items()))
+    assert knn["best"] == {"timestep": -best[1], "layer": best[2], "accuracy": best[0]}
+    # A cache spilled to disk (no memory budget), read a layer at a time, gives the same k-NN cells (its heads, trained
+    # a layer group at a time, start from other draws).
+    spilled = create_job(ws, probe_spec(parent, timesteps="11,51", layers="out_1,out_3", protocol="fast", epochs=2,
+                                        train_limit=64, test_limit=48, device="cpu", baselines=False,
+                                        cache_memory_mb=0))
+    assert execute(spilled, ws, handle_signals=False) == "done"
+    again = json.loads((spilled / "grid.json").read_text())
+    assert again["knn"]["accuracy"] == knn["accuracy"]

@@ -10,7 +10,7 @@ from db import Changes, RunSummary, Store
 from ddae_core.engine.evaluation.certainty import held_out_choice, read_grid
 from ddae_core.engine.evaluation.protocols import accuracy_text
 from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, NOISY_HEAD, PROBE_HEADS, JobKind
-from ddae_core.rundir.figures import percent
+from ddae_core.rundir.figures import percent, points
 
 PROBE_FILE, NOISY_FILE = PROBE_HEADS, NOISY_HEAD
 
@@ -22,7 +22,7 @@ class HeadChoice:
     label: str
     run_id: str             # the probe / noisy-classifier run holding the head file
     run_dir: Path
-    head: str               # "probe" | "noisy"
+    head: str               # "probe" | "noisy" | "aggregate" (an aggregate probe's head over all its cells)
     layer: str | None       # probe layer; None = the best cell's layer
 
     @property
@@ -53,6 +53,11 @@ def _probe_heads(store: Store, probe: RunSummary) -> list[HeadChoice]:
         best_text = (f" ({chosen['layer']} at t={chosen['timestep']}, "
                      f"{accuracy_text(chosen['accuracy'], probe.best_protocol)}, held-out choice)")
     heads = [HeadChoice(f"probe: best cell{best_text}", run_id, run_dir, "probe", None)]
+    aggregate = (grid or {}).get("aggregate")
+    if aggregate:
+        heads.append(HeadChoice(f"probe: learned aggregation over all cells ({percent(aggregate['accuracy'])}, "
+                                f"{points(aggregate['gain'] or 0.0)} points over the best cell)", run_id, run_dir,
+                                "aggregate", None))
     for layer in layers:
         layer_cells = [c for c in cells if c.layer == layer]
         top = max((c.accuracy for c in layer_cells), default=None)

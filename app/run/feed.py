@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db import Changes, GridAxes, GridCell, History, RunRecord, RunSummary, Store
-from ddae_core.engine.evaluation.certainty import read_grid
+from ddae_core.engine.evaluation.certainty import read_grid, read_knn
 from ddae_core.engine.evaluation.grid_axes import GridPlacement, placement_of, spec_config
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, protocol_of
 from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
@@ -49,6 +49,7 @@ class RunUpdate:
     grid_work: str | None = None            # what that grid's run is doing now ('' when not running)
     grid_file: dict | None = None           # that grid's grid.json, once saved (test images, selection, ...)
     grid_placement: GridPlacement | None = None     # where that grid sits on log-SNR x relative depth
+    knn: dict | None = None                 # that grid's k-NN cells (knn_grid.json), once its features are cached
     images: list[tuple[int, Path]] | None = None
     children: list[RunSummary] | None = None
     checkpoints: CheckpointResults | None = None   # a trained model's FID and probe accuracy per checkpoint
@@ -74,6 +75,7 @@ class RunFeed:
         self._grid_work: str | None = None
         self._grid_file: dict | None = None
         self._placement: GridPlacement | None = None
+        self._knn: dict | None = None
         self._children: list[RunSummary] | None = None
         self._checkpoint_reader = CheckpointReader(store, run_id)
         self._checkpoints: CheckpointResults | None = None
@@ -163,7 +165,7 @@ class RunFeed:
             source = grid_of(probes, update.record.best_grid).id
         if source != self._grid_source:
             self._grid_source, self._axes, self._cells, self._baselines = source, None, None, None
-            self._grid_work, self._grid_file, self._placement = None, None, None
+            self._grid_work, self._grid_file, self._placement, self._knn = None, None, None, None
         axes = self.store.grid_axes(source)
         cells = self.store.grid_cells(source)
         keys = {key: name for name, key in BASELINE_KEYS.items()}
@@ -185,8 +187,10 @@ class RunFeed:
             self._grid_work = update.grid_work = work
         if self._grid_file is None and not work:        # grid.json is written once, when the grid ends
             self._grid_file = update.grid_file = read_grid(self.store.run_dir(source))
+        if self._knn is None:       # knn_grid.json is written once, as soon as a fast grid's features are cached
+            self._knn = update.knn = read_knn(self.store.run_dir(source))
         if update.axes is not None or update.cells is not None or update.baselines is not None \
-                or update.grid_work is not None or update.grid_file is not None:
+                or update.grid_work is not None or update.grid_file is not None or update.knn is not None:
             update.grid_source = source
             spec = update.record.spec if source == self.run_id else self.store.get_run(source).spec
             update.grid_protocol = protocol_of(spec.get("options") or {})

@@ -35,6 +35,7 @@ from ..widgets.curves import CurvePlot
 from ..widgets.heatmap import GridHeatmap
 from ..widgets.samples import SampleViewer
 from .feed import History, RunSummary, RunUpdate
+from .grid_beside import BesideGrid, with_stand_ins
 
 
 def feed_curve(plot: CurvePlot, name: str, update: RunUpdate, key: str, label: str | None = None) -> bool:
@@ -150,16 +151,25 @@ class GridPanel(Panel):
         self.protocol = "fast"
         self.work = ""
         self.grid: dict | None = None          # the grid's grid.json, once saved
+        self.linear: dict[tuple[int, str], float] = {}
+        self.beside = BesideGrid()
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 0, 4, 0)
+        bar.addLayout(self.beside.controls())
         bar.addStretch(1)
         bar.addWidget(self.grey)
         bar.addWidget(self.fit)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.heatmap)
+        split.addWidget(self.beside)
+        # The two heatmaps share the width as soon as one is shown beside the other.
+        self.beside.choice.currentTextChanged.connect(lambda _: split.setSizes([1000, 1000]))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addLayout(bar)
-        layout.addWidget(self.heatmap)
+        layout.addWidget(split, 1)
+        layout.addWidget(self.beside.note)
         # Fitted by default: a weak grid on 0-100% is one flat colour; the baselines' marks keep it honest.
         self.set_fit(True)
 
@@ -179,29 +189,47 @@ class GridPanel(Panel):
         if update.grid_source is None:
             return
         if update.grid_source != self.source:
-            self.source, self.grid = update.grid_source, None
+            self.source, self.grid, self.linear = update.grid_source, None, {}
+            self.beside.reset()
+            self.heatmap.set_stand_ins(())
             self.heatmap.clear_cells()
             self.heatmap.set_certainty(None, None)
             self.heatmap.set_selected(None)
         if update.axes is not None:
             labels = {int(k): v for k, v in update.axes.labels.items() if str(k).lstrip("-").isdigit()}
             self.heatmap.set_axes(list(update.axes.timesteps), list(update.axes.layers), labels)
+            self.beside.set_axes(list(update.axes.timesteps), list(update.axes.layers), labels)
         if update.cells is not None:
-            self.heatmap.set_cells((c.timestep, c.layer, c.accuracy) for c in update.cells)
+            self.linear = {(c.timestep, c.layer): c.accuracy for c in update.cells if c.accuracy is not None}
+        if update.knn is not None:
+            self.beside.set_knn(update.knn)
+        if update.cells is not None or update.knn is not None:
+            # The k-NN cells stand in for the linear ones still training, and give way to each as it comes.
+            cells, stand_ins = with_stand_ins(self.linear, self.beside.knn)
+            self.heatmap.set_stand_ins(stand_ins)
+            self.heatmap.set_cells(cells)
         if update.baselines is not None:
             self.heatmap.set_baselines({BASELINE_LABELS[k]: v for k, v in update.baselines.items()})
         if update.grid_protocol is not None:
             self.protocol = update.grid_protocol
+            self.heatmap.set_title(heatmap_title(self.protocol))
         if update.grid_work is not None:
             self.work = update.grid_work
         if update.grid_file is not None:
             self.grid = update.grid_file
             self.heatmap.set_certainty(*grid_sample(self.grid))
             self.heatmap.set_selected(held_out_choice(self.grid))
+            self.beside.set_aggregate(self.grid.get("aggregate"))
         if update.grid_placement is not None:
             self.heatmap.set_noise_axis(update.grid_placement.noise)
         self.heatmap.set_status(grid_status(self.heatmap, self.source, update.record.id, self.protocol, self.work,
                                             self.grid))
+
+
+def heatmap_title(protocol: str) -> str:
+    """What the cells are, by the grid's protocol: an attentive or k-NN grid's numbers are never called linear."""
+    what = {"attentive": "Attentive probe", "knn": "k-NN"}.get(protocol, "Linear probe")
+    return f"{what} accuracy (%), layer x noise level"
 
 
 def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol: str, work: str = "",
@@ -217,7 +245,11 @@ def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol:
     total = len(heatmap.axes()[0]) * len(heatmap.axes()[1])
     if total == 0:
         return f"The grid{where} has not started yet; each noise level's row appears when it is done."
-    text = f"{len(heatmap.cells())} of {total} cells{where}, {SHORT_LABELS.get(protocol, protocol)} protocol."
+    stand_ins = len(heatmap.stand_ins())
+    protocol_text = SHORT_LABELS.get(protocol, protocol)
+    text = f"{len(heatmap.cells()) - stand_ins} of {total} cells{where}, {protocol_text} protocol."
+    if stand_ins:
+        text += f" The other {stand_ins} show k-NN (marked k) until their heads are trained."
     if work:
         text += f" Now: {work}."
     if best is None:

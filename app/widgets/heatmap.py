@@ -65,6 +65,7 @@ class GridHeatmap(QWidget):
         self._classes: int | None = None
         self._grey_chance = False
         self._selected: tuple[int, str] | None = None  # the cell the grid chose, when not simply the highest
+        self._stand_ins: set[tuple[int, str]] = set()  # cells holding a k-NN vote until their head is trained
         self.value_name = "accuracy"         # what the cells hold: colour bar label (in %), CSV column
 
         self.layout_widget = pg.GraphicsLayoutWidget()
@@ -169,6 +170,8 @@ class GridHeatmap(QWidget):
         value = self._values[row, col]
         if not np.isfinite(value):
             return f"{where}: not measured yet"
+        if (t, self._layers[col]) in self._stand_ins:
+            where += " (k-NN, until its head is trained)"
         if self._diverging:
             return f"{where}: {points(value)} points"
         text = f"{where}: {percent(value)}"
@@ -209,6 +212,15 @@ class GridHeatmap(QWidget):
         self._selected = (int(cell[0]), str(cell[1])) if cell else None
         self._update_outline()
 
+
+    def set_stand_ins(self, cells: Iterable[tuple[int, str]]) -> None:
+        """Cells whose value stands in for one still to come (a k-NN vote until the cell's head is trained):
+        written in italics with a trailing "k", never outlined as the best."""
+        self._stand_ins = {(int(t), str(layer)) for t, layer in cells}
+        self._refresh(all_texts=True)
+
+    def stand_ins(self) -> set[tuple[int, str]]:
+        return set(self._stand_ins) & set(self.cells())
 
     def axes(self) -> tuple[list[int], list[str]]:
         return list(self._timesteps), list(self._layers)
@@ -266,13 +278,16 @@ class GridHeatmap(QWidget):
 
     def best_cell(self) -> tuple[int, str, float] | None:
         """(timestep, layer, value) of the selected cell (set_selected) or else the highest finished one, or None."""
-        if not np.isfinite(self._values).any():
+        values = self._values.copy()
+        for t, layer in self.stand_ins():
+            values[self._timesteps.index(t), self._layers.index(layer)] = np.nan
+        if not np.isfinite(values).any():
             return None
         if self._selected in self.cells():
             t, layer = self._selected
             return t, layer, self.cells()[(t, layer)]
-        r, c = np.unravel_index(np.nanargmax(self._values), self._values.shape)
-        return self._timesteps[r], self._layers[c], float(self._values[r, c])
+        r, c = np.unravel_index(np.nanargmax(values), values.shape)
+        return self._timesteps[r], self._layers[c], float(values[r, c])
 
     # Colour scale.
     def set_levels(self, lo: float | None = None, hi: float | None = None) -> None:
@@ -417,7 +432,12 @@ class GridHeatmap(QWidget):
             item.setPos(c + 0.5, r + 0.5)
             self.plot.addItem(item)
             self._texts[(r, c)] = item
-        item.setText(points(value) if self._diverging else _number(value))
+        stand_in = (self._timesteps[r], self._layers[c]) in self._stand_ins
+        item.setText((points(value) if self._diverging else _number(value)) + (" k" if stand_in else ""))
+        font = item.textItem.font()
+        if font.italic() != stand_in:
+            font.setItalic(stand_in)
+            item.setFont(font)
         lo, hi = levels
         fraction = 0.5 if hi <= lo else min(1.0, max(0.0, (value - lo) / (hi - lo)))
         if self._grey_chance and self._is_chance(value):

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="image files or folders (a folder's class subfolders too: their names are the true class)")
     p.add_argument("--run", required=True, help="a probe or noisy-classifier run, or the train run they evaluated")
     p.add_argument("--timestep", type=int, help="noise level (default: the head's)")
-    p.add_argument("--head", choices=["probe", "noisy"], default="probe")
+    p.add_argument("--head", choices=["probe", "noisy", "aggregate"], default="probe",
+                   help="probe (a cell's linear head), noisy, or aggregate (an aggregate probe's head over all cells)")
     p.add_argument("--layer", help="probe cell layer (default: the best cell's)")
     p.add_argument("--save", metavar="DIR", help="also write the noisy input and the denoised estimate")
     p.add_argument("--seed", type=int, default=0)

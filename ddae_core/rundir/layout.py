@@ -33,6 +33,7 @@ FIGURES_DIR = "figures"
 # Outputs of one job kind.
 GRID = "grid.json"                  # a probe's grid of accuracies
 PROBE_HEADS = "heads.pt"            # a probe's trained linear heads
+KNN_GRID = "knn_grid.json"          # a fast grid's k-NN cells, written as soon as its features are cached
 NOISY_RESULTS = "noisy.json"        # a noisy classifier's accuracy per noise level
 NOISY_HEAD = "noisy_head.pt"        # a noisy classifier's head
 FINETUNE_RESULTS = "finetune.json"

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ...rundir import GRID
+from ...rundir import GRID, KNN_GRID
 
 Z95 = 1.959964          # two-sided 95% normal quantile
 CHANCE_SIGMAS = 2.0     # a cell within chance + 2 sigma is indistinguishable from guessing
@@ -84,6 +84,15 @@ def read_grid(run_dir: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return grid if isinstance(grid, dict) else None
+
+
+def read_knn(run_dir: Path) -> dict | None:
+    """A fast grid's k-NN cells (knn_grid.json, instant.py), or None before they are written or without them."""
+    try:
+        knn = json.loads((Path(run_dir) / KNN_GRID).read_text())
+    except (OSError, ValueError):
+        return None
+    return knn if isinstance(knn, dict) else None
 
 
 def grid_sample(grid: dict | None) -> tuple[int | None, int | None]:

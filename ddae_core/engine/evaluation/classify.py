@@ -1,8 +1,9 @@
 """Classify images with a run's trained head, and show the denoised estimate from the same forward pass.
 
 A head is a probe cell (a linear classifier on one layer at one timestep, from a probe run's heads.pt)
-or a noisy classifier (noise-conditional MLP, from noisy_head.pt). One forward pass at noise level t
-gives both the features the head reads and the network's clean-image estimate.
+or a noisy classifier (noise-conditional MLP, from noisy_head.pt), or an aggregate probe's learned aggregation
+(aggregate.py: one head over every probed (t, layer) cell, so one forward pass per probed noise level). One
+forward pass at noise level t gives both the features the head reads and the network's clean-image estimate.
 
 A probe head answers only where it was trained: a noise level outside the heads' timesteps is said so
 (range_note). A file inside a folder named after a class carries that class beside the answer, and a
@@ -27,8 +28,10 @@ from ..errors import UserError
 from ..grids import save_png, to_uint8
 from ..image_files import ImageFileError, load_image, printable
 from ..model import DDAEModel, to_image_range
+from .aggregate import load_head as load_aggregate_head
 from .certainty import head_range_note, read_grid, tally, true_class
 from .grid_axes import parse_timesteps
+from .instant import stack
 from .noisy import HEAD_FORMAT as NOISY_FORMAT, NoisyHead
 from .probe import HEADS_FORMAT as PROBE_FORMAT
 
@@ -99,27 +102,41 @@ class Classifier:
         run_dir = Path(run_dir)
         workspace = run_dir.parent.parent
         spec = read_spec(run_dir)
-        want = JobKind.PROBE if head == "probe" else JobKind.NOISY_CLASSIFIER
-        filename = PROBE_HEADS if head == "probe" else NOISY_HEAD
+        want = JobKind.NOISY_CLASSIFIER if head == "noisy" else JobKind.PROBE
+        filename = NOISY_HEAD if head == "noisy" else PROBE_HEADS
         if spec.get("kind") != want:
-            candidates = [d for d in _children(workspace, run_dir.name, want) if (d / filename).is_file()]
-            if head == "probe":
+            candidates = [d for d in _children(workspace, run_dir.name, want) if (d / filename).is_file()
+                          and (head != "aggregate" or (read_grid(d) or {}).get("aggregate"))]
+            if head != "noisy":
                 # Its best grid, as the runs table and the Run view show (newest first among equals).
                 candidates.sort(key=_grid_best, reverse=True)
             if not candidates:
-                raise UserError(f"Run {run_dir.name} has no finished {want} run with a trained head; "
-                                f"run `ddae {want} --run {run_dir.name}` first.")
+                protocol = " --protocol aggregate" if head == "aggregate" else ""
+                raise UserError(f"Run {run_dir.name} has no finished {want} run with a trained {head} head; "
+                                f"run `ddae {want} --run {run_dir.name}{protocol}` first.")
             run_dir, spec = candidates[0], read_spec(candidates[0])
         if not (run_dir / filename).is_file():
             raise UserError(f"Run {run_dir.name} has no trained head ({filename}); it may not have finished.")
         saved = read_checkpoint(run_dir / filename)
         parent_dir = find_run(workspace, spec["parent"]["run"])
-        step = saved.get("checkpoint_step") if head == "probe" else None
+        step = saved.get("checkpoint_step") if head != "noisy" else None
         _, path = resolve_checkpoint(parent_dir,
                                      step if step is not None else spec["parent"].get("checkpoint", "latest"))
         model = load_model(path, device=resolve_device(device))
         if timestep is not None:        # 0 is a value too, and 5000 a traceback deep in the network
             timestep = parse_timesteps([timestep], model.config, "timestep")[0]
+        if head == "aggregate":
+            if saved.get("format") != PROBE_FORMAT or not saved.get("aggregate"):
+                raise UserError(f"Probe run {run_dir.name} has no learned aggregation head; probe with "
+                                f"--protocol aggregate to train one.")
+            aggregate = saved["aggregate"]
+            mixture = load_aggregate_head(aggregate).to(model.device)
+            # The picture shown is at the noise level the mixture weighs most.
+            weights = mixture.weights().detach().view(len(aggregate["timesteps"]), -1).sum(1)
+            t_most = int(aggregate["timesteps"][int(weights.argmax())])
+            return cls(model, saved["classes"], "aggregate",
+                       {"net": mixture, "timesteps": aggregate["timesteps"], "layers": aggregate["layers"]},
+                       t_most if timestep is None else timestep, "aggregate", run_dir)
         if head == "probe":
             if saved.get("format") != PROBE_FORMAT:
                 raise UserError(f"{run_dir / filename} is not a probe-heads file.")
@@ -147,6 +164,9 @@ class Classifier:
         return cls(model, saved["classes"], "noisy", {"net": net}, default_t, saved["layer"], run_dir)
 
     def describe(self) -> str:
+        if self.kind == "aggregate":
+            return (f"learned aggregation over {len(self.heads['layers'])} layers x timesteps "
+                    f"{self.heads['timesteps']} (run {self.source.name})")
         if self.kind == "probe":
             return f"probe head on {self.layer} (run {self.source.name}), timesteps {sorted(self.heads)}"
         return f"noisy classifier on {self.layer} (run {self.source.name})"
@@ -165,6 +185,8 @@ class Classifier:
                 ) -> Prediction:
         """images (B, 3, R, R) in [0, 1] -> class probabilities, noisy input and denoised estimate, one pass."""
         t = int(timestep if timestep is not None else self.default_timestep)
+        if self.kind == "aggregate":
+            return self._predict_aggregate(images, t, noise)
         acts, noisy, denoised = self.model.forward_pass(images, t, [self.layer], noise=noise, need_denoised=True)
         features = acts[self.layer].float().mean(dim=(2, 3))
         if self.kind == "probe":
@@ -173,6 +195,17 @@ class Classifier:
         else:
             logits = self.heads["net"](features, torch.full((len(features),), t, device=features.device))
         # EDM's noisy image x + sigma*eps is shown as is; DDPM's x_t already has the image's scale.
+        return Prediction(F.softmax(logits, -1).cpu(), to_image_range(noisy).cpu(), to_image_range(denoised).cpu(), t)
+
+
+    def _predict_aggregate(self, images: torch.Tensor, t: int, noise: torch.Tensor | None) -> Prediction:
+        """The mixture over every probed cell: one forward pass per probed timestep (same noise), the picture at t."""
+        net, layers = self.heads["net"], list(self.heads["layers"])
+        _, noisy, denoised = self.model.forward_pass(images, t, [], noise=noise, need_denoised=True)
+        width = max(net.channels)
+        cells = torch.cat([stack(self.model.features(images, int(tt), layers, noise=noise), layers, width)
+                           for tt in self.heads["timesteps"]])
+        logits = net(cells.to(self.model.device))
         return Prediction(F.softmax(logits, -1).cpu(), to_image_range(noisy).cpu(), to_image_range(denoised).cpu(), t)
 
 

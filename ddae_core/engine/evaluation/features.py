@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .. import data as datasets
 from ..cpu_threads import one_torch_thread
@@ -30,8 +31,10 @@ TimestepSpec = int | Callable[[int, torch.Generator], torch.Tensor]
 
 def _batch_features(model: DDAEModel, images: torch.Tensor, index: torch.Tensor, batch_index: int,
                     timesteps: Sequence[TimestepSpec], layers: Sequence[str], *, flip: bool, crop_padding: int,
-                    seed: int, normalize: bool) -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+                    seed: int, normalize: bool, tokens: int = 0) -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """One batch: augmented once, then a noise draw and a forward pass per timestep entry.
+
+    `tokens` > 0: each tap as (B, S, C) spatial tokens, average-pooled to at most tokens x tokens, not mean-pooled.
 
     Everything random comes from a generator seeded by (seed, batch_index), so a batch's features do not
     depend on which thread computes it or in what order.
@@ -48,18 +51,29 @@ def _batch_features(model: DDAEModel, images: torch.Tensor, index: torch.Tensor,
             else:
                 t = torch.full((len(index),), int(timestep), device=device, dtype=torch.long)
             noise = torch.randn(model.noise_shape_of(batch), generator=gen, device=device)
-            results.append((t, model.features(batch, t, layers, noise=noise, normalize=normalize)))
+            feats = model.features(batch, t, layers, noise=noise, normalize=normalize, pool=not tokens)
+            if tokens:
+                feats = {name: token_map(value, tokens) for name, value in feats.items()}
+            results.append((t, feats))
     return results
+
+
+def token_map(act: torch.Tensor, side: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, S, C) tokens, average-pooled to at most side x side (a smaller map stays as it is)."""
+    if act.shape[2] > side or act.shape[3] > side:
+        act = F.adaptive_avg_pool2d(act, (min(side, act.shape[2]), min(side, act.shape[3])))
+    return act.flatten(2).transpose(1, 2).contiguous()
 
 
 def feature_batches(model: DDAEModel, images: torch.Tensor, timesteps: Sequence[TimestepSpec],
                     layers: Sequence[str], *, batch_size: int = 256, order: torch.Tensor | None = None,
                     flip: bool = False, crop_padding: int = 0, seed: int = 0, normalize: bool = False,
-                    stop: Callable[[], bool] | None = None
+                    stop: Callable[[], bool] | None = None, tokens: int = 0
                     ) -> Iterator[tuple[torch.Tensor, list[tuple[torch.Tensor, dict[str, torch.Tensor]]]]]:
     """Yield (indices, [(timesteps (B,), {layer: (B, C) pooled float32}) per entry of `timesteps`]).
 
     Each batch is augmented once; every timestep entry then gets its own noise draw and forward pass.
+    `tokens` > 0: unpooled taps as (B, S, C) tokens instead (token_map).
     A timestep entry is an int, or a function (batch size, generator) -> (B,) timesteps drawn per image.
     `order` picks and orders the images (default: all, in order). Raises Stopped when `stop()` turns true.
     """
@@ -69,7 +83,7 @@ def feature_batches(model: DDAEModel, images: torch.Tensor, timesteps: Sequence[
             raise Stopped
         index = order[start:start + batch_size]
         yield index, _batch_features(model, images, index, batch_index, timesteps, layers, flip=flip,
-                                     crop_padding=crop_padding, seed=seed, normalize=normalize)
+                                     crop_padding=crop_padding, seed=seed, normalize=normalize, tokens=tokens)
 
 
 def _stream_batches(model: DDAEModel, images: torch.Tensor, timestep: int, layers: Sequence[str], *,

@@ -42,3 +42,28 @@ def knn_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
     predicted = knn_predict(train_feats, train_labels, test_feats, num_classes=num_classes, k=k,
                             temperature=temperature, batch_size=batch_size)
     return (predicted.cpu() == test_labels.cpu().long()).float().mean().item()
+
+
+def knn_grid_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
+                      test_labels: torch.Tensor, *, num_classes: int, k: int = K, temperature: float = TEMPERATURE,
+                      batch_size: int = 256) -> list[float]:
+    """Every layer's k-NN accuracy at once: (L, N, C) training and (L, M, C) test features -> L fractions.
+
+    Layers are zero-padded to one width C (padding adds nothing to a cosine), so a whole row of the grid is one
+    batched matrix product per test batch; the vote is knn_predict's, cell for cell.
+    """
+    if test_feats.shape[1] == 0:
+        return [0.0] * test_feats.shape[0]
+    device = train_feats.device
+    train = F.normalize(train_feats.float(), dim=2)
+    labels = train_labels.to(device).long()
+    k = min(k, train.shape[1])
+    correct = torch.zeros(train.shape[0], dtype=torch.long, device=device)
+    truth = test_labels.to(device).long()
+    for start in range(0, test_feats.shape[1], batch_size):
+        test = F.normalize(test_feats[:, start:start + batch_size].to(device).float(), dim=2)
+        similarity, index = torch.bmm(test, train.transpose(1, 2)).topk(k, dim=2)
+        scores = torch.zeros(*test.shape[:2], num_classes, device=device)
+        scores.scatter_add_(2, labels[index], (similarity / temperature).exp())
+        correct += (scores.argmax(dim=2) == truth[None, start:start + test.shape[1]]).sum(1)
+    return (correct.float() / test_feats.shape[1]).tolist()

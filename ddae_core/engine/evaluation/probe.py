@@ -41,11 +41,14 @@ from ..device import extraction_batch_size
 from ..spec.options import ProbeOptions
 from ..spec.run_spec import ProbeSpec
 from . import baselines as baseline_cache
+from .aggregate import aggregate_cells, aggregate_summary, export_head as export_aggregate
+from .attentive import run_attentive
 from .certainty import SELECTED_ON_HELD_OUT, SELECTED_ON_TEST, edge_note, selection_holdout, selection_words
 from .common import EvalContext, open_context
 from .features import Stopped
 from .grid_axes import TIMESTEP_CONVENTIONS, noise_axis_json, tap_order, timestep_range
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
+from .instant import knn_of_cache
 from .knn import knn_accuracy
 from .protocols import BASELINE_KEYS, PROTOCOLS
 from .report import best_cell, format_grid, timestep_labels
@@ -96,8 +99,15 @@ class ProbeGrid:
         self.held_cells: dict[int, dict[str, float]] = {}      # accuracy on the held-out training images
         self.heads: dict[str, dict[str, torch.Tensor]] = {}
         self.work_device = ctx.device
-        self.standardize = o.protocol == "standardized"
+        # The aggregate protocol's cells are standardised heads, as the mixture's cells are standardised features;
+        # the attentive protocol standardises its tokens, and its raw-pixel baseline is a standardised head too.
+        self.standardize = o.protocol in ("standardized", "aggregate", "attentive")
         self.emit, self.stage = emit, stage
+        self.caches: dict = {}          # t -> the fast protocols' cached training features (L, V*N, C_max)
+        self.eval_feats: dict[int, dict[str, dict[str, torch.Tensor]]] = {}
+        self.knn_grid: dict | None = None     # the fast protocols' k-NN cells (instant.py), once extracted
+        self.aggregate: dict | None = None    # the aggregate protocol's mixture (aggregate.py)
+        self.aggregate_head = None
 
     def _load_data(self) -> tuple[ImageData, ImageData, ImageData | None]:
         """(train, test, held-out): the held-out images, a fixed draw from the training split, train no head."""
@@ -118,9 +128,8 @@ class ProbeGrid:
         return self.source.extract(data.images, t, batch_size=self.extract_batch, seed=seed, stop=self.ctx.stopped,
                                    on_progress=on_progress)
 
-    def accuracy(self, heads: ProbeHeads, data: ImageData, t: int, seed: int) -> list[float]:
-        """Each head's accuracy on `data` at t (one seeded noise draw, no augmentation)."""
-        feats = self.features(data, t, seed)
+    def accuracy(self, heads: ProbeHeads, data: ImageData, feats: dict[str, torch.Tensor]) -> list[float]:
+        """Each head's accuracy on `data`, whose features (at the head's t) are `feats`."""
         stacked = heads.stack([feats[name] for name in self.layers]).to(self.work_device)
         labels = data.labels.to(self.work_device)
         correct = torch.zeros(len(self.layers), dtype=torch.long, device=self.work_device)
@@ -129,15 +138,24 @@ class ProbeGrid:
         return (correct.float() / len(labels)).tolist()
 
     def finish_row(self, t: int, heads: ProbeHeads) -> None:
-        accuracy = self.accuracy(heads, self.test, t, _seed(self.ctx.seed, 17, t))
+        feats = self.evaluation_features(t)
+        accuracy = self.accuracy(heads, self.test, feats["test"])
         if self.held is not None:
-            self.held_cells[t] = dict(zip(self.layers, self.accuracy(heads, self.held, t, _seed(self.ctx.seed, 19, t))))
+            self.held_cells[t] = dict(zip(self.layers, self.accuracy(heads, self.held, feats["held"])))
         self.cells[t] = {}
         for name, acc, state in zip(self.layers, accuracy, heads.export()):
             self.cells[t][name] = acc
             self.heads[f"{t}/{name}"] = state
             if self.emit:
                 self.ctx.reporter.grid_cell(name, t, acc)
+
+    def seed_for(self, *parts: int) -> int:
+        """A seed derived from the job's seed and `parts` (noise draws, orders, initialisations)."""
+        return _seed(self.ctx.seed, *parts)
+
+    def generator(self, *parts: int) -> torch.Generator:
+        """A CPU generator seeded by seed_for(*parts) (heads' initialisations)."""
+        return torch.Generator().manual_seed(self.seed_for(*parts))
 
     def new_heads(self, t: int, channels: list[int]) -> tuple[ProbeHeads, ProbeTrainer]:
         gen = torch.Generator().manual_seed(_seed(self.ctx.seed, 29, t))
@@ -153,6 +171,8 @@ class ProbeGrid:
             self.run_official()
         elif self.options.protocol == "knn":
             self.run_knn()
+        elif self.options.protocol == "attentive" and isinstance(self.source, NetworkSource):
+            run_attentive(self)
         else:
             self.run_fast()
 
@@ -182,9 +202,10 @@ class ProbeGrid:
             def progress(done: int, _n: int, row=row, t=t) -> None:
                 self._progress(row * n + done, total, f"extract t={t}")
             train = self.features(self.train, t, knn_train_seed(self.ctx.seed, t), progress)
-            for data, seed, cells in ((self.test, 17, self.cells), (self.held, 19, self.held_cells)):
+            evaluation = self.evaluation_features(t)
+            for split, data, cells in (("test", self.test, self.cells), ("held", self.held, self.held_cells)):
                 if data is not None:
-                    feats = self.features(data, t, _seed(self.ctx.seed, seed, t))
+                    feats = evaluation[split]
                     cells[t] = {name: self.knn(train[name], feats[name], data.labels) for name in self.layers}
             if self.emit:
                 for name, acc in self.cells[t].items():
@@ -193,7 +214,8 @@ class ProbeGrid:
     def knn(self, train: torch.Tensor, test: torch.Tensor, labels: torch.Tensor) -> float:
         return knn_accuracy(train.to(self.work_device), self.train.labels, test, labels, num_classes=self.classes)
 
-    # Fast protocol.
+    # Fast protocol: every noise level's features are extracted and cached first, so the k-NN cells
+    # (instant.py) fill the whole grid before any head is trained; the heads then replace them row by row.
     def run_fast(self) -> None:
         views = self.options.views
         n, c_max = len(self.train), max(self.channels)
@@ -203,11 +225,16 @@ class ProbeGrid:
             budget_mb = min(4096, psutil.virtual_memory().available / 4 / 2**20)
         budget = int(budget_mb * 2**20)
         layers_per_group = max(1, min(len(self.layers), budget // max(row_bytes, 1)))
-        spill = layers_per_group < len(self.layers)
+        spill = layers_per_group < len(self.layers) or row_bytes * len(self.timesteps) > budget
         spill_dir = Path(tempfile.mkdtemp(prefix="probe-cache-", dir=self.ctx.run_dir)) if spill else None
         try:
             for row, t in enumerate(self.timesteps):
-                cache = self._extract_views(t, views, row, spill_dir)
+                self.caches[t] = self._extract_views(t, views, row, spill_dir)
+                self.evaluation_features(t)
+            if self.emit:
+                self.knn_grid = knn_of_cache(self)
+            for t in self.timesteps:
+                cache = self.caches[t]
                 heads_all = []
                 for g in range(0, len(self.layers), layers_per_group):
                     group = slice(g, g + layers_per_group)
@@ -223,9 +250,20 @@ class ProbeGrid:
                         self._train_cached(heads, trainer, block, n, views)
                     heads_all.append(heads)
                 self.finish_row(t, _concat_heads(heads_all, self.channels, self.classes))
+            if self.options.protocol == "aggregate" and self.emit:
+                self.aggregate = aggregate_cells(self)
         finally:
+            self.caches.clear()
             if spill_dir is not None:
                 shutil.rmtree(spill_dir, ignore_errors=True)
+
+    def evaluation_features(self, t: int) -> dict[str, dict[str, torch.Tensor]]:
+        """{"test" | "held": {layer: (N, C)}} at t, extracted once per grid (the k-NN cells and the heads share it)."""
+        if t not in self.eval_feats:
+            self.eval_feats[t] = {name: self.features(data, t, _seed(self.ctx.seed, seed, t))
+                                  for name, data, seed in (("test", self.test, 17), ("held", self.held, 19))
+                                  if data is not None}
+        return self.eval_feats[t]
 
     def _extract_views(self, t: int, views: int, row: int, spill_dir: Path | None):
         n, c_max = len(self.train), max(self.channels)
@@ -302,6 +340,8 @@ class ProbeGrid:
             "noise_axis": noise_axis_json(self.model.config),      # the schedule: each row's log-SNR
             "tap_order": tap_order(self.model.config),             # every tap, for each layer's relative depth
             "baselines": baselines,
+            "knn": self.knn_grid,
+            "aggregate": self.aggregate,
         }
         atomic_write_text(self.ctx.run_dir / GRID, json.dumps(result, indent=1))
         self.ctx.reporter.artifact(ArtifactKind.FILE, self.ctx.run_dir / GRID)
@@ -311,7 +351,9 @@ class ProbeGrid:
             atomic_torch_save({"format": HEADS_FORMAT, "timesteps": sorted(self.cells), "layers": self.layers,
                                "classes": list(self.train.classes), "heads": self.heads,
                                "accuracy": {f"{t}/{k}": v for t, row in self.cells.items() for k, v in row.items()},
-                               "parent_run": result["parent_run"], "checkpoint_step": self.ctx.checkpoint_step},
+                               "parent_run": result["parent_run"], "checkpoint_step": self.ctx.checkpoint_step,
+                               "aggregate": None if self.aggregate_head is None else
+                               export_aggregate(self.aggregate_head, self.timesteps, self.layers)},
                               self.ctx.run_dir / PROBE_HEADS)
             self.ctx.reporter.artifact(ArtifactKind.FILE, self.ctx.run_dir / PROBE_HEADS)
         return result
@@ -413,8 +455,8 @@ def probe_run(spec: ProbeSpec, run_dir: Path, reporter, workspace: Path,
         status = RunStatus.CANCELLED
     result = grid.save(labels, baselines)
     log.info(format_grid(grid.timesteps, grid.layers, grid.cells, labels))
-    if grid.standardize:
-        log.info(f"(protocol: {PROTOCOLS['standardized']})")
+    if spec.options.protocol not in ("fast", "official"):
+        log.info(f"(protocol: {PROTOCOLS[spec.options.protocol]})")
     if result["best"]:
         b = result["best"]
         reporter.report("probe/accuracy", b["accuracy"], ctx.checkpoint_step or 0)
@@ -424,5 +466,11 @@ def probe_run(spec: ProbeSpec, run_dir: Path, reporter, workspace: Path,
             log.info(note)
         if baselines:
             log.info(baseline_summary(b["accuracy"], baselines))
+    if result["knn"] and result["knn"]["best"]:
+        k = result["knn"]["best"]
+        log.info(f"k-NN (as soon as the features were cached): best cell {labels[k['timestep']]}, {k['layer']}: "
+                 f"{percent(k['accuracy'])}")
+    if result["aggregate"]:
+        log.info(aggregate_summary(result["aggregate"], baselines))
     reporter.status(status)
     return status

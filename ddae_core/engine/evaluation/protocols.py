@@ -9,7 +9,12 @@
 - dit-official: the DDAE code's DiT probe (dit_probe.py): one head per cell on latents read from the latent
   cache, a random augmented copy per image and batch, 30 epochs; a DiT run's official protocol.
 - knn: no heads; every cell is a cosine k-NN vote (k=20, T=0.07, DINO's evaluation; knn.py) over the
-  cached features, so a whole grid costs its extraction: the instant grid, labelled "k-NN".
+  cached features, so a whole grid costs its extraction: the instant grid, labelled "k-NN". The fast protocols
+  also fill their grid with k-NN cells as soon as their features are cached (instant.py), before any head trains.
+- attentive (not the official protocol): per cell a cross-attention pooling head over the tap's spatial tokens
+  instead of the mean pool (attentive.py), labelled "attentive".
+- aggregate (not the official protocol): standardized, then one linear head over a learned softmax mixture of
+  every cell (aggregate.py); its cells are the standardised heads', its mixture's gain is in grid.json.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from ...rundir.figures import percent, points
 from ..spec.fields import PROTOCOLS as PROTOCOLS  # the probe spec's vocabulary, re-exported for the views
 
 SHORT_LABELS = {"fast": "fast", "official": "official", "standardized": "standardised", "knn": "k-NN",
-                "dit-official": "official DiT"}
+                "dit-official": "official DiT", "attentive": "attentive", "aggregate": "standardised + aggregation"}
 # Metrics a probe reports for its baselines (at its checkpoint step); views read them from the store.
 BASELINE_KEYS = {"pixels": "probe/baseline/pixels", "random_init": "probe/baseline/random_init"}
 BASELINE_LABELS = {"pixels": "raw pixels", "random_init": "random init"}
@@ -41,7 +46,8 @@ def is_standardized(options: Mapping) -> bool:
 # A run's headline: its grid's best accuracy, named by that grid's protocol, against that grid's own baselines
 # (db/queries.py headline_of picks the grid). The runs table, its tooltip, Compare and `ddae runs list` all
 # write it with these, so one run reads the same everywhere.
-PROTOCOL_TAGS = {"fast": "fast", "official": "official", "standardized": "std", "knn": "k-NN", "dit-official": "DiT"}
+PROTOCOL_TAGS = {"fast": "fast", "official": "official", "standardized": "std", "knn": "k-NN", "dit-official": "DiT",
+                 "attentive": "attn", "aggregate": "std+agg"}
 NO_BASELINES = "no baselines"
 
 

@@ -29,6 +29,8 @@ PROTOCOLS = {
     "standardized": "standardised heads (MAE-style, not the official protocol)",
     "knn": "k-NN (k=20, cosine, T=0.07; no training)",
     "dit-official": "official DiT (DDAE's DiT/linear.py on cached latents)",
+    "attentive": "attentive (cross-attention pooling over standardised tokens; not the official protocol)",
+    "aggregate": "standardised heads + learned aggregation over all cells (not the official protocol)",
 }
 
 

@@ -132,10 +132,14 @@ class ProbeOptions(EvalOptions):
         "fast", "fast (official optimiser on cached features; default), official (the official code's probe), "
                 "standardized (fast on zero-mean, unit-variance features; MAE-style, not official), "
                 "knn (cosine k-NN, k=20, T=0.07, on the features: no training, a grid in seconds), "
-                "dit-official (a DiT run: the DDAE code's DiT probe on the cached latent copies)",
+                "dit-official (a DiT run: the DDAE code's DiT probe on the cached latent copies), "
+                "attentive (a cross-attention pooling head over each tap's spatial tokens, not the mean), "
+                "aggregate (standardized, then one head over softmax-mixed cells: the gain over the best cell)",
         choices=(("fast", "fast: cached features, many heads"), ("official", "official: one head, augmented views"),
                  ("standardized", "standardized: fast on standardised features"),
                  ("knn", "k-NN: no training, a grid in seconds"),
+                 ("attentive", "attentive: attention pooling over spatial tokens"),
+                 ("aggregate", "aggregate: standardized + learned mixture of all cells"),
                  ("dit-official", "DiT official: cached latent copies (DiT runs)")))
     timesteps: Words = option(None, "DDPM steps, EDM sigma indices or DiT steps (0-indexed), e.g. 1,11,21",
                               hint="1,11,21 (the paper's)", default_text="the paper's grid; dit-official: the config's",
