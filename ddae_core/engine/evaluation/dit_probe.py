@@ -86,17 +86,23 @@ class LatentProbeGrid(ProbeGrid):
         for t, (heads, _) in zip(self.timesteps, pairs):
             self.finish_row(t, heads)
 
-    def accuracy(self, heads: ProbeHeads, data, t: int, seed: int) -> list[float]:
-        """Each head's accuracy on one noisy pass of the un-augmented test copy."""
-        generator = torch.Generator().manual_seed(seed)
-        correct = torch.zeros(len(self.layers), dtype=torch.long, device=self.work_device)
-        total = 0
-        for latents, labels in self.reader.test_batches(self.extract_batch):
-            feats = self._pooled(latents, t, generator)
-            stacked = heads.stack([feats[name] for name in self.layers]).to(self.work_device)
-            correct += heads.correct(stacked, labels.to(self.work_device))
-            total += len(labels)
-        return (correct.float() / max(total, 1)).tolist()
+    def evaluation_features(self, t: int) -> dict[str, dict[str, torch.Tensor]]:
+        """{"test": {layer: (N, hidden)}}: one noisy pass of the un-augmented test copy at t, once per grid."""
+        if t not in self.eval_feats:
+            generator = torch.Generator().manual_seed(_seed(self.ctx.seed, 17, t))
+            parts, labels = [], []
+            for latents, y in self.reader.test_batches(self.extract_batch):
+                parts.append(self._pooled(latents, t, generator))
+                labels.append(y)
+            self.test_labels = torch.cat(labels)
+            self.eval_feats[t] = {"test": {name: torch.cat([p[name] for p in parts]) for name in self.layers}}
+        return self.eval_feats[t]
+
+    def accuracy(self, heads: ProbeHeads, data, feats: dict[str, torch.Tensor]) -> list[float]:
+        """Each head's accuracy on the test copy's features `feats`, against the cache's own test labels."""
+        stacked = heads.stack([feats[name] for name in self.layers]).to(self.work_device)
+        correct = heads.correct(stacked, self.test_labels.to(self.work_device))
+        return (correct.float() / max(len(self.test_labels), 1)).tolist()
 
 
 def dit_probe_run(spec: ProbeSpec, run_dir: Path, reporter, workspace: Path) -> str:
