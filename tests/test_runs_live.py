@@ -137,6 +137,13 @@ def test_a_burst_of_changes_and_requests_is_read_once_per_refresh_and_never_whil
         view.show()
         assert hub.poll() and [name for name, _ in calls].count("group_runs") == 1    # ... and is read once shown
         assert panel.groups == direct(store)
+
+        panel.set_grouping([], METRICS)         # no grouping: no more group reads, and none shown again
+        calls.clear()
+        fake.append(workspace / "runs" / train[1], [fake.metric("loss/train", 500, 0.8)])
+        ingest(workspace)
+        assert hub.poll()
+        assert "group_runs" not in [name for name, _ in calls] and panel.model.rowCount() == 0
         hub.stop()
 
 

@@ -99,11 +99,11 @@ class GroupsPanel(QWidget):
 
     def reload(self) -> None:
         """Read the groups now, or, given `live`, ask the live hub's reader for them (they come to show_groups())."""
+        if self.live is not None:
+            self.live()                 # the reader learns of an empty grouping too: it stops reading groups
         if not self.by or self.pager is None:
             self.show_groups([])
-        elif self.live is not None:
-            self.live()
-        else:
+        elif self.live is None:
             try:
                 self.show_groups(self.pager.groups(self.by, self.metrics))
             except (QueryError, UserError) as exc:
