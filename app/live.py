@@ -60,6 +60,7 @@ class LiveHub(QObject):
         self._watchers: dict[str, _Watcher] = {}
         self._serial = 0
         self._lock = threading.Lock()       # one cycle at a time (reader thread or poll())
+        self._state = threading.Lock()      # the watchers and the answers; never held across a read
         self._failing = False
         self._pending: deque[tuple[Changes | None, dict[str, tuple[int, Any]]]] = deque()     # read, not shown yet
         self._answers: dict[str, deque[tuple[int, Any]]] = {}                        # per watcher, in order
@@ -89,19 +90,19 @@ class LiveHub(QObject):
         request: also read once at the next cycle, read(None), whether or not anything changed (a first load).
         paused: start paused (see pause()).
         """
-        with self._lock:
+        with self._state:
             self._serial += 1
             self._watchers[name] = _Watcher(self._serial, read, apply, owed=request, paused=paused)
         if request and not paused:
             self.wake()
 
     def unwatch(self, name: str) -> None:
-        with self._lock:
+        with self._state:
             self._watchers.pop(name, None)
 
     def request(self, name: str) -> None:
         """Ask the watcher for read(None) at the next cycle, whether or not anything changed."""
-        with self._lock:
+        with self._state:
             watcher = self._watchers.get(name)
             if watcher is not None:
                 watcher.owed = True
@@ -109,13 +110,13 @@ class LiveHub(QObject):
 
     def pause(self, name: str) -> None:
         """Skip the watcher's reads while its view is hidden; a change meanwhile makes resume() read once."""
-        with self._lock:
+        with self._state:
             watcher = self._watchers.get(name)
             if watcher is not None:
                 watcher.paused = True
 
     def resume(self, name: str) -> None:
-        with self._lock:
+        with self._state:
             watcher = self._watchers.get(name)
             if watcher is None or not watcher.paused:
                 return
@@ -133,7 +134,8 @@ class LiveHub(QObject):
     def cycle(self) -> bool:
         """One poll (any thread): queue the changes and each watcher's answer; False if nothing changed."""
         with self._lock:
-            owed = any(w.owed and not w.paused for w in self._watchers.values())
+            with self._state:
+                owed = any(w.owed and not w.paused for w in self._watchers.values())
             try:
                 changes = None if self.store.data_version() == self.token else self.store.changed_since(self.token)
             except Exception as exc:  # noqa: BLE001 - a locked or vanished database: say so once
@@ -146,12 +148,16 @@ class LiveHub(QObject):
                 return False
             if changes is not None:
                 self.token = changes.token
+            reads = []
+            with self._state:
+                for name, watcher in self._watchers.items():
+                    if watcher.paused or not (watcher.owed or changes is not None):
+                        watcher.owed = watcher.owed or changes is not None
+                        continue
+                    reads.append((name, watcher, watcher.owed))
+                    watcher.owed = False        # a request() from here on is read at the next cycle
             results = {}
-            for name, watcher in list(self._watchers.items()):
-                if watcher.paused or not (watcher.owed or changes is not None):
-                    watcher.owed = watcher.owed or changes is not None
-                    continue
-                asked, watcher.owed = watcher.owed, False
+            for name, watcher, asked in reads:
                 try:
                     result = watcher.read(None if asked else changes)
                 except Exception:
@@ -159,7 +165,8 @@ class LiveHub(QObject):
                     continue
                 if result is not None:
                     results[name] = (watcher.serial, result)
-            self._pending.append((changes, results))
+            with self._state:
+                self._pending.append((changes, results))
             return True
 
     def poll(self) -> bool:
@@ -175,7 +182,7 @@ class LiveHub(QObject):
     def _drain(self, immediate: bool) -> None:
         """Show queued answers in read order; watchers a few frames apart unless `immediate`."""
         while True:
-            with self._lock:
+            with self._state:
                 if not self._pending:
                     break
                 changes, results = self._pending.popleft()

@@ -218,7 +218,7 @@ class MainWindow(QMainWindow):
         queue_feed = QueueFeed(store)
         remaining = RemainingTime()         # one time-left estimate for Queue and the Run header
         self.queue_view = QueueView(queue_feed, remaining=remaining)
-        self.runs_view = RunsView(RunsPager(store))
+        self.runs_view = RunsView(RunsPager(store), hub)
         self.run_view = RunView(partial(RunFeed, store), hub, remaining=remaining)
         # The heavier reads after a change run on the hub's reader thread; widgets change on this one.
         hub.watch("queue", lambda changes: queue_feed.rows(), self.queue_view.set_rows)

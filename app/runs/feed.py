@@ -4,6 +4,7 @@ coordinates' brushes) and the edits made in it, Qt-free."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from db import Changes, QueryError, RunSummary, Store
 from db.groups import GroupRow, GroupValue
@@ -12,10 +13,12 @@ from db.paper_table import baselines_text, latex, markdown, number_text, stat_te
 from db.query import parse
 from db.records import SETTING_SECTIONS, STATUSES
 from db.table import Axes
+from ddae_core.rundir.errors import UserError
 
 # The views read these through the feed, never the database layer itself (pyproject's import contracts).
-__all__ = ["METRICS", "PAGE_SIZE", "SETTING_SECTIONS", "STATUSES", "Changes", "GroupRow", "QueryError", "RunSummary",
-           "RunsPager", "baselines_text", "latex", "markdown", "number_text", "stat_text", "value_text"]
+__all__ = ["METRICS", "PAGE_SIZE", "SETTING_SECTIONS", "STATUSES", "Changes", "GroupRow", "LabRead", "LabReads",
+           "LabWanted", "QueryError", "RunSummary", "RunsPager", "baselines_text", "latex", "markdown", "number_text",
+           "stat_text", "value_text"]
 
 PAGE_SIZE = 200
 
@@ -104,6 +107,68 @@ class RunsPager:
 
     def delete(self, run_id: str) -> None:
         self.store.delete_run(run_id, remove_files=True)
+
+    def wanted(self, rows: Sequence[RunSummary], columns: Sequence[str], by: Sequence[str],
+               metrics: Sequence[str]) -> LabWanted:
+        """What the lab shows now, frozen for the reader thread: the page's extra columns and the groups (no `by`:
+        groups hidden)."""
+        return LabWanted(tuple(r.id for r in rows), tuple(columns), tuple(by), tuple(metrics),
+                         tuple(self._filters().items()))
+
+
+@dataclass(frozen=True)
+class LabWanted:
+    """The lab's reads as the GUI thread last asked for them."""
+
+    run_ids: tuple[str, ...]            # the page's runs
+    columns: tuple[str, ...]            # its setting and metric columns (none: no values to read)
+    by: tuple[str, ...]                 # the groups' columns (none: the groups are not shown)
+    metrics: tuple[str, ...]
+    filters: tuple[tuple[str, object], ...]
+
+    def values_key(self) -> tuple:
+        return self.run_ids, self.columns
+
+    def groups_key(self) -> tuple:
+        return self.by, self.metrics, self.filters
+
+
+@dataclass(frozen=True)
+class LabRead:
+    """What the reader thread read for `wanted`; None where nothing needed reading."""
+
+    wanted: LabWanted
+    values: dict[str, dict] | None = None       # run id -> {column: value}
+    groups: list[GroupRow] | None = None
+    problem: str | None = None                  # the groups' columns the database refused, in one sentence
+
+
+class LabReads:
+    """The lab's reads on the live hub's reader thread, never the GUI thread's: the page's column values when
+    one of its runs changed, the groups after any change (a run streamed a loss, or joined a group)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.wanted: LabWanted | None = None    # set by the GUI thread; read whole by the reader (one reference)
+
+    def read(self, changes: Changes | None) -> LabRead | None:
+        """Changes None: asked to read anew (the page or the grouping changed)."""
+        wanted = self.wanted
+        if wanted is None:
+            return None
+        touched = changes is None or changes.full or not {r.id for r in changes.runs}.isdisjoint(wanted.run_ids) \
+            or not set(changes.deleted).isdisjoint(wanted.run_ids)
+        values = self.store.column_values(list(wanted.run_ids), wanted.columns) \
+            if wanted.columns and wanted.run_ids and touched else None
+        groups, problem = None, None
+        if wanted.by:
+            try:
+                groups = self.store.group_runs(wanted.by, wanted.metrics, **dict(wanted.filters))
+            except (QueryError, UserError) as exc:
+                problem = str(exc).splitlines()[0]
+        if values is None and groups is None and problem is None:
+            return None
+        return LabRead(wanted, values, groups, problem)
 
 
 def _literal(value) -> str:

@@ -4,6 +4,8 @@ Copies the group table as Markdown or LaTeX (db/paper_table.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QTreeView, QVBoxLayout, QWidget
@@ -46,6 +48,8 @@ class GroupsPanel(QWidget):
         self.groups: list[GroupRow] = []
         self.by: list[str] = []
         self.metrics: list[str] = ["best"]
+        self.live: Callable[[], None] | None = None     # asks the live hub's reader for the groups (RunsLab)
+        self._shape: tuple | None = None                # the grouping, metrics and group values shown
         self.group_by = QLineEdit()
         self.group_by.setPlaceholderText("Group by, e.g. diffusion.n_T, model_type")
         self.group_by.returnPressed.connect(self.apply)
@@ -94,33 +98,54 @@ class GroupsPanel(QWidget):
             self.changed.emit()
 
     def reload(self) -> None:
-        self.model.clear()
-        self.groups = []
+        """Read the groups now, or, given `live`, ask the live hub's reader for them (they come to show_groups())."""
+        if self.live is not None:
+            self.live()                 # the reader learns of an empty grouping too: it stops reading groups
         if not self.by or self.pager is None:
-            self._say(None)
+            self.show_groups([])
+        elif self.live is None:
+            try:
+                self.show_groups(self.pager.groups(self.by, self.metrics))
+            except (QueryError, UserError) as exc:
+                self.show_groups([], str(exc).splitlines()[0])
+
+    def show_groups(self, groups: list[GroupRow], problem: str | None = None) -> None:
+        """Show these groups (of the current grouping); the same groups as shown are updated in place, so the
+        expanded ones stay open while runs stream."""
+        self._say(problem)
+        shape = (self.by, self.metrics, [g.values for g in groups])
+        if problem is None and groups and shape == self._shape:
+            for r, group in enumerate(groups):
+                cells = self._cells(group)
+                moved = [c for c, text in enumerate(cells) if self.model.item(r, c).text() != text]
+                for c in moved:
+                    self.model.item(r, c).setText(cells[c])
+                if moved:       # its members are read again when next expanded
+                    self.model.item(r, 0).setData(False, LOADED_ROLE)
+            self.groups = groups
             return
-        try:
-            self.groups = self.pager.groups(self.by, self.metrics)
-        except (QueryError, UserError) as exc:
-            self._say(str(exc).splitlines()[0])
+        self.model.clear()
+        self.groups, self._shape = ([], None) if problem else (groups, shape)
+        if not self.groups:
             return
-        self._say(None)
         headers = [" / ".join(self.by), "n"]
         for m in self.metrics:
             headers += [f"{METRICS[m].label}: mean ± std", "min – max"]
         self.model.setHorizontalHeaderLabels([*headers, "Protocol", "Baselines: pixels / random init"])
         for group in self.groups:
-            cells = [", ".join(f"{k} = {value_text(v)}" for k, v in zip(self.by, group.values)), str(group.n)]
-            for m in self.metrics:
-                stats = group.stats[m]
-                cells += [stat_text(m, stats), f"{number_text(m, stats.min)} – {number_text(m, stats.max)}"]
-            cells += [", ".join(group.protocols) or "—", baselines_text(group)]
-            row = [QStandardItem(c) for c in cells]
+            row = [QStandardItem(c) for c in self._cells(group)]
             row[0].setData(group.values, GROUP_ROLE)
             row[0].appendRow([QStandardItem(PLACEHOLDER)])
             self.model.appendRow(row)
         for column in range(self.model.columnCount()):
             self.tree.resizeColumnToContents(column)
+
+    def _cells(self, group: GroupRow) -> list[str]:
+        cells = [", ".join(f"{k} = {value_text(v)}" for k, v in zip(self.by, group.values)), str(group.n)]
+        for m in self.metrics:
+            stats = group.stats[m]
+            cells += [stat_text(m, stats), f"{number_text(m, stats.min)} – {number_text(m, stats.max)}"]
+        return [*cells, ", ".join(group.protocols) or "—", baselines_text(group)]
 
     def _say(self, sentence: str | None) -> None:
         self.error.setText(sentence or "")

@@ -1,10 +1,12 @@
 """The run table's lab tools, beside the table: setting and metric columns (the chooser, collapsible sections),
 groups, parallel coordinates and saved views. RunsView owns one RunsLab; the lab reads through the view's
-pager, so every filter, sort and group runs in the database."""
+pager, so every filter, sort and group runs in the database. In the window (a live hub) the column values and
+the groups are read on the hub's reader thread, after each change and when the page or grouping changes, at
+most once per refresh; the GUI thread only shows them."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QPoint, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPoint, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -17,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from .columns import ColumnChooser
+from .feed import LabRead, LabReads
 from .groups import GroupsPanel
 from .plot import ParallelPanel
 from .saved import SavedViews, ViewState
@@ -66,6 +69,12 @@ class RunsLab(QObject):
 
         self.groups = GroupsPanel(pager)
         self.groups.open_run.connect(view.open_run)
+        self.reads = LabReads(pager.store) if pager is not None and view.hub is not None else None
+        self.watch_name = f"runs-lab-{id(self)}"
+        if self.reads is not None:
+            self.groups.live = self.request
+            view.hub.watch(self.watch_name, self.reads.read, self._show_read, paused=True)    # until shown
+            view.installEventFilter(self)
         self.plot = ParallelPanel(pager, self.groups)
         self.plot.brushed.connect(self._brushed)
         self.plot.compare.connect(view.compare)
@@ -109,9 +118,41 @@ class RunsLab(QObject):
         self.refresh_values()
 
     def refresh_values(self) -> None:
+        """The page's setting and metric column values: asked of the live hub, or read now without one."""
         model, pager = self.view.model, self.view.pager
-        if pager is not None and model.extra_columns():
+        if self.reads is not None:
+            self.request()
+        elif pager is not None and model.extra_columns():
             model.set_values(pager.column_values(model.runs(), model.extra_columns()))
+
+    # Reading on the live hub's thread.
+    def request(self) -> None:
+        """Ask the hub's reader for what the lab shows now (the page, its columns or the grouping changed)."""
+        model = self.view.model
+        by = self.groups.by if self.group_button.isChecked() else []
+        self.reads.wanted = self.view.pager.wanted(model.runs(), model.extra_columns(), by, self.groups.metrics)
+        self.view.hub.request(self.watch_name)
+
+    def _show_read(self, read: LabRead) -> None:
+        """On the GUI thread: show what the reader read, unless the lab has since asked for something else."""
+        wanted = self.reads.wanted
+        if read.values is not None and read.wanted.values_key() == wanted.values_key():
+            self.view.model.set_values(read.values)
+        if wanted.by and read.wanted.groups_key() == wanted.groups_key() \
+                and (read.groups is not None or read.problem is not None):
+            self.groups.show_groups(read.groups or [], read.problem)
+
+    def eventFilter(self, watched, event) -> bool:
+        """The Runs view hidden reads nothing (and once when shown again, if a change came); closed, never again."""
+        if watched is self.view and self.reads is not None:
+            kind = event.type()
+            if kind == QEvent.Type.Show:
+                self.view.hub.resume(self.watch_name)
+            elif kind == QEvent.Type.Hide:
+                self.view.hub.pause(self.watch_name)
+            elif kind == QEvent.Type.Close:
+                self.view.hub.unwatch(self.watch_name)
+        return False
 
     def _header_menu(self, pos: QPoint) -> None:
         model = self.view.model
@@ -148,6 +189,8 @@ class RunsLab(QObject):
         self.stack.setCurrentWidget(self.groups if on else self.view.table)
         if on:
             self.groups.apply()
+        elif self.reads is not None:
+            self.request()                      # hidden groups are not read
 
     def _show_plot(self, on: bool) -> None:
         self.plot.setVisible(on)
@@ -165,7 +208,7 @@ class RunsLab(QObject):
     def after_reload(self) -> None:
         """The table's page changed: its extra columns' values, the groups and the plot follow."""
         self.refresh_values()
-        if self.group_button.isChecked():
+        if self.group_button.isChecked() and self.reads is None:     # with a hub, refresh_values asked for both
             self.groups.reload()
         if self.plot.isVisible():
             self.plot.reload()

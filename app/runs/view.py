@@ -29,6 +29,7 @@ from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, JobKind
 from ddae_core.rundir.errors import UserError
 
 from ..formats import ID_ROLE
+from ..live import LiveHub
 from ..widgets.common import careful_question
 from .feed import STATUSES, Changes, RunsPager, RunSummary
 from .lab import RunsLab
@@ -47,9 +48,11 @@ class RunsView(QWidget):
     evaluate = Signal(str, str)     # job kind, parent run id
     launch_like = Signal(str)       # run id: the Launch form filled from its spec
 
-    def __init__(self, pager: RunsPager | None, parent=None):
+    def __init__(self, pager: RunsPager | None, hub: LiveHub | None = None, parent=None):
+        """hub: the window's live hub; the lab's column values and groups are then read on its thread."""
         super().__init__(parent)
         self.pager = pager
+        self.hub = hub
         self.model = RunTableModel(self)
         self.model.sort_requested.connect(self._sort)
         self.model.edit_requested.connect(self._edit)
@@ -203,7 +206,7 @@ class RunsView(QWidget):
             self.reload()
             return
         missing = self.model.update_rows(changes.runs)
-        if changes.runs and len(missing) < len(changes.runs):
+        if self.hub is None and changes.runs and len(missing) < len(changes.runs):
             self.lab.refresh_values()           # a shown run's metrics (a new FID, a probe) may have moved
         p = self.pager
         if any((p.kind in (None, r.kind)) and (p.status in (None, r.status)) for r in missing) \
