@@ -19,6 +19,12 @@ from ddae_core.rundir.figures import percent, points
 QUOTED = {
     "90.05%": "the official repository's README: DDPM_ddpm best-probe checkpoint (epoch 800)",
     "88.23%": "the official repository's README: DDPM_ddpm best-FID checkpoint (epoch 1999)",
+    "85.73%": "the official repository's README: DiT-XL/2 linear probe on CIFAR-10 (layer-13)",
+    "66.57%": "the official repository's README: DiT-XL/2 linear probe on Tiny-ImageNet (layer-13)",
+    "84.3%": "the paper's Table 3: DiT-XL/2 linear probe on CIFAR-10",
+    "66.3%": "the paper's Table 3: DiT-XL/2 linear probe on Tiny-ImageNet",
+    "98.4%": "the paper's Table 4: DiT-XL/2 fine-tuned on CIFAR-10",
+    "77.8%": "the paper's Table 4: DiT-XL/2 fine-tuned on Tiny-ImageNet",
 }
 # Figures in README.md outside the generated blocks that state a setting of the code, kept equal to it here.
 SETTINGS = {"5%": 100 * BUDGET_CALIBRATION,
