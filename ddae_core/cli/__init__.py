@@ -10,10 +10,10 @@ import sys
 from ..engine.errors import UserError
 
 # Each has register(subparsers); the work of a command is imported inside it, so that `ddae --help` stays fast.
-from . import cluster, demo, evaluate, examples, queue, runs, sweep, train
+from . import cluster, demo, evaluate, examples, explore, queue, runs, sweep, train
 
 # In `ddae --help`'s order.
-COMMANDS = (train, demo, evaluate, sweep, queue, runs, examples, cluster)
+COMMANDS = (train, demo, evaluate, explore, sweep, queue, runs, examples, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:
