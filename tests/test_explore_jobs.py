@@ -127,3 +127,63 @@ def test_segmentation_grid_reports_miou_equal_to_a_direct_confusion_count(traine
         assert cells[(11, layer)] == pytest.approx(float(np.mean(ious)), abs=1e-5)
     result = json.loads((run_dir / "segmentation.json").read_text())
     assert result["best"]["miou"] == pytest.approx(max(cells.values()), abs=1e-6)
+
+
+def test_run_view_shows_the_similarity_heatmaps_with_a_best_cells_row_argmax_and_the_miou_grid(trained, qtbot):
+    from functools import partial
+
+    from app.run.explore_panels import SegmentationPanel, SimilarityPanel
+    from app.run.feed import RunFeed
+    from app.run.view import RunView
+    from db import Store
+    from ddae_core.jobs.eval_specs import probe_spec
+    from tests.fixtures import ingest
+
+    ws, parent = trained
+    run(ws, probe_spec(parent, timesteps="11", layers="out_1,out_2,out_3", protocol="knn", baselines=False,
+                       train_limit=64, test_limit=48, device="cpu"))
+    similarity, _ = run(ws, similarity_spec(parent, random_init=True, layers="out_1,out_2,out_3", images=24,
+                                            device="cpu"))
+    segmentation, _ = run(ws, segmentation_spec(parent, timesteps="11,51", layers="out_3", epochs=1, train_limit=32,
+                                                test_limit=16, device="cpu"))
+    ingest(ws)
+    result = read_similarity(similarity)
+    cell = result["best_cell"]
+    assert cell is not None and cell["timestep"] == result["timestep"] == 11
+    row = result["cka"][result["layers_a"].index(cell["layer"])]
+    with Store.open(ws) as store:
+        view = RunView(partial(RunFeed, store))
+        qtbot.addWidget(view)
+        assert view.show_run(similarity.name)
+        panel = view.panel(SimilarityPanel)
+        assert panel.highlighted("cka") == (cell["layer"], result["layers_b"][int(np.argmax(row))])
+        heatmap = panel.heatmaps["cka"]
+        assert heatmap.axes() == ([0, 1, 2], ["out_1", "out_2", "out_3"])
+        assert heatmap.cells()[(1, "out_3")] == pytest.approx(result["cka"][1][2])
+        assert "Where does B hold what A's best cell holds?" in panel.summary.text()
+        assert "B = random init" in panel.summary.text()
+        assert view.show_run(segmentation.name)
+        grid = view.panel(SegmentationPanel).heatmap
+        cells = {(e["timestep"], e["layer"]): e["accuracy"] for e in events(segmentation, "grid_cell")}
+        assert grid.cells() == pytest.approx(cells) and len(cells) == 2
+        assert "mIoU" in grid.status.text()
+
+
+def test_launch_forms_of_similarity_and_segmentation_name_the_bad_field(trained, qtbot):
+    from app.launch.kinds import KIND
+    from app.launch.view import LaunchForm
+
+    ws, parent = trained
+    form = LaunchForm(KIND["similarity"], None)
+    qtbot.addWidget(form)
+    values = {**form.values(), "parent": parent.name}
+    with pytest.raises(ConfigError, match="other"):
+        KIND["similarity"].build(values, ws)
+    spec = KIND["similarity"].build({**values, "random_init": True, "layers": "out_3"}, ws)
+    assert spec["options"]["random_init"] and spec["options"]["layers"] == ["out_3"]
+    segment = LaunchForm(KIND["segmentation"], None)
+    qtbot.addWidget(segment)
+    with pytest.raises(ConfigError, match="data"):
+        KIND["segmentation"].build({**segment.values(), "parent": parent.name, "data": "cifar10"}, ws)
+    spec = KIND["segmentation"].build({**segment.values(), "parent": parent.name}, ws)
+    assert spec["kind"] == "segmentation" and spec["options"]["epochs"] == 5

@@ -14,9 +14,15 @@ from pathlib import Path
 from db import Changes, GridAxes, GridCell, History, RunRecord, RunSummary, Store
 from ddae_core.engine.evaluation.certainty import read_grid
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, protocol_of
-from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
+from ddae_core.engine.evaluation.segmentation import read_segmentation
+from ddae_core.engine.evaluation.similarity import read_similarity
+from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
 
 from .checkpoints import CheckpointReader, CheckpointResults
+from .movie import GridMovie, MovieReader
+
+# The kinds whose results are a file the view reads whole once the run has ended.
+RESULT_FILES = {JobKind.SIMILARITY: read_similarity, JobKind.SEGMENTATION: read_segmentation}
 
 __all__ = ["Changes", "History", "RunFeed", "RunRecord", "RunSummary", "RunUpdate", "grid_of"]   # the views take these
 
@@ -50,6 +56,8 @@ class RunUpdate:
     images: list[tuple[int, Path]] | None = None
     children: list[RunSummary] | None = None
     checkpoints: CheckpointResults | None = None   # a trained model's FID and probe accuracy per checkpoint
+    movie: GridMovie | None = None                  # a trained model's probe grids by checkpoint step
+    result_file: dict | None = None                 # a similarity or segmentation run's result, once written
     first: bool = False
 
 
@@ -73,6 +81,9 @@ class RunFeed:
         self._children: list[RunSummary] | None = None
         self._checkpoint_reader = CheckpointReader(store, run_id)
         self._checkpoints: CheckpointResults | None = None
+        self._movie_reader = MovieReader(store)
+        self._movie: GridMovie | None = None
+        self._result_file: dict | None = None
         self._first = True
 
     def poll(self, children_changed: bool = True) -> RunUpdate:
@@ -97,6 +108,11 @@ class RunFeed:
             checkpoints = self._checkpoint_reader.read(self._children or [])
             if checkpoints != self._checkpoints:
                 self._checkpoints = update.checkpoints = checkpoints
+            movie = self._movie_reader.read(self._checkpoints, self._children or [])
+            if movie != self._movie:
+                self._movie = update.movie = movie
+        if record.kind in RESULT_FILES and self._result_file is None and record.status not in ACTIVE_STATUSES:
+            self._result_file = update.result_file = RESULT_FILES[record.kind](self.run_dir)
         self._poll_grid(update)
         return update
 
@@ -138,7 +154,7 @@ class RunFeed:
 
     def _poll_grid(self, update: RunUpdate) -> None:
         source = self.run_id
-        if update.record.kind != JobKind.PROBE:
+        if update.record.kind not in (JobKind.PROBE, JobKind.SEGMENTATION):     # a grid of its own
             probes = [c for c in (self._children or []) if c.kind == JobKind.PROBE]
             if not probes:
                 return
