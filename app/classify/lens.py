@@ -146,12 +146,13 @@ class LensPanel(QWidget):
         self._next_id, self._latest_id, self._answered_id = 0, -1, -1
         self._shown: LensResult | None = None
         self._pixel: tuple[int, int] | None = None
+        self._layer: str | None = None                 # the tap asked for; None: the head's
         self.heat: np.ndarray | None = None          # the correspondence on screen, (R, R) in -1..1
         self._colours = pg.colormap.get(HEAT_MAP)
 
         self.layer_combo = QComboBox()
         self.layer_combo.setToolTip("The tap whose unpooled feature map the pictures show")
-        self.layer_combo.currentIndexChanged.connect(lambda _: self._submit())
+        self.layer_combo.currentIndexChanged.connect(self._layer_chosen)
         self.second_combo = QComboBox()
         self.second_combo.setToolTip("The image the clicked pixel is looked for in")
         self.second_combo.currentIndexChanged.connect(lambda _: self._submit())
@@ -199,10 +200,20 @@ class LensPanel(QWidget):
         self._submit()
 
     def set_layer(self, layer: str) -> None:
-        self.layer_combo.setCurrentIndex(self.layer_combo.findData(layer))
+        """Look through this tap (kept for the next image when the model's taps are not listed yet)."""
+        self._layer = layer
+        index = self.layer_combo.findData(layer)
+        if index >= 0 and index != self.layer_combo.currentIndex():
+            self.layer_combo.setCurrentIndex(index)         # submits
+        else:
+            self._submit()
 
     def set_second(self, index: int) -> None:
         self.second_combo.setCurrentIndex(index)
+
+    def _layer_chosen(self, index: int) -> None:
+        self._layer = self.layer_combo.itemData(index)
+        self._submit()
 
     def _submit(self) -> None:
         if self._head is None or not (0 <= self._selected < len(self._paths)):
@@ -212,7 +223,7 @@ class LensPanel(QWidget):
         self._latest_id = self._next_id
         self._thread.submit(LensRequest(self._latest_id, self._head, self._paths[self._selected],
                                         Path(second) if second else self._paths[self._selected], self._timestep,
-                                        self.layer_combo.currentData()))
+                                        self._layer))
 
     # Results.
     def _on_result(self, result: LensResult) -> None:

@@ -29,7 +29,7 @@ class MoviePanel(Panel):
         super().__init__(parent)
         self.movie = GridMovie()
         self.index = -1
-        self.heatmap = GridHeatmap("Linear probe accuracy (%) by checkpoint, layer x noise level")
+        self.heatmap = GridHeatmap("Probe accuracy (%) at each checkpoint, layer x noise level")
         self.heatmap.set_status(EMPTY)
         self.play_button = QPushButton("Play")
         self.play_button.setCheckable(True)
