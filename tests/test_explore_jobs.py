@@ -187,3 +187,18 @@ def test_launch_forms_of_similarity_and_segmentation_name_the_bad_field(trained,
         KIND["segmentation"].build({**segment.values(), "parent": parent.name, "data": "cifar10"}, ws)
     spec = KIND["segmentation"].build({**segment.values(), "parent": parent.name}, ws)
     assert spec["kind"] == "segmentation" and spec["options"]["epochs"] == 5
+
+
+def test_segment_from_the_cli_and_similarity_queued_through_the_one_door(trained, capsys):
+    from db import Store
+
+    ws, parent = trained
+    code = ddae(["segment", parent.name, "--timesteps", "11", "--layers", "out_3", "--epochs", "1", "--train-limit", "16",
+                 "--test-limit", "8", "--device", "cpu", "--workspace", str(ws)])
+    assert code == 0 and "segmentation" in capsys.readouterr().out
+    assert ddae(["segment", parent.name, "--data", "cifar10", "--workspace", str(ws)]) == 2
+    assert "data: must be builtin:shapes" in capsys.readouterr().err
+    assert ddae(["similarity", parent.name, "--random-init", "--queue", "--device", "cpu", "--workspace", str(ws)]) == 0
+    with Store.open(ws) as store:
+        queued = [store.get_run(q.run) for q in store.queued_jobs()]
+    assert [r.kind for r in queued] == ["similarity"] and queued[0].parent_ref == parent.name
