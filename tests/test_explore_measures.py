@@ -128,3 +128,10 @@ def test_correspondence_of_an_image_with_itself_peaks_at_the_clicked_pixel():
         assert tuple(np.unravel_index(int(heat.argmax()), heat.shape)) == (y, x) or heat.max() - heat[y, x] < 1e-6
     with pytest.raises(ValueError, match="outside"):
         correspondence(fmap, fmap, 32, 0, 32)
+
+
+def test_shapes_for_a_larger_model_are_resized_with_their_masks():
+    images, masks = shapes_with_masks("builtin:shapes?n_train=8&n_test=8", "train", None, 64)
+    assert images.shape == (8, 3, 64, 64) and masks.shape == (8, 64, 64)
+    small = generate_masks(8, 0, "train")
+    assert torch.equal(masks[:, ::2, ::2], small)           # nearest: each pixel's class, doubled

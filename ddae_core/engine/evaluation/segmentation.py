@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...rundir import ArtifactKind, RunStatus, atomic_write_text
-from ..data.base import balanced_subset
+from ..data.base import balanced_subset, resize_images
 from ..data.builtin import SHAPES, generate_masks, generate_shapes
 from ..data.specs import parse_spec
 from ..errors import UserError
@@ -59,8 +59,8 @@ def mean_iou(confusion: torch.Tensor) -> float:
 
 # The data.
 def shapes_with_masks(spec: str, split: str, limit: int | None, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(uint8 images (N, 3, 32, 32), uint8 masks (N, R, R)) of a builtin:shapes split, the images as
-    data.load_split picks them (its balanced subset for `limit`, data seed 0), the masks at the model's size R."""
+    """(uint8 images (N, 3, R, R), uint8 masks (N, R, R)) of a builtin:shapes split at the model's size R, the
+    images as data.load_split picks and resizes them (its balanced subset for `limit`, data seed 0)."""
     parsed = parse_spec(spec)
     if parsed.kind != "shapes":
         raise UserError(f"Dataset {spec} has no masks; segmentation probes need builtin:shapes.")
@@ -71,6 +71,7 @@ def shapes_with_masks(spec: str, split: str, limit: int | None, resolution: int)
         keep = torch.from_numpy(balanced_subset(labels.numpy(), limit, 0))
         images, masks = images[keep], masks[keep]
     if masks.shape[-1] != resolution:
+        images = resize_images(images, (resolution, resolution))
         masks = F.interpolate(masks[:, None].float(), size=(resolution, resolution), mode="nearest")[:, 0].to(
             torch.uint8)
     return images, masks
