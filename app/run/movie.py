@@ -93,7 +93,8 @@ class MovieReader:
         return GridMovie(ordered, tuple(layers), tuple((t, labels[t]) for t in ordered if t in labels), tuple(frames))
 
     def _grid(self, summary: RunSummary) -> tuple[tuple[Cell, ...], tuple, tuple, dict]:
-        shape = (summary.status, summary.best_accuracy)
+        # A running grid's lower cells leave best_accuracy as it was; its progress moves with every row.
+        shape = (summary.status, summary.best_accuracy, summary.progress_done, summary.progress_stage)
         known = self._grids.get(summary.id)
         if known is not None and known[0] == shape:
             return known[1:]
