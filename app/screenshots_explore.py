@@ -1,6 +1,7 @@
 """`python -m app.screenshots_explore OUT_DIR`: the views that explore what layers hold, rendered from real runs.
 
-- run-grid-movie: tiny-ddpm trained from scratch on builtin:shapes, a fast probe grid at each of its checkpoints,
+- run-grid-movie: tiny-ddpm trained from scratch on builtin:shapes, the demo's probe grid (standardised heads)
+  at each of its checkpoints,
   the Run view's "Grid over training" tab on a middle checkpoint (the best cell's path drawn over it);
 - run-similarity: the bundled shapes example against the same network at random init (CKA and mutual k-NN);
 - classify-lens: Classify on the bundled example, the lens at a clicked pixel of a shape;
@@ -55,7 +56,8 @@ def make_runs(ws: Path, steps: int, quick: bool) -> dict[str, str]:
                          "training")
     for step, _ in list_checkpoints(ws / RUNS_DIR / runs["train"]):
         _run(ws, probe_spec(ws / RUNS_DIR / runs["train"], checkpoint=step, timesteps="1,11,51,101",
-                            baselines=False, device="cpu", name=f"probe grid at step {step}", **images),
+                            baselines=False, device="cpu", name=f"probe grid at step {step}",
+                            **examples.DEMO_PROBE, **images),
              f"probe at step {step}")
     runs["similarity"] = _run(ws, similarity_spec(example, random_init=True, images=images["test_limit"],
                                                   layers="out_3,out_4,out_5,out_6,out_7,out_8,out_9", device="cpu",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
+import shiboken6
 from PySide6.QtCore import QEventLoop, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication, QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
@@ -285,4 +286,6 @@ class LensPanel(QWidget):
         return False
 
     def shutdown(self) -> None:
-        self._thread.stop()
+        """Stop the lens's thread (after its current forward pass); one already deleted (at exit) is left alone."""
+        if shiboken6.isValid(self._thread):
+            self._thread.stop()
