@@ -195,7 +195,8 @@ def test_segment_from_the_cli_and_similarity_queued_through_the_one_door(trained
     ws, parent = trained
     code = ddae(["segment", parent.name, "--timesteps", "11", "--layers", "out_3", "--epochs", "1", "--train-limit", "16",
                  "--test-limit", "8", "--device", "cpu", "--workspace", str(ws)])
-    assert code == 0 and "segmentation" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert code == 0 and "segmentation" in captured.out, captured.err
     assert ddae(["segment", parent.name, "--data", "cifar10", "--workspace", str(ws)]) == 2
     assert "data: must be builtin:shapes" in capsys.readouterr().err
     assert ddae(["similarity", parent.name, "--random-init", "--queue", "--device", "cpu", "--workspace", str(ws)]) == 0

@@ -32,7 +32,7 @@ def cmd_similarity(args) -> int:
     from ..jobs.explore_specs import similarity_spec
 
     spec = similarity_spec(run_dir_of(args), other=args.other, **options_of(args, MODELS["similarity"]))
-    run_dir, status = launch(args, spec)
+    run_dir, status = launch(args, spec, name_chosen=args.name is not None)    # a made-up name is numbered
     code = finish(run_dir, status)
     if status == "done":
         print(similarity_summary(run_dir))
@@ -43,7 +43,8 @@ def cmd_segment(args) -> int:
     from ..engine.spec.options import MODELS
     from ..jobs.explore_specs import segmentation_spec
 
-    run_dir, status = launch(args, segmentation_spec(run_dir_of(args), **options_of(args, MODELS["segmentation"])))
+    spec = segmentation_spec(run_dir_of(args), **options_of(args, MODELS["segmentation"]))
+    run_dir, status = launch(args, spec, name_chosen=args.name is not None)
     return finish(run_dir, status)
 
 
