@@ -37,6 +37,7 @@ from ..widgets.noise_slider import NoiseSlider
 from ..widgets.samples import ScaledPicture
 from .feed import ClassifyFeed, HeadChoice, RunChoice
 from .input import ImageInputMixin
+from .lens import LensPanel
 from .worker import InferenceThread, ModelInfo, Request, Result
 
 MAX_FILES = 256
@@ -120,6 +121,8 @@ class ClassifyView(ImageInputMixin, QWidget):
         right.addWidget(self.noise)
         right.addWidget(QLabel("Top-5 classes"))
         right.addWidget(self.bars)
+        self.lens = LensPanel(device)       # what one (layer, t) feature map of the image sees
+        right.addWidget(self.lens, 1)
         body = QHBoxLayout()
         body.addLayout(left, 1)
         body.addLayout(right, 3)
@@ -137,6 +140,8 @@ class ClassifyView(ImageInputMixin, QWidget):
         # A view deleted without close() (a workspace switch) still stops its thread first.
         worker = self._worker
         self.destroyed.connect(lambda *_: worker.stop() if shiboken6.isValid(worker) else None)
+        lens = self.lens
+        self.destroyed.connect(lambda *_: lens.shutdown() if shiboken6.isValid(lens) else None)
         # The runs that can classify are listed on the hub's reader thread, while this view is shown.
         hub.watch(self.watch_name, feed.read, self.set_choices, request=True, paused=not self.isVisible())
 
@@ -367,6 +372,7 @@ class ClassifyView(ImageInputMixin, QWidget):
             return
         if ok:
             self.noise.set_timestep(result.timestep, result.head_timestep if self._info.head_timesteps else None)
+            self.lens.set_source(self.current_head(), self._paths, result.selected, result.timestep)
         problems = [o for o in result.files if o.error]
         if chosen is None:
             status = EMPTY_HINT
@@ -441,6 +447,7 @@ class ClassifyView(ImageInputMixin, QWidget):
         """Stop the inference thread (after its current forward pass) and the feed's reads."""
         self.hub.unwatch(self.watch_name)
         self._worker.stop()
+        self.lens.shutdown()
 
     def closeEvent(self, event) -> None:
         self.shutdown()

@@ -24,6 +24,7 @@ from ddae_core.engine.spec.fields import OptionInfo, infos, parse_options
 from ddae_core.engine.spec.options import SweepOptions
 from ddae_core.jobs.eval_specs import align_spec, fid_spec, finetune_spec, noisy_spec, probe_spec, sample_spec
 from ddae_core.jobs.grid_sweep import Build, train_build
+from ddae_core.jobs.explore_specs import segmentation_spec, similarity_spec
 from ddae_core.jobs.specs import train_spec
 from ddae_core.jobs.submit import default_train_name
 from ddae_core.jobs.sweep import sweep_plan
@@ -289,6 +290,22 @@ KINDS: tuple[KindForm, ...] = (
                 _grid(),
                 _resources()),
             _evaluation("sample", sample_spec)),
+    KindForm("similarity", "Similarity between models (CKA)",
+            "Linear CKA and mutual k-NN between every tap of this model and a second one: another checkpoint, "
+            "another run, or the same network at random init, on the same images with the same noise.", (
+                ("Model A", EVAL_HEAD),
+                ("Model B", ["other", "other_checkpoint", "random_init"]),
+                ("Features", ["timestep", "layers", "images", "k", "batch_size", "seed", "data"]),
+                _resources()),
+            _evaluation("similarity", similarity_spec)),
+    KindForm("segmentation", "Segmentation probe grid (mIoU)",
+            "A per-pixel linear probe over layers x noise on builtin:shapes, whose generator knows each pixel's "
+            "shape: a heatmap of mIoU beside the accuracy one.", (
+                ("Model", EVAL_HEAD),
+                ("Grid", ["timesteps", "layers", "epochs", "batch_size", "lr", "train_limit", "test_limit", "seed",
+                          "data"]),
+                _resources()),
+            _evaluation("segmentation", segmentation_spec)),
 )
 KIND = {kind.name: kind for kind in KINDS}
 

@@ -15,9 +15,15 @@ from db import Changes, GridAxes, GridCell, History, RunRecord, RunSummary, Stor
 from ddae_core.engine.evaluation.certainty import read_grid, read_knn
 from ddae_core.engine.evaluation.grid_axes import GridPlacement, placement_of, spec_config
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, protocol_of
-from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
+from ddae_core.engine.evaluation.segmentation import read_segmentation
+from ddae_core.engine.evaluation.similarity import read_similarity
+from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
 
 from .checkpoints import LOSS_KEY, CheckpointReader, CheckpointResults, CheckpointRow, checkpoint_files, checkpoint_rows
+from .movie import GridMovie, MovieReader
+
+# The kinds whose results are a file the view reads whole once the run has ended.
+RESULT_FILES = {JobKind.SIMILARITY: read_similarity, JobKind.SEGMENTATION: read_segmentation}
 
 __all__ = ["Changes", "History", "RunFeed", "RunRecord", "RunSummary", "RunUpdate", "grid_of"]   # the views take these
 
@@ -54,6 +60,8 @@ class RunUpdate:
     children: list[RunSummary] | None = None
     checkpoints: CheckpointResults | None = None   # a trained model's FID and probe accuracy per checkpoint
     checkpoint_rows: list[CheckpointRow] | None = None   # its saved checkpoints, with those results and the loss
+    movie: GridMovie | None = None                  # a trained model's probe grids by checkpoint step
+    result_file: dict | None = None                 # a similarity or segmentation run's result, once written
     first: bool = False
 
 
@@ -80,6 +88,9 @@ class RunFeed:
         self._checkpoint_reader = CheckpointReader(store, run_id)
         self._checkpoints: CheckpointResults | None = None
         self._checkpoint_files: tuple | None = None
+        self._movie_reader = MovieReader(store)
+        self._movie: GridMovie | None = None
+        self._result_file: dict | None = None
         self._first = True
 
     def poll(self, children_changed: bool = True) -> RunUpdate:
@@ -104,6 +115,11 @@ class RunFeed:
             checkpoints = self._checkpoint_reader.read(self._children or [])
             if checkpoints != self._checkpoints:
                 self._checkpoints = update.checkpoints = checkpoints
+            movie = self._movie_reader.read(self._checkpoints, self._children or [])
+            if movie != self._movie:
+                self._movie = update.movie = movie
+        if record.kind in RESULT_FILES and self._result_file is None and record.status not in ACTIVE_STATUSES:
+            self._result_file = update.result_file = RESULT_FILES[record.kind](self.run_dir)
         if record.kind in MODEL_KINDS:
             self._poll_checkpoint_rows(update)
         self._poll_grid(update)
@@ -158,7 +174,7 @@ class RunFeed:
 
     def _poll_grid(self, update: RunUpdate) -> None:
         source = self.run_id
-        if update.record.kind != JobKind.PROBE:
+        if update.record.kind not in (JobKind.PROBE, JobKind.SEGMENTATION):     # a grid of its own
             probes = [c for c in (self._children or []) if c.kind == JobKind.PROBE]
             if not probes:
                 return

@@ -40,7 +40,9 @@ from ..system import SystemStrip
 from ..widgets.elided import ElidedLabel
 from .checkpoint_list import CheckpointsPanel
 from .deferred_panel import DeferredPanel
+from .explore_panels import SegmentationPanel, SimilarityPanel
 from .feed import Changes, RunFeed, RunRecord, RunUpdate
+from .movie_panel import MoviePanel
 from .panels import (
     AlignPanel,
     ChildrenPanel,
@@ -58,7 +60,8 @@ log = logging.getLogger(__name__)
 
 EVALUATIONS = ((JobKind.PROBE, "Probe grid…"), (JobKind.ALIGN_UNIFORM, "Alignment and uniformity…"),
                (JobKind.NOISY_CLASSIFIER, "Noise-conditional classifier…"), (JobKind.FINETUNE, "Fine-tune…"),
-               (JobKind.SAMPLE, "Sample images…"), (JobKind.FID, "FID of checkpoints…"))
+               (JobKind.SAMPLE, "Sample images…"), (JobKind.FID, "FID of checkpoints…"),
+               (JobKind.SIMILARITY, "Similarity with another model…"), (JobKind.SEGMENTATION, "Segmentation grid…"))
 TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "tiny-imagenet": 100_000}
 
 
@@ -84,12 +87,16 @@ def panels_for(record: RunRecord) -> list[Panel | DeferredPanel]:
         panels: list[Panel | DeferredPanel] = [
             TrainingPanel(per_epoch), DeferredPanel(SamplesPanel, SamplesPanel), DeferredPanel(GridPanel, GridPanel),
             DeferredPanel(UnifiedPanel, lambda: UnifiedPanel(per_epoch)),
-            DeferredPanel(CheckpointsPanel, CheckpointsPanel)]
+            DeferredPanel(CheckpointsPanel, CheckpointsPanel), DeferredPanel(MoviePanel, MoviePanel)]
         if (record.spec.get("options") or {}).get("monitor_layers"):
             panels.append(AlignPanel())         # the label-free monitor writes align/ and uniform/ keys
         panels.append(DeferredPanel(ChildrenPanel, ChildrenPanel))
     elif kind == JobKind.PROBE:
         panels = [GridPanel()]
+    elif kind == JobKind.SIMILARITY:
+        panels = [SimilarityPanel()]
+    elif kind == JobKind.SEGMENTATION:
+        panels = [SegmentationPanel()]
     elif kind == JobKind.ALIGN_UNIFORM:
         panels = [AlignPanel()]
     elif kind == JobKind.NOISY_CLASSIFIER:

@@ -455,6 +455,30 @@ class GridHeatmap(QWidget):
         self._outline.setRect(QRectF(c, r, 1, 1))
         self._outline.show()
 
+    def set_path(self, cells: list[tuple[int, str]], current: int | None = None) -> None:
+        """A line through these cells' centres, in order (e.g. the best cell step by step), cell `current` ringed.
+
+        Cells off the axes are left out; an empty list hides the path.
+        """
+        if not hasattr(self, "_path_line"):
+            pen = pg.mkPen("#ff2d2d", width=2, style=Qt.PenStyle.DashLine)
+            self._path_line = pg.PlotDataItem(pen=pen, symbol="o", symbolSize=7, symbolBrush="#ff2d2d",
+                                              symbolPen=pg.mkPen("w"))
+            self._path_now = pg.ScatterPlotItem(size=16, brush=None, pen=pg.mkPen("#ff2d2d", width=3))
+            for item in (self._path_line, self._path_now):
+                item.setZValue(15)
+                self.plot.addItem(item)
+        self._path = [(int(t), str(layer)) for t, layer in cells if t in self._timesteps and layer in self._layers]
+        xs = [self._layers.index(layer) + 0.5 for _, layer in self._path]
+        ys = [self._timesteps.index(t) + 0.5 for t, _ in self._path]
+        self._path_line.setData(xs, ys)
+        now = current is not None and 0 <= current < len(self._path)
+        self._path_now.setData([xs[current]] if now else [], [ys[current]] if now else [])
+
+    def path(self) -> list[tuple[int, str]]:
+        """The cells the path goes through (set_path), in order."""
+        return list(getattr(self, "_path", []))
+
     def text_of(self, timestep: int, layer: str) -> str:
         """The text written in a cell ('' when blank): for tests and screen readers."""
         item = self._texts.get((self._timesteps.index(timestep), self._layers.index(layer)))

@@ -10,10 +10,10 @@ import sys
 from ..engine.errors import UserError
 
 # Each has register(subparsers); the work of a command is imported inside it, so that `ddae --help` stays fast.
-from . import cache, cluster, demo, evaluate, examples, queue, runs, sweep, train
+from . import cache, cluster, demo, evaluate, examples, explore, queue, runs, sweep, train
 
 # In `ddae --help`'s order.
-COMMANDS = (train, demo, evaluate, sweep, queue, runs, examples, cluster, cache)
+COMMANDS = (train, demo, evaluate, explore, sweep, queue, runs, examples, cluster, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:

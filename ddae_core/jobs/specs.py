@@ -24,6 +24,8 @@ from ..engine.evaluation.importing import import_run
 from ..engine.evaluation.noisy import noisy_run
 from ..engine.evaluation.probe import probe_run
 from ..engine.evaluation.sampling import sample_run
+from ..engine.evaluation.segmentation import segmentation_run
+from ..engine.evaluation.similarity import similarity_run
 from ..engine.nets.unet import tap_names
 from ..engine.reporting import Reporter
 from ..engine.spec.fields import (
@@ -57,6 +59,7 @@ def _probe(spec, run_dir, reporter, workspace) -> str:
 RUNNERS: dict[str, Callable[..., str]] = {
     "train": train_run, "probe": _probe, "align-uniform": align_run, "noisy-classifier": noisy_run,
     "finetune": finetune_run, "sample": sample_run, "import": import_run, "fid": fid_run,
+    "similarity": similarity_run, "segmentation": segmentation_run,
 }
 
 

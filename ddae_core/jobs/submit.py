@@ -25,7 +25,8 @@ __all__ = ["check_inputs", "create_job", "default_train_name", "name_run", "subm
 
 # The splits of its data each kind reads; an evaluation without data of its own reads its parent's.
 SPLITS_READ = {"train": ("train",), "align-uniform": ("train",), "probe": ("train", "test"),
-               "noisy-classifier": ("train", "test"), "finetune": ("train", "test"), "fid": ("train",)}
+               "noisy-classifier": ("train", "test"), "finetune": ("train", "test"), "fid": ("train",),
+               "similarity": ("test",), "segmentation": ("train", "test")}
 
 
 def default_train_name(preset: str | None, data: str) -> str:

@@ -37,6 +37,8 @@ class JobKind(StrEnum):
     SAMPLE = "sample"
     IMPORT = "import"
     FID = "fid"
+    SIMILARITY = "similarity"
+    SEGMENTATION = "segmentation"
 
 
 MODEL_KINDS = (JobKind.TRAIN, JobKind.IMPORT)   # runs that hold a trained model's checkpoints

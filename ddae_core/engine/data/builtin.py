@@ -241,3 +241,24 @@ def generate_shapes(n: int, seed: int, split: str, texture: bool = True) -> tupl
     images, labels = _cached(int(n), int(seed), split, bool(texture))
     # Copies, so a caller that edits its tensors in place cannot change what the next caller gets.
     return images.clone(), labels.clone()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_masks(n: int, seed: int, split: str) -> torch.Tensor:
+    p = _draw_parameters(n, seed, split)
+    masks = torch.zeros((n, SIZE, SIZE), dtype=torch.uint8)
+    with one_torch_thread():
+        for label in range(len(SHAPES)):
+            index = np.flatnonzero(p["labels"] == label)
+            for start in range(0, len(index), _CHUNK):
+                part = torch.from_numpy(index[start:start + _CHUNK])
+                coverage = _coverage(label, *(torch.from_numpy(p[k])[part] for k in ("cx", "cy", "theta", "radius")))
+                masks[part] = (coverage >= 0.5).to(torch.uint8) * (label + 1)
+    return masks
+
+
+def generate_masks(n: int, seed: int, split: str) -> torch.Tensor:
+    """Each pixel's class of generate_shapes' images, uint8 (n, 32, 32): 0 background, 1 + the shape's label
+    where the shape covers at least half the pixel. The same parameters draw both, so masks and images agree
+    (texture changes only the background's colours)."""
+    return _cached_masks(int(n), int(seed), split).clone()

@@ -304,8 +304,43 @@ class SweepOptions(BaseModel):
                                     "or none")
 
 
+class SimilarityOptions(EvalOptions):
+    """Linear CKA and mutual k-NN between every tap of two models: two checkpoints, two runs, or random init."""
+
+    checkpoint: Words = _checkpoint()
+    other: Word = option(None, "the second run: id, id prefix or name (blank: this run, at --other-checkpoint)",
+                         label="Second run", hint="this run", cli=False)   # the CLI's is a positional RUN_B
+    other_checkpoint: Words = option("latest", "the second run's checkpoint: latest or a step",
+                                     label="Second checkpoint", kind="checkpoint")
+    random_init: Switch = option(False, "compare with the same network at random initialisation",
+                                 label="Random init", hint="B is the network before training")
+    timestep: Integer = option(None, "noise level both models see", flag="--t", label="Noise level",
+                               default_text="the best probe cell's, else the config's", hint="the best cell's")
+    layers: Words = option("every", "every (enc_k, mid, out_k), all (decoder taps) or a list like out_5,out_6",
+                           hint="every tap")
+    images: Amount = option(1000, "test images both models see, with the same noise", label="Images")
+    k: Amount = option(10, "neighbours of mutual k-NN (REPA's: 10)", label="k (mutual k-NN)")
+    batch_size: Amount = option(128, "images per forward pass")
+
+
+class SegmentationOptions(EvalOptions):
+    """A per-pixel linear probe (a 1x1 convolution on upsampled features) over layers x noise, on builtin:shapes."""
+
+    checkpoint: Words = _checkpoint()
+    timesteps: Words = option(None, "DDPM steps or EDM sigma indices, e.g. 1,11,21", hint="1,11,21 (the paper's)",
+                              default_text="the paper's grid")
+    layers: Words = option("all", "all (decoder taps out_k), every, or a list like out_6,out_7",
+                           hint="all (decoder out_k)")
+    epochs: Amount = option(5, "epochs of each head")
+    batch_size: Amount = option(64, "images per step")
+    lr: FixedLearningRate = option(1e-2, "learning rate", label="Learning rate")
+    train_limit: Count = option(1000, "training images (each gives 1,024 labelled pixels)", label="Train images")
+    test_limit: Count = option(500, "test images", label="Test images")
+
+
 # kind -> its options; the CLI, the spec functions and the launch forms look the model up here.
 MODELS: dict[str, type[JobOptions]] = {
     "train": TrainOptions, "probe": ProbeOptions, "align-uniform": AlignOptions, "noisy-classifier": NoisyOptions,
     "finetune": FinetuneOptions, "sample": SampleOptions, "fid": FidOptions,
+    "similarity": SimilarityOptions, "segmentation": SegmentationOptions,
 }

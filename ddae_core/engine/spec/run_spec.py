@@ -19,7 +19,17 @@ from ...rundir import JobKind, read_spec
 from ..config import LR_DECAYS, parse_hyperparameters
 from ..errors import ConfigError, UserError
 from .fields import Flag, OneOf, Passed, Positive, Whole
-from .options import AlignOptions, FidOptions, FinetuneOptions, NoisyOptions, ProbeOptions, SampleOptions, TrainOptions
+from .options import (
+    AlignOptions,
+    FidOptions,
+    FinetuneOptions,
+    NoisyOptions,
+    ProbeOptions,
+    SampleOptions,
+    SegmentationOptions,
+    SimilarityOptions,
+    TrainOptions,
+)
 
 Steps = Annotated[int, Whole()]
 Rate = Annotated[float, Positive()]
@@ -167,9 +177,36 @@ class FidSpec(RunSpec):
     options: FidOptions
 
 
+class SimilaritySettings(SimilarityOptions):
+    """A similarity run's options: the form's, with what similarity_spec resolved (the timestep, the layers,
+    the second run's id) and A's best probe cell (None when A has no grid)."""
+
+    timestep: Annotated[int, Whole()]
+    layers: list[str]
+    best_cell: dict | None = None
+
+
+class SimilaritySpec(RunSpec):
+    kind: Literal["similarity"]
+    options: SimilaritySettings
+
+
+class SegmentationSettings(SegmentationOptions):
+    """A segmentation run's options, its axes resolved by segmentation_spec."""
+
+    timesteps: list[int]
+    layers: list[str]
+
+
+class SegmentationSpec(RunSpec):
+    kind: Literal["segmentation"]
+    options: SegmentationSettings
+
+
 SPECS: dict[str, type[RunSpec]] = {
     JobKind.TRAIN: TrainSpec, "probe": ProbeSpec, "align-uniform": AlignSpec, "noisy-classifier": NoisySpec,
     "finetune": FinetuneSpec, "sample": SampleSpec, "fid": FidSpec, JobKind.IMPORT: ImportSpec,
+    JobKind.SIMILARITY: SimilaritySpec, JobKind.SEGMENTATION: SegmentationSpec,
 }
 
 
