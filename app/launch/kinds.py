@@ -23,8 +23,8 @@ from ddae_core.engine.spec import options as job_options
 from ddae_core.engine.spec.fields import OptionInfo, infos, parse_options
 from ddae_core.engine.spec.options import SweepOptions
 from ddae_core.jobs.eval_specs import align_spec, fid_spec, finetune_spec, noisy_spec, probe_spec, sample_spec
-from ddae_core.jobs.grid_sweep import Build, train_build
 from ddae_core.jobs.explore_specs import segmentation_spec, similarity_spec
+from ddae_core.jobs.grid_sweep import Build, train_build
 from ddae_core.jobs.specs import train_spec
 from ddae_core.jobs.submit import default_train_name
 from ddae_core.jobs.sweep import sweep_plan
