@@ -98,7 +98,7 @@ def test_a_bare_number_is_a_number_and_a_quoted_one_a_string(runs):
      21),
     ("best in 0.8", "expected '..' and the range's upper end at column 12, found the end of the query", 12),
     ("kind in (train, trian)", "unknown kind 'trian' at column 17; use one of train, probe, align-uniform, "
-     "finetune, noisy-classifier, sample, import, fid", 17),
+     "finetune, noisy-classifier, sample, import, fid, similarity, segmentation", 17),
     ("best ! 1", "unexpected character '!' at column 6", 6),
     ("name = 'abc", "the quote at column 8 is never closed", 8),
     ("and best > 1", "expected a name (kind, status, name, best, loss, created, tag:X or a spec key such as "

@@ -168,6 +168,7 @@ class LensPanel(QWidget):
         for col, name in enumerate(self.pictures):
             label = QLabel(titles[name])
             label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            label.setWordWrap(True)             # four titles in a row must not widen the window past a small screen
             grid.addWidget(label, 0, col)
             grid.addWidget(self.pictures[name], 1, col)
             grid.setColumnStretch(col, 1)
