@@ -54,3 +54,29 @@ def test_a_second_probe_of_one_run_gets_a_numbered_name_not_a_refusal(family, ca
     # A name the user chose is still refused when taken, in one sentence.
     assert ddae(["probe", "--run", parent.name, "--name", names[0], *TINY, "--workspace", str(ws)]) == 2
     assert names[0] in capsys.readouterr().err
+
+
+def test_the_train_runs_grid_shows_the_segmentation_miou_beside_its_accuracy_on_the_same_axes(family, studio, qtbot):
+    from app.run.grid_beside import MIOU, MIOU_TITLE
+    from app.run.panels import GridPanel
+    from ddae_core.engine.evaluation.segmentation import read_segmentation
+
+    ws, parent, _, codes = family
+    assert codes == (0, 0)
+    (segmentation,) = runs_of(ws, "segmentation")
+    miou = read_segmentation(ws / "runs" / segmentation.id)["miou"]
+    window = studio(ws, run_scheduler=False)
+    window.show_run(parent.name)
+    panel = window.run_view.panel(GridPanel)
+    beside = panel.beside
+    qtbot.waitUntil(lambda: beside.choice.model().item(3).isEnabled() and len(panel.heatmap.cells()) == 2,
+                    timeout=10_000)
+    beside.show_beside(MIOU)
+    assert beside.heatmap.isVisibleTo(panel) and beside.heatmap.axes() == panel.heatmap.axes() == ([11], ["out_1", "out_3"])
+    # Only the shared cell is drawn, with the segmentation run's own number; the others are named, not lost.
+    assert beside.heatmap.cells() == {(11, "out_3"): pytest.approx(miou["11"]["out_3"])}
+    status = beside.heatmap.status.text()
+    assert f"segmentation run {segmentation.name}: 1 of the probe grid's 2 cells" in status
+    assert "No segmentation cell at out_1 at t=11." in status and "not shown: out_3 at t=51." in status
+    assert beside.heatmap.plot.titleLabel.text == MIOU_TITLE
+    assert panel.heatmap.plot.titleLabel.text.startswith("Linear probe accuracy")
