@@ -3,6 +3,7 @@ probe grids and similarity runs, the runs table's best column, and evaluations o
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ddae_core.cli import main as ddae
@@ -80,3 +81,45 @@ def test_the_train_runs_grid_shows_the_segmentation_miou_beside_its_accuracy_on_
     assert "No segmentation cell at out_1 at t=11." in status and "not shown: out_3 at t=51." in status
     assert beside.heatmap.plot.titleLabel.text == MIOU_TITLE
     assert panel.heatmap.plot.titleLabel.text.startswith("Linear probe accuracy")
+
+
+def test_compare_shows_a_segmentation_grid_as_miou_and_a_similarity_runs_cka(family, qtbot, app_settings):
+    from app.compare.feed import RunBundle
+    from db import Store
+    from ddae_core.engine.evaluation.similarity import read_similarity
+    from tests.app_support import compare_runs, compare_view
+
+    ws, parent, _, codes = family
+    assert codes == (0, 0)
+    probe = runs_of(ws, "probe")[0]
+    (segmentation,) = runs_of(ws, "segmentation")
+    (similarity,) = runs_of(ws, "similarity")
+    result = read_similarity(ws / "runs" / similarity.id)
+    with Store.open(ws) as store:
+        view = compare_view(qtbot, store)
+        compare_runs(view, [probe.id, segmentation.id, similarity.id])
+        grids = view.grids
+        # The segmentation grid sits among the probe grids, its cells called mIoU; the similarity run has none.
+        assert set(grids.heatmaps) == {probe.id, segmentation.id}
+        seg_map = grids.heatmaps[segmentation.id]
+        assert "(mIoU)" in seg_map.plot.titleLabel.text and seg_map.value_name == "mIoU"
+        assert grids.heatmaps[probe.id].value_name == "accuracy" and "(mIoU)" not in \
+            grids.heatmaps[probe.id].plot.titleLabel.text
+        assert set(seg_map.cells()) == {(11, "out_3"), (51, "out_3")}
+        assert "accuracy or mIoU" in grids.message.text()
+        assert grids.difference.value_name == "mIoU − accuracy"
+        # The summary: the mIoU in a column of its own, the similarity run's measures as columns.
+        headers, rows = view.summary_model.headers(), {r[0]: r for r in view.summary_model.rows()}
+        seg_row, sim_row = rows[segmentation.name], rows[similarity.name]
+        best = RunBundle.best_cell(next(b for b in view.bundles() if b.id == segmentation.id))
+        assert seg_row[headers.index("best accuracy")] is None
+        assert float(seg_row[headers.index("best mIoU")]) == pytest.approx(best[2])
+        assert float(rows[probe.name][headers.index("best accuracy")]) > 0
+        assert sim_row[headers.index("similarity/cka_mean")] == pytest.approx(float(np.mean(result["cka"])), abs=1e-6)
+        # Its CKA heatmap, as its Run view shows it.
+        panel = view.similarity.panels[similarity.id]
+        assert list(view.similarity.panels) == [similarity.id]
+        cka = panel.heatmaps["cka"].cells()
+        assert cka[(0, "out_3")] == pytest.approx(result["cka"][0][1]) and len(cka) == 4
+        assert similarity.name in panel.summary.text() and "B = random init" in panel.summary.text()
+        view.close()
