@@ -91,7 +91,7 @@ def test_compare_shows_a_segmentation_grid_as_miou_and_a_similarity_runs_cka(fam
 
     ws, parent, _, codes = family
     assert codes == (0, 0)
-    probe = runs_of(ws, "probe")[0]
+    probe = next(r for r in runs_of(ws, "probe") if r.name == f"probe of {parent.name}")     # the CLI's first
     (segmentation,) = runs_of(ws, "segmentation")
     (similarity,) = runs_of(ws, "similarity")
     result = read_similarity(ws / "runs" / similarity.id)
@@ -123,3 +123,16 @@ def test_compare_shows_a_segmentation_grid_as_miou_and_a_similarity_runs_cka(fam
         assert cka[(0, "out_3")] == pytest.approx(result["cka"][0][1]) and len(cka) == 4
         assert similarity.name in panel.summary.text() and "B = random init" in panel.summary.text()
         view.close()
+
+
+def test_the_probe_form_queued_twice_without_a_name_numbers_the_second(family, studio):
+    ws, parent, _, _ = family
+    window = studio(ws, run_scheduler=False)
+    form = window.launch_view.show_kind("probe", parent.name)
+    form.set_values(timesteps="11", layers="out_1", device="cpu")
+    first, second = form.submit(), form.submit()
+    assert first and second and first != second
+    names = {window.store.get_run(r).name for r in (first, second)}
+    assert names == {f"probe of {parent.name} (3)", f"probe of {parent.name} (4)"}    # the CLI made (1) and (2)
+    form.set_values(name=f"probe of {parent.name}")
+    assert form.submit() is None and "is already the name of run" in form.error_of("name")
