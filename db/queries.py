@@ -81,8 +81,12 @@ def summary_select() -> Select:
 def _own_best(run_id) -> Any:
     """SQL for the headline accuracy of a run's own grid: what the finished grid reported as its headline
     (probe/accuracy: the test accuracy of the cell chosen on held-out training images, or of the best on test),
-    and while it fills in, its best cell so far. The best cell alone overstated a held-out grid's headline."""
-    cells = select(func.max(GridCellRow.accuracy)).where(GridCellRow.run == run_id).scalar_subquery()
+    and while it fills in, its best cell so far. The best cell alone overstated a held-out grid's headline.
+    A segmentation grid's cells are mIoU, not accuracy: it has no headline accuracy (its segmentation/miou says it)."""
+    me = aliased(Run)
+    measured_accuracy = select(me.kind).where(me.id == run_id).scalar_subquery() != JobKind.SEGMENTATION
+    cells = select(func.max(GridCellRow.accuracy)).where(GridCellRow.run == run_id,
+                                                         measured_accuracy).scalar_subquery()
     probe = select(MetricSummaryRow.latest_value).where(
         MetricSummaryRow.run == run_id, MetricSummaryRow.key == PROBE_KEY).scalar_subquery()
     return func.coalesce(probe, cells)

@@ -175,3 +175,21 @@ def test_a_finished_grid_speaks_with_the_headline_it_reported_not_its_highest_ce
         rows = {r.id: r for r in store.list_runs()}
         assert rows[probe].best_accuracy == 0.62 and rows[train].best_accuracy == 0.62
         ingester.release()
+
+
+def test_a_segmentation_grids_miou_is_never_a_best_accuracy(tmp_path):
+    ws = tmp_path
+    train = run_id("train", 1)
+    write_run(ws, train, events=[status("done")])
+    parent = {"run": train, "checkpoint": "latest"}
+    probe, segmentation = run_id("probe", 2), run_id("segmentation", 3)
+    write_run(ws, probe, kind="probe", parent=parent, events=[grid_cell("out_6", 11, 0.41)])
+    write_run(ws, segmentation, kind="segmentation", parent=parent,
+              events=[grid_cell("out_6", 11, 0.83), metric("segmentation/miou", 0, 0.83), status("done")])
+    with Store.open(ws) as store:
+        Ingester(store, ws).ingest_once()
+        rows = {r.id: r for r in store.list_runs()}
+        assert rows[segmentation].best_accuracy is None and rows[segmentation].best_grid is None
+        assert rows[train].best_accuracy == 0.41 and rows[probe].best_accuracy == 0.41
+        assert [r.id for r in store.list_runs(where="best > 0.5")] == []
+        assert store.grid_cells(segmentation)[0].accuracy == 0.83      # its cells stay, as mIoU

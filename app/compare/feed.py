@@ -5,7 +5,8 @@ Read on the live hub's reader thread (a Selection per set of compared runs), nev
 A selected run may be a train run or one of its evaluations; each panel takes its data from the
 run that holds it: loss and samples from the train run, the probe grid from the run itself or its
 probe child the Run view shows (grid_of: a running one, else the best), accuracy-vs-noise from the run
-itself or its newest noisy-classifier child.
+itself or its newest noisy-classifier child. A segmentation run's grid is shown as a probe grid whose cells are
+mIoU; a similarity run brings its layer x layer CKA result (similarity.json) and its summary metrics.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from db import Changes, GridAxes, GridCell, History, RunRecord, RunSummary, Stor
 from ddae_core.engine.evaluation.certainty import read_grid
 from ddae_core.engine.evaluation.grid_axes import GridPlacement, placement_of, spec_config
 from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, BASELINE_LABELS, protocol_of
-from ddae_core.rundir import MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
+from ddae_core.engine.evaluation.similarity import read_similarity
+from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
 
 from ..run.checkpoints import CheckpointReader, CheckpointResults
 from ..run.feed import grid_of
 
 TRAIN_KINDS = MODEL_KINDS
 SPEC_IGNORED = ("id", "name", "created")    # always differ between runs; the columns already name them
+GRID_KINDS = (JobKind.PROBE, JobKind.SEGMENTATION)      # runs that are a grid themselves
+SUMMARY_PREFIXES = ("sample/", "similarity/")           # summary metrics the table shows as columns
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class RunBundle:
     train_name: str | None = None                               # the name of the run behind train_id
     grid_file: dict | None = None                               # the grid's grid.json, once saved
     placement: GridPlacement | None = None                      # the grid on log-SNR x relative depth
+    measure: str = "accuracy"                                   # what the grid's cells are: accuracy or mIoU
+    similarity: dict | None = None                              # a similarity run's similarity.json, once written
 
     @property
     def id(self) -> str:
@@ -112,7 +118,7 @@ def gather(store: Store, run_id: str) -> RunBundle:
         noisy_id = _newest_child(store, run.id, JobKind.NOISY_CLASSIFIER)
     else:
         train_id = run.parent_run
-        probe_id = run.id if run.kind == JobKind.PROBE else None
+        probe_id = run.id if run.kind in GRID_KINDS else None
         noisy_id = run.id if run.kind == JobKind.NOISY_CLASSIFIER else None
     train = store.get_run(train_id) if train_id and train_id != run.id else run
     axes = store.grid_axes(probe_id) if probe_id else None
@@ -126,17 +132,22 @@ def gather(store: Store, run_id: str) -> RunBundle:
         [c.id for c in store.children(train_id) if c.kind == JobKind.SAMPLE] if train_id else [])
     for source in dict.fromkeys(sources):
         for summary in store.summaries(source):
-            if summary.key.startswith("sample/"):
+            if summary.key.startswith(SUMMARY_PREFIXES):
                 metrics[summary.key] = summary.latest_value
     baselines, protocol = grid_context(store, probe_id) if probe_id else ({}, None)
+    if run.kind == JobKind.SEGMENTATION:
+        protocol = None                         # per-pixel heads: none of the probe protocols
     grid_file = read_grid(store.run_dir(probe_id)) if probe_id else None
     placement = None
     if probe_id:
         probe = run if probe_id == run.id else store.get_run(probe_id)
         placement = placement_of(grid_file, spec_config(probe.spec, train.spec if train_id else None))
+    similarity = read_similarity(store.run_dir(run.id)) if run.kind == JobKind.SIMILARITY and \
+        run.status not in ACTIVE_STATUSES else None
     return RunBundle(run, train_id, probe_id, noisy_id, axes, cells, samples, metrics,
                      steps_per_epoch(train) if train.kind in TRAIN_KINDS else None, baselines, protocol,
-                     train_name=train.name if train_id else None, grid_file=grid_file, placement=placement)
+                     train_name=train.name if train_id else None, grid_file=grid_file, placement=placement,
+                     measure="mIoU" if run.kind == JobKind.SEGMENTATION else "accuracy", similarity=similarity)
 
 
 def grid_context(store: Store, probe_id: str) -> tuple[dict[str, float], str]:
@@ -260,7 +271,7 @@ class Selection:
                 missing.append(run_id)
         bundles = distinct_names(bundles)
         self._watched = set(self.run_ids).union(*(b.source_ids() for b in bundles))
-        structure = [(b.probe_id, b.noisy_id, b.train_id) for b in bundles]
+        structure = [(b.probe_id, b.noisy_id, b.train_id, b.similarity is not None) for b in bundles]
         rebuild, self._structure = structure != self._structure, structure
         return CompareRead(bundles, missing, self._losses(bundles), self._noise(bundles),
                            self._checkpoint_results(bundles), rebuild)

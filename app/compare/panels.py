@@ -110,7 +110,9 @@ class GridsPanel(QWidget):
         self.heatmaps = {}
         for i, b in enumerate(self._bundles):
             heatmap = GridHeatmap()
-            heatmap.set_title(_title_html(b.name, colors[b.id]))
+            heatmap.set_title(_title_html(b.name if b.measure == "accuracy" else f"{b.name} ({b.measure})",
+                                          colors[b.id]))
+            heatmap.set_value_name(b.measure)
             heatmap.setMinimumSize(320, 240)
             self.heatmaps[b.id] = heatmap
             self._grid.addWidget(heatmap, i // COLUMNS, i % COLUMNS)
@@ -152,11 +154,13 @@ class GridsPanel(QWidget):
         if not self._bundles:
             self.message.setText("None of these runs has a probe grid yet; run a probe grid on them to compare.")
         else:
+            measures = " or ".join(dict.fromkeys(b.measure for b in self._bundles))
             self.message.setText(f"{len(self._bundles)} probe grid(s) on one colour scale "
-                                 f"({percent(lo).rstrip('%')}–{percent(hi)} accuracy); "
+                                 f"({percent(lo).rstrip('%')}–{percent(hi)} {measures}); "
                                  "the best cell of each is outlined.")
         self._update_difference()
-        self.shared.set_bundles(self._bundles, self._colors)
+        # Shared axes plot accuracy lines on one y axis: an mIoU grid there would read as accuracy.
+        self.shared.set_bundles([b for b in self._bundles if b.measure == "accuracy"], self._colors)
 
     def _update_difference(self) -> None:
         if len(self._bundles) < 2:
@@ -169,6 +173,8 @@ class GridsPanel(QWidget):
             return
         timesteps, layers, labels, diff = grid_difference(a, b)
         self.difference.set_title(f"B − A: {b.name} − {a.name}")
+        self.difference.set_value_name(f"{a.measure} difference" if a.measure == b.measure else
+                                       f"{b.measure} − {a.measure}")
         self.difference.set_axes(timesteps, layers, labels)
         self.difference.clear_cells()           # set_axes keeps cells that still fit: not wanted here
         self.difference.set_cells((t, layer, v) for (t, layer), v in diff.items())

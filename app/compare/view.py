@@ -35,6 +35,7 @@ from ..widgets.curves import CurvePlot
 from .feed import LOSS_KEY, MISSING, CompareFeed, CompareRead, History, RunBundle, spec_differences
 from .panels import GridsPanel, SampleGridsPanel
 from .picker import RunPicker, save_selection, saved_selection
+from .similarity import SimilarityRunsPanel
 from .tables import RowsModel, spec_table, summary_table
 
 
@@ -82,6 +83,7 @@ class CompareView(QWidget):
         self.noise_plot.add_tool(self.sigma_box)
         self.samples = SampleGridsPanel()
         self.tradeoff = CompareTradeoff()
+        self.similarity = SimilarityRunsPanel()
 
         self.summary_model = RowsModel()
         self.spec_model = RowsModel()
@@ -105,6 +107,7 @@ class CompareView(QWidget):
         self.tabs.addTab(self.noise_plot, "Accuracy vs noise")
         self.tabs.addTab(self.tradeoff, "Accuracy vs FID")
         self.tabs.addTab(self.samples, "Samples")
+        self.tabs.addTab(self.similarity, "Similarity")
         self.tabs.addTab(tables, "Summary and spec")
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -183,6 +186,7 @@ class CompareView(QWidget):
         else:
             self.grids.update_cells(self._bundles)
             self.samples.update_images(self._bundles)
+        self.similarity.set_bundles(self._bundles, self.colors)
         self._fill_tables()
 
     def _update_header(self, missing: list[str]) -> None:
@@ -280,6 +284,7 @@ class CompareView(QWidget):
         out += self.grids.export(folder)
         out += self.samples.export(folder)
         out += self.tradeoff.export(folder)
+        out += self.similarity.export(folder)
         out.append(export.write_csv(folder / "summary.csv", self.summary_model.headers(), self.summary_model.rows()))
         out.append(export.write_csv(folder / "spec_differences.csv", self.spec_model.headers(),
                                     [[_plain(v) for v in row] for row in self.spec_model.rows()]))

@@ -62,6 +62,7 @@ class RunUpdate:
     checkpoint_rows: list[CheckpointRow] | None = None   # its saved checkpoints, with those results and the loss
     movie: GridMovie | None = None                  # a trained model's probe grids by checkpoint step
     result_file: dict | None = None                 # a similarity or segmentation run's result, once written
+    segmentation: dict | None = None                # a trained model's newest finished segmentation.json (+ "run")
     first: bool = False
 
 
@@ -91,6 +92,7 @@ class RunFeed:
         self._movie_reader = MovieReader(store)
         self._movie: GridMovie | None = None
         self._result_file: dict | None = None
+        self._segmentation: dict | None = None
         self._first = True
 
     def poll(self, children_changed: bool = True) -> RunUpdate:
@@ -111,6 +113,7 @@ class RunFeed:
             if children != self._children:
                 self._children = children
                 update.children = children
+                self._poll_segmentation(update)
         if record.kind in MODEL_KINDS and (children_changed or self._checkpoints is None):
             checkpoints = self._checkpoint_reader.read(self._children or [])
             if checkpoints != self._checkpoints:
@@ -124,6 +127,16 @@ class RunFeed:
             self._poll_checkpoint_rows(update)
         self._poll_grid(update)
         return update
+
+    def _poll_segmentation(self, update: RunUpdate) -> None:
+        """The newest finished segmentation child's grid, shown beside the probe grid's accuracy."""
+        done = [c for c in self._children or [] if c.kind == JobKind.SEGMENTATION and c.status == RunStatus.DONE]
+        if not done or (self._segmentation or {}).get("run_id") == done[-1].id:
+            return
+        result = read_segmentation(self.store.run_dir(done[-1].id))
+        if result is not None:
+            self._segmentation = update.segmentation = {**result, "run_id": done[-1].id,
+                                                        "run": done[-1].name or done[-1].id}
 
     def _poll_checkpoint_rows(self, update: RunUpdate) -> None:
         """The checkpoint list again when a checkpoint was saved or removed, or a result came in."""

@@ -3,7 +3,8 @@
 A fast grid writes its k-NN cells (knn_grid.json) as soon as its features are cached, before any head is trained:
 the main heatmap shows them at once, in italics with a trailing "k", and each linear cell replaces its k-NN stand-in
 as its row of heads finishes. Beside it, on request, a second heatmap: the whole k-NN grid (to read the two side by
-side), or, for an aggregate grid, its learned mixing weights over the cells (they sum to 100%).
+side), or, for an aggregate grid, its learned mixing weights over the cells (they sum to 100%), or the train run's
+newest segmentation grid (per-pixel probes' mIoU on builtin:shapes' masks) on the probe grid's axes.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from ddae_core.rundir.figures import percent, points
 
 from ..widgets.heatmap import GridHeatmap
 
-NOTHING, KNN, WEIGHTS = "nothing", "k-NN", "aggregation weights"
+NOTHING, KNN, WEIGHTS, MIOU = "nothing", "k-NN", "aggregation weights", "segmentation mIoU"
 KNN_TITLE = "k-NN accuracy (%), k=20 cosine, from the cached features"
 WEIGHTS_TITLE = "Learned aggregation weights (%), summing to 100"
+MIOU_TITLE = "Per-pixel segmentation mIoU (%), layer x noise level"
 
 
 def cells_of(table: dict | None) -> dict[tuple[int, str], float]:
@@ -42,15 +44,32 @@ def aggregate_text(aggregate: dict) -> str:
     return text + "."
 
 
+def cell_words(cells) -> str:
+    """`out_1 at t=11, out_3 at t=51`."""
+    return ", ".join(f"{layer} at t={t}" for t, layer in sorted(cells))
+
+
+def overlap_text(run: str, timesteps: list[int], layers: list[str], miou: dict[tuple[int, str], float]) -> str:
+    """Which cells of the probe grid's axes the segmentation run `run` has, and which of its own lie outside them."""
+    axes = {(t, layer) for t in timesteps for layer in layers}
+    shared, outside = axes & set(miou), set(miou) - axes
+    text = f"mIoU of segmentation run {run}: {len(shared)} of the probe grid's {len(axes)} cells."
+    if axes - shared:
+        text += f" No segmentation cell at {cell_words(axes - shared)}."
+    if outside:
+        text += f" Outside the probe grid, not shown: {cell_words(outside)}."
+    return text
+
+
 class BesideGrid(QWidget):
-    """A choice (nothing | k-NN | aggregation weights) and the second heatmap it shows."""
+    """A choice (nothing | k-NN | aggregation weights | segmentation mIoU) and the second heatmap it shows."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.choice = QComboBox()
-        self.choice.addItems([NOTHING, KNN, WEIGHTS])
-        self.choice.setToolTip("Show the k-NN grid (from the same cached features) or an aggregate grid's learned "
-                               "mixing weights beside the linear probe's heatmap")
+        self.choice.addItems([NOTHING, KNN, WEIGHTS, MIOU])
+        self.choice.setToolTip("Show the k-NN grid (from the same cached features), an aggregate grid's learned "
+                               "mixing weights, or the newest segmentation grid's mIoU beside the probe's heatmap")
         self.choice.currentTextChanged.connect(self._redraw)
         self.label = QLabel("Beside:")
         self.heatmap = GridHeatmap(KNN_TITLE)
@@ -61,6 +80,7 @@ class BesideGrid(QWidget):
         self.note.hide()
         self.knn: dict | None = None
         self.aggregate: dict | None = None
+        self.segmentation: dict | None = None      # a train run's newest segmentation.json, with its run id
         self.axes: tuple[list[int], list[str], dict[int, str]] = ([], [], {})
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -93,16 +113,21 @@ class BesideGrid(QWidget):
         self.note.setVisible(bool(aggregate))
         self._sync_choices()
 
+    def set_segmentation(self, segmentation: dict | None) -> None:
+        self.segmentation = segmentation
+        self._sync_choices()
+
     def show_beside(self, what: str) -> None:
         self.choice.setCurrentText(what)
 
     def _sync_choices(self) -> None:
         model = self.choice.model()
-        for row, there in enumerate((True, self.knn is not None, self.aggregate is not None)):
+        offered = (True, self.knn is not None, self.aggregate is not None, self.segmentation is not None)
+        for row, there in enumerate(offered):
             model.item(row).setEnabled(there)
         if not model.item(self.choice.currentIndex()).isEnabled():
             self.choice.setCurrentText(NOTHING)
-        there = self.knn is not None or self.aggregate is not None
+        there = any(offered[1:])
         self.label.setVisible(there)
         self.choice.setVisible(there)
         self._redraw()
@@ -115,6 +140,9 @@ class BesideGrid(QWidget):
         timesteps, layers, labels = self.axes
         self.heatmap.clear_cells()
         self.heatmap.set_axes(timesteps, layers, labels)
+        if what == MIOU:
+            self._draw_miou()
+            return
         if what == KNN:
             self.heatmap.set_title(KNN_TITLE)
             self.heatmap.set_value_name("accuracy")
@@ -128,3 +156,18 @@ class BesideGrid(QWidget):
         self.heatmap.set_cells((t, layer, v) for (t, layer), v in cells.items())
         self.heatmap.set_status(f"{len(cells)} cells." if what == KNN else
                                 "How much each cell contributes to the one shared head (softmax weights).")
+
+    def _draw_miou(self) -> None:
+        """The segmentation grid's cells on the probe grid's axes (its own where there is no probe grid yet)."""
+        result = self.segmentation or {}
+        timesteps, layers, labels = self.axes
+        if not timesteps or not layers:
+            timesteps, layers = [int(t) for t in result.get("timesteps", [])], list(result.get("layers", []))
+            labels = {int(t): text for t, text in (result.get("labels") or {}).items()}
+            self.heatmap.set_axes(timesteps, layers, labels)
+        miou = cells_of(result.get("miou"))
+        self.heatmap.set_title(MIOU_TITLE)
+        self.heatmap.set_value_name("mIoU")
+        self.heatmap.set_levels()
+        self.heatmap.set_cells((t, layer, v) for (t, layer), v in miou.items() if t in timesteps and layer in layers)
+        self.heatmap.set_status(overlap_text(result.get("run", "?"), timesteps, layers, miou))

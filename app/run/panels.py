@@ -186,6 +186,8 @@ class GridPanel(Panel):
             self.heatmap.set_levels(0.0, 1.0)
 
     def apply(self, update: RunUpdate) -> None:
+        if update.segmentation is not None:         # a train run's segmentation child, beside its probe grid
+            self.beside.set_segmentation(update.segmentation)
         if update.grid_source is None:
             return
         if update.grid_source != self.source:

@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args, spec) -> int:
-    run_dir, status = launch(args, spec)
+    # A made-up name ("probe of X") gets a number when taken, so a second evaluation of one run is not refused.
+    run_dir, status = launch(args, spec, name_chosen=args.name is not None)
     return finish(run_dir, status)
 
 

@@ -156,7 +156,7 @@ def cmd_sample(args) -> int:
 
     spec = sample_spec(run_dir_of(args), **options_of(args, MODELS["sample"]))
     out = _check_out(args.out) if args.out else None
-    run_dir, status = launch(args, spec)
+    run_dir, status = launch(args, spec, name_chosen=args.name is not None)    # "sample of X" is numbered
     if status == RunStatus.DONE:
         grid = run_dir / SAMPLES_DIR / "grid.png"
         if out is not None:
