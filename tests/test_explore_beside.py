@@ -29,9 +29,7 @@ def family(tmp_path_factory):
     assert execute(parent, ws, handle_signals=False) == "done"
     probe = ["probe", "--run", parent.name, "--timesteps", "11", "--layers", "out_1,out_3", "--no-baselines",
              *TINY, "--workspace", str(ws)]
-    codes = [ddae(probe)]
-    ingest(ws)          # as the app or `ddae queue serve` would between the two: the first name is now taken
-    codes.append(ddae(probe))
+    codes = [ddae(probe), ddae(probe)]      # back to back, nothing ingesting: the first registered its name
     segment = ddae(["segment", parent.name, "--timesteps", "11,51", "--layers", "out_3", *TINY,
                     "--workspace", str(ws)])
     similarity = ddae(["similarity", parent.name, "--random-init", "--t", "11", "--layers", "out_1,out_3",

@@ -237,7 +237,7 @@ def launch(args, spec: dict, *, name_chosen: bool = True, quiet: bool = False) -
 
     from ..jobs.cluster import check_placement
     from ..jobs.specs import execute
-    from ..jobs.submit import create_job, name_run, submit
+    from ..jobs.submit import create_job, name_run, submit, withdraw
 
     workspace = workspace_of(args)
     queued = getattr(args, "queue", False)
@@ -255,6 +255,11 @@ def launch(args, spec: dict, *, name_chosen: bool = True, quiet: bool = False) -
                                                         name_chosen=name_chosen, store=store)
             else:
                 run_dir = create_job(workspace, name_run(store, spec, name_chosen))   # a queued run's name rule
+                try:
+                    store.register_run(run_dir)     # its name is taken from now on, also for the next command
+                except BaseException:
+                    withdraw(store, run_dir)
+                    raise
     except (OSError, DatabaseError) as exc:
         raise storage_error(exc, workspace) or exc from None
     if queued:
