@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QGuiApplication
 
 from app.run.checkpoints import CheckpointReader, best_table, gather_checkpoints
 from app.run.unified import CompareTradeoff, UnifiedPanel
@@ -124,7 +124,7 @@ def test_run_view_shows_the_unified_view_live_as_sweep_jobs_finish(studio, qtbot
     window.show_run(train.name)
     panel = window.run_view.panel(UnifiedPanel)
     window.run_view.show_tab(UnifiedPanel)
-    assert panel.pages.currentWidget() is panel.empty
+    assert panel.pages.currentWidget() is panel.empty and not panel.copy_row.isEnabled()
     assert panel.empty.text() == (f"No FID yet: `ddae sweep --run {train.name}` (or Evaluate checkpoints while "
                                   "training, in Launch) queues FID and probe jobs per checkpoint.")
 
@@ -153,6 +153,11 @@ def test_run_view_shows_the_unified_view_live_as_sweep_jobs_finish(studio, qtbot
     assert [model.index(r, 0).data() for r in range(2)] == ["best linear probe", "best FID"]
     assert [model.index(0, c).data() for c in range(5)] == ["best linear probe", "800", "40", "4.09", "90.1%"]   # 90.05 half up
     assert [model.index(1, c).data() for c in range(5)] == ["best FID", "1999", "99.95", "3.62", "88.2%"]
+    # The same pair as the official README's table row, copied as `ddae runs readme-row` prints it.
+    assert panel.copy_row.isEnabled()
+    panel.copy_row.click()
+    copied = QGuiApplication.clipboard().text()
+    assert copied == window.store.readme_row(train.name) and copied.strip().startswith("<tr>") and "<td>90.05</td>" in copied
     # The FID jobs' sample grids on a step slider: the shown checkpoint is ringed in the scatter.
     assert panel.samples.steps() == [s for s, _, _ in SWEEP] and panel.samples.slider.isEnabled()
     panel.samples.slider.setValue(1)

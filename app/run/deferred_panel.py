@@ -19,7 +19,8 @@ from .feed import RunUpdate
 from .panels import Panel
 
 SNAPSHOT_FIELDS = ("axes", "cells", "grid_source", "grid_protocol", "baselines", "grid_work", "grid_file", "images",
-                   "children", "checkpoints", "checkpoint_rows", "movie", "result_file")
+                   "children", "checkpoints", "checkpoint_rows", "movie", "result_file",
+                   "readme_row")
 
 
 class DeferredPanel(QWidget):

@@ -18,6 +18,7 @@ from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, protocol_of
 from ddae_core.engine.evaluation.segmentation import read_segmentation
 from ddae_core.engine.evaluation.similarity import read_similarity
 from ddae_core.rundir import ACTIVE_STATUSES, MODEL_KINDS, SAMPLES_KEY, JobKind, RunStatus
+from ddae_core.rundir.errors import UserError
 
 from .checkpoints import LOSS_KEY, CheckpointReader, CheckpointResults, CheckpointRow, checkpoint_files, checkpoint_rows
 from .movie import GridMovie, MovieReader
@@ -63,6 +64,7 @@ class RunUpdate:
     movie: GridMovie | None = None                  # a trained model's probe grids by checkpoint step
     result_file: dict | None = None                 # a similarity or segmentation run's result, once written
     segmentation: dict | None = None                # a trained model's newest finished segmentation.json (+ "run")
+    readme_row: str | None = None       # its best-probe vs best-FID pair as the official README's row ('': not yet)
     first: bool = False
 
 
@@ -118,6 +120,7 @@ class RunFeed:
             checkpoints = self._checkpoint_reader.read(self._children or [])
             if checkpoints != self._checkpoints:
                 self._checkpoints = update.checkpoints = checkpoints
+                update.readme_row = self._readme_row()
             movie = self._movie_reader.read(self._checkpoints, self._children or [])
             if movie != self._movie:
                 self._movie = update.movie = movie
@@ -137,6 +140,13 @@ class RunFeed:
         if result is not None:
             self._segmentation = update.segmentation = {**result, "run_id": done[-1].id,
                                                         "run": done[-1].name or done[-1].id}
+
+    def _readme_row(self) -> str:
+        """The official README's table row of the best-probe vs best-FID checkpoints; '' until both are measured."""
+        try:
+            return self.store.readme_row(self.run_id)
+        except UserError:
+            return ""
 
     def _poll_checkpoint_rows(self, update: RunUpdate) -> None:
         """The checkpoint list again when a checkpoint was saved or removed, or a result came in."""

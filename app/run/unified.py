@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import QItemSelectionModel, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QPushButton,
     QSplitter,
     QStackedWidget,
     QTableView,
@@ -91,6 +92,12 @@ class UnifiedPanel(Panel):
         self.table.setMaximumHeight(96)
         self.table.selectionModel().selectionChanged.connect(self._row_selected)
         self.table_export = export.make_export_button(self, "best checkpoints", {"csv": self.export_table_csv})
+        self.readme_row = ""
+        self.copy_row = QPushButton("Copy README row")
+        self.copy_row.setToolTip("Copy the best-probe vs best-FID pair as a row of the official DDAE README's table "
+                                 "(HTML; steps where the README counts epochs)")
+        self.copy_row.setEnabled(False)
+        self.copy_row.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.readme_row))
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: #606060;")
@@ -109,6 +116,7 @@ class UnifiedPanel(Panel):
         plots.setSizes([460, 520, 280])
         table_bar = QHBoxLayout()
         table_bar.addWidget(QLabel("<b>Best checkpoints</b> (the paper's best-probe vs best-FID rows)"), 1)
+        table_bar.addWidget(self.copy_row)
         table_bar.addWidget(self.table_export)
         content = QWidget()
         box = QVBoxLayout(content)
@@ -127,6 +135,9 @@ class UnifiedPanel(Panel):
     def apply(self, update: RunUpdate) -> None:
         if update.checkpoints is not None:
             self.show_results(update.checkpoints, update.record.name)
+        if update.readme_row is not None:
+            self.readme_row = update.readme_row
+            self.copy_row.setEnabled(bool(update.readme_row))
 
     def show_results(self, results: CheckpointResults, run_name: str) -> None:
         """Draw `results` (all of them: they are a few points per checkpoint)."""
