@@ -132,11 +132,12 @@ def main() -> None:
           f"timesteps {args.timesteps}; {len(grid['layers'])} layers; heads {args.epochs} epochs; "
           f"the k-NN cells themselves took {full['seconds']:.2f} s once the features were cached, the heads "
           f"{linear_s - full_knn_s:.1f} s")
+    full_apart = cells_apart(grid["timesteps"], grid["layers"], full["best"], best)
     subset = knn.get("preview") or {"train_images": grid["train_images"], "test_images": grid["test_images"]}
     print(f"k-NN preview: {subset['train_images']} train / {subset['test_images']} test images at {knn_s:.1f} s, "
           f"best cell {cell(knn['best'])}; full k-NN at {full_knn_s:.1f} s ({linear_s / full_knn_s:.1f}x sooner "
-          f"than linear), best cell {cell(full['best'])}, %d noise level(s) and %d layer(s) from the linear one"
-          % cells_apart(grid["timesteps"], grid["layers"], full["best"], best))
+          f"than linear), best cell {cell(full['best'])}, {full_apart[0]} noise level(s) and {full_apart[1]} "
+          f"layer(s) from the linear one")
     same_cell = attentive["accuracy"][str(best["timestep"])][best["layer"]]
     print(f"attentive: best cell {cell(attentive['best'])}, {points(attentive['best']['accuracy'] - best['accuracy'])} "
           f"points over the best linear cell {cell(best)} ({points(same_cell - best['accuracy'])} in that cell); "

@@ -13,7 +13,8 @@ computed exactly as the whole pass computes them, and the rest of the pass skips
 evenly over the split (`knn_preview` percent of it, at most CAP_PER_CLASS images a class), then more are added
 until every class has 2k training images (or all it has); a preview that would need over half of the training
 split is not made. The test subset is as many test images, spread the same way. The preview's best cell is the
-best on its test subset (no held-out images are extracted for it).
+best on its test subset (no held-out images are extracted for it). `--protocol knn` has no preview: its cells
+already come a noise level's row at a time, as each clean training pass ends.
 """
 
 from __future__ import annotations

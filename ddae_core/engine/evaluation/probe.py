@@ -50,7 +50,7 @@ from .grid_axes import TIMESTEP_CONVENTIONS, noise_axis_json, tap_order, timeste
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
 from .instant import knn_of_cache
 from .knn import knn_accuracy
-from .preview import Preview, extract as extract_preview, knn_preview, plan as plan_preview
+from .preview import Preview, extract as extract_preview, knn_preview, plan as plan_preview, preview_words
 from .protocols import BASELINE_KEYS, PROTOCOLS
 from .report import best_cell, format_grid, timestep_labels
 from .sources import PIXEL_TIMESTEP, PIXELS, RANDOM_INIT_SEED, NetworkSource, PixelSource, random_init_model
@@ -500,6 +500,10 @@ def probe_run(spec: ProbeSpec, run_dir: Path, reporter, workspace: Path,
         k = result["knn"]["best"]
         log.info(f"k-NN (as soon as the features were cached): best cell {labels[k['timestep']]}, {k['layer']}: "
                  f"{percent(k['accuracy'])}")
+        if (shown := result["knn"].get("preview_grid")) and shown["best"]:
+            p = shown["best"]
+            log.info(f"{preview_words(shown)}, before that: best cell {labels[p['timestep']]}, {p['layer']}: "
+                     f"{percent(p['accuracy'])} (best on its test images)")
     if result["aggregate"]:
         log.info(aggregate_summary(result["aggregate"], baselines))
     reporter.status(status)
