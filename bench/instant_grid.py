@@ -152,7 +152,8 @@ def main() -> None:
     line = (f"instant grid: k-NN heatmap {knn_s:.1f} s, linear {linear_s:.1f} s ({sooner:.1f}x sooner); "
             f"best cell k-NN {cell(knn['best'])}, linear {cell(best)}")
     note = (f"k-NN = the preview ({subset['train_images']} train / {subset['test_images']} test images); full "
-            f"k-NN {full_knn_s:.1f} s, best cell {cell(full['best'])}; linear = the standardised heads of one `--protocol aggregate` grid, which also gives the k-NN heatmap; "
+            f"k-NN {full_knn_s:.1f} s, best cell {cell(full['best'])}; linear = the standardised heads of one "
+            f"`--protocol aggregate` grid, which also gives the k-NN heatmaps; "
             f"attentive {percent(attentive['best']['accuracy'])} ({points(attentive['best']['accuracy'] - best['accuracy'])}"
             f" points over the best linear cell), aggregate {percent(aggregate['accuracy'])} "
             f"({points(aggregate['gain'])}); baselines {baselines_text(grid)}; load average {os.getloadavg()[0]:.1f} "
