@@ -82,3 +82,31 @@ def test_the_probe_form_offers_the_attentive_and_aggregate_protocols_and_queues_
     probe.set_values(timesteps="1,11", layers="all", protocol="aggregate", device="cpu")
     run = probe.submit()
     assert run is not None and window.store.get_run(run).spec["options"]["protocol"] == "aggregate"
+
+
+def test_preview_cells_say_so_until_the_full_knn_grid_replaces_them(studio, qtbot, tmp_path):
+    ws = tmp_path / "ws"
+    probe = fake.write_run(ws, fake.run_id("probe", 1), kind="probe", name="grid", options={"protocol": "fast"},
+                           events=[fake.status("running"), fake.grid(TIMESTEPS, LAYERS),
+                                   *(fake.grid_cell(layer, t, v) for (t, layer), v in LINEAR.items())])
+    knn = {"label": "k-NN", "timesteps": TIMESTEPS, "layers": LAYERS, "accuracy": KNN_CELLS,
+           "best": {"timestep": 11, "layer": "out_6", "accuracy": 0.91},
+           "preview": {"train_images": 416, "test_images": 448}}
+    (probe / "knn_grid.json").write_text(json.dumps(knn))
+    ingest(ws)
+    window = studio(ws, run_scheduler=False)
+    window.show_run(probe.name)
+    heatmap = window.run_view.panel(GridPanel).heatmap
+    qtbot.waitUntil(lambda: len(heatmap.cells()) == 6, timeout=10_000)
+    preview = "k-NN preview (416 train / 448 test images)"
+    assert f"other 3 show {preview} (marked k)" in heatmap.status.text()
+    assert f"{preview}, until its head is trained" in heatmap.readout_at(1.5, 1.5)
+    # The full k-NN grid replaces the preview: its cells, and plain k-NN in the words.
+    full = {**knn, "accuracy": {t: {layer: v - 0.1 for layer, v in row.items()} for t, row in KNN_CELLS.items()}}
+    del full["preview"]
+    (probe / "knn_grid.json").write_text(json.dumps(full))
+    fake.append(probe, [fake.artifact("file", str(probe / "knn_grid.json"))])
+    ingest(ws)
+    qtbot.waitUntil(lambda: "other 3 show k-NN (marked k)" in heatmap.status.text(), timeout=10_000)
+    assert heatmap.cells()[(11, "out_6")] == pytest.approx(0.81)
+    assert "(k-NN, until its head is trained)" in heatmap.readout_at(1.5, 1.5)

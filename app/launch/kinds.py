@@ -248,7 +248,7 @@ KINDS: tuple[KindForm, ...] = (
                 ("Grid", ["timesteps", "layers", "protocol", "standardize", "baselines"]),
                 ("Probe training", [Field("quick", "Quick", "check", placeholder="2,000 train / 500 test images"),
                                     "epochs", "batch_size", "lr", "views", "latent_copies", "train_limit",
-                                    "test_limit", "cache_memory_mb", "seed", "data"]),
+                                    "test_limit", "cache_memory_mb", "knn_preview", "seed", "data"]),
                 _grid(),
                 _resources()),
             _evaluation("probe", probe_spec)),

@@ -226,8 +226,11 @@ class RunFeed:
             self._grid_work = update.grid_work = work
         if self._grid_file is None and not work:        # grid.json is written once, when the grid ends
             self._grid_file = update.grid_file = read_grid(self.store.run_dir(source))
-        if self._knn is None:       # knn_grid.json is written once, as soon as a fast grid's features are cached
-            self._knn = update.knn = read_knn(self.store.run_dir(source))
+        # knn_grid.json: a preview's first (preview.py), then the full one once a fast grid's features are cached.
+        if self._knn is None or self._knn.get("preview"):
+            knn = read_knn(self.store.run_dir(source))
+            if knn != self._knn:
+                self._knn = update.knn = knn
         if update.axes is not None or update.cells is not None or update.baselines is not None \
                 or update.grid_work is not None or update.grid_file is not None or update.knn is not None:
             update.grid_source = source

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from ddae_core.engine.evaluation.certainty import edge_note, grid_sample, held_out_choice, selection_words
+from ddae_core.engine.evaluation.preview import preview_words
 from ddae_core.engine.evaluation.protocols import BASELINE_LABELS, SHORT_LABELS
 from ddae_core.rundir.figures import percent, points
 
@@ -208,7 +209,7 @@ class GridPanel(Panel):
         if update.cells is not None or update.knn is not None:
             # The k-NN cells stand in for the linear ones still training, and give way to each as it comes.
             cells, stand_ins = with_stand_ins(self.linear, self.beside.knn)
-            self.heatmap.set_stand_ins(stand_ins)
+            self.heatmap.set_stand_ins(stand_ins, preview_words(self.beside.knn) or "k-NN")
             self.heatmap.set_cells(cells)
         if update.baselines is not None:
             self.heatmap.set_baselines({BASELINE_LABELS[k]: v for k, v in update.baselines.items()})
@@ -225,7 +226,7 @@ class GridPanel(Panel):
         if update.grid_placement is not None:
             self.heatmap.set_noise_axis(update.grid_placement.noise)
         self.heatmap.set_status(grid_status(self.heatmap, self.source, update.record.id, self.protocol, self.work,
-                                            self.grid))
+                                            self.grid, self.beside.knn))
 
 
 def heatmap_title(protocol: str) -> str:
@@ -235,7 +236,7 @@ def heatmap_title(protocol: str) -> str:
 
 
 def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol: str, work: str = "",
-                grid: dict | None = None) -> str:
+                grid: dict | None = None, knn: dict | None = None) -> str:
     """`n of N cells (protocol). Best: out_6 at t=11, 72.4% = +60.1 over raw pixels, +41.0 over random init.`
 
     While the grid runs, what it is doing now (`Now: extract t=51, 62%.`): a row's cells all come at once.
@@ -251,7 +252,7 @@ def grid_status(heatmap: GridHeatmap, source: str | None, run_id: str, protocol:
     protocol_text = SHORT_LABELS.get(protocol, protocol)
     text = f"{len(heatmap.cells()) - stand_ins} of {total} cells{where}, {protocol_text} protocol."
     if stand_ins:
-        text += f" The other {stand_ins} show k-NN (marked k) until their heads are trained."
+        text += f" The other {stand_ins} show {preview_words(knn) or 'k-NN'} (marked k) until their heads are trained."
     if work:
         text += f" Now: {work}."
     if best is None:

@@ -66,6 +66,7 @@ class GridHeatmap(QWidget):
         self._grey_chance = False
         self._selected: tuple[int, str] | None = None  # the cell the grid chose, when not simply the highest
         self._stand_ins: set[tuple[int, str]] = set()  # cells holding a k-NN vote until their head is trained
+        self._stand_in_words = "k-NN"                    # what they are, in the tooltip (a preview says its images)
         self.value_name = "accuracy"         # what the cells hold: colour bar label (in %), CSV column
 
         self.layout_widget = pg.GraphicsLayoutWidget()
@@ -171,7 +172,7 @@ class GridHeatmap(QWidget):
         if not np.isfinite(value):
             return f"{where}: not measured yet"
         if (t, self._layers[col]) in self._stand_ins:
-            where += " (k-NN, until its head is trained)"
+            where += f" ({self._stand_in_words}, until its head is trained)"
         if self._diverging:
             return f"{where}: {points(value)} points"
         text = f"{where}: {percent(value)}"
@@ -213,10 +214,11 @@ class GridHeatmap(QWidget):
         self._update_outline()
 
 
-    def set_stand_ins(self, cells: Iterable[tuple[int, str]]) -> None:
+    def set_stand_ins(self, cells: Iterable[tuple[int, str]], words: str = "k-NN") -> None:
         """Cells whose value stands in for one still to come (a k-NN vote until the cell's head is trained):
-        written in italics with a trailing "k", never outlined as the best."""
+        written in italics with a trailing "k", never outlined as the best; `words` name them in the tooltip."""
         self._stand_ins = {(int(t), str(layer)) for t, layer in cells}
+        self._stand_in_words = words
         self._refresh(all_texts=True)
 
     def stand_ins(self) -> set[tuple[int, str]]:

@@ -9,7 +9,7 @@ way than split across both (8-12% more images/s for tiny-ddpm: `python -m bench.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -68,17 +68,20 @@ def token_map(act: torch.Tensor, side: int) -> torch.Tensor:
 def feature_batches(model: DDAEModel, images: torch.Tensor, timesteps: Sequence[TimestepSpec],
                     layers: Sequence[str], *, batch_size: int = 256, order: torch.Tensor | None = None,
                     flip: bool = False, crop_padding: int = 0, seed: int = 0, normalize: bool = False,
-                    stop: Callable[[], bool] | None = None, tokens: int = 0
+                    stop: Callable[[], bool] | None = None, tokens: int = 0, only: Collection[int] | None = None
                     ) -> Iterator[tuple[torch.Tensor, list[tuple[torch.Tensor, dict[str, torch.Tensor]]]]]:
     """Yield (indices, [(timesteps (B,), {layer: (B, C) pooled float32}) per entry of `timesteps`]).
 
     Each batch is augmented once; every timestep entry then gets its own noise draw and forward pass.
     `tokens` > 0: unpooled taps as (B, S, C) tokens instead (token_map).
     A timestep entry is an int, or a function (batch size, generator) -> (B,) timesteps drawn per image.
-    `order` picks and orders the images (default: all, in order). Raises Stopped when `stop()` turns true.
+    `order` picks and orders the images (default: all, in order); `only`: just these batch indices, each drawn
+    as in the whole pass. Raises Stopped when `stop()` turns true.
     """
     order = torch.arange(len(images)) if order is None else order
     for batch_index, start in enumerate(range(0, len(order), batch_size)):
+        if only is not None and batch_index not in only:
+            continue
         if stop is not None and stop():
             raise Stopped
         index = order[start:start + batch_size]
@@ -87,14 +90,15 @@ def feature_batches(model: DDAEModel, images: torch.Tensor, timesteps: Sequence[
 
 
 def _stream_batches(model: DDAEModel, images: torch.Tensor, timestep: int, layers: Sequence[str], *,
-                    batch_size: int, streams: int, stop: Callable[[], bool] | None, **kw
+                    batch_size: int, streams: int, stop: Callable[[], bool] | None,
+                    only: Collection[int] | None = None, **kw
                     ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """(indices, pooled features) per batch, computed by `streams` threads of one torch thread each.
 
     Yields in completion order. At most two batches per stream are in flight, so a stop lands quickly and
     memory stays that of a few batches.
     """
-    plan = iter(enumerate(range(0, len(images), batch_size)))
+    plan = iter([(b, start) for b, start in enumerate(range(0, len(images), batch_size)) if only is None or b in only])
     pending: dict[Future, torch.Tensor] = {}
 
     def submit_next(pool: ThreadPoolExecutor) -> None:
@@ -125,8 +129,12 @@ def extract_features(model: DDAEModel, images: torch.Tensor, timestep: int, laye
                      batch_size: int = 256, flip: bool = False, crop_padding: int = 0, seed: int = 0,
                      normalize: bool = False, stop: Callable[[], bool] | None = None,
                      on_progress: Callable[[int, int], None] | None = None,
-                     dtype: torch.dtype = torch.float32, streams: int = 1) -> dict[str, torch.Tensor]:
+                     dtype: torch.dtype = torch.float32, streams: int = 1, only: Collection[int] | None = None,
+                     into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Pooled features of every image at one timestep: {layer: (N, C)} on the CPU, in image order.
+
+    `only`: just the images of these batch indices (of `batch_size`), each batch drawn exactly as in the whole
+    pass, written into `into` (a dict as this returns) where given: a pass in parts is the whole pass, bit for bit.
 
     `streams` > 1 (CPU only, see device.extraction_streams): that many threads of one torch thread each
     take batches in turn; each batch draws its own augmentation and noise, so the features are those of one
@@ -134,8 +142,9 @@ def extract_features(model: DDAEModel, images: torch.Tensor, timestep: int, laye
     """
     layers = model.net.order_taps(layers)
     n = len(images)
-    out = {name: torch.empty(n, model.net.tap_channels[name], dtype=dtype) for name in layers}
-    options: dict[str, Any] = dict(flip=flip, crop_padding=crop_padding, seed=seed, normalize=normalize)
+    out = into if into is not None else \
+        {name: torch.empty(n, model.net.tap_channels[name], dtype=dtype) for name in layers}
+    options: dict[str, Any] = dict(flip=flip, crop_padding=crop_padding, seed=seed, normalize=normalize, only=only)
     if streams > 1 and model.device.type == "cpu":
         batches = _stream_batches(model, images, timestep, layers, batch_size=batch_size, streams=streams,
                                   stop=stop, **options)

@@ -32,8 +32,11 @@ def stack(feats: dict[str, torch.Tensor], layers: list[str], width: int) -> torc
     return out
 
 
-def knn_of_cache(grid) -> dict:
-    """Every cell's k-NN accuracy over `grid.caches` (t -> (L, V*N, C_max)); written to knn_grid.json at once."""
+def knn_of_cache(grid, preview: dict | None = None) -> dict:
+    """Every cell's k-NN accuracy over `grid.caches` (t -> (L, V*N, C_max)); written to knn_grid.json at once.
+
+    `preview`: the preview's cells (preview.py) this grid replaces, kept under "preview_grid".
+    """
     started = time.perf_counter()
     n, width = len(grid.train), max(grid.channels)
     cells: dict[int, dict[str, float]] = {}
@@ -63,8 +66,14 @@ def knn_of_cache(grid) -> dict:
         "best": None if chosen is None else {"timestep": chosen[0], "layer": chosen[1],
                                              "accuracy": cells[chosen[0]][chosen[1]]},
         "seconds": round(time.perf_counter() - started, 3),
+        "preview_grid": preview,
     }
+    write_knn(grid, result)
+    return result
+
+
+def write_knn(grid, result: dict) -> None:
+    """knn_grid.json, and its artifact event (a live view reads it at once)."""
     atomic_write_text(grid.ctx.run_dir / KNN_GRID, json.dumps(result, indent=1))
     grid.ctx.reporter.artifact(ArtifactKind.FILE, grid.ctx.run_dir / KNN_GRID)
-    return result
 

@@ -50,6 +50,7 @@ from .grid_axes import TIMESTEP_CONVENTIONS, noise_axis_json, tap_order, timeste
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
 from .instant import knn_of_cache
 from .knn import knn_accuracy
+from .preview import Preview, extract as extract_preview, knn_preview, plan as plan_preview, preview_words
 from .protocols import BASELINE_KEYS, PROTOCOLS
 from .report import best_cell, format_grid, timestep_labels
 from .sources import PIXEL_TIMESTEP, PIXELS, RANDOM_INIT_SEED, NetworkSource, PixelSource, random_init_model
@@ -106,6 +107,7 @@ class ProbeGrid:
         self.caches: dict = {}          # t -> the fast protocols' cached training features (L, V*N, C_max)
         self.eval_feats: dict[int, dict[str, dict[str, torch.Tensor]]] = {}
         self.knn_grid: dict | None = None     # the fast protocols' k-NN cells (instant.py), once extracted
+        self.preview: Preview | None = None   # the k-NN preview's subsets and features (preview.py), while extracting
         self.aggregate: dict | None = None    # the aggregate protocol's mixture (aggregate.py)
         self.aggregate_head = None
 
@@ -123,10 +125,10 @@ class ProbeGrid:
     def _progress(self, done: int, total: int, stage: str) -> None:
         self.ctx.reporter.progress(done, total, self.stage + stage)
 
-    def features(self, data: ImageData, t: int, seed: int, on_progress=None) -> dict[str, torch.Tensor]:
-        """{layer: (N, C)} of `data` at t: one seeded noise draw, no augmentation."""
+    def features(self, data: ImageData, t: int, seed: int, on_progress=None, **part) -> dict[str, torch.Tensor]:
+        """{layer: (N, C)} of `data` at t: one seeded noise draw, no augmentation (`part`: only=, into=)."""
         return self.source.extract(data.images, t, batch_size=self.extract_batch, seed=seed, stop=self.ctx.stopped,
-                                   on_progress=on_progress)
+                                   on_progress=on_progress, **part)
 
     def accuracy(self, heads: ProbeHeads, data: ImageData, feats: dict[str, torch.Tensor]) -> list[float]:
         """Each head's accuracy on `data`, whose features (at the head's t) are `feats`."""
@@ -216,6 +218,7 @@ class ProbeGrid:
 
     # Fast protocol: every noise level's features are extracted and cached first, so the k-NN cells
     # (instant.py) fill the whole grid before any head is trained; the heads then replace them row by row.
+    # Before that, a preview subset of every noise level (preview.py) gives a whole k-NN heatmap sooner.
     def run_fast(self) -> None:
         views = self.options.views
         n, c_max = len(self.train), max(self.channels)
@@ -228,11 +231,13 @@ class ProbeGrid:
         spill = layers_per_group < len(self.layers) or row_bytes * len(self.timesteps) > budget
         spill_dir = Path(tempfile.mkdtemp(prefix="probe-cache-", dir=self.ctx.run_dir)) if spill else None
         try:
+            knn_preview = self._preview() if self.emit else None
             for row, t in enumerate(self.timesteps):
                 self.caches[t] = self._extract_views(t, views, row, spill_dir)
                 self.evaluation_features(t)
+            self.preview = None
             if self.emit:
-                self.knn_grid = knn_of_cache(self)
+                self.knn_grid = knn_of_cache(self, knn_preview)
             for t in self.timesteps:
                 cache = self.caches[t]
                 heads_all = []
@@ -254,15 +259,35 @@ class ProbeGrid:
                 self.aggregate = aggregate_cells(self)
         finally:
             self.caches.clear()
+            self.preview = None
             if spill_dir is not None:
                 shutil.rmtree(spill_dir, ignore_errors=True)
 
+    def _preview(self) -> dict | None:
+        """The k-NN preview's subsets extracted at every noise level and their cells written (None: no preview)."""
+        self.preview = preview = plan_preview(self)
+        if preview is None:
+            return None
+        total, done = len(self.timesteps) * (len(preview.train_rows) + len(preview.test_rows)), 0
+        for t in self.timesteps:
+            def progress(count: int, _n: int, t=t, base=done) -> None:
+                self._progress(base + count, total, f"k-NN preview: extract t={t}")
+            extract_preview(self, preview, t, (_seed(self.ctx.seed, 41, t, 0), _seed(self.ctx.seed, 17, t)),
+                            progress)
+            done += len(preview.train_rows) + len(preview.test_rows)
+        return knn_preview(self, preview)
+
     def evaluation_features(self, t: int) -> dict[str, dict[str, torch.Tensor]]:
-        """{"test" | "held": {layer: (N, C)}} at t, extracted once per grid (the k-NN cells and the heads share it)."""
+        """{"test" | "held": {layer: (N, C)}} at t, extracted once per grid (the k-NN cells and the heads share it);
+        the test images the k-NN preview extracted are not extracted again."""
         if t not in self.eval_feats:
-            self.eval_feats[t] = {name: self.features(data, t, _seed(self.ctx.seed, seed, t))
-                                  for name, data, seed in (("test", self.test, 17), ("held", self.held, 19))
-                                  if data is not None}
+            preview = self.preview
+            self.eval_feats[t] = {
+                name: self.features(data, t, _seed(self.ctx.seed, seed, t),
+                                    **({} if preview is None or name != "test" else
+                                       {"only": preview.rest("test", len(data)),
+                                        "into": preview.whole("test", t, len(data))}))
+                for name, data, seed in (("test", self.test, 17), ("held", self.held, 19)) if data is not None}
         return self.eval_feats[t]
 
     def _extract_views(self, t: int, views: int, row: int, spill_dir: Path | None):
@@ -274,11 +299,16 @@ class ProbeGrid:
             cache = torch.zeros(shape)
         total = len(self.timesteps) * views * n
         for v in range(views):
-            def progress(done: int, _n: int, v=v) -> None:
-                self._progress((row * views + v) * n + done, total, f"extract t={t}")
+            # The first view's preview images (preview.py) are already extracted: only the rest of the pass runs.
+            part = {} if self.preview is None or v else \
+                {"only": self.preview.rest("train", n), "into": self.preview.whole("train", t, n)}
+            skipped = len(self.preview.train_rows) if part and self.preview else 0
+
+            def progress(done: int, _n: int, v=v, skipped=skipped) -> None:
+                self._progress((row * views + v) * n + min(n, done + skipped), total, f"extract t={t}")
             feats = self.source.extract(self.train.images, t, batch_size=self.extract_batch, flip=True,
                                         crop_padding=4, seed=_seed(self.ctx.seed, 41, t, v),
-                                        stop=self.ctx.stopped, on_progress=progress)
+                                        stop=self.ctx.stopped, on_progress=progress, **part)
             for i, name in enumerate(self.layers):
                 value = feats[name]
                 if spill_dir is not None:
@@ -470,6 +500,10 @@ def probe_run(spec: ProbeSpec, run_dir: Path, reporter, workspace: Path,
         k = result["knn"]["best"]
         log.info(f"k-NN (as soon as the features were cached): best cell {labels[k['timestep']]}, {k['layer']}: "
                  f"{percent(k['accuracy'])}")
+        if (shown := result["knn"].get("preview_grid")) and shown["best"]:
+            p = shown["best"]
+            log.info(f"{preview_words(shown)}, before that: best cell {labels[p['timestep']]}, {p['layer']}: "
+                     f"{percent(p['accuracy'])} (best on its test images)")
     if result["aggregate"]:
         log.info(aggregate_summary(result["aggregate"], baselines))
     reporter.status(status)

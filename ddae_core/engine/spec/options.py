@@ -160,6 +160,10 @@ class ProbeOptions(EvalOptions):
     cache_memory_mb: Annotated[int | None, Whole(0)] = option(
         None, "fast protocol: feature cache budget before spilling to disk (0: keep none in memory)",
         label="Feature cache (MB)", hint="automatic")
+    knn_preview: Annotated[int, Whole(0, 50)] = option(
+        10, "fast protocols: percent of the training images extracted first, at every noise level, for a k-NN preview "
+            "of the whole grid (0: no preview)", label="k-NN preview (%)",
+        tip="A k-NN heatmap from a class-spread subset in a fraction of the extraction's time; the full one follows")
     standardize: Switch = option(False, "the same as --protocol standardized", label="Standardise",
                                  hint="zero-mean, unit-variance features (fast only; not the official protocol)",
                                  tip="A diagnostic: how much more the features hold than the official probe gets out")
