@@ -12,6 +12,7 @@ import pytest
 from bench import readme
 from bench.results import Result, load_all
 from ddae_core.engine.evaluation.certainty import Z95
+from ddae_core.engine.spec.options import ProbeOptions
 from ddae_core.engine.training import BUDGET_CALIBRATION
 from ddae_core.rundir.figures import percent, points
 
@@ -28,6 +29,7 @@ QUOTED = {
 }
 # Figures in README.md outside the generated blocks that state a setting of the code, kept equal to it here.
 SETTINGS = {"5%": 100 * BUDGET_CALIBRATION,
+            "10%": ProbeOptions.model_fields["knn_preview"].default,      # the k-NN preview's share of the images
             "95%": 100 * (1 - 2 * (1 - NormalDist().cdf(Z95)))}      # the heatmap's interval
 FIGURE = re.compile(r"\b\d+(?:\.\d+)?%")
 
