@@ -16,8 +16,7 @@ from PIL import Image
 from ddae_core.engine.errors import ConfigError, UserError
 from ddae_core.engine.evaluation.classify import Classifier, classify_files
 from ddae_core.engine.evaluation.heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
-from ddae_core.engine.evaluation.probe import BASELINE_KEYS
-from ddae_core.engine.evaluation.protocols import protocol_of
+from ddae_core.engine.evaluation.protocols import BASELINE_KEYS, protocol_of
 from ddae_core.engine.evaluation.sources import PIXELS, RANDOM_INIT_SEED, PixelSource, random_init_model
 from ddae_core.engine.image_files import load_image
 from ddae_core.engine.reporting import STOP_FILE

@@ -109,7 +109,7 @@ def _train_own(args) -> Path | None:
 
 
 def _print_result(probe_dir: Path, bundled: bool) -> None:
-    from ..engine.evaluation.probe import baseline_summary
+    from ..engine.evaluation.probe_job import baseline_summary
     from ..engine.evaluation.protocols import PROTOCOLS
     from ..engine.evaluation.report import format_grid
 

@@ -22,7 +22,7 @@ from ..engine.evaluation.fid import fid_run
 from ..engine.evaluation.finetune import finetune_run
 from ..engine.evaluation.importing import import_run
 from ..engine.evaluation.noisy import noisy_run
-from ..engine.evaluation.probe import probe_run
+from ..engine.evaluation.probe_job import probe_run
 from ..engine.evaluation.sampling import sample_run
 from ..engine.evaluation.segmentation import segmentation_run
 from ..engine.evaluation.similarity import similarity_run

@@ -30,7 +30,8 @@ from ..spec.run_spec import ProbeSpec
 from .common import EvalContext
 from .features import Stopped
 from .heads import ProbeHeads
-from .probe import ProbeGrid, _seed, probe_run
+from .probe import ProbeGrid, _seed
+from .probe_job import probe_run
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ allows (certainty.selection_holdout), and quoted with its test accuracy; grid.js
 
 Unless the job says `baselines: false`, the same heads with the same protocol are also trained on raw
 pixels and on the network at a fixed random initialisation (sources.py): a grid's numbers mean what
-they stand above those two.
+they stand above those two (measured by probe_job.py, the job around the grid, which also writes grid.json
+and the heads).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -34,26 +34,20 @@ import numpy as np
 import psutil
 import torch
 
-from ...rundir import GRID, PROBE_HEADS, ArtifactKind, RunStatus, atomic_write_text
-from ...rundir.figures import percent, points
 from ..data import ImageData
 from ..device import extraction_batch_size
 from ..spec.options import ProbeOptions
-from ..spec.run_spec import ProbeSpec
-from . import baselines as baseline_cache
-from .aggregate import aggregate_cells, aggregate_summary, export_head as export_aggregate
+from .aggregate import aggregate_cells
 from .attentive import run_attentive
-from .certainty import SELECTED_ON_HELD_OUT, SELECTED_ON_TEST, edge_note, selection_holdout, selection_words
-from .common import EvalContext, open_context
+from .certainty import SELECTED_ON_HELD_OUT, SELECTED_ON_TEST, selection_holdout
+from .common import EvalContext
 from .features import Stopped
-from .grid_axes import TIMESTEP_CONVENTIONS, noise_axis_json, tap_order, timestep_range
 from .heads import ProbeHeads, ProbeTrainer, fold_standardization, standardization
 from .instant import knn_of_cache
 from .knn import knn_accuracy
-from .preview import Preview, extract as extract_preview, knn_preview, plan as plan_preview, preview_words
-from .protocols import BASELINE_KEYS, PROTOCOLS
-from .report import best_cell, format_grid, timestep_labels
-from .sources import PIXEL_TIMESTEP, PIXELS, RANDOM_INIT_SEED, NetworkSource, PixelSource, random_init_model
+from .preview import Preview, extract as extract_preview, knn_preview, plan as plan_preview
+from .report import best_cell
+from .sources import NetworkSource
 
 log = logging.getLogger(__name__)
 
@@ -346,48 +340,6 @@ class ProbeGrid:
         held = self.held_cells[best[0]][best[1]] if best else None
         return {"on": SELECTED_ON_HELD_OUT, "images": len(self.held), "accuracy": held}
 
-    def save(self, labels: dict[int, str], baselines: dict | None = None) -> dict:
-        best = self.best()
-        result = {
-            "protocol": self.options.protocol,
-            "protocol_label": PROTOCOLS[self.options.protocol],
-            "standardized": self.standardize,
-            "parent_run": self.ctx.parent_dir.name if self.ctx.parent_dir else None,
-            "checkpoint_step": self.ctx.checkpoint_step,
-            "framework": self.model.config.framework,
-            "timesteps": self.timesteps,
-            "layers": self.layers,
-            "labels": {str(t): labels[t] for t in self.timesteps},
-            "accuracy": {str(t): row for t, row in self.cells.items()},
-            "best": {"timestep": best[0], "layer": best[1], "accuracy": best[2]} if best else None,
-            "complete": len(self.cells) == len(self.timesteps),
-            "classes": list(self.train.classes),
-            "train_images": len(self.train), "test_images": len(self.test),
-            "selection": self.selection(),
-            "held_out_accuracy": {str(t): row for t, row in self.held_cells.items()} if self.held else None,
-            "timestep_range": list(timestep_range(self.model.config)),
-            "timestep_convention": TIMESTEP_CONVENTIONS[self.model.config.framework],
-            "noise_axis": noise_axis_json(self.model.config),      # the schedule: each row's log-SNR
-            "tap_order": tap_order(self.model.config),             # every tap, for each layer's relative depth
-            "baselines": baselines,
-            "knn": self.knn_grid,
-            "aggregate": self.aggregate,
-        }
-        atomic_write_text(self.ctx.run_dir / GRID, json.dumps(result, indent=1))
-        self.ctx.reporter.artifact(ArtifactKind.FILE, self.ctx.run_dir / GRID)
-        if self.heads:
-            from ..checkpoint import atomic_torch_save
-
-            atomic_torch_save({"format": HEADS_FORMAT, "timesteps": sorted(self.cells), "layers": self.layers,
-                               "classes": list(self.train.classes), "heads": self.heads,
-                               "accuracy": {f"{t}/{k}": v for t, row in self.cells.items() for k, v in row.items()},
-                               "parent_run": result["parent_run"], "checkpoint_step": self.ctx.checkpoint_step,
-                               "aggregate": None if self.aggregate_head is None else
-                               export_aggregate(self.aggregate_head, self.timesteps, self.layers)},
-                              self.ctx.run_dir / PROBE_HEADS)
-            self.ctx.reporter.artifact(ArtifactKind.FILE, self.ctx.run_dir / PROBE_HEADS)
-        return result
-
 
 def knn_train_seed(seed: int, t: int) -> int:
     """The noise seed of the k-NN protocol's training pass at t (the test pass's is _seed(seed, 17, t))."""
@@ -416,95 +368,3 @@ def _concat_heads(groups: list[ProbeHeads], channels: list[int], classes: int) -
             merged.bias[i:i + k] = g.bias
             i += k
     return merged
-
-
-def run_baselines(grid: ProbeGrid) -> dict:
-    """The two numbers a grid is read against, each with the grid's own protocol, data, views and epochs.
-
-    raw pixels: one head on the flattened (augmented) images; random init: the whole grid again on the same
-    network at a fixed random initialisation (its best cell). Neither depends on the trained weights, so the
-    result is kept in the workspace (data/baselines/, baselines.py) and a later grid for which they were measured
-    exactly reads it instead of paying for a second grid; the result says which (`cached`, `measured`).
-    Reported as metrics either way.
-    """
-    ctx, data, step = grid.ctx, (grid.train, grid.test, grid.held), grid.ctx.checkpoint_step or 0
-    key = baseline_cache.cache_key(grid)
-    cache = baseline_cache.cache_path(ctx.workspace, key)
-    entry = baseline_cache.read_cached(cache, key)
-    if entry is None:
-        pixels = ProbeGrid(ctx, PixelSource(tuple(grid.train.images.shape[1:]), ctx.device),
-                           timesteps=[PIXEL_TIMESTEP], emit=False, data=data, stage="baseline: raw pixels, ")
-        pixels.run()
-        random = type(grid)(ctx, NetworkSource(random_init_model(ctx.model), grid.layers, grid.precision),
-                            emit=False, data=data, stage="baseline: random init, ")
-        random.run()
-        t, layer, acc = random.best()
-        entry = baseline_cache.new_entry({"accuracy": pixels.cells[PIXEL_TIMESTEP][PIXELS]},
-                                    {"accuracy": acc, "timestep": t, "layer": layer, "seed": RANDOM_INIT_SEED,
-                                     "cells": {str(t): row for t, row in random.cells.items()}}, key)
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(cache, json.dumps(entry))
-        except OSError as exc:      # a read-only or full workspace: the grid is still right, only slower next time
-            log.info(f"note: could not keep the baselines in {cache.parent} ({exc.strerror or exc})")
-        result = {"pixels": entry["pixels"], "random_init": entry["random_init"], "cached": False}
-    else:
-        result = {"pixels": entry["pixels"], "random_init": entry["random_init"], "cached": True}
-    result.update(measured=entry.get("measured"), cache=cache.name)
-    log.info(baseline_cache.provenance(result))
-    ctx.reporter.report(BASELINE_KEYS["pixels"], result["pixels"]["accuracy"], step)
-    ctx.reporter.report(BASELINE_KEYS["random_init"], result["random_init"]["accuracy"], step)
-    return result
-
-
-def baseline_summary(best: float, baselines: dict | None) -> str:
-    """`raw pixels P%, random init R%` (how far the best cell stands above each; measured in this run, or read from
-    the cache and from when), or '' without them."""
-    if not baselines:
-        return ""
-    p, r = baselines["pixels"]["accuracy"], baselines["random_init"]["accuracy"]
-    return (f"raw pixels {percent(p)}, random init {percent(r)} "
-            f"(best cell {points(best - p)} over pixels, {points(best - r)} over random init; "
-            f"{baseline_cache.provenance(baselines)})")
-
-
-def probe_run(spec: ProbeSpec, run_dir: Path, reporter, workspace: Path,
-              grid_class: type[ProbeGrid] = ProbeGrid) -> str:
-    """A probe job; `grid_class`: LatentProbeGrid for protocol dit-official (dit_probe.dit_probe_run)."""
-    ctx = open_context(spec, run_dir, reporter, workspace)
-    ctx.start(checkpoint=ctx.checkpoint_step)
-    grid = grid_class(ctx)
-    labels = timestep_labels(ctx.model, grid.timesteps)
-    reporter.grid(grid.timesteps, grid.layers, {str(t): labels[t] for t in grid.timesteps})
-    status, baselines = RunStatus.DONE, None
-    try:
-        grid.run()
-        if spec.options.baselines:
-            baselines = run_baselines(grid)
-    except Stopped:
-        status = RunStatus.CANCELLED
-    result = grid.save(labels, baselines)
-    log.info(format_grid(grid.timesteps, grid.layers, grid.cells, labels))
-    if spec.options.protocol not in ("fast", "official"):
-        log.info(f"(protocol: {PROTOCOLS[spec.options.protocol]})")
-    if result["best"]:
-        b = result["best"]
-        reporter.report("probe/accuracy", b["accuracy"], ctx.checkpoint_step or 0)
-        log.info(f"best cell: {labels[b['timestep']]}, {b['layer']}: {100 * b['accuracy']:.2f}% "
-                 f"({selection_words(result)})")
-        if result["complete"] and (note := edge_note(grid.timesteps, b["timestep"], result["timestep_range"][1])):
-            log.info(note)
-        if baselines:
-            log.info(baseline_summary(b["accuracy"], baselines))
-    if result["knn"] and result["knn"]["best"]:
-        k = result["knn"]["best"]
-        log.info(f"k-NN (as soon as the features were cached): best cell {labels[k['timestep']]}, {k['layer']}: "
-                 f"{percent(k['accuracy'])}")
-        if (shown := result["knn"].get("preview_grid")) and shown["best"]:
-            p = shown["best"]
-            log.info(f"{preview_words(shown)}, before that: best cell {labels[p['timestep']]}, {p['layer']}: "
-                     f"{percent(p['accuracy'])} (best on its test images)")
-    if result["aggregate"]:
-        log.info(aggregate_summary(result["aggregate"], baselines))
-    reporter.status(status)
-    return status
