@@ -383,15 +383,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="make the workspace here and keep it (default: a temporary one, removed); "
                              "if it already holds the runs of an earlier --keep, only render again")
     args = parser.parse_args(argv)
+    made = "screenshot-runs.json" if args.only == "all" else f"screenshot-{args.only}-runs.json"
+    make, draw = {"all": (make_runs, render), "unified": (make_sweep_runs, render_unified),
+                  "examples": (make_example_runs, render_examples),
+                  "probes": (make_probe_runs, render_probes)}[args.only]
+    return make_and_render(args, made, make, draw)
+
+
+def make_and_render(args, made_name: str, make, draw) -> int:
+    """Make the runs (`make(ws, steps, quick)`) in a workspace (args.keep, or a temporary one) unless it already
+    holds them (listed in its `made_name` file), then render them into args.out (`draw(ws, runs, out)`)."""
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="ddae-screenshots-"))
     os.environ["DDAE_STUDIO_SETTINGS"] = str(tmp / "settings.ini")     # never the user's settings
     ws = args.keep or tmp / "ws"
     (ws / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-    made = ws / ("screenshot-runs.json" if args.only == "all" else f"screenshot-{args.only}-runs.json")
-    make, draw = {"all": (make_runs, render), "unified": (make_sweep_runs, render_unified),
-                  "examples": (make_example_runs, render_examples),
-                  "probes": (make_probe_runs, render_probes)}[args.only]
+    made = ws / made_name
     try:
         if made.is_file():
             runs = json.loads(made.read_text())
@@ -403,7 +410,6 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{len(shots)} screenshots in {args.out}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,6 @@ the script), `--keep DIR` keeps the workspace and renders again from it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from ddae_core.rundir import LOG, RUNS_DIR, RunStatus
 
-from .screenshots import open_window, run_worker, settle, shoot, test_images
+from .screenshots import make_and_render, open_window, run_worker, settle, shoot, test_images
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -117,25 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few steps and images (checks the script)")
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
                         help="make the workspace here and keep it; if it already holds the runs, only render again")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="ddae-screenshots-"))
-    os.environ["DDAE_STUDIO_SETTINGS"] = str(tmp / "settings.ini")     # never the user's settings
-    ws = args.keep or tmp / "ws"
-    (ws / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-    made = ws / "screenshot-explore-runs.json"
-    try:
-        if made.is_file():
-            runs = json.loads(made.read_text())
-        else:
-            runs = make_runs(ws, 24 if args.quick else args.steps, args.quick)
-            made.write_text(json.dumps(runs))
-        shots = render(ws, runs, args.out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{len(shots)} screenshots in {args.out}")
-    return 0
-
+    return make_and_render(parser.parse_args(argv), "screenshot-explore-runs.json", make_runs, render)
 
 if __name__ == "__main__":
     sys.exit(main())

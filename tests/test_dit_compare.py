@@ -24,10 +24,9 @@ UNET_T, DIT_T = (1, 11, 101), (0, 121, 500)
 
 @pytest.fixture(scope="module")
 def two_backbones(tmp_path_factory):
-    from db import Ingester, Store
     from ddae_core.jobs.eval_specs import import_spec, probe_spec
     from ddae_core.jobs.specs import create_job, execute, train_spec
-    from tests.fixtures import micro_config
+    from tests.fixtures import ingest, micro_config
 
     root = tmp_path_factory.mktemp("dit_compare")
     ws = root / "ws"
@@ -49,13 +48,7 @@ def two_backbones(tmp_path_factory):
         unet_probe = run(probe_spec(ws / "runs" / unet, timesteps=",".join(map(str, UNET_T)), **probe))
         dit = run(import_spec(checkpoint, heads, vae=save_tiny_vae(root / "vae"), data=DIT_DATA, fmt="dit"))
         dit_probe = run(probe_spec(ws / "runs" / dit, timesteps=",".join(map(str, DIT_T)), **probe))
-    with Store.open(ws) as store:
-        ingester = Ingester(store, ws)
-        ingester.acquire()
-        try:
-            ingester.ingest_once()
-        finally:
-            ingester.release()
+    ingest(ws)
     return ws, unet_probe, dit_probe
 
 

@@ -3,6 +3,7 @@ on two real micro grids of different families (a DDPM UNet and an EDM one), trai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -30,10 +31,9 @@ class TwoFamilies:
 
 @pytest.fixture(scope="module")
 def families(tmp_path_factory) -> TwoFamilies:
-    from db import Ingester, Store
     from ddae_core.jobs.eval_specs import probe_spec
     from ddae_core.jobs.specs import create_job, execute, train_spec
-    from tests.fixtures import micro_config
+    from tests.fixtures import ingest, micro_config
 
     ws = tmp_path_factory.mktemp("axis_ws") / "ws"
     (ws / "runs").mkdir(parents=True)
@@ -55,13 +55,7 @@ def families(tmp_path_factory) -> TwoFamilies:
         probe = dict(train_limit=64, test_limit=32, epochs=1, device="cpu", baselines=False)
         ddpm_probe = run(probe_spec(trains["ddpm"], timesteps="1,11,101", **probe))
         edm_probe = run(probe_spec(trains["edm"], timesteps="3,4,5", **probe))
-    with Store.open(ws) as store:
-        ingester = Ingester(store, ws)
-        ingester.acquire()
-        try:
-            ingester.ingest_once()
-        finally:
-            ingester.release()
+    ingest(ws)
     return TwoFamilies(ws, trains["ddpm"].name, ddpm_probe.name, edm_probe.name)
 
 
@@ -101,16 +95,23 @@ def test_runs_show_prints_the_grid_under_log_snr_headers(families, capsys):
     assert f"probe grid of {families.ddpm_probe}" in out and "log-SNR" not in out
 
 
-def test_runs_show_derives_log_snr_from_the_spec_for_an_older_grid_json(families, capsys, tmp_path):
+@contextlib.contextmanager
+def older_grid_json(families: TwoFamilies):
+    """The EDM grid's grid.json as written before the noise axis (no noise_axis, no tap_order), restored after."""
     grid_file = families.path / "runs" / families.edm_probe / "grid.json"
     saved = grid_file.read_text()
     old = json.loads(saved)
     del old["noise_axis"], old["tap_order"]
     try:
         grid_file.write_text(json.dumps(old))
-        assert ddae(["runs", "show", families.edm_probe, "--axis", "logsnr", "--workspace", str(families.path)]) == 0
+        yield
     finally:
         grid_file.write_text(saved)
+
+
+def test_runs_show_derives_log_snr_from_the_spec_for_an_older_grid_json(families, capsys, tmp_path):
+    with older_grid_json(families):
+        assert ddae(["runs", "show", families.edm_probe, "--axis", "logsnr", "--workspace", str(families.path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith("probe grid (accuracy %"))
     edm = EDM()
@@ -215,15 +216,8 @@ def test_compare_draws_a_ddpm_and_an_edm_grid_on_shared_axes(qtbot, families, st
 
 
 def test_a_grid_saved_before_the_noise_axis_is_placed_from_its_runs_spec(qtbot, families, store):
-    grid_file = families.path / "runs" / families.edm_probe / "grid.json"
-    saved = grid_file.read_text()
-    old = json.loads(saved)
-    del old["noise_axis"], old["tap_order"]
-    try:
-        grid_file.write_text(json.dumps(old))
+    with older_grid_json(families):
         panel = grid_panel(qtbot, store, families.edm_probe)
-    finally:
-        grid_file.write_text(saved)
     rows = panel.heatmap.rows
     assert rows.box.isEnabled() and rows.noise.family == "edm"
     assert rows.log_snr[4] == pytest.approx(-2 * math.log(EDM().sigma(4)), abs=1e-6)
