@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .taps import NamedTaps
+
 FREQUENCY_DIM = 256       # the sinusoidal timestep embedding's width before its MLP
 LAYER_NORM_EPS = 1e-6
 
@@ -141,7 +143,7 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
-class DiT(nn.Module):
+class DiT(NamedTaps, nn.Module):
     """DiT over (in_channels, input_size, input_size) latents; argument names are those of the DiT code.
 
     `class_dropout_prob` only says that the null class was trained (it must be above 0: evaluation uses it).
@@ -164,7 +166,7 @@ class DiT(nn.Module):
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
         self.tap_names = tap_names(depth)
         self.tap_channels = {name: hidden_size for name in self.tap_names}
-        self._tap_order = {name: i for i, name in enumerate(self.tap_names)}
+        self.index_taps()
         self.initialize()
 
     def initialize(self) -> None:
@@ -193,13 +195,6 @@ class DiT(nn.Module):
         """Every block: a transformer has no encoder/decoder split, so `all` layers are all of them."""
         return list(self.tap_names)
 
-    def order_taps(self, names: Iterable[str]) -> list[str]:
-        """The given tap names in network order; unknown names raise KeyError naming them."""
-        names = list(dict.fromkeys(names))
-        unknown = [n for n in names if n not in self._tap_order]
-        if unknown:
-            raise KeyError(", ".join(unknown))
-        return sorted(names, key=self._tap_order.__getitem__)
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         """(N, tokens, p*p*C) -> (N, C, H, W)."""
@@ -216,9 +211,7 @@ class DiT(nn.Module):
                      ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
         """Run the network on latents x at timesteps t (N,) with labels y (None: the null class), collecting the
         named taps as (N, hidden, h, w); with need_output=False the pass stops after the deepest one."""
-        wanted = set(taps)
-        if wanted - self._tap_order.keys():
-            raise KeyError(", ".join(sorted(wanted - self._tap_order.keys())))
+        wanted = self.check_taps(taps)
         n = x.shape[0]
         t = t.reshape(-1).expand(n) if t.numel() == 1 else t
         if y is None:

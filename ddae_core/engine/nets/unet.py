@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import NORM_EPS, Downsample, MiddleBlock, ResampleRes, ResAttBlock, TimeEmbedding, Upsample, group_norm
+from .taps import NamedTaps
 
 
 def tap_names(network: dict) -> list[str]:
@@ -25,7 +26,7 @@ def tap_names(network: dict) -> list[str]:
             + [f"out_{i}" for i in range(1, levels * (n_blocks + 1) + 1)])
 
 
-class UNet(nn.Module):
+class UNet(NamedTaps, nn.Module):
     """The official UNet; the arguments after `attn_channels_per_head` switch it to other codebases' variants
     of the same layout: diffusers' DDPM (norm_eps 1e-6, out_norm_groups 32, downsample_padding asymmetric) and
     EDM's DDPM++ (those eps and groups, skip_scale sqrt(1/2), resample_shortcut, decoder_attn `last`: only
@@ -86,7 +87,7 @@ class UNet(nn.Module):
 
         self.tap_names, self.tap_channels = self._name_taps()
         assert self.tap_names == tap_names({"ch_mults": ch_mults, "n_blocks": n_blocks})
-        self._tap_order = {name: i for i, name in enumerate(self.tap_names)}
+        self.index_taps()
 
     def _name_taps(self) -> tuple[list[str], dict[str, int]]:
         names, channels = [], {}
@@ -106,13 +107,6 @@ class UNet(nn.Module):
     def decoder_taps(self) -> list[str]:
         return [n for n in self.tap_names if n.startswith("out_")]
 
-    def order_taps(self, names: Iterable[str]) -> list[str]:
-        """The given tap names in network order; unknown names raise KeyError naming them."""
-        names = list(dict.fromkeys(names))
-        unknown = [n for n in names if n not in self._tap_order]
-        if unknown:
-            raise KeyError(", ".join(unknown))
-        return sorted(names, key=self._tap_order.__getitem__)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, aug_label: torch.Tensor | None = None) -> torch.Tensor:
         out, _ = self.forward_taps(x, t, aug_label)
@@ -125,9 +119,7 @@ class UNet(nn.Module):
 
         With need_output=False the pass stops after the deepest requested tap and returns None as output.
         """
-        wanted = set(taps)
-        if wanted - self._tap_order.keys():
-            raise KeyError(", ".join(sorted(wanted - self._tap_order.keys())))
+        wanted = self.check_taps(taps)
         acts: dict[str, torch.Tensor] = {}
 
         def done() -> bool:
