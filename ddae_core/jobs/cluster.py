@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from ..engine.errors import UserError
-from ..rundir import CLUSTER_FILE, SLURM, atomic_write_text
+from ..rundir import CLUSTER_FILE, SLURM, atomic_write_text, read_json_dict
 
 LOCAL = "local"                   # the placement "this machine"
 LOCAL_LABEL = "this machine"
@@ -259,11 +259,7 @@ def check_placement(workspace: Path, name: str | None) -> str | None:
 # slurm.json: the run's placement and its Slurm jobs.
 def read_slurm(run_dir: Path) -> dict:
     """The run's slurm.json ({} when it has none or it cannot be read)."""
-    try:
-        data = json.loads((Path(run_dir) / SLURM).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_dict(Path(run_dir) / SLURM) or {}
 
 
 def write_slurm(run_dir: Path, data: dict) -> None:

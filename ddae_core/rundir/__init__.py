@@ -11,7 +11,7 @@ system find, create and read runs through it.
 
 from .atomic import atomic_write, atomic_write_bytes, atomic_write_text, fsync_dir, remove_dead_temps
 from .errors import RunDirError, UserError
-from .files import RunFiles, json_safe, read_meta, read_run, read_spec, write_meta
+from .files import RunFiles, json_safe, read_json_dict, read_meta, read_run, read_spec, write_meta
 from .jsonl import NewLines, complete_lines, ends_torn, read_new_lines
 from .layout import (
     CHECKPOINT_RE,
@@ -73,6 +73,6 @@ __all__ = [
     "lock_role", "remove_dead_temps", "waiting_lock",
     # runs, files, values, errors
     "DEVICE_REQUESTS", "MAX_GPUS", "PRIORITY_LIMIT", "RunDirError", "RunFiles", "UserError", "check_gpus",
-    "check_priority", "checkpoint_path", "create_run", "find_run", "json_safe", "list_checkpoints", "new_run_id",
+    "check_priority", "checkpoint_path", "create_run", "find_run", "json_safe", "read_json_dict", "list_checkpoints", "new_run_id",
     "read_meta", "read_run", "read_spec", "resolve_checkpoint", "resolve_workspace", "write_meta",
 ]

@@ -117,6 +117,16 @@ def _checked(check, value: Any, where: Path) -> int:
         raise RunDirError(f"{where}: {exc} Fix or remove that value.") from None
 
 
+def read_json_dict(path: Path) -> dict | None:
+    """A JSON object written whole (grid.json, a result file, a cache entry); None when it is absent, cannot be
+    read or parsed, or is not an object: the callers' "not written yet"."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def json_safe(value: Any) -> Any:
     """YAML values JSON cannot hold (dates, sets, tuples) as strings or lists."""
     if isinstance(value, dict):

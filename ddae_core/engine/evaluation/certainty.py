@@ -8,12 +8,11 @@ second draw of n images could plausibly have measured.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ...rundir import GRID, KNN_GRID
+from ...rundir import GRID, KNN_GRID, read_json_dict
 
 Z95 = 1.959964          # two-sided 95% normal quantile
 CHANCE_SIGMAS = 2.0     # a cell within chance + 2 sigma is indistinguishable from guessing
@@ -79,20 +78,12 @@ def fitted_levels(values: Iterable[float], n: int | None, marks: Iterable[float]
 
 def read_grid(run_dir: Path) -> dict | None:
     """A probe run's grid.json, or None before the grid is saved (or when it cannot be read)."""
-    try:
-        grid = json.loads((Path(run_dir) / GRID).read_text())
-    except (OSError, ValueError):
-        return None
-    return grid if isinstance(grid, dict) else None
+    return read_json_dict(Path(run_dir) / GRID)
 
 
 def read_knn(run_dir: Path) -> dict | None:
     """A fast grid's k-NN cells (knn_grid.json, instant.py), or None before they are written or without them."""
-    try:
-        knn = json.loads((Path(run_dir) / KNN_GRID).read_text())
-    except (OSError, ValueError):
-        return None
-    return knn if isinstance(knn, dict) else None
+    return read_json_dict(Path(run_dir) / KNN_GRID)
 
 
 def grid_sample(grid: dict | None) -> tuple[int | None, int | None]:

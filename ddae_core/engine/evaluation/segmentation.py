@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...rundir import ArtifactKind, RunStatus, atomic_write_text
+from ...rundir import ArtifactKind, RunStatus, atomic_write_text, read_json_dict
 from ..data.base import balanced_subset, resize_images
 from ..data.builtin import SHAPES, generate_masks, generate_shapes
 from ..data.specs import parse_spec
@@ -198,9 +198,6 @@ def segmentation_run(spec: SegmentationSpec, run_dir: Path, reporter, workspace:
 
 
 def read_segmentation(run_dir: Path) -> dict | None:
-    try:
-        result = json.loads((Path(run_dir) / SEGMENTATION_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return result if isinstance(result, dict) else None
+    """A segmentation run's segmentation.json, or None before it is written (or when it cannot be read)."""
+    return read_json_dict(Path(run_dir) / SEGMENTATION_FILE)
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...rundir import ArtifactKind, RunStatus, atomic_write_text, find_run, resolve_checkpoint
+from ...rundir import ArtifactKind, RunStatus, atomic_write_text, find_run, read_json_dict, resolve_checkpoint
 from ..checkpoint import load_model
 from ..errors import UserError
 from ..model import DDAEModel
@@ -119,11 +119,8 @@ def best_match(result: Mapping, layer: str, measure: str = "cka") -> tuple[str, 
 
 def read_similarity(run_dir: Path) -> dict | None:
     """A similarity run's similarity.json, or None before it is written (or when it cannot be read)."""
-    try:
-        result = json.loads((Path(run_dir) / SIMILARITY_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return result if isinstance(result, dict) and result.get("format") == FORMAT else None
+    result = read_json_dict(Path(run_dir) / SIMILARITY_FILE)
+    return result if result is not None and result.get("format") == FORMAT else None
 
 
 # The job.

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...rundir import ProcessLock, atomic_write_text
+from ...rundir import ProcessLock, atomic_write_text, read_json_dict
 from ..data import ImageData
 from ..errors import Stopped
 from ..reporting import Reporter
@@ -43,7 +43,6 @@ from .cache import (
     chunk_plan,
     latents_root,
     open_latent_cache,
-    read_json,
     size_text,
 )
 from .preprocess import RESOLUTION, native_views, resize_views
@@ -90,8 +89,8 @@ def build_latent_cache(vae: LatentVAE, train: ImageData, test: ImageData, *, dat
         cache = open_latent_cache(folder)      # the job we waited for may have finished it
         if cache is not None and cache.layout.get("key") == key:
             return cache
-        layout = read_json(folder / LAYOUT)
-        damaged = bool((read_json(folder / PROGRESS) or {}).get("complete"))   # complete, yet unreadable
+        layout = read_json_dict(folder / LAYOUT)
+        damaged = bool((read_json_dict(folder / PROGRESS) or {}).get("complete"))   # complete, yet unreadable
         if layout is None or layout.get("key") != key or damaged:
             chunk = chunk_images or max(1, min(CHUNK_IMAGES, _CHUNK_VALUES // train.images[0].numel()))
             layout = _start(folder, key, vae, train, test, chunk)
@@ -180,7 +179,7 @@ def _fill(folder: Path, layout: dict, vae: LatentVAE, train: ImageData, test: Im
     """Encode and write every chunk past the counted ones, counting each once it is on disk."""
     chunks = chunk_plan(layout)
     total = sum(stop - start for _, _, start, stop in chunks)
-    state = read_json(folder / PROGRESS) or {}
+    state = read_json_dict(folder / PROGRESS) or {}
     first, done = int(state.get("chunks_done", 0)), int(state.get("images_done", 0))
     _check_space(folder, layout, total - done)
     log.info(f"latent cache: encoding {total - done} of {total} images into {folder}")

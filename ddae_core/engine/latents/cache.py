@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...rundir import read_json_dict
 from ..data import ImageData, data_fingerprint
 from ..data.base import resolve_data_root
 from ..errors import UserError
@@ -105,7 +106,7 @@ def cache_folder(root: Path, key: dict) -> Path:
 def open_latent_cache(folder: str | Path) -> LatentCache | None:
     """The complete cache in `folder`, memory-mapped; None when absent, unfinished or damaged."""
     folder = Path(folder)
-    layout, state = read_json(folder / LAYOUT), read_json(folder / PROGRESS)
+    layout, state = read_json_dict(folder / LAYOUT), read_json_dict(folder / PROGRESS)
     if layout is None or state is None or not state.get("complete"):
         return None
     try:
@@ -127,10 +128,10 @@ def list_latent_caches(data_root: str | Path | None = None) -> list[CacheInfo]:
     root = latents_root(data_root)
     found = []
     for folder in sorted(root.iterdir()) if root.is_dir() else ():
-        layout = read_json(folder / LAYOUT)
+        layout = read_json_dict(folder / LAYOUT)
         if layout is None:
             continue
-        state = read_json(folder / PROGRESS) or {}
+        state = read_json_dict(folder / PROGRESS) or {}
         total = sum(stop - start for _, _, start, stop in chunk_plan(layout))
         done = total if state.get("complete") else int(state.get("images_done", 0))
         found.append(CacheInfo(folder, layout, done, total, folder_size(folder)))
@@ -163,9 +164,3 @@ def size_text(n_bytes: float) -> str:
     raise AssertionError("unreachable")
 
 
-def read_json(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
