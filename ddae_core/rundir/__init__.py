@@ -73,6 +73,6 @@ __all__ = [
     "lock_role", "remove_dead_temps", "waiting_lock",
     # runs, files, values, errors
     "DEVICE_REQUESTS", "MAX_GPUS", "PRIORITY_LIMIT", "RunDirError", "RunFiles", "UserError", "check_gpus",
-    "check_priority", "checkpoint_path", "create_run", "find_run", "json_safe", "read_json_dict", "list_checkpoints", "new_run_id",
-    "read_meta", "read_run", "read_spec", "resolve_checkpoint", "resolve_workspace", "write_meta",
+    "check_priority", "checkpoint_path", "create_run", "find_run", "json_safe", "list_checkpoints", "new_run_id",
+    "read_json_dict", "read_meta", "read_run", "read_spec", "resolve_checkpoint", "resolve_workspace", "write_meta",
 ]
