@@ -8,11 +8,11 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from ddae_core.engine.errors import ConfigError, UserError
+from ddae_core.engine.errors import ConfigError
 from ddae_core.engine.spec.grid import Axis, is_grid, parse_values
 from ddae_core.jobs.grid_sweep import GRID_KINDS, grid_specs, parse_grid, value_kind
 
-from .fields import FieldRow, message_of, parse_number
+from .fields import FieldRow, parse_number
 from .kinds import KindForm, gpus_for, point_build
 
 log = logging.getLogger(__name__)
@@ -117,20 +117,13 @@ class GridSweepForm:
     def _submit_sweep(self, specs: list[dict]) -> str | None:
         """Queue a grid's specs as one sweep (tagged sweep:NAME); returns its first run's id."""
         name = (self.values().get("grid_name") or "").strip() or None
-        try:
-            tag, run_ids = self.launcher.submit_sweep(specs, name, form_axes(self.kind, self.rows), seeds_of(self.rows),
-                                                      priority=int(self.values().get("priority") or 0),
-                                                      cluster=self.run_on.currentData())
-        except ConfigError as exc:
-            self.mark(exc.field, message_of(exc))
+        queued = self.queueing(lambda: self.launcher.submit_sweep(
+            specs, name, form_axes(self.kind, self.rows), seeds_of(self.rows),
+            priority=int(self.values().get("priority") or 0), cluster=self.run_on.currentData()),
+            "Nothing more was queued")
+        if queued is None:
             return None
-        except (UserError, ValueError, LookupError, OSError) as exc:
-            self.show_message(f"Nothing more was queued: {exc}", error=True)
-            return None
-        except Exception as exc:      # never a traceback dialog; the log keeps it
-            log.exception("Queueing a sweep failed")
-            self.show_message(f"Nothing more was queued: {exc.__class__.__name__}: {exc}", error=True)
-            return None
+        tag, run_ids = queued
         where = f" for cluster {self.run_on.currentData()}" if self.run_on.currentData() else ""
         self.show_message(f"Queued {len(run_ids)} runs as one sweep, tagged {tag}{where}.")
         for run_id in run_ids:

@@ -337,24 +337,31 @@ class LaunchForm(GridSweepForm, QWidget):
         if len(specs) > 1:
             return self._submit_sweep(specs)
         spec = specs[0]
-        try:
-            run_id = self.launcher.submit(spec, priority=int(self.values().get("priority") or 0),
-                                          cluster=self.run_on.currentData(),
-                                          name_chosen=bool((self.values().get("name") or "").strip()))
-        except NameTaken as exc:
-            self.mark("name", str(exc))
-            return None
-        except (UserError, ValueError, LookupError, OSError) as exc:
-            self.show_message(f"Nothing was queued: {exc}", error=True)
-            return None
-        except Exception as exc:      # never a traceback dialog; the log keeps it
-            log.exception("Queueing failed")
-            self.show_message(f"Nothing was queued: {exc.__class__.__name__}: {exc}", error=True)
+        run_id = self.queueing(lambda: self.launcher.submit(
+            spec, priority=int(self.values().get("priority") or 0), cluster=self.run_on.currentData(),
+            name_chosen=bool((self.values().get("name") or "").strip())), "Nothing was queued")
+        if run_id is None:
             return None
         where = f" for cluster {self.run_on.currentData()}" if self.run_on.currentData() else ""
         self.show_message(f"Queued {spec.get('name') or run_id} ({run_id}){where}.")
         self.queued.emit(run_id)
         return run_id
+
+    def queueing(self, queue, nothing: str):
+        """queue() through the one door, or None with nothing queued: a bad value or a taken name marks its
+        field, anything else is one sentence starting with `nothing` (never a traceback dialog; the log keeps it)."""
+        try:
+            return queue()
+        except ConfigError as exc:
+            self.mark(exc.field, message_of(exc))
+        except NameTaken as exc:
+            self.mark("name", str(exc))
+        except (UserError, ValueError, LookupError, OSError) as exc:
+            self.show_message(f"{nothing}: {exc}", error=True)
+        except Exception as exc:
+            log.exception(nothing)
+            self.show_message(f"{nothing}: {exc.__class__.__name__}: {exc}", error=True)
+        return None
 
     def mark(self, field: str, message: str) -> None:
         """Show `message` at the widget of `field` (the form's message line if no widget holds it)."""
